@@ -1,0 +1,1 @@
+"""The service core: image operations independent of gRPC, HTTP and docker-py."""

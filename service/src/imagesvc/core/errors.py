@@ -1,0 +1,91 @@
+"""Error kinds of the core, independent of any transport (like containerd's errdefs).
+
+Each error carries a machine-readable reason (sent as google.rpc.ErrorInfo.reason)
+and a message a person can act on. Transports map the kinds to their own codes in
+one table each; nothing else decides status codes.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    IMAGE_NOT_FOUND = "IMAGE_NOT_FOUND"
+    INVALID_REFERENCE = "INVALID_REFERENCE"
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    INVALID_PAGE_TOKEN = "INVALID_PAGE_TOKEN"  # noqa: S105 (a reason, not a secret)
+    INVALID_BUILD_OPTIONS = "INVALID_BUILD_OPTIONS"
+    INVALID_BUILD_CONTEXT = "INVALID_BUILD_CONTEXT"
+    BUILD_CONTEXT_TOO_LARGE = "BUILD_CONTEXT_TOO_LARGE"
+    BUILD_FAILED = "BUILD_FAILED"
+    REGISTRY_UNAUTHENTICATED = "REGISTRY_UNAUTHENTICATED"
+    REGISTRY_DENIED = "REGISTRY_DENIED"
+    REGISTRY_UNAVAILABLE = "REGISTRY_UNAVAILABLE"
+    IMAGE_IN_USE = "IMAGE_IN_USE"
+    CONFLICT = "CONFLICT"
+    DAEMON_UNAVAILABLE = "DAEMON_UNAVAILABLE"
+    DAEMON_TIMEOUT = "DAEMON_TIMEOUT"
+    ENGINE_ERROR = "ENGINE_ERROR"
+
+
+class ImageServiceError(Exception):
+    """Base of every error the core reports to a caller."""
+
+    default_reason = Reason.ENGINE_ERROR
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: Reason | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason or self.default_reason
+        self.metadata = dict(metadata or {})
+
+    def with_message(self, message: str) -> ImageServiceError:
+        """The same kind of error with another message (used to redact or add context)."""
+        clone = type(self)(message, reason=self.reason, metadata=self.metadata)
+        clone.__cause__ = self.__cause__
+        return clone
+
+
+class NotFoundError(ImageServiceError):
+    default_reason = Reason.IMAGE_NOT_FOUND
+
+
+class InvalidArgumentError(ImageServiceError):
+    default_reason = Reason.INVALID_ARGUMENT
+
+
+class UnauthenticatedError(ImageServiceError):
+    default_reason = Reason.REGISTRY_UNAUTHENTICATED
+
+
+class PermissionDeniedError(ImageServiceError):
+    default_reason = Reason.REGISTRY_DENIED
+
+
+class FailedPreconditionError(ImageServiceError):
+    default_reason = Reason.IMAGE_IN_USE
+
+
+class ResourceExhaustedError(ImageServiceError):
+    default_reason = Reason.BUILD_CONTEXT_TOO_LARGE
+
+
+class UnavailableError(ImageServiceError):
+    default_reason = Reason.DAEMON_UNAVAILABLE
+
+
+class DeadlineExceededError(ImageServiceError):
+    default_reason = Reason.DAEMON_TIMEOUT
+
+
+class EngineError(ImageServiceError):
+    """The Engine failed in a way no other kind describes."""
+
+    default_reason = Reason.ENGINE_ERROR

@@ -1,0 +1,193 @@
+"""Plain data the core works with; transports convert these to and from their wire types."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryAuth:
+    """Credentials for one registry. Secrets are left out of repr so they never reach a log."""
+
+    username: str = ""
+    password: str = field(default="", repr=False)
+    server_address: str = ""
+    identity_token: str = field(default="", repr=False)
+    registry_token: str = field(default="", repr=False)
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.username or self.password or self.identity_token or self.registry_token)
+
+    def secrets(self) -> tuple[str, ...]:
+        """The secret values, to scrub from any text that leaves the service."""
+        return tuple(s for s in (self.password, self.identity_token, self.registry_token) if s)
+
+    def engine_document(self) -> dict[str, str]:
+        """The Engine's AuthConfig document (X-Registry-Auth / POST /auth body)."""
+        doc = {
+            "username": self.username,
+            "password": self.password,
+            "serveraddress": self.server_address,
+            "identitytoken": self.identity_token,
+            "registrytoken": self.registry_token,
+        }
+        return {key: value for key, value in doc.items() if value}
+
+
+@dataclass(frozen=True, slots=True)
+class Healthcheck:
+    test: tuple[str, ...] = ()
+    interval_ns: int = 0
+    timeout_ns: int = 0
+    start_period_ns: int = 0
+    retries: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ImageConfig:
+    env: tuple[str, ...] = ()
+    cmd: tuple[str, ...] = ()
+    entrypoint: tuple[str, ...] = ()
+    working_dir: str = ""
+    user: str = ""
+    exposed_ports: tuple[str, ...] = ()
+    volumes: tuple[str, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
+    stop_signal: str = ""
+    healthcheck: Healthcheck | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    id: str
+    repo_tags: tuple[str, ...] = ()
+    repo_digests: tuple[str, ...] = ()
+    parent: str = ""
+    created: datetime | None = None
+    author: str = ""
+    comment: str = ""
+    architecture: str = ""
+    os: str = ""
+    variant: str = ""
+    size: int = 0
+    config: ImageConfig | None = None
+    root_fs_layers: tuple[str, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
+    containers: int = -1
+    docker_version: str = ""
+    inspect_json: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    id: str
+    created: datetime | None
+    created_by: str
+    size: int
+    tags: tuple[str, ...]
+    comment: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImageFilter:
+    references: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()
+    dangling: bool | None = None
+    before: str = ""
+    since: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePage:
+    images: tuple[Image, ...]
+    next_page_token: str
+    total_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class LayerProgress:
+    layer_id: str
+    state: str
+    current: int = 0
+    total: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TransferProgress:
+    layers: tuple[LayerProgress, ...]
+    bytes_done: int
+    bytes_total: int
+    layers_done: int
+    layers_total: int
+    status: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PullResult:
+    image_id: str
+    digest: str
+    reference: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class PushResult:
+    digest: str
+    size: int
+    tag: str
+    reference: str
+
+
+@dataclass(frozen=True, slots=True)
+class TagResult:
+    id: str
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
+class BuildOptions:
+    tags: tuple[str, ...] = ()
+    dockerfile: str = ""
+    build_args: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    target: str = ""
+    no_cache: bool = False
+    pull: bool = False
+    platform: str = ""
+    network_mode: str = ""
+    registry_auths: tuple[RegistryAuth, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BuildResult:
+    image_id: str
+    tags: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveResult:
+    untagged: tuple[str, ...]
+    deleted: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PruneOptions:
+    all: bool = False
+    labels: tuple[str, ...] = ()
+    exclude_labels: tuple[str, ...] = ()
+    until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PruneResult:
+    deleted: tuple[str, ...]
+    untagged: tuple[str, ...]
+    space_reclaimed_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuthCheckResult:
+    status: str
+    identity_token: str = field(default="", repr=False)

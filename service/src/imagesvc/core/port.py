@@ -1,0 +1,78 @@
+"""The seam between the core and the Docker Engine (like httpx's transport base).
+
+The real implementation is imagesvc.docker_adapter; unit tests use a fake. Every
+method blocks, returns the Engine's own JSON documents, and raises only core
+errors (imagesvc.core.errors). The core runs these calls in a bounded thread pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import IO, Any, Protocol
+
+from imagesvc.core.models import RegistryAuth
+
+JsonDocument = dict[str, Any]
+
+
+class EngineStream(Protocol):
+    """A streamed Engine response (pull, push, build): decoded JSON messages.
+
+    `close()` may be called from another thread while a read blocks; it aborts the
+    HTTP response, which makes the daemon stop the work, and ends the iteration.
+    """
+
+    def __iter__(self) -> Iterator[JsonDocument]: ...
+
+    def __next__(self) -> JsonDocument: ...
+
+    def close(self) -> None: ...
+
+
+class BuildRequest(Protocol):
+    """What the adapter needs to start a build (validated by the core)."""
+
+    tags: Sequence[str]
+    dockerfile: str
+    build_args: Mapping[str, str]
+    labels: Mapping[str, str]
+    target: str
+    no_cache: bool
+    pull: bool
+    platform: str
+    network_mode: str
+    registry_auths: Sequence[RegistryAuth]
+
+
+class DockerPort(Protocol):
+    def ping(self) -> bool:
+        """True when the daemon answers /_ping; never raises."""
+        ...
+
+    def version(self) -> JsonDocument: ...
+
+    def list_images(self, *, all: bool, filters: Mapping[str, list[str]]) -> list[JsonDocument]:
+        """One GET /images/json call."""
+        ...
+
+    def inspect_image(self, image: str) -> JsonDocument: ...
+
+    def image_history(self, image: str) -> list[JsonDocument]: ...
+
+    def pull(
+        self, name: str, tag_or_digest: str, *, platform: str, auth: RegistryAuth | None
+    ) -> EngineStream: ...
+
+    def push(self, name: str, tag: str, *, auth: RegistryAuth | None) -> EngineStream: ...
+
+    def tag(self, source: str, repository: str, tag: str) -> None: ...
+
+    def build(self, context: IO[bytes], *, gzip: bool, request: BuildRequest) -> EngineStream: ...
+
+    def remove_image(self, image: str, *, force: bool, no_prune: bool) -> list[JsonDocument]: ...
+
+    def prune_images(self, filters: Mapping[str, list[str]]) -> JsonDocument: ...
+
+    def check_auth(self, auth: RegistryAuth) -> JsonDocument:
+        """POST /auth with these credentials; never stores them."""
+        ...

@@ -1,0 +1,156 @@
+"""Docker image references: parsing, validation and normalisation.
+
+Follows the grammar of distribution/reference:
+    reference := name [ ":" tag ] [ "@" digest ]
+    name      := [domain "/"] path-component ["/" path-component]*
+A name's first component is a registry domain when it contains "." or ":", is
+"localhost", or has an upper-case letter; otherwise the image lives on Docker Hub.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from imagesvc.core.errors import InvalidArgumentError, Reason
+
+DEFAULT_DOMAIN = "docker.io"
+DEFAULT_TAG = "latest"
+_MAX_NAME_LENGTH = 255
+
+_PATH_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = re.compile(
+    rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?"
+)
+_TAG = re.compile(r"[\w][\w.-]{0,127}")
+_DIGEST = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}")
+_IMAGE_ID = re.compile(r"(?:sha256:)?[0-9a-f]{1,64}")
+_PLATFORM = re.compile(r"[a-z0-9_]+(?:/[a-z0-9_]+(?:/[a-z0-9_.]+)?)?")
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """A parsed reference. `domain` is empty when the text named none (Docker Hub)."""
+
+    domain: str
+    path: str
+    tag: str = ""
+    digest: str = ""
+
+    @property
+    def name(self) -> str:
+        """The repository as written: domain (if any) and path, no tag or digest."""
+        return f"{self.domain}/{self.path}" if self.domain else self.path
+
+    @property
+    def full_name(self) -> str:
+        """The repository with Docker Hub made explicit: docker.io/library/busybox."""
+        if self.domain:
+            return self.name
+        path = self.path if "/" in self.path else f"library/{self.path}"
+        return f"{DEFAULT_DOMAIN}/{path}"
+
+    @property
+    def registry(self) -> str:
+        return self.domain or DEFAULT_DOMAIN
+
+    def with_default_tag(self) -> Reference:
+        """This reference, with ":latest" when it names neither a tag nor a digest."""
+        if self.tag or self.digest:
+            return self
+        return Reference(self.domain, self.path, DEFAULT_TAG, "")
+
+    def __str__(self) -> str:
+        text = self.name
+        if self.tag:
+            text += f":{self.tag}"
+        if self.digest:
+            text += f"@{self.digest}"
+        return text
+
+    def normalized(self) -> str:
+        """The fully-qualified form: docker.io/library/busybox:latest."""
+        text = self.full_name
+        if self.tag:
+            text += f":{self.tag}"
+        if self.digest:
+            text += f"@{self.digest}"
+        return text
+
+
+def _invalid(text: str, why: str) -> InvalidArgumentError:
+    return InvalidArgumentError(
+        f"invalid image reference {text!r}: {why}",
+        reason=Reason.INVALID_REFERENCE,
+        metadata={"reference": text[:256]},
+    )
+
+
+def parse_reference(text: str) -> Reference:
+    """Parses `[domain/]path[:tag][@digest]`, raising INVALID_REFERENCE with the cause."""
+    if not text or not text.strip():
+        raise _invalid(text, "it is empty")
+    if text != text.strip() or any(ch.isspace() for ch in text):
+        raise _invalid(text, "it contains white space")
+    remainder, _, digest = text.partition("@")
+    if digest and not _DIGEST.fullmatch(digest):
+        raise _invalid(text, "the digest must look like sha256:<64 hex digits>")
+    tag = ""
+    slash = remainder.rfind("/")
+    colon = remainder.rfind(":")
+    if colon > slash:
+        remainder, tag = remainder[:colon], remainder[colon + 1 :]
+        if not _TAG.fullmatch(tag):
+            raise _invalid(
+                text, "a tag is 1 to 128 letters, digits, '_', '.' or '-', not starting with those"
+            )
+    if not remainder:
+        raise _invalid(text, "it has no repository name")
+    domain = ""
+    first, sep, rest = remainder.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost" or first != first.lower()):
+        if not _DOMAIN.fullmatch(first):
+            raise _invalid(text, f"{first!r} is not a valid registry host[:port]")
+        domain, remainder = first, rest
+    for component in remainder.split("/"):
+        if not _PATH_COMPONENT.fullmatch(component):
+            raise _invalid(
+                text,
+                "repository names are lower-case letters, digits and separators ('.', '_', '-')"
+                f" between them; {component!r} is not",
+            )
+    reference = Reference(domain, remainder, tag, digest)
+    if len(reference.name) > _MAX_NAME_LENGTH:
+        raise _invalid(text, f"the repository name is longer than {_MAX_NAME_LENGTH} characters")
+    return reference
+
+
+def parse_tag_target(text: str) -> Reference:
+    """A name to tag or build as: `repository[:tag]`, default tag latest, no digest."""
+    reference = parse_reference(text)
+    if reference.digest:
+        raise _invalid(text, "a tag target cannot contain a digest")
+    return reference.with_default_tag()
+
+
+def is_image_id(text: str) -> bool:
+    return bool(_IMAGE_ID.fullmatch(text))
+
+
+def validate_image_identifier(text: str) -> str:
+    """Accepts an image id (full or prefix, with or without sha256:) or a reference."""
+    if is_image_id(text):
+        return text
+    parse_reference(text)
+    return text
+
+
+def validate_platform(text: str) -> str:
+    """Empty, or `os[/arch[/variant]]` in lower case."""
+    if text and not _PLATFORM.fullmatch(text):
+        raise InvalidArgumentError(
+            f"invalid platform {text!r}: expected os/arch[/variant], e.g. linux/amd64",
+            reason=Reason.INVALID_ARGUMENT,
+        )
+    return text

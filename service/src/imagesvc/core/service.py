@@ -1,0 +1,335 @@
+"""ImageCore: every image operation, transport-neutral and asynchronous.
+
+Blocking Engine calls run in a bounded thread pool so one process can serve gRPC,
+REST and metrics on one event loop. Streams (pull, push, build) are read one
+message per pool hop, which gives natural back-pressure, and their Engine response
+is closed whenever the consumer stops early (cancellation, deadline, error), which
+makes the daemon stop the work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import re
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from imagesvc.core import documents
+from imagesvc.core.build_context import ContextLimits, check_context, spool_context
+from imagesvc.core.build_options import validate_build_options
+from imagesvc.core.engine_errors import classify_engine_message
+from imagesvc.core.errors import EngineError, InvalidArgumentError, Reason
+from imagesvc.core.models import (
+    AuthCheckResult,
+    BuildOptions,
+    BuildResult,
+    HistoryEntry,
+    Image,
+    ImageFilter,
+    ImagePage,
+    PruneOptions,
+    PruneResult,
+    PullResult,
+    PushResult,
+    RegistryAuth,
+    RemoveResult,
+    TagResult,
+    TransferProgress,
+)
+from imagesvc.core.paging import page_window, query_fingerprint, sort_key
+from imagesvc.core.port import DockerPort, EngineStream, JsonDocument
+from imagesvc.core.progress import TransferTracker
+from imagesvc.core.redaction import redacting_errors
+from imagesvc.core.references import (
+    parse_reference,
+    parse_tag_target,
+    validate_image_identifier,
+    validate_platform,
+)
+
+T = TypeVar("T")
+
+_PUSH_DIGEST_LINE = re.compile(
+    r"(?P<tag>\S+): digest: (?P<digest>sha256:[0-9a-f]{64}) size: (?P<size>\d+)"
+)
+_PULL_DIGEST_LINE = re.compile(r"Digest: (?P<digest>sha256:[0-9a-f]{64})")
+_BUILD_STEP_LINE = re.compile(r"^Step \d+/\d+ : .*$", re.MULTILINE)
+_END = object()
+
+
+@dataclass(frozen=True, slots=True)
+class CoreSettings:
+    build_context: ContextLimits
+    progress_interval_seconds: float = 0.1
+
+
+def _stream_error(message: JsonDocument) -> str | None:
+    """The failure text of an in-stream Engine error message, or None."""
+    detail = message.get("errorDetail")
+    if isinstance(detail, dict) and detail.get("message"):
+        return str(detail["message"])
+    error = message.get("error")
+    return str(error) if error else None
+
+
+class ImageCore:
+    def __init__(self, port: DockerPort, executor: Executor, settings: CoreSettings) -> None:
+        self._port = port
+        self._executor = executor
+        self._settings = settings
+
+    async def _call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+
+    async def _messages(self, stream: EngineStream) -> AsyncIterator[JsonDocument]:
+        """The stream's messages; closes the Engine response however iteration ends."""
+        try:
+            while True:
+                message = await self._call(next, stream, _END)
+                if message is _END:
+                    return
+                yield message
+        finally:
+            stream.close()
+
+    # Health -------------------------------------------------------------------------
+
+    async def ping(self) -> bool:
+        return await self._call(self._port.ping)
+
+    # Reads --------------------------------------------------------------------------
+
+    async def list_images(
+        self, image_filter: ImageFilter, *, all: bool, page_size: int, page_token: str
+    ) -> ImagePage:
+        filters: dict[str, list[str]] = {}
+        if image_filter.references:
+            filters["reference"] = list(image_filter.references)
+        if image_filter.labels:
+            filters["label"] = list(image_filter.labels)
+        if image_filter.dangling is not None:
+            filters["dangling"] = ["true" if image_filter.dangling else "false"]
+        for key, value in (("before", image_filter.before), ("since", image_filter.since)):
+            if value:
+                filters[key] = [validate_image_identifier(value)]
+        fingerprint = query_fingerprint(filters, all)
+        # Validate the token before spending an Engine call on the list.
+        page_window((), page_size=page_size, page_token=page_token, fingerprint=fingerprint)
+        summaries = await self._call(self._port.list_images, all=all, filters=filters)
+        summaries.sort(key=lambda s: sort_key(documents.created_unix(s), str(s.get("Id", ""))))
+        keys = [sort_key(documents.created_unix(s), str(s.get("Id", ""))) for s in summaries]
+        window = page_window(
+            keys, page_size=page_size, page_token=page_token, fingerprint=fingerprint
+        )
+        images = tuple(
+            documents.image_from_summary(s) for s in summaries[window.start : window.stop]
+        )
+        return ImagePage(images, window.next_token, len(summaries))
+
+    async def get_image(self, image: str) -> Image:
+        document = await self._call(self._port.inspect_image, validate_image_identifier(image))
+        return documents.image_from_inspect(document)
+
+    async def image_history(self, image: str) -> tuple[HistoryEntry, ...]:
+        entries = await self._call(self._port.image_history, validate_image_identifier(image))
+        return documents.history_from_engine(entries)
+
+    # Writes -------------------------------------------------------------------------
+
+    async def tag_image(self, source: str, target: str) -> TagResult:
+        validate_image_identifier(source)
+        reference = parse_tag_target(target)
+        await self._call(self._port.tag, source, reference.name, reference.tag)
+        document = await self._call(self._port.inspect_image, str(reference))
+        return TagResult(id=str(document.get("Id", "")), target=str(reference))
+
+    async def remove_image(self, image: str, *, force: bool, no_prune: bool) -> RemoveResult:
+        items = await self._call(
+            self._port.remove_image,
+            validate_image_identifier(image),
+            force=force,
+            no_prune=no_prune,
+        )
+        return RemoveResult(
+            untagged=tuple(str(i["Untagged"]) for i in items if i.get("Untagged")),
+            deleted=tuple(str(i["Deleted"]) for i in items if i.get("Deleted")),
+        )
+
+    async def prune_images(self, options: PruneOptions) -> PruneResult:
+        filters: dict[str, list[str]] = {"dangling": ["false" if options.all else "true"]}
+        if options.labels:
+            filters["label"] = list(options.labels)
+        if options.exclude_labels:
+            filters["label!"] = list(options.exclude_labels)
+        if options.until is not None:
+            filters["until"] = [str(int(options.until.timestamp()))]
+        report = await self._call(self._port.prune_images, filters)
+        items = report.get("ImagesDeleted") or []
+        return PruneResult(
+            deleted=tuple(str(i["Deleted"]) for i in items if i.get("Deleted")),
+            untagged=tuple(str(i["Untagged"]) for i in items if i.get("Untagged")),
+            space_reclaimed_bytes=int(report.get("SpaceReclaimed") or 0),
+        )
+
+    async def check_registry_auth(self, auth: RegistryAuth) -> AuthCheckResult:
+        with redacting_errors(auth.secrets()):
+            if auth.is_empty:
+                raise InvalidArgumentError(
+                    "auth needs a username and password, an identity token or a registry token",
+                    reason=Reason.INVALID_ARGUMENT,
+                )
+            answer = await self._call(self._port.check_auth, auth)
+        return AuthCheckResult(
+            status=str(answer.get("Status") or ""),
+            identity_token=str(answer.get("IdentityToken") or ""),
+        )
+
+    # Streams ------------------------------------------------------------------------
+
+    async def pull_image(
+        self, reference_text: str, *, platform: str, auth: RegistryAuth | None
+    ) -> AsyncIterator[TransferProgress | PullResult]:
+        # No tag or digest means :latest, never every tag of the repository.
+        reference = parse_reference(reference_text).with_default_tag()
+        validate_platform(platform)
+        secrets = auth.secrets() if auth else ()
+        tracker = TransferTracker(
+            pushing=False, min_interval=self._settings.progress_interval_seconds
+        )
+        with redacting_errors(secrets):
+            stream = await self._call(
+                self._port.pull,
+                reference.name,
+                reference.digest or reference.tag,
+                platform=platform,
+                auth=auth,
+            )
+            async for message in self._messages(stream):
+                error = _stream_error(message)
+                if error is not None:
+                    raise classify_engine_message(error)
+                progress = tracker.feed(message)
+                if progress is not None:
+                    yield progress
+            final = tracker.flush()
+            if final is not None:
+                yield final
+            document = await self._call(self._port.inspect_image, str(reference))
+        digest = next(
+            (
+                m.group("digest")
+                for line in tracker.status_lines
+                if (m := _PULL_DIGEST_LINE.search(line))
+            ),
+            reference.digest,
+        )
+        status = next(
+            (line for line in reversed(tracker.status_lines) if line.startswith("Status:")), ""
+        )
+        yield PullResult(
+            image_id=str(document.get("Id", "")),
+            digest=digest,
+            reference=reference.normalized(),
+            status=status.removeprefix("Status: "),
+        )
+
+    async def push_image(
+        self, reference_text: str, *, auth: RegistryAuth | None
+    ) -> AsyncIterator[TransferProgress | PushResult]:
+        reference = parse_reference(reference_text)
+        if reference.digest:
+            raise InvalidArgumentError(
+                f"cannot push {reference_text!r}: push a tag, not a digest",
+                reason=Reason.INVALID_REFERENCE,
+            )
+        reference = reference.with_default_tag()
+        secrets = auth.secrets() if auth else ()
+        tracker = TransferTracker(
+            pushing=True, min_interval=self._settings.progress_interval_seconds
+        )
+        with redacting_errors(secrets):
+            stream = await self._call(self._port.push, reference.name, reference.tag, auth=auth)
+            async for message in self._messages(stream):
+                error = _stream_error(message)
+                if error is not None:
+                    raise classify_engine_message(error)
+                progress = tracker.feed(message)
+                if progress is not None:
+                    yield progress
+            final = tracker.flush()
+            if final is not None:
+                yield final
+        yield self._push_result(reference.name, reference.tag, tracker)
+
+    @staticmethod
+    def _push_result(name: str, tag: str, tracker: TransferTracker) -> PushResult:
+        aux = tracker.aux
+        if aux.get("Digest"):
+            return PushResult(
+                digest=str(aux["Digest"]),
+                size=int(aux.get("Size") or 0),
+                tag=str(aux.get("Tag") or tag),
+                reference=f"{name}:{tag}",
+            )
+        # Engines that send no aux message still print "<tag>: digest: sha256:... size: N".
+        for line in reversed(tracker.status_lines):
+            match = _PUSH_DIGEST_LINE.search(line)
+            if match:
+                return PushResult(
+                    digest=match.group("digest"),
+                    size=int(match.group("size")),
+                    tag=match.group("tag"),
+                    reference=f"{name}:{tag}",
+                )
+        raise EngineError(
+            f"the Engine finished pushing {name}:{tag} without reporting a digest",
+            reason=Reason.ENGINE_ERROR,
+        )
+
+    async def build_image(
+        self, options: BuildOptions, context_chunks: AsyncIterator[bytes]
+    ) -> AsyncIterator[str | BuildResult]:
+        options = validate_build_options(options)
+        secrets = tuple(s for auth in options.registry_auths for s in auth.secrets())
+        context = await spool_context(context_chunks, self._settings.build_context)
+        last_step = ""
+        image_id = ""
+        try:
+            gzipped = await self._call(check_context, context.file, options.dockerfile)
+            with redacting_errors(secrets):
+                stream = await self._call(
+                    self._port.build, context.file, gzip=gzipped, request=options
+                )
+                async for message in self._messages(stream):
+                    error = _stream_error(message)
+                    if error is not None:
+                        failure = classify_engine_message(error, building=True)
+                        if last_step and failure.reason is Reason.BUILD_FAILED:
+                            failure = failure.with_message(f"{last_step.strip()}: {error.strip()}")
+                        raise failure
+                    aux = message.get("aux")
+                    if isinstance(aux, dict) and aux.get("ID"):
+                        image_id = str(aux["ID"])
+                    text = message.get("stream") or message.get("status")
+                    if text:
+                        text = str(text)
+                        steps = _BUILD_STEP_LINE.findall(text)
+                        if steps:
+                            last_step = steps[-1]
+                        yield text
+        finally:
+            context.close()
+        if not image_id and options.tags:
+            # Only older Engines omit the aux message; ask the Engine, never scrape the log.
+            document = await self._call(self._port.inspect_image, options.tags[0])
+            image_id = str(document.get("Id", ""))
+        if not image_id:
+            raise EngineError(
+                "the Engine finished the build without reporting the image id",
+                reason=Reason.ENGINE_ERROR,
+            )
+        yield BuildResult(image_id=image_id, tags=options.tags)
