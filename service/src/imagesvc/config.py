@@ -1,0 +1,55 @@
+"""Settings of a running service, from command-line flags and IMAGESVC_* variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from typing import Any
+
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    grpc_address: str = "0.0.0.0:50051"
+    # Reserved for the REST gateway and /metrics, which share this process.
+    http_address: str = "0.0.0.0:8080"
+    docker_host: str = DEFAULT_DOCKER_HOST
+    # Read timeout of unary Engine calls; streams are bounded by the RPC deadline instead.
+    docker_timeout_seconds: float = 60.0
+    # Threads running blocking docker-py calls; a pull, push or build holds one per read.
+    docker_workers: int = 32
+    build_context_max_bytes: int = 512 * 1024 * 1024
+    build_context_memory_bytes: int = 4 * 1024 * 1024
+    build_spool_dir: str | None = None
+    max_message_bytes: int = 8 * 1024 * 1024
+    health_interval_seconds: float = 2.0
+    shutdown_grace_seconds: float = 20.0
+    progress_interval_seconds: float = 0.1
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then IMAGESVC_<FIELD> variables (and DOCKER_HOST), then overrides."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        if env.get("DOCKER_HOST"):
+            values["docker_host"] = env["DOCKER_HOST"]
+        for field in fields(cls):
+            raw = env.get(f"IMAGESVC_{field.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            default = field.default
+            try:
+                if isinstance(default, bool):
+                    values[field.name] = raw.lower() in ("1", "true", "yes", "on")
+                elif isinstance(default, int):
+                    values[field.name] = int(raw)
+                elif isinstance(default, float):
+                    values[field.name] = float(raw)
+                else:
+                    values[field.name] = raw
+            except ValueError as exc:
+                raise ValueError(f"IMAGESVC_{field.name.upper()}={raw!r}: {exc}") from exc
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        return cls(**values)

@@ -1,0 +1,331 @@
+"""The Docker Engine behind the core's DockerPort, through docker-py.
+
+The only module that imports docker. It uses docker-py's low-level APIClient and,
+for pull, push and build, builds the Engine request itself so that it (a) keeps the
+HTTP response, to close it when the caller goes away, (b) sends registry
+credentials per request and never reads or stores any on the shared client, and
+(c) checks for errors inside the 200 stream (docker-py's push does not).
+
+Errors: `_translate_errors` is the one table from docker-py/requests exceptions to
+core errors; Engine error text goes through core.engine_errors.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import socket
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import IO, Any
+
+import docker
+import docker.errors
+import requests
+
+from imagesvc.core.engine_errors import classify_engine_message
+from imagesvc.core.errors import (
+    DeadlineExceededError,
+    EngineError,
+    ImageServiceError,
+    Reason,
+    UnavailableError,
+)
+from imagesvc.core.models import RegistryAuth
+from imagesvc.core.port import BuildRequest, JsonDocument
+
+log = logging.getLogger(__name__)
+
+# The API version used until the daemon has been asked for its own: docker-py's
+# "auto" would need a reachable daemon at start-up, and this service must start
+# (and report NOT_SERVING) while the daemon is down. 1.41 is Engine 20.10.
+_INITIAL_API_VERSION = "1.41"
+
+
+def _explanation(exc: docker.errors.APIError) -> str:
+    """The Engine's own message, without docker-py's "500 Server Error for http+docker://..."."""
+    explanation = exc.explanation
+    if isinstance(explanation, bytes):
+        explanation = explanation.decode(errors="replace")
+    if explanation:
+        return str(explanation)
+    if exc.response is not None and exc.response.reason:
+        return str(exc.response.reason)
+    return str(exc)
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split(".") if part.isdigit())
+
+
+@contextmanager
+def _translate_errors(operation: str) -> Iterator[None]:
+    """The one table from docker-py and requests failures to core errors."""
+    try:
+        yield
+    except ImageServiceError:
+        raise
+    except docker.errors.APIError as exc:
+        status = exc.status_code
+        raise classify_engine_message(
+            _explanation(exc), http_status=status, building=operation == "build"
+        ) from exc
+    except requests.exceptions.Timeout as exc:
+        raise DeadlineExceededError(
+            f"the Docker daemon did not answer {operation} in time",
+            reason=Reason.DAEMON_TIMEOUT,
+        ) from exc
+    except (requests.exceptions.ConnectionError, ConnectionError, FileNotFoundError) as exc:
+        raise UnavailableError(
+            f"the Docker daemon is not reachable ({operation}): check that it runs and that"
+            " DOCKER_HOST points at its socket",
+            reason=Reason.DAEMON_UNAVAILABLE,
+        ) from exc
+    except docker.errors.DockerException as exc:
+        raise EngineError(f"{operation} failed: {exc}", reason=Reason.ENGINE_ERROR) from exc
+    except requests.exceptions.RequestException as exc:
+        raise UnavailableError(
+            f"the connection to the Docker daemon failed during {operation}",
+            reason=Reason.DAEMON_UNAVAILABLE,
+        ) from exc
+
+
+def _auth_header(auth: RegistryAuth | None) -> str:
+    document = auth.engine_document() if auth else {}
+    return base64.urlsafe_b64encode(json.dumps(document).encode()).decode()
+
+
+def _response_socket(response: requests.Response) -> socket.socket | None:
+    """The socket under a streamed response, found through urllib3's internals."""
+    paths = (("_fp", "fp", "raw", "_sock"), ("_connection", "sock"), ("_fp", "fp", "raw"))
+    for path in paths:
+        node: Any = response.raw
+        for attribute in path:
+            node = getattr(node, attribute, None)
+        if isinstance(node, socket.socket):
+            return node
+    return None
+
+
+class DockerEngineStream:
+    """Decoded JSON messages of a streamed Engine response; `close()` aborts it."""
+
+    def __init__(self, response: requests.Response, operation: str) -> None:
+        self._response = response
+        self._operation = operation
+        self._socket = _response_socket(response)
+        self._lines = response.iter_lines(chunk_size=None)
+        self._closed = threading.Event()
+
+    def __iter__(self) -> DockerEngineStream:
+        return self
+
+    def __next__(self) -> JsonDocument:
+        while True:
+            if self._closed.is_set():
+                raise StopIteration
+            try:
+                with _translate_errors(self._operation):
+                    line = next(self._lines)
+            except StopIteration:
+                self.close()
+                raise
+            except ImageServiceError:
+                if self._closed.is_set():  # reading failed because we closed it
+                    raise StopIteration from None
+                raise
+            if not line.strip():
+                continue
+            try:
+                message = json.loads(line)
+            except ValueError:
+                return {"stream": line.decode(errors="replace")}
+            return message if isinstance(message, dict) else {"stream": str(message)}
+
+    def close(self) -> None:
+        """Thread-safe: shuts the socket down so a blocked read returns at once."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        if self._socket is not None:
+            with contextlib.suppress(OSError):  # already closed by the peer
+                self._socket.shutdown(socket.SHUT_RDWR)
+        self._response.close()
+
+
+class DockerAdapter:
+    """DockerPort over one shared docker-py APIClient (thread-safe connection pool)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 60.0,
+        max_pool_size: int = 32,
+    ) -> None:
+        # A TLS daemon is configured as for the docker CLI (DOCKER_TLS_VERIFY, DOCKER_CERT_PATH).
+        kwargs: dict[str, Any] = {}
+        if base_url.startswith(("tcp://", "https://")):
+            env_tls = docker.utils.kwargs_from_env().get("tls")
+            if env_tls:
+                kwargs["tls"] = env_tls
+        self._client = docker.APIClient(
+            base_url=base_url,
+            version=_INITIAL_API_VERSION,
+            timeout=timeout,
+            max_pool_size=max_pool_size,
+            **kwargs,
+        )
+
+        self._negotiated = False
+        self._negotiate_lock = threading.Lock()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _negotiate_version(self) -> None:
+        """Speaks the newest API version both the daemon and docker-py know (once)."""
+        with self._negotiate_lock:
+            if self._negotiated:
+                return
+            server = str(self._client.version(api_version=False).get("ApiVersion", ""))
+            if server:
+                ours = docker.constants.DEFAULT_DOCKER_API_VERSION
+                chosen = min(server, ours, key=_version_tuple)
+                self._client._version = chosen
+                log.info("docker api version negotiated", extra={"api_version": chosen})
+            self._negotiated = True
+
+    def _url(self, path: str, *args: str) -> str:
+        return str(self._client._url(path, *args))
+
+    def _stream(
+        self,
+        operation: str,
+        path: str,
+        *args: str,
+        params: Mapping[str, Any],
+        headers: Mapping[str, str],
+        data: Any = None,
+    ) -> DockerEngineStream:
+        with _translate_errors(operation):
+            response = self._client._post(
+                self._url(path, *args),
+                params=dict(params),
+                headers=dict(headers),
+                data=data,
+                stream=True,
+                timeout=None,  # streams are bounded by the RPC's deadline, not a read timeout
+            )
+            self._client._raise_for_status(response)
+        return DockerEngineStream(response, operation)
+
+    def ping(self) -> bool:
+        try:
+            answered = bool(self._client.ping())
+            if answered and not self._negotiated:
+                self._negotiate_version()
+            return answered
+        except Exception:  # noqa: BLE001 (any failure means "not serving")
+            return False
+
+    def version(self) -> JsonDocument:
+        with _translate_errors("version"):
+            return dict(self._client.version(api_version=False))
+
+    def list_images(self, *, all: bool, filters: Mapping[str, list[str]]) -> list[JsonDocument]:
+        with _translate_errors("list images"):
+            params: dict[str, Any] = {"all": "1" if all else "0"}
+            if filters:
+                params["filters"] = json.dumps(filters)
+            result = self._client._result(
+                self._client._get(self._url("/images/json"), params=params), json=True
+            )
+        return list(result or [])
+
+    def inspect_image(self, image: str) -> JsonDocument:
+        with _translate_errors("inspect image"):
+            return dict(self._client.inspect_image(image))
+
+    def image_history(self, image: str) -> list[JsonDocument]:
+        with _translate_errors("image history"):
+            return list(self._client.history(image))
+
+    def pull(
+        self, name: str, tag_or_digest: str, *, platform: str, auth: RegistryAuth | None
+    ) -> DockerEngineStream:
+        params = {"fromImage": name, "tag": tag_or_digest}
+        if platform:
+            params["platform"] = platform
+        return self._stream(
+            "pull",
+            "/images/create",
+            params=params,
+            headers={"X-Registry-Auth": _auth_header(auth)},
+        )
+
+    def push(self, name: str, tag: str, *, auth: RegistryAuth | None) -> DockerEngineStream:
+        return self._stream(
+            "push",
+            "/images/{0}/push",
+            name,
+            params={"tag": tag},
+            headers={"X-Registry-Auth": _auth_header(auth)},
+        )
+
+    def tag(self, source: str, repository: str, tag: str) -> None:
+        with _translate_errors("tag image"):
+            response = self._client._post(
+                self._url("/images/{0}/tag", source), params={"repo": repository, "tag": tag}
+            )
+            self._client._raise_for_status(response)
+
+    def build(self, context: IO[bytes], *, gzip: bool, request: BuildRequest) -> DockerEngineStream:
+        params: dict[str, Any] = {
+            "t": list(request.tags),
+            "dockerfile": request.dockerfile or "Dockerfile",
+            "rm": "1",
+            "forcerm": "1",
+            "nocache": "1" if request.no_cache else "0",
+            "pull": "1" if request.pull else "0",
+        }
+        if request.build_args:
+            params["buildargs"] = json.dumps(dict(request.build_args))
+        if request.labels:
+            params["labels"] = json.dumps(dict(request.labels))
+        if request.target:
+            params["target"] = request.target
+        if request.platform:
+            params["platform"] = request.platform
+        if request.network_mode:
+            params["networkmode"] = request.network_mode
+        headers = {"Content-Type": "application/x-tar"}
+        if gzip:
+            headers["Content-Encoding"] = "gzip"
+        if request.registry_auths:
+            # X-Registry-Config: every registry the build may pull from, keyed by address.
+            config = {a.server_address: a.engine_document() for a in request.registry_auths}
+            headers["X-Registry-Config"] = base64.urlsafe_b64encode(
+                json.dumps(config).encode()
+            ).decode()
+        return self._stream("build", "/build", params=params, headers=headers, data=context)
+
+    def remove_image(self, image: str, *, force: bool, no_prune: bool) -> list[JsonDocument]:
+        with _translate_errors("remove image"):
+            return list(self._client.remove_image(image, force=force, noprune=no_prune) or [])
+
+    def prune_images(self, filters: Mapping[str, list[str]]) -> JsonDocument:
+        with _translate_errors("prune images"):
+            response = self._client._post(
+                self._url("/images/prune"), params={"filters": json.dumps(filters)}
+            )
+            return dict(self._client._result(response, json=True) or {})
+
+    def check_auth(self, auth: RegistryAuth) -> JsonDocument:
+        # POST /auth directly: docker-py's login() would keep the credentials on the client.
+        with _translate_errors("check registry credentials"):
+            response = self._client._post_json(self._url("/auth"), data=auth.engine_document())
+            return dict(self._client._result(response, json=True) or {})

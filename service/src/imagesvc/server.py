@@ -1,0 +1,183 @@
+"""Assembles the service: a grpc.aio server with ImageService, health and reflection,
+one event loop, and docker-py calls in a bounded thread pool.
+
+`ImageServer` is the factory tests use (bind port 0, read `.port`); `serve()` is what
+`imagesvc serve` runs, with SIGTERM handling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from imagesvc.config import Settings
+from imagesvc.core.build_context import ContextLimits
+from imagesvc.core.port import DockerPort
+from imagesvc.core.service import CoreSettings, ImageCore
+from imagesvc.transport.grpc_interceptor import ServerInterceptor
+from imagesvc.transport.grpc_servicer import SERVICE_NAME, ImageServiceServicer
+from imagesvc.v1 import image_service_pb2_grpc
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_SERVING = health_pb2.HealthCheckResponse.SERVING
+_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def _default_port(settings: Settings) -> DockerPort:
+    # Imported here so that unit tests with a fake port never load docker-py.
+    from imagesvc.docker_adapter import DockerAdapter
+
+    return DockerAdapter(
+        settings.docker_host,
+        timeout=settings.docker_timeout_seconds,
+        max_pool_size=settings.docker_workers,
+    )
+
+
+class ImageServer:
+    """One gRPC server in the running event loop. `start()`, then `stop()`."""
+
+    def __init__(self, settings: Settings, port: DockerPort | None = None) -> None:
+        self.settings = settings
+        self._docker = port if port is not None else _default_port(settings)
+        self._executor = ThreadPoolExecutor(
+            max_workers=settings.docker_workers, thread_name_prefix="docker"
+        )
+        self.core = ImageCore(
+            self._docker,
+            self._executor,
+            CoreSettings(
+                build_context=ContextLimits(
+                    max_bytes=settings.build_context_max_bytes,
+                    memory_bytes=settings.build_context_memory_bytes,
+                    spool_dir=settings.build_spool_dir,
+                ),
+                progress_interval_seconds=settings.progress_interval_seconds,
+            ),
+        )
+        self.health = health.aio.HealthServicer()
+        self._server: grpc.aio.Server | None = None
+        self._health_task: asyncio.Task[None] | None = None
+        self._daemon_up: bool | None = None
+        self.port = 0
+
+    async def start(self) -> int:
+        options = [
+            ("grpc.max_receive_message_length", self.settings.max_message_bytes),
+            ("grpc.max_send_message_length", self.settings.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ]
+        server = grpc.aio.server(
+            interceptors=[ServerInterceptor(frozenset({SERVICE_NAME}))], options=options
+        )
+        image_service_pb2_grpc.add_ImageServiceServicer_to_server(
+            ImageServiceServicer(self.core), server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        self.port = server.add_insecure_port(self.settings.grpc_address)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {self.settings.grpc_address}")
+        await self._set_health(await self.core.ping())
+        await server.start()
+        self._server = server
+        self._health_task = asyncio.create_task(self._watch_daemon(), name="daemon-health")
+        log.info(
+            "serving",
+            extra={
+                "grpc_address": self.settings.grpc_address,
+                "grpc_port": self.port,
+                "docker_host": self.settings.docker_host,
+            },
+        )
+        return self.port
+
+    async def _set_health(self, up: bool) -> None:
+        if up != self._daemon_up:
+            log.log(
+                logging.INFO if up else logging.WARNING,
+                "docker daemon is up" if up else "docker daemon is not answering ping",
+                extra={"docker_host": self.settings.docker_host},
+            )
+        self._daemon_up = up
+        status = _SERVING if up else _NOT_SERVING
+        for service in ("", SERVICE_NAME):
+            await self.health.set(service, status)
+
+    async def _watch_daemon(self) -> None:
+        """Readiness follows the daemon's ping."""
+        while True:
+            await asyncio.sleep(self.settings.health_interval_seconds)
+            await self._set_health(await self.core.ping())
+
+    async def stop(self, grace: float | None = None) -> None:
+        """NOT_SERVING first, then stop accepting, then give running RPCs `grace` seconds."""
+        if self._health_task is not None:
+            self._health_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._health_task
+        await self.health.enter_graceful_shutdown()
+        if self._server is not None:
+            await self._server.stop(
+                self.settings.shutdown_grace_seconds if grace is None else grace
+            )
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        close = getattr(self._docker, "close", None)
+        if callable(close):
+            close()
+
+    async def wait_for_termination(self) -> None:
+        if self._server is not None:
+            await self._server.wait_for_termination()
+
+
+async def serve(settings: Settings) -> None:
+    """Runs until SIGTERM or SIGINT, then shuts down gracefully."""
+    server = ImageServer(settings)
+    await server.start()
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    await stopping.wait()
+    log.info("shutting down", extra={"grace_seconds": settings.shutdown_grace_seconds})
+    await server.stop()
+    log.info("stopped")
+
+
+class ThreadedServer:
+    """An ImageServer on its own event loop in a background thread, for sync callers
+    (tests, benchmarks). `port` is the bound port; `stop()` shuts it down."""
+
+    def __init__(self, settings: Settings, port: DockerPort | None = None) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="imagesvc", daemon=True)
+        self._thread.start()
+        self.server = self._run(self._create(settings, port))
+        self.port = self._run(self.server.start())
+
+    async def _create(self, settings: Settings, port: DockerPort | None) -> ImageServer:
+        return ImageServer(settings, port)
+
+    def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    def stop(self, grace: float = 0.0) -> None:
+        self._run(self.server.stop(grace))
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()

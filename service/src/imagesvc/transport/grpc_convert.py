@@ -1,0 +1,191 @@
+"""Conversions between imagesvc.v1 protobuf messages and core models."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from google.protobuf import duration_pb2, timestamp_pb2
+
+from imagesvc.core import models
+from imagesvc.v1 import image_pb2, image_service_pb2
+
+
+def _timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def _duration(nanoseconds: int) -> duration_pb2.Duration:
+    duration = duration_pb2.Duration()
+    duration.FromNanoseconds(nanoseconds)
+    return duration
+
+
+def registry_auth(message: image_pb2.RegistryAuth) -> models.RegistryAuth:
+    return models.RegistryAuth(
+        username=message.username,
+        password=message.password,
+        server_address=message.server_address,
+        identity_token=message.identity_token,
+        registry_token=message.registry_token,
+    )
+
+
+def optional_auth(has_auth: bool, message: image_pb2.RegistryAuth) -> models.RegistryAuth | None:
+    return registry_auth(message) if has_auth else None
+
+
+def image_filter(message: image_service_pb2.ImageFilter) -> models.ImageFilter:
+    return models.ImageFilter(
+        references=tuple(message.references),
+        labels=tuple(message.labels),
+        dangling=message.dangling if message.HasField("dangling") else None,
+        before=message.before,
+        since=message.since,
+    )
+
+
+def _config(config: models.ImageConfig) -> image_pb2.ImageConfig:
+    message = image_pb2.ImageConfig(
+        env=config.env,
+        cmd=config.cmd,
+        entrypoint=config.entrypoint,
+        working_dir=config.working_dir,
+        user=config.user,
+        exposed_ports=config.exposed_ports,
+        volumes=config.volumes,
+        labels=config.labels,
+        stop_signal=config.stop_signal,
+    )
+    check = config.healthcheck
+    if check is not None:
+        message.healthcheck.CopyFrom(
+            image_pb2.Healthcheck(
+                test=check.test,
+                interval=_duration(check.interval_ns),
+                timeout=_duration(check.timeout_ns),
+                start_period=_duration(check.start_period_ns),
+                retries=check.retries,
+            )
+        )
+    return message
+
+
+def image(value: models.Image) -> image_pb2.Image:
+    message = image_pb2.Image(
+        id=value.id,
+        repo_tags=value.repo_tags,
+        repo_digests=value.repo_digests,
+        parent=value.parent,
+        created=_timestamp(value.created),
+        author=value.author,
+        comment=value.comment,
+        architecture=value.architecture,
+        os=value.os,
+        variant=value.variant,
+        size=value.size,
+        root_fs_layers=value.root_fs_layers,
+        labels=value.labels,
+        containers=value.containers,
+        docker_version=value.docker_version,
+        inspect_json=value.inspect_json,
+    )
+    if value.config is not None:
+        message.config.CopyFrom(_config(value.config))
+    return message
+
+
+def history(entries: Iterable[models.HistoryEntry]) -> image_service_pb2.GetImageHistoryResponse:
+    return image_service_pb2.GetImageHistoryResponse(
+        entries=[
+            image_pb2.HistoryEntry(
+                id=entry.id,
+                created=_timestamp(entry.created),
+                created_by=entry.created_by,
+                size=entry.size,
+                tags=entry.tags,
+                comment=entry.comment,
+            )
+            for entry in entries
+        ]
+    )
+
+
+def transfer_progress(value: models.TransferProgress) -> image_pb2.TransferProgress:
+    return image_pb2.TransferProgress(
+        layers=[
+            image_pb2.LayerProgress(
+                layer_id=layer.layer_id, state=layer.state, current=layer.current, total=layer.total
+            )
+            for layer in value.layers
+        ],
+        bytes_done=value.bytes_done,
+        bytes_total=value.bytes_total,
+        layers_done=value.layers_done,
+        layers_total=value.layers_total,
+        status=value.status,
+    )
+
+
+def pull_response(
+    item: models.TransferProgress | models.PullResult,
+) -> image_service_pb2.PullImageResponse:
+    if isinstance(item, models.PullResult):
+        return image_service_pb2.PullImageResponse(
+            result=image_service_pb2.PullImageResult(
+                image_id=item.image_id,
+                digest=item.digest,
+                reference=item.reference,
+                status=item.status,
+            )
+        )
+    return image_service_pb2.PullImageResponse(progress=transfer_progress(item))
+
+
+def push_response(
+    item: models.TransferProgress | models.PushResult,
+) -> image_service_pb2.PushImageResponse:
+    if isinstance(item, models.PushResult):
+        return image_service_pb2.PushImageResponse(
+            result=image_service_pb2.PushImageResult(
+                digest=item.digest, size=item.size, tag=item.tag, reference=item.reference
+            )
+        )
+    return image_service_pb2.PushImageResponse(progress=transfer_progress(item))
+
+
+def build_options(message: image_service_pb2.BuildOptions) -> models.BuildOptions:
+    return models.BuildOptions(
+        tags=tuple(message.tags),
+        dockerfile=message.dockerfile,
+        build_args=dict(message.build_args),
+        labels=dict(message.labels),
+        target=message.target,
+        no_cache=message.no_cache,
+        pull=message.pull,
+        platform=message.platform,
+        network_mode=message.network_mode,
+        registry_auths=tuple(registry_auth(auth) for auth in message.registry_auths),
+    )
+
+
+def build_response(item: str | models.BuildResult) -> image_service_pb2.BuildImageResponse:
+    if isinstance(item, models.BuildResult):
+        return image_service_pb2.BuildImageResponse(
+            result=image_service_pb2.BuildImageResult(image_id=item.image_id, tags=item.tags)
+        )
+    return image_service_pb2.BuildImageResponse(log=item)
+
+
+def prune_options(message: image_service_pb2.PruneImagesRequest) -> models.PruneOptions:
+    until = message.until.ToDatetime(tzinfo=UTC) if message.HasField("until") else None
+    return models.PruneOptions(
+        all=message.all,
+        labels=tuple(message.labels),
+        exclude_labels=tuple(message.exclude_labels),
+        until=until,
+    )

@@ -1,0 +1,63 @@
+"""The one table from core error kinds to gRPC status codes (like containerd's errgrpc),
+and the rich status (google.rpc.Status with ErrorInfo) every failure carries."""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+
+from imagesvc.core.errors import (
+    DeadlineExceededError,
+    EngineError,
+    FailedPreconditionError,
+    ImageServiceError,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+    ResourceExhaustedError,
+    UnauthenticatedError,
+    UnavailableError,
+)
+
+ERROR_DOMAIN = "imagesvc"
+
+STATUS_CODES: dict[type[ImageServiceError], grpc.StatusCode] = {
+    NotFoundError: grpc.StatusCode.NOT_FOUND,
+    InvalidArgumentError: grpc.StatusCode.INVALID_ARGUMENT,
+    UnauthenticatedError: grpc.StatusCode.UNAUTHENTICATED,
+    PermissionDeniedError: grpc.StatusCode.PERMISSION_DENIED,
+    FailedPreconditionError: grpc.StatusCode.FAILED_PRECONDITION,
+    ResourceExhaustedError: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    UnavailableError: grpc.StatusCode.UNAVAILABLE,
+    DeadlineExceededError: grpc.StatusCode.DEADLINE_EXCEEDED,
+    EngineError: grpc.StatusCode.UNKNOWN,
+    ImageServiceError: grpc.StatusCode.UNKNOWN,
+}
+
+
+def status_code_for(error: ImageServiceError) -> grpc.StatusCode:
+    for kind in type(error).__mro__:
+        if kind in STATUS_CODES:
+            return STATUS_CODES[kind]
+    return grpc.StatusCode.UNKNOWN
+
+
+def rich_status(code: grpc.StatusCode, message: str, info: error_details_pb2.ErrorInfo) -> bytes:
+    """The serialized google.rpc.Status for the grpc-status-details-bin trailer."""
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    numeric = code.value[0]
+    assert numeric in code_pb2.Code.values()
+    status = status_pb2.Status(code=numeric, message=message, details=[detail])
+    serialized: bytes = status.SerializeToString()
+    return serialized
+
+
+def error_status(error: ImageServiceError) -> tuple[grpc.StatusCode, str, bytes]:
+    """Code, message and serialized rich status for a core error."""
+    code = status_code_for(error)
+    info = error_details_pb2.ErrorInfo(
+        reason=str(error.reason), domain=ERROR_DOMAIN, metadata=error.metadata
+    )
+    return code, error.message, rich_status(code, error.message, info)

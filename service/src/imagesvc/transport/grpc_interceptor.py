@@ -1,0 +1,156 @@
+"""One server interceptor around every RPC: request id, core-error -> status mapping,
+and one JSON access-log line per call. Handlers never pick status codes themselves."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from imagesvc.core.errors import ImageServiceError
+from imagesvc.transport.grpc_errors import error_status
+
+log = logging.getLogger("imagesvc.access")
+
+REQUEST_ID_KEY = "x-request-id"
+_STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def _request_id(context: Context) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == REQUEST_ID_KEY and isinstance(value, str) and 0 < len(value) <= 128:
+            return value
+    return uuid.uuid4().hex
+
+
+class _Call:
+    """Bookkeeping of one RPC: its id, outcome and the access-log line."""
+
+    def __init__(self, method: str, context: Context) -> None:
+        self.method = method
+        self.context = context
+        self.request_id = _request_id(context)
+        self.started = time.monotonic()
+        self.code = grpc.StatusCode.OK
+        self.reason = ""
+
+    async def begin(self) -> None:
+        await self.context.send_initial_metadata(((REQUEST_ID_KEY, self.request_id),))
+
+    async def fail(self, error: ImageServiceError) -> None:
+        code, message, details = error_status(error)
+        self.code, self.reason = code, str(error.reason)
+        await self.context.abort(code, message, trailing_metadata=((_STATUS_DETAILS_KEY, details),))
+
+    def unexpected(self) -> None:
+        self.code = grpc.StatusCode.INTERNAL
+        log.exception(
+            "unexpected error", extra={"grpc_method": self.method, "request_id": self.request_id}
+        )
+
+    def finish(self) -> None:
+        if self.code is grpc.StatusCode.OK:
+            code = self.context.code()
+            if isinstance(code, grpc.StatusCode):
+                self.code = code
+        fields: dict[str, object] = {
+            "grpc_method": self.method,
+            "grpc_code": self.code.name,
+            "duration_ms": round((time.monotonic() - self.started) * 1000, 2),
+            "request_id": self.request_id,
+            "peer": self.context.peer(),
+        }
+        if self.reason:
+            fields["reason"] = self.reason
+        log.info("rpc", extra=fields)
+
+
+def _wrap_unary(
+    method: str, behaviour: Callable[[Any, Context], Awaitable[Any]]
+) -> Callable[[Any, Context], Awaitable[Any]]:
+    async def handler(request: Any, context: Context) -> Any:
+        call = _Call(method, context)
+        try:
+            await call.begin()
+            return await behaviour(request, context)
+        except ImageServiceError as error:
+            await call.fail(error)
+        except asyncio.CancelledError:
+            call.code = grpc.StatusCode.CANCELLED
+            raise
+        except Exception:
+            call.unexpected()
+            raise
+        finally:
+            call.finish()
+
+    return handler
+
+
+def _wrap_stream(
+    method: str, behaviour: Callable[[Any, Context], AsyncIterator[Any]]
+) -> Callable[[Any, Context], AsyncIterator[Any]]:
+    async def handler(request: Any, context: Context) -> AsyncIterator[Any]:
+        call = _Call(method, context)
+        try:
+            await call.begin()
+            async for response in behaviour(request, context):
+                yield response
+        except ImageServiceError as error:
+            await call.fail(error)
+        except asyncio.CancelledError:
+            call.code = grpc.StatusCode.CANCELLED
+            raise
+        except Exception:
+            call.unexpected()
+            raise
+        finally:
+            call.finish()
+
+    return handler
+
+
+class ServerInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, wrapped_services: frozenset[str]) -> None:
+        self._services = wrapped_services
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        original = await continuation(handler_call_details)
+        method = handler_call_details.method
+        service = method.rsplit("/", 2)[1] if method.count("/") >= 2 else ""
+        if original is None or service not in self._services:
+            return original
+        # Typed Any: the stubs describe sync behaviours, these are the aio ones.
+        handler: Any = original
+        args = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                _wrap_unary(method, handler.unary_unary), **args
+            )
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                _wrap_unary(method, handler.stream_unary), **args
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                _wrap_stream(method, handler.unary_stream), **args
+            )
+        return grpc.stream_stream_rpc_method_handler(
+            _wrap_stream(method, handler.stream_stream), **args
+        )
