@@ -31,6 +31,7 @@ from imagesvc.core.errors import (
     DeadlineExceededError,
     EngineError,
     ImageServiceError,
+    NotFoundError,
     Reason,
     UnavailableError,
 )
@@ -62,12 +63,20 @@ def _version_tuple(version: str) -> tuple[int, ...]:
 
 
 @contextmanager
-def _translate_errors(operation: str) -> Iterator[None]:
+def _translate_errors(operation: str, image: str = "") -> Iterator[None]:
     """The one table from docker-py and requests failures to core errors."""
     try:
         yield
     except ImageServiceError:
         raise
+    except docker.errors.ImageNotFound as exc:
+        if not image:
+            raise classify_engine_message(_explanation(exc), http_status=404) from exc
+        raise NotFoundError(
+            f"image {image!r} not found on the Docker daemon ({operation})",
+            reason=Reason.IMAGE_NOT_FOUND,
+            metadata={"image": image[:256]},
+        ) from exc
     except docker.errors.APIError as exc:
         status = exc.status_code
         raise classify_engine_message(
@@ -247,11 +256,11 @@ class DockerAdapter:
         return list(result or [])
 
     def inspect_image(self, image: str) -> JsonDocument:
-        with _translate_errors("inspect image"):
+        with _translate_errors("inspect image", image):
             return dict(self._client.inspect_image(image))
 
     def image_history(self, image: str) -> list[JsonDocument]:
-        with _translate_errors("image history"):
+        with _translate_errors("image history", image):
             return list(self._client.history(image))
 
     def pull(
@@ -277,7 +286,7 @@ class DockerAdapter:
         )
 
     def tag(self, source: str, repository: str, tag: str) -> None:
-        with _translate_errors("tag image"):
+        with _translate_errors("tag image", source):
             response = self._client._post(
                 self._url("/images/{0}/tag", source), params={"repo": repository, "tag": tag}
             )
@@ -314,7 +323,7 @@ class DockerAdapter:
         return self._stream("build", "/build", params=params, headers=headers, data=context)
 
     def remove_image(self, image: str, *, force: bool, no_prune: bool) -> list[JsonDocument]:
-        with _translate_errors("remove image"):
+        with _translate_errors("remove image", image):
             return list(self._client.remove_image(image, force=force, noprune=no_prune) or [])
 
     def prune_images(self, filters: Mapping[str, list[str]]) -> JsonDocument:
