@@ -198,7 +198,8 @@ def _start_time(pid: int) -> str | None:
 
 def _processes_mentioning(fragment: str, programs: Sequence[str]) -> list[int]:
     """Pids of processes whose program name starts with one of ``programs`` and
-    whose command line mentions ``fragment``."""
+    whose command line mentions the path ``fragment`` (or something below it)."""
+    pattern = re.compile(re.escape(fragment.rstrip("/")) + "(/|$)")
     found = []
     me = os.getpid()
     for entry in os.scandir("/proc"):
@@ -208,7 +209,7 @@ def _processes_mentioning(fragment: str, programs: Sequence[str]) -> list[int]:
         if not argv or not _pid_alive(int(entry.name)):
             continue
         prog = os.path.basename(argv[0])
-        if prog.startswith(tuple(programs)) and any(fragment in a for a in argv):
+        if prog.startswith(tuple(programs)) and any(pattern.search(a) for a in argv):
             found.append(int(entry.name))
     return found
 
@@ -348,9 +349,10 @@ def ensure_packages() -> None:
         env = _env({"DEBIAN_FRONTEND": "noninteractive"})
         for cmd in (
             ["apt-get", "update"],
-            ["apt-get", "install", "-y", "--no-install-recommends", *DEBIAN_PACKAGES],
+            ["apt-get", "install", "-y", *DEBIAN_PACKAGES],
         ):
-            result = subprocess.run(cmd, env=env, stdout=sys.stderr, stderr=sys.stderr)
+            # Output to fd 2: stdout may be the DOCKER_HOST=... a caller captures.
+            result = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, stdout=2)
             if result.returncode != 0:
                 raise SandboxError(f"{' '.join(cmd)} failed with exit code {result.returncode}")
     finally:
