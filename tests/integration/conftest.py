@@ -53,5 +53,9 @@ def auth_registry(sandbox: Sandbox) -> Registry:
 
 @pytest.fixture(scope="session")
 def busybox_image(engine: Engine) -> BuiltImage:
-    """``imagesvc-test/busybox:1.0`` (FROM scratch + static busybox), built once."""
+    """``imagesvc-test/busybox:1.0`` (FROM scratch + static busybox), built once.
+
+    Shared by the whole session: don't remove or retag it in a test; build a throwaway
+    image with ``devtools.sandbox.build_busybox_image`` for tests that delete images.
+    """
     return BuiltImage(tag=BUSYBOX_TAG, id=build_busybox_image(engine, BUSYBOX_TAG))
