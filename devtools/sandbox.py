@@ -512,15 +512,18 @@ class Engine:
         """
         pid = self.pid
         if pid is not None and kill_containers and self.ping():
-            running = self.docker("ps", "--quiet", check=False, timeout=30).stdout.split()
-            if running:
-                self.docker("kill", *running, check=False, timeout=30)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                running = self.docker("ps", "--quiet", check=False, timeout=30).stdout.split()
+                if running:
+                    self.docker("kill", *running, check=False, timeout=30)
         if pid is not None and _terminate([pid], timeout):
             log.warning("dockerd (pid %d) ignored SIGTERM for %.0fs: killed", pid, timeout)
         if self._proc is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(timeout=5)
             self._proc = None
+        if self.pid is not None:
+            raise SandboxError(f"dockerd (pid {self.pid}) survived SIGKILL")
         self._cleanup_leftovers()
 
     def restart(self, timeout: float = 60.0) -> None:
