@@ -10,9 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 
 from devtools.sandbox import BuiltImage, Engine, Registry, Sandbox, build_busybox_image
+from imagesvc.config import Settings
+from imagesvc.server import ThreadedServer
+from imagesvc.v1 import image_service_pb2_grpc
 
 BUSYBOX_TAG = "imagesvc-test/busybox:1.0"
 
@@ -59,3 +63,35 @@ def busybox_image(engine: Engine) -> BuiltImage:
     image with ``devtools.sandbox.build_busybox_image`` for tests that delete images.
     """
     return BuiltImage(tag=BUSYBOX_TAG, id=build_busybox_image(engine, BUSYBOX_TAG))
+
+
+def server_settings(docker_host: str, **overrides: object) -> Settings:
+    """Settings for a test server on a loopback port chosen by the kernel."""
+    values: dict[str, object] = {
+        "grpc_address": "127.0.0.1:0",
+        "docker_host": docker_host,
+        "health_interval_seconds": 0.2,
+        "shutdown_grace_seconds": 2.0,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def server(engine: Engine) -> Iterator[ThreadedServer]:
+    """The service on 127.0.0.1:<port 0>, talking to the sandboxed engine."""
+    running = ThreadedServer(server_settings(engine.host))
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def channel(server: ThreadedServer) -> Iterator[grpc.Channel]:
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as opened:
+        yield opened
+
+
+@pytest.fixture(scope="session")
+def stub(channel: grpc.Channel) -> image_service_pb2_grpc.ImageServiceStub:
+    """An ImageService client over a real gRPC channel."""
+    return image_service_pb2_grpc.ImageServiceStub(channel)
