@@ -23,7 +23,7 @@ _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _DOMAIN = re.compile(
     rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?"
 )
-_TAG = re.compile(r"[\w][\w.-]{0,127}")
+_TAG = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
 _DIGEST = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}")
 _IMAGE_ID = re.compile(r"(?:sha256:)?[0-9a-f]{1,64}")
 _PLATFORM = re.compile(r"[a-z0-9_]+(?:/[a-z0-9_]+(?:/[a-z0-9_.]+)?)?")
@@ -46,7 +46,7 @@ class Reference:
     @property
     def full_name(self) -> str:
         """The repository with Docker Hub made explicit: docker.io/library/busybox."""
-        if self.domain:
+        if self.domain and self.domain != DEFAULT_DOMAIN:
             return self.name
         path = self.path if "/" in self.path else f"library/{self.path}"
         return f"{DEFAULT_DOMAIN}/{path}"
@@ -93,8 +93,8 @@ def parse_reference(text: str) -> Reference:
         raise _invalid(text, "it is empty")
     if text != text.strip() or any(ch.isspace() for ch in text):
         raise _invalid(text, "it contains white space")
-    remainder, _, digest = text.partition("@")
-    if digest and not _DIGEST.fullmatch(digest):
+    remainder, at, digest = text.partition("@")
+    if at and not _DIGEST.fullmatch(digest):
         raise _invalid(text, "the digest must look like sha256:<64 hex digits>")
     tag = ""
     slash = remainder.rfind("/")
