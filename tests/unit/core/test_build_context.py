@@ -1,0 +1,192 @@
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from imagesvc.core.build_context import (
+    ContextLimits,
+    SpooledContext,
+    check_context,
+    spool_context,
+)
+from imagesvc.core.errors import InvalidArgumentError, Reason, ResourceExhaustedError
+from tests.unit.tarballs import DOCKERFILE, ChunkSource, context_tar, make_tar, split
+
+
+def spool(chunks: ChunkSource, limits: ContextLimits) -> SpooledContext:
+    return asyncio.run(spool_context(chunks, limits))
+
+
+def rolled_to_disk(context: SpooledContext) -> bool:
+    # SpooledTemporaryFile keeps whether it moved from memory to a real file here.
+    return bool(vars(context.file)["_rolled"])
+
+
+def test_spool_keeps_every_byte_and_rewinds() -> None:
+    data = context_tar(extra={"app.txt": os.urandom(5000)})
+    chunks = ChunkSource(split(data, 700))
+    context = spool(chunks, ContextLimits(max_bytes=len(data)))
+    try:
+        assert context.size == len(data)
+        assert context.file.tell() == 0
+        assert context.file.read() == data
+        assert chunks.taken == chunks.total
+    finally:
+        context.close()
+    assert context.file.closed
+
+
+def test_spool_exactly_at_the_cap_is_accepted() -> None:
+    context = spool(ChunkSource([b"a" * 10, b"b" * 10]), ContextLimits(max_bytes=20))
+    assert context.size == 20
+    context.close()
+
+
+def test_spool_over_the_cap_stops_at_once_without_reading_the_rest() -> None:
+    chunks = ChunkSource([b"x" * 400] * 10)
+    with pytest.raises(ResourceExhaustedError) as caught:
+        spool(chunks, ContextLimits(max_bytes=1000))
+    error = caught.value
+    assert error.reason is Reason.BUILD_CONTEXT_TOO_LARGE
+    assert error.metadata == {"limit_bytes": "1000"}
+    assert "1000 bytes" in error.message
+    # The third chunk passes the cap; nothing after it is pulled from the client.
+    assert chunks.taken == 3
+
+
+def test_single_oversize_chunk_is_rejected() -> None:
+    chunks = ChunkSource([b"x" * 11, b"never read"])
+    with pytest.raises(ResourceExhaustedError):
+        spool(chunks, ContextLimits(max_bytes=10))
+    assert chunks.taken == 1
+
+
+def test_empty_context_is_invalid_build_context() -> None:
+    for chunks in (ChunkSource([]), ChunkSource([b"", b""])):
+        with pytest.raises(InvalidArgumentError) as caught:
+            spool(chunks, ContextLimits(max_bytes=100))
+        assert caught.value.reason is Reason.INVALID_BUILD_CONTEXT
+        assert "empty" in caught.value.message
+
+
+def test_small_context_stays_in_memory_large_one_rolls_to_disk(tmp_path: Path) -> None:
+    limits = ContextLimits(max_bytes=1_000_000, memory_bytes=1024, spool_dir=str(tmp_path))
+    small = spool(ChunkSource([b"a" * 1000]), limits)
+    large = spool(ChunkSource([b"b" * 1000, b"c" * 1000]), limits)
+    try:
+        assert not rolled_to_disk(small)
+        assert rolled_to_disk(large)
+        assert large.file.read() == b"b" * 1000 + b"c" * 1000
+    finally:
+        small.close()
+        large.close()
+
+
+class RecordingSpool(tempfile.SpooledTemporaryFile[bytes]):
+    instances: ClassVar[list[RecordingSpool]] = []
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        RecordingSpool.instances.append(self)
+
+
+class FailingSource(ChunkSource):
+    async def __anext__(self) -> bytes:
+        if self.taken == self.total:
+            raise ConnectionResetError("client went away")
+        return await super().__anext__()
+
+
+@pytest.mark.parametrize(
+    ("chunks", "error"),
+    [
+        (FailingSource([b"abc"]), ConnectionResetError),
+        (ChunkSource([b"x" * 60, b"x" * 60]), ResourceExhaustedError),
+        (ChunkSource([]), InvalidArgumentError),
+    ],
+)
+def test_spool_file_is_closed_whenever_spooling_fails(
+    monkeypatch: pytest.MonkeyPatch, chunks: ChunkSource, error: type[Exception]
+) -> None:
+    RecordingSpool.instances.clear()
+    monkeypatch.setattr(tempfile, "SpooledTemporaryFile", RecordingSpool)
+    with pytest.raises(error):
+        spool(chunks, ContextLimits(max_bytes=100))
+    assert len(RecordingSpool.instances) == 1
+    assert RecordingSpool.instances[0].closed
+
+
+def test_check_context_plain_tar() -> None:
+    file = io.BytesIO(context_tar())
+    assert check_context(file, "") is False
+    assert file.tell() == 0
+
+
+def test_check_context_detects_gzip() -> None:
+    data = context_tar(compress=True)
+    assert data[:2] == b"\x1f\x8b"
+    file = io.BytesIO(data)
+    assert check_context(file, "Dockerfile") is True
+    assert file.tell() == 0
+
+
+def test_check_context_accepts_dot_slash_member_names() -> None:
+    data = make_tar({"./Dockerfile": DOCKERFILE, "./src/main.c": b"int main;"})
+    assert check_context(io.BytesIO(data), "") is False
+
+
+@pytest.mark.parametrize("dockerfile", ["build/Dockerfile.dev", "./build/Dockerfile.dev"])
+def test_check_context_custom_dockerfile_path(dockerfile: str) -> None:
+    data = make_tar({"build/Dockerfile.dev": DOCKERFILE})
+    assert check_context(io.BytesIO(data), dockerfile) is False
+    with pytest.raises(InvalidArgumentError) as caught:
+        check_context(io.BytesIO(data), "")
+    assert caught.value.reason is Reason.INVALID_BUILD_OPTIONS
+    assert caught.value.metadata == {"dockerfile": "Dockerfile"}
+
+
+def test_missing_dockerfile_is_invalid_build_options() -> None:
+    file = io.BytesIO(make_tar({"README": b"hi"}, compress=True))
+    with pytest.raises(InvalidArgumentError) as caught:
+        check_context(file, "Containerfile")
+    assert caught.value.reason is Reason.INVALID_BUILD_OPTIONS
+    assert "'Containerfile'" in caught.value.message
+    assert caught.value.metadata == {"dockerfile": "Containerfile"}
+    assert file.tell() == 0
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"this is not a tar archive at all",
+        os.urandom(4096).replace(b"\x1f\x8b", b"xx"),
+        b"\x1f\x8b" + b"not really gzip" * 20,
+        context_tar(compress=True)[:40],  # truncated gzip
+        b"x" * 1024,
+    ],
+)
+def test_garbage_is_invalid_build_context(data: bytes) -> None:
+    file = io.BytesIO(data)
+    with pytest.raises(InvalidArgumentError) as caught:
+        check_context(file, "")
+    assert caught.value.reason is Reason.INVALID_BUILD_CONTEXT
+    assert "not a valid tar archive" in caught.value.message
+    assert file.tell() == 0
+
+
+def test_check_context_reads_from_a_spooled_file(tmp_path: Path) -> None:
+    data = context_tar(compress=True, extra={"blob": os.urandom(20_000)})
+    limits = ContextLimits(max_bytes=10**6, memory_bytes=1024, spool_dir=str(tmp_path))
+    context = spool(ChunkSource(split(data, 1000)), limits)
+    try:
+        assert rolled_to_disk(context)
+        assert check_context(context.file, "Dockerfile") is True
+        assert context.file.read() == data
+    finally:
+        context.close()

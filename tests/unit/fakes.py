@@ -1,0 +1,339 @@
+"""In-memory stand-ins for the Docker Engine, shaped like the Engine's own JSON.
+
+`FakeDockerPort` implements `imagesvc.core.port.DockerPort` and records every call
+(thread-safely: the core calls it from a worker pool) so tests can assert how many
+Engine calls a request cost and what was passed. `FakeEngineStream` yields scripted
+messages and records when it is read and closed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from imagesvc.core.errors import FailedPreconditionError, ImageServiceError, NotFoundError
+from imagesvc.core.models import RegistryAuth
+from imagesvc.core.port import BuildRequest, DockerPort, JsonDocument
+
+
+def image_id(n: int) -> str:
+    """A full, deterministic image id: sha256:000…0n."""
+    return f"sha256:{n:064x}"
+
+
+def engine_image(
+    n: int,
+    *,
+    tags: Sequence[str] = (),
+    digests: Sequence[str] = (),
+    created: int = 1_700_000_000,
+    size: int = 1_000,
+    labels: Mapping[str, str] | None = None,
+    parent: str = "",
+    containers: int = -1,
+) -> JsonDocument:
+    """An image as GET /images/{name}/json returns it, with a Unix `Created` kept aside."""
+    created_text = datetime.fromtimestamp(created, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.123456789Z")
+    return {
+        "Id": image_id(n),
+        "RepoTags": list(tags),
+        "RepoDigests": list(digests),
+        "Parent": parent,
+        "Comment": "",
+        "Created": created_text,
+        "DockerVersion": "",
+        "Author": "",
+        "Config": {
+            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            "Cmd": ["sh"],
+            "Labels": dict(labels or {}),
+        },
+        "Architecture": "amd64",
+        "Os": "linux",
+        "Size": size,
+        "RootFS": {"Type": "layers", "Layers": [f"sha256:{n:063x}f"]},
+        # Not part of the Engine's inspect document; used to build the list summary.
+        "_created_unix": created,
+        "_containers": containers,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    method: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+
+class FakeEngineStream:
+    """Scripted Engine messages. An exception in the script is raised when reached.
+
+    With `block_at=i`, reading message i blocks until `close()` is called (from any
+    thread), like a real HTTP response waiting on the daemon; then iteration ends.
+    """
+
+    def __init__(
+        self,
+        messages: Iterable[JsonDocument | BaseException],
+        *,
+        block_at: int | None = None,
+    ) -> None:
+        self._messages = list(messages)
+        self._index = 0
+        self._block_at = block_at
+        self._closed = threading.Event()
+        self.blocked = threading.Event()
+        self.close_calls = 0
+        self.reads = 0
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    @property
+    def delivered(self) -> int:
+        """How many scripted messages were handed out."""
+        return self._index
+
+    def __iter__(self) -> Iterator[JsonDocument]:
+        return self
+
+    def __next__(self) -> JsonDocument:
+        self.reads += 1
+        if self._block_at is not None and self._index == self._block_at and not self.closed:
+            self.blocked.set()
+            self._closed.wait(timeout=10)
+        if self.closed or self._index >= len(self._messages):
+            raise StopIteration
+        item = self._messages[self._index]
+        self._index += 1
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        self.close_calls += 1
+        self._closed.set()
+
+
+@dataclass(slots=True)
+class BuildCall:
+    context: bytes
+    gzip: bool
+    tags: tuple[str, ...]
+    dockerfile: str
+    build_args: dict[str, str]
+    labels: dict[str, str]
+    target: str
+    no_cache: bool
+    pull: bool
+    platform: str
+    network_mode: str
+    registry_auths: tuple[RegistryAuth, ...]
+
+
+def _normalise_tag(reference: str) -> str:
+    last = reference.rsplit("/", 1)[-1]
+    return reference if ":" in last or "@" in reference else f"{reference}:latest"
+
+
+@dataclass
+class FakeDockerPort:
+    """A Docker Engine in memory. Script streams and answers through the public fields."""
+
+    images: dict[str, JsonDocument] = field(default_factory=dict)
+    histories: dict[str, list[JsonDocument]] = field(default_factory=dict)
+    pull_streams: list[FakeEngineStream] = field(default_factory=list)
+    push_streams: list[FakeEngineStream] = field(default_factory=list)
+    build_streams: list[FakeEngineStream] = field(default_factory=list)
+    prune_report: JsonDocument = field(
+        default_factory=lambda: {"ImagesDeleted": None, "SpaceReclaimed": 0}
+    )
+    auth_answer: JsonDocument = field(
+        default_factory=lambda: {"Status": "Login Succeeded", "IdentityToken": ""}
+    )
+    # When set, the named method raises this error instead of answering.
+    failures: dict[str, ImageServiceError] = field(default_factory=dict)
+    alive: bool = True
+
+    calls: list[Call] = field(default_factory=list)
+    builds: list[BuildCall] = field(default_factory=list)
+    build_files: list[IO[bytes]] = field(default_factory=list)
+    streams_opened: list[FakeEngineStream] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # Bookkeeping ------------------------------------------------------------------
+
+    def add(self, document: JsonDocument) -> JsonDocument:
+        self.images[str(document["Id"])] = document
+        return document
+
+    def _record(self, method: str, *args: Any, **kwargs: Any) -> None:
+        with self._lock:
+            self.calls.append(Call(method, args, dict(kwargs)))
+        failure = self.failures.get(method)
+        if failure is not None:
+            raise failure
+
+    def calls_to(self, method: str) -> list[Call]:
+        with self._lock:
+            return [call for call in self.calls if call.method == method]
+
+    @property
+    def methods_called(self) -> list[str]:
+        with self._lock:
+            return [call.method for call in self.calls]
+
+    def _find(self, image: str) -> JsonDocument:
+        wanted = image if image.startswith("sha256:") else f"sha256:{image}"
+        for document in self.images.values():
+            if str(document["Id"]).startswith(wanted):
+                return document
+        tag = _normalise_tag(image)
+        for document in self.images.values():
+            if tag in document["RepoTags"] or image in document["RepoDigests"]:
+                return document
+        raise NotFoundError(f"No such image: {image}")
+
+    @staticmethod
+    def _summary(document: JsonDocument) -> JsonDocument:
+        return {
+            "Id": document["Id"],
+            "ParentId": document.get("Parent", ""),
+            "RepoTags": list(document["RepoTags"]) or None,
+            "RepoDigests": list(document["RepoDigests"]),
+            "Created": document["_created_unix"],
+            "Size": document["Size"],
+            "SharedSize": -1,
+            "VirtualSize": document["Size"],
+            "Labels": dict(document["Config"].get("Labels") or {}) or None,
+            "Containers": document["_containers"],
+        }
+
+    @staticmethod
+    def _matches(document: JsonDocument, filters: Mapping[str, list[str]]) -> bool:
+        labels: dict[str, str] = document["Config"].get("Labels") or {}
+        for wanted in filters.get("label", []):
+            key, sep, value = wanted.partition("=")
+            if key not in labels or (sep and labels[key] != value):
+                return False
+        for dangling in filters.get("dangling", []):
+            if (dangling == "true") != (not document["RepoTags"]):
+                return False
+        references = filters.get("reference", [])
+        if references:
+            names = {tag.rsplit(":", 1)[0] for tag in document["RepoTags"]}
+            if not any(ref in names or ref in document["RepoTags"] for ref in references):
+                return False
+        return True
+
+    # DockerPort ---------------------------------------------------------------------
+
+    def ping(self) -> bool:
+        with self._lock:
+            self.calls.append(Call("ping", (), {}))
+        return self.alive
+
+    def version(self) -> JsonDocument:
+        self._record("version")
+        return {"Version": "27.3.1", "ApiVersion": "1.47", "Os": "linux", "Arch": "amd64"}
+
+    def list_images(self, *, all: bool, filters: Mapping[str, list[str]]) -> list[JsonDocument]:
+        self._record("list_images", all=all, filters={k: list(v) for k, v in filters.items()})
+        return [
+            self._summary(document)
+            for document in self.images.values()
+            if self._matches(document, filters)
+        ]
+
+    def inspect_image(self, image: str) -> JsonDocument:
+        self._record("inspect_image", image)
+        document = self._find(image)
+        return {key: value for key, value in document.items() if not key.startswith("_")}
+
+    def image_history(self, image: str) -> list[JsonDocument]:
+        self._record("image_history", image)
+        document = self._find(image)
+        return [dict(entry) for entry in self.histories.get(str(document["Id"]), [])]
+
+    def _next_stream(self, scripted: list[FakeEngineStream], what: str) -> FakeEngineStream:
+        with self._lock:
+            if not scripted:
+                raise AssertionError(f"the test scripted no {what} stream")
+            stream = scripted.pop(0)
+            self.streams_opened.append(stream)
+            return stream
+
+    def pull(
+        self, name: str, tag_or_digest: str, *, platform: str, auth: RegistryAuth | None
+    ) -> FakeEngineStream:
+        self._record("pull", name, tag_or_digest, platform=platform, auth=auth)
+        return self._next_stream(self.pull_streams, "pull")
+
+    def push(self, name: str, tag: str, *, auth: RegistryAuth | None) -> FakeEngineStream:
+        self._record("push", name, tag, auth=auth)
+        return self._next_stream(self.push_streams, "push")
+
+    def tag(self, source: str, repository: str, tag: str) -> None:
+        self._record("tag", source, repository, tag)
+        document = self._find(source)
+        target = f"{repository}:{tag}"
+        for other in self.images.values():
+            if target in other["RepoTags"]:
+                other["RepoTags"].remove(target)
+        document["RepoTags"].append(target)
+
+    def build(self, context: IO[bytes], *, gzip: bool, request: BuildRequest) -> FakeEngineStream:
+        self._record("build", gzip=gzip, request=request)
+        data = context.read()
+        with self._lock:
+            self.build_files.append(context)
+            self.builds.append(
+                BuildCall(
+                    context=data,
+                    gzip=gzip,
+                    tags=tuple(request.tags),
+                    dockerfile=request.dockerfile,
+                    build_args=dict(request.build_args),
+                    labels=dict(request.labels),
+                    target=request.target,
+                    no_cache=request.no_cache,
+                    pull=request.pull,
+                    platform=request.platform,
+                    network_mode=request.network_mode,
+                    registry_auths=tuple(request.registry_auths),
+                )
+            )
+        return self._next_stream(self.build_streams, "build")
+
+    def remove_image(self, image: str, *, force: bool, no_prune: bool) -> list[JsonDocument]:
+        self._record("remove_image", image, force=force, no_prune=no_prune)
+        document = self._find(image)
+        tag = _normalise_tag(image)
+        if tag in document["RepoTags"] and len(document["RepoTags"]) > 1:
+            document["RepoTags"].remove(tag)
+            return [{"Untagged": tag}]
+        if document["_containers"] > 0 and not force:
+            raise FailedPreconditionError(
+                f"conflict: unable to delete {str(document['Id'])[7:19]} (must be forced)"
+                " - image is being used by stopped container 0123456789ab"
+            )
+        del self.images[str(document["Id"])]
+        untagged: list[JsonDocument] = [{"Untagged": t} for t in document["RepoTags"]]
+        return [*untagged, {"Deleted": document["Id"]}]
+
+    def prune_images(self, filters: Mapping[str, list[str]]) -> JsonDocument:
+        self._record("prune_images", {k: list(v) for k, v in filters.items()})
+        return dict(self.prune_report)
+
+    def check_auth(self, auth: RegistryAuth) -> JsonDocument:
+        self._record("check_auth", auth)
+        return dict(self.auth_answer)
+
+
+def _conforms(port: FakeDockerPort) -> DockerPort:
+    """Type-checks (under mypy) that the fake satisfies the protocol."""
+    return port
