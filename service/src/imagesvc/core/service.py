@@ -10,9 +10,10 @@ makes the daemon stop the work.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -85,7 +86,7 @@ class ImageCore:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
-    async def _messages(self, stream: EngineStream) -> AsyncIterator[JsonDocument]:
+    async def _messages(self, stream: EngineStream) -> AsyncGenerator[JsonDocument, None]:
         """The stream's messages; closes the Engine response however iteration ends."""
         try:
             while True:
@@ -95,6 +96,22 @@ class ImageCore:
                 yield message
         finally:
             stream.close()
+
+    async def _transfer(
+        self, stream: EngineStream, tracker: TransferTracker
+    ) -> AsyncGenerator[TransferProgress, None]:
+        """Coalesced progress of a pull or push; raises the error of a failure line."""
+        async with contextlib.aclosing(self._messages(stream)) as messages:
+            async for message in messages:
+                error = _stream_error(message)
+                if error is not None:
+                    raise classify_engine_message(error)
+                progress = tracker.feed(message)
+                if progress is not None:
+                    yield progress
+        final = tracker.flush()
+        if final is not None:
+            yield final
 
     # Health -------------------------------------------------------------------------
 
@@ -192,7 +209,7 @@ class ImageCore:
 
     async def pull_image(
         self, reference_text: str, *, platform: str, auth: RegistryAuth | None
-    ) -> AsyncIterator[TransferProgress | PullResult]:
+    ) -> AsyncGenerator[TransferProgress | PullResult, None]:
         # No tag or digest means :latest, never every tag of the repository.
         reference = parse_reference(reference_text).with_default_tag()
         validate_platform(platform)
@@ -208,16 +225,9 @@ class ImageCore:
                 platform=platform,
                 auth=auth,
             )
-            async for message in self._messages(stream):
-                error = _stream_error(message)
-                if error is not None:
-                    raise classify_engine_message(error)
-                progress = tracker.feed(message)
-                if progress is not None:
-                    yield progress
-            final = tracker.flush()
-            if final is not None:
-                yield final
+            async with contextlib.aclosing(self._transfer(stream, tracker)) as progress:
+                async for item in progress:
+                    yield item
             document = await self._call(self._port.inspect_image, str(reference))
         digest = next(
             (
@@ -239,7 +249,7 @@ class ImageCore:
 
     async def push_image(
         self, reference_text: str, *, auth: RegistryAuth | None
-    ) -> AsyncIterator[TransferProgress | PushResult]:
+    ) -> AsyncGenerator[TransferProgress | PushResult, None]:
         reference = parse_reference(reference_text)
         if reference.digest:
             raise InvalidArgumentError(
@@ -253,16 +263,9 @@ class ImageCore:
         )
         with redacting_errors(secrets):
             stream = await self._call(self._port.push, reference.name, reference.tag, auth=auth)
-            async for message in self._messages(stream):
-                error = _stream_error(message)
-                if error is not None:
-                    raise classify_engine_message(error)
-                progress = tracker.feed(message)
-                if progress is not None:
-                    yield progress
-            final = tracker.flush()
-            if final is not None:
-                yield final
+            async with contextlib.aclosing(self._transfer(stream, tracker)) as progress:
+                async for item in progress:
+                    yield item
         yield self._push_result(reference.name, reference.tag, tracker)
 
     @staticmethod
@@ -292,7 +295,7 @@ class ImageCore:
 
     async def build_image(
         self, options: BuildOptions, context_chunks: AsyncIterator[bytes]
-    ) -> AsyncIterator[str | BuildResult]:
+    ) -> AsyncGenerator[str | BuildResult, None]:
         options = validate_build_options(options)
         secrets = tuple(s for auth in options.registry_auths for s in auth.secrets())
         context = await spool_context(context_chunks, self._settings.build_context)
@@ -304,23 +307,26 @@ class ImageCore:
                 stream = await self._call(
                     self._port.build, context.file, gzip=gzipped, request=options
                 )
-                async for message in self._messages(stream):
-                    error = _stream_error(message)
-                    if error is not None:
-                        failure = classify_engine_message(error, building=True)
-                        if last_step and failure.reason is Reason.BUILD_FAILED:
-                            failure = failure.with_message(f"{last_step.strip()}: {error.strip()}")
-                        raise failure
-                    aux = message.get("aux")
-                    if isinstance(aux, dict) and aux.get("ID"):
-                        image_id = str(aux["ID"])
-                    text = message.get("stream") or message.get("status")
-                    if text:
-                        text = str(text)
-                        steps = _BUILD_STEP_LINE.findall(text)
-                        if steps:
-                            last_step = steps[-1]
-                        yield text
+                async with contextlib.aclosing(self._messages(stream)) as messages:
+                    async for message in messages:
+                        error = _stream_error(message)
+                        if error is not None:
+                            failure = classify_engine_message(error, building=True)
+                            if last_step and failure.reason is Reason.BUILD_FAILED:
+                                failure = failure.with_message(
+                                    f"{last_step.strip()}: {error.strip()}"
+                                )
+                            raise failure
+                        aux = message.get("aux")
+                        if isinstance(aux, dict) and aux.get("ID"):
+                            image_id = str(aux["ID"])
+                        text = message.get("stream") or message.get("status")
+                        if text:
+                            text = str(text)
+                            steps = _BUILD_STEP_LINE.findall(text)
+                            if steps:
+                                last_step = steps[-1]
+                            yield text
         finally:
             context.close()
         if not image_id and options.tags:

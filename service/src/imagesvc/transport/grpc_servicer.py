@@ -3,6 +3,7 @@ as core errors and turned into statuses by the interceptor, in one place."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 
 import grpc
@@ -60,8 +61,9 @@ class ImageServiceServicer(image_service_pb2_grpc.ImageServiceServicer):
             platform=request.platform,
             auth=convert.optional_auth(request.HasField("auth"), request.auth),
         )
-        async for item in items:
-            yield convert.pull_response(item)
+        async with contextlib.aclosing(items):
+            async for item in items:
+                yield convert.pull_response(item)
 
     async def TagImage(
         self, request: pb.TagImageRequest, context: grpc.aio.ServicerContext[object, object]
@@ -78,8 +80,9 @@ class ImageServiceServicer(image_service_pb2_grpc.ImageServiceServicer):
             _required(request.reference, "reference"),
             auth=convert.optional_auth(request.HasField("auth"), request.auth),
         )
-        async for item in items:
-            yield convert.push_response(item)
+        async with contextlib.aclosing(items):
+            async for item in items:
+                yield convert.push_response(item)
 
     async def BuildImage(
         self,
@@ -105,10 +108,10 @@ class ImageServiceServicer(image_service_pb2_grpc.ImageServiceServicer):
                     )
                 yield message.context_chunk
 
-        async for item in self._core.build_image(
-            convert.build_options(first.options), context_chunks()
-        ):
-            yield convert.build_response(item)
+        items = self._core.build_image(convert.build_options(first.options), context_chunks())
+        async with contextlib.aclosing(items):
+            async for item in items:
+                yield convert.build_response(item)
 
     async def RemoveImage(
         self, request: pb.RemoveImageRequest, context: grpc.aio.ServicerContext[object, object]
