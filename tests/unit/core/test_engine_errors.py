@@ -59,16 +59,6 @@ Expected = tuple[type[ImageServiceError], Reason]
             '"LINUX/amd64": unknown operating system or architecture: invalid argument',
             BAD_REFERENCE,
         ),
-        # Build contexts and options.
-        ("Error processing tar file(exit status 1): unexpected EOF", BAD_CONTEXT),
-        ("archive/tar: invalid tar header", BAD_CONTEXT),
-        (
-            "Cannot locate specified Dockerfile: Dockerfile.missing",
-            BAD_OPTIONS,
-        ),
-        ("dockerfile parse error line 1: unknown instruction: FORM", BAD_OPTIONS),
-        ("failed to reach build target nosuch in Dockerfile", BAD_OPTIONS),
-        ("network nosuchnet not found", BAD_OPTIONS),
         # Registry credentials and permissions.
         ("unauthorized: authentication required", UNAUTHENTICATED),
         (
@@ -130,6 +120,31 @@ def test_engine_messages_are_classified(message: str, expected: Expected) -> Non
     assert type(error) is kind
     assert error.reason is reason
     assert error.message == message
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("Error processing tar file(exit status 1): unexpected EOF", BAD_CONTEXT),
+        ("archive/tar: invalid tar header", BAD_CONTEXT),
+        ("Cannot locate specified Dockerfile: Dockerfile.missing", BAD_OPTIONS),
+        ("dockerfile parse error line 1: unknown instruction: FORM", BAD_OPTIONS),
+        ("failed to reach build target nosuch in Dockerfile", BAD_OPTIONS),
+        ("network nosuchnet not found", BAD_OPTIONS),
+    ],
+)
+def test_build_context_and_option_messages_are_caller_errors_only_in_a_build(
+    message: str, expected: Expected
+) -> None:
+    error = classify_engine_message(message, building=True)
+    kind, reason = expected
+    assert type(error) is kind
+    assert error.reason is reason
+    outside_a_build = classify_engine_message(message)
+    assert outside_a_build.reason not in (
+        Reason.INVALID_BUILD_CONTEXT,
+        Reason.INVALID_BUILD_OPTIONS,
+    )
 
 
 def test_classification_is_case_insensitive() -> None:

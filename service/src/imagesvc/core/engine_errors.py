@@ -56,19 +56,6 @@ _RULES: tuple[_Rule, ...] = (
         Reason.INVALID_REFERENCE,
     ),
     _rule(
-        r"error processing tar file|unexpected eof|archive/tar|invalid tar header"
-        r"|gzip: invalid header",
-        InvalidArgumentError,
-        Reason.INVALID_BUILD_CONTEXT,
-    ),
-    _rule(
-        r"cannot locate specified dockerfile|dockerfile parse error|unknown instruction"
-        r"|failed to reach build target|target stage .* could not be found"
-        r"|unknown flag|invalid networking mode|network .* not found",
-        InvalidArgumentError,
-        Reason.INVALID_BUILD_OPTIONS,
-    ),
-    _rule(
         r"unauthorized|authentication required|no basic auth credentials"
         r"|incorrect username or password|401 unauthorized|invalid username/password",
         UnauthenticatedError,
@@ -84,9 +71,27 @@ _RULES: tuple[_Rule, ...] = (
     _rule(
         r"connection refused|no such host|i/o timeout|dial tcp|network is unreachable"
         r"|server gave http response to https client|tls: |x509:|connection reset"
-        r"|service unavailable|context deadline exceeded while",
+        r"|service unavailable|context deadline exceeded while|unexpected eof",
         UnavailableError,
         Reason.REGISTRY_UNAVAILABLE,
+    ),
+)
+
+# Only a build sends the caller's own tar and Dockerfile; the same words in a pull
+# (a dropped registry connection, a full disk) are not the caller's fault.
+_BUILD_RULES: tuple[_Rule, ...] = (
+    _rule(
+        r"error processing tar file|unexpected eof|archive/tar|invalid tar header"
+        r"|gzip: invalid header",
+        InvalidArgumentError,
+        Reason.INVALID_BUILD_CONTEXT,
+    ),
+    _rule(
+        r"cannot locate specified dockerfile|dockerfile parse error|unknown instruction"
+        r"|failed to reach build target|target stage .* could not be found"
+        r"|unknown flag|invalid networking mode|network .* not found",
+        InvalidArgumentError,
+        Reason.INVALID_BUILD_OPTIONS,
     ),
 )
 
@@ -100,7 +105,7 @@ def classify_engine_message(
     text = message.strip() or "the Docker Engine reported an error without a message"
     if building and _BUILD_STEP_FAILED.search(text):
         return FailedPreconditionError(text, reason=Reason.BUILD_FAILED)
-    for rule in _RULES:
+    for rule in (*_BUILD_RULES, *_RULES) if building else _RULES:
         if rule.pattern.search(text):
             return rule.kind(text, reason=rule.reason)
     if http_status == 404:
