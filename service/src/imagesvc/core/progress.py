@@ -23,7 +23,9 @@ _DOWNLOADED_STATES = frozenset(
 )
 _TRANSFER_STATES = frozenset({"Downloading", "Pushing"})
 _FINISHED_PULL = frozenset({"Pull complete", "Already exists"})
-_FINISHED_PUSH = frozenset({"Pushed", "Layer already exists"})
+_FINISHED_PUSH = frozenset({"Pushed", "Layer already exists", "Already exists"})
+# A push reports a layer the registry copies from another repository as "Mounted from <repo>".
+_MOUNTED_PREFIX = "Mounted from "
 
 
 @dataclass(slots=True)
@@ -47,6 +49,7 @@ class TransferTracker:
         min_interval: float = 0.1,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._pushing = pushing
         self._finished_states = _FINISHED_PUSH if pushing else _FINISHED_PULL
         self._min_interval = min_interval
         self._clock = clock
@@ -84,13 +87,18 @@ class TransferTracker:
             layer.current = 0
         if state in _TRANSFER_STATES:
             layer.done_bytes = layer.current
-        elif state in _DOWNLOADED_STATES or state in self._finished_states:
+        elif state in _DOWNLOADED_STATES or self._finished(state):
             layer.done_bytes = max(layer.done_bytes, layer.total)
         layer.dirty = True
         now = self._clock()
         if changed or now - layer.last_emit >= self._min_interval:
             return self._snapshot(status="", force_layers=False)
         return None
+
+    def _finished(self, state: str) -> bool:
+        if self._pushing and state.startswith(_MOUNTED_PREFIX):
+            return True
+        return state in self._finished_states
 
     def flush(self) -> TransferProgress | None:
         """Progress still held back, if any."""
@@ -114,9 +122,7 @@ class TransferTracker:
                 for layer in self._layers.values()
             ),
             bytes_total=sum(layer.total for layer in self._layers.values()),
-            layers_done=sum(
-                1 for layer in self._layers.values() if layer.state in self._finished_states
-            ),
+            layers_done=sum(1 for layer in self._layers.values() if self._finished(layer.state)),
             layers_total=len(self._layers),
             status=status,
         )
