@@ -27,6 +27,7 @@ class Reason(StrEnum):
     DAEMON_UNAVAILABLE = "DAEMON_UNAVAILABLE"
     DAEMON_TIMEOUT = "DAEMON_TIMEOUT"
     ENGINE_ERROR = "ENGINE_ERROR"
+    INTERNAL = "INTERNAL"
 
 
 class ImageServiceError(Exception):
@@ -83,6 +84,12 @@ class UnavailableError(ImageServiceError):
 
 class DeadlineExceededError(ImageServiceError):
     default_reason = Reason.DAEMON_TIMEOUT
+
+
+class InternalError(ImageServiceError):
+    """A bug in this service; the message says no more than that."""
+
+    default_reason = Reason.INTERNAL
 
 
 class EngineError(ImageServiceError):

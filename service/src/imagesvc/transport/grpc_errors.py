@@ -12,6 +12,7 @@ from imagesvc.core.errors import (
     EngineError,
     FailedPreconditionError,
     ImageServiceError,
+    InternalError,
     InvalidArgumentError,
     NotFoundError,
     PermissionDeniedError,
@@ -31,6 +32,7 @@ STATUS_CODES: dict[type[ImageServiceError], grpc.StatusCode] = {
     ResourceExhaustedError: grpc.StatusCode.RESOURCE_EXHAUSTED,
     UnavailableError: grpc.StatusCode.UNAVAILABLE,
     DeadlineExceededError: grpc.StatusCode.DEADLINE_EXCEEDED,
+    InternalError: grpc.StatusCode.INTERNAL,
     EngineError: grpc.StatusCode.UNKNOWN,
     ImageServiceError: grpc.StatusCode.UNKNOWN,
 }

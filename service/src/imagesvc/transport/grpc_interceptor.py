@@ -12,7 +12,7 @@ from typing import Any
 
 import grpc
 
-from imagesvc.core.errors import ImageServiceError
+from imagesvc.core.errors import ImageServiceError, InternalError
 from imagesvc.transport.grpc_errors import error_status
 
 log = logging.getLogger("imagesvc.access")
@@ -49,10 +49,15 @@ class _Call:
         self.code, self.reason = code, str(error.reason)
         await self.context.abort(code, message, trailing_metadata=((_STATUS_DETAILS_KEY, details),))
 
-    def unexpected(self) -> None:
-        self.code = grpc.StatusCode.INTERNAL
+    async def unexpected(self) -> None:
+        """A bug: logged with its traceback, answered without its text (which may hold data)."""
         log.exception(
             "unexpected error", extra={"grpc_method": self.method, "request_id": self.request_id}
+        )
+        await self.fail(
+            InternalError(
+                f"internal error in imagesvc; quote request id {self.request_id} when reporting it"
+            )
         )
 
     def finish(self) -> None:
@@ -85,9 +90,10 @@ def _wrap_unary(
         except asyncio.CancelledError:
             call.code = grpc.StatusCode.CANCELLED
             raise
-        except Exception:
-            call.unexpected()
+        except grpc.aio.AbortError:
             raise
+        except Exception:  # noqa: BLE001 (any bug becomes INTERNAL, never a crash or a leak)
+            await call.unexpected()
         finally:
             call.finish()
 
@@ -108,9 +114,10 @@ def _wrap_stream(
         except asyncio.CancelledError:
             call.code = grpc.StatusCode.CANCELLED
             raise
-        except Exception:
-            call.unexpected()
+        except grpc.aio.AbortError:
             raise
+        except Exception:  # noqa: BLE001 (any bug becomes INTERNAL, never a crash or a leak)
+            await call.unexpected()
         finally:
             call.finish()
 
