@@ -689,7 +689,7 @@ def test_pull_stream_is_closed_when_the_consumer_stops_early(
             taken += 1
             if taken == 2:
                 break
-        await pull.aclose()  # type: ignore[attr-defined]
+        await pull.aclose()
         # The Engine response must be closed by the time aclose() returns.
         assert stream.closed
         return taken
@@ -841,7 +841,7 @@ def test_push_stream_is_closed_when_the_consumer_stops_early(
         push = core.push_image("127.0.0.1:5000/team/app:1", auth=None)
         first = await push.__anext__()
         assert isinstance(first, TransferProgress)
-        await push.aclose()  # type: ignore[attr-defined]
+        await push.aclose()
         assert stream.closed
 
     run(stop_after_one())
@@ -1064,7 +1064,7 @@ def test_build_stream_and_context_are_closed_when_the_consumer_stops_early(
         build = core.build_image(BuildOptions(), chunks_of(context_tar()))
         first = await build.__anext__()
         assert first == "Step 1/2 : FROM busybox:1.36\n"
-        await build.aclose()  # type: ignore[attr-defined]
+        await build.aclose()
         assert port.build_files[0].closed
         assert stream.closed
 
