@@ -17,13 +17,21 @@ class Settings:
     docker_host: str = DEFAULT_DOCKER_HOST
     # Read timeout of unary Engine calls; streams are bounded by the RPC deadline instead.
     docker_timeout_seconds: float = 60.0
-    # Threads running blocking docker-py calls; a pull, push or build holds one per read.
-    docker_workers: int = 32
+    # Threads running quick blocking docker-py calls (list, inspect, tag, ...).
+    docker_workers: int = 16
+    # Threads reading Engine streams: the number of pulls, pushes and builds that make
+    # progress at once (more wait their turn, without blocking quick calls or health).
+    stream_workers: int = 64
+    # A pull, push or build whose Engine stream stays silent this long fails with
+    # DEADLINE_EXCEEDED (0: no limit). Clients bound whole calls with their deadline.
+    stream_idle_timeout_seconds: float = 1800.0
     build_context_max_bytes: int = 512 * 1024 * 1024
     build_context_memory_bytes: int = 4 * 1024 * 1024
     build_spool_dir: str | None = None
     max_message_bytes: int = 8 * 1024 * 1024
     health_interval_seconds: float = 2.0
+    # A daemon that does not answer /_ping within this time counts as down.
+    health_timeout_seconds: float = 5.0
     shutdown_grace_seconds: float = 20.0
     progress_interval_seconds: float = 0.1
     log_level: str = "INFO"

@@ -25,6 +25,7 @@ from typing import IO, Any
 import docker
 import docker.errors
 import requests
+import urllib3.exceptions
 
 from imagesvc.core.engine_errors import classify_engine_message
 from imagesvc.core.errors import (
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 # "auto" would need a reachable daemon at start-up, and this service must start
 # (and report NOT_SERVING) while the daemon is down. 1.41 is Engine 20.10.
 _INITIAL_API_VERSION = "1.41"
+_CONNECT_TIMEOUT = 10.0
 
 
 def _explanation(exc: docker.errors.APIError) -> str:
@@ -60,6 +62,14 @@ def _explanation(exc: docker.errors.APIError) -> str:
 
 def _version_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split(".") if part.isdigit())
+
+
+def _unreachable(operation: str) -> UnavailableError:
+    return UnavailableError(
+        f"the Docker daemon is not reachable ({operation}): check that it runs and that"
+        " DOCKER_HOST points at its socket",
+        reason=Reason.DAEMON_UNAVAILABLE,
+    )
 
 
 @contextmanager
@@ -82,17 +92,21 @@ def _translate_errors(operation: str, image: str = "") -> Iterator[None]:
         raise classify_engine_message(
             _explanation(exc), http_status=status, building=operation == "build"
         ) from exc
+    except requests.exceptions.ConnectionError as exc:
+        # requests reports a read timeout in the middle of a stream as a ConnectionError.
+        if exc.args and isinstance(exc.args[0], urllib3.exceptions.ReadTimeoutError):
+            raise DeadlineExceededError(
+                f"the Docker daemon sent nothing for too long during {operation}",
+                reason=Reason.DAEMON_TIMEOUT,
+            ) from exc
+        raise _unreachable(operation) from exc
     except requests.exceptions.Timeout as exc:
         raise DeadlineExceededError(
             f"the Docker daemon did not answer {operation} in time",
             reason=Reason.DAEMON_TIMEOUT,
         ) from exc
-    except (requests.exceptions.ConnectionError, ConnectionError, FileNotFoundError) as exc:
-        raise UnavailableError(
-            f"the Docker daemon is not reachable ({operation}): check that it runs and that"
-            " DOCKER_HOST points at its socket",
-            reason=Reason.DAEMON_UNAVAILABLE,
-        ) from exc
+    except (ConnectionError, FileNotFoundError) as exc:
+        raise _unreachable(operation) from exc
     except docker.errors.DockerException as exc:
         raise EngineError(f"{operation} failed: {exc}", reason=Reason.ENGINE_ERROR) from exc
     except requests.exceptions.RequestException as exc:
@@ -173,8 +187,12 @@ class DockerAdapter:
         base_url: str,
         *,
         timeout: float = 60.0,
+        stream_idle_timeout: float | None = None,
+        ping_timeout: float = 5.0,
         max_pool_size: int = 32,
     ) -> None:
+        self._stream_idle_timeout = stream_idle_timeout
+        self._ping_timeout = ping_timeout
         # A TLS daemon is configured as for the docker CLI (DOCKER_TLS_VERIFY, DOCKER_CERT_PATH).
         kwargs: dict[str, Any] = {}
         if base_url.startswith(("tcp://", "https://")):
@@ -227,14 +245,16 @@ class DockerAdapter:
                 headers=dict(headers),
                 data=data,
                 stream=True,
-                timeout=None,  # streams are bounded by the RPC's deadline, not a read timeout
+                # No limit on the whole stream (the RPC deadline bounds it), only on silence.
+                timeout=(_CONNECT_TIMEOUT, self._stream_idle_timeout),
             )
             self._client._raise_for_status(response)
         return DockerEngineStream(response, operation)
 
     def ping(self) -> bool:
         try:
-            answered = bool(self._client.ping())
+            response = self._client._get(self._url("/_ping"), timeout=self._ping_timeout)
+            answered = bool(self._client._result(response) == "OK")
             if answered and not self._negotiated:
                 self._negotiate_version()
             return answered

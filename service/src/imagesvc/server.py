@@ -42,7 +42,10 @@ def _default_port(settings: Settings) -> DockerPort:
     return DockerAdapter(
         settings.docker_host,
         timeout=settings.docker_timeout_seconds,
-        max_pool_size=settings.docker_workers,
+        stream_idle_timeout=settings.stream_idle_timeout_seconds or None,
+        ping_timeout=settings.health_timeout_seconds,
+        # One connection per thread that may use it at once.
+        max_pool_size=settings.docker_workers + settings.stream_workers + 1,
     )
 
 
@@ -52,12 +55,17 @@ class ImageServer:
     def __init__(self, settings: Settings, port: DockerPort | None = None) -> None:
         self.settings = settings
         self._docker = port if port is not None else _default_port(settings)
-        self._executor = ThreadPoolExecutor(
-            max_workers=settings.docker_workers, thread_name_prefix="docker"
+        self._executors = (
+            ThreadPoolExecutor(max_workers=settings.docker_workers, thread_name_prefix="docker"),
+            ThreadPoolExecutor(
+                max_workers=settings.stream_workers, thread_name_prefix="docker-stream"
+            ),
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="docker-ping"),
         )
+        unary, streams, pings = self._executors
         self.core = ImageCore(
             self._docker,
-            self._executor,
+            unary,
             CoreSettings(
                 build_context=ContextLimits(
                     max_bytes=settings.build_context_max_bytes,
@@ -66,6 +74,8 @@ class ImageServer:
                 ),
                 progress_interval_seconds=settings.progress_interval_seconds,
             ),
+            stream_executor=streams,
+            health_executor=pings,
         )
         self.health = health.aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
@@ -135,7 +145,8 @@ class ImageServer:
             await self._server.stop(
                 self.settings.shutdown_grace_seconds if grace is None else grace
             )
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        for executor in self._executors:
+            executor.shutdown(wait=False, cancel_futures=True)
         close = getattr(self._docker, "close", None)
         if callable(close):
             close()

@@ -77,20 +77,37 @@ def _stream_error(message: JsonDocument) -> str | None:
 
 
 class ImageCore:
-    def __init__(self, port: DockerPort, executor: Executor, settings: CoreSettings) -> None:
+    def __init__(
+        self,
+        port: DockerPort,
+        executor: Executor,
+        settings: CoreSettings,
+        *,
+        stream_executor: Executor | None = None,
+        health_executor: Executor | None = None,
+    ) -> None:
+        """`executor` runs unary Engine calls. Reads of long pulls, pushes and builds can
+        go to `stream_executor` and pings to `health_executor`, so that many slow streams
+        neither starve quick calls nor make a busy service look unhealthy."""
         self._port = port
         self._executor = executor
+        self._stream_executor = stream_executor or executor
+        self._health_executor = health_executor or executor
         self._settings = settings
 
     async def _call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        return await self._call_in(self._executor, fn, *args, **kwargs)
+
+    @staticmethod
+    async def _call_in(executor: Executor, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+        return await loop.run_in_executor(executor, functools.partial(fn, *args, **kwargs))
 
     async def _messages(self, stream: EngineStream) -> AsyncGenerator[JsonDocument, None]:
         """The stream's messages; closes the Engine response however iteration ends."""
         try:
             while True:
-                message = await self._call(next, stream, _END)
+                message = await self._call_in(self._stream_executor, next, stream, _END)
                 if message is _END:
                     return
                 yield message
@@ -116,7 +133,7 @@ class ImageCore:
     # Health -------------------------------------------------------------------------
 
     async def ping(self) -> bool:
-        return await self._call(self._port.ping)
+        return await self._call_in(self._health_executor, self._port.ping)
 
     # Reads --------------------------------------------------------------------------
 
