@@ -24,6 +24,7 @@ from typing import IO, Any
 
 import docker
 import docker.errors
+import docker.transport.unixconn
 import requests
 import urllib3.exceptions
 
@@ -46,6 +47,25 @@ log = logging.getLogger(__name__)
 # (and report NOT_SERVING) while the daemon is down. 1.41 is Engine 20.10.
 _INITIAL_API_VERSION = "1.41"
 _CONNECT_TIMEOUT = 10.0
+
+
+def _connect_unix(self: Any) -> None:
+    """docker-py's UnixHTTPConnection.connect, closing the socket when connect() fails.
+
+    docker-py 7.1 leaves it open (docker/docker-py#3356), so while the daemon is down
+    every ping and every call leaked a socket until the garbage collector found it.
+    """
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(self.timeout)
+        sock.connect(self.unix_socket)
+    except BaseException:
+        sock.close()
+        raise
+    self.sock = sock
+
+
+docker.transport.unixconn.UnixHTTPConnection.connect = _connect_unix
 
 
 def _explanation(exc: docker.errors.APIError) -> str:
