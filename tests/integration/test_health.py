@@ -1,0 +1,175 @@
+"""grpc.health.v1 follows the daemon; server reflection lists the services."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import descriptor_pool
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
+
+from devtools.sandbox import Engine
+from imagesvc.server import ThreadedServer
+from imagesvc.v1 import image_service_pb2 as pb
+from imagesvc.v1 import image_service_pb2_grpc
+from tests.integration.conftest import server_settings
+from tests.integration.rpc_errors import error_info
+
+SERVICE = "imagesvc.v1.ImageService"
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+# How long a flip of the daemon may take to show (the server pings every 0.2 s).
+FLIP_WITHIN = 5.0
+
+
+def health_stub(channel: grpc.Channel) -> Any:
+    """A Health client (typed Any: the types-grpcio-health-checking stub has no methods)."""
+    return health_pb2_grpc.HealthStub(channel)
+
+
+def check(channel: grpc.Channel, service: str) -> int:
+    status: int = (
+        health_stub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
+    )
+    return status
+
+
+def wait_for(condition: Callable[[], bool], within: float, what: str) -> float:
+    """Seconds until ``condition()`` held; fails after ``within`` seconds."""
+    started = time.monotonic()
+    while not condition():
+        elapsed = time.monotonic() - started
+        assert elapsed < within, f"{what} did not happen within {within}s"
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
+# The session server ----------------------------------------------------------------------
+
+
+def test_health_is_serving_while_the_daemon_answers(channel: grpc.Channel, engine: Engine) -> None:
+    assert engine.ping()
+    assert check(channel, "") == SERVING
+    assert check(channel, SERVICE) == SERVING
+
+
+def test_health_of_an_unknown_service_is_not_found(channel: grpc.Channel) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        check(channel, "no.such.Service")
+    assert caught.value.code() is grpc.StatusCode.NOT_FOUND
+
+
+def test_reflection_lists_the_services(channel: grpc.Channel) -> None:
+    database = ProtoReflectionDescriptorDatabase(channel)
+    services = set(database.get_services())
+    assert {SERVICE, "grpc.health.v1.Health"} <= services
+    # The descriptors it serves are complete enough for a generic client (grpcurl).
+    pool = descriptor_pool.DescriptorPool(database)
+    build = pool.FindServiceByName(SERVICE).methods_by_name["BuildImage"]
+    assert build.input_type.full_name == "imagesvc.v1.BuildImageRequest"
+    assert build.client_streaming
+    assert build.server_streaming
+    assert {"ListImages", "PullImage", "PushImage", "CheckRegistryAuth"} <= set(
+        pool.FindServiceByName(SERVICE).methods_by_name
+    )
+    assert "Check" in pool.FindServiceByName("grpc.health.v1.Health").methods_by_name
+
+
+# A server whose daemon goes away and comes back --------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def own_engine(engine: Engine) -> Iterator[Engine]:
+    """A second sandboxed dockerd that this module may stop (never the session one)."""
+    base = Path(tempfile.mkdtemp(prefix="isv-hl-", dir="/tmp"))
+    own = Engine(base / "engine")
+    assert own.host != engine.host
+    own.start()
+    try:
+        yield own
+    finally:
+        own.stop()
+        assert not own.leftover_processes()
+        shutil.rmtree(base)
+
+
+class Watcher:
+    """Collects what a health Watch stream reports, on a thread of its own."""
+
+    def __init__(self, channel: grpc.Channel, service: str) -> None:
+        self.statuses: list[int] = []
+        self._call = health_stub(channel).Watch(
+            health_pb2.HealthCheckRequest(service=service), timeout=120
+        )
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            for response in self._call:
+                self.statuses.append(response.status)
+        except grpc.RpcError:
+            pass
+
+    def close(self) -> None:
+        self._call.cancel()
+        self._thread.join(timeout=5)
+
+
+def test_health_follows_the_daemon_down_and_up(own_engine: Engine) -> None:
+    server = ThreadedServer(server_settings(own_engine.host, health_interval_seconds=0.2))
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = image_service_pb2_grpc.ImageServiceStub(channel)
+            assert check(channel, "") == SERVING
+            assert check(channel, SERVICE) == SERVING
+            stub.ListImages(pb.ListImagesRequest(), timeout=10)
+            watcher = Watcher(channel, SERVICE)
+            try:
+                wait_for(lambda: watcher.statuses == [SERVING], 5, "the first Watch message")
+
+                stop_began = time.monotonic()
+                own_engine.stop()
+                assert not own_engine.ping()
+                flipped = wait_for(
+                    lambda: check(channel, SERVICE) == NOT_SERVING, FLIP_WITHIN, "NOT_SERVING"
+                )
+                print(
+                    f"NOT_SERVING {flipped:.2f}s after dockerd was gone"
+                    f" ({time.monotonic() - stop_began:.2f}s after stop began)"
+                )
+                assert check(channel, "") == NOT_SERVING
+                with pytest.raises(grpc.RpcError) as caught:
+                    stub.ListImages(pb.ListImagesRequest(), timeout=10)
+                assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
+                assert error_info(caught.value).reason == "DAEMON_UNAVAILABLE"
+                assert "DOCKER_HOST" in (caught.value.details() or "")
+
+                own_engine.start()
+                back = wait_for(
+                    lambda: check(channel, SERVICE) == SERVING, FLIP_WITHIN, "SERVING again"
+                )
+                print(f"SERVING {back:.2f}s after dockerd answered again")
+                assert check(channel, "") == SERVING
+                # Same server, same channel: calls work again.
+                reply = stub.ListImages(pb.ListImagesRequest(), timeout=10)
+                assert reply.total_size >= 0
+                wait_for(
+                    lambda: watcher.statuses == [SERVING, NOT_SERVING, SERVING],
+                    5,
+                    f"Watch to report the transitions (saw {watcher.statuses})",
+                )
+            finally:
+                watcher.close()
+    finally:
+        server.stop()
