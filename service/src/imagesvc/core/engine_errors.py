@@ -35,8 +35,17 @@ def _rule(pattern: str, kind: type[ImageServiceError], reason: Reason) -> _Rule:
 
 
 # Order matters: the first match wins. "pull access denied ... repository does not
-# exist" is a missing image, not a refusal, so it comes before the "denied" rule.
+# exist" is a missing image, not a refusal, so it comes before the "denied" rule. A name
+# the Engine cannot parse comes back as "no such image: UPPER/case: invalid reference
+# format: ...", so malformed references come before missing images.
 _RULES: tuple[_Rule, ...] = (
+    _rule(
+        r"invalid reference format|invalid tag format|repository name must"
+        r"|invalid repository name|invalid platform|unknown operating system"
+        r"|invalid checksum digest",
+        InvalidArgumentError,
+        Reason.INVALID_REFERENCE,
+    ),
     _rule(
         r"no such image|does not exist locally|reference does not exist",
         NotFoundError,
@@ -47,13 +56,6 @@ _RULES: tuple[_Rule, ...] = (
         r"|name unknown|not found: manifest",
         NotFoundError,
         Reason.IMAGE_NOT_FOUND,
-    ),
-    _rule(
-        r"invalid reference format|invalid tag format|repository name must"
-        r"|invalid repository name|invalid platform|unknown operating system"
-        r"|invalid checksum digest",
-        InvalidArgumentError,
-        Reason.INVALID_REFERENCE,
     ),
     _rule(
         r"unauthorized|authentication required|no basic auth credentials"
