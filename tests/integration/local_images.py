@@ -1,0 +1,150 @@
+"""Helpers for the tests of the local-image RPCs (list, get, history, tag, remove, prune):
+throwaway images under a unique label, and what the docker CLI says about images.
+
+Every throwaway image carries ``SCOPE_LABEL=<scope>`` so that a test can filter on it
+and ``Throwaway.cleanup()`` can remove everything it made with one label-filtered
+prune, whatever state the test left it in. The session busybox image carries no label,
+so it is never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+import pytest
+
+from devtools.sandbox import BuiltImage, Engine, build_busybox_image
+from imagesvc.v1 import image_service_pb2 as pb
+from imagesvc.v1 import image_service_pb2_grpc
+from tests.integration.rpc_errors import error_info
+
+SCOPE_LABEL = "org.imagesvc-test.scope"
+
+Stub = image_service_pb2_grpc.ImageServiceStub
+
+# "UPPER/case": a modern reference parser takes UPPER for a registry host, but this Engine
+# refuses the name ("repository name must be lowercase"); the service must report that as
+# a malformed reference, not as a missing image.
+MALFORMED = ["UPPER/case", "UPPERCASE", "a b", "x:", "x@sha256:zz", "-x", "x::1", " x"]
+
+_ENGINE_TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z")
+
+
+def unique_repo(kind: str) -> str:
+    """A repository name no other test uses."""
+    return f"imagesvc-test/{kind}-{uuid.uuid4().hex[:12]}"
+
+
+def inspect(engine: Engine, ref: str) -> dict[str, Any]:
+    """``docker image inspect REF``: the Engine's document."""
+    documents = json.loads(engine.docker("image", "inspect", ref).stdout)
+    assert isinstance(documents, list)
+    assert len(documents) == 1
+    document = documents[0]
+    assert isinstance(document, dict)
+    return document
+
+
+def exists(engine: Engine, ref: str) -> bool:
+    """Whether the Engine has an image by this reference or id."""
+    result = engine.docker("image", "inspect", "--format", "{{.Id}}", ref, check=False)
+    return result.returncode == 0
+
+
+def tags_of(engine: Engine, ref: str) -> list[str]:
+    return sorted(inspect(engine, ref)["RepoTags"] or [])
+
+
+def cli_list_ids(engine: Engine, *filters: str, all: bool = False) -> set[str]:
+    """Ids ``docker image ls --filter ...`` shows (one per image, however many tags)."""
+    args = ["image", "ls", "--no-trunc", "--quiet"]
+    if all:
+        args.append("--all")
+    for condition in filters:
+        args += ["--filter", condition]
+    return set(engine.docker(*args).stdout.split())
+
+
+def engine_time(text: str) -> tuple[int, int]:
+    """Seconds and nanoseconds of an Engine timestamp such as 2026-01-02T03:04:05.123456789Z."""
+    match = _ENGINE_TIME.fullmatch(text)
+    assert match is not None, f"unexpected Engine time {text!r}"
+    seconds = int(datetime.fromisoformat(match[1]).replace(tzinfo=UTC).timestamp())
+    return seconds, int((match[2] or "").ljust(9, "0"))
+
+
+def cli_time(text: str) -> int:
+    """Unix seconds of an RFC 3339 time the CLI prints (``--human=false``)."""
+    return int(datetime.fromisoformat(text).timestamp())
+
+
+def expect_error(
+    call: Any, request: Any, code: grpc.StatusCode, reason: str, *, timeout: float = 20
+) -> grpc.RpcError:
+    """Makes a call that must fail with this code and ErrorInfo reason; returns the error."""
+    with pytest.raises(grpc.RpcError) as caught:
+        call(request, timeout=timeout)
+    error = caught.value
+    assert isinstance(error, grpc.Call)
+    assert error.code() == code, (error.code(), error.details())
+    assert error_info(error).reason == reason, error.details()
+    return error
+
+
+def assert_serving(stub: Stub, busybox: BuiltImage) -> None:
+    """The server still answers: GetImage of the session busybox image succeeds."""
+    reply = stub.GetImage(pb.GetImageRequest(image=busybox.tag), timeout=10)
+    assert reply.image.id == busybox.id
+
+
+class Throwaway:
+    """Builds images labelled with a scope of their own; ``cleanup()`` removes them all,
+    every tag set on them and the containers created through ``create_container``."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.scope = uuid.uuid4().hex[:16]
+        self._containers: list[str] = []
+
+    @property
+    def label(self) -> str:
+        """The label filter that selects this scope's images: ``key=value``."""
+        return f"{SCOPE_LABEL}={self.scope}"
+
+    def build(
+        self,
+        tag: str,
+        *,
+        extra_lines: Sequence[str] = (),
+        labels: Mapping[str, str] | None = None,
+    ) -> BuiltImage:
+        image_id = build_busybox_image(
+            self.engine,
+            tag,
+            extra_lines=extra_lines,
+            labels={SCOPE_LABEL: self.scope, **(labels or {})},
+        )
+        return BuiltImage(tag=tag, id=image_id)
+
+    def create_container(self, image: str) -> str:
+        """A created (never started) container of ``image``, removed by ``cleanup()``."""
+        created = self.engine.docker("create", "--network", "none", image, "true")
+        container = created.stdout.strip()
+        self._containers.append(container)
+        return container
+
+    def remove_container(self, container: str) -> None:
+        self.engine.docker("rm", "--force", container)
+        self._containers.remove(container)
+
+    def cleanup(self) -> None:
+        if self._containers:
+            self.engine.docker("rm", "--force", *self._containers, check=False)
+            self._containers.clear()
+        self.engine.docker("image", "prune", "--all", "--force", "--filter", f"label={self.label}")
