@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
@@ -64,6 +65,16 @@ def _wait_gone(engine: Engine, container_prefix: str, marker: str) -> float:
         time.sleep(0.05)
 
 
+def _access_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[str, float]]:
+    """(grpc_code, duration_ms) of each BuildImage access-log line the server wrote."""
+    return [
+        (str(getattr(record, "grpc_code", "")), float(getattr(record, "duration_ms", -1)))
+        for record in caplog.records
+        if record.name == "imagesvc.access"
+        and getattr(record, "grpc_method", "") == "/imagesvc.v1.ImageService/BuildImage"
+    ]
+
+
 def _assert_no_image(engine: Engine, tag: str) -> None:
     assert engine.docker("image", "inspect", tag, check=False).returncode != 0
 
@@ -91,8 +102,13 @@ def tag(engine: Engine) -> Iterator[str]:
 
 
 def test_cancel_mid_build_removes_the_build_container(
-    stub: Stub, engine: Engine, busybox_image: BuiltImage, tag: str
+    stub: Stub,
+    engine: Engine,
+    busybox_image: BuiltImage,
+    tag: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="imagesvc.access")
     marker = f"cancel-{uuid.uuid4().hex}"
     requests = build_requests(pb.BuildOptions(tags=[tag]), _sleep_build(busybox_image, marker))
     call = stub.BuildImage(iter(requests), timeout=60)
@@ -125,12 +141,19 @@ def test_cancel_mid_build_removes_the_build_container(
     time.sleep(1.0)
     _assert_no_image(engine, tag)
     assert not any(marker in c or "after-the-sleep" in c for c in _containers(engine))
+    # The server's access log says what happened to the call.
+    assert [code for code, _ in _access_lines(caplog)] == ["CANCELLED"]
     _assert_still_serving(stub, engine, busybox_image)
 
 
 def test_deadline_mid_build_removes_the_build_container(
-    stub: Stub, engine: Engine, busybox_image: BuiltImage, tag: str
+    stub: Stub,
+    engine: Engine,
+    busybox_image: BuiltImage,
+    tag: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="imagesvc.access")
     marker = f"deadline-{uuid.uuid4().hex}"
     requests = build_requests(pb.BuildOptions(tags=[tag]), _sleep_build(busybox_image, marker))
     started = time.monotonic()
@@ -149,4 +172,10 @@ def test_deadline_mid_build_removes_the_build_container(
     time.sleep(1.0)
     _assert_no_image(engine, tag)
     assert not any(marker in c for c in _containers(engine))
+    # The server's side of the call ended at the deadline. The client's expiry reaches the
+    # server as a cancel (RST_STREAM) a few ms before its own deadline timer, so the access
+    # log says CANCELLED, as gRPC core does.
+    [(code, duration_ms)] = _access_lines(caplog)
+    assert code in ("CANCELLED", "DEADLINE_EXCEEDED")
+    assert 2500 < duration_ms < 6000
     _assert_still_serving(stub, engine, busybox_image)
