@@ -113,6 +113,18 @@ class DockerCommandError(subprocess.CalledProcessError):
 # --------------------------------------------------------------------------- helpers
 
 
+# dockerd sends registry traffic through this proxy, a loopback port where nothing
+# listens, so a reference to a non-local registry (docker.io, ...) fails at once
+# instead of going out. Go never proxies loopback addresses, so the test registries on
+# 127.0.0.1 are reached directly.
+_DEAD_END_PROXY = "http://127.0.0.1:9"
+_LOOPBACK_ONLY = {
+    "HTTP_PROXY": _DEAD_END_PROXY,
+    "HTTPS_PROXY": _DEAD_END_PROXY,
+    "NO_PROXY": "localhost,127.0.0.0/8,::1",
+}
+
+
 def _env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The current environment without proxies or docker targets, sbin dirs on PATH."""
     env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
@@ -477,7 +489,7 @@ class Engine:
                 stdin=subprocess.DEVNULL,
                 stdout=logf,
                 stderr=subprocess.STDOUT,
-                env=_env(),
+                env=_env(_LOOPBACK_ONLY),
                 start_new_session=True,
             )
         deadline = time.monotonic() + timeout

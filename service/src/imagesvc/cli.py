@@ -24,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
         "--http-address", help="host:port for REST and /metrics (default 0.0.0.0:8080)"
     )
     serve.add_argument("--docker-host", help="Docker daemon socket (default: DOCKER_HOST)")
-    serve.add_argument("--docker-workers", type=int, help="threads for Engine calls (32)")
+    serve.add_argument("--docker-workers", type=int, help="threads for quick Engine calls (16)")
     serve.add_argument(
         "--build-context-max-bytes", type=int, help="largest build context accepted (512 MiB)"
     )
