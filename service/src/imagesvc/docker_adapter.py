@@ -18,7 +18,7 @@ import json
 import logging
 import socket
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import IO, Any
 
@@ -66,6 +66,33 @@ def _connect_unix(self: Any) -> None:
 
 
 docker.transport.unixconn.UnixHTTPConnection.connect = _connect_unix
+
+
+class _WaitingStream(threading.local):
+    """The stream whose request this thread sends, while it waits for the answer."""
+
+    stream: DockerEngineStream | None = None
+
+
+_waiting = _WaitingStream()
+_urllib3_getresponse = docker.transport.unixconn.UnixHTTPConnection.getresponse
+
+
+def _getresponse_abortable(self: Any, *args: Any, **kwargs: Any) -> Any:
+    """Hands the socket to the stream being opened before blocking on the answer.
+
+    The Engine answers a pull, push or build only with its first progress line; until
+    then requests holds no response whose socket `DockerEngineStream.close()` could
+    shut down, and a caller that went away would leave a thread (and the daemon's
+    work) waiting on a registry that may never answer.
+    """
+    stream = _waiting.stream
+    if stream is not None and isinstance(self.sock, socket.socket):
+        stream._attach(self.sock)
+    return _urllib3_getresponse(self, *args, **kwargs)
+
+
+docker.transport.unixconn.UnixHTTPConnection.getresponse = _getresponse_abortable
 
 
 def _explanation(exc: docker.errors.APIError) -> str:
@@ -154,17 +181,44 @@ def _response_socket(response: requests.Response) -> socket.socket | None:
 
 
 class DockerEngineStream:
-    """Decoded JSON messages of a streamed Engine response; `close()` aborts it."""
+    """Decoded JSON messages of a streamed Engine response; `close()` aborts it.
 
-    def __init__(self, response: requests.Response, operation: str) -> None:
-        self._response = response
+    The request is sent by the first `next()`, so that `close()` can abort it at any
+    point: before it is sent, while waiting for the Engine's answer, or mid-stream.
+    """
+
+    def __init__(self, start: Callable[[], requests.Response], operation: str) -> None:
+        self._start = start
         self._operation = operation
-        self._socket = _response_socket(response)
-        self._lines = response.iter_lines(chunk_size=None)
+        self._lock = threading.Lock()
+        self._response: requests.Response | None = None
+        self._socket: socket.socket | None = None
+        self._lines: Iterator[bytes] | None = None
         self._closed = threading.Event()
 
     def __iter__(self) -> DockerEngineStream:
         return self
+
+    def _attach(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._socket = sock
+            closed = self._closed.is_set()
+        if closed:
+            _shutdown(sock)
+
+    def _open(self) -> Iterator[bytes]:
+        _waiting.stream = self
+        try:
+            response = self._start()
+        finally:
+            _waiting.stream = None
+        with self._lock:
+            self._response = response
+            self._socket = _response_socket(response) or self._socket
+            closed = self._closed.is_set()
+        if closed:
+            response.close()
+        return response.iter_lines(chunk_size=None)
 
     def __next__(self) -> JsonDocument:
         while True:
@@ -172,6 +226,8 @@ class DockerEngineStream:
                 raise StopIteration
             try:
                 with _translate_errors(self._operation):
+                    if self._lines is None:
+                        self._lines = self._open()
                     line = next(self._lines)
             except StopIteration:
                 self.close()
@@ -189,14 +245,21 @@ class DockerEngineStream:
             return message if isinstance(message, dict) else {"stream": str(message)}
 
     def close(self) -> None:
-        """Thread-safe: shuts the socket down so a blocked read returns at once."""
-        if self._closed.is_set():
-            return
-        self._closed.set()
-        if self._socket is not None:
-            with contextlib.suppress(OSError):  # already closed by the peer
-                self._socket.shutdown(socket.SHUT_RDWR)
-        self._response.close()
+        """Thread-safe: shuts the socket down so a blocked send or read returns at once."""
+        with self._lock:
+            if self._closed.is_set():
+                return
+            self._closed.set()
+            sock, response = self._socket, self._response
+        if sock is not None:
+            _shutdown(sock)
+        if response is not None:
+            response.close()
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already closed by the peer
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 class DockerAdapter:
@@ -258,9 +321,11 @@ class DockerAdapter:
         headers: Mapping[str, str],
         data: Any = None,
     ) -> DockerEngineStream:
-        with _translate_errors(operation):
-            response = self._client._post(
-                self._url(path, *args),
+        url = self._url(path, *args)
+
+        def start() -> requests.Response:
+            response: requests.Response = self._client._post(
+                url,
                 params=dict(params),
                 headers=dict(headers),
                 data=data,
@@ -269,7 +334,10 @@ class DockerAdapter:
                 timeout=(_CONNECT_TIMEOUT, self._stream_idle_timeout),
             )
             self._client._raise_for_status(response)
-        return DockerEngineStream(response, operation)
+            return response
+
+        # Sent by the stream's first read (errors of the request surface there).
+        return DockerEngineStream(start, operation)
 
     def ping(self) -> bool:
         try:
