@@ -307,6 +307,20 @@ def test_pull_by_digest(stub: Stub, engine: Engine, served_image: ServedImage) -
         remove_local(engine, by_digest)
 
 
+def test_pull_by_tag_and_digest_pulls_the_digest(
+    stub: Stub, engine: Engine, served_image: ServedImage
+) -> None:
+    reference = f"{served_image.name}:{served_image.tag}@{served_image.digest}"
+    by_digest = f"{served_image.name}@{served_image.digest}"
+    try:
+        _, result = read_pull(stub.PullImage(pb.PullImageRequest(reference=reference), timeout=60))
+        assert result.digest == served_image.digest
+        assert result.image_id == local_id(engine, by_digest) == served_image.image_id
+        assert result.reference == reference
+    finally:
+        remove_local(engine, by_digest, f"{served_image.name}:{served_image.tag}")
+
+
 def test_pull_without_tag_pulls_latest_only(
     stub: Stub, engine: Engine, open_registry: Registry, busybox_image: BuiltImage
 ) -> None:
