@@ -3,8 +3,6 @@ DEADLINE_EXCEEDED, and the daemon-side work is stopped."""
 
 from __future__ import annotations
 
-import io
-import tarfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,18 +14,9 @@ from devtools.sandbox import BuiltImage, Engine
 from imagesvc.server import ThreadedServer
 from imagesvc.v1 import image_service_pb2 as pb
 from imagesvc.v1 import image_service_pb2_grpc
+from tests.integration.builds import make_tar
 from tests.integration.conftest import server_settings
 from tests.integration.rpc_errors import error_info
-
-
-def _context(dockerfile: str) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        data = dockerfile.encode()
-        member = tarfile.TarInfo("Dockerfile")
-        member.size = len(data)
-        archive.addfile(member, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 @pytest.fixture
@@ -48,7 +37,7 @@ def test_silent_build_step_hits_the_idle_timeout(
 
     def requests() -> Iterator[pb.BuildImageRequest]:
         yield pb.BuildImageRequest(options=pb.BuildOptions(tags=[tag]))
-        yield pb.BuildImageRequest(context_chunk=_context(dockerfile))
+        yield pb.BuildImageRequest(context_chunk=make_tar({"Dockerfile": dockerfile}))
 
     started = time.monotonic()
     with pytest.raises(grpc.RpcError) as failure:

@@ -4,6 +4,7 @@ and one JSON access-log line per call. Handlers never pick status codes themselv
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -77,25 +78,33 @@ class _Call:
         log.info("rpc", extra=fields)
 
 
+@contextlib.asynccontextmanager
+async def _handled(method: str, context: Context) -> AsyncIterator[None]:
+    """Runs one RPC: core errors become their status, bugs become INTERNAL, and every
+    call ends with one access-log line."""
+    call = _Call(method, context)
+    try:
+        await call.begin()
+        yield
+    except ImageServiceError as error:
+        await call.fail(error)
+    except asyncio.CancelledError:
+        call.code = grpc.StatusCode.CANCELLED
+        raise
+    except grpc.aio.AbortError:
+        raise
+    except Exception:  # noqa: BLE001 (any bug becomes INTERNAL, never a crash or a leak)
+        await call.unexpected()
+    finally:
+        call.finish()
+
+
 def _wrap_unary(
     method: str, behaviour: Callable[[Any, Context], Awaitable[Any]]
 ) -> Callable[[Any, Context], Awaitable[Any]]:
     async def handler(request: Any, context: Context) -> Any:
-        call = _Call(method, context)
-        try:
-            await call.begin()
+        async with _handled(method, context):
             return await behaviour(request, context)
-        except ImageServiceError as error:
-            await call.fail(error)
-        except asyncio.CancelledError:
-            call.code = grpc.StatusCode.CANCELLED
-            raise
-        except grpc.aio.AbortError:
-            raise
-        except Exception:  # noqa: BLE001 (any bug becomes INTERNAL, never a crash or a leak)
-            await call.unexpected()
-        finally:
-            call.finish()
 
     return handler
 
@@ -104,22 +113,9 @@ def _wrap_stream(
     method: str, behaviour: Callable[[Any, Context], AsyncIterator[Any]]
 ) -> Callable[[Any, Context], AsyncIterator[Any]]:
     async def handler(request: Any, context: Context) -> AsyncIterator[Any]:
-        call = _Call(method, context)
-        try:
-            await call.begin()
+        async with _handled(method, context):
             async for response in behaviour(request, context):
                 yield response
-        except ImageServiceError as error:
-            await call.fail(error)
-        except asyncio.CancelledError:
-            call.code = grpc.StatusCode.CANCELLED
-            raise
-        except grpc.aio.AbortError:
-            raise
-        except Exception:  # noqa: BLE001 (any bug becomes INTERNAL, never a crash or a leak)
-            await call.unexpected()
-        finally:
-            call.finish()
 
     return handler
 
