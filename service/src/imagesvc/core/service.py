@@ -154,15 +154,19 @@ class ImageCore:
         # Validate the token before spending an Engine call on the list.
         page_window((), page_size=page_size, page_token=page_token, fingerprint=fingerprint)
         summaries = await self._call(self._port.list_images, all=all, filters=filters)
-        summaries.sort(key=lambda s: sort_key(documents.created_unix(s), str(s.get("Id", ""))))
-        keys = [sort_key(documents.created_unix(s), str(s.get("Id", ""))) for s in summaries]
+        ordered = sorted(
+            ((sort_key(documents.created_unix(s), str(s.get("Id", ""))), s) for s in summaries),
+            key=lambda pair: pair[0],
+        )
+        keys = [key for key, _ in ordered]
         window = page_window(
             keys, page_size=page_size, page_token=page_token, fingerprint=fingerprint
         )
         images = tuple(
-            documents.image_from_summary(s) for s in summaries[window.start : window.stop]
+            documents.image_from_summary(summary)
+            for _, summary in ordered[window.start : window.stop]
         )
-        return ImagePage(images, window.next_token, len(summaries))
+        return ImagePage(images, window.next_token, len(ordered))
 
     async def get_image(self, image: str) -> Image:
         document = await self._call(self._port.inspect_image, validate_image_identifier(image))
