@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 import re
 
@@ -60,15 +61,10 @@ def validate_build_options(options: BuildOptions) -> BuildOptions:
                 "every entry of registry_auths needs server_address, the registry it is for",
                 "registry_auths",
             )
-    return BuildOptions(
+    # The result owns its mappings: later changes to the caller's dicts cannot reach it.
+    return dataclasses.replace(
+        options,
         tags=tags,
-        dockerfile=dockerfile,
         build_args=dict(options.build_args),
         labels=dict(options.labels),
-        target=options.target,
-        no_cache=options.no_cache,
-        pull=options.pull,
-        platform=options.platform,
-        network_mode=options.network_mode,
-        registry_auths=options.registry_auths,
     )
