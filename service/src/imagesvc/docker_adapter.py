@@ -163,9 +163,13 @@ def _translate_errors(operation: str, image: str = "") -> Iterator[None]:
         ) from exc
 
 
-def _auth_header(auth: RegistryAuth | None) -> str:
-    document = auth.engine_document() if auth else {}
+def _encoded_header(document: Mapping[str, Any]) -> str:
+    """A JSON document as the Engine's X-Registry-Auth / X-Registry-Config headers want it."""
     return base64.urlsafe_b64encode(json.dumps(document).encode()).decode()
+
+
+def _auth_header(auth: RegistryAuth | None) -> str:
+    return _encoded_header(auth.engine_document() if auth else {})
 
 
 def _response_socket(response: requests.Response) -> socket.socket | None:
@@ -425,9 +429,7 @@ class DockerAdapter:
         if request.registry_auths:
             # X-Registry-Config: every registry the build may pull from, keyed by address.
             config = {a.server_address: a.engine_document() for a in request.registry_auths}
-            headers["X-Registry-Config"] = base64.urlsafe_b64encode(
-                json.dumps(config).encode()
-            ).decode()
+            headers["X-Registry-Config"] = _encoded_header(config)
         return self._stream("build", "/build", params=params, headers=headers, data=context)
 
     def remove_image(self, image: str, *, force: bool, no_prune: bool) -> list[JsonDocument]:
