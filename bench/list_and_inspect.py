@@ -64,7 +64,11 @@ def run(docker_host: str | None, images: int, rounds: int) -> None:
         _ensure_images(docker_host, engine, images)
         client = docker.APIClient(base_url=docker_host, version="1.41")
         high = docker.DockerClient(base_url=docker_host, version="1.41")
-        server = ThreadedServer(Settings(grpc_address="127.0.0.1:0", docker_host=docker_host))
+        server = ThreadedServer(
+            Settings(
+                grpc_address="127.0.0.1:0", http_address="127.0.0.1:0", docker_host=docker_host
+            )
+        )
         channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
         stub = image_service_pb2_grpc.ImageServiceStub(channel)
         total = len(client.images())

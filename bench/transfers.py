@@ -65,7 +65,11 @@ def run(layer_mb: int, rounds: int) -> None:
         )
         client = docker.APIClient(base_url=engine.host, version="1.41")
         _consume(client.push(f"{registry}/bench/big", "1", stream=True, decode=True))
-        server = ThreadedServer(Settings(grpc_address="127.0.0.1:0", docker_host=engine.host))
+        server = ThreadedServer(
+            Settings(
+                grpc_address="127.0.0.1:0", http_address="127.0.0.1:0", docker_host=engine.host
+            )
+        )
         channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
         stub = image_service_pb2_grpc.ImageServiceStub(channel)
 

@@ -69,6 +69,7 @@ def server_settings(docker_host: str, **overrides: object) -> Settings:
     """Settings for a test server on a loopback port chosen by the kernel."""
     values: dict[str, object] = {
         "grpc_address": "127.0.0.1:0",
+        "http_address": "127.0.0.1:0",
         "docker_host": docker_host,
         "health_interval_seconds": 0.2,
         "shutdown_grace_seconds": 2.0,

@@ -12,7 +12,7 @@ DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 @dataclass(frozen=True, slots=True)
 class Settings:
     grpc_address: str = "0.0.0.0:50051"
-    # Reserved for the REST gateway and /metrics, which share this process.
+    # The REST gateway, /openapi.json, /metrics, /healthz and /readyz.
     http_address: str = "0.0.0.0:8080"
     docker_host: str = DEFAULT_DOCKER_HOST
     # Read timeout of unary Engine calls; streams are bounded by the RPC deadline instead.

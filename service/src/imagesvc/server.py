@@ -1,8 +1,9 @@
-"""Assembles the service: a grpc.aio server with ImageService, health and reflection,
-one event loop, and docker-py calls in a bounded thread pool.
+"""Assembles the service: a grpc.aio server with ImageService, health and reflection, and
+beside it the HTTP port (REST gateway and operational endpoints) in the same event loop;
+docker-py calls run in bounded thread pools.
 
-`ImageServer` is the factory tests use (bind port 0, read `.port`); `serve()` is what
-`imagesvc serve` runs, with SIGTERM handling.
+`ImageServer` is the factory tests use (bind port 0, read `.port` and `.http_port`);
+`serve()` is what `imagesvc serve` runs, with SIGTERM handling.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ from imagesvc.core.port import DockerPort
 from imagesvc.core.service import CoreSettings, ImageCore
 from imagesvc.transport.grpc_interceptor import ServerInterceptor
 from imagesvc.transport.grpc_servicer import SERVICE_NAME, ImageServiceServicer
+from imagesvc.transport.http_app import create_http_app
+from imagesvc.transport.http_ops import ops_routes
+from imagesvc.transport.http_server import HttpServer
+from imagesvc.transport.rest_gateway import rest_routes
 from imagesvc.v1 import image_service_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -78,10 +83,18 @@ class ImageServer:
             health_executor=pings,
         )
         self.health = health.aio.HealthServicer()
+        self.servicer = ImageServiceServicer(self.core)
         self._server: grpc.aio.Server | None = None
+        self._http: HttpServer | None = None
         self._health_task: asyncio.Task[None] | None = None
         self._daemon_up: bool | None = None
         self.port = 0
+        self.http_port = 0
+
+    @property
+    def daemon_up(self) -> bool:
+        """Whether the Docker daemon answered its last ping (readiness)."""
+        return bool(self._daemon_up)
 
     async def start(self) -> int:
         options = [
@@ -92,9 +105,7 @@ class ImageServer:
         server = grpc.aio.server(
             interceptors=[ServerInterceptor(frozenset({SERVICE_NAME}))], options=options
         )
-        image_service_pb2_grpc.add_ImageServiceServicer_to_server(
-            ImageServiceServicer(self.core), server
-        )
+        image_service_pb2_grpc.add_ImageServiceServicer_to_server(self.servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
@@ -103,14 +114,23 @@ class ImageServer:
         if self.port == 0:
             raise OSError(f"cannot listen on {self.settings.grpc_address}")
         await self._set_health(await self.core.ping())
+        http = HttpServer(
+            create_http_app([*rest_routes(self.servicer), *ops_routes(lambda: self.daemon_up)]),
+            self.settings.http_address,
+            shutdown_grace_seconds=self.settings.shutdown_grace_seconds,
+        )
         await server.start()
         self._server = server
+        self.http_port = await http.start()
+        self._http = http
         self._health_task = asyncio.create_task(self._watch_daemon(), name="daemon-health")
         log.info(
             "serving",
             extra={
                 "grpc_address": self.settings.grpc_address,
                 "grpc_port": self.port,
+                "http_address": self.settings.http_address,
+                "http_port": self.http_port,
                 "docker_host": self.settings.docker_host,
             },
         )
@@ -141,10 +161,13 @@ class ImageServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._health_task
         await self.health.enter_graceful_shutdown()
+        grace = self.settings.shutdown_grace_seconds if grace is None else grace
+        stopping: list[Coroutine[Any, Any, Any]] = []
         if self._server is not None:
-            await self._server.stop(
-                self.settings.shutdown_grace_seconds if grace is None else grace
-            )
+            stopping.append(self._server.stop(grace))
+        if self._http is not None:
+            stopping.append(self._http.stop())
+        await asyncio.gather(*stopping)
         for executor in self._executors:
             executor.shutdown(wait=False, cancel_futures=True)
         close = getattr(self._docker, "close", None)
@@ -172,7 +195,7 @@ async def serve(settings: Settings) -> None:
 
 class ThreadedServer:
     """An ImageServer on its own event loop in a background thread, for sync callers
-    (tests, benchmarks). `port` is the bound port; `stop()` shuts it down."""
+    (tests, benchmarks). `port` and `http_port` are the bound ports; `stop()` shuts it down."""
 
     def __init__(self, settings: Settings, port: DockerPort | None = None) -> None:
         self._loop = asyncio.new_event_loop()
@@ -180,6 +203,7 @@ class ThreadedServer:
         self._thread.start()
         self.server = self._run(self._create(settings, port))
         self.port = self._run(self.server.start())
+        self.http_port = self.server.http_port
 
     async def _create(self, settings: Settings, port: DockerPort | None) -> ImageServer:
         return ImageServer(settings, port)
