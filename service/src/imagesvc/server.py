@@ -166,7 +166,7 @@ class ImageServer:
         if self._server is not None:
             stopping.append(self._server.stop(grace))
         if self._http is not None:
-            stopping.append(self._http.stop())
+            stopping.append(self._http.stop(grace))
         await asyncio.gather(*stopping)
         for executor in self._executors:
             executor.shutdown(wait=False, cancel_futures=True)

@@ -77,9 +77,11 @@ class HttpServer:
             await asyncio.sleep(0.005)
         return self.port
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, let running requests finish within the grace period, close."""
         if self._task is not None:
+            if grace is not None:
+                self._server.config.timeout_graceful_shutdown = max(math.ceil(grace), 1)
             self._server.should_exit = True
             await self._task
             self._task = None
