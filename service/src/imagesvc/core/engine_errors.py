@@ -8,7 +8,9 @@ here so that a given failure gets the same kind and reason however it arrived.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from imagesvc.core.errors import (
     EngineError,
@@ -119,3 +121,12 @@ def classify_engine_message(
     if building:
         return FailedPreconditionError(text, reason=Reason.BUILD_FAILED)
     return EngineError(text, reason=Reason.ENGINE_ERROR)
+
+
+def stream_error_text(message: Mapping[str, Any]) -> str | None:
+    """The failure text of an in-stream Engine message (pull, push, build), or None."""
+    detail = message.get("errorDetail")
+    if isinstance(detail, dict) and detail.get("message"):
+        return str(detail["message"])
+    error = message.get("error")
+    return str(error) if error else None

@@ -100,6 +100,14 @@ class TransferTracker:
             return True
         return state in self._finished_states
 
+    @property
+    def bytes_done(self) -> int:
+        """Bytes transferred so far over every layer (layers already present count 0)."""
+        return sum(
+            min(layer.done_bytes, layer.total) if layer.total else layer.done_bytes
+            for layer in self._layers.values()
+        )
+
     def flush(self) -> TransferProgress | None:
         """Progress still held back, if any."""
         if not any(layer.dirty for layer in self._layers.values()):
@@ -117,10 +125,7 @@ class TransferTracker:
                 layer.last_emit = now
         return TransferProgress(
             layers=tuple(changed),
-            bytes_done=sum(
-                min(layer.done_bytes, layer.total) if layer.total else layer.done_bytes
-                for layer in self._layers.values()
-            ),
+            bytes_done=self.bytes_done,
             bytes_total=sum(layer.total for layer in self._layers.values()),
             layers_done=sum(1 for layer in self._layers.values() if self._finished(layer.state)),
             layers_total=len(self._layers),

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from imagesvc.core import documents
 from imagesvc.core.build_context import ContextLimits, check_context, spool_context
 from imagesvc.core.build_options import validate_build_options
-from imagesvc.core.engine_errors import classify_engine_message
+from imagesvc.core.engine_errors import classify_engine_message, stream_error_text
 from imagesvc.core.errors import EngineError, InvalidArgumentError, Reason
 from imagesvc.core.models import (
     AuthCheckResult,
@@ -65,15 +65,6 @@ _END = object()
 class CoreSettings:
     build_context: ContextLimits
     progress_interval_seconds: float = 0.1
-
-
-def _stream_error(message: JsonDocument) -> str | None:
-    """The failure text of an in-stream Engine error message, or None."""
-    detail = message.get("errorDetail")
-    if isinstance(detail, dict) and detail.get("message"):
-        return str(detail["message"])
-    error = message.get("error")
-    return str(error) if error else None
 
 
 class ImageCore:
@@ -120,7 +111,7 @@ class ImageCore:
         """Coalesced progress of a pull or push; raises the error of a failure line."""
         async with contextlib.aclosing(self._messages(stream)) as messages:
             async for message in messages:
-                error = _stream_error(message)
+                error = stream_error_text(message)
                 if error is not None:
                     raise classify_engine_message(error)
                 progress = tracker.feed(message)
@@ -330,7 +321,7 @@ class ImageCore:
                 )
                 async with contextlib.aclosing(self._messages(stream)) as messages:
                     async for message in messages:
-                        error = _stream_error(message)
+                        error = stream_error_text(message)
                         if error is not None:
                             failure = classify_engine_message(error, building=True)
                             if last_step and failure.reason is Reason.BUILD_FAILED:
