@@ -13,7 +13,10 @@ from typing import Any
 
 import grpc
 
+from imagesvc.core.authentication import Authenticator
 from imagesvc.core.errors import ImageServiceError, InternalError
+from imagesvc.core.identity import current_identity
+from imagesvc.transport.grpc_auth import establish_caller
 from imagesvc.transport.grpc_errors import error_status
 
 log = logging.getLogger("imagesvc.access")
@@ -75,16 +78,24 @@ class _Call:
         }
         if self.reason:
             fields["reason"] = self.reason
+        identity = current_identity.get()
+        if identity is not None:
+            fields["identity"] = identity.name
         log.info("rpc", extra=fields)
 
 
 @contextlib.asynccontextmanager
-async def _handled(method: str, context: Context) -> AsyncIterator[None]:
-    """Runs one RPC: core errors become their status, bugs become INTERNAL, and every
-    call ends with one access-log line."""
+async def _handled(
+    method: str, context: Context, authenticator: Authenticator | None
+) -> AsyncIterator[None]:
+    """Runs one RPC: establishes the caller (authorization follows in the servicer guard),
+    core errors become their status, bugs become INTERNAL, and every call ends with one
+    access-log line."""
     call = _Call(method, context)
     try:
         await call.begin()
+        if authenticator is not None:
+            establish_caller(context, authenticator, call.request_id)
         yield
     except ImageServiceError as error:
         await call.fail(error)
@@ -100,20 +111,24 @@ async def _handled(method: str, context: Context) -> AsyncIterator[None]:
 
 
 def _wrap_unary(
-    method: str, behaviour: Callable[[Any, Context], Awaitable[Any]]
+    method: str,
+    behaviour: Callable[[Any, Context], Awaitable[Any]],
+    authenticator: Authenticator | None,
 ) -> Callable[[Any, Context], Awaitable[Any]]:
     async def handler(request: Any, context: Context) -> Any:
-        async with _handled(method, context):
+        async with _handled(method, context, authenticator):
             return await behaviour(request, context)
 
     return handler
 
 
 def _wrap_stream(
-    method: str, behaviour: Callable[[Any, Context], AsyncIterator[Any]]
+    method: str,
+    behaviour: Callable[[Any, Context], AsyncIterator[Any]],
+    authenticator: Authenticator | None,
 ) -> Callable[[Any, Context], AsyncIterator[Any]]:
     async def handler(request: Any, context: Context) -> AsyncIterator[Any]:
-        async with _handled(method, context):
+        async with _handled(method, context, authenticator):
             async for response in behaviour(request, context):
                 yield response
 
@@ -121,8 +136,13 @@ def _wrap_stream(
 
 
 class ServerInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, wrapped_services: frozenset[str]) -> None:
+    def __init__(
+        self, wrapped_services: frozenset[str], authenticator: Authenticator | None = None
+    ) -> None:
+        """`authenticator`: establishes the caller of each wrapped RPC (None: nobody is
+        established, which the servicer guard, when present, refuses)."""
         self._services = wrapped_services
+        self._authenticator = authenticator
 
     async def intercept_service(
         self,
@@ -144,16 +164,16 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         }
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(method, handler.unary_unary), **args
+                _wrap_unary(method, handler.unary_unary, self._authenticator), **args
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary(method, handler.stream_unary), **args
+                _wrap_unary(method, handler.stream_unary, self._authenticator), **args
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(method, handler.unary_stream), **args
+                _wrap_stream(method, handler.unary_stream, self._authenticator), **args
             )
         return grpc.stream_stream_rpc_method_handler(
-            _wrap_stream(method, handler.stream_stream), **args
+            _wrap_stream(method, handler.stream_stream, self._authenticator), **args
         )
