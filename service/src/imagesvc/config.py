@@ -35,6 +35,17 @@ class Settings:
     shutdown_grace_seconds: float = 20.0
     progress_interval_seconds: float = 0.1
     log_level: str = "INFO"
+    # Authentication and TLS (SECURITY.md). Server certificate and key (PEM) turn on TLS
+    # on both ports; a client CA turns on mutual TLS (required on gRPC, optional on HTTP).
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    tls_client_ca_file: str | None = None
+    # JSON: bearer tokens (stored as SHA-256) -> identity and roles; reloaded on change.
+    tokens_file: str | None = None
+    # JSON: client-certificate names (CN=, DNS:, URI:, email:) -> identity and roles.
+    client_cert_roles_file: str | None = None
+    # Without tokens or a client CA the server only listens on loopback, unless this is set.
+    insecure_allow_unauthenticated: bool = False
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
