@@ -32,6 +32,9 @@ class Settings:
     health_interval_seconds: float = 2.0
     # A daemon that does not answer /_ping within this time counts as down.
     health_timeout_seconds: float = 5.0
+    # The image gauges are refreshed after this service changed the images, and at
+    # least this often (to see changes made by others), by one Engine list call.
+    image_stats_interval_seconds: float = 60.0
     shutdown_grace_seconds: float = 20.0
     progress_interval_seconds: float = 0.1
     log_level: str = "INFO"

@@ -7,6 +7,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+from imagesvc.transport.request_id import current_request_id
+
 _STANDARD = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
 
@@ -23,6 +25,10 @@ class JsonFormatter(logging.Formatter):
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value
+        # Lines written while a request runs name it, like its access line.
+        request_id = current_request_id.get()
+        if request_id and "request_id" not in entry:
+            entry["request_id"] = request_id
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)

@@ -13,31 +13,44 @@ import contextlib
 import logging
 import signal
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2
+from starlette.middleware import Middleware
 
 from imagesvc.config import Settings
 from imagesvc.core.build_context import ContextLimits
 from imagesvc.core.port import DockerPort
 from imagesvc.core.service import CoreSettings, ImageCore
+from imagesvc.instrumented_port import InstrumentedDockerPort
+from imagesvc.metrics import ImagesvcMetrics, new_registry
 from imagesvc.transport.grpc_interceptor import ServerInterceptor
+from imagesvc.transport.grpc_metrics import GrpcMetricsInterceptor, GrpcServerMetrics
 from imagesvc.transport.grpc_servicer import SERVICE_NAME, ImageServiceServicer
 from imagesvc.transport.http_app import create_http_app
+from imagesvc.transport.http_metrics import metrics_routes
+from imagesvc.transport.http_observability import HttpMetrics, HttpObservability
 from imagesvc.transport.http_ops import ops_routes
 from imagesvc.transport.http_server import HttpServer
 from imagesvc.transport.rest_gateway import rest_routes
-from imagesvc.v1 import image_service_pb2_grpc
+from imagesvc.v1 import image_service_pb2, image_service_pb2_grpc
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+# Every service the gRPC server registers: reflection lists them, metrics start at zero.
+_SERVICES = (
+    image_service_pb2.DESCRIPTOR.services_by_name["ImageService"],
+    health_pb2.DESCRIPTOR.services_by_name["Health"],
+    reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"],
+)
 
 
 def _default_port(settings: Settings) -> DockerPort:
@@ -59,7 +72,13 @@ class ImageServer:
 
     def __init__(self, settings: Settings, port: DockerPort | None = None) -> None:
         self.settings = settings
-        self._docker = port if port is not None else _default_port(settings)
+        # Per server, not prometheus_client's global registry: tests run several at once.
+        self.registry = new_registry()
+        self.metrics = ImagesvcMetrics(self.registry)
+        self._grpc_metrics = GrpcServerMetrics(self.registry)
+        self._docker = InstrumentedDockerPort(
+            port if port is not None else _default_port(settings), self.metrics
+        )
         self._executors = (
             ThreadPoolExecutor(max_workers=settings.docker_workers, thread_name_prefix="docker"),
             ThreadPoolExecutor(
@@ -88,6 +107,7 @@ class ImageServer:
         self._http: HttpServer | None = None
         self._health_task: asyncio.Task[None] | None = None
         self._daemon_up: bool | None = None
+        self._refreshing: dict[str, asyncio.Future[None]] = {}
         self.port = 0
         self.http_port = 0
 
@@ -102,20 +122,27 @@ class ImageServer:
             ("grpc.max_send_message_length", self.settings.max_message_bytes),
             ("grpc.so_reuseport", 0),
         ]
-        server = grpc.aio.server(
-            interceptors=[ServerInterceptor(frozenset({SERVICE_NAME}))], options=options
-        )
+        interceptors = [
+            GrpcMetricsInterceptor(self._grpc_metrics),  # first: sees the final status
+            ServerInterceptor(frozenset({SERVICE_NAME})),
+        ]
+        server = grpc.aio.server(interceptors=interceptors, options=options)
         image_service_pb2_grpc.add_ImageServiceServicer_to_server(self.servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-        )
+        reflection.enable_server_reflection(tuple(s.full_name for s in _SERVICES), server)
+        self._grpc_metrics.initialize(_SERVICES)
         self.port = server.add_insecure_port(self.settings.grpc_address)
         if self.port == 0:
             raise OSError(f"cannot listen on {self.settings.grpc_address}")
         await self._set_health(await self.core.ping())
+        routes = [
+            *rest_routes(self.servicer),
+            *ops_routes(lambda: self.daemon_up),
+            *metrics_routes(self.registry),
+        ]
+        middleware = [Middleware(HttpObservability, metrics=HttpMetrics(self.registry))]
         http = HttpServer(
-            create_http_app([*rest_routes(self.servicer), *ops_routes(lambda: self.daemon_up)]),
+            create_http_app(routes, middleware),
             self.settings.http_address,
             shutdown_grace_seconds=self.settings.shutdown_grace_seconds,
         )
@@ -143,16 +170,31 @@ class ImageServer:
                 "docker daemon is up" if up else "docker daemon is not answering ping",
                 extra={"docker_host": self.settings.docker_host},
             )
+            if up:  # it may have been upgraded while it was away
+                self._refresh_gauges("engine_info", self._docker.refresh_engine_info)
         self._daemon_up = up
+        self.metrics.daemon_up.set(1 if up else 0)
         status = _SERVING if up else _NOT_SERVING
         for service in ("", SERVICE_NAME):
             await self.health.set(service, status)
+
+    def _refresh_gauges(self, what: str, refresh: Callable[[], None]) -> None:
+        """Runs an Engine call for the gauges in the pool of quick calls, unless the last
+        one of its kind still runs. Never awaited: a slow daemon must not delay health."""
+        running = self._refreshing.get(what)
+        if running is None or running.done():
+            loop = asyncio.get_running_loop()
+            self._refreshing[what] = loop.run_in_executor(self._executors[0], refresh)
 
     async def _watch_daemon(self) -> None:
         """Readiness follows the daemon's ping."""
         while True:
             await asyncio.sleep(self.settings.health_interval_seconds)
             await self._set_health(await self.core.ping())
+            if self._daemon_up and self._docker.image_stats_due(
+                self.settings.image_stats_interval_seconds
+            ):
+                self._refresh_gauges("images", self._docker.refresh_image_stats)
 
     async def stop(self, grace: float | None = None) -> None:
         """NOT_SERVING first, then stop accepting, then give running RPCs `grace` seconds."""
@@ -160,6 +202,8 @@ class ImageServer:
             self._health_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._health_task
+        for refreshing in self._refreshing.values():
+            refreshing.cancel()
         await self.health.enter_graceful_shutdown()
         grace = self.settings.shutdown_grace_seconds if grace is None else grace
         stopping: list[Coroutine[Any, Any, Any]] = []

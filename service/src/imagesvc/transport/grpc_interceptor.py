@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -18,10 +17,10 @@ from imagesvc.core.errors import ImageServiceError, InternalError
 from imagesvc.core.identity import current_identity
 from imagesvc.transport.grpc_auth import establish_caller
 from imagesvc.transport.grpc_errors import error_status
+from imagesvc.transport.request_id import REQUEST_ID_KEY, current_request_id, request_id_from
 
 log = logging.getLogger("imagesvc.access")
 
-REQUEST_ID_KEY = "x-request-id"
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -29,9 +28,9 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 def _request_id(context: Context) -> str:
     for key, value in context.invocation_metadata() or ():
-        if key == REQUEST_ID_KEY and isinstance(value, str) and 0 < len(value) <= 128:
-            return value
-    return uuid.uuid4().hex
+        if key == REQUEST_ID_KEY and isinstance(value, str):
+            return request_id_from(value)
+    return request_id_from(None)
 
 
 class _Call:
@@ -41,6 +40,8 @@ class _Call:
         self.method = method
         self.context = context
         self.request_id = _request_id(context)
+        # Each RPC runs in a task of its own, so this never outlives the call.
+        current_request_id.set(self.request_id)
         self.started = time.monotonic()
         self.code = grpc.StatusCode.OK
         self.reason = ""

@@ -1,0 +1,162 @@
+"""The service's own Prometheus metrics (prefix imagesvc_, base units) and the registry
+they live on.
+
+Each ImageServer has its own CollectorRegistry (never prometheus_client's global one),
+so that several servers in one process (the tests) keep separate counts. Labels are
+bounded sets only: an operation, an outcome, an error reason. Never an image name, a
+tag, a registry, a user or a token.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+)
+
+# Engine calls range from a millisecond (inspect) to half an hour (a big pull or build).
+ENGINE_CALL_BUCKETS = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+    1200.0,
+    1800.0,
+)
+
+# The DockerPort methods, as the `operation` label names them.
+ENGINE_OPERATIONS = (
+    "ping",
+    "version",
+    "list_images",
+    "inspect_image",
+    "image_history",
+    "pull",
+    "push",
+    "tag",
+    "build",
+    "remove_image",
+    "prune_images",
+    "check_auth",
+)
+STREAM_OPERATIONS = ("pull", "push", "build")
+# How an Engine stream ended: to its end, with an error, or closed early by the service
+# (the caller cancelled, its deadline passed, or the stream went silent too long).
+STREAM_OUTCOMES = ("success", "failure", "canceled")
+
+
+def new_registry() -> CollectorRegistry:
+    """A registry with the process and platform collectors of the default one."""
+    # Go's client exports no *_created series; neither do we (it would double the count
+    # of series the start-up initialisation creates). Process-wide, read at exposition.
+    disable_created_metrics()  # type: ignore[no-untyped-call]
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
+
+
+class ImagesvcMetrics:
+    """Docker Engine calls, transfers and builds, and the daemon's state."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.engine_call_duration = Histogram(
+            "imagesvc_engine_call_duration_seconds",
+            "Duration of Docker Engine API calls; for pull, push and build the whole"
+            " stream, from sending the request to its last message.",
+            ("operation",),
+            buckets=ENGINE_CALL_BUCKETS,
+            registry=registry,
+        )
+        self.engine_call_errors = Counter(
+            "imagesvc_engine_call_errors",
+            "Docker Engine API calls that failed, by operation and error reason (the"
+            " ErrorInfo reason callers get).",
+            ("operation", "reason"),
+            registry=registry,
+        )
+        self.pulled_bytes = Counter(
+            "imagesvc_pulled_bytes",
+            "Layer bytes downloaded from registries by pulls (layers already present count"
+            " nothing).",
+            registry=registry,
+        )
+        self.pushed_bytes = Counter(
+            "imagesvc_pushed_bytes",
+            "Layer bytes uploaded to registries by pushes (layers the registry already had"
+            " count nothing).",
+            registry=registry,
+        )
+        self.pulls = Counter(
+            "imagesvc_pulls", "Pulls the Engine ran, by outcome.", ("outcome",), registry=registry
+        )
+        self.pushes = Counter(
+            "imagesvc_pushes", "Pushes the Engine ran, by outcome.", ("outcome",), registry=registry
+        )
+        self.builds = Counter(
+            "imagesvc_builds", "Builds the Engine ran, by outcome.", ("outcome",), registry=registry
+        )
+        self.build_duration = Histogram(
+            "imagesvc_build_duration_seconds",
+            "Duration of builds, from sending the context to the Engine's last message.",
+            ("outcome",),
+            buckets=ENGINE_CALL_BUCKETS,
+            registry=registry,
+        )
+        self.streams_in_flight = Gauge(
+            "imagesvc_engine_streams_in_flight",
+            "Pulls, pushes and builds running on the Engine now.",
+            ("operation",),
+            registry=registry,
+        )
+        self.daemon_up = Gauge(
+            "imagesvc_docker_daemon_up",
+            "1 when the Docker daemon answered its last ping, else 0 (readiness).",
+            registry=registry,
+        )
+        self.engine_info = Info(
+            "imagesvc_docker_engine",
+            "The Docker Engine's version, API version, OS and architecture (from the last"
+            " time the daemon came up).",
+            registry=registry,
+        )
+        self.images = Gauge(
+            "imagesvc_docker_images",
+            "Images on the Docker daemon (as `docker image ls` counts them).",
+            registry=registry,
+        )
+        self.images_size = Gauge(
+            "imagesvc_docker_images_size_bytes",
+            "Sum of the sizes of the images on the Docker daemon, as `docker image ls`"
+            " reports them (layers shared by several images count once per image).",
+            registry=registry,
+        )
+        self.stream_outcomes = {"pull": self.pulls, "push": self.pushes, "build": self.builds}
+        for operation in ENGINE_OPERATIONS:
+            self.engine_call_duration.labels(operation)
+        for operation in STREAM_OPERATIONS:
+            self.streams_in_flight.labels(operation)
+        for outcome in STREAM_OUTCOMES:
+            for counter in self.stream_outcomes.values():
+                counter.labels(outcome)
+            self.build_duration.labels(outcome)
