@@ -19,6 +19,18 @@ class Reason(StrEnum):
     INVALID_BUILD_CONTEXT = "INVALID_BUILD_CONTEXT"
     BUILD_CONTEXT_TOO_LARGE = "BUILD_CONTEXT_TOO_LARGE"
     BUILD_FAILED = "BUILD_FAILED"
+    # The build ran longer than the server's build time limit and was stopped.
+    BUILD_TIMEOUT = "BUILD_TIMEOUT"
+    # Registry policy and build restrictions (PERMISSION_DENIED): a reference outside the
+    # pull or tag/push allowlist, a base image the policy cannot determine, a build option
+    # or build argument the server does not allow.
+    REGISTRY_NOT_ALLOWED = "REGISTRY_NOT_ALLOWED"
+    BASE_IMAGE_UNRESOLVED = "BASE_IMAGE_UNRESOLVED"
+    BUILD_OPTION_NOT_ALLOWED = "BUILD_OPTION_NOT_ALLOWED"
+    # Limits (RESOURCE_EXHAUSTED, with a retry delay): the caller's rate limit, or the
+    # server's maximum of concurrent pulls, pushes or builds.
+    TOO_MANY_REQUESTS = "TOO_MANY_REQUESTS"
+    CONCURRENCY_LIMIT = "CONCURRENCY_LIMIT"
     # The caller of this service: no valid credentials / its roles lack the RPC.
     CALLER_UNAUTHENTICATED = "CALLER_UNAUTHENTICATED"
     CALLER_PERMISSION_DENIED = "CALLER_PERMISSION_DENIED"
@@ -44,15 +56,23 @@ class ImageServiceError(Exception):
         *,
         reason: Reason | None = None,
         metadata: dict[str, str] | None = None,
+        retry_after_seconds: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.reason = reason or self.default_reason
         self.metadata = dict(metadata or {})
+        # When set, the caller may try again after this long (google.rpc.RetryInfo).
+        self.retry_after_seconds = retry_after_seconds
 
     def with_message(self, message: str) -> ImageServiceError:
         """The same kind of error with another message (used to redact or add context)."""
-        clone = type(self)(message, reason=self.reason, metadata=self.metadata)
+        clone = type(self)(
+            message,
+            reason=self.reason,
+            metadata=self.metadata,
+            retry_after_seconds=self.retry_after_seconds,
+        )
         clone.__cause__ = self.__cause__
         return clone
 
