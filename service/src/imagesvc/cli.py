@@ -33,11 +33,52 @@ def _parser() -> argparse.ArgumentParser:
         "--shutdown-grace-seconds", type=float, help="time running RPCs get on SIGTERM (20)"
     )
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (INFO)")
+    security = serve.add_argument_group("authentication and TLS (see SECURITY.md)")
+    security.add_argument("--tls-cert-file", help="server certificate (PEM): TLS on both ports")
+    security.add_argument("--tls-key-file", help="private key of --tls-cert-file (PEM)")
+    security.add_argument(
+        "--tls-client-ca-file", help="CA of client certificates (PEM): turns on mutual TLS"
+    )
+    security.add_argument("--tokens-file", help="JSON bearer tokens -> identity and roles")
+    security.add_argument(
+        "--client-cert-roles-file", help="JSON client-certificate names -> identity and roles"
+    )
+    security.add_argument(
+        "--insecure-allow-unauthenticated",
+        action="store_true",
+        default=None,
+        help="listen beyond loopback without authentication (only behind something that"
+        " authenticates callers)",
+    )
+    commands.add_parser(
+        "hash-token",
+        help="print the sha256 of a bearer token read from stdin, for the tokens file",
+        description='Reads one token from stdin (e.g. `printf %%s "$TOKEN" | imagesvc'
+        " hash-token`) and prints the value of the tokens file's sha256 field.",
+    )
     return parser
+
+
+def _hash_token() -> int:
+    from imagesvc.core.credential_files import hash_token, valid_token
+
+    token = sys.stdin.read().strip()
+    if not valid_token(token):
+        print(
+            "imagesvc: a token must be 16-4096 characters of A-Z a-z 0-9 - . _ ~ + /"
+            " (then optional =); generate one with: python3 -c"
+            " 'import secrets; print(secrets.token_urlsafe(32))'",
+            file=sys.stderr,
+        )
+        return 2
+    print(hash_token(token))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "hash-token":
+        return _hash_token()
     overrides = {key: value for key, value in vars(args).items() if key != "command"}
     try:
         settings = Settings.from_env(**overrides)
@@ -46,8 +87,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level)
     from imagesvc.server import serve  # late: keeps `--help` fast
+    from imagesvc.server_security import SecuritySettingsError
 
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except SecuritySettingsError as exc:
+        print(f"imagesvc: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -28,10 +28,13 @@ from imagesvc.core.port import DockerPort
 from imagesvc.core.service import CoreSettings, ImageCore
 from imagesvc.instrumented_port import InstrumentedDockerPort
 from imagesvc.metrics import ImagesvcMetrics, new_registry
+from imagesvc.server_security import ServerSecurity
+from imagesvc.transport.access_guard import GuardedServicer
 from imagesvc.transport.grpc_interceptor import ServerInterceptor
 from imagesvc.transport.grpc_metrics import GrpcMetricsInterceptor, GrpcServerMetrics
 from imagesvc.transport.grpc_servicer import SERVICE_NAME, ImageServiceServicer
 from imagesvc.transport.http_app import create_http_app
+from imagesvc.transport.http_auth import HttpAuthentication
 from imagesvc.transport.http_metrics import metrics_routes
 from imagesvc.transport.http_observability import HttpMetrics, HttpObservability
 from imagesvc.transport.http_ops import ops_routes
@@ -72,6 +75,8 @@ class ImageServer:
 
     def __init__(self, settings: Settings, port: DockerPort | None = None) -> None:
         self.settings = settings
+        # First: refuses unusable security settings before anything is started.
+        self.security = ServerSecurity(settings)
         # Per server, not prometheus_client's global registry: tests run several at once.
         self.registry = new_registry()
         self.metrics = ImagesvcMetrics(self.registry)
@@ -102,7 +107,8 @@ class ImageServer:
             health_executor=pings,
         )
         self.health = health.aio.HealthServicer()
-        self.servicer = ImageServiceServicer(self.core)
+        # gRPC and the REST gateway both call this one: authorization and audit in one place.
+        self.servicer = GuardedServicer(ImageServiceServicer(self.core))
         self._server: grpc.aio.Server | None = None
         self._http: HttpServer | None = None
         self._health_task: asyncio.Task[None] | None = None
@@ -124,14 +130,15 @@ class ImageServer:
         ]
         interceptors = [
             GrpcMetricsInterceptor(self._grpc_metrics),  # first: sees the final status
-            ServerInterceptor(frozenset({SERVICE_NAME})),
+            ServerInterceptor(frozenset({SERVICE_NAME}), self.security.authenticator),
         ]
         server = grpc.aio.server(interceptors=interceptors, options=options)
         image_service_pb2_grpc.add_ImageServiceServicer_to_server(self.servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(tuple(s.full_name for s in _SERVICES), server)
         self._grpc_metrics.initialize(_SERVICES)
-        self.port = server.add_insecure_port(self.settings.grpc_address)
+        self.security.log_startup()
+        self.port = self.security.add_grpc_port(server, self.settings.grpc_address)
         if self.port == 0:
             raise OSError(f"cannot listen on {self.settings.grpc_address}")
         await self._set_health(await self.core.ping())
@@ -140,11 +147,15 @@ class ImageServer:
             *ops_routes(lambda: self.daemon_up),
             *metrics_routes(self.registry),
         ]
-        middleware = [Middleware(HttpObservability, metrics=HttpMetrics(self.registry))]
+        middleware = [
+            Middleware(HttpObservability, metrics=HttpMetrics(self.registry)),
+            Middleware(HttpAuthentication, authenticator=self.security.authenticator),
+        ]
         http = HttpServer(
             create_http_app(routes, middleware),
             self.settings.http_address,
             shutdown_grace_seconds=self.settings.shutdown_grace_seconds,
+            tls=self.security.tls,
         )
         await server.start()
         self._server = server
@@ -245,7 +256,11 @@ class ThreadedServer:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="imagesvc", daemon=True)
         self._thread.start()
-        self.server = self._run(self._create(settings, port))
+        try:
+            self.server = self._run(self._create(settings, port))
+        except BaseException:
+            self._close_loop()
+            raise
         self.port = self._run(self.server.start())
         self.http_port = self.server.http_port
 
@@ -257,6 +272,9 @@ class ThreadedServer:
 
     def stop(self, grace: float = 0.0) -> None:
         self._run(self.server.stop(grace))
+        self._close_loop()
+
+    def _close_loop(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         self._loop.close()

@@ -18,6 +18,8 @@ from collections.abc import Iterator
 import uvicorn
 from starlette.types import ASGIApp
 
+from imagesvc.transport.http_tls import TlsFiles, TlsScopeH11Protocol, server_ssl_options
+
 log = logging.getLogger(__name__)
 
 
@@ -52,13 +54,24 @@ class _EmbeddedServer(uvicorn.Server):
 
 
 class HttpServer:
-    """uvicorn serving `app` on `address`; `start()`, read `.port`, then `stop()`."""
+    """uvicorn serving `app` on `address` (over TLS with `tls`); `start()`, read `.port`,
+    then `stop()`."""
 
-    def __init__(self, app: ASGIApp, address: str, *, shutdown_grace_seconds: float) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        address: str,
+        *,
+        shutdown_grace_seconds: float,
+        tls: TlsFiles | None = None,
+    ) -> None:
         self._socket = bind(address)
         self.port: int = self._socket.getsockname()[1]
         config = uvicorn.Config(
             app,
+            # h11 with the TLS connection's client certificate in the scope.
+            http=TlsScopeH11Protocol,
+            **(server_ssl_options(tls) if tls else {}),
             lifespan="off",
             log_config=None,  # our JSON logging, configured by imagesvc.logs
             access_log=False,  # the gateway writes its own access line per request
