@@ -4,7 +4,8 @@ and the rich status (google.rpc.Status with ErrorInfo) every failure carries."""
 from __future__ import annotations
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from imagesvc.core.errors import (
@@ -45,13 +46,22 @@ def status_code_for(error: ImageServiceError) -> grpc.StatusCode:
     return grpc.StatusCode.UNKNOWN
 
 
-def rich_status(code: grpc.StatusCode, message: str, info: error_details_pb2.ErrorInfo) -> bytes:
-    """The serialized google.rpc.Status for the grpc-status-details-bin trailer."""
-    detail = any_pb2.Any()
-    detail.Pack(info)
+def rich_status(
+    code: grpc.StatusCode,
+    message: str,
+    info: error_details_pb2.ErrorInfo,
+    *more: Message,
+) -> bytes:
+    """The serialized google.rpc.Status for the grpc-status-details-bin trailer: ErrorInfo
+    first, then any further details (RetryInfo)."""
+    details = []
+    for message_detail in (info, *more):
+        detail = any_pb2.Any()
+        detail.Pack(message_detail)
+        details.append(detail)
     numeric = code.value[0]
     assert numeric in code_pb2.Code.values()
-    status = status_pb2.Status(code=numeric, message=message, details=[detail])
+    status = status_pb2.Status(code=numeric, message=message, details=details)
     serialized: bytes = status.SerializeToString()
     return serialized
 
@@ -62,4 +72,14 @@ def error_status(error: ImageServiceError) -> tuple[grpc.StatusCode, str, bytes]
     info = error_details_pb2.ErrorInfo(
         reason=str(error.reason), domain=ERROR_DOMAIN, metadata=error.metadata
     )
-    return code, error.message, rich_status(code, error.message, info)
+    more: list[Message] = []
+    if error.retry_after_seconds is not None:
+        more.append(retry_info(error.retry_after_seconds))
+    return code, error.message, rich_status(code, error.message, info, *more)
+
+
+def retry_info(seconds: float) -> error_details_pb2.RetryInfo:
+    """google.rpc.RetryInfo: how long the caller should wait before trying again."""
+    delay = duration_pb2.Duration()
+    delay.FromNanoseconds(max(0, round(seconds * 1e9)))
+    return error_details_pb2.RetryInfo(retry_delay=delay)
