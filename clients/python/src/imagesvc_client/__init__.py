@@ -1,0 +1,65 @@
+"""Python client of imagesvc.v1.ImageService: ImageClient (blocking), AsyncImageClient
+(asyncio), the typed errors they raise, and the generated messages in imagesvc_client.v1."""
+
+from imagesvc_client._common import RegistryAuth
+from imagesvc_client.aio import (
+    AsyncBuildOperation,
+    AsyncImageClient,
+    AsyncPullOperation,
+    AsyncPushOperation,
+)
+from imagesvc_client.build_context import BuildContext, ContextError
+from imagesvc_client.client import BuildOperation, ImageClient, PullOperation, PushOperation
+from imagesvc_client.errors import (
+    Aborted,
+    AlreadyExists,
+    Cancelled,
+    DataLoss,
+    DeadlineExceeded,
+    FailedPrecondition,
+    ImagesvcError,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    OutOfRange,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+    Unavailable,
+    Unimplemented,
+    Unknown,
+)
+from imagesvc_client.operations import AsyncOperation, Operation
+
+__all__ = [
+    "Aborted",
+    "AlreadyExists",
+    "AsyncBuildOperation",
+    "AsyncImageClient",
+    "AsyncOperation",
+    "AsyncPullOperation",
+    "AsyncPushOperation",
+    "BuildContext",
+    "BuildOperation",
+    "Cancelled",
+    "ContextError",
+    "DataLoss",
+    "DeadlineExceeded",
+    "FailedPrecondition",
+    "ImageClient",
+    "ImagesvcError",
+    "Internal",
+    "InvalidArgument",
+    "NotFound",
+    "Operation",
+    "OutOfRange",
+    "PermissionDenied",
+    "PullOperation",
+    "PushOperation",
+    "RegistryAuth",
+    "ResourceExhausted",
+    "Unauthenticated",
+    "Unavailable",
+    "Unimplemented",
+    "Unknown",
+]

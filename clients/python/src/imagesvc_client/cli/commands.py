@@ -1,0 +1,451 @@
+"""The verbs of imagesvc-cli. Each takes the parsed arguments and returns the exit code;
+failed calls raise ImagesvcError, which main() reports."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import re
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from imagesvc_client._common import RegistryAuth
+from imagesvc_client.cli.progress import BuildView, TransferView
+from imagesvc_client.cli.render import (
+    error_document,
+    human_age,
+    human_size,
+    print_json,
+    print_table,
+    short_id,
+    split_reference,
+    to_json,
+)
+from imagesvc_client.client import ContextSource, ImageClient
+from imagesvc_client.errors import ImagesvcError
+from imagesvc_client.v1 import image_pb2
+
+# Names of environment variables, not secrets.
+PASSWORD_ENV = "IMAGESVC_REGISTRY_PASSWORD"  # noqa: S105
+TOKEN_ENV = "IMAGESVC_TOKEN"  # noqa: S105
+
+
+class UsageError(Exception):
+    """The command line cannot work as given (exit code 2)."""
+
+
+# Connection and credentials ---------------------------------------------------------
+
+
+def connect(args: argparse.Namespace) -> ImageClient:
+    return ImageClient(
+        args.server,
+        tls=args.tls,
+        root_certificates=args.tls_ca,
+        client_certificate=args.tls_cert,
+        client_key=args.tls_key,
+        server_name=args.tls_server_name,
+        token=_token(args.token_file),
+        timeout=args.timeout,
+    )
+
+
+def _token(token_file: str | None) -> str | None:
+    if token_file is not None:
+        try:
+            token = Path(token_file).read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise UsageError(f"cannot read the token file {token_file}: {error.strerror}") from None
+        if not token or "\n" in token:
+            raise UsageError(f"the token file {token_file} must hold one line")
+        return token
+    return os.environ.get(TOKEN_ENV) or None
+
+
+def _password(args: argparse.Namespace, *, required: bool) -> str | None:
+    """From stdin (--password-stdin), the environment, or a prompt that does not echo."""
+    if args.password_stdin:
+        password = sys.stdin.read().rstrip("\r\n")
+        if not password:
+            raise UsageError("--password-stdin: nothing on stdin")
+        return password
+    if os.environ.get(PASSWORD_ENV):
+        return os.environ[PASSWORD_ENV]
+    if not required:
+        return None
+    if sys.stdin.isatty():
+        return getpass.getpass("Password: ")
+    raise UsageError(f"no password: use --password-stdin or set {PASSWORD_ENV}")
+
+
+def _registry_auth(args: argparse.Namespace, server_address: str = "") -> RegistryAuth | None:
+    """Credentials for pull and push: only when a user name is given."""
+    if not args.username:
+        if args.password_stdin:
+            raise UsageError("--password-stdin needs --username")
+        return None
+    password = _password(args, required=True)
+    assert password is not None
+    return RegistryAuth(args.username, password, server_address=server_address)
+
+
+def _console() -> Console:
+    return Console(file=sys.stdout, highlight=False)
+
+
+# Verbs ------------------------------------------------------------------------------
+
+
+def ls(args: argparse.Namespace) -> int:
+    query: dict[str, Any] = {"references": [], "labels": [], "all": args.all}
+    if args.reference:
+        query["references"].append(args.reference)
+    for condition in args.filter:
+        key, _, value = condition.partition("=")
+        if key == "dangling" and value in ("true", "false"):
+            query["dangling"] = value == "true"
+        elif key == "label" and value:
+            query["labels"].append(value)
+        elif key == "reference" and value:
+            query["references"].append(value)
+        elif key in ("before", "since") and value:
+            query[key] = value
+        else:
+            raise UsageError(f"invalid filter {condition!r}")
+    with connect(args) as client:
+        images = list(client.list(**query))
+    if args.output == "json":
+        print_json([to_json(image) for image in images])
+        return 0
+    if args.quiet:
+        seen: set[str] = set()
+        for image in images:
+            shown = short_id(image.id, no_trunc=args.no_trunc)
+            if shown not in seen:
+                seen.add(shown)
+                print(shown)
+        return 0
+    header = ["REPOSITORY", "TAG", *(["DIGEST"] if args.digests else []), "IMAGE ID"]
+    rows = []
+    for image in images:
+        for repository, tag in [split_reference(t) for t in image.repo_tags] or [
+            ("<none>", "<none>")
+        ]:
+            digest = [_digest_of(image, repository)] if args.digests else []
+            rows.append(
+                [
+                    repository,
+                    tag,
+                    *digest,
+                    short_id(image.id, no_trunc=args.no_trunc),
+                    human_age(image.created),
+                    human_size(image.size),
+                ]
+            )
+    print_table([*header, "CREATED", "SIZE"], rows)
+    return 0
+
+
+def _digest_of(image: image_pb2.Image, repository: str) -> str:
+    for entry in image.repo_digests:
+        name, _, digest = entry.partition("@")
+        if name == repository or repository == "<none>":
+            return digest
+    return "<none>"
+
+
+def history(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        entries = client.history(args.image)
+    if args.output == "json":
+        print_json([to_json(entry) for entry in entries])
+        return 0
+    if args.quiet:
+        for entry in entries:
+            print(short_id(entry.id, no_trunc=args.no_trunc))
+        return 0
+    rows = []
+    for entry in entries:
+        created_by = entry.created_by
+        if not args.no_trunc and len(created_by) > 45:
+            created_by = created_by[:44] + "…"
+        rows.append(
+            [
+                short_id(entry.id, no_trunc=args.no_trunc),
+                human_age(entry.created),
+                created_by,
+                human_size(entry.size),
+                entry.comment,
+            ]
+        )
+    print_table(["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"], rows)
+    return 0
+
+
+def inspect(args: argparse.Namespace) -> int:
+    found: list[image_pb2.Image] = []
+    failed = False
+    with connect(args) as client:
+        for name in args.images:
+            try:
+                found.append(client.get(name))
+            except ImagesvcError as error:
+                failed = True
+                _report(args, error)
+    if args.engine:
+        print_json([json.loads(image.inspect_json) for image in found])
+    elif args.output == "json":
+        print_json([to_json(image) for image in found])
+    else:
+        for image in found:
+            _print_image(image)
+    return 1 if failed else 0
+
+
+def _print_image(image: image_pb2.Image) -> None:
+    config = image.config
+    fields = [
+        ("Id", image.id),
+        ("RepoTags", ", ".join(image.repo_tags)),
+        ("RepoDigests", ", ".join(image.repo_digests)),
+        ("Created", image.created.ToJsonString() if image.HasField("created") else ""),
+        ("Size", f"{human_size(image.size)} ({image.size} bytes)"),
+        ("Platform", "/".join(p for p in (image.os, image.architecture, image.variant) if p)),
+        ("Author", image.author),
+        ("Entrypoint", json.dumps(list(config.entrypoint)) if config.entrypoint else ""),
+        ("Cmd", json.dumps(list(config.cmd)) if config.cmd else ""),
+        ("WorkingDir", config.working_dir),
+        ("User", config.user),
+        ("Env", ", ".join(config.env)),
+        ("Labels", ", ".join(f"{k}={v}" for k, v in sorted(image.labels.items()))),
+        ("Layers", str(len(image.root_fs_layers))),
+    ]
+    print_table(["FIELD", "VALUE"], [[k, v] for k, v in fields if v])
+
+
+def _report(args: argparse.Namespace, error: ImagesvcError) -> None:
+    if args.output == "json":
+        print_json(error_document(error), sys.stderr)
+    else:
+        print(f"imagesvc-cli: {error}", file=sys.stderr)
+
+
+def pull(args: argparse.Namespace) -> int:
+    auth = _registry_auth(args)
+    with (
+        connect(args) as client,
+        client.pull(args.reference, platform=args.platform, auth=auth) as operation,
+    ):
+        if args.quiet or args.output == "json":
+            result = operation.wait()
+        else:
+            with TransferView(_console()) as view:
+                view.show_all(operation)
+            result = operation.result
+    if args.output == "json":
+        print_json(to_json(result))
+    elif args.quiet:
+        print(result.reference)
+    else:
+        print(f"Digest: {result.digest}")
+        print(f"Status: {result.status}")
+        print(result.reference)
+    return 0
+
+
+def push(args: argparse.Namespace) -> int:
+    auth = _registry_auth(args)
+    with connect(args) as client, client.push(args.reference, auth=auth) as operation:
+        if args.quiet or args.output == "json":
+            result = operation.wait()
+        else:
+            with TransferView(_console()) as view:
+                view.show_all(operation)
+            result = operation.result
+    if args.output == "json":
+        print_json(to_json(result))
+    elif args.quiet:
+        print(result.reference)
+    else:
+        print(f"{result.tag}: digest: {result.digest} size: {result.size}")
+    return 0
+
+
+def tag(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        reply = client.tag(args.source, args.target)
+    if args.output == "json":
+        print_json(to_json(reply))
+    return 0
+
+
+def build(args: argparse.Namespace) -> int:
+    context: ContextSource
+    dockerfile: str | Path | None
+    if args.context == "-":
+        # A tar archive on stdin; -f names the Dockerfile inside it.
+        context, dockerfile = sys.stdin.buffer, args.file
+    else:
+        # Like docker: -f is relative to the current directory, not the context.
+        context = args.context
+        dockerfile = Path(args.file).absolute() if args.file is not None else None
+    with (
+        connect(args) as client,
+        client.build(
+            context,
+            tags=args.tag,
+            dockerfile=dockerfile,
+            build_args=_build_args(args.build_arg),
+            labels=_pairs(args.label, "--label"),
+            target=args.target,
+            no_cache=args.no_cache,
+            pull=args.pull,
+            platform=args.platform,
+            network_mode=args.network,
+        ) as operation,
+    ):
+        if args.quiet or args.output == "json":
+            result = operation.wait()
+        else:
+            with BuildView(_console()) as view:
+                for text in operation:
+                    view.show(text)
+            result = operation.result
+    if args.output == "json":
+        print_json(to_json(result))
+    elif args.quiet:
+        print(result.image_id)
+    return 0
+
+
+def _build_args(values: list[str]) -> dict[str, str]:
+    """KEY=VALUE, or KEY alone to take the value from the environment (as docker does)."""
+    result: dict[str, str] = {}
+    for value in values:
+        key, sep, text = value.partition("=")
+        if not key:
+            raise UsageError(f"invalid --build-arg {value!r}")
+        if sep:
+            result[key] = text
+        elif key in os.environ:
+            result[key] = os.environ[key]
+    return result
+
+
+def _pairs(values: list[str], flag: str) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for value in values:
+        key, _, text = value.partition("=")
+        if not key:
+            raise UsageError(f"invalid {flag} {value!r}")
+        result[key] = text
+    return result
+
+
+def rm(args: argparse.Namespace) -> int:
+    failed = False
+    removed: list[dict[str, Any]] = []
+    with connect(args) as client:
+        for name in args.images:
+            try:
+                reply = client.remove(name, force=args.force, no_prune=args.no_prune)
+            except ImagesvcError as error:
+                failed = True
+                _report(args, error)
+                continue
+            if args.output == "json":
+                removed.append({"image": name, **to_json(reply)})
+            else:
+                for reference in reply.untagged:
+                    print(f"Untagged: {reference}")
+                for image_id in reply.deleted:
+                    print(f"Deleted: {image_id}")
+    if args.output == "json":
+        print_json(removed)
+    return 1 if failed else 0
+
+
+_DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+
+
+def _until(value: str) -> datetime:
+    """A Unix time, an RFC 3339 time (UTC when no zone), or a duration ago ("24h", "90m")."""
+    if re.fullmatch(r"\d+(\.\d+)?", value):
+        return datetime.fromtimestamp(float(value), UTC)
+    duration = _DURATION.fullmatch(value)
+    if duration is not None and any(duration.groups()):
+        hours, minutes, seconds = (int(part or 0) for part in duration.groups())
+        return datetime.now(UTC) - timedelta(hours=hours, minutes=minutes, seconds=seconds)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"invalid until={value!r}: a timestamp or a duration like 24h") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def prune(args: argparse.Namespace) -> int:
+    labels: list[str] = []
+    exclude: list[str] = []
+    until: datetime | None = None
+    for condition in args.filter:
+        if condition.startswith("label!="):
+            exclude.append(condition.removeprefix("label!="))
+        elif condition.startswith("label="):
+            labels.append(condition.removeprefix("label="))
+        elif condition.startswith("until="):
+            until = _until(condition.removeprefix("until="))
+        else:
+            raise UsageError(f"invalid filter {condition!r}")
+    if not args.force and not _confirm(args.all):
+        return 0
+    with connect(args) as client:
+        reply = client.prune(all=args.all, labels=labels, exclude_labels=exclude, until=until)
+    if args.output == "json":
+        print_json(to_json(reply))
+        return 0
+    if reply.untagged or reply.deleted:
+        print("Deleted Images:")
+        for reference in reply.untagged:
+            print(f"untagged: {reference}")
+        for image_id in reply.deleted:
+            print(f"deleted: {image_id}")
+        print()
+    print(f"Total reclaimed space: {human_size(reply.space_reclaimed_bytes)}")
+    return 0
+
+
+def _confirm(all_unused: bool) -> bool:
+    what = (
+        "all images without at least one container associated to them"
+        if all_unused
+        else ("all dangling images")
+    )
+    sys.stderr.write(
+        f"WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] "
+    )
+    sys.stderr.flush()
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
+def login(args: argparse.Namespace) -> int:
+    username = args.username
+    if not username:
+        if args.password_stdin or not sys.stdin.isatty():
+            raise UsageError("--username is required")
+        username = input("Username: ").strip()
+    password = _password(args, required=True)
+    assert password is not None
+    auth = RegistryAuth(username, password, server_address=args.registry)
+    with connect(args) as client:
+        reply = client.check_auth(auth)
+    if args.output == "json":
+        print_json(to_json(reply))
+    else:
+        print(reply.status or "Login Succeeded")
+    return 0

@@ -1,0 +1,192 @@
+"""Argument parsing and the entry point of imagesvc-cli; the verbs are in commands.py."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from imagesvc_client.cli import commands
+from imagesvc_client.cli.render import error_document, print_json
+from imagesvc_client.errors import ImagesvcError
+
+DEFAULT_SERVER = "127.0.0.1:50051"
+
+# Exit codes: 1 a failed call (or a local error), 2 bad usage (argparse), 130 interrupted.
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+
+def _connection_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """Options accepted before the verb and after it. Below a verb they default to
+    SUPPRESS, so that a value given before the verb is not reset."""
+
+    def default(value: object) -> object:
+        return value if top else argparse.SUPPRESS
+
+    group = parser.add_argument_group("connection")
+    group.add_argument(
+        "--server",
+        default=default(os.environ.get("IMAGESVC_SERVER") or DEFAULT_SERVER),
+        help="imagesvc address host:port (env IMAGESVC_SERVER, default %(default)s)"
+        if top
+        else "imagesvc address host:port (env IMAGESVC_SERVER)",
+    )
+    group.add_argument(
+        "--token-file",
+        default=default(None),
+        help="file holding the bearer token (else env IMAGESVC_TOKEN)",
+    )
+    group.add_argument("--tls", action="store_true", default=default(False), help="use TLS")
+    group.add_argument("--tls-ca", default=default(None), help="CA certificates (PEM); implies TLS")
+    group.add_argument("--tls-cert", default=default(None), help="client certificate (PEM)")
+    group.add_argument("--tls-key", default=default(None), help="client private key (PEM)")
+    group.add_argument(
+        "--tls-server-name", default=default(None), help="name expected in the server certificate"
+    )
+    group.add_argument(
+        "--timeout",
+        type=float,
+        default=default(60.0),
+        help="seconds each quick call may take (pull, push and build have no limit)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        choices=("table", "json"),
+        default=default(None),
+        help="table (human; inspect: json) or json (the API's JSON mapping)",
+    )
+
+
+def _registry_credentials(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-u", "--username", default="", help="registry user name")
+    parser.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the registry password from stdin (else env IMAGESVC_REGISTRY_PASSWORD)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="imagesvc-cli",
+        description="Manage the images of a Docker daemon through imagesvc, like `docker image`.",
+    )
+    _connection_options(parser, top=True)
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
+
+    def verb(name: str, help: str, *, aliases: Sequence[str] = ()) -> argparse.ArgumentParser:
+        sub = verbs.add_parser(name, help=help, description=help, aliases=list(aliases))
+        _connection_options(sub, top=False)
+        return sub
+
+    ls = verb("ls", "List images", aliases=["list"])
+    ls.add_argument("reference", nargs="?", help="REPOSITORY[:TAG] pattern")
+    ls.add_argument("-a", "--all", action="store_true", help="show intermediate images too")
+    ls.add_argument(
+        "-f",
+        "--filter",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="dangling=true|false, label=KEY[=VALUE], reference=PATTERN, before=IMAGE, "
+        "since=IMAGE (repeatable)",
+    )
+    ls.add_argument("-q", "--quiet", action="store_true", help="only image ids")
+    ls.add_argument("--no-trunc", action="store_true", help="full image ids")
+    ls.add_argument("--digests", action="store_true", help="show digests")
+    ls.set_defaults(run=commands.ls)
+
+    history = verb("history", "Show the layers of an image")
+    history.add_argument("image")
+    history.add_argument("-q", "--quiet", action="store_true", help="only layer ids")
+    history.add_argument("--no-trunc", action="store_true", help="full ids and commands")
+    history.set_defaults(run=commands.history)
+
+    inspect = verb("inspect", "Show everything about images (JSON unless --output table)")
+    inspect.add_argument("images", nargs="+", metavar="IMAGE")
+    inspect.add_argument(
+        "--engine",
+        action="store_true",
+        help="print the Engine's own inspect documents, as `docker image inspect` does",
+    )
+    inspect.set_defaults(run=commands.inspect, output_default="json")
+
+    pull = verb("pull", "Pull an image from a registry")
+    pull.add_argument("reference", help="[REGISTRY/]REPOSITORY[:TAG|@DIGEST]")
+    pull.add_argument("--platform", default="", help="os/arch[/variant]")
+    pull.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    _registry_credentials(pull)
+    pull.set_defaults(run=commands.pull)
+
+    push = verb("push", "Push an image to a registry")
+    push.add_argument("reference", help="REGISTRY/REPOSITORY[:TAG]")
+    push.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    _registry_credentials(push)
+    push.set_defaults(run=commands.push)
+
+    tag = verb("tag", "Create a tag TARGET that refers to SOURCE")
+    tag.add_argument("source")
+    tag.add_argument("target")
+    tag.set_defaults(run=commands.tag)
+
+    build = verb("build", "Build an image from a context directory (or a tar on stdin: -)")
+    build.add_argument("context", help="directory, or - for a tar archive on stdin")
+    build.add_argument("-t", "--tag", action="append", default=[], help="name[:tag] (repeatable)")
+    build.add_argument("-f", "--file", default=None, help="Dockerfile (default CONTEXT/Dockerfile)")
+    build.add_argument("--build-arg", action="append", default=[], metavar="KEY[=VALUE]")
+    build.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
+    build.add_argument("--target", default="", help="build stage to stop at")
+    build.add_argument("--no-cache", action="store_true")
+    build.add_argument("--pull", action="store_true", help="always pull newer base images")
+    build.add_argument("--platform", default="")
+    build.add_argument("--network", default="", help="network mode of RUN steps")
+    build.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
+    build.set_defaults(run=commands.build)
+
+    rm = verb("rm", "Remove images", aliases=["remove"])
+    rm.add_argument("images", nargs="+", metavar="IMAGE")
+    rm.add_argument("-f", "--force", action="store_true")
+    rm.add_argument("--no-prune", action="store_true", help="keep untagged parents")
+    rm.set_defaults(run=commands.rm)
+
+    prune = verb("prune", "Remove unused images")
+    prune.add_argument("-a", "--all", action="store_true", help="all unused, not only dangling")
+    prune.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="label=KEY[=VALUE], label!=KEY[=VALUE], until=TIMESTAMP (repeatable)",
+    )
+    prune.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
+    prune.set_defaults(run=commands.prune)
+
+    login = verb("login", "Check registry credentials (nothing is stored)")
+    login.add_argument("registry", help="registry host[:port]")
+    _registry_credentials(login)
+    login.set_defaults(run=commands.login)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.output is None:
+        args.output = getattr(args, "output_default", "table")
+    try:
+        code: int = args.run(args)
+    except ImagesvcError as error:
+        if args.output == "json":
+            print_json(error_document(error), sys.stderr)
+        else:
+            print(f"imagesvc-cli: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except commands.UsageError as error:
+        parser.exit(2, f"imagesvc-cli: {error}\n")
+    except KeyboardInterrupt:
+        print("imagesvc-cli: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return code

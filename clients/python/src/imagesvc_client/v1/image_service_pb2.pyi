@@ -1,0 +1,263 @@
+import datetime
+
+from google.api import annotations_pb2 as _annotations_pb2
+from google.api import field_behavior_pb2 as _field_behavior_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from imagesvc_client.v1 import image_pb2 as _image_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ImageFilter(_message.Message):
+    __slots__ = ("references", "labels", "dangling", "before", "since")
+    REFERENCES_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    DANGLING_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    references: _containers.RepeatedScalarFieldContainer[str]
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    dangling: bool
+    before: str
+    since: str
+    def __init__(self, references: _Optional[_Iterable[str]] = ..., labels: _Optional[_Iterable[str]] = ..., dangling: _Optional[bool] = ..., before: _Optional[str] = ..., since: _Optional[str] = ...) -> None: ...
+
+class ListImagesRequest(_message.Message):
+    __slots__ = ("filter", "all", "page_size", "page_token")
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    filter: ImageFilter
+    all: bool
+    page_size: int
+    page_token: str
+    def __init__(self, filter: _Optional[_Union[ImageFilter, _Mapping]] = ..., all: _Optional[bool] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListImagesResponse(_message.Message):
+    __slots__ = ("images", "next_page_token", "total_size")
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    images: _containers.RepeatedCompositeFieldContainer[_image_pb2.Image]
+    next_page_token: str
+    total_size: int
+    def __init__(self, images: _Optional[_Iterable[_Union[_image_pb2.Image, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_size: _Optional[int] = ...) -> None: ...
+
+class GetImageRequest(_message.Message):
+    __slots__ = ("image",)
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    image: str
+    def __init__(self, image: _Optional[str] = ...) -> None: ...
+
+class GetImageResponse(_message.Message):
+    __slots__ = ("image",)
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    image: _image_pb2.Image
+    def __init__(self, image: _Optional[_Union[_image_pb2.Image, _Mapping]] = ...) -> None: ...
+
+class GetImageHistoryRequest(_message.Message):
+    __slots__ = ("image",)
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    image: str
+    def __init__(self, image: _Optional[str] = ...) -> None: ...
+
+class GetImageHistoryResponse(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[_image_pb2.HistoryEntry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[_image_pb2.HistoryEntry, _Mapping]]] = ...) -> None: ...
+
+class PullImageRequest(_message.Message):
+    __slots__ = ("reference", "platform", "auth")
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    PLATFORM_FIELD_NUMBER: _ClassVar[int]
+    AUTH_FIELD_NUMBER: _ClassVar[int]
+    reference: str
+    platform: str
+    auth: _image_pb2.RegistryAuth
+    def __init__(self, reference: _Optional[str] = ..., platform: _Optional[str] = ..., auth: _Optional[_Union[_image_pb2.RegistryAuth, _Mapping]] = ...) -> None: ...
+
+class PullImageResponse(_message.Message):
+    __slots__ = ("progress", "result")
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    progress: _image_pb2.TransferProgress
+    result: PullImageResult
+    def __init__(self, progress: _Optional[_Union[_image_pb2.TransferProgress, _Mapping]] = ..., result: _Optional[_Union[PullImageResult, _Mapping]] = ...) -> None: ...
+
+class PullImageResult(_message.Message):
+    __slots__ = ("image_id", "digest", "reference", "status")
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    image_id: str
+    digest: str
+    reference: str
+    status: str
+    def __init__(self, image_id: _Optional[str] = ..., digest: _Optional[str] = ..., reference: _Optional[str] = ..., status: _Optional[str] = ...) -> None: ...
+
+class TagImageRequest(_message.Message):
+    __slots__ = ("source", "target")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    target: str
+    def __init__(self, source: _Optional[str] = ..., target: _Optional[str] = ...) -> None: ...
+
+class TagImageResponse(_message.Message):
+    __slots__ = ("id", "target")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    target: str
+    def __init__(self, id: _Optional[str] = ..., target: _Optional[str] = ...) -> None: ...
+
+class PushImageRequest(_message.Message):
+    __slots__ = ("reference", "auth")
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    AUTH_FIELD_NUMBER: _ClassVar[int]
+    reference: str
+    auth: _image_pb2.RegistryAuth
+    def __init__(self, reference: _Optional[str] = ..., auth: _Optional[_Union[_image_pb2.RegistryAuth, _Mapping]] = ...) -> None: ...
+
+class PushImageResponse(_message.Message):
+    __slots__ = ("progress", "result")
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    progress: _image_pb2.TransferProgress
+    result: PushImageResult
+    def __init__(self, progress: _Optional[_Union[_image_pb2.TransferProgress, _Mapping]] = ..., result: _Optional[_Union[PushImageResult, _Mapping]] = ...) -> None: ...
+
+class PushImageResult(_message.Message):
+    __slots__ = ("digest", "size", "tag", "reference")
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    digest: str
+    size: int
+    tag: str
+    reference: str
+    def __init__(self, digest: _Optional[str] = ..., size: _Optional[int] = ..., tag: _Optional[str] = ..., reference: _Optional[str] = ...) -> None: ...
+
+class BuildOptions(_message.Message):
+    __slots__ = ("tags", "dockerfile", "build_args", "labels", "target", "no_cache", "pull", "platform", "network_mode", "registry_auths")
+    class BuildArgsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    DOCKERFILE_FIELD_NUMBER: _ClassVar[int]
+    BUILD_ARGS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    NO_CACHE_FIELD_NUMBER: _ClassVar[int]
+    PULL_FIELD_NUMBER: _ClassVar[int]
+    PLATFORM_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_MODE_FIELD_NUMBER: _ClassVar[int]
+    REGISTRY_AUTHS_FIELD_NUMBER: _ClassVar[int]
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    dockerfile: str
+    build_args: _containers.ScalarMap[str, str]
+    labels: _containers.ScalarMap[str, str]
+    target: str
+    no_cache: bool
+    pull: bool
+    platform: str
+    network_mode: str
+    registry_auths: _containers.RepeatedCompositeFieldContainer[_image_pb2.RegistryAuth]
+    def __init__(self, tags: _Optional[_Iterable[str]] = ..., dockerfile: _Optional[str] = ..., build_args: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., target: _Optional[str] = ..., no_cache: _Optional[bool] = ..., pull: _Optional[bool] = ..., platform: _Optional[str] = ..., network_mode: _Optional[str] = ..., registry_auths: _Optional[_Iterable[_Union[_image_pb2.RegistryAuth, _Mapping]]] = ...) -> None: ...
+
+class BuildImageRequest(_message.Message):
+    __slots__ = ("options", "context_chunk")
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_CHUNK_FIELD_NUMBER: _ClassVar[int]
+    options: BuildOptions
+    context_chunk: bytes
+    def __init__(self, options: _Optional[_Union[BuildOptions, _Mapping]] = ..., context_chunk: _Optional[bytes] = ...) -> None: ...
+
+class BuildImageResponse(_message.Message):
+    __slots__ = ("log", "result")
+    LOG_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    log: str
+    result: BuildImageResult
+    def __init__(self, log: _Optional[str] = ..., result: _Optional[_Union[BuildImageResult, _Mapping]] = ...) -> None: ...
+
+class BuildImageResult(_message.Message):
+    __slots__ = ("image_id", "tags")
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    image_id: str
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, image_id: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RemoveImageRequest(_message.Message):
+    __slots__ = ("image", "force", "no_prune")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    NO_PRUNE_FIELD_NUMBER: _ClassVar[int]
+    image: str
+    force: bool
+    no_prune: bool
+    def __init__(self, image: _Optional[str] = ..., force: _Optional[bool] = ..., no_prune: _Optional[bool] = ...) -> None: ...
+
+class RemoveImageResponse(_message.Message):
+    __slots__ = ("untagged", "deleted")
+    UNTAGGED_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    untagged: _containers.RepeatedScalarFieldContainer[str]
+    deleted: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, untagged: _Optional[_Iterable[str]] = ..., deleted: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PruneImagesRequest(_message.Message):
+    __slots__ = ("all", "labels", "exclude_labels", "until")
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDE_LABELS_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    all: bool
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    exclude_labels: _containers.RepeatedScalarFieldContainer[str]
+    until: _timestamp_pb2.Timestamp
+    def __init__(self, all: _Optional[bool] = ..., labels: _Optional[_Iterable[str]] = ..., exclude_labels: _Optional[_Iterable[str]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class PruneImagesResponse(_message.Message):
+    __slots__ = ("deleted", "untagged", "space_reclaimed_bytes")
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    UNTAGGED_FIELD_NUMBER: _ClassVar[int]
+    SPACE_RECLAIMED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    deleted: _containers.RepeatedScalarFieldContainer[str]
+    untagged: _containers.RepeatedScalarFieldContainer[str]
+    space_reclaimed_bytes: int
+    def __init__(self, deleted: _Optional[_Iterable[str]] = ..., untagged: _Optional[_Iterable[str]] = ..., space_reclaimed_bytes: _Optional[int] = ...) -> None: ...
+
+class CheckRegistryAuthRequest(_message.Message):
+    __slots__ = ("auth",)
+    AUTH_FIELD_NUMBER: _ClassVar[int]
+    auth: _image_pb2.RegistryAuth
+    def __init__(self, auth: _Optional[_Union[_image_pb2.RegistryAuth, _Mapping]] = ...) -> None: ...
+
+class CheckRegistryAuthResponse(_message.Message):
+    __slots__ = ("status", "identity_token")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    IDENTITY_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    status: str
+    identity_token: str
+    def __init__(self, status: _Optional[str] = ..., identity_token: _Optional[str] = ...) -> None: ...
