@@ -283,7 +283,7 @@ def _call_texts(call: grpc.Call) -> list[tuple[str, bytes | str]]:
 
 
 def _adapter(server: ThreadedServer) -> DockerAdapter:
-    adapter = server.server._docker
+    adapter = server.server._docker.wrapped
     assert isinstance(adapter, DockerAdapter)
     return adapter
 

@@ -138,6 +138,11 @@ class InstrumentedDockerPort:
         self._images_stale = True
         self._images_counted_at = float("-inf")
 
+    @property
+    def wrapped(self) -> DockerPort:
+        """The port whose calls this one measures."""
+        return self._port
+
     @contextlib.contextmanager
     def _measured(self, operation: str) -> Iterator[None]:
         started = time.perf_counter()
