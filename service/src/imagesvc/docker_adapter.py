@@ -37,7 +37,7 @@ from imagesvc.core.errors import (
     Reason,
     UnavailableError,
 )
-from imagesvc.core.models import RegistryAuth
+from imagesvc.core.models import BuildLimits, RegistryAuth
 from imagesvc.core.port import BuildRequest, JsonDocument
 
 log = logging.getLogger(__name__)
@@ -266,6 +266,24 @@ def _shutdown(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
 
 
+def _container_limits(limits: BuildLimits) -> dict[str, Any]:
+    """The /build query parameters for the RUN containers' cgroup limits (docker-py's
+    `container_limits`, plus the CFS quota it does not accept). No swap beyond the memory
+    limit: a limit that can spill into swap limits nothing."""
+    params: dict[str, Any] = {}
+    if limits.memory_bytes:
+        params["memory"] = limits.memory_bytes
+        params["memswap"] = limits.memory_bytes
+    if limits.cpu_quota_us:
+        params["cpuperiod"] = limits.cpu_period_us
+        params["cpuquota"] = limits.cpu_quota_us
+    if limits.cpu_shares:
+        params["cpushares"] = limits.cpu_shares
+    if limits.cpuset_cpus:
+        params["cpusetcpus"] = limits.cpuset_cpus
+    return params
+
+
 class DockerAdapter:
     """DockerPort over one shared docker-py APIClient (thread-safe connection pool)."""
 
@@ -423,6 +441,7 @@ class DockerAdapter:
             params["platform"] = request.platform
         if request.network_mode:
             params["networkmode"] = request.network_mode
+        params.update(_container_limits(request.limits))
         headers = {"Content-Type": "application/x-tar"}
         if gzip:
             headers["Content-Encoding"] = "gzip"

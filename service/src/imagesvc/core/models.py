@@ -147,6 +147,18 @@ class TagResult:
 
 
 @dataclass(frozen=True, slots=True)
+class BuildLimits:
+    """Resource limits of a build's RUN containers. Set by the server from its
+    configuration, never from a request; 0 or "" means no limit."""
+
+    memory_bytes: int = 0
+    cpu_period_us: int = 0
+    cpu_quota_us: int = 0
+    cpu_shares: int = 0
+    cpuset_cpus: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class BuildOptions:
     tags: tuple[str, ...] = ()
     dockerfile: str = ""
@@ -158,6 +170,8 @@ class BuildOptions:
     platform: str = ""
     network_mode: str = ""
     registry_auths: tuple[RegistryAuth, ...] = ()
+    # The core sets these from the server's build restrictions before the Engine is asked.
+    limits: BuildLimits = BuildLimits()
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import IO, Any, Protocol
 
-from imagesvc.core.models import RegistryAuth
+from imagesvc.core.models import BuildLimits, RegistryAuth
 
 JsonDocument = dict[str, Any]
 
@@ -42,6 +42,7 @@ class BuildRequest(Protocol):
     platform: str
     network_mode: str
     registry_auths: Sequence[RegistryAuth]
+    limits: BuildLimits
 
 
 class DockerPort(Protocol):
