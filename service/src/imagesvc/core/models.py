@@ -171,7 +171,7 @@ class BuildOptions:
     network_mode: str = ""
     registry_auths: tuple[RegistryAuth, ...] = ()
     # The core sets these from the server's build restrictions before the Engine is asked.
-    limits: BuildLimits = BuildLimits()
+    limits: BuildLimits = field(default_factory=BuildLimits)
 
 
 @dataclass(frozen=True, slots=True)
