@@ -1,4 +1,5 @@
-"""grpc.health.v1 follows the daemon; server reflection lists the services."""
+"""grpc.health.v1, /readyz and the daemon-up gauge follow the daemon (/healthz does not);
+server reflection lists the services."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import pytest
 from google.protobuf import descriptor_pool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -24,6 +26,7 @@ from imagesvc.v1 import image_service_pb2 as pb
 from imagesvc.v1 import image_service_pb2_grpc
 from tests.integration.conftest import server_settings
 from tests.integration.rpc_errors import error_info
+from tests.scrape import scrape
 
 SERVICE = "imagesvc.v1.ImageService"
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -42,6 +45,16 @@ def check(channel: grpc.Channel, service: str) -> int:
         health_stub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
     )
     return status
+
+
+def probes(server: ThreadedServer) -> tuple[int, int, float]:
+    """(/healthz status, /readyz status, imagesvc_docker_daemon_up) over HTTP."""
+    base = f"http://127.0.0.1:{server.http_port}"
+    return (
+        httpx.get(f"{base}/healthz", timeout=5).status_code,
+        httpx.get(f"{base}/readyz", timeout=5).status_code,
+        scrape(server.http_port).value("imagesvc_docker_daemon_up"),
+    )
 
 
 def wait_for(condition: Callable[[], bool], within: float, what: str) -> float:
@@ -133,6 +146,7 @@ def test_health_follows_the_daemon_down_and_up(own_engine: Engine) -> None:
             stub = image_service_pb2_grpc.ImageServiceStub(channel)
             assert check(channel, "") == SERVING
             assert check(channel, SERVICE) == SERVING
+            assert probes(server) == (200, 200, 1)
             stub.ListImages(pb.ListImagesRequest(), timeout=10)
             watcher = Watcher(channel, SERVICE)
             try:
@@ -149,6 +163,8 @@ def test_health_follows_the_daemon_down_and_up(own_engine: Engine) -> None:
                     f" ({time.monotonic() - stop_began:.2f}s after stop began)"
                 )
                 assert check(channel, "") == NOT_SERVING
+                # Readiness follows the daemon; liveness does not (no restart loop).
+                assert probes(server) == (200, 503, 0)
                 with pytest.raises(grpc.RpcError) as caught:
                     stub.ListImages(pb.ListImagesRequest(), timeout=10)
                 assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
@@ -161,6 +177,7 @@ def test_health_follows_the_daemon_down_and_up(own_engine: Engine) -> None:
                 )
                 print(f"SERVING {back:.2f}s after dockerd answered again")
                 assert check(channel, "") == SERVING
+                assert probes(server) == (200, 200, 1)
                 # Same server, same channel: calls work again.
                 reply = stub.ListImages(pb.ListImagesRequest(), timeout=10)
                 assert reply.total_size >= 0
