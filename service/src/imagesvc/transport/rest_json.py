@@ -116,11 +116,41 @@ def from_value(value: object, message: M) -> M:
             f"request body must be a JSON object ({message.DESCRIPTOR.full_name}),"
             f" not {type(value).__name__}"
         )
+    _check_shape(cast("Descriptor", message.DESCRIPTOR), value, "")
     try:
         json_format.ParseDict(value, message, ignore_unknown_fields=True)
     except (json_format.ParseError, ValueError, TypeError, RecursionError) as error:
         raise InvalidArgumentError(f"request body: {error}") from None
     return message
+
+
+def _check_shape(descriptor: Descriptor, value: dict[Any, Any], where: str) -> None:
+    """Objects where the message has messages or maps, arrays where it has repeated
+    fields (json_format would read a string given for a message as an empty one; protojson
+    refuses it)."""
+    fields = {f.json_name: f for f in descriptor.fields} | {f.name: f for f in descriptor.fields}
+    for key, item in value.items():
+        field = fields.get(key)
+        if field is None or item is None:
+            continue
+        path = f"{where}{key}"
+        nested = field.message_type
+        is_map = nested is not None and nested.GetOptions().map_entry
+        if field.is_repeated and not is_map:
+            if not isinstance(item, list):
+                raise InvalidArgumentError(f"request body: {path} must be an array")
+            if nested is not None and nested.full_name not in _SPECIAL_JSON:
+                for index, element in enumerate(item):
+                    if not isinstance(element, dict):
+                        raise InvalidArgumentError(
+                            f"request body: {path}[{index}] must be an object"
+                        )
+                    _check_shape(nested, element, f"{path}[{index}].")
+        elif is_map or (nested is not None and nested.full_name not in _SPECIAL_JSON):
+            if not isinstance(item, dict):
+                raise InvalidArgumentError(f"request body: {path} must be an object")
+            if not is_map and nested is not None:
+                _check_shape(nested, item, f"{path}.")
 
 
 def parse_body(body: bytes, message: M) -> M:
