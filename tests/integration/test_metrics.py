@@ -14,6 +14,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import quote
 
 import grpc
 import httpx
@@ -527,3 +528,35 @@ def test_http_requests_are_counted_by_route_template(metered: ThreadedServer) ->
         assert labels["route"] in {"/healthz", "/readyz", "/metrics", "unmatched"} or (
             labels["route"].startswith("/v1/") and "{" in labels["route"]
         )
+
+
+def test_rest_calls_are_counted_by_their_route_template(
+    metered: ThreadedServer, busybox_image: BuiltImage
+) -> None:
+    base = f"http://127.0.0.1:{metered.http_port}"
+    missing = f"imagesvc-test/{unique('missing-')}:1"
+    before = now(metered)
+    found = httpx.get(f"{base}/v1/images/{quote(busybox_image.tag, safe='')}", timeout=10)
+    assert found.status_code == 200
+    absent = httpx.get(f"{base}/v1/images/{quote(missing, safe='')}", timeout=10)
+    assert absent.status_code == 404
+    history = httpx.get(f"{base}/v1/images/{quote(busybox_image.tag, safe='')}/history")
+    assert history.status_code == 200
+    assert httpx.get(f"{base}/v1/nothing/here", timeout=10).status_code == 404
+    after = now(metered)
+
+    def moved(method: str, route: str, code: str) -> float:
+        labels = {"method": method, "route": route, "code": code}
+        return delta(before, after, "imagesvc_http_requests_total", labels)
+
+    assert moved("GET", "/v1/images/{image}", "200") == 1
+    assert moved("GET", "/v1/images/{image}", "404") == 1
+    assert moved("GET", "/v1/images/{image}/history", "200") == 1
+    assert moved("GET", "unmatched", "404") == 1
+    duration = {"method": "GET", "route": "/v1/images/{image}"}
+    assert delta(before, after, "imagesvc_http_request_duration_seconds_count", duration) == 2
+    # The same core calls as over gRPC, but no gRPC call.
+    assert engine_calls(before, after, "inspect_image") == 2
+    assert engine_calls(before, after, "image_history") == 1
+    assert delta(before, after, "grpc_server_started_total", rpc("GetImage", "unary")) == 0
+    assert missing not in after.text

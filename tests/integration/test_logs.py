@@ -1,0 +1,266 @@
+"""Logs: one JSON access line per RPC and per REST request, with the request id taken
+from (or set on) x-request-id and returned to the caller; and no password or token in
+any log line or on /metrics during an authenticated push and a failed login, over gRPC
+and over REST."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import quote
+
+import grpc
+import httpx
+import pytest
+
+from devtools.sandbox import BuiltImage, Engine, Registry, build_busybox_image
+from imagesvc.core.models import RegistryAuth
+from imagesvc.logs import JsonFormatter
+from imagesvc.server import ThreadedServer
+from imagesvc.v1 import image_pb2, image_service_pb2_grpc
+from imagesvc.v1 import image_service_pb2 as pb
+from tests.integration.transfers import basic_auth, read_push, remove_local, unique
+from tests.scrape import scrape
+
+Stub = image_service_pb2_grpc.ImageServiceStub
+GENERATED_ID = re.compile(r"[0-9a-f]{32}")
+
+
+class CapturedLogs(logging.Handler):
+    """Every record, at DEBUG, as the server's JSON line and as its raw parts."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self._json = JsonFormatter()
+        self.lines: list[str] = []
+        self.access: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = self._json.format(record)
+        self.lines.append(line)
+        self.lines.append(f"{record.msg!r} {record.args!r} {record.exc_text or ''}")
+        if record.name == "imagesvc.access":
+            self.access.append(json.loads(line))
+
+
+@contextmanager
+def captured_logs() -> Iterator[CapturedLogs]:
+    handler = CapturedLogs()
+    names = ["", "imagesvc", "uvicorn", "grpc", "asyncio", "docker", "urllib3"]
+    saved = [(logging.getLogger(n), logging.getLogger(n).level) for n in names]
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        for logger, _ in saved:
+            logger.setLevel(logging.DEBUG)
+        yield handler
+    finally:
+        root.removeHandler(handler)
+        for logger, level in saved:
+            logger.setLevel(level)
+
+
+@pytest.fixture(scope="module")
+def secret_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    registry = Registry(
+        tmp_path_factory.mktemp("logs-registry"),
+        username="imagesvc-logs",
+        password=f"Pw{secrets.token_hex(12)}Leak{secrets.token_hex(12)}",
+    )
+    registry.start()
+    yield registry
+    registry.stop()
+
+
+def _forbidden(registry: Registry, *passwords: str) -> list[str]:
+    """Each password and the encodings a leak would take (auth headers and documents)."""
+    assert registry.username is not None
+    forbidden: list[str] = []
+    for password in passwords:
+        document = json.dumps(
+            RegistryAuth(
+                username=registry.username, password=password, server_address=registry.address
+            ).engine_document()
+        ).encode()
+        forbidden += [
+            password,
+            base64.urlsafe_b64encode(document).decode(),
+            base64.b64encode(document).decode(),
+            basic_auth(registry.username, password).removeprefix("Basic "),
+        ]
+    return forbidden
+
+
+def _assert_clean(forbidden: list[str], where: str, text: str) -> None:
+    for secret in forbidden:
+        assert secret not in text, f"a secret leaked into {where}"
+
+
+def _auth_json(registry: Registry, password: str) -> dict[str, str]:
+    return {
+        "username": str(registry.username),
+        "password": password,
+        "serverAddress": registry.address,
+    }
+
+
+def test_no_secret_in_logs_or_metrics_during_push_and_failed_login(
+    server: ThreadedServer, stub: Stub, engine: Engine, secret_registry: Registry
+) -> None:
+    assert secret_registry.password is not None
+    right = secret_registry.password
+    wrong = f"Wr{secrets.token_hex(12)}Ong{secrets.token_hex(12)}"
+    forbidden = _forbidden(secret_registry, right, wrong)
+    grpc_reference = f"{secret_registry.address}/{unique('team/logs-grpc-')}:1"
+    rest_reference = f"{secret_registry.address}/{unique('team/logs-rest-')}:1"
+    for reference in (grpc_reference, rest_reference):
+        build_busybox_image(engine, reference, extra_lines=[f"RUN echo {unique('')} > /id"])
+    base = f"http://127.0.0.1:{server.http_port}"
+    try:
+        with captured_logs() as logs:
+            # gRPC: an authenticated push, and a login with the wrong password.
+            auth = image_pb2.RegistryAuth(
+                username=str(secret_registry.username),
+                password=right,
+                server_address=secret_registry.address,
+            )
+            _, pushed = read_push(
+                stub.PushImage(pb.PushImageRequest(reference=grpc_reference, auth=auth), timeout=60)
+            )
+            assert pushed.digest.startswith("sha256:")
+            with pytest.raises(grpc.RpcError) as refused:
+                stub.CheckRegistryAuth(
+                    pb.CheckRegistryAuthRequest(
+                        auth=image_pb2.RegistryAuth(
+                            username=str(secret_registry.username),
+                            password=wrong,
+                            server_address=secret_registry.address,
+                        )
+                    ),
+                    timeout=30,
+                )
+            assert refused.value.code() is grpc.StatusCode.UNAUTHENTICATED
+
+            # REST: the same two.
+            with httpx.stream(
+                "POST",
+                f"{base}/v1/images:push",
+                json={"reference": rest_reference, "auth": _auth_json(secret_registry, right)},
+                timeout=60,
+            ) as response:
+                assert response.status_code == 200
+                lines = [json.loads(line) for line in response.iter_lines() if line]
+            assert "result" in lines[-1]
+            assert lines[-1]["result"]["result"]["digest"].startswith("sha256:")
+            login = httpx.post(
+                f"{base}/v1/registries:checkAuth",
+                json={"auth": _auth_json(secret_registry, wrong)},
+                timeout=30,
+            )
+            assert login.status_code == 401
+            _assert_clean(forbidden, "the REST login's answer", login.text)
+            _assert_clean(forbidden, "the REST login's headers", str(login.headers))
+
+            metrics = scrape(server.http_port).text
+            _access_lines(logs, "http", wait_for=3)  # push, login, scrape
+
+        routes = {(line.get("route"), line.get("status")) for line in logs.access}
+        assert ("/v1/images:push", 200) in routes
+        assert ("/v1/registries:checkAuth", 401) in routes
+        codes = {(line.get("grpc_method"), line.get("grpc_code")) for line in logs.access}
+        assert ("/imagesvc.v1.ImageService/PushImage", "OK") in codes
+        assert ("/imagesvc.v1.ImageService/CheckRegistryAuth", "UNAUTHENTICATED") in codes
+        for line in logs.lines:
+            _assert_clean(forbidden, "the server's logs", line)
+        _assert_clean(forbidden, "/metrics", metrics)
+        assert secret_registry.address not in metrics  # no registry, image or user labels
+        assert str(secret_registry.username) not in metrics
+    finally:
+        for reference in (grpc_reference, rest_reference):
+            remove_local(engine, reference)
+
+
+# Access lines and request ids -------------------------------------------------------------
+
+
+def _access_lines(logs: CapturedLogs, kind: str, wait_for: int = 0) -> list[dict[str, Any]]:
+    """The "rpc" or "http" access lines; waits (a little) for `wait_for` of them, since a
+    line is written as its call ends on the server, just after the client got its answer."""
+    deadline = time.monotonic() + 5
+    while True:
+        lines = [line for line in logs.access if line["message"] == kind]
+        if len(lines) >= wait_for or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.01)
+
+
+def test_one_access_line_per_rest_request_with_its_request_id(
+    server: ThreadedServer, busybox_image: BuiltImage
+) -> None:
+    base = f"http://127.0.0.1:{server.http_port}"
+    missing = f"imagesvc-test/{unique('missing-')}:1"
+    with captured_logs() as logs:
+        found = httpx.get(
+            f"{base}/v1/images/{quote(busybox_image.tag, safe='')}",
+            headers={"x-request-id": "rest-trace-1"},
+            timeout=10,
+        )
+        absent = httpx.get(f"{base}/v1/images/{quote(missing, safe='')}", timeout=10)
+        bad_id = httpx.get(f"{base}/healthz", headers={"x-request-id": "no spaces"}, timeout=10)
+        http_lines = _access_lines(logs, "http", wait_for=3)
+    assert found.status_code == 200
+    assert found.headers["x-request-id"] == "rest-trace-1"
+    assert absent.status_code == 404
+    assert GENERATED_ID.fullmatch(absent.headers["x-request-id"])
+    assert GENERATED_ID.fullmatch(bad_id.headers["x-request-id"])
+
+    assert [(line["route"], line["status"], line["request_id"]) for line in http_lines] == [
+        ("/v1/images/{image}", 200, "rest-trace-1"),
+        ("/v1/images/{image}", 404, absent.headers["x-request-id"]),
+        ("/healthz", 200, bad_id.headers["x-request-id"]),
+    ]
+    for line in http_lines:
+        assert line["http_method"] == "GET"
+        assert line["level"] == "info"
+        assert isinstance(line["duration_ms"], float)
+        assert re.fullmatch(r"127\.0\.0\.1:\d+", line["peer"])
+    # The access line names the route template, not the image.
+    assert not any(missing in json.dumps(line) for line in logs.access)
+
+
+def test_one_access_line_per_rpc_with_its_request_id(stub: Stub, busybox_image: BuiltImage) -> None:
+    with captured_logs() as logs:
+        _, given = stub.GetImage.with_call(
+            pb.GetImageRequest(image=busybox_image.tag),
+            metadata=(("x-request-id", "grpc-trace-7"),),
+            timeout=10,
+        )
+        with pytest.raises(grpc.RpcError) as missing:
+            stub.GetImage(
+                pb.GetImageRequest(image="imagesvc-test/none:1"),
+                metadata=(("x-request-id", "bad id with spaces"),),
+                timeout=10,
+            )
+        rpc_lines = _access_lines(logs, "rpc", wait_for=2)
+    assert dict(given.initial_metadata())["x-request-id"] == "grpc-trace-7"
+    error = missing.value
+    assert isinstance(error, grpc.Call)
+    made = dict(error.initial_metadata())["x-request-id"]
+    assert GENERATED_ID.fullmatch(made)
+
+    assert [(line["grpc_code"], line["request_id"]) for line in rpc_lines] == [
+        ("OK", "grpc-trace-7"),
+        ("NOT_FOUND", made),
+    ]
+    assert rpc_lines[1]["reason"] == "IMAGE_NOT_FOUND"
+    for line in rpc_lines:
+        assert line["grpc_method"] == "/imagesvc.v1.ImageService/GetImage"
+        assert isinstance(line["duration_ms"], float)
+        assert line["peer"]
