@@ -238,6 +238,7 @@ def _report(args: argparse.Namespace, error: ImagesvcError) -> None:
 
 def pull(args: argparse.Namespace) -> int:
     auth = _registry_auth(args)
+    shown: list[str] = []
     with (
         connect(args) as client,
         client.pull(args.reference, platform=args.platform, auth=auth) as operation,
@@ -248,19 +249,23 @@ def pull(args: argparse.Namespace) -> int:
             with TransferView(_console()) as view:
                 view.show_all(operation)
             result = operation.result
+            shown = view.statuses
     if args.output == "json":
         print_json(to_json(result))
     elif args.quiet:
         print(result.reference)
     else:
-        print(f"Digest: {result.digest}")
-        print(f"Status: {result.status}")
-        print(result.reference)
+        # Like docker pull's last lines, unless the Engine's own status lines said them.
+        closing = [f"Digest: {result.digest}", f"Status: {result.status}", result.reference]
+        for line in closing:
+            if line not in shown:
+                print(line)
     return 0
 
 
 def push(args: argparse.Namespace) -> int:
     auth = _registry_auth(args)
+    shown: list[str] = []
     with connect(args) as client, client.push(args.reference, auth=auth) as operation:
         if args.quiet or args.output == "json":
             result = operation.wait()
@@ -268,12 +273,15 @@ def push(args: argparse.Namespace) -> int:
             with TransferView(_console()) as view:
                 view.show_all(operation)
             result = operation.result
+            shown = view.statuses
     if args.output == "json":
         print_json(to_json(result))
     elif args.quiet:
         print(result.reference)
     else:
-        print(f"{result.tag}: digest: {result.digest} size: {result.size}")
+        closing = f"{result.tag}: digest: {result.digest} size: {result.size}"
+        if closing not in shown:
+            print(closing)
     return 0
 
 

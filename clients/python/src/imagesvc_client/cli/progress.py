@@ -12,16 +12,10 @@ from collections.abc import Iterable
 from types import TracebackType
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TransferSpeedColumn,
-)
+from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.status import Status
 
+from imagesvc_client.cli.render import human_size
 from imagesvc_client.v1 import image_pb2
 
 # States after which a layer has nothing left to transfer.
@@ -50,14 +44,16 @@ class TransferView:
         self._progress = Progress(
             TextColumn("{task.description}", markup=False),
             BarColumn(bar_width=40),
-            DownloadColumn(),
-            TransferSpeedColumn(),
+            TextColumn("{task.fields[detail]}", markup=False),
             console=console,
             transient=False,
         )
         self._tasks: dict[str, TaskID] = {}
         self._states: dict[str, str] = {}
         self._total: TaskID | None = None
+        # Status lines shown so far ("Digest: ...", "Status: ..."): the command does not
+        # repeat them when it prints the result.
+        self.statuses: list[str] = []
 
     def __enter__(self) -> TransferView:
         if self._live:
@@ -79,7 +75,8 @@ class TransferView:
 
     def show(self, message: image_pb2.TransferProgress) -> None:
         if message.status:
-            self._console.print(message.status, markup=False, highlight=False)
+            self.statuses.append(message.status)
+            self._console.print(message.status, markup=False, highlight=False, soft_wrap=True)
         if self._live and message.layers_total:
             self._update_total(message)
         for layer in message.layers:
@@ -89,36 +86,49 @@ class TransferView:
                 self._update_bar(layer)
             elif changed:
                 self._console.print(
-                    f"{layer.layer_id}: {layer.state}", markup=False, highlight=False
+                    f"{layer.layer_id}: {layer.state}",
+                    markup=False,
+                    highlight=False,
+                    soft_wrap=True,
                 )
 
     def _update_bar(self, layer: image_pb2.LayerProgress) -> None:
         description = f"{layer.layer_id}: {layer.state:<20}"
         task = self._tasks.get(layer.layer_id)
-        done = _finished(layer.state)
-        total = layer.total if layer.total > 0 else None
         if task is None:
-            task = self._progress.add_task(description, total=total, start=True)
+            task = self._progress.add_task(description, total=None, detail="")
             self._tasks[layer.layer_id] = task
-        if done:
-            known = self._progress.tasks[task].total
-            final = known if known else max(layer.total, 1)
-            self._progress.update(task, description=description, total=final, completed=final)
-        else:
+        if _finished(layer.state):
+            # Drawn full; no byte count, which the Engine does not give for every state.
+            self._progress.update(task, description=description, total=1, completed=1, detail="")
+        elif layer.total > 0:
             self._progress.update(
-                task, description=description, total=total, completed=layer.current
+                task,
+                description=description,
+                total=layer.total,
+                completed=layer.current,
+                detail=f"{human_size(layer.current)}/{human_size(layer.total)}",
             )
+        else:
+            self._progress.update(task, description=description, total=None, detail="")
 
     def _update_total(self, message: image_pb2.TransferProgress) -> None:
-        description = f"total: {message.layers_done}/{message.layers_total} layers"
+        # As wide as a layer's "<12 hex>: <state:20>", so that the bars line up.
+        description = f"{f'total: {message.layers_done}/{message.layers_total} layers':<34}"
+        detail = (
+            f"{human_size(message.bytes_done)}/{human_size(message.bytes_total)}"
+            if message.bytes_total
+            else ""
+        )
         # Created before the first layer's bar: the total stays the top line.
         if self._total is None:
-            self._total = self._progress.add_task(description, total=None)
+            self._total = self._progress.add_task(description, total=None, detail=detail)
         self._progress.update(
             self._total,
             description=description,
             total=message.bytes_total or None,
             completed=message.bytes_done,
+            detail=detail,
         )
 
 
