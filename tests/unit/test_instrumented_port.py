@@ -257,8 +257,8 @@ def test_refreshes_survive_a_daemon_that_is_down(
     measured.refresh_image_stats()
     measured.refresh_engine_info()
     assert measured.image_stats_due(60)
-    # No versions known yet.
-    assert registry.get_sample_value("imagesvc_docker_engine_info", {}) == 1
+    # No versions known yet: no series at all.
+    assert not [s for f in registry.collect() for s in f.samples if s.name.endswith("engine_info")]
     errors = {"operation": "list_images", "reason": "DAEMON_UNAVAILABLE"}
     assert value(registry, "imagesvc_engine_call_errors_total", errors) == 1
 
@@ -267,6 +267,7 @@ def test_engine_info_carries_the_versions(
     measured: InstrumentedDockerPort, registry: CollectorRegistry
 ) -> None:
     measured.refresh_engine_info()
+    measured.refresh_engine_info()  # the daemon came up again: still one series
     labels = {
         "version": "27.3.1",
         "api_version": "1.47",
@@ -275,3 +276,4 @@ def test_engine_info_carries_the_versions(
         "arch": "amd64",
     }
     assert value(registry, "imagesvc_docker_engine_info", labels) == 1
+    assert len([s for f in registry.collect() for s in f.samples if s.name.endswith("_info")]) == 1

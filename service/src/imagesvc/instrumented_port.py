@@ -263,7 +263,7 @@ class InstrumentedDockerPort:
         except ImageServiceError:
             log.debug("docker engine version not available", exc_info=True)
             return
-        self.metrics.engine_info.info(
+        self.metrics.set_engine_info(
             {
                 "version": str(version.get("Version") or ""),
                 "api_version": str(version.get("ApiVersion") or ""),

@@ -9,13 +9,14 @@ tag, a registry, a user or a token.
 
 from __future__ import annotations
 
+import threading
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
     GCCollector,
     Histogram,
-    Info,
     PlatformCollector,
     ProcessCollector,
     disable_created_metrics,
@@ -59,6 +60,7 @@ ENGINE_OPERATIONS = (
     "check_auth",
 )
 STREAM_OPERATIONS = ("pull", "push", "build")
+ENGINE_INFO_LABELS = ("version", "api_version", "min_api_version", "os", "arch")
 # How an Engine stream ended: to its end, with an error, or closed early by the service
 # (the caller cancelled, its deadline passed, or the stream went silent too long).
 STREAM_OUTCOMES = ("success", "failure", "canceled")
@@ -80,6 +82,7 @@ class ImagesvcMetrics:
     """Docker Engine calls, transfers and builds, and the daemon's state."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        self._engine_info_lock = threading.Lock()
         self.engine_call_duration = Histogram(
             "imagesvc_engine_call_duration_seconds",
             "Duration of Docker Engine API calls; for pull, push and build the whole"
@@ -134,10 +137,13 @@ class ImagesvcMetrics:
             "1 when the Docker daemon answered its last ping, else 0 (readiness).",
             registry=registry,
         )
-        self.engine_info = Info(
-            "imagesvc_docker_engine",
-            "The Docker Engine's version, API version, OS and architecture (from the last"
-            " time the daemon came up).",
+        # A gauge at 1, like Go's *_info metrics, so there is no sample until the daemon
+        # has answered (prometheus_client's Info would show one without labels).
+        self.engine_info = Gauge(
+            "imagesvc_docker_engine_info",
+            "1, labelled with the Docker Engine's version, API versions, OS and architecture"
+            " (as of the last time the daemon came up).",
+            ENGINE_INFO_LABELS,
             registry=registry,
         )
         self.images = Gauge(
@@ -160,3 +166,11 @@ class ImagesvcMetrics:
             for counter in self.stream_outcomes.values():
                 counter.labels(outcome)
             self.build_duration.labels(outcome)
+
+    def set_engine_info(self, labels: dict[str, str]) -> None:
+        """The one series of the info metric, replacing any other Engine version."""
+        with self._engine_info_lock:
+            self.engine_info.clear()
+            self.engine_info.labels(
+                **{name: labels.get(name, "") for name in ENGINE_INFO_LABELS}
+            ).set(1)
