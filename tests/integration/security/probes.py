@@ -1,14 +1,18 @@
-"""One harmless call per ImageService RPC, over gRPC: what an authorized caller gets is
+"""One harmless call per ImageService RPC, over gRPC and REST: what an authorized caller gets is
 known (an unknown local image is NOT_FOUND, an empty build context INVALID_ARGUMENT, a
 prune whose label matches nothing OK, ...), so a probe proves that the call passed
 authorization and reached the core, without changing anything that matters."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
 
 import grpc
+import httpx
 from grpc_status import rpc_status
 
 from devtools.sandbox import Registry
@@ -154,3 +158,127 @@ def code_and_reason(call: Callable[[], object]) -> tuple[grpc.StatusCode, str]:
         assert error.code() is grpc.StatusCode.UNAVAILABLE, error
         return error.code(), ""
     return error.code(), error_info(error).reason
+
+
+# REST --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RestProbe:
+    rpc: str
+    # The outcome of this call for a caller that may make it.
+    authorized_code: grpc.StatusCode
+    method: str
+    path: str
+    json: dict[str, object] | None = None
+    content: bytes | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def rest_probes(open_registry: Registry, auth_registry: Registry) -> dict[str, RestProbe]:
+    image = quote(ABSENT_IMAGE, safe="")
+    absent_remote = f"{open_registry.address}/imagesvc-authz/absent:1"
+    registry_auth = {
+        "username": auth_registry.username or "",
+        "password": auth_registry.password or "",
+        "serverAddress": auth_registry.address,
+    }
+    probes = [
+        RestProbe(
+            "ListImages",
+            grpc.StatusCode.OK,
+            "GET",
+            "/v1/images?pageSize=1&filter.references=imagesvc-test%2Fauthz-none*",
+        ),
+        RestProbe("GetImage", grpc.StatusCode.NOT_FOUND, "GET", f"/v1/images/{image}"),
+        RestProbe(
+            "GetImageHistory", grpc.StatusCode.NOT_FOUND, "GET", f"/v1/images/{image}/history"
+        ),
+        RestProbe(
+            "PullImage",
+            grpc.StatusCode.NOT_FOUND,
+            "POST",
+            "/v1/images:pull",
+            {"reference": absent_remote},
+        ),
+        RestProbe(
+            "CheckRegistryAuth",
+            grpc.StatusCode.OK,
+            "POST",
+            "/v1/registries:checkAuth",
+            {"auth": registry_auth},
+        ),
+        RestProbe(
+            "BuildImage",
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "POST",
+            "/v1/images:build?tags=imagesvc-test%2Fauthz-build%3A1",
+            content=b"",
+            headers=(("content-type", "application/x-tar"),),
+        ),
+        RestProbe(
+            "TagImage",
+            grpc.StatusCode.NOT_FOUND,
+            "POST",
+            "/v1/images:tag",
+            {"source": ABSENT_IMAGE, "target": "imagesvc-test/authz-tag:1"},
+        ),
+        RestProbe(
+            "PushImage",
+            grpc.StatusCode.NOT_FOUND,
+            "POST",
+            "/v1/images:push",
+            {"reference": absent_remote},
+        ),
+        RestProbe("RemoveImage", grpc.StatusCode.NOT_FOUND, "DELETE", f"/v1/images/{image}"),
+        RestProbe(
+            "PruneImages",
+            grpc.StatusCode.OK,
+            "POST",
+            "/v1/images:prune",
+            {"labels": [NO_MATCH_LABEL]},
+        ),
+    ]
+    return {probe.rpc: probe for probe in probes}
+
+
+@dataclass(frozen=True)
+class RestOutcome:
+    http_status: int
+    # The google.rpc.Status of a failure: the body, or a stream's `error` line.
+    error: dict[str, Any] | None
+    # Whether result lines came before the error (the HTTP status is 200 then).
+    streamed: bool
+
+    @property
+    def code(self) -> grpc.StatusCode:
+        if self.error is None:
+            return grpc.StatusCode.OK
+        [code] = [c for c in grpc.StatusCode if c.value[0] == self.error["code"]]
+        return code
+
+
+def rest_call(
+    http: httpx.Client, probe: RestProbe, headers: tuple[tuple[str, str], ...]
+) -> RestOutcome:
+    response = http.request(
+        probe.method,
+        probe.path,
+        json=probe.json,
+        content=probe.content,
+        headers=[*probe.headers, *headers],
+    )
+    lines = [json.loads(line) for line in response.text.splitlines() if line.strip()]
+    if response.status_code != 200:
+        [document] = lines
+        return RestOutcome(response.status_code, document.get("error", document), False)
+    errors = [line["error"] for line in lines if isinstance(line, dict) and "error" in line]
+    return RestOutcome(200, errors[-1] if errors else None, bool(errors))
+
+
+def rest_reason(status: dict[str, Any] | None) -> str:
+    assert status is not None
+    [info] = [d for d in status["details"] if d["@type"].endswith("google.rpc.ErrorInfo")]
+    assert info["domain"] == "imagesvc"
+    reason: str = info["reason"]
+    return reason

@@ -9,9 +9,11 @@ import uuid
 from typing import Any
 
 import grpc
+import httpx
 import pytest
 
 from devtools.sandbox import BuiltImage, Registry
+from imagesvc.server import ThreadedServer
 from imagesvc.v1 import image_pb2
 from imagesvc.v1 import image_service_pb2 as pb
 from tests.integration.security.conftest import Tokens
@@ -191,3 +193,51 @@ def test_an_unauthenticated_pull_is_refused_before_the_engine_is_asked(
         if r["logger"].startswith("urllib3") and "/images/create" in r["message"]
     ]
     assert engine_calls == []
+
+
+def test_a_rest_write_is_audited_as_rest(
+    token_server: ThreadedServer, tokens: Tokens, logs: CapturedLogs
+) -> None:
+    request_id = uuid.uuid4().hex
+    response = httpx.post(
+        f"http://127.0.0.1:{token_server.http_port}/v1/images:tag",
+        json={"source": ABSENT_IMAGE, "target": "imagesvc-test/audit-rest:1"},
+        headers={
+            "authorization": f"Bearer {tokens.by_role['builder']}",
+            "x-request-id": request_id,
+        },
+        timeout=30,
+        trust_env=False,
+    )
+    assert response.status_code == 404
+    [record] = _audit_of(logs, request_id)
+    assert (record["rpc"], record["transport"], record["identity"], record["via"]) == (
+        "TagImage",
+        "rest",
+        "builder-bot",
+        "token",
+    )
+    assert record["peer"].startswith("127.0.0.1:")
+    assert (record["outcome"], record["code"]) == ("failed", "NOT_FOUND")
+
+
+def test_rest_refuses_an_unknown_token_with_401_and_a_challenge(
+    token_server: ThreadedServer,
+) -> None:
+    unknown = "unknown-rest-token-0123456789"
+    response = httpx.get(
+        f"http://127.0.0.1:{token_server.http_port}/v1/images",
+        headers={"authorization": f"Bearer {unknown}"},
+        timeout=30,
+        trust_env=False,
+    )
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"]
+    assert unknown not in response.text
+    assert response.json()["message"] == "the bearer token is not valid (unknown or revoked)"
+
+
+def test_the_open_http_endpoints_need_no_token(token_server: ThreadedServer) -> None:
+    base = f"http://127.0.0.1:{token_server.http_port}"
+    for path in ("/healthz", "/readyz", "/metrics", "/openapi.json"):
+        assert httpx.get(base + path, timeout=30, trust_env=False).status_code == 200, path

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import quote
 
 import grpc
 import httpx
@@ -161,3 +162,42 @@ def test_http_an_untrusted_certificate_fails_the_handshake(
 def test_http_plaintext_gets_no_answer_on_a_tls_port(tls_server: ThreadedServer) -> None:
     with httpx.Client(timeout=10, trust_env=False) as http, pytest.raises(httpx.TransportError):
         http.get(f"http://127.0.0.1:{tls_server.http_port}/healthz")
+
+
+def _images(pki: Pki, server: ThreadedServer, client: KeyPair | None, method: str = "GET") -> Any:
+    path = "/v1/images" if method == "GET" else f"/v1/images/{quote(ABSENT_IMAGE, safe='')}"
+    with _https(pki, client) as http:
+        return http.request(method, f"https://127.0.0.1:{server.http_port}{path}")
+
+
+def test_http_a_mapped_certificate_identifies_the_caller(
+    tls_server: ThreadedServer, pki: Pki
+) -> None:
+    assert _images(pki, tls_server, pki.viewer).status_code == 200
+    refused = _images(pki, tls_server, pki.viewer, "DELETE")
+    assert refused.status_code == 403
+    assert "'cert-viewer'" in refused.json()["message"]
+    # Mapped by its URI SAN.
+    assert _images(pki, tls_server, pki.builder).status_code == 200
+
+
+def test_http_without_a_certificate_the_api_needs_a_token(
+    tls_server: ThreadedServer, pki: Pki, tokens: Tokens
+) -> None:
+    missing = _images(pki, tls_server, None)
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"]
+    with _https(pki, None) as http:
+        response = http.get(
+            f"https://127.0.0.1:{tls_server.http_port}/v1/images",
+            headers={"authorization": f"Bearer {tokens.by_role['viewer']}"},
+        )
+    assert response.status_code == 200
+
+
+def test_http_a_trusted_but_unmapped_certificate_has_no_roles(
+    tls_server: ThreadedServer, pki: Pki
+) -> None:
+    refused = _images(pki, tls_server, pki.unmapped)
+    assert refused.status_code == 403
+    assert "'CN=stranger'" in refused.json()["message"]
