@@ -22,6 +22,17 @@ def make_tar(files: Mapping[str, bytes], *, compress: bool = False) -> bytes:
     return gzip.compress(raw, mtime=0) if compress else raw
 
 
+def regular_files(data: bytes) -> dict[str, bytes]:
+    """The regular files of a (plain or gzip) tar archive: path -> content."""
+    files: dict[str, bytes] = {}
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as archive:
+        for member in archive:
+            extracted = archive.extractfile(member) if member.isreg() else None
+            if extracted is not None:
+                files[member.name.removeprefix("./")] = extracted.read()
+    return files
+
+
 def context_tar(*, compress: bool = False, extra: Mapping[str, bytes] | None = None) -> bytes:
     return make_tar({"Dockerfile": DOCKERFILE, **(extra or {})}, compress=compress)
 

@@ -10,20 +10,28 @@ from typing import Any, ClassVar
 import pytest
 
 from imagesvc.core.build_context import (
+    CheckedContext,
     ContextLimits,
     SpooledContext,
     check_context,
     spool_context,
 )
 from imagesvc.core.errors import InvalidArgumentError, Reason, ResourceExhaustedError
-from tests.unit.tarballs import DOCKERFILE, ChunkSource, context_tar, make_tar, split
+from tests.unit.tarballs import (
+    DOCKERFILE,
+    ChunkSource,
+    context_tar,
+    make_tar,
+    regular_files,
+    split,
+)
 
 
 def spool(chunks: ChunkSource, limits: ContextLimits) -> SpooledContext:
     return asyncio.run(spool_context(chunks, limits))
 
 
-def rolled_to_disk(context: SpooledContext) -> bool:
+def rolled_to_disk(context: SpooledContext | CheckedContext) -> bool:
     # SpooledTemporaryFile keeps whether it moved from memory to a real file here.
     return bool(vars(context.file)["_rolled"])
 
@@ -122,31 +130,51 @@ def test_spool_file_is_closed_whenever_spooling_fails(
     assert RecordingSpool.instances[0].closed
 
 
-def test_check_context_plain_tar() -> None:
-    file = io.BytesIO(context_tar())
-    assert check_context(file, "") is False
-    assert file.tell() == 0
+LIMITS = ContextLimits(max_bytes=10**6, memory_bytes=4096)
 
 
-def test_check_context_detects_gzip() -> None:
+def test_check_context_plain_tar_is_rewritten_with_the_same_members() -> None:
+    data = context_tar(extra={"app/main.py": b"print(1)\n"})
+    checked = check_context(io.BytesIO(data), "", LIMITS)
+    try:
+        assert checked.dockerfile == DOCKERFILE
+        assert checked.file.tell() == 0
+        rewritten = checked.file.read()
+        assert len(rewritten) == checked.size
+        assert rewritten[:2] != b"\x1f\x8b"
+        assert regular_files(rewritten) == regular_files(data)
+    finally:
+        checked.close()
+    assert checked.file.closed
+
+
+def test_check_context_unpacks_gzip_for_the_engine() -> None:
     data = context_tar(compress=True)
     assert data[:2] == b"\x1f\x8b"
-    file = io.BytesIO(data)
-    assert check_context(file, "Dockerfile") is True
-    assert file.tell() == 0
+    checked = check_context(io.BytesIO(data), "Dockerfile", LIMITS)
+    rewritten = checked.file.read()
+    checked.close()
+    assert rewritten[:2] != b"\x1f\x8b"
+    assert regular_files(rewritten) == {"Dockerfile": DOCKERFILE}
 
 
 def test_check_context_accepts_dot_slash_member_names() -> None:
     data = make_tar({"./Dockerfile": DOCKERFILE, "./src/main.c": b"int main;"})
-    assert check_context(io.BytesIO(data), "") is False
+    checked = check_context(io.BytesIO(data), "", LIMITS)
+    rewritten = checked.file.read()
+    checked.close()
+    assert checked.dockerfile == DOCKERFILE
+    assert regular_files(rewritten) == {"Dockerfile": DOCKERFILE, "src/main.c": b"int main;"}
 
 
 @pytest.mark.parametrize("dockerfile", ["build/Dockerfile.dev", "./build/Dockerfile.dev"])
 def test_check_context_custom_dockerfile_path(dockerfile: str) -> None:
     data = make_tar({"build/Dockerfile.dev": DOCKERFILE})
-    assert check_context(io.BytesIO(data), dockerfile) is False
+    checked = check_context(io.BytesIO(data), dockerfile, LIMITS)
+    checked.close()
+    assert checked.dockerfile == DOCKERFILE
     with pytest.raises(InvalidArgumentError) as caught:
-        check_context(io.BytesIO(data), "")
+        check_context(io.BytesIO(data), "", LIMITS)
     assert caught.value.reason is Reason.INVALID_BUILD_OPTIONS
     assert caught.value.metadata == {"dockerfile": "Dockerfile"}
 
@@ -154,11 +182,10 @@ def test_check_context_custom_dockerfile_path(dockerfile: str) -> None:
 def test_missing_dockerfile_is_invalid_build_options() -> None:
     file = io.BytesIO(make_tar({"README": b"hi"}, compress=True))
     with pytest.raises(InvalidArgumentError) as caught:
-        check_context(file, "Containerfile")
+        check_context(file, "Containerfile", LIMITS)
     assert caught.value.reason is Reason.INVALID_BUILD_OPTIONS
     assert "'Containerfile'" in caught.value.message
     assert caught.value.metadata == {"dockerfile": "Containerfile"}
-    assert file.tell() == 0
 
 
 @pytest.mark.parametrize(
@@ -172,21 +199,25 @@ def test_missing_dockerfile_is_invalid_build_options() -> None:
     ],
 )
 def test_garbage_is_invalid_build_context(data: bytes) -> None:
-    file = io.BytesIO(data)
     with pytest.raises(InvalidArgumentError) as caught:
-        check_context(file, "")
+        check_context(io.BytesIO(data), "", LIMITS)
     assert caught.value.reason is Reason.INVALID_BUILD_CONTEXT
     assert "not a valid tar archive" in caught.value.message
-    assert file.tell() == 0
 
 
 def test_check_context_reads_from_a_spooled_file(tmp_path: Path) -> None:
-    data = context_tar(compress=True, extra={"blob": os.urandom(20_000)})
+    blob = os.urandom(20_000)
+    data = context_tar(compress=True, extra={"blob": blob})
     limits = ContextLimits(max_bytes=10**6, memory_bytes=1024, spool_dir=str(tmp_path))
     context = spool(ChunkSource(split(data, 1000)), limits)
     try:
         assert rolled_to_disk(context)
-        assert check_context(context.file, "Dockerfile") is True
-        assert context.file.read() == data
+        checked = check_context(context.file, "Dockerfile", limits)
     finally:
         context.close()
+    try:
+        # The rewritten archive is spooled under the same limits.
+        assert rolled_to_disk(checked)
+        assert regular_files(checked.file.read())["blob"] == blob
+    finally:
+        checked.close()

@@ -1,19 +1,43 @@
 """Receiving a build context: spooled to disk past a memory threshold, capped in size,
-and checked to be a readable tar (plain or gzip) holding the Dockerfile before the
-Engine sees it."""
+then read once (plain or gzip tar) and written out again as a plain tar, which is what
+the Engine receives.
+
+Rewriting the archive is the defence against hostile contexts: the Engine never parses
+anything but an archive this service wrote from what it understood, so no trick of the
+tar or gzip format (a member hidden from one parser but not another) can reach it. While
+rewriting, the context is refused (INVALID_ARGUMENT) for members with absolute paths or
+`..` components, members below a symlink, symlinks resolving outside the context,
+hard links to anything but an earlier member, devices and FIFOs, pax or GNU long-name
+headers over 1 MiB, and names longer than Linux allows; and (RESOURCE_EXHAUSTED) when
+it unpacks to more than the context size cap, which stops gzip bombs.
+"""
 
 from __future__ import annotations
 
 import posixpath
 import tarfile
 import tempfile
+import zlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import IO
+from dataclasses import dataclass, field
+from typing import IO, Self, cast
 
 from imagesvc.core.errors import InvalidArgumentError, Reason, ResourceExhaustedError
 
 _GZIP_MAGIC = b"\x1f\x8b"
+MAX_DOCKERFILE_BYTES = 1024 * 1024
+# Go's archive/tar (the Engine's) refuses larger pax and GNU long-name records too.
+_MAX_SPECIAL_HEADER_BYTES = 1024 * 1024
+_MAX_SPECIAL_HEADERS_IN_A_ROW = 8
+_SPECIAL_TYPES = frozenset(
+    {tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE}
+    | {tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK}
+)
+_MAX_PATH_BYTES = 4096
+_MAX_NAME_BYTES = 255
+_MAX_SYMLINK_HOPS = 40
+_CHUNK = 1024 * 1024
+_BLOCK = tarfile.BLOCKSIZE
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +56,28 @@ class SpooledContext:
         self.file.close()
 
 
+@dataclass(slots=True)
+class CheckedContext:
+    """The rewritten context (a plain tar at offset 0) and the Dockerfile's bytes."""
+
+    file: IO[bytes]
+    size: int
+    dockerfile: bytes
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _too_large(limit: int, what: str) -> ResourceExhaustedError:
+    return ResourceExhaustedError(
+        f"the build context {what} than the limit of {limit} bytes;"
+        " leave files out with .dockerignore or ask the operator to raise"
+        " the build context limit",
+        reason=Reason.BUILD_CONTEXT_TOO_LARGE,
+        metadata={"limit_bytes": str(limit)},
+    )
+
+
 async def spool_context(chunks: AsyncIterator[bytes], limits: ContextLimits) -> SpooledContext:
     """Writes the chunks to a spooled temporary file, stopping as soon as the cap is passed."""
     spool: IO[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115 (closed by the caller)
@@ -42,13 +88,7 @@ async def spool_context(chunks: AsyncIterator[bytes], limits: ContextLimits) -> 
         async for chunk in chunks:
             size += len(chunk)
             if size > limits.max_bytes:
-                raise ResourceExhaustedError(
-                    f"the build context is larger than the limit of {limits.max_bytes} bytes;"
-                    " leave files out with .dockerignore or ask the operator to raise"
-                    " the build context limit",
-                    reason=Reason.BUILD_CONTEXT_TOO_LARGE,
-                    metadata={"limit_bytes": str(limits.max_bytes)},
-                )
+                raise _too_large(limits.max_bytes, "is larger")
             spool.write(chunk)
     except BaseException:
         spool.close()
@@ -71,30 +111,336 @@ def _bad_context(why: str) -> InvalidArgumentError:
     )
 
 
-def check_context(file: IO[bytes], dockerfile: str) -> bool:
-    """Reads the whole archive once; returns whether it is gzip-compressed.
+def _refused(name: str, why: str) -> InvalidArgumentError:
+    shown = name if len(name) <= 200 else name[:197] + "..."
+    return InvalidArgumentError(
+        f"the build context is refused: member {shown!r} {why}",
+        reason=Reason.INVALID_BUILD_CONTEXT,
+    )
 
-    Blocking: run it in a worker thread. Leaves the file at offset 0.
+
+class _Gunzip:
+    """A gzip stream (one or more members) decompressed as read, refusing to produce
+    more than `limit` bytes: the cap counts what the archive unpacks to."""
+
+    def __init__(self, raw: IO[bytes], limit: int) -> None:
+        self._raw = raw
+        self._limit = limit
+        self._produced = 0
+        self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._pending = b""
+        self._done = False
+
+    def read(self, size: int = -1) -> bytes:
+        want = size if size >= 0 else _CHUNK
+        while len(self._pending) < want and not self._done:
+            self._pump(want - len(self._pending))
+        data, self._pending = self._pending[:want], self._pending[want:]
+        return data
+
+    def _pump(self, want: int) -> None:
+        if self._inflate.eof:
+            rest = self._inflate.unused_data or self._raw.read(_CHUNK)
+            if not rest:
+                self._done = True
+                return
+            self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            data = rest
+        elif self._inflate.unconsumed_tail:
+            data = self._inflate.unconsumed_tail
+        else:
+            data = self._raw.read(_CHUNK)
+            if not data:
+                raise _bad_context("the gzip stream ends early")
+        try:
+            out = self._inflate.decompress(data, max(want, 64 * 1024))
+        except zlib.error as exc:
+            raise _bad_context(f"gzip: {exc}") from exc
+        self._produced += len(out)
+        if self._produced > self._limit:
+            raise _too_large(self._limit, "unpacks to more")
+        self._pending += out
+
+
+class _HeaderGuard:
+    """Counts pax / GNU long-name headers in a row, for the TarInfo class below."""
+
+    def __init__(self) -> None:
+        self.in_a_row = 0
+
+
+def _guarded_tarinfo(guard: _HeaderGuard) -> type[tarfile.TarInfo]:
+    """A TarInfo class that refuses oversized or endless chains of pax and long-name
+    headers before tarfile reads them into memory, and turns a corrupt header in the
+    middle of the archive into an error (tarfile would take it for the end)."""
+
+    class GuardedTarInfo(tarfile.TarInfo):
+        @classmethod
+        def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> Self:
+            try:
+                info = super().frombuf(buf, encoding, errors)
+            except tarfile.HeaderError as exc:
+                if not buf or buf.count(0) == len(buf) == _BLOCK:
+                    raise  # the end of the archive (no header, or a block of zeros)
+                raise _bad_context(str(exc)) from exc
+            if info.type in _SPECIAL_TYPES:
+                guard.in_a_row += 1
+                if info.size > _MAX_SPECIAL_HEADER_BYTES:
+                    raise _refused(
+                        info.name, f"has an extended header of {info.size} bytes (limit 1 MiB)"
+                    )
+                if guard.in_a_row > _MAX_SPECIAL_HEADERS_IN_A_ROW:
+                    raise _bad_context("too many extended headers in a row")
+            else:
+                guard.in_a_row = 0
+            return info
+
+    return GuardedTarInfo
+
+
+def _clean_path(name: str, member: str) -> str:
+    """A member path relative to the context root; refuses absolute paths and `..`."""
+    if name.startswith("/"):
+        raise _refused(member, "has an absolute path")
+    parts = [part for part in name.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise _refused(member, "has a '..' component (path traversal)")
+    if "\x00" in name:
+        raise _refused(member, "has a NUL byte in its name")
+    path = "/".join(parts) or "."
+    if len(path.encode("utf-8", "surrogateescape")) > _MAX_PATH_BYTES:
+        raise _refused(member, f"has a path longer than {_MAX_PATH_BYTES} bytes")
+    if any(len(part.encode("utf-8", "surrogateescape")) > _MAX_NAME_BYTES for part in parts):
+        raise _refused(member, f"has a name component longer than {_MAX_NAME_BYTES} bytes")
+    return path
+
+
+def _ancestors(path: str) -> list[str]:
+    parts = path.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+
+@dataclass(slots=True)
+class _Tree:
+    """What the archive has built so far, to judge links; a later member of the same
+    name replaces an earlier one, as when the Engine unpacks it."""
+
+    directories: set[str] = field(default_factory=set)
+    linkable: set[str] = field(default_factory=set)
+    symlinks: dict[str, str] = field(default_factory=dict)
+
+    def add(self, path: str, member: tarfile.TarInfo, shown: str) -> None:
+        for ancestor in _ancestors(path):
+            if ancestor in self.symlinks:
+                raise _refused(shown, f"lies below the symlink {ancestor!r}")
+            if ancestor in self.linkable:
+                raise _refused(shown, f"lies below {ancestor!r}, which is not a directory")
+            self.directories.add(ancestor)
+        if member.isdir():
+            if path in self.symlinks or path in self.linkable:
+                raise _refused(shown, "is both a directory and a file or link")
+            self.directories.add(path)
+            return
+        if path in self.directories:
+            raise _refused(shown, "is both a directory and a file or link")
+        self.linkable.add(path)
+        if member.issym():
+            self.symlinks[path] = member.linkname
+        else:
+            self.symlinks.pop(path, None)
+
+    def resolve(self, path: str) -> None:
+        """Refuses the symlink at `path` if it resolves outside the context."""
+        hops = 0
+
+        def walk(base: list[str], target: str) -> list[str]:
+            nonlocal hops
+            if target.startswith("/"):
+                raise _refused(path, f"is a symlink to the absolute path {target[:200]!r}")
+            stack = list(base)
+            for part in target.split("/"):
+                if part in ("", "."):
+                    continue
+                if part == "..":
+                    if not stack:
+                        raise _refused(
+                            path, f"is a symlink leading outside the context ({target[:200]!r})"
+                        )
+                    stack.pop()
+                    continue
+                stack.append(part)
+                joined = "/".join(stack)
+                if joined in self.symlinks:
+                    hops += 1
+                    if hops > _MAX_SYMLINK_HOPS:
+                        raise _refused(path, "is a symlink with too many levels of links (a loop?)")
+                    stack = walk(stack[:-1], self.symlinks[joined])
+            return stack
+
+        walk(path.split("/")[:-1], self.symlinks[path])
+
+
+def _rewritten_member(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo:
+    out = tarfile.TarInfo(path)
+    out.mode = member.mode & 0o7777
+    out.uid, out.gid = member.uid, member.gid
+    out.uname, out.gname = member.uname, member.gname
+    out.mtime = member.mtime
+    # Extended attributes are the only pax records carried over; tarfile writes the rest.
+    out.pax_headers = {
+        key: value for key, value in member.pax_headers.items() if key.startswith("SCHILY.xattr.")
+    }
+    if member.isreg():
+        out.type, out.size = tarfile.REGTYPE, member.size
+    elif member.isdir():
+        out.type = tarfile.DIRTYPE
+    elif member.issym():
+        out.type, out.linkname = tarfile.SYMTYPE, member.linkname
+    return out
+
+
+def _kind(member: tarfile.TarInfo) -> str:
+    if member.ischr():
+        return "a character device"
+    if member.isblk():
+        return "a block device"
+    if member.isfifo():
+        return "a FIFO"
+    return f"of tar type {member.type!r}"
+
+
+class _Writer:
+    """The rewritten archive, counted against the cap."""
+
+    def __init__(self, limits: ContextLimits) -> None:
+        self.file: IO[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115 (closed by the caller)
+            max_size=limits.memory_bytes, dir=limits.spool_dir
+        )
+        self._limit = limits.max_bytes
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.size > self._limit:
+            raise _too_large(self._limit, "unpacks to more")
+        self.file.write(data)
+
+
+def check_context(source: IO[bytes], dockerfile: str, limits: ContextLimits) -> CheckedContext:
+    """Reads the spooled archive once and writes the plain tar the Engine will get.
+
+    Blocking: run it in a worker thread. The caller closes both `source` and the result.
     """
-    magic = file.read(2)
-    file.seek(0)
-    gzipped = magic == _GZIP_MAGIC
     wanted = posixpath.normpath(dockerfile or "Dockerfile")
-    found = False
+    gzipped = source.read(2) == _GZIP_MAGIC
+    source.seek(0)
+    reader = cast(IO[bytes], _Gunzip(source, limits.max_bytes)) if gzipped else source
+    writer = _Writer(limits)
+    tree = _Tree()
+    found: bytes | None = None
     try:
-        with tarfile.open(fileobj=file, mode="r|gz" if gzipped else "r|") as archive:
-            for member in archive:
-                if posixpath.normpath(member.name) == wanted:
-                    found = True
-    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
-        raise _bad_context(str(exc) or type(exc).__name__) from exc
-    finally:
-        file.seek(0)
-    if not found:
+        try:
+            archive = tarfile.open(  # noqa: SIM115 (closed below)
+                fileobj=reader,
+                mode="r|",
+                tarinfo=_guarded_tarinfo(_HeaderGuard()),
+            )
+        except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+            raise _bad_context(str(exc) or type(exc).__name__) from exc
+        with archive:
+            while True:
+                try:
+                    member = archive.next()
+                except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+                    raise _bad_context(str(exc) or type(exc).__name__) from exc
+                if member is None:
+                    break
+                # tarfile keeps every member it has read (a list typeshed does not declare);
+                # this loop needs none of them, and a million tiny members would add up.
+                vars(archive)["members"].clear()
+                content = _copy_member(archive, member, tree, writer, wanted)
+                if content is not None:
+                    found = content
+                elif _clean_path(member.name, member.name) == wanted:
+                    found = None
+        for path in tree.symlinks:
+            tree.resolve(path)
+        writer.write(b"\0" * (2 * _BLOCK))
+    except BaseException:
+        writer.file.close()
+        raise
+    if found is None:
+        writer.file.close()
+        if wanted in tree.linkable:
+            raise _refused(wanted, "is the Dockerfile and must be a regular file, not a link")
         raise InvalidArgumentError(
             f"the build context has no {wanted!r}: add it to the archive or set"
             " options.dockerfile to its path inside the context",
             reason=Reason.INVALID_BUILD_OPTIONS,
             metadata={"dockerfile": wanted},
         )
-    return gzipped
+    writer.file.seek(0)
+    return CheckedContext(writer.file, writer.size, found)
+
+
+def _copy_member(
+    archive: tarfile.TarFile,
+    member: tarfile.TarInfo,
+    tree: _Tree,
+    writer: _Writer,
+    wanted: str,
+) -> bytes | None:
+    """Checks one member and writes it out; returns its bytes if it is the Dockerfile."""
+    shown = member.name
+    path = _clean_path(member.name, shown)
+    if path == "." and not member.isdir():
+        raise _refused(shown, "has an empty name")
+    if member.issym() and (
+        "\x00" in member.linkname
+        or len(member.linkname.encode("utf-8", "surrogateescape")) > _MAX_PATH_BYTES
+    ):
+        raise _refused(shown, "is a symlink with an unusable target")
+    if not (member.isreg() or member.isdir() or member.issym() or member.islnk()):
+        raise _refused(
+            shown, f"is {_kind(member)}: a build context holds only files, directories and links"
+        )
+    if member.islnk():
+        target = _clean_path(member.linkname, shown)
+        if target not in tree.linkable or any(a in tree.symlinks for a in _ancestors(target)):
+            raise _refused(
+                shown,
+                f"is a hard link to {member.linkname[:200]!r}, which is not"
+                " an earlier file of the archive",
+            )
+        out = tarfile.TarInfo(path)
+        out.type, out.linkname = tarfile.LNKTYPE, target
+        out.mode, out.mtime = member.mode & 0o7777, member.mtime
+        out.uid, out.gid, out.uname, out.gname = member.uid, member.gid, member.uname, member.gname
+    else:
+        out = _rewritten_member(member, path)
+    tree.add(path, member, shown)
+    is_dockerfile = path == wanted and member.isreg()
+    if is_dockerfile and member.size > MAX_DOCKERFILE_BYTES:
+        raise _refused(shown, f"is the Dockerfile and larger than {MAX_DOCKERFILE_BYTES} bytes")
+    writer.write(out.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+    if not member.isreg():
+        return None
+    data = archive.extractfile(member)
+    assert data is not None  # a regular file always has data
+    kept: list[bytes] = []
+    remaining = member.size
+    try:
+        while remaining > 0:
+            chunk = data.read(min(_CHUNK, remaining))
+            if not chunk:
+                raise _bad_context(f"member {shown[:200]!r} ends early")
+            remaining -= len(chunk)
+            writer.write(chunk)
+            if is_dockerfile:
+                kept.append(chunk)
+    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+        raise _bad_context(str(exc) or type(exc).__name__) from exc
+    padding = -member.size % _BLOCK
+    if padding:
+        writer.write(b"\0" * padding)
+    return b"".join(kept) if is_dockerfile else None

@@ -11,18 +11,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from imagesvc.core import documents
-from imagesvc.core.build_context import ContextLimits, check_context, spool_context
+from imagesvc.core.build_context import (
+    CheckedContext,
+    ContextLimits,
+    SpooledContext,
+    check_context,
+    spool_context,
+)
 from imagesvc.core.build_options import validate_build_options
+from imagesvc.core.build_policy import BuildRestrictions
+from imagesvc.core.dockerfile_sources import dockerfile_sources
 from imagesvc.core.engine_errors import classify_engine_message, stream_error_text
-from imagesvc.core.errors import EngineError, InvalidArgumentError, Reason
+from imagesvc.core.errors import DeadlineExceededError, EngineError, InvalidArgumentError, Reason
+from imagesvc.core.limits import Limits
 from imagesvc.core.models import (
     AuthCheckResult,
     BuildOptions,
@@ -50,6 +61,7 @@ from imagesvc.core.references import (
     validate_image_identifier,
     validate_platform,
 )
+from imagesvc.core.registry_policy import RegistryPolicy
 
 T = TypeVar("T")
 
@@ -65,6 +77,42 @@ _END = object()
 class CoreSettings:
     build_context: ContextLimits
     progress_interval_seconds: float = 0.1
+    # Security (SECURITY.md): which repositories, what builds may do, how much at once.
+    # The defaults allow everything; the server configures them from its settings.
+    registry_policy: RegistryPolicy = field(default_factory=RegistryPolicy)
+    build_restrictions: BuildRestrictions = field(default_factory=BuildRestrictions)
+    limits: Limits = field(default_factory=Limits)
+
+
+@dataclass(frozen=True, slots=True)
+class _Deadline:
+    """When a build must be done (event-loop time), from the build time limit."""
+
+    at: float
+    seconds: float
+
+    def error(self) -> DeadlineExceededError:
+        return DeadlineExceededError(
+            f"the build ran longer than this service's build time limit of {self.seconds:g}"
+            " seconds and was stopped",
+            reason=Reason.BUILD_TIMEOUT,
+            metadata={"limit_seconds": f"{self.seconds:g}"},
+        )
+
+
+@contextlib.asynccontextmanager
+async def _before(deadline: _Deadline) -> AsyncIterator[None]:
+    """The awaits in the block must finish before the deadline. Only for blocks that do
+    not yield to a consumer (the timeout cancels the running task)."""
+    try:
+        async with asyncio.timeout_at(deadline.at):
+            yield
+    except TimeoutError:
+        raise deadline.error() from None
+
+
+def _enforced(deadline: _Deadline | None) -> AbstractAsyncContextManager[None]:
+    return _before(deadline) if deadline is not None else contextlib.nullcontext()
 
 
 class ImageCore:
@@ -94,11 +142,19 @@ class ImageCore:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(executor, functools.partial(fn, *args, **kwargs))
 
-    async def _messages(self, stream: EngineStream) -> AsyncGenerator[JsonDocument, None]:
-        """The stream's messages; closes the Engine response however iteration ends."""
+    def _admit(self) -> None:
+        """The caller's rate limit, first thing in every operation."""
+        self._settings.limits.admit()
+
+    async def _messages(
+        self, stream: EngineStream, deadline: _Deadline | None = None
+    ) -> AsyncGenerator[JsonDocument, None]:
+        """The stream's messages; closes the Engine response however iteration ends
+        (which aborts the work on the daemon, also when the deadline passes)."""
         try:
             while True:
-                message = await self._call_in(self._stream_executor, next, stream, _END)
+                async with _enforced(deadline):
+                    message = await self._call_in(self._stream_executor, next, stream, _END)
                 if message is _END:
                     return
                 yield message
@@ -131,6 +187,7 @@ class ImageCore:
     async def list_images(
         self, image_filter: ImageFilter, *, all: bool, page_size: int, page_token: str
     ) -> ImagePage:
+        self._admit()
         filters: dict[str, list[str]] = {}
         if image_filter.references:
             filters["reference"] = list(image_filter.references)
@@ -160,23 +217,28 @@ class ImageCore:
         return ImagePage(images, window.next_token, len(ordered))
 
     async def get_image(self, image: str) -> Image:
+        self._admit()
         document = await self._call(self._port.inspect_image, validate_image_identifier(image))
         return documents.image_from_inspect(document)
 
     async def image_history(self, image: str) -> tuple[HistoryEntry, ...]:
+        self._admit()
         entries = await self._call(self._port.image_history, validate_image_identifier(image))
         return documents.history_from_engine(entries)
 
     # Writes -------------------------------------------------------------------------
 
     async def tag_image(self, source: str, target: str) -> TagResult:
+        self._admit()
         validate_image_identifier(source)
         reference = parse_tag_target(target)
+        self._settings.registry_policy.check_target(reference, what=f"tagging as {target!r}")
         await self._call(self._port.tag, source, reference.name, reference.tag)
         document = await self._call(self._port.inspect_image, str(reference))
         return TagResult(id=str(document.get("Id", "")), target=str(reference))
 
     async def remove_image(self, image: str, *, force: bool, no_prune: bool) -> RemoveResult:
+        self._admit()
         items = await self._call(
             self._port.remove_image,
             validate_image_identifier(image),
@@ -189,6 +251,7 @@ class ImageCore:
         )
 
     async def prune_images(self, options: PruneOptions) -> PruneResult:
+        self._admit()
         filters: dict[str, list[str]] = {"dangling": ["false" if options.all else "true"]}
         if options.labels:
             filters["label"] = list(options.labels)
@@ -205,6 +268,7 @@ class ImageCore:
         )
 
     async def check_registry_auth(self, auth: RegistryAuth) -> AuthCheckResult:
+        self._admit()
         with redacting_errors(auth.secrets()):
             if auth.is_empty:
                 raise InvalidArgumentError(
@@ -222,14 +286,16 @@ class ImageCore:
     async def pull_image(
         self, reference_text: str, *, platform: str, auth: RegistryAuth | None
     ) -> AsyncGenerator[TransferProgress | PullResult, None]:
+        self._admit()
         # No tag or digest means :latest, never every tag of the repository.
         reference = parse_reference(reference_text).with_default_tag()
         validate_platform(platform)
+        self._settings.registry_policy.check_pull(reference, what=f"pulling {reference_text!r}")
         secrets = auth.secrets() if auth else ()
         tracker = TransferTracker(
             pushing=False, min_interval=self._settings.progress_interval_seconds
         )
-        with redacting_errors(secrets):
+        with self._settings.limits.pulls.slot(), redacting_errors(secrets):
             stream = await self._call(
                 self._port.pull,
                 reference.name,
@@ -262,6 +328,7 @@ class ImageCore:
     async def push_image(
         self, reference_text: str, *, auth: RegistryAuth | None
     ) -> AsyncGenerator[TransferProgress | PushResult, None]:
+        self._admit()
         reference = parse_reference(reference_text)
         if reference.digest:
             raise InvalidArgumentError(
@@ -269,11 +336,12 @@ class ImageCore:
                 reason=Reason.INVALID_REFERENCE,
             )
         reference = reference.with_default_tag()
+        self._settings.registry_policy.check_target(reference, what=f"pushing {reference_text!r}")
         secrets = auth.secrets() if auth else ()
         tracker = TransferTracker(
             pushing=True, min_interval=self._settings.progress_interval_seconds
         )
-        with redacting_errors(secrets):
+        with self._settings.limits.pushes.slot(), redacting_errors(secrets):
             stream = await self._call(self._port.push, reference.name, reference.tag, auth=auth)
             async with contextlib.aclosing(self._transfer(stream, tracker)) as progress:
                 async for item in progress:
@@ -308,39 +376,53 @@ class ImageCore:
     async def build_image(
         self, options: BuildOptions, context_chunks: AsyncIterator[bytes]
     ) -> AsyncGenerator[str | BuildResult, None]:
+        self._admit()
         options = validate_build_options(options)
+        restrictions = self._settings.build_restrictions
+        restrictions.check_options(options)
+        for tag in options.tags:
+            self._settings.registry_policy.check_target(
+                parse_tag_target(tag), what=f"tagging the build as {tag!r}"
+            )
+        options = dataclasses.replace(options, limits=restrictions.limits)
         secrets = tuple(s for auth in options.registry_auths for s in auth.secrets())
-        context = await spool_context(context_chunks, self._settings.build_context)
-        last_step = ""
-        image_id = ""
-        try:
-            gzipped = await self._call(check_context, context.file, options.dockerfile)
-            with redacting_errors(secrets):
-                stream = await self._call(
-                    self._port.build, context.file, gzip=gzipped, request=options
+        with self._settings.limits.builds.slot():
+            deadline = None
+            if restrictions.timeout_seconds:
+                loop_time = asyncio.get_running_loop().time()
+                deadline = _Deadline(
+                    loop_time + restrictions.timeout_seconds, restrictions.timeout_seconds
                 )
-                async with contextlib.aclosing(self._messages(stream)) as messages:
-                    async for message in messages:
-                        error = stream_error_text(message)
-                        if error is not None:
-                            failure = classify_engine_message(error, building=True)
-                            if last_step and failure.reason is Reason.BUILD_FAILED:
-                                failure = failure.with_message(
-                                    f"{last_step.strip()}: {error.strip()}"
-                                )
-                            raise failure
-                        aux = message.get("aux")
-                        if isinstance(aux, dict) and aux.get("ID"):
-                            image_id = str(aux["ID"])
-                        text = message.get("stream") or message.get("status")
-                        if text:
-                            text = str(text)
-                            steps = _BUILD_STEP_LINE.findall(text)
-                            if steps:
-                                last_step = steps[-1]
-                            yield text
-        finally:
-            context.close()
+            context = await self._prepared_context(options, context_chunks, deadline)
+            last_step = ""
+            image_id = ""
+            try:
+                with redacting_errors(secrets):
+                    stream = await self._call(
+                        self._port.build, context.file, gzip=False, request=options
+                    )
+                    async with contextlib.aclosing(self._messages(stream, deadline)) as messages:
+                        async for message in messages:
+                            error = stream_error_text(message)
+                            if error is not None:
+                                failure = classify_engine_message(error, building=True)
+                                if last_step and failure.reason is Reason.BUILD_FAILED:
+                                    failure = failure.with_message(
+                                        f"{last_step.strip()}: {error.strip()}"
+                                    )
+                                raise failure
+                            aux = message.get("aux")
+                            if isinstance(aux, dict) and aux.get("ID"):
+                                image_id = str(aux["ID"])
+                            text = message.get("stream") or message.get("status")
+                            if text:
+                                text = str(text)
+                                steps = _BUILD_STEP_LINE.findall(text)
+                                if steps:
+                                    last_step = steps[-1]
+                                yield text
+            finally:
+                context.close()
         if not image_id and options.tags:
             # Only older Engines omit the aux message; ask the Engine, never scrape the log.
             document = await self._call(self._port.inspect_image, options.tags[0])
@@ -351,3 +433,48 @@ class ImageCore:
                 reason=Reason.ENGINE_ERROR,
             )
         yield BuildResult(image_id=image_id, tags=options.tags)
+
+    async def _prepared_context(
+        self,
+        options: BuildOptions,
+        context_chunks: AsyncIterator[bytes],
+        deadline: _Deadline | None,
+    ) -> CheckedContext:
+        """The context as the Engine will get it (spooled, then rewritten by
+        check_context), once its Dockerfile's images and sources passed the policy."""
+        async with _enforced(deadline):
+            spooled = await spool_context(context_chunks, self._settings.build_context)
+        context = await self._rewritten(spooled, options.dockerfile)
+        try:
+            sources = dockerfile_sources(context.dockerfile, options.build_args)
+            self._settings.build_restrictions.check_sources(
+                sources, self._settings.registry_policy, options.dockerfile or "Dockerfile"
+            )
+        except BaseException:
+            context.close()
+            raise
+        return context
+
+    async def _rewritten(self, spooled: SpooledContext, dockerfile: str) -> CheckedContext:
+        """check_context in a worker, which closes the spool when done with it. A caller
+        that goes away does not wait for it: what it produces is closed when it ends."""
+        limits = self._settings.build_context
+
+        def rewrite() -> CheckedContext:
+            try:
+                return check_context(spooled.file, dockerfile, limits)
+            finally:
+                spooled.close()
+
+        def close_abandoned(done: asyncio.Future[CheckedContext]) -> None:
+            if done.cancelled():  # never ran (the pool shut down)
+                spooled.close()
+            elif done.exception() is None:
+                done.result().close()
+
+        work = asyncio.get_running_loop().run_in_executor(self._executor, rewrite)
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            work.add_done_callback(close_abandoned)
+            raise

@@ -1,0 +1,178 @@
+"""Registry policy: which repositories images may be pulled from, and which names images
+may be given (tag targets, build tags, push references).
+
+Patterns are matched against the *normalised repository* of a reference, never against
+the text as written: `busybox`, `library/busybox` and `index.docker.io/busybox` are all
+`docker.io/library/busybox`. Tags and digests are not part of the match.
+
+Pattern syntax (case-insensitive):
+    <registry>/<path>   e.g. `127.0.0.1:5000/team/app`, `ghcr.io/acme/*`
+    `*`                 any run of characters within one path component (or the
+                        registry host[:port]): `127.0.0.1:*/**` is any port on 127.0.0.1
+    `**`                any run of characters including `/`: `docker.io/library/**`
+    a name without a registry is a Docker Hub one, as in `docker pull`:
+                        `alpine` is `docker.io/library/alpine`, `acme/*` is `docker.io/acme/*`
+A pattern that is only a registry (`127.0.0.1:5000`) or names a tag (`alpine:3`) is
+rejected when the server starts, with the pattern to write instead.
+
+An absent allowlist (no patterns) allows everything; the server says so loudly at start-up.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from imagesvc.core.errors import PermissionDeniedError, Reason
+from imagesvc.core.references import DEFAULT_DOMAIN, Reference
+
+# Docker's own alias for Docker Hub (distribution/reference: legacyDefaultDomain).
+_LEGACY_DEFAULT_DOMAIN = "index.docker.io"
+_PATTERN_TEXT = re.compile(r"[a-z0-9._\-:/*\[\]]+")
+
+
+def canonical_repository(reference: Reference) -> str:
+    """The repository as the Engine resolves it, for matching: registry lower-cased, Docker
+    Hub made explicit (`docker.io/library/busybox`), `index.docker.io` folded into it."""
+    domain = reference.domain.lower()
+    if domain in ("", _LEGACY_DEFAULT_DOMAIN):
+        domain = DEFAULT_DOMAIN
+    path = reference.path
+    if domain == DEFAULT_DOMAIN and "/" not in path:
+        path = f"library/{path}"
+    return f"{domain}/{path}"
+
+
+@dataclass(frozen=True, slots=True)
+class RepositoryPattern:
+    text: str
+    regex: re.Pattern[str]
+
+    def matches(self, repository: str) -> bool:
+        return self.regex.fullmatch(repository) is not None
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    parts: list[str] = []
+    index = 0
+    while index < len(pattern):
+        if pattern.startswith("**", index):
+            parts.append(".*")
+            index += 2
+        elif pattern[index] == "*":
+            parts.append("[^/]*")
+            index += 1
+        else:
+            parts.append(re.escape(pattern[index]))
+            index += 1
+    return re.compile("".join(parts))
+
+
+def parse_pattern(text: str) -> RepositoryPattern:
+    """One allowlist pattern; ValueError with what to write instead when it is malformed."""
+    pattern = text.strip().lower()
+    if not pattern or not _PATTERN_TEXT.fullmatch(pattern):
+        raise ValueError(
+            f"registry pattern {text!r}: use lower-case registry/repository names with"
+            " '*' (one component) and '**' (any depth), e.g. 127.0.0.1:5000/team/*"
+        )
+    if "@" in pattern:
+        raise ValueError(f"registry pattern {text!r}: patterns match repositories, not digests")
+    if pattern == "**":
+        return RepositoryPattern(text.strip(), _glob_regex(pattern))
+    first, slash, rest = pattern.partition("/")
+    names_registry = "." in first or ":" in first or first == "localhost" or "*" in first
+    if not slash and names_registry:
+        raise ValueError(
+            f"registry pattern {text!r} names no repository: patterns match repositories"
+            f" (not tags); for a whole registry write {first}/**"
+        )
+    domain, path = (first, rest) if names_registry else (DEFAULT_DOMAIN, pattern)
+    if domain == _LEGACY_DEFAULT_DOMAIN:
+        domain = DEFAULT_DOMAIN
+    # As in `docker pull alpine`: a one-component Docker Hub name is an official image.
+    if domain == DEFAULT_DOMAIN and "/" not in path and "**" not in path:
+        path = f"library/{path}"
+    if ":" in path:
+        raise ValueError(
+            f"registry pattern {text!r}: patterns match repositories, not tags;"
+            " drop the ':tag' part"
+        )
+    if not path or "" in path.split("/"):
+        raise ValueError(f"registry pattern {text!r} has an empty path component")
+    pattern = f"{domain}/{path}"
+    return RepositoryPattern(text.strip(), _glob_regex(pattern))
+
+
+def parse_patterns(text: str) -> tuple[RepositoryPattern, ...]:
+    """Patterns separated by commas and/or white space (the form of a flag or variable)."""
+    return tuple(parse_pattern(item) for item in re.split(r"[\s,]+", text) if item)
+
+
+@dataclass(frozen=True, slots=True)
+class Allowlist:
+    """Repository patterns; `None` patterns means no allowlist (everything allowed)."""
+
+    patterns: tuple[RepositoryPattern, ...] | None = None
+
+    @classmethod
+    def from_text(cls, text: str) -> Allowlist:
+        patterns = parse_patterns(text)
+        return cls(patterns or None)
+
+    @property
+    def allows_everything(self) -> bool:
+        return self.patterns is None
+
+    def allows(self, reference: Reference) -> bool:
+        if self.patterns is None:
+            return True
+        repository = canonical_repository(reference)
+        return any(pattern.matches(repository) for pattern in self.patterns)
+
+    def describe(self) -> str:
+        if self.patterns is None:
+            return "any"
+        return ", ".join(pattern.text for pattern in self.patterns)
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryPolicy:
+    """`pull`: where images may come from (PullImage, a build's base images).
+    `push`: which names images may get (TagImage targets, build tags, PushImage)."""
+
+    pull: Allowlist = field(default_factory=Allowlist)
+    push: Allowlist = field(default_factory=Allowlist)
+
+    @classmethod
+    def from_text(cls, pull: str, push: str) -> RegistryPolicy:
+        return cls(Allowlist.from_text(pull), Allowlist.from_text(push))
+
+    def check_pull(self, reference: Reference, *, what: str = "pulling") -> None:
+        """PERMISSION_DENIED (REGISTRY_NOT_ALLOWED) unless the pull allowlist admits it.
+
+        `what` says what needed the image, e.g. "the base image on line 3 of Dockerfile".
+        """
+        if not self.pull.allows(reference):
+            raise _not_allowed(reference, what, "pull", "--pull-allowlist")
+
+    def check_target(self, reference: Reference, *, what: str) -> None:
+        """PERMISSION_DENIED (REGISTRY_NOT_ALLOWED) unless the tag/push allowlist admits it."""
+        if not self.push.allows(reference):
+            raise _not_allowed(reference, what, "push", "--push-allowlist")
+
+    def check_pulls(self, references: Iterable[tuple[Reference, str]]) -> None:
+        for reference, what in references:
+            self.check_pull(reference, what=what)
+
+
+def _not_allowed(reference: Reference, what: str, kind: str, flag: str) -> PermissionDeniedError:
+    repository = canonical_repository(reference)
+    return PermissionDeniedError(
+        f"{what}: {repository} is not allowed by this service's registry policy"
+        f" (the {kind} allowlist); use an allowed repository or ask the operator to add a"
+        f" matching pattern to {flag}",
+        reason=Reason.REGISTRY_NOT_ALLOWED,
+        metadata={"repository": repository[:256], "allowlist": kind},
+    )
