@@ -1,0 +1,61 @@
+"""The TypeScript client (clients/typescript) against the live server: `npm test` there
+lists images, pulls an image from the open registry while reading its progress, and
+inspects it. Node.js and npm are required: without them this test fails."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from devtools.sandbox import Engine
+from tests.integration.clients.conftest import ServedImage
+from tests.integration.transfers import local_id
+
+PACKAGE = Path(__file__).resolve().parents[3] / "clients" / "typescript"
+
+
+def _installed() -> bool:
+    """node_modules matches package-lock.json (npm writes its own copy of the lock there)."""
+    marker = PACKAGE / "node_modules" / ".package-lock.json"
+    return (
+        marker.is_file()
+        and marker.stat().st_mtime >= (PACKAGE / "package-lock.json").stat().st_mtime
+    )
+
+
+def test_typescript_client_lists_pulls_and_inspects(
+    address: str, engine: Engine, served_image: ServedImage
+) -> None:
+    npm = shutil.which("npm")
+    assert shutil.which("node") is not None, "Node.js 20+ is needed for the TypeScript client"
+    assert npm is not None, "npm is needed for the TypeScript client"
+    if not _installed():
+        subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=PACKAGE,
+            check=True,
+            timeout=600,
+        )
+    environment = {
+        **os.environ,
+        "IMAGESVC_ADDRESS": address,
+        "IMAGESVC_TEST_REFERENCE": served_image.reference,
+        "IMAGESVC_TEST_DIGEST": served_image.digest,
+        "NO_COLOR": "1",
+    }
+    ran = subprocess.run(
+        [npm, "test"], cwd=PACKAGE, env=environment, capture_output=True, text=True, timeout=600
+    )
+    output = ran.stdout + ran.stderr
+    assert ran.returncode == 0, output
+    passed = re.search(r"^. pass (\d+)$", output, re.MULTILINE)
+    failed = re.search(r"^. fail (\d+)$", output, re.MULTILINE)
+    assert passed is not None, output
+    assert failed is not None, output
+    assert int(passed[1]) >= 1
+    assert int(failed[1]) == 0
+    # The pull really happened on the Engine.
+    assert local_id(engine, served_image.reference) == served_image.image_id
