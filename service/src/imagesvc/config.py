@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, fields
 from typing import Any
 
+from imagesvc.core.build_policy import DEFAULT_BUILD_ARG_DENYLIST
+
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
 
@@ -49,6 +51,31 @@ class Settings:
     client_cert_roles_file: str | None = None
     # Without tokens or a client CA the server only listens on loopback, unless this is set.
     insecure_allow_unauthenticated: bool = False
+    # Registry policy (SECURITY.md): repository patterns, separated by commas or spaces,
+    # for pull sources (PullImage, a build's base images) and for the names images get
+    # (TagImage targets, build tags, PushImage). Empty: everything is allowed.
+    pull_allowlist: str = ""
+    push_allowlist: str = ""
+    # Build restrictions: RUN containers' memory (no swap beyond it), CPUs (CFS quota),
+    # CPU shares and cpuset (0 / "": no limit); seconds a whole build may take (0: none).
+    build_memory_bytes: int = 2 * 1024 * 1024 * 1024
+    build_cpus: float = 0.0
+    build_cpu_shares: int = 0
+    build_cpuset_cpus: str = ""
+    build_timeout_seconds: float = 3600.0
+    # Build-argument name patterns (* and ?, case-insensitive); "none" for an empty list.
+    # Empty allowlist: any name that the denylist does not match.
+    build_arg_allowlist: str = ""
+    build_arg_denylist: str = DEFAULT_BUILD_ARG_DENYLIST
+    # ADD <url> makes the daemon download from its own network, whatever network_mode says.
+    build_allow_remote_add: bool = False
+    # Limits: concurrent operations (0: no limit) and requests per second per caller
+    # (0: no rate limit), with bursts of rate_limit_burst.
+    max_concurrent_pulls: int = 8
+    max_concurrent_pushes: int = 8
+    max_concurrent_builds: int = 4
+    rate_limit_per_second: float = 0.0
+    rate_limit_burst: int = 50
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
