@@ -50,6 +50,47 @@ def _parser() -> argparse.ArgumentParser:
         help="listen beyond loopback without authentication (only behind something that"
         " authenticates callers)",
     )
+    policy = serve.add_argument_group(
+        "registry policy, build restrictions and limits (see SECURITY.md)"
+    )
+    policy.add_argument(
+        "--pull-allowlist",
+        help="repositories images may be pulled from (also a build's base images), e.g."
+        " '127.0.0.1:5000/**,docker.io/library/*' (default: any, with a warning)",
+    )
+    policy.add_argument(
+        "--push-allowlist",
+        help="repositories images may be tagged as, built as and pushed to (default: any)",
+    )
+    policy.add_argument(
+        "--build-memory-bytes", type=int, help="memory of a build's RUN steps (2 GiB; 0: none)"
+    )
+    policy.add_argument("--build-cpus", type=float, help="CPUs of a build's RUN steps (0: none)")
+    policy.add_argument("--build-cpu-shares", type=int, help="CPU shares of RUN steps (0: none)")
+    policy.add_argument("--build-cpuset-cpus", help="CPUs RUN steps may use, e.g. 0-1")
+    policy.add_argument(
+        "--build-timeout-seconds", type=float, help="time a build may take (3600; 0: none)"
+    )
+    policy.add_argument(
+        "--build-arg-allowlist", help="build-argument names allowed (default: any not denied)"
+    )
+    policy.add_argument(
+        "--build-arg-denylist",
+        help="build-argument names refused ('none' for none; default: secret-looking names)",
+    )
+    policy.add_argument(
+        "--build-allow-remote-add",
+        action="store_true",
+        default=None,
+        help="let ADD download URLs (the daemon fetches them from its own network)",
+    )
+    policy.add_argument("--max-concurrent-pulls", type=int, help="pulls at once (8; 0: no limit)")
+    policy.add_argument("--max-concurrent-pushes", type=int, help="pushes at once (8; 0: no limit)")
+    policy.add_argument("--max-concurrent-builds", type=int, help="builds at once (4; 0: no limit)")
+    policy.add_argument(
+        "--rate-limit-per-second", type=float, help="requests per second per caller (0: off)"
+    )
+    policy.add_argument("--rate-limit-burst", type=int, help="requests at once per caller (50)")
     commands.add_parser(
         "hash-token",
         help="print the sha256 of a bearer token read from stdin, for the tokens file",

@@ -28,6 +28,7 @@ from imagesvc.core.port import DockerPort
 from imagesvc.core.service import CoreSettings, ImageCore
 from imagesvc.instrumented_port import InstrumentedDockerPort
 from imagesvc.metrics import ImagesvcMetrics, new_registry
+from imagesvc.server_policy import ServerPolicy
 from imagesvc.server_security import ServerSecurity
 from imagesvc.transport.access_guard import GuardedServicer
 from imagesvc.transport.grpc_interceptor import ServerInterceptor
@@ -77,6 +78,7 @@ class ImageServer:
         self.settings = settings
         # First: refuses unusable security settings before anything is started.
         self.security = ServerSecurity(settings)
+        self.policy = ServerPolicy(settings)
         # Per server, not prometheus_client's global registry: tests run several at once.
         self.registry = new_registry()
         self.metrics = ImagesvcMetrics(self.registry)
@@ -102,6 +104,9 @@ class ImageServer:
                     spool_dir=settings.build_spool_dir,
                 ),
                 progress_interval_seconds=settings.progress_interval_seconds,
+                registry_policy=self.policy.registry,
+                build_restrictions=self.policy.build,
+                limits=self.policy.limits,
             ),
             stream_executor=streams,
             health_executor=pings,
@@ -138,6 +143,7 @@ class ImageServer:
         reflection.enable_server_reflection(tuple(s.full_name for s in _SERVICES), server)
         self._grpc_metrics.initialize(_SERVICES)
         self.security.log_startup()
+        self.policy.log_startup()
         self.port = self.security.add_grpc_port(server, self.settings.grpc_address)
         if self.port == 0:
             raise OSError(f"cannot listen on {self.settings.grpc_address}")
