@@ -217,7 +217,7 @@ def test_a_rest_write_is_audited_as_rest(
         "builder-bot",
         "token",
     )
-    assert record["peer"].startswith("127.0.0.1:")
+    assert record["peer"].startswith("ipv4:127.0.0.1:")
     assert (record["outcome"], record["code"]) == ("failed", "NOT_FOUND")
 
 

@@ -18,11 +18,13 @@ from imagesvc.transport.request_id import current_request_id
 
 
 def _peer(scope: Scope) -> str:
+    """The client address in gRPC's form, so that audit records of both transports
+    read alike."""
     client = scope.get("client")
     if not client:
         return ""
     host, port = client[0], client[1]
-    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return f"ipv6:[{host}]:{port}" if ":" in str(host) else f"ipv4:{host}:{port}"
 
 
 class HttpAuthentication:
