@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 from imagesvc.core.errors import FailedPreconditionError, ImageServiceError, NotFoundError
-from imagesvc.core.models import RegistryAuth
+from imagesvc.core.models import BuildLimits, RegistryAuth
 from imagesvc.core.port import BuildRequest, DockerPort, JsonDocument
 
 
@@ -133,6 +133,7 @@ class BuildCall:
     platform: str
     network_mode: str
     registry_auths: tuple[RegistryAuth, ...]
+    limits: BuildLimits
 
 
 def _normalise_tag(reference: str) -> str:
@@ -305,6 +306,7 @@ class FakeDockerPort:
                     platform=request.platform,
                     network_mode=request.network_mode,
                     registry_auths=tuple(request.registry_auths),
+                    limits=request.limits,
                 )
             )
         return self._next_stream(self.build_streams, "build")
