@@ -6,9 +6,13 @@ tests cover the real service."""
 from __future__ import annotations
 
 import asyncio
+import json
+import re
+import tomllib
 from collections.abc import Iterator
 from concurrent import futures
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -25,11 +29,13 @@ from imagesvc_client import (
     ResourceExhausted,
     Unknown,
 )
+from imagesvc_client.cli.main import main as cli_main
 from imagesvc_client.errors import error_from_status
 from imagesvc_client.v1 import image_pb2, image_service_pb2_grpc
 from imagesvc_client.v1 import image_service_pb2 as pb
 
 TOKEN = "t0ken-for-the-test"
+CLIENT_ROOT = Path(__file__).resolve().parents[3] / "clients" / "python"
 
 
 def _rich_abort(context: grpc.ServicerContext, code: int, message: str) -> None:
@@ -195,3 +201,60 @@ def test_status_without_details_still_maps_by_code() -> None:
     assert garbled.message == "bad"
     unknown = error_from_status(grpc.StatusCode.OK, "odd", None)
     assert isinstance(unknown, Unknown)
+
+
+def test_cli_sends_the_token_from_a_file_or_the_environment(
+    scripted: tuple[str, ScriptedService],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    address, service = scripted
+    token_file = tmp_path / "token"
+    token_file.write_text("from-the-file\n")
+    monkeypatch.setenv("IMAGESVC_TOKEN", "from-the-environment")
+
+    assert cli_main(["--server", address, "ls", "-q", "--token-file", str(token_file)]) == 0
+    assert service.metadata[-1]["authorization"] == "Bearer from-the-file"
+    assert capsys.readouterr().out.split() == ["a", "b", "c"]
+
+    monkeypatch.setenv("IMAGESVC_SERVER", address)
+    assert cli_main(["ls", "-q"]) == 0
+    assert service.metadata[-1]["authorization"] == "Bearer from-the-environment"
+
+    # A server error: exit code 1 and the message, also as JSON.
+    assert cli_main(["inspect", "x"]) == 1
+    error = json.loads(capsys.readouterr().err)["error"]
+    assert error == {
+        "code": "RESOURCE_EXHAUSTED",
+        "message": "slow down",
+        "reason": "TOO_MANY",
+        "metadata": {"limit": "5"},
+    }
+
+
+def test_server_and_client_stubs_load_side_by_side() -> None:
+    """The client ships its own copy of the generated modules under imagesvc_client.v1;
+    with the server's in the same process, both share the descriptors and classes."""
+    from imagesvc.v1 import image_service_pb2 as server_pb
+
+    assert server_pb.DESCRIPTOR is pb.DESCRIPTOR
+    assert server_pb.PullImageRequest is pb.PullImageRequest  # type: ignore[comparison-overlap]
+    message = pb.PullImageRequest(reference="r:1")
+    assert server_pb.PullImageRequest.FromString(message.SerializeToString()) == message
+
+
+def test_the_client_requires_the_runtimes_its_stubs_were_generated_for() -> None:
+    generated = Path(image_service_pb2_grpc.__file__).read_text()
+    grpc_version = re.search(r"GRPC_GENERATED_VERSION = '([\d.]+)'", generated)
+    messages = Path(pb.__file__).read_text()
+    protobuf_version = re.search(
+        r"ValidateProtobufRuntimeVersion\(\s*_runtime_version\.Domain\.PUBLIC,\s*(\d+),\s*(\d+),\s*(\d+),",
+        messages,
+    )
+    assert grpc_version is not None
+    assert protobuf_version is not None
+    pyproject = tomllib.loads((CLIENT_ROOT / "pyproject.toml").read_text())
+    dependencies = pyproject["project"]["dependencies"]
+    assert f"grpcio>={grpc_version[1]},<2" in dependencies
+    assert f"protobuf>={'.'.join(protobuf_version.groups())}" in dependencies
