@@ -42,6 +42,9 @@ class _Call:
         self.request_id = _request_id(context)
         # Each RPC runs in a task of its own, so this never outlives the call.
         current_request_id.set(self.request_id)
+        # Read now, while the call is alive: grpc_call_get_peer after the call was
+        # cancelled reads freed memory (grpc/grpc#29069) and crashed the process.
+        self.peer = context.peer()
         self.started = time.monotonic()
         self.code = grpc.StatusCode.OK
         self.reason = ""
@@ -75,7 +78,7 @@ class _Call:
             "grpc_code": self.code.name,
             "duration_ms": round((time.monotonic() - self.started) * 1000, 2),
             "request_id": self.request_id,
-            "peer": self.context.peer(),
+            "peer": self.peer,
         }
         if self.reason:
             fields["reason"] = self.reason
