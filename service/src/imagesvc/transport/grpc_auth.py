@@ -50,7 +50,7 @@ def certificate_names(context: Context) -> CertificateNames | None:
 
 
 def establish_caller(
-    context: Context, authenticator: Authenticator, request_id: str
+    context: Context, authenticator: Authenticator, request_id: str, peer: str
 ) -> Authentication:
-    current_origin.set(CallOrigin("grpc", request_id, context.peer() or ""))
+    current_origin.set(CallOrigin("grpc", request_id, peer))
     return authenticator.establish(_authorization(context), certificate_names(context))

@@ -99,7 +99,7 @@ async def _handled(
     try:
         await call.begin()
         if authenticator is not None:
-            establish_caller(context, authenticator, call.request_id)
+            establish_caller(context, authenticator, call.request_id, call.peer or "")
         yield
     except ImageServiceError as error:
         await call.fail(error)
