@@ -28,6 +28,9 @@ _DIRECTIVE = re.compile(r"#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*")
 _COMMENT = re.compile(r"\s*#")
 _INSTRUCTION = re.compile(r"([^\t\v\f\r ]+)[\t\v\f\r ]*(.*)", re.DOTALL)
 _STAGE_INDEX = re.compile(r"[0-9]+")
+# Go's unicode.IsSpace, which the Engine splits words on (str.isspace also has \x1c-\x1f).
+_GO_SPACES = "\t\n\v\f\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_FIELDS = re.compile(f"[^{_GO_SPACES}]+")
 _MAX_NESTING = 16
 _MAX_TEXT = 200
 _URL_SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://")
@@ -66,6 +69,10 @@ class _Unresolved(Exception):
 
 
 # Logical lines -------------------------------------------------------------------------
+
+
+def _is_space(ch: str) -> bool:
+    return ch.isspace() and ch not in "\x1c\x1d\x1e\x1f"
 
 
 def _escape_directive(lines: list[str]) -> str:
@@ -121,7 +128,7 @@ def _split_flags(rest: str) -> tuple[list[str], str]:
     pos = 0
     length = len(rest)
     while True:
-        while pos < length and rest[pos].isspace():
+        while pos < length and _is_space(rest[pos]):
             pos += 1
         if pos >= length or not rest.startswith("--", pos):
             return words, rest[pos:]
@@ -137,7 +144,7 @@ def _split_flags(rest: str) -> tuple[list[str], str]:
                     word += rest[pos]
                 else:
                     word += ch
-            elif ch.isspace():
+            elif _is_space(ch):
                 break
             elif ch in ("'", '"'):
                 quote = ch
@@ -178,7 +185,7 @@ def _words(rest: str, escape: str) -> list[str]:
                 pos += 1
                 ch = rest[pos]
             word += ch
-        elif ch.isspace():
+        elif _is_space(ch):
             if word or blank_ok:
                 words.append(word)
             word, blank_ok = "", False
@@ -317,6 +324,8 @@ class _Word:
         ch = self._next()
         if ch == "}":
             return self._require(name)
+        if not ch:
+            raise _Unresolved("a '}' is missing")
         if ch != ":":
             raise _Unresolved(f"substitution form ${{{name}{ch}...}} is not supported")
         modifier = self._next()
@@ -397,7 +406,7 @@ class _Scanner:
         if self._current_stage:
             self._stages.append(self._current_stage)
         _, args_text = _split_flags(rest)
-        args = args_text.split()
+        args = _FIELDS.findall(args_text)
         text = f"FROM {_shorten(rest)}"
         if len(args) not in (1, 3) or (len(args) == 3 and args[1].lower() != "as"):
             self._unresolved(line, "FROM", text, "FROM takes an image and optionally AS <name>")

@@ -72,13 +72,13 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
 def parse_pattern(text: str) -> RepositoryPattern:
     """One allowlist pattern; ValueError with what to write instead when it is malformed."""
     pattern = text.strip().lower()
+    if "@" in pattern:
+        raise ValueError(f"registry pattern {text!r}: patterns match repositories, not digests")
     if not pattern or not _PATTERN_TEXT.fullmatch(pattern):
         raise ValueError(
             f"registry pattern {text!r}: use lower-case registry/repository names with"
             " '*' (one component) and '**' (any depth), e.g. 127.0.0.1:5000/team/*"
         )
-    if "@" in pattern:
-        raise ValueError(f"registry pattern {text!r}: patterns match repositories, not digests")
     if pattern == "**":
         return RepositoryPattern(text.strip(), _glob_regex(pattern))
     first, slash, rest = pattern.partition("/")
