@@ -445,6 +445,16 @@ def test_prune_reports_what_was_deleted(core: ImageCore, port: FakeDockerPort) -
     assert result.space_reclaimed_bytes == 123_456
 
 
+def test_prune_until_before_1970_is_invalid(core: ImageCore, port: FakeDockerPort) -> None:
+    """The Engine cannot parse a negative Unix time: refused before it is asked (found by
+    schemathesis through the REST gateway)."""
+    options = PruneOptions(until=datetime(1969, 12, 31, 23, 59, 59, tzinfo=UTC))
+    with pytest.raises(InvalidArgumentError) as caught:
+        run(core.prune_images(options))
+    assert caught.value.metadata == {"field": "until"}
+    assert port.calls_to("prune_images") == []
+
+
 # Registry auth -----------------------------------------------------------------------
 
 

@@ -258,7 +258,14 @@ class ImageCore:
         if options.exclude_labels:
             filters["label!"] = list(options.exclude_labels)
         if options.until is not None:
-            filters["until"] = [str(int(options.until.timestamp()))]
+            seconds = int(options.until.timestamp())
+            # The Engine cannot parse a negative Unix time (and no image is that old).
+            if seconds < 0:
+                raise InvalidArgumentError(
+                    f"until {options.until.isoformat()} is before 1970-01-01T00:00:00Z",
+                    metadata={"field": "until"},
+                )
+            filters["until"] = [str(seconds)]
         report = await self._call(self._port.prune_images, filters)
         items = report.get("ImagesDeleted") or []
         return PruneResult(
