@@ -117,7 +117,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     )
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="package", autouse=True)
 def package_secrets(
     logs: CapturedLogs, tokens: Tokens, pki: Pki, auth_registry: Registry
 ) -> Iterator[list[str]]:

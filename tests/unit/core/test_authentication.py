@@ -7,11 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from imagesvc.core.authentication import ANONYMOUS, Authenticator
 from imagesvc.core.credential_files import (
     CertificateNames,
     ClientTable,
+    TokenEntry,
     TokenTable,
     hash_token,
     parse_clients,
@@ -121,3 +124,29 @@ def test_establish_sets_the_context_variables(authenticator: Authenticator) -> N
     assert identity is not None
     assert identity.name == "ci"
     assert credential_problem.get() is None
+
+
+@given(value=st.text(max_size=300))
+@settings(max_examples=300, deadline=None)
+def test_any_authorization_value_is_an_outcome_never_an_error_or_an_echo(value: str) -> None:
+    tokens = TokenTable(
+        (TokenEntry("ci", frozenset({"admin"}), hash_token(TOKEN)),),
+    )
+    authenticator = Authenticator(_StaticFile(tokens))  # type: ignore[arg-type]
+    outcome = authenticator.authenticate(value, None)
+    if outcome.identity is not None:
+        assert value.split()[-1] == TOKEN
+    else:
+        # One of two fixed messages: nothing of the value is ever echoed.
+        assert outcome.problem in {
+            "the authorization header must be 'Bearer <token>' (RFC 6750 token characters)",
+            "the bearer token is not valid (unknown or revoked)",
+        }
+
+
+class _StaticFile:
+    def __init__(self, value: TokenTable) -> None:
+        self.value = value
+
+    def current(self) -> TokenTable:
+        return self.value
