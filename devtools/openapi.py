@@ -682,8 +682,9 @@ def _wire_fields(data: bytes) -> list[tuple[int, int | bytes]]:
 # The service's own conventions, as openapiv2_operation options would state them -------------
 
 _DAEMON_DOWN = (
-    "The Docker daemon is not answering (reason DAEMON_UNAVAILABLE). The service keeps"
-    " running and answers again once the daemon does; /readyz reports the same state."
+    "The Docker daemon is not answering (reason DAEMON_UNAVAILABLE; /readyz reports the"
+    " same state), or a registry it was asked to reach is not (REGISTRY_UNAVAILABLE). The"
+    " service keeps running and answers again once they do."
 )
 _REQUEST_ID = (
     "A request id for logs and error reports (at most 128 characters of"
