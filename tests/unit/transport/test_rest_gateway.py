@@ -143,6 +143,22 @@ def test_post_with_a_json_body(port: FakeDockerPort, app: Starlette) -> None:
     assert response.json() == {"id": image_id(1), "target": "x:2"}
 
 
+def test_form_content_type_as_curl_d_sends_it(port: FakeDockerPort, app: Starlette) -> None:
+    port.add(engine_image(1, tags=[REFERENCE]))
+    port.add(engine_image(2, tags=["team/b:1"], created=1_700_000_001))
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    # A JSON body sent as curl -d sends it: the body route still reads JSON.
+    body = json.dumps({"source": REFERENCE, "target": "x:2"})
+    tagged = call(app, "POST", "/v1/images:tag", content=body, headers=form)
+    assert tagged.status_code == 200, tagged.text
+    # A form POST to a GET route is that GET with the form's parameters (grpc-gateway's
+    # path length fallback), URL parameters after the form's.
+    listed = call(app, "POST", "/v1/images?all=true", content=b"pageSize=1", headers=form)
+    assert listed.status_code == 200, listed.text
+    assert len(listed.json()["images"]) == 1
+    assert listed.json()["totalSize"] == 2
+
+
 def test_errors_are_status_json_with_the_mapped_http_status(app: Starlette) -> None:
     missing = call(app, "GET", "/v1/images/nope")
     assert missing.status_code == 404
