@@ -161,7 +161,7 @@ class ImageServer:
             create_http_app(routes, middleware),
             self.settings.http_address,
             shutdown_grace_seconds=self.settings.shutdown_grace_seconds,
-            tls=self.security.tls,
+            tls=self.security.certificate,
         )
         await server.start()
         self._server = server

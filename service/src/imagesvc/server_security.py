@@ -20,6 +20,7 @@ from imagesvc.core.credential_files import parse_clients, parse_tokens
 from imagesvc.core.reloading import FileProblem, ReloadingFile
 from imagesvc.transport.http_server import split_address
 from imagesvc.transport.http_tls import TlsFiles
+from imagesvc.transport.server_certificate import CertificateProblem, ServerCertificate
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class ServerSecurity:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.tls = self._tls_files(settings)
+        self.certificate = self._certificate(self.tls)
         self.authenticator = self._authenticator(settings)
         self._check_listen_addresses(settings)
 
@@ -83,6 +85,18 @@ class ServerSecurity:
         if ca:
             _readable(ca, "--tls-client-ca-file")
         return TlsFiles(cert, key, ca or None)
+
+    @staticmethod
+    def _certificate(tls: TlsFiles | None) -> ServerCertificate | None:
+        if tls is None:
+            return None
+        try:
+            return ServerCertificate(tls)
+        except CertificateProblem as exc:
+            raise SecuritySettingsError(
+                f"the TLS files (--tls-cert-file, --tls-key-file, --tls-client-ca-file) do not"
+                f" work together: {exc}"
+            ) from None
 
     def _authenticator(self, settings: Settings) -> Authenticator:
         if settings.client_cert_roles_file and not settings.tls_client_ca_file:
@@ -171,15 +185,8 @@ class ServerSecurity:
             )
 
     def add_grpc_port(self, server: grpc.aio.Server, address: str) -> int:
-        """Binds the gRPC port, with TLS when configured; a client CA makes a verified
-        client certificate a condition of the handshake (gRPC cannot request one
-        optionally)."""
-        if self.tls is None:
+        """Binds the gRPC port, with TLS when configured (the certificate files are
+        followed while the server runs)."""
+        if self.certificate is None:
             return server.add_insecure_port(address)
-        client_ca = Path(self.tls.client_ca_file).read_bytes() if self.tls.client_ca_file else None
-        credentials = grpc.ssl_server_credentials(
-            [(Path(self.tls.key_file).read_bytes(), Path(self.tls.cert_file).read_bytes())],
-            root_certificates=client_ca,
-            require_client_auth=client_ca is not None,
-        )
-        return server.add_secure_port(address, credentials)
+        return server.add_secure_port(address, self.certificate.grpc_credentials())

@@ -18,7 +18,8 @@ from collections.abc import Iterator
 import uvicorn
 from starlette.types import ASGIApp
 
-from imagesvc.transport.http_tls import TlsFiles, TlsScopeH11Protocol, server_ssl_options
+from imagesvc.transport.http_tls import TlsScopeH11Protocol, server_ssl_options
+from imagesvc.transport.server_certificate import ServerCertificate
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +55,8 @@ class _EmbeddedServer(uvicorn.Server):
 
 
 class HttpServer:
-    """uvicorn serving `app` on `address` (over TLS with `tls`); `start()`, read `.port`,
-    then `stop()`."""
+    """uvicorn serving `app` on `address` (over TLS with `tls`, following its renewals);
+    `start()`, read `.port`, then `stop()`."""
 
     def __init__(
         self,
@@ -63,7 +64,7 @@ class HttpServer:
         address: str,
         *,
         shutdown_grace_seconds: float,
-        tls: TlsFiles | None = None,
+        tls: ServerCertificate | None = None,
     ) -> None:
         self._socket = bind(address)
         self.port: int = self._socket.getsockname()[1]
@@ -71,13 +72,21 @@ class HttpServer:
             app,
             # h11 with the TLS connection's client certificate in the scope.
             http=TlsScopeH11Protocol,
-            **(server_ssl_options(tls) if tls else {}),
+            **(server_ssl_options(tls.files) if tls else {}),
             lifespan="off",
             log_config=None,  # our JSON logging, configured by imagesvc.logs
             access_log=False,  # the gateway writes its own access line per request
             server_header=False,
             timeout_graceful_shutdown=max(math.ceil(shutdown_grace_seconds), 1),
         )
+        if tls is not None:
+            try:
+                config.load()  # builds the SSL context now, so that renewals can follow it
+            except BaseException:
+                self._socket.close()
+                raise
+            if config.ssl is not None:
+                tls.follow(config.ssl)
         self._server = _EmbeddedServer(config)
         self._task: asyncio.Task[None] | None = None
 
