@@ -20,7 +20,7 @@ from imagesvc.server_security import SecuritySettingsError
 from imagesvc.v1 import image_service_pb2 as pb
 from imagesvc.v1 import image_service_pb2_grpc
 from tests.integration.conftest import server_settings
-from tests.integration.security.conftest import Tokens
+from tests.integration.security.conftest import Pki, Tokens
 from tests.integration.security.log_capture import CapturedLogs
 
 
@@ -156,3 +156,13 @@ def test_hash_token_prints_the_tokens_file_form() -> None:
     assert finished.returncode == 0
     assert finished.stdout.strip() == hashlib.sha256(token.encode()).hexdigest()
     assert _imagesvc("hash-token", stdin="short").returncode == 2
+
+
+def test_a_key_not_matching_the_certificate_stops_the_start(engine: Engine, pki: Pki) -> None:
+    settings = server_settings(
+        engine.host, tls_cert_file=str(pki.server.cert), tls_key_file=str(pki.viewer.key)
+    )
+    with pytest.raises(SecuritySettingsError) as refused:
+        ThreadedServer(settings)
+    assert "do not work together" in str(refused.value)
+    assert pki.viewer.key_pem.decode().splitlines()[1] not in str(refused.value)
