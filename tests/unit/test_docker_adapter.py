@@ -1,0 +1,98 @@
+"""The Engine's /build request the adapter makes: only the validated fields and the
+server's limits, nothing a caller could use to reach the host (extra hosts, another
+builder, a remote context). The request is captured before anything is sent."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from imagesvc.core.models import BuildLimits, BuildOptions
+from imagesvc.docker_adapter import DockerAdapter
+
+# Every /build parameter the adapter may send; anything else would be a new capability.
+KNOWN = {
+    "t",
+    "dockerfile",
+    "rm",
+    "forcerm",
+    "nocache",
+    "pull",
+    "buildargs",
+    "labels",
+    "target",
+    "platform",
+    "networkmode",
+    "memory",
+    "memswap",
+    "cpuperiod",
+    "cpuquota",
+    "cpushares",
+    "cpusetcpus",
+}
+
+
+@pytest.fixture
+def adapter() -> Iterator[DockerAdapter]:
+    built = DockerAdapter("unix:///nonexistent/docker.sock")
+    yield built
+    built.close()
+
+
+def build_params(adapter: DockerAdapter, options: BuildOptions) -> dict[str, Any]:
+    captured: dict[str, Any] = {}
+
+    def stream(operation: str, path: str, *args: str, **kwargs: Any) -> None:
+        captured.update(kwargs["params"], path=path)
+
+    adapter._stream = stream  # type: ignore[assignment,method-assign]
+    # Frozen BuildOptions are what the core passes (typed loosely through its executor).
+    request: Any = options
+    adapter.build(io.BytesIO(b""), gzip=False, request=request)
+    return captured
+
+
+def test_the_limits_reach_the_build_request(adapter: DockerAdapter) -> None:
+    limits = BuildLimits(
+        memory_bytes=64 << 20,
+        cpu_period_us=100_000,
+        cpu_quota_us=50_000,
+        cpu_shares=512,
+        cpuset_cpus="0",
+    )
+    params = build_params(adapter, BuildOptions(tags=("a:1",), network_mode="none", limits=limits))
+    assert params["memory"] == params["memswap"] == 64 << 20  # no swap beyond the limit
+    assert (params["cpuperiod"], params["cpuquota"]) == (100_000, 50_000)
+    assert (params["cpushares"], params["cpusetcpus"]) == (512, "0")
+    assert params["networkmode"] == "none"
+
+
+def test_no_limits_send_no_limit_parameters(adapter: DockerAdapter) -> None:
+    params = build_params(adapter, BuildOptions())
+    assert not {"memory", "memswap", "cpuperiod", "cpuquota", "cpushares", "cpusetcpus"} & set(
+        params
+    )
+
+
+def test_only_known_parameters_are_ever_sent(adapter: DockerAdapter) -> None:
+    options = BuildOptions(
+        tags=("a:1",),
+        dockerfile="Dockerfile",
+        build_args={"A": "1"},
+        labels={"l": "v"},
+        target="t",
+        no_cache=True,
+        pull=True,
+        platform="linux/amd64",
+        network_mode="default",
+        limits=BuildLimits(1 << 30, 100_000, 100_000, 2, "0-1"),
+    )
+    params = build_params(adapter, options)
+    assert params.pop("path") == "/build"
+    assert set(params) <= KNOWN
+    assert "extrahosts" not in params
+    assert "remote" not in params
+    assert "version" not in params  # the classic builder: no BuildKit entitlements
