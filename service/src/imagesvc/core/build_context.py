@@ -358,11 +358,11 @@ def check_context(source: IO[bytes], dockerfile: str, limits: ContextLimits) -> 
                 # tarfile keeps every member it has read (a list typeshed does not declare);
                 # this loop needs none of them, and a million tiny members would add up.
                 vars(archive)["members"].clear()
-                content = _copy_member(archive, member, tree, writer, wanted)
-                if content is not None:
+                path, content = _copy_member(archive, member, tree, writer, wanted)
+                if path == wanted:
+                    # The last member of that name counts, as when the Engine unpacks it;
+                    # None when it is not a regular file.
                     found = content
-                elif _clean_path(member.name, member.name) == wanted:
-                    found = None
         for path in tree.symlinks:
             tree.resolve(path)
         writer.write(b"\0" * (2 * _BLOCK))
@@ -389,8 +389,9 @@ def _copy_member(
     tree: _Tree,
     writer: _Writer,
     wanted: str,
-) -> bytes | None:
-    """Checks one member and writes it out; returns its bytes if it is the Dockerfile."""
+) -> tuple[str, bytes | None]:
+    """Checks one member and writes it out; returns its path in the context, and its
+    bytes if it is the Dockerfile."""
     shown = member.name
     path = _clean_path(member.name, shown)
     if path == "." and not member.isdir():
@@ -424,7 +425,7 @@ def _copy_member(
         raise _refused(shown, f"is the Dockerfile and larger than {MAX_DOCKERFILE_BYTES} bytes")
     writer.write(out.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
     if not member.isreg():
-        return None
+        return path, None
     data = archive.extractfile(member)
     assert data is not None  # a regular file always has data
     kept: list[bytes] = []
@@ -443,4 +444,4 @@ def _copy_member(
     padding = -member.size % _BLOCK
     if padding:
         writer.write(b"\0" * padding)
-    return b"".join(kept) if is_dockerfile else None
+    return path, b"".join(kept) if is_dockerfile else None
