@@ -51,7 +51,7 @@ def ndjson(response: httpx.Response) -> list[dict[str, Any]]:
     assert response.headers["content-type"] == "application/json"
     text = response.text
     assert text.endswith("\n"), text[-200:]
-    lines = [json.loads(line) for line in text.splitlines()]
+    lines = [json.loads(line) for line in text.split("\n")[:-1]]
     for line in lines:
         assert list(line) in (["result"], ["error"]), line
     return lines

@@ -111,11 +111,15 @@ def check_shape(case: FuzzCase, response: schemathesis.Response) -> None:
     streaming = "Stream result of" in json.dumps(
         case.operation.definition.raw["responses"]["200"]["schema"]
     )
-    if streaming and response.text.startswith('{"'):
-        lines = [json.loads(line) for line in response.text.splitlines()]
-        if response.status_code == 200 or list(lines[0]) == ["error"]:
-            assert all(list(line) in (["result"], ["error"]) for line in lines), lines
-            return
+    if streaming and response.text.endswith("\n"):
+        # NDJSON: lines end at "\n" only (a string may hold U+0085 and the like).
+        lines = [json.loads(line) for line in response.text.split("\n")[:-1]]
+        assert lines
+        assert all(list(line) in (["result"], ["error"]) for line in lines), lines
+        assert all("error" not in line for line in lines[:-1]), lines
+        if response.status_code != 200:
+            assert [list(line) for line in lines] == [["error"]], lines
+        return
     document = response.json()
     if response.status_code == 200:
         assert isinstance(document, dict)

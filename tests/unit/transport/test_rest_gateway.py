@@ -96,7 +96,7 @@ def call(app: ASGIApp, method: str, url: str, **kwargs: Any) -> httpx.Response:
 
 def lines(response: httpx.Response) -> list[dict[str, Any]]:
     assert response.text.endswith("\n")
-    return [json.loads(line) for line in response.text.splitlines()]
+    return [json.loads(line) for line in response.text.split("\n")[:-1]]
 
 
 # Unary -------------------------------------------------------------------------------------

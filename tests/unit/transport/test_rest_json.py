@@ -56,6 +56,14 @@ def test_message_bytes_are_compact_utf8() -> None:
     assert json.loads(text) == {"id": "é", "target": "x:1"}
 
 
+def test_line_separators_cannot_split_an_ndjson_line() -> None:
+    text = message_bytes(pb.TagImageResponse(id="a\u2028b\u2029c\u0085d\ne")).decode()
+    assert "\u2028" not in text
+    assert "\u2029" not in text
+    assert "\n" not in text
+    assert json.loads(text)["id"] == "a\u2028b\u2029c\u0085d\ne"
+
+
 def test_parse_body() -> None:
     request = parse_body(
         b' {"reference": "a:1", "auth": {"server_address": "r", "password": "p"}, "x": 1} trailing',

@@ -87,8 +87,10 @@ def _is_repeated(field: FieldDescriptor) -> bool:
 
 
 def dumps(value: object) -> bytes:
-    """Compact JSON, UTF-8, as protojson writes it."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    """Compact JSON, UTF-8, as protojson writes it; U+2028 and U+2029 escaped as Go's
+    encoder escapes them (JavaScript line terminators)."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").encode()
 
 
 def message_bytes(message: Message) -> bytes:
