@@ -13,6 +13,7 @@ import contextlib
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -31,6 +32,7 @@ from imagesvc.metrics import ImagesvcMetrics, new_registry
 from imagesvc.server_policy import ServerPolicy
 from imagesvc.server_security import ServerSecurity
 from imagesvc.transport.access_guard import GuardedServicer
+from imagesvc.transport.grpc_drain import Drain
 from imagesvc.transport.grpc_interceptor import ServerInterceptor
 from imagesvc.transport.grpc_metrics import GrpcMetricsInterceptor, GrpcServerMetrics
 from imagesvc.transport.grpc_servicer import SERVICE_NAME, ImageServiceServicer
@@ -116,6 +118,7 @@ class ImageServer:
         self.servicer = GuardedServicer(ImageServiceServicer(self.core))
         self._server: grpc.aio.Server | None = None
         self._http: HttpServer | None = None
+        self._drain = Drain()
         self._health_task: asyncio.Task[None] | None = None
         self._daemon_up: bool | None = None
         self._refreshing: dict[str, asyncio.Future[None]] = {}
@@ -135,7 +138,9 @@ class ImageServer:
         ]
         interceptors = [
             GrpcMetricsInterceptor(self._grpc_metrics),  # first: sees the final status
-            ServerInterceptor(frozenset({SERVICE_NAME}), self.security.authenticator),
+            ServerInterceptor(
+                frozenset({SERVICE_NAME}), self.security.authenticator, drain=self._drain
+            ),
         ]
         server = grpc.aio.server(interceptors=interceptors, options=options)
         image_service_pb2_grpc.add_ImageServiceServicer_to_server(self.servicer, server)
@@ -214,7 +219,8 @@ class ImageServer:
                 self._refresh_gauges("images", self._docker.refresh_image_stats)
 
     async def stop(self, grace: float | None = None) -> None:
-        """NOT_SERVING first, then stop accepting, then give running RPCs `grace` seconds."""
+        """NOT_SERVING first, then refuse new calls (UNAVAILABLE) while running ones get
+        up to `grace` seconds to finish, then stop the ports."""
         if self._health_task is not None:
             self._health_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -225,7 +231,7 @@ class ImageServer:
         grace = self.settings.shutdown_grace_seconds if grace is None else grace
         stopping: list[Coroutine[Any, Any, Any]] = []
         if self._server is not None:
-            stopping.append(self._server.stop(grace))
+            stopping.append(self._stop_grpc(self._server, grace))
         if self._http is not None:
             stopping.append(self._http.stop(grace))
         await asyncio.gather(*stopping)
@@ -234,6 +240,13 @@ class ImageServer:
         close = getattr(self._docker, "close", None)
         if callable(close):
             close()
+
+    async def _stop_grpc(self, server: grpc.aio.Server, grace: float) -> None:
+        started = time.monotonic()
+        await self._drain.start(grace)
+        # What is left (health watches, reflection, a call that outlived the grace) gets
+        # the rest of the grace period.
+        await server.stop(max(grace - (time.monotonic() - started), 0.0))
 
     async def wait_for_termination(self) -> None:
         if self._server is not None:

@@ -41,6 +41,8 @@ class Reason(StrEnum):
     CONFLICT = "CONFLICT"
     DAEMON_UNAVAILABLE = "DAEMON_UNAVAILABLE"
     DAEMON_TIMEOUT = "DAEMON_TIMEOUT"
+    # The server is draining before it stops (UNAVAILABLE): retry, e.g. on another replica.
+    SHUTTING_DOWN = "SHUTTING_DOWN"
     ENGINE_ERROR = "ENGINE_ERROR"
     INTERNAL = "INTERNAL"
 

@@ -16,6 +16,7 @@ from imagesvc.core.authentication import Authenticator
 from imagesvc.core.errors import ImageServiceError, InternalError
 from imagesvc.core.identity import current_identity
 from imagesvc.transport.grpc_auth import establish_caller
+from imagesvc.transport.grpc_drain import Drain
 from imagesvc.transport.grpc_errors import error_status
 from imagesvc.transport.request_id import REQUEST_ID_KEY, current_request_id, request_id_from
 
@@ -90,17 +91,18 @@ class _Call:
 
 @contextlib.asynccontextmanager
 async def _handled(
-    method: str, context: Context, authenticator: Authenticator | None
+    method: str, context: Context, authenticator: Authenticator | None, drain: Drain
 ) -> AsyncIterator[None]:
     """Runs one RPC: establishes the caller (authorization follows in the servicer guard),
     core errors become their status, bugs become INTERNAL, and every call ends with one
     access-log line."""
     call = _Call(method, context)
     try:
-        await call.begin()
-        if authenticator is not None:
-            establish_caller(context, authenticator, call.request_id, call.peer or "")
-        yield
+        with drain.call():
+            await call.begin()
+            if authenticator is not None:
+                establish_caller(context, authenticator, call.request_id, call.peer or "")
+            yield
     except ImageServiceError as error:
         await call.fail(error)
     except asyncio.CancelledError:
@@ -118,9 +120,10 @@ def _wrap_unary(
     method: str,
     behaviour: Callable[[Any, Context], Awaitable[Any]],
     authenticator: Authenticator | None,
+    drain: Drain,
 ) -> Callable[[Any, Context], Awaitable[Any]]:
     async def handler(request: Any, context: Context) -> Any:
-        async with _handled(method, context, authenticator):
+        async with _handled(method, context, authenticator, drain):
             return await behaviour(request, context)
 
     return handler
@@ -130,9 +133,10 @@ def _wrap_stream(
     method: str,
     behaviour: Callable[[Any, Context], AsyncIterator[Any]],
     authenticator: Authenticator | None,
+    drain: Drain,
 ) -> Callable[[Any, Context], AsyncIterator[Any]]:
     async def handler(request: Any, context: Context) -> AsyncIterator[Any]:
-        async with _handled(method, context, authenticator):
+        async with _handled(method, context, authenticator, drain):
             async for response in behaviour(request, context):
                 yield response
 
@@ -141,12 +145,17 @@ def _wrap_stream(
 
 class ServerInterceptor(grpc.aio.ServerInterceptor):
     def __init__(
-        self, wrapped_services: frozenset[str], authenticator: Authenticator | None = None
+        self,
+        wrapped_services: frozenset[str],
+        authenticator: Authenticator | None = None,
+        drain: Drain | None = None,
     ) -> None:
         """`authenticator`: establishes the caller of each wrapped RPC (None: nobody is
-        established, which the servicer guard, when present, refuses)."""
+        established, which the servicer guard, when present, refuses). `drain`: refuses
+        new calls once the server shuts down."""
         self._services = wrapped_services
         self._authenticator = authenticator
+        self.drain = drain if drain is not None else Drain()
 
     async def intercept_service(
         self,
@@ -168,16 +177,16 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         }
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(method, handler.unary_unary, self._authenticator), **args
+                _wrap_unary(method, handler.unary_unary, self._authenticator, self.drain), **args
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary(method, handler.stream_unary, self._authenticator), **args
+                _wrap_unary(method, handler.stream_unary, self._authenticator, self.drain), **args
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(method, handler.unary_stream, self._authenticator), **args
+                _wrap_stream(method, handler.unary_stream, self._authenticator, self.drain), **args
             )
         return grpc.stream_stream_rpc_method_handler(
-            _wrap_stream(method, handler.stream_stream, self._authenticator), **args
+            _wrap_stream(method, handler.stream_stream, self._authenticator, self.drain), **args
         )
