@@ -154,7 +154,7 @@ class ImageServer:
             raise OSError(f"cannot listen on {self.settings.grpc_address}")
         await self._set_health(await self.core.ping())
         routes = [
-            *rest_routes(self.servicer),
+            *rest_routes(self.servicer, max_body_bytes=self.settings.max_message_bytes),
             *ops_routes(lambda: self.daemon_up),
             *metrics_routes(self.registry),
         ]

@@ -463,3 +463,15 @@ def core(port: FakeDockerPort, settings: CoreSettings) -> Iterator[ImageCore]:
     executor = ThreadPoolExecutor(max_workers=4)
     yield ImageCore(port, executor, settings, stream_executor=executor)
     executor.shutdown(wait=False, cancel_futures=True)
+
+
+def test_json_bodies_are_bounded_by_the_message_limit(core: ImageCore) -> None:
+    small = create_http_app(rest_routes(ImageServiceServicer(core), max_body_bytes=64))
+    fits = call(small, "POST", "/v1/images:tag", json={"source": "a", "target": "b"})
+    assert fits.status_code != 429
+    too_big = call(small, "POST", "/v1/images:tag", json={"source": "a" * 100, "target": "b"})
+    assert too_big.status_code == 429
+    status = too_big.json()
+    assert status["code"] == 8
+    assert status["details"][0]["reason"] == "REQUEST_TOO_LARGE"
+    assert "over 64 bytes" in status["message"]

@@ -31,6 +31,8 @@ class Reason(StrEnum):
     # server's maximum of concurrent pulls, pushes or builds.
     TOO_MANY_REQUESTS = "TOO_MANY_REQUESTS"
     CONCURRENCY_LIMIT = "CONCURRENCY_LIMIT"
+    # A request (a REST JSON body, one message of a JSON stream) over the message limit.
+    REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
     # The caller of this service: no valid credentials / its roles lack the RPC.
     CALLER_UNAUTHENTICATED = "CALLER_UNAUTHENTICATED"
     CALLER_PERMISSION_DENIED = "CALLER_PERMISSION_DENIED"

@@ -37,7 +37,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, NoMatchFound, Route
 from starlette.types import Receive, Scope, Send
 
-from imagesvc.core.errors import ImageServiceError, InternalError, ResourceExhaustedError
+from imagesvc.core.errors import ImageServiceError, InternalError, Reason, ResourceExhaustedError
 from imagesvc.core.identity import current_origin
 from imagesvc.transport import rest_build, rest_json
 from imagesvc.transport.grpc_servicer import ImageServiceServicer
@@ -53,8 +53,8 @@ ROUTE_SCOPE_KEY = "imagesvc.route"
 OPENAPI_PATH = "/openapi.json"
 OPENAPI_RESOURCE = "image_service.swagger.json"
 JSON = "application/json"
-# Largest JSON request body (and largest single message of a JSON client stream): the
-# gRPC port's default message limit.
+# Default largest JSON request body (and largest single message of a JSON client
+# stream): the gRPC port's message limit, so both transports accept the same requests.
 MAX_JSON_BODY_BYTES = 8 * 1024 * 1024
 
 _TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
@@ -119,7 +119,9 @@ class _Body:
         async for chunk in self.chunks():
             data += chunk
             if len(data) > limit:
-                raise ResourceExhaustedError(f"request body is over {limit} bytes")
+                raise ResourceExhaustedError(
+                    f"request body is over {limit} bytes", reason=Reason.REQUEST_TOO_LARGE
+                )
         return bytes(data)
 
     async def drain(self) -> None:
@@ -217,8 +219,15 @@ class RestGateway(BaseRoute):
     """One Starlette route that owns the API's path prefixes (e.g. /v1) and dispatches
     within them like grpc-gateway's ServeMux."""
 
-    def __init__(self, servicer: ImageServiceServicer, bindings: list[Binding]) -> None:
+    def __init__(
+        self,
+        servicer: ImageServiceServicer,
+        bindings: list[Binding],
+        *,
+        max_body_bytes: int = MAX_JSON_BODY_BYTES,
+    ) -> None:
         self._servicer = servicer
+        self._max_body_bytes = max_body_bytes
         self._router = Router(bindings)
         self._prefixes = frozenset(
             str(b.path.segments[0]) for b in bindings if isinstance(b.path.segments[0], str)
@@ -266,11 +275,11 @@ class RestGateway(BaseRoute):
         binding = match.binding
         request = binding.request_type()
         if binding.body == "*":
-            rest_json.parse_body(await body.read(MAX_JSON_BODY_BYTES), request)
+            rest_json.parse_body(await body.read(self._max_body_bytes), request)
         else:
             items = parse_query(scope.get("query_string", b""))
             if match.form_body:
-                form = parse_query(await body.read(MAX_JSON_BODY_BYTES))
+                form = parse_query(await body.read(self._max_body_bytes))
                 items = _merge(form, items)
             populate(request, items, skip=[v.field_path for v in binding.path.variables])
         for field_path, value in match.variables.items():
@@ -289,7 +298,7 @@ class RestGateway(BaseRoute):
                 _header(scope, rest_build.REGISTRY_CONFIG_HEADER) or None,
             )
             return rest_build.raw_requests(options, body.chunks())
-        return rest_build.json_requests(body.chunks(), max_message_bytes=MAX_JSON_BODY_BYTES)
+        return rest_build.json_requests(body.chunks(), max_message_bytes=self._max_body_bytes)
 
     # Calls ---------------------------------------------------------------------------
 
@@ -438,8 +447,11 @@ def openapi_document() -> bytes:
     return resources.files("imagesvc.v1").joinpath(OPENAPI_RESOURCE).read_bytes()
 
 
-def rest_routes(servicer: ImageServiceServicer) -> list[BaseRoute]:
-    """The gateway for every annotated RPC of ImageService, and GET /openapi.json."""
+def rest_routes(
+    servicer: ImageServiceServicer, *, max_body_bytes: int = MAX_JSON_BODY_BYTES
+) -> list[BaseRoute]:
+    """The gateway for every annotated RPC of ImageService, and GET /openapi.json.
+    `max_body_bytes` bounds a JSON body (a raw build context is bounded by the core)."""
     document = openapi_document()
 
     async def openapi(request: Request) -> Response:
@@ -448,5 +460,5 @@ def rest_routes(servicer: ImageServiceServicer) -> list[BaseRoute]:
     service = image_service_pb2.DESCRIPTOR.services_by_name["ImageService"]
     return [
         Route(OPENAPI_PATH, openapi, methods=["GET"]),
-        RestGateway(servicer, bindings_of(service)),
+        RestGateway(servicer, bindings_of(service), max_body_bytes=max_body_bytes),
     ]
