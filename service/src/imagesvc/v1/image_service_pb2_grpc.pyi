@@ -41,8 +41,15 @@ class ImageServiceStub:
     `google.rpc.ErrorInfo` with domain "imagesvc" and one of these reasons:
     IMAGE_NOT_FOUND, INVALID_REFERENCE, INVALID_ARGUMENT, INVALID_PAGE_TOKEN,
     INVALID_BUILD_OPTIONS, INVALID_BUILD_CONTEXT, BUILD_CONTEXT_TOO_LARGE, BUILD_FAILED,
-    REGISTRY_UNAUTHENTICATED, REGISTRY_DENIED, REGISTRY_UNAVAILABLE, IMAGE_IN_USE, CONFLICT,
-    DAEMON_UNAVAILABLE, DAEMON_TIMEOUT, ENGINE_ERROR.
+    BUILD_TIMEOUT, REGISTRY_NOT_ALLOWED, BASE_IMAGE_UNRESOLVED, BUILD_OPTION_NOT_ALLOWED,
+    TOO_MANY_REQUESTS, CONCURRENCY_LIMIT, REQUEST_TOO_LARGE, CALLER_UNAUTHENTICATED,
+    CALLER_PERMISSION_DENIED, REGISTRY_UNAUTHENTICATED, REGISTRY_DENIED, REGISTRY_UNAVAILABLE,
+    IMAGE_IN_USE, CONFLICT, DAEMON_UNAVAILABLE, DAEMON_TIMEOUT, SHUTTING_DOWN, ENGINE_ERROR,
+    INTERNAL. RESOURCE_EXHAUSTED answers of the limits also carry a `google.rpc.RetryInfo`.
+
+    Callers authenticate with `authorization: Bearer <token>` metadata (an `Authorization`
+    header over REST) or a client certificate; each RPC needs a role (viewer, puller,
+    builder, pusher, admin): see SECURITY.md.
     """
 
     @_typing.overload
@@ -89,8 +96,15 @@ class ImageServiceAsyncStub(ImageServiceStub):
     `google.rpc.ErrorInfo` with domain "imagesvc" and one of these reasons:
     IMAGE_NOT_FOUND, INVALID_REFERENCE, INVALID_ARGUMENT, INVALID_PAGE_TOKEN,
     INVALID_BUILD_OPTIONS, INVALID_BUILD_CONTEXT, BUILD_CONTEXT_TOO_LARGE, BUILD_FAILED,
-    REGISTRY_UNAUTHENTICATED, REGISTRY_DENIED, REGISTRY_UNAVAILABLE, IMAGE_IN_USE, CONFLICT,
-    DAEMON_UNAVAILABLE, DAEMON_TIMEOUT, ENGINE_ERROR.
+    BUILD_TIMEOUT, REGISTRY_NOT_ALLOWED, BASE_IMAGE_UNRESOLVED, BUILD_OPTION_NOT_ALLOWED,
+    TOO_MANY_REQUESTS, CONCURRENCY_LIMIT, REQUEST_TOO_LARGE, CALLER_UNAUTHENTICATED,
+    CALLER_PERMISSION_DENIED, REGISTRY_UNAUTHENTICATED, REGISTRY_DENIED, REGISTRY_UNAVAILABLE,
+    IMAGE_IN_USE, CONFLICT, DAEMON_UNAVAILABLE, DAEMON_TIMEOUT, SHUTTING_DOWN, ENGINE_ERROR,
+    INTERNAL. RESOURCE_EXHAUSTED answers of the limits also carry a `google.rpc.RetryInfo`.
+
+    Callers authenticate with `authorization: Bearer <token>` metadata (an `Authorization`
+    header over REST) or a client certificate; each RPC needs a role (viewer, puller,
+    builder, pusher, admin): see SECURITY.md.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -133,8 +147,15 @@ class ImageServiceServicer(metaclass=_abc_1.ABCMeta):
     `google.rpc.ErrorInfo` with domain "imagesvc" and one of these reasons:
     IMAGE_NOT_FOUND, INVALID_REFERENCE, INVALID_ARGUMENT, INVALID_PAGE_TOKEN,
     INVALID_BUILD_OPTIONS, INVALID_BUILD_CONTEXT, BUILD_CONTEXT_TOO_LARGE, BUILD_FAILED,
-    REGISTRY_UNAUTHENTICATED, REGISTRY_DENIED, REGISTRY_UNAVAILABLE, IMAGE_IN_USE, CONFLICT,
-    DAEMON_UNAVAILABLE, DAEMON_TIMEOUT, ENGINE_ERROR.
+    BUILD_TIMEOUT, REGISTRY_NOT_ALLOWED, BASE_IMAGE_UNRESOLVED, BUILD_OPTION_NOT_ALLOWED,
+    TOO_MANY_REQUESTS, CONCURRENCY_LIMIT, REQUEST_TOO_LARGE, CALLER_UNAUTHENTICATED,
+    CALLER_PERMISSION_DENIED, REGISTRY_UNAUTHENTICATED, REGISTRY_DENIED, REGISTRY_UNAVAILABLE,
+    IMAGE_IN_USE, CONFLICT, DAEMON_UNAVAILABLE, DAEMON_TIMEOUT, SHUTTING_DOWN, ENGINE_ERROR,
+    INTERNAL. RESOURCE_EXHAUSTED answers of the limits also carry a `google.rpc.RetryInfo`.
+
+    Callers authenticate with `authorization: Bearer <token>` metadata (an `Authorization`
+    header over REST) or a client certificate; each RPC needs a role (viewer, puller,
+    builder, pusher, admin): see SECURITY.md.
     """
 
     @_abc_1.abstractmethod

@@ -569,7 +569,8 @@ export type BuildOptions = Message<"imagesvc.v1.BuildOptions"> & {
   platform: string;
 
   /**
-   * Network mode of RUN steps: "default", "none", "host" or a network name.
+   * Network mode of RUN steps: "default" (or empty) or "none". The server refuses "host"
+   * and named networks.
    *
    * @generated from field: string network_mode = 9;
    */
@@ -897,8 +898,15 @@ export const CheckRegistryAuthResponseSchema: GenMessage<CheckRegistryAuthRespon
  * `google.rpc.ErrorInfo` with domain "imagesvc" and one of these reasons:
  * IMAGE_NOT_FOUND, INVALID_REFERENCE, INVALID_ARGUMENT, INVALID_PAGE_TOKEN,
  * INVALID_BUILD_OPTIONS, INVALID_BUILD_CONTEXT, BUILD_CONTEXT_TOO_LARGE, BUILD_FAILED,
- * REGISTRY_UNAUTHENTICATED, REGISTRY_DENIED, REGISTRY_UNAVAILABLE, IMAGE_IN_USE, CONFLICT,
- * DAEMON_UNAVAILABLE, DAEMON_TIMEOUT, ENGINE_ERROR.
+ * BUILD_TIMEOUT, REGISTRY_NOT_ALLOWED, BASE_IMAGE_UNRESOLVED, BUILD_OPTION_NOT_ALLOWED,
+ * TOO_MANY_REQUESTS, CONCURRENCY_LIMIT, REQUEST_TOO_LARGE, CALLER_UNAUTHENTICATED,
+ * CALLER_PERMISSION_DENIED, REGISTRY_UNAUTHENTICATED, REGISTRY_DENIED, REGISTRY_UNAVAILABLE,
+ * IMAGE_IN_USE, CONFLICT, DAEMON_UNAVAILABLE, DAEMON_TIMEOUT, SHUTTING_DOWN, ENGINE_ERROR,
+ * INTERNAL. RESOURCE_EXHAUSTED answers of the limits also carry a `google.rpc.RetryInfo`.
+ *
+ * Callers authenticate with `authorization: Bearer <token>` metadata (an `Authorization`
+ * header over REST) or a client certificate; each RPC needs a role (viewer, puller,
+ * builder, pusher, admin): see SECURITY.md.
  *
  * @generated from service imagesvc.v1.ImageService
  */
