@@ -6,10 +6,25 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from imagesvc.core.build_context import ContextLimits
+from imagesvc.core.identity import credential_problem, current_identity, current_origin
 from imagesvc.core.service import CoreSettings, ImageCore
 from tests.unit.fakes import FakeDockerPort
 
 CONTEXT_LIMIT = 64 * 1024
+
+
+@pytest.fixture(autouse=True)
+def _no_caller_between_tests() -> Iterator[None]:
+    """Tests that play a caller set these context variables; none may leak into the next."""
+    identity, problem, origin = (
+        current_identity.set(None),
+        credential_problem.set(None),
+        current_origin.set(None),
+    )
+    yield
+    current_origin.reset(origin)
+    credential_problem.reset(problem)
+    current_identity.reset(identity)
 
 
 @pytest.fixture
