@@ -1,4 +1,5 @@
-"""Benchmark: ListImages / GetImage through imagesvc against the direct Docker calls.
+"""Benchmark: ListImages / GetImage through imagesvc (gRPC and REST) against the direct
+Docker calls.
 
 Runs everything in one process and one run, side by side, on the sandboxed engine
 (or the daemon at --docker-host), and prints medians and ratios. Shared, noisy
@@ -18,6 +19,7 @@ from collections.abc import Callable
 
 import docker
 import grpc
+import httpx
 
 from devtools.sandbox import Engine, build_busybox_image
 from imagesvc.config import Settings
@@ -71,8 +73,13 @@ def run(docker_host: str | None, images: int, rounds: int) -> None:
         )
         channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
         stub = image_service_pb2_grpc.ImageServiceStub(channel)
+        rest = httpx.Client(base_url=f"http://127.0.0.1:{server.http_port}")
         total = len(client.images())
         one = client.images()[0]["Id"]
+
+        def rest_get(path: str) -> None:
+            rest.get(path).raise_for_status()
+
         rows = [
             ("docker-py api.images() (direct)", lambda: client.images()),
             (
@@ -82,6 +89,10 @@ def run(docker_host: str | None, images: int, rounds: int) -> None:
             (
                 "imagesvc ListImages page_size=20",
                 lambda: stub.ListImages(pb.ListImagesRequest(page_size=20)),
+            ),
+            (
+                "imagesvc REST GET /v1/images?pageSize=1000",
+                lambda: rest_get("/v1/images?pageSize=1000"),
             ),
             ("docker-py images.list() (N+1 inspects)", lambda: high.images.list()),
             (
@@ -94,16 +105,18 @@ def run(docker_host: str | None, images: int, rounds: int) -> None:
             ),
             ("docker-py inspect_image (direct)", lambda: client.inspect_image(one)),
             ("imagesvc GetImage", lambda: stub.GetImage(pb.GetImageRequest(image=one))),
+            ("imagesvc REST GET /v1/images/{id}", lambda: rest_get(f"/v1/images/{one}")),
         ]
         results = {name: _median_ms(fn, rounds) for name, fn in rows}
-        # The first five rows list images, the last two inspect one: each group is
+        # The first six rows list images, the last three inspect one: each group is
         # compared with its own direct docker-py call.
-        baselines = [results[rows[0][0]]] * 5 + [results[rows[5][0]]] * 2
+        baselines = [results[rows[0][0]]] * 6 + [results[rows[6][0]]] * 3
         print(f"{total} images on the daemon, {rounds} rounds each, median ms")
-        print(f"{'call':42} {'median ms':>10} {'vs direct':>10}")
+        print(f"{'call':44} {'median ms':>10} {'vs direct':>10}")
         for (name, _), base in zip(rows, baselines, strict=True):
             median = results[name]
-            print(f"{name:42} {median:10.2f} {median / base:9.2f}x")
+            print(f"{name:44} {median:10.2f} {median / base:9.2f}x")
+        rest.close()
         channel.close()
         server.stop()
     finally:
