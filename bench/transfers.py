@@ -1,4 +1,4 @@
-"""Benchmark: PullImage, PushImage and BuildImage through imagesvc against the same
+"""Benchmark: PullImage, PushImage and BuildImage through imagesvc (gRPC and REST) against the same
 calls made directly with docker-py, side by side in one run on the sandboxed engine and
 a local registry. Prints medians and the ratio to the direct call.
 
@@ -13,9 +13,11 @@ import statistics
 import tarfile
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import docker
 import grpc
+import httpx
 
 from devtools.sandbox import Sandbox, build_busybox_image
 from imagesvc.config import Settings
@@ -72,6 +74,15 @@ def run(layer_mb: int, rounds: int) -> None:
         )
         channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
         stub = image_service_pb2_grpc.ImageServiceStub(channel)
+        rest = httpx.Client(base_url=f"http://127.0.0.1:{server.http_port}", timeout=300)
+
+        def rest_stream(path: str, **kwargs: Any) -> None:
+            """Reads a REST stream to its end; fails on an {"error": ...} line."""
+            with rest.stream("POST", path, **kwargs) as response:
+                response.raise_for_status()
+                for line in response.iter_lines():
+                    if line.startswith('{"error"'):
+                        raise RuntimeError(line)
 
         def drop_local() -> None:
             client.remove_image(big, force=True)
@@ -102,6 +113,11 @@ def run(layer_mb: int, rounds: int) -> None:
                 lambda: list(stub.PullImage(pb.PullImageRequest(reference=big))),
             ),
             (
+                f"pull {layer_mb} MB: imagesvc REST :pull",
+                drop_local,
+                lambda: rest_stream("/v1/images:pull", json={"reference": big}),
+            ),
+            (
                 "push, layers present: docker-py (direct)",
                 nothing,
                 lambda: _consume(
@@ -112,6 +128,11 @@ def run(layer_mb: int, rounds: int) -> None:
                 "push, layers present: imagesvc PushImage",
                 nothing,
                 lambda: list(stub.PushImage(pb.PushImageRequest(reference=big))),
+            ),
+            (
+                "push, layers present: imagesvc REST :push",
+                nothing,
+                lambda: rest_stream("/v1/images:push", json={"reference": big}),
             ),
             (
                 "build, no cache: docker-py (direct)",
@@ -132,12 +153,22 @@ def run(layer_mb: int, rounds: int) -> None:
                 nothing,
                 lambda: list(stub.BuildImage(build_requests())),
             ),
+            (
+                "build, no cache: imagesvc REST :build (tar)",
+                nothing,
+                lambda: rest_stream(
+                    "/v1/images:build?tags=imagesvc-bench/built:1&noCache=true",
+                    content=context,
+                    headers={"Content-Type": "application/x-tar"},
+                ),
+            ),
         ]
         results = [(name, _median_s(prepare, fn, rounds)) for name, prepare, fn in rows]
         print(f"median of {rounds} rounds, seconds; ratio to the direct docker-py call")
         for index, (name, median) in enumerate(results):
-            direct = results[index - index % 2][1]
+            direct = results[index - index % 3][1]  # each group: direct, gRPC, REST
             print(f"{name:44} {median:8.3f} {median / direct:7.2f}x")
+        rest.close()
         channel.close()
         server.stop()
 
