@@ -21,7 +21,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 
 from devtools.sandbox import Engine
-from imagesvc.server import ThreadedServer
+from imagesvc.server import LIVENESS_SERVICE, ThreadedServer
 from imagesvc.v1 import image_service_pb2 as pb
 from imagesvc.v1 import image_service_pb2_grpc
 from tests.integration.conftest import server_settings
@@ -146,6 +146,7 @@ def test_health_follows_the_daemon_down_and_up(own_engine: Engine) -> None:
             stub = image_service_pb2_grpc.ImageServiceStub(channel)
             assert check(channel, "") == SERVING
             assert check(channel, SERVICE) == SERVING
+            assert check(channel, LIVENESS_SERVICE) == SERVING
             assert probes(server) == (200, 200, 1)
             stub.ListImages(pb.ListImagesRequest(), timeout=10)
             watcher = Watcher(channel, SERVICE)
@@ -164,6 +165,7 @@ def test_health_follows_the_daemon_down_and_up(own_engine: Engine) -> None:
                 )
                 assert check(channel, "") == NOT_SERVING
                 # Readiness follows the daemon; liveness does not (no restart loop).
+                assert check(channel, LIVENESS_SERVICE) == SERVING
                 assert probes(server) == (200, 503, 0)
                 with pytest.raises(grpc.RpcError) as caught:
                     stub.ListImages(pb.ListImagesRequest(), timeout=10)

@@ -48,6 +48,11 @@ from imagesvc.v1 import image_service_pb2, image_service_pb2_grpc
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+# gRPC health names: "" and imagesvc.v1.ImageService follow the Docker daemon (readiness);
+# LIVENESS_SERVICE answers SERVING while the process serves, so a Kubernetes gRPC liveness
+# probe can name it and a daemon outage does not restart the pod.
+LIVENESS_SERVICE = "liveness"
+
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -152,6 +157,7 @@ class ImageServer:
         self.port = self.security.add_grpc_port(server, self.settings.grpc_address)
         if self.port == 0:
             raise OSError(f"cannot listen on {self.settings.grpc_address}")
+        await self.health.set(LIVENESS_SERVICE, _SERVING)
         await self._set_health(await self.core.ping())
         routes = [
             *rest_routes(self.servicer, max_body_bytes=self.settings.max_message_bytes),
