@@ -1,11 +1,13 @@
 """The Grafana dashboard and the Prometheus alert rules in monitoring/: they parse, they
-are shaped as Grafana and Prometheus expect, and every metric their queries use is one
-the service exposes on /metrics."""
+are shaped as Grafana and Prometheus expect, Prometheus's own promtool accepts every
+query and the alerts' unit tests (monitoring/imagesvc-alerts.test.yaml beside this file),
+and every metric their queries use is one the service exposes on /metrics."""
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,15 @@ from tests.unit.fakes import FakeDockerPort
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "monitoring" / "grafana" / "imagesvc-dashboard.json"
 ALERTS = ROOT / "monitoring" / "prometheus" / "imagesvc-alerts.yaml"
+ALERT_TESTS = Path(__file__).parent / "monitoring" / "imagesvc-alerts.test.yaml"
+# Unpacked from Debian's prometheus package by scripts/bootstrap.
+PROMTOOL = ROOT / "tools" / "promtool" / "promtool"
+# gRPC codes that are the service's failures, not the caller's (NotFound, InvalidArgument,
+# PermissionDenied, FailedPrecondition, Canceled, ...): what "error ratio" means in the
+# alert and on the dashboard alike.
+SERVER_ERROR_CODES = (
+    'grpc_code=~"Unknown|Internal|Unavailable|DeadlineExceeded|DataLoss|ResourceExhausted"'
+)
 
 # PromQL words that look like metric names: keywords, and names inside grouping clauses.
 _KEYWORDS = frozenset(
@@ -179,3 +190,93 @@ def test_every_metric_the_files_use_is_exposed(exposed: set[str]) -> None:
         "imagesvc_builds_total",
         "process_cpu_seconds_total",
     } <= set(used)
+
+
+# promtool and query practice --------------------------------------------------------------
+
+
+def _promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    assert PROMTOOL.is_file(), f"{PROMTOOL} is missing: run scripts/bootstrap"
+    return subprocess.run(
+        [str(PROMTOOL), *map(str, args)], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_promtool_checks_the_alert_rules() -> None:
+    checked = _promtool("check", "rules", ALERTS)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"SUCCESS: {len(_alert_rules())} rules found" in checked.stdout
+
+
+def test_promtool_runs_the_alerts_unit_tests() -> None:
+    """Each alert fires after its `for` on what it is about, with its labels and rendered
+    annotations, and not on the callers' mistakes (see the test file)."""
+    tested = _promtool("test", "rules", ALERT_TESTS)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    tested_alerts = set(re.findall(r"alertname: (\w+)", ALERT_TESTS.read_text()))
+    assert tested_alerts == {rule["alert"] for rule in _alert_rules()}
+
+
+def _as_prometheus_query(expr: str) -> str:
+    """A dashboard query as Prometheus sees it once Grafana filled in its variables."""
+    return (
+        expr.replace("$__rate_interval", "1m")
+        .replace("$__interval", "1m")
+        .replace("$job", ".*")
+        .replace("$instance", ".*")
+    )
+
+
+def test_promtool_parses_every_dashboard_query(tmp_path: Path) -> None:
+    rules = [
+        {"record": f"dashboard:panel_{panel['id']}:{target['refId']}", "expr": expr}
+        for panel in _panels(_dashboard())
+        for target in panel.get("targets", [])
+        for expr in [_as_prometheus_query(target["expr"])]
+    ]
+    assert len(rules) > 20
+    path = tmp_path / "dashboard-queries.yaml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    checked = _promtool("check", "rules", path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+_FUNCTION_RANGE = re.compile(r"\b(rate|irate|increase)\((?:[^()]|\([^()]*\))*?\[([^\]]*)\]")
+_SELECTOR = re.compile(r"\b([a-z_:][a-z0-9_:]*)\{([^{}]*)\}")
+
+
+def test_dashboard_queries_follow_grafana_practice() -> None:
+    for panel in _panels(_dashboard()):
+        if panel["type"] == "row":
+            continue
+        title = panel["title"]
+        assert panel["fieldConfig"]["defaults"].get("unit"), f"{title}: no unit"
+        for target in panel["targets"]:
+            expr = target["expr"]
+            # Rates over Grafana's $__rate_interval (at least 4 scrape intervals).
+            for function, window in _FUNCTION_RANGE.findall(expr):
+                assert window == "$__rate_interval", f"{title}: {function}(...[{window}])"
+            # Every selector follows the job and instance variables.
+            selectors = _SELECTOR.findall(expr)
+            assert selectors, f"{title}: {expr}"
+            for name, matchers in selectors:
+                assert 'job=~"$job"' in matchers, f"{title}: {name}"
+                assert 'instance=~"$instance"' in matchers, f"{title}: {name}"
+            # Quantiles over the rate of buckets summed by le.
+            if "histogram_quantile" in expr:
+                assert re.search(r"histogram_quantile\(0\.\d+, sum by \(le\b", expr), expr
+                assert re.search(r"rate\(\w+_bucket\{", expr), expr
+
+
+def test_error_ratios_count_the_services_failures_only() -> None:
+    """The dashboard's error ratios and the alert count the same codes; a caller asking
+    for an image that is not there (NotFound) is not an error of the service."""
+    [alert] = [r for r in _alert_rules() if r["alert"] == "ImagesvcHighErrorRatio"]
+    assert SERVER_ERROR_CODES in " ".join(alert["expr"].split())
+    ratios = [p for p in _panels(_dashboard()) if "error ratio" in p.get("title", "").lower()]
+    grpc_ratios = [p for p in ratios if "grpc_server_handled_total" in str(p["targets"])]
+    assert len(grpc_ratios) >= 2
+    for panel in grpc_ratios:
+        for target in panel["targets"]:
+            numerator = target["expr"].split(" / ")[0]
+            assert SERVER_ERROR_CODES in numerator, panel["title"]
