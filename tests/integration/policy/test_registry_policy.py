@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from devtools.sandbox import BuiltImage, Engine, Registry, build_busybox_image
+from imagesvc.v1 import image_pb2
 from imagesvc.v1 import image_service_pb2 as pb
 from tests.integration.builds import dockerfile, make_tar, run_build
 from tests.integration.local_images import cli_list_ids, expect_error
@@ -286,3 +287,62 @@ def test_rest_applies_the_same_policy(
         [info] = [d for d in status["details"] if d["@type"].endswith("ErrorInfo")]
         assert info["reason"] == "REGISTRY_NOT_ALLOWED"
     assert canary.connections == contacts
+
+
+def _check_auth(server: Running, address: str) -> grpc.RpcError:
+    auth = image_pb2.RegistryAuth(
+        username="ci", password="not-a-real-password", server_address=address
+    )
+    with pytest.raises(grpc.RpcError) as caught:
+        server.stub.CheckRegistryAuth(pb.CheckRegistryAuthRequest(auth=auth), timeout=30)
+    return caught.value
+
+
+def test_check_registry_auth_outside_the_allowlists_never_reaches_the_registry(
+    policy: Running, canary: CanaryRegistry, open_registry: Registry
+) -> None:
+    """CheckRegistryAuth makes the daemon contact server_address: with allowlists, only
+    registries they name may be asked, or a puller could point the daemon at any host."""
+    contacts = canary.connections
+    for address in (canary.address, f"https://{canary.address}/v2/", f"http://{canary.address}"):
+        error = _check_auth(policy, address)
+        assert error.code() is DENIED, (address, error.details())
+        info = error_info(error)
+        assert info.reason == "REGISTRY_NOT_ALLOWED"
+        assert dict(info.metadata) == {"registry": canary.address, "allowlist": "pull, push"}
+    assert canary.connections == contacts
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "{open}@{canary}",
+        "https://ci:secret@{canary}",
+        "{canary}?@{open}",
+        "{canary}#@{open}",
+        "{open}/../x?y",
+        "https://{canary}:{canary}",
+        " {canary}",
+        "ftp://{canary}",
+    ],
+)
+def test_check_registry_auth_refuses_addresses_the_engine_would_read_differently(
+    policy: Running, canary: CanaryRegistry, open_registry: Registry, address: str
+) -> None:
+    """Go's URL parser takes the host after the last '@' and before '?' or '#': any such
+    address is refused rather than read one way here and another by the Engine."""
+    contacts = canary.connections
+    text = address.format(open=open_registry.address, canary=canary.address)
+    error = _check_auth(policy, text)
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT, error.details()
+    assert "secret" not in (error.details() or "")
+    assert canary.connections == contacts
+
+
+def test_check_registry_auth_of_an_allowed_registry_reaches_it(
+    policy: Running, open_registry: Registry
+) -> None:
+    for address in (open_registry.address, f"http://{open_registry.address}/v2/"):
+        auth = image_pb2.RegistryAuth(username="ci", password="anything", server_address=address)
+        reply = policy.stub.CheckRegistryAuth(pb.CheckRegistryAuthRequest(auth=auth), timeout=30)
+        assert reply.status == "Login Succeeded"

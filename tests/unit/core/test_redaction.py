@@ -10,7 +10,7 @@ from imagesvc.core.errors import (
     UnavailableError,
 )
 from imagesvc.core.models import RegistryAuth
-from imagesvc.core.redaction import REDACTED, redact, redacting_errors
+from imagesvc.core.redaction import REDACTED, redact, redacting_errors, without_userinfo
 
 
 def test_redact_replaces_every_occurrence() -> None:
@@ -103,3 +103,23 @@ def test_registry_auth_keeps_secrets_out_of_repr_and_lists_them() -> None:
     assert not auth.is_empty
     assert RegistryAuth(server_address="127.0.0.1:5001").is_empty
     assert RegistryAuth(registry_token="t").secrets() == ("t",)
+
+
+DIGEST = "sha256:" + "a" * 64
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("ci:hunter2@127.0.0.1:5000/app", f"{REDACTED}@127.0.0.1:5000/app"),
+        ("https://ci:hunter2@registry.example", f"https://{REDACTED}@registry.example"),
+        ("ci:p@ss@registry.example/app:1", f"{REDACTED}@registry.example/app:1"),
+        ("tagging as 'ci:hunter2@host/x'", f"tagging as '{REDACTED}@host/x'"),
+        (f"busybox@{DIGEST}", f"busybox@{DIGEST}"),
+        (f"busybox:1.36@{DIGEST}", f"busybox:1.36@{DIGEST}"),
+        (f"127.0.0.1:5000/team/app:1@{DIGEST}", f"127.0.0.1:5000/team/app:1@{DIGEST}"),
+        ("127.0.0.1:5000/team/app:1", "127.0.0.1:5000/team/app:1"),
+    ],
+)
+def test_without_userinfo_hides_user_information_and_keeps_digests(text: str, shown: str) -> None:
+    assert without_userinfo(text) == shown

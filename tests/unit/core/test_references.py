@@ -215,3 +215,11 @@ def test_invalid_platforms(text: str) -> None:
         validate_platform(text)
     assert caught.value.reason is Reason.INVALID_ARGUMENT
     assert "os/arch" in caught.value.message
+
+
+def test_an_invalid_reference_with_a_password_is_not_echoed() -> None:
+    with pytest.raises(InvalidArgumentError) as caught:
+        parse_reference("ci:hunter2@127.0.0.1:5000/team/app:1")
+    assert "hunter2" not in caught.value.message
+    assert "hunter2" not in str(caught.value.metadata)
+    assert "[REDACTED]@127.0.0.1:5000/team/app:1" in caught.value.message

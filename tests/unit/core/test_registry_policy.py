@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from imagesvc.core.errors import PermissionDeniedError, Reason
+from imagesvc.core.errors import InvalidArgumentError, PermissionDeniedError, Reason
 from imagesvc.core.references import parse_reference
 from imagesvc.core.registry_policy import (
     Allowlist,
@@ -10,6 +10,7 @@ from imagesvc.core.registry_policy import (
     canonical_repository,
     parse_pattern,
     parse_patterns,
+    registry_of_server_address,
 )
 
 
@@ -124,3 +125,64 @@ def test_check_pull_and_check_target_use_their_own_allowlist() -> None:
     assert "--pull-allowlist" in error.message
     assert pushed.value.metadata == {"repository": "docker.io/library/busybox", "allowlist": "push"}
     assert "--push-allowlist" in pushed.value.message
+
+
+@pytest.mark.parametrize(
+    ("address", "registry"),
+    [
+        ("", "docker.io"),
+        ("docker.io", "docker.io"),
+        ("index.docker.io", "docker.io"),
+        ("https://index.docker.io/v1/", "docker.io"),
+        ("registry-1.docker.io", "registry-1.docker.io"),
+        ("127.0.0.1:5000", "127.0.0.1:5000"),
+        ("http://127.0.0.1:5000/v2/", "127.0.0.1:5000"),
+        ("Registry.Example.ORG", "registry.example.org"),
+        ("myregistry", "myregistry"),
+        ("[::1]:5000", "[::1]:5000"),
+    ],
+)
+def test_the_registry_of_a_server_address_is_the_host_the_engine_contacts(
+    address: str, registry: str
+) -> None:
+    assert registry_of_server_address(address) == registry
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1:5000@evil.example",  # Go takes the host after the last '@'
+        "https://ci:hunter2@127.0.0.1:5000",
+        "evil.example?@127.0.0.1:5000",
+        "evil.example#@127.0.0.1:5000",
+        "127.0.0.1:5000/v2/?x",
+        "evil.example%2f@x",
+        "ftp://127.0.0.1:5000",
+        "HTTPS://127.0.0.1:5000",  # the daemon only knows lower-case schemes
+        "https://",
+        " 127.0.0.1:5000",
+        "127.0.0.1:5000\\@evil.example",
+    ],
+)
+def test_server_addresses_read_otherwise_by_the_engine_are_invalid(address: str) -> None:
+    with pytest.raises(InvalidArgumentError) as caught:
+        registry_of_server_address(address)
+    assert caught.value.metadata == {"field": "server_address"}
+    assert "hunter2" not in caught.value.message
+
+
+def test_check_registry_allows_registries_some_pattern_names() -> None:
+    policy = RegistryPolicy.from_text("127.0.0.1:*/base/**, alpine", "ghcr.io/acme/*")
+    for registry in ("127.0.0.1:5000", "127.0.0.1:6000", "docker.io", "ghcr.io"):
+        policy.check_registry(registry)
+    for registry in ("127.0.0.2:5000", "registry-1.docker.io", "ghcr.io.evil.example", "x"):
+        with pytest.raises(PermissionDeniedError) as caught:
+            policy.check_registry(registry)
+        assert caught.value.reason is Reason.REGISTRY_NOT_ALLOWED
+        assert caught.value.metadata == {"registry": registry, "allowlist": "pull, push"}
+
+
+def test_check_registry_allows_any_registry_when_an_allowlist_is_empty() -> None:
+    RegistryPolicy.from_text("", "127.0.0.1:5000/**").check_registry("evil.example")
+    RegistryPolicy.from_text("127.0.0.1:5000/**", "").check_registry("evil.example")
+    RegistryPolicy.from_text("**", "127.0.0.1:5000/**").check_registry("evil.example")

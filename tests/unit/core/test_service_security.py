@@ -14,6 +14,7 @@ from imagesvc.core.build_context import ContextLimits
 from imagesvc.core.build_policy import BuildRestrictions, build_limits, parse_arg_patterns
 from imagesvc.core.errors import (
     DeadlineExceededError,
+    InvalidArgumentError,
     NotFoundError,
     PermissionDeniedError,
     Reason,
@@ -21,7 +22,7 @@ from imagesvc.core.errors import (
 )
 from imagesvc.core.identity import current_identity, current_origin
 from imagesvc.core.limits import ConcurrencyLimit, Limits, RateLimiter
-from imagesvc.core.models import BuildOptions, BuildResult, ImageFilter, PullResult
+from imagesvc.core.models import BuildOptions, BuildResult, ImageFilter, PullResult, RegistryAuth
 from imagesvc.core.registry_policy import RegistryPolicy
 from imagesvc.core.service import CoreSettings, ImageCore
 from tests.unit.aio import run, run_collect
@@ -85,6 +86,20 @@ def test_an_allowed_pull_goes_ahead(port: FakeDockerPort, pool: ThreadPoolExecut
     )
     assert isinstance(items[-1], PullResult)
     assert port.methods_called == ["pull", "inspect_image"]
+
+
+def test_check_registry_auth_only_asks_registries_the_allowlists_name(
+    port: FakeDockerPort, pool: ThreadPoolExecutor
+) -> None:
+    core = make_core(port, pool)
+    for address in ("ghcr.io", "https://127.0.0.1:5001/v2/", "127.0.0.1:5000@evil.example"):
+        auth = RegistryAuth(username="ci", password="hunter2", server_address=address)
+        with pytest.raises((PermissionDeniedError, InvalidArgumentError)) as caught:
+            run(core.check_registry_auth(auth))
+        assert "hunter2" not in caught.value.message
+    assert port.calls == []
+    run(core.check_registry_auth(RegistryAuth(username="ci", server_address="127.0.0.1:5000")))
+    assert port.methods_called == ["check_auth"]
 
 
 def test_tag_and_push_targets_obey_the_push_allowlist(

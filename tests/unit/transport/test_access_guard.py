@@ -190,3 +190,22 @@ def test_long_subjects_are_bounded(caplog: pytest.LogCaptureFixture) -> None:
         asyncio.run(run())
     [record] = _audit(caplog)
     assert len(record["subject"]["source"]) <= 257
+
+
+def test_user_information_in_subjects_is_not_audited(caplog: pytest.LogCaptureFixture) -> None:
+    """`user:password@registry/app` is a common mistake; the audit keeps no password."""
+    guarded, _ = _guarded()
+
+    async def run() -> None:
+        _as({"admin"})
+        await guarded.TagImage(
+            pb.TagImageRequest(source="ci:hunter2@127.0.0.1:5000/a:1", target="b"),
+            cast(Any, None),
+        )
+
+    caplog.set_level(logging.INFO, "imagesvc.audit")
+    with pytest.raises(NotFoundError):
+        asyncio.run(run())
+    [record] = _audit(caplog)
+    assert record["subject"]["source"] == "[REDACTED]@127.0.0.1:5000/a:1"
+    assert "hunter2" not in caplog.text

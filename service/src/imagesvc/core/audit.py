@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass, field
 
 from imagesvc.core.identity import CallOrigin, Identity
+from imagesvc.core.redaction import without_userinfo
 
 log = logging.getLogger("imagesvc.audit")
 
@@ -22,6 +23,8 @@ Value = str | int | list[str]
 
 def _bounded(value: Value) -> Value:
     if isinstance(value, str):
+        # A reference or address written as `user:password@registry/...` keeps no password.
+        value = without_userinfo(value)
         return value if len(value) <= _MAX_TEXT else value[:_MAX_TEXT] + "…"
     if isinstance(value, list):
         return [str(_bounded(item)) for item in value[:_MAX_ITEMS]]

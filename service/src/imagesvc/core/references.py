@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 from imagesvc.core.errors import InvalidArgumentError, Reason
+from imagesvc.core.redaction import without_userinfo
 
 DEFAULT_DOMAIN = "docker.io"
 DEFAULT_TAG = "latest"
@@ -80,10 +81,12 @@ class Reference:
 
 
 def _invalid(text: str, why: str) -> InvalidArgumentError:
+    # `user:password@registry/app` is a common mistake: never echo the password.
+    shown = without_userinfo(text)
     return InvalidArgumentError(
-        f"invalid image reference {text!r}: {why}",
+        f"invalid image reference {shown!r}: {why}",
         reason=Reason.INVALID_REFERENCE,
-        metadata={"reference": text[:256]},
+        metadata={"reference": shown[:256]},
     )
 
 
@@ -132,6 +135,11 @@ def parse_tag_target(text: str) -> Reference:
     if reference.digest:
         raise _invalid(text, "a tag target cannot contain a digest")
     return reference.with_default_tag()
+
+
+def is_registry_domain(text: str) -> bool:
+    """Whether `text` is a registry host[:port] as references name one."""
+    return bool(_DOMAIN.fullmatch(text))
 
 
 def is_image_id(text: str) -> bool:

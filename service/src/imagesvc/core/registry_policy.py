@@ -24,8 +24,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from imagesvc.core.errors import PermissionDeniedError, Reason
-from imagesvc.core.references import DEFAULT_DOMAIN, Reference
+from imagesvc.core.errors import InvalidArgumentError, PermissionDeniedError, Reason
+from imagesvc.core.references import DEFAULT_DOMAIN, Reference, is_registry_domain
 
 # Docker's own alias for Docker Hub (distribution/reference: legacyDefaultDomain).
 _LEGACY_DEFAULT_DOMAIN = "index.docker.io"
@@ -48,9 +48,14 @@ def canonical_repository(reference: Reference) -> str:
 class RepositoryPattern:
     text: str
     regex: re.Pattern[str]
+    # The registry part alone, for CheckRegistryAuth, which names a registry only.
+    registry: re.Pattern[str]
 
     def matches(self, repository: str) -> bool:
         return self.regex.fullmatch(repository) is not None
+
+    def names_registry(self, registry: str) -> bool:
+        return self.registry.fullmatch(registry) is not None
 
 
 def _glob_regex(pattern: str) -> re.Pattern[str]:
@@ -80,7 +85,7 @@ def parse_pattern(text: str) -> RepositoryPattern:
             " '*' (one component) and '**' (any depth), e.g. 127.0.0.1:5000/team/*"
         )
     if pattern == "**":
-        return RepositoryPattern(text.strip(), _glob_regex(pattern))
+        return RepositoryPattern(text.strip(), _glob_regex(pattern), _glob_regex(pattern))
     first, slash, rest = pattern.partition("/")
     names_registry = "." in first or ":" in first or first == "localhost" or "*" in first
     if not slash and names_registry:
@@ -102,7 +107,7 @@ def parse_pattern(text: str) -> RepositoryPattern:
     if not path or "" in path.split("/"):
         raise ValueError(f"registry pattern {text!r} has an empty path component")
     pattern = f"{domain}/{path}"
-    return RepositoryPattern(text.strip(), _glob_regex(pattern))
+    return RepositoryPattern(text.strip(), _glob_regex(pattern), _glob_regex(domain))
 
 
 def parse_patterns(text: str) -> tuple[RepositoryPattern, ...]:
@@ -130,6 +135,12 @@ class Allowlist:
             return True
         repository = canonical_repository(reference)
         return any(pattern.matches(repository) for pattern in self.patterns)
+
+    def names_registry(self, registry: str) -> bool:
+        """Whether some repository of `registry` (a canonical host[:port]) is allowed."""
+        if self.patterns is None:
+            return True
+        return any(pattern.names_registry(registry) for pattern in self.patterns)
 
     def describe(self) -> str:
         if self.patterns is None:
@@ -165,6 +176,52 @@ class RegistryPolicy:
     def check_pulls(self, references: Iterable[tuple[Reference, str]]) -> None:
         for reference, what in references:
             self.check_pull(reference, what=what)
+
+    def check_registry(self, registry: str) -> None:
+        """PERMISSION_DENIED (REGISTRY_NOT_ALLOWED) unless an allowlist names some
+        repository of `registry` (from `registry_of_server_address`): the credentials
+        of a registry nothing may be pulled from or pushed to need no checking, and the
+        check makes the daemon connect to it."""
+        if not (self.pull.names_registry(registry) or self.push.names_registry(registry)):
+            raise PermissionDeniedError(
+                f"checking credentials for {registry}: no repository of that registry is"
+                " allowed by this service's registry policy (the pull and push allowlists);"
+                " ask the operator to add a pattern for it to --pull-allowlist or"
+                " --push-allowlist",
+                reason=Reason.REGISTRY_NOT_ALLOWED,
+                metadata={"registry": registry[:256], "allowlist": "pull, push"},
+            )
+
+
+# What CheckRegistryAuth's server_address may hold besides host[:port] and a path: the
+# Engine reads it as a URL, which would take the host after an '@' or before a '?'/'#'.
+_NOT_IN_SERVER_ADDRESS = re.compile(r"[@?#%\\\s]")
+
+
+def registry_of_server_address(text: str) -> str:
+    """The registry (canonical host[:port]) the Engine's POST /auth contacts for
+    `server_address`: Docker Hub when empty; else the host of `[http[s]://]host[/path]`,
+    as the daemon reads it (it prepends https:// and takes the URL's host). Anything the
+    daemon could read as another host is INVALID_ARGUMENT."""
+    if not text:
+        return DEFAULT_DOMAIN
+    rest = text
+    for scheme in ("https://", "http://"):
+        if rest.startswith(scheme):
+            rest = rest[len(scheme) :]
+            break
+    host = rest.split("/", 1)[0]
+    if _NOT_IN_SERVER_ADDRESS.search(text) or not is_registry_domain(host):
+        # Not quoted: text with an '@' may hold a user name and password.
+        raise InvalidArgumentError(
+            "auth.server_address must be a registry's host[:port], optionally with http://"
+            " or https:// and a path, e.g. registry.example.org:5000 (no user information,"
+            " query or fragment)",
+            reason=Reason.INVALID_ARGUMENT,
+            metadata={"field": "server_address"},
+        )
+    registry = host.lower()
+    return DEFAULT_DOMAIN if registry == _LEGACY_DEFAULT_DOMAIN else registry
 
 
 def _not_allowed(reference: Reference, what: str, kind: str, flag: str) -> PermissionDeniedError:

@@ -61,7 +61,7 @@ from imagesvc.core.references import (
     validate_image_identifier,
     validate_platform,
 )
-from imagesvc.core.registry_policy import RegistryPolicy
+from imagesvc.core.registry_policy import RegistryPolicy, registry_of_server_address
 
 T = TypeVar("T")
 
@@ -282,6 +282,9 @@ class ImageCore:
                     "auth needs a username and password, an identity token or a registry token",
                     reason=Reason.INVALID_ARGUMENT,
                 )
+            # The daemon contacts this registry: only one the allowlists name.
+            registry = registry_of_server_address(auth.server_address)
+            self._settings.registry_policy.check_registry(registry)
             answer = await self._call(self._port.check_auth, auth)
         return AuthCheckResult(
             status=str(answer.get("Status") or ""),
