@@ -134,15 +134,12 @@ def ls(args: argparse.Namespace) -> int:
     header = ["REPOSITORY", "TAG", *(["DIGEST"] if args.digests else []), "IMAGE ID"]
     rows = []
     for image in images:
-        for repository, tag in [split_reference(t) for t in image.repo_tags] or [
-            ("<none>", "<none>")
-        ]:
-            digest = [_digest_of(image, repository)] if args.digests else []
+        for repository, tag, digest in image_rows(image, digests=args.digests):
             rows.append(
                 [
                     repository,
                     tag,
-                    *digest,
+                    *([digest] if args.digests else []),
                     short_id(image.id, no_trunc=args.no_trunc),
                     human_age(image.created),
                     human_size(image.size),
@@ -152,12 +149,30 @@ def ls(args: argparse.Namespace) -> int:
     return 0
 
 
-def _digest_of(image: image_pb2.Image, repository: str) -> str:
+def image_rows(image: image_pb2.Image, *, digests: bool) -> list[tuple[str, str, str]]:
+    """(repository, tag, digest) rows of one image, as `docker image ls` makes them: a
+    row per tag (per tag and digest with ``digests``), then a "<none>" tag row for each
+    repository known only by digest (an image pulled by digest); "<none>" everywhere
+    for a dangling image."""
+    by_repository: dict[str, list[str]] = {}
     for entry in image.repo_digests:
-        name, _, digest = entry.partition("@")
-        if name == repository or repository == "<none>":
-            return digest
-    return "<none>"
+        name, at, digest = entry.partition("@")
+        if at and name != "<none>":
+            by_repository.setdefault(name, []).append(digest)
+    rows: list[tuple[str, str, str]] = []
+    tagged: set[str] = set()
+    for reference in image.repo_tags:
+        repository, tag = split_reference(reference)
+        if repository == "<none>":
+            continue
+        tagged.add(repository)
+        for digest in (by_repository.get(repository) if digests else None) or ["<none>"]:
+            rows.append((repository, tag, digest))
+    for repository, repository_digests in by_repository.items():
+        if repository not in tagged:
+            for digest in repository_digests if digests else ["<none>"]:
+                rows.append((repository, "<none>", digest))
+    return rows or [("<none>", "<none>", "<none>")]
 
 
 def history(args: argparse.Namespace) -> int:

@@ -15,6 +15,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from imagesvc_client.errors import ImagesvcError
 
 _SI = ("B", "kB", "MB", "GB", "TB", "PB")
+# tabwriter.NewWriter(out, 10, 1, 3, ' ', 0) of the docker CLI's table formatter.
+_MIN_CELL = 10
+_PADDING = 3
 
 
 def human_size(size: float) -> str:
@@ -47,7 +50,7 @@ def _duration(seconds: float) -> str:
         return "About a minute"
     if minutes < 60:
         return f"{minutes} minutes"
-    hours = round(seconds / 3600)
+    hours = int(seconds / 3600 + 0.5)  # Go's int(d.Hours() + 0.5), not round-half-even
     if hours == 1:
         return "About an hour"
     if hours < 48:
@@ -58,7 +61,7 @@ def _duration(seconds: float) -> str:
         return f"{hours // 24 // 7} weeks"
     if hours < 24 * 365 * 2:
         return f"{hours // 24 // 30} months"
-    return f"{hours // 24 // 365} years"
+    return f"{int(seconds / 3600) // 24 // 365} years"
 
 
 def short_id(image_id: str, *, no_trunc: bool = False) -> str:
@@ -80,13 +83,15 @@ def split_reference(reference: str) -> tuple[str, str]:
 def print_table(
     header: Sequence[str], rows: Iterable[Sequence[str]], out: TextIO | None = None
 ) -> None:
-    """Columns separated by three spaces, like the docker CLI's tabwriter."""
+    """Aligned columns like the docker CLI's tabwriter (minimum width 10, padding 3)."""
     out = out or sys.stdout
     table = [list(header), *(list(row) for row in rows)]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    widths = [
+        max(_MIN_CELL, max(len(row[i]) for row in table) + _PADDING) for i in range(len(header))
+    ]
     for row in table:
         cells = [cell.ljust(widths[i]) for i, cell in enumerate(row)]
-        out.write("   ".join(cells).rstrip() + "\n")
+        out.write("".join(cells).rstrip() + "\n")
 
 
 def to_json(message: Message) -> dict[str, Any]:
