@@ -54,8 +54,12 @@ def _excluded(ignore_file: str, path: str) -> bool:
         # Character classes and escapes.
         ("[a-c].txt", "b.txt", True),
         ("[a-c].txt", "d.txt", False),
-        ("[!a-c].txt", "d.txt", True),
-        ("[!a-c].txt", "a.txt", False),
+        ("[^a-c].txt", "d.txt", True),
+        ("[^a-c].txt", "a.txt", False),
+        # Go's regexp (as filepath.Match) has no "[!...]": "!" is a member of the class.
+        ("[!a-c].txt", "d.txt", False),
+        ("[!a-c].txt", "a.txt", True),
+        ("[!a-c].txt", "!.txt", True),
         ("\\*.txt", "*.txt", True),
         ("\\*.txt", "a.txt", False),
         # Regular-expression characters mean themselves.

@@ -123,12 +123,12 @@ def _compile(text: str, exclusion: bool) -> _Pattern:
             regex += ch
             kind = _Kind.REGEXP
         else:
-            regex += re.escape(ch) if ch in "^\\" else ch
+            regex += ch  # as moby: "^" too (an anchor, or negation in a class)
         first = False
     if kind is not _Kind.REGEXP:
         return _Pattern(text, exclusion, kind, None)
-    # Go's character classes negate with "^"; filepath.Match's "[!...]" means the same.
-    regex = regex.replace("[!", "[^")
+    # No "[!...]" negation: moby hands the class to Go's regexp (and filepath.Match), where
+    # only "[^...]" negates and "[!a]" is the class of "!" and "a".
     try:
         # \Z, not $: Go's $ never matches before a trailing newline.
         compiled = re.compile(regex + r"\Z")
