@@ -60,7 +60,8 @@ def test_openmetrics_when_prometheus_asks_for_it(url: str, accept: str) -> None:
     assert content_type.startswith("application/openmetrics-text; version=1.0.0; charset=utf-8")
     assert response.text.endswith("# EOF\n")
     # The strict OpenMetrics parser accepts the whole exposition.
-    families = {f.name: f for f in text_string_to_metric_families(response.text)}
+    parsed = text_string_to_metric_families(response.text)  # type: ignore[no-untyped-call]
+    families = {f.name: f for f in parsed}
     handled = families["grpc_server_handled"]
     assert handled.type == "counter"
     assert {s.name for s in handled.samples} == {"grpc_server_handled_total"}  # no _created
