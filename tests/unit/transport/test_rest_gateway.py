@@ -14,7 +14,9 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imagesvc.core.build_context import ContextLimits
@@ -22,6 +24,7 @@ from imagesvc.core.errors import NotFoundError, UnauthenticatedError, Unavailabl
 from imagesvc.core.service import CoreSettings, ImageCore
 from imagesvc.transport.grpc_servicer import ImageServiceServicer
 from imagesvc.transport.http_app import create_http_app
+from imagesvc.transport.http_observability import HttpMetrics, HttpObservability
 from imagesvc.transport.rest_gateway import ROUTE_SCOPE_KEY, openapi_document, rest_routes
 from tests.unit.fakes import FakeDockerPort, FakeEngineStream, engine_image, image_id
 from tests.unit.tarballs import context_tar, regular_files
@@ -238,6 +241,38 @@ def test_openapi_is_served(app: Starlette) -> None:
     assert response.headers["content-type"] == "application/json"
     assert response.content == openapi_document()
     assert response.json()["swagger"] == "2.0"
+
+
+def test_request_id_as_grpc_gateway_forwards_metadata(
+    port: FakeDockerPort, core: ImageCore
+) -> None:
+    """Behind grpc-gateway the request id is gRPC metadata: a client sends it as
+    Grpc-Metadata-X-Request-Id and reads the id the gRPC port returns (its x-request-id
+    header metadata) from Grpc-Metadata-X-Request-Id, on answers and failures alike."""
+    observed = create_http_app(
+        rest_routes(ImageServiceServicer(core)),
+        [Middleware(HttpObservability, metrics=HttpMetrics(CollectorRegistry()))],
+    )
+    port.add(engine_image(1, tags=[REFERENCE]))
+    port.pull_streams.append(FakeEngineStream(pull_script()))
+    sent = {"Grpc-Metadata-X-Request-Id": "trace-42"}
+    answers = [
+        call(observed, "GET", f"/v1/images/{ENCODED}", headers=sent),
+        call(observed, "GET", "/v1/images/nope", headers=sent),
+        call(observed, "POST", "/v1/images:pull", json={"reference": REFERENCE}, headers=sent),
+    ]
+    assert [a.status_code for a in answers] == [200, 404, 200]
+    for answer in answers:
+        assert answer.headers["grpc-metadata-x-request-id"] == "trace-42"
+        assert answer.headers["x-request-id"] == "trace-42"
+    # The X-Request-Id header of our own port still wins, and a made-up id is returned
+    # under both names.
+    both = call(observed, "GET", "/v1/images", headers={**sent, "X-Request-Id": "own-1"})
+    assert both.headers["grpc-metadata-x-request-id"] == "own-1"
+    made_up = call(observed, "GET", "/v1/images")
+    assert made_up.headers["grpc-metadata-x-request-id"] == made_up.headers["x-request-id"] != ""
+    # A routing error never reached a call: grpc-gateway forwards no metadata then.
+    assert "grpc-metadata-x-request-id" not in call(observed, "GET", "/v1/nothing").headers
 
 
 # Streams -----------------------------------------------------------------------------------

@@ -19,7 +19,12 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imagesvc.metrics import ENGINE_CALL_BUCKETS
-from imagesvc.transport.request_id import REQUEST_ID_KEY, current_request_id, request_id_from
+from imagesvc.transport.request_id import (
+    GATEWAY_REQUEST_ID_HEADER,
+    REQUEST_ID_KEY,
+    current_request_id,
+    request_id_from,
+)
 
 log = logging.getLogger("imagesvc.access")
 
@@ -80,7 +85,11 @@ class HttpObservability:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = request_id_from(Headers(scope=scope).get(REQUEST_ID_KEY))
+        headers = Headers(scope=scope)
+        # A client written for grpc-gateway sends the id as gRPC metadata (Grpc-Metadata-).
+        request_id = request_id_from(
+            headers.get(REQUEST_ID_KEY) or headers.get(GATEWAY_REQUEST_ID_HEADER)
+        )
         # What the server answers when the app fails before responding; otherwise the
         # status the caller got (even when the body was then broken off).
         status = 500

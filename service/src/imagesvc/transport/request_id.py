@@ -9,6 +9,8 @@ import uuid
 from contextvars import ContextVar
 
 REQUEST_ID_KEY = "x-request-id"
+# The same id as grpc-gateway carries gRPC metadata over HTTP, both ways.
+GATEWAY_REQUEST_ID_HEADER = "grpc-metadata-x-request-id"
 
 # Visible ASCII, no spaces or quotes, at most 128 characters: UUIDs, hex and base64 ids,
 # trace ids; nothing that can break a header or a log line.

@@ -12,6 +12,9 @@ wire format (a client written for grpc-gateway in front of this API works unchan
 - A client that disconnects cancels the call: the servicer's stream is closed, which
   closes the Engine's response and stops the pull, push or build on the daemon.
 - `Grpc-Timeout` (e.g. "30S", "500m") sets the call's deadline, as with grpc-gateway.
+- The request id travels as grpc-gateway carries the gRPC port's metadata: the answer
+  to every call has Grpc-Metadata-X-Request-Id (beside X-Request-Id), and a request's
+  Grpc-Metadata-X-Request-Id is taken as its id (http_observability).
 - Every matched request carries its route template in scope["imagesvc.route"]
   (e.g. "/v1/images/{image}") for metrics and logs, never the raw path.
 
@@ -41,6 +44,7 @@ from imagesvc.core.errors import ImageServiceError, InternalError, Reason, Resou
 from imagesvc.core.identity import current_origin
 from imagesvc.transport import rest_build, rest_json
 from imagesvc.transport.grpc_servicer import ImageServiceServicer
+from imagesvc.transport.request_id import GATEWAY_REQUEST_ID_HEADER, current_request_id
 from imagesvc.transport.rest_errors import RestError, core_error_status, http_status
 from imagesvc.transport.rest_paths import Binding, RouteMatch, Router, bindings_of
 from imagesvc.transport.rest_query import QueryItems, parse_int, parse_query, populate
@@ -202,12 +206,22 @@ def _error_headers(status: status_pb2.Status) -> list[tuple[bytes, bytes]]:
     return []
 
 
-async def _send_status(send: Send, status: status_pb2.Status, http: int | None = None) -> None:
+def _metadata_headers() -> list[tuple[bytes, bytes]]:
+    """The header metadata the gRPC port sends on every call (its x-request-id), as
+    grpc-gateway forwards it: Grpc-Metadata-X-Request-Id. Not on routing errors, which
+    reach no call."""
+    request_id = current_request_id.get()
+    return [(GATEWAY_REQUEST_ID_HEADER.encode(), request_id.encode())] if request_id else []
+
+
+async def _send_status(
+    send: Send, status: status_pb2.Status, http: int | None = None, *, called: bool = True
+) -> None:
     await _send_json(
         send,
         http if http is not None else http_status(status.code),
         rest_json.message_bytes(status),
-        _error_headers(status),
+        [*_error_headers(status), *(_metadata_headers() if called else [])],
     )
 
 
@@ -258,7 +272,7 @@ class RestGateway(BaseRoute):
                 override=_header(scope, "x-http-method-override"),
             )
         except RestError as error:
-            await _send_status(send, error.status, error.http)
+            await _send_status(send, error.status, error.http, called=False)
             return
         scope[ROUTE_SCOPE_KEY] = match.binding.template
         body = _Body(receive)
@@ -317,7 +331,7 @@ class RestGateway(BaseRoute):
         except Exception as error:  # noqa: BLE001 (every failure is answered as a Status)
             await _send_status(send, _status_of(error, scope, binding))
             return
-        await _send_json(send, 200, rest_json.message_bytes(response))
+        await _send_json(send, 200, rest_json.message_bytes(response), _metadata_headers())
 
     async def _stream(self, scope: Scope, body: _Body, send: Send, match: RouteMatch) -> None:
         binding = match.binding
@@ -392,7 +406,7 @@ async def _start_stream(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", JSON.encode()), *(headers or [])],
+            "headers": [(b"content-type", JSON.encode()), *_metadata_headers(), *(headers or [])],
         }
     )
 
