@@ -241,3 +241,27 @@ def test_the_open_http_endpoints_need_no_token(token_server: ThreadedServer) -> 
     base = f"http://127.0.0.1:{token_server.http_port}"
     for path in ("/healthz", "/readyz", "/metrics", "/openapi.json"):
         assert httpx.get(base + path, timeout=30, trust_env=False).status_code == 200, path
+
+
+def test_a_forwarded_for_header_does_not_change_the_audited_peer(
+    token_server: ThreadedServer, tokens: Tokens, logs: CapturedLogs
+) -> None:
+    """The audit names the TCP peer on both ports: a header any client can send (and
+    that uvicorn would trust from loopback, where a sidecar or any local user connects
+    from) must not put another address in the record, or in the rate limit's key."""
+    request_id = uuid.uuid4().hex
+    response = httpx.post(
+        f"http://127.0.0.1:{token_server.http_port}/v1/images:tag",
+        json={"source": ABSENT_IMAGE, "target": "imagesvc-test/audit-rest:1"},
+        headers={
+            "authorization": f"Bearer {tokens.by_role['builder']}",
+            "x-request-id": request_id,
+            "x-forwarded-for": "203.0.113.9",
+            "x-forwarded-proto": "https",
+        },
+        timeout=30,
+        trust_env=False,
+    )
+    assert response.status_code == 404
+    [record] = _audit_of(logs, request_id)
+    assert record["peer"].startswith("ipv4:127.0.0.1:"), record["peer"]

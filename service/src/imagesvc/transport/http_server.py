@@ -80,6 +80,10 @@ class HttpServer:
             log_config=None,  # our JSON logging, configured by imagesvc.logs
             access_log=False,  # the gateway writes its own access line per request
             server_header=False,
+            # The peer is the TCP peer, as on the gRPC port: uvicorn would otherwise
+            # take X-Forwarded-For from any loopback client (a sidecar, any local user)
+            # into the audit records and the anonymous rate limit's key.
+            proxy_headers=False,
             timeout_graceful_shutdown=max(math.ceil(shutdown_grace_seconds), 1),
         )
         if tls is not None:
