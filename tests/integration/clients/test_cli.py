@@ -170,10 +170,16 @@ def test_prune(address: str, engine: Engine, throwaway: Throwaway) -> None:
 
 def test_an_unreachable_server_fails_with_a_message(address: str) -> None:
     failed = cli(address, "--server", "127.0.0.1:1", "--timeout", "5", "ls", code=1)
-    assert failed.stderr.startswith("imagesvc-cli: ")
+    # Says what it could not reach, not only gRPC's "failed to connect to all addresses".
+    assert failed.stderr.startswith("imagesvc-cli: cannot reach the imagesvc server at 127.0.0.1:1")
+    assert "Connection refused" in failed.stderr
     assert failed.stdout == ""
     # The flag also works after the verb, and wins over IMAGESVC_SERVER.
-    cli(address, "ls", "--server", "127.0.0.1:1", "--timeout", "5", code=1)
+    after = cli(address, "ls", "--server", "127.0.0.1:1", "--timeout", "5", code=1)
+    assert "127.0.0.1:1" in after.stderr
+    # JSON: the error document, code UNAVAILABLE and no reason.
+    document = error_of(cli(address, "-o", "json", "--server", "127.0.0.1:1", "ls", code=1))
+    assert (document["code"], document["reason"]) == ("UNAVAILABLE", "")
 
 
 # Pull, push, login ------------------------------------------------------------------

@@ -28,7 +28,7 @@ from imagesvc_client.cli.render import (
     to_json,
 )
 from imagesvc_client.client import ContextSource, ImageClient
-from imagesvc_client.errors import ImagesvcError
+from imagesvc_client.errors import ImagesvcError, Unavailable
 from imagesvc_client.v1 import image_pb2
 
 # Names of environment variables, not secrets.
@@ -212,7 +212,7 @@ def inspect(args: argparse.Namespace) -> int:
                 found.append(client.get(name))
             except ImagesvcError as error:
                 failed = True
-                _report(args, error)
+                report(args, error)
     if args.engine:
         print_json([json.loads(image.inspect_json) for image in found])
     elif args.output == "json":
@@ -244,9 +244,18 @@ def _print_image(image: image_pb2.Image) -> None:
     print_table(["FIELD", "VALUE"], [[k, v] for k, v in fields if v])
 
 
-def _report(args: argparse.Namespace, error: ImagesvcError) -> None:
+def report(args: argparse.Namespace, error: ImagesvcError) -> None:
+    """Prints a failed call on stderr: the JSON error document, or one line."""
     if args.output == "json":
         print_json(error_document(error), sys.stderr)
+    elif isinstance(error, Unavailable) and not error.reason:
+        # No reason: gRPC itself could not reach the server (down, wrong port, TLS on
+        # one side only); its message alone does not say what was being reached.
+        print(
+            f"imagesvc-cli: cannot reach the imagesvc server at {args.server} (is it "
+            f"running, and using TLS only if --tls/--tls-ca is given?): {error.message}",
+            file=sys.stderr,
+        )
     else:
         print(f"imagesvc-cli: {error}", file=sys.stderr)
 
@@ -380,7 +389,7 @@ def rm(args: argparse.Namespace) -> int:
                 reply = client.remove(name, force=args.force, no_prune=args.no_prune)
             except ImagesvcError as error:
                 failed = True
-                _report(args, error)
+                report(args, error)
                 continue
             if args.output == "json":
                 removed.append({"image": name, **to_json(reply)})

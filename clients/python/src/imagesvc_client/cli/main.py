@@ -8,7 +8,6 @@ import sys
 from collections.abc import Sequence
 
 from imagesvc_client.cli import commands
-from imagesvc_client.cli.render import error_document, print_json
 from imagesvc_client.errors import ImagesvcError
 
 DEFAULT_SERVER = "127.0.0.1:50051"
@@ -179,10 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.run(args)
     except ImagesvcError as error:
-        if args.output == "json":
-            print_json(error_document(error), sys.stderr)
-        else:
-            print(f"imagesvc-cli: {error}", file=sys.stderr)
+        commands.report(args, error)
         return EXIT_FAILED
     except commands.UsageError as error:
         parser.exit(2, f"imagesvc-cli: {error}\n")
