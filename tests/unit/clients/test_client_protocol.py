@@ -123,11 +123,21 @@ def test_sync_client_follows_pages_and_sends_the_token(
     assert TOKEN not in repr(client)
 
 
-def test_no_token_no_authorization_header(scripted: tuple[str, ScriptedService]) -> None:
+@pytest.mark.parametrize("token", [None, ""])
+def test_no_token_no_authorization_header(
+    scripted: tuple[str, ScriptedService], token: str | None
+) -> None:
+    # "": what token=os.environ.get("IMAGESVC_TOKEN") gives for a variable set empty.
     address, service = scripted
-    with ImageClient(address) as client:
+    with ImageClient(address, token=token) as client:
         list(client.list())
     assert "authorization" not in service.metadata[-1]
+
+
+@pytest.mark.parametrize("token", ["two\nlines", "a\r"])
+def test_a_token_of_several_lines_is_refused(token: str) -> None:
+    with pytest.raises(ValueError, match="one line"):
+        ImageClient("127.0.0.1:1", token=token)
 
 
 def test_rich_status_becomes_a_typed_error(scripted: tuple[str, ScriptedService]) -> None:

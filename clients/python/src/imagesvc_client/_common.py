@@ -89,8 +89,10 @@ class Connection:
     ) -> Connection:
         if (client_certificate is None) != (client_key is None):
             raise ValueError("client_certificate and client_key go together")
-        if token is not None and (not token or any(c in token for c in "\r\n")):
-            raise ValueError("the token must be one non-empty line")
+        # An empty token is no token (an empty IMAGESVC_TOKEN, as the CLI reads it).
+        token = token or None
+        if token is not None and any(c in token for c in "\r\n"):
+            raise ValueError("the token must be one line")
         uses_tls = tls or root_certificates is not None or client_certificate is not None
         return cls(
             address=address,

@@ -98,7 +98,8 @@ class ImageClient:
     ``address``: "host:port". TLS: ``tls=True`` (system roots), or ``root_certificates``
     (PEM bytes or a file path; implies TLS); mutual TLS with ``client_certificate`` and
     ``client_key``; ``server_name`` overrides the name checked in the server's
-    certificate. ``token`` is sent as ``authorization: Bearer <token>`` with every call.
+    certificate. ``token`` is sent as ``authorization: Bearer <token>`` with every call
+    (None or "" sends none).
     ``timeout`` (seconds) bounds each unary call; pulls, pushes and builds have no
     deadline unless their ``timeout`` argument sets one.
     """
