@@ -196,11 +196,14 @@ def test_routing_errors_are_grpc_gateways(app: Starlette, recorder: RouteRecorde
     wrong = call(recorder, "PUT", "/v1/images")
     assert wrong.status_code == 501
     assert wrong.json() == {"code": 12, "message": "Method Not Allowed", "details": []}
+    # grpc-gateway has no HEAD or OPTIONS (CORS preflight) handling of its own either.
+    assert call(recorder, "OPTIONS", "/v1/images:pull").json()["code"] == 12
+    assert call(recorder, "HEAD", "/v1/images/x").status_code == 501
     malformed = call(recorder, "GET", "/v1/images/%zz")
     assert malformed.status_code == 400
     assert malformed.json()["message"] == 'malformed path escape "%zz"'
     # Unmatched requests carry no route template (metrics label them otherwise).
-    assert recorder.routes == [None, None, None]
+    assert recorder.routes == [None] * 5
     # Outside the API's prefix the gateway is not involved.
     assert call(app, "GET", "/elsewhere").status_code == 404
     assert call(app, "GET", "/elsewhere").headers["content-type"].startswith("text/plain")
