@@ -94,6 +94,38 @@ def test_ls(address: str, throwaway: Throwaway) -> None:
     assert "invalid filter" in usage.stderr
 
 
+def _before_created(table: str) -> list[str]:
+    """The header, then the sorted rows, cut where the CREATED column starts (an age
+    may tick between two commands); the columns before it must be laid out the same."""
+    lines = table.splitlines()
+    cut = lines[0].index("CREATED")
+    return [lines[0][:cut], *sorted(line[:cut] for line in lines[1:])]
+
+
+def test_ls_shows_tags_and_digests_like_docker(
+    address: str, engine: Engine, served_image: ServedImage
+) -> None:
+    repository = served_image.reference.rsplit(":", 1)[0]
+    extra = f"{repository}:extra"
+    cli(address, "pull", "-q", f"{repository}@{served_image.digest}")
+    try:
+        # Pulled by digest: a row with the repository and tag <none>, not a dangling one.
+        for flags in ([], ["--digests"], ["--no-trunc"]):
+            ours = cli(address, "ls", *flags, repository).stdout
+            theirs = engine.docker("image", "ls", *flags, repository).stdout
+            assert _before_created(ours) == _before_created(theirs), (ours, theirs)
+            assert ours.splitlines()[1].startswith(f"{repository}   <none>")
+        # Tagged too: the tag's row carries the digest; no separate digest row.
+        cli(address, "tag", served_image.image_id, extra)
+        for flags in ([], ["--digests"]):
+            ours = cli(address, "ls", *flags, repository).stdout
+            theirs = engine.docker("image", "ls", *flags, repository).stdout
+            assert _before_created(ours) == _before_created(theirs), (ours, theirs)
+            assert len(ours.splitlines()) == 2
+    finally:
+        remove_local(engine, extra)
+
+
 def test_history_and_inspect(address: str, engine: Engine, busybox_image: BuiltImage) -> None:
     history = cli_json(address, "history", busybox_image.tag)
     inspected = cli_json(address, "inspect", busybox_image.tag)
