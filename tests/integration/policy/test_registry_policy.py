@@ -193,6 +193,29 @@ def _refused_dockerfiles(
             {},
             "REGISTRY_NOT_ALLOWED",
         ),
+        (
+            # Parser directives are found after leading blanks: with ` as the escape,
+            # the backslash continues nothing and FROM starts a stage (the policy once
+            # missed both of these, and the Engine pulled from the canary).
+            "indented-escape-directive",
+            dockerfile(" # escape=`", f"FROM {busybox}", "RUN echo \\", f"FROM {canary}/evil:1"),
+            {},
+            "REGISTRY_NOT_ALLOWED",
+        ),
+        (
+            # An unknown directive (and `check`, before buildkit 0.14) ends the directives:
+            # the escape stays a backslash; "\`" is the shell's escaped backtick.
+            "escape-directive-after-an-unknown-one",
+            dockerfile(
+                "# foo=bar",
+                "# escape=`",
+                f"FROM {busybox}",
+                "RUN echo \\`",
+                f"FROM {canary}/evil:1",
+            ),
+            {},
+            "REGISTRY_NOT_ALLOWED",
+        ),
         ("unset-arg", dockerfile("ARG BASE", "FROM ${BASE}"), {}, "BASE_IMAGE_UNRESOLVED"),
         (
             "remote-add",

@@ -170,6 +170,44 @@ FROM evil
     assert sources(text).images[0].line == 3
 
 
+HIDDEN = "FROM 127.0.0.1:5000/ok\nRUN echo {escape}\nFROM evil\n"
+
+
+@pytest.mark.parametrize(
+    ("directives", "hidden_by"),
+    [
+        # Leading blanks are stripped before directives are looked for (every version).
+        (" # escape=`\n", "\\"),
+        ("\t# ESCAPE = `\n", "\\"),
+        # 20.10 reads the first character after '=' only; later versions the whole value.
+        ("# escape=` x\n", "\\"),
+        # 20.10 stops at `syntax`; later versions read an escape after it.
+        ("# syntax=docker/dockerfile:1\n# escape=`\n", "`"),
+        # buildkit 0.14 knows `check`; earlier versions stop there.
+        ("# check=skip=all\n# escape=`\n", "`"),
+        # An unknown directive ends the directives in every version.
+        ("# foo=bar\n# escape=`\n", "`"),
+    ],
+)
+def test_a_from_is_found_however_an_engine_version_reads_the_directives(
+    directives: str, hidden_by: str
+) -> None:
+    """Where Engine versions could read the escape character differently, the Dockerfile
+    is read each way: a line the one reading continues (hiding the FROM after it in a
+    RUN) is a line of its own for the other."""
+    text = directives + HIDDEN.format(escape=hidden_by)
+    assert "docker.io/library/evil" in images(text)
+
+
+def test_agreeing_directives_are_read_once() -> None:
+    text = "# syntax=docker/dockerfile:1\nFROM 127.0.0.1:5000/`\nok\n"
+    # Every version reads backslash: the backtick continues nothing (one reading only, so
+    # one source, and no `127.0.0.1:5000/ok`).
+    [source] = sources(text).images
+    assert source.reference is None and "'127.0.0.1:5000/`'" in source.problem
+    assert images("# escape=`\nFROM 127.0.0.1:5000/`\nok\n") == ["127.0.0.1:5000/ok"]
+
+
 def test_continuation_lines_are_joined_without_a_space() -> None:
     assert images("FROM 127.0.0.1:5000/te\\\nam/app\n") == ["127.0.0.1:5000/team/app"]
 

@@ -24,13 +24,22 @@ from imagesvc.core.errors import InvalidArgumentError
 from imagesvc.core.references import Reference, parse_reference
 
 SCRATCH = "scratch"
-_DIRECTIVE = re.compile(r"#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*")
+# Parser directives as Engines of different versions read them, on the line without its
+# leading blanks: 20.10 (buildkit 0.8) takes the first character after `escape=` and stops
+# at any other line; later ones take the whole value of a known directive (`syntax`,
+# `escape`, since buildkit 0.14 also `check`) and stop at any other line. Go's \s is ASCII.
+_ESCAPE_DIRECTIVE_0_8 = re.compile(r"#[ \t]*escape[ \t]*=[ \t]*(.).*")
+_DIRECTIVE = re.compile(
+    r"#[\t\n\f\r ]*([a-zA-Z][a-zA-Z0-9]*)[\t\n\f\r ]*=[\t\n\f\r ]*(.+?)[\t\n\f\r ]*"
+)
+_DIRECTIVE_NAMES = (frozenset({"syntax", "escape"}), frozenset({"syntax", "escape", "check"}))
 _COMMENT = re.compile(r"\s*#")
 _INSTRUCTION = re.compile(r"([^\t\v\f\r ]+)[\t\v\f\r ]*(.*)", re.DOTALL)
 _STAGE_INDEX = re.compile(r"[0-9]+")
 # Go's unicode.IsSpace, which the Engine splits words on (str.isspace also has \x1c-\x1f).
 _GO_SPACES = "\t\n\v\f\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 _FIELDS = re.compile(f"[^{_GO_SPACES}]+")
+_GO_LEADING_SPACE = re.compile(f"^[{_GO_SPACES}]+")
 _MAX_NESTING = 16
 _MAX_TEXT = 200
 _URL_SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://")
@@ -75,14 +84,34 @@ def _is_space(ch: str) -> bool:
     return ch.isspace() and ch not in "\x1c\x1d\x1e\x1f"
 
 
-def _escape_directive(lines: list[str]) -> str:
-    """The escape character from the parser directives at the top (default backslash)."""
+def _escape_characters(lines: list[str]) -> frozenset[str]:
+    """The escape character each Engine version would take from the parser directives at
+    the top (default backslash). Where versions disagree, the Dockerfile is read with
+    each, so that no image one of them would pull goes unchecked."""
+    top = [_GO_LEADING_SPACE.sub("", line.removesuffix("\r")) for line in lines]
+    found = {_escape_0_8(top)}
+    for names in _DIRECTIVE_NAMES:
+        found.add(_escape_later(top, names))
+    return frozenset(found)
+
+
+def _escape_0_8(lines: list[str]) -> str:
+    escape = "\\"
+    for line in lines:
+        match = _ESCAPE_DIRECTIVE_0_8.fullmatch(line.lower())
+        if match is None:
+            break
+        escape = match.group(1)
+    return escape
+
+
+def _escape_later(lines: list[str], names: frozenset[str]) -> str:
     escape = "\\"
     for line in lines:
         match = _DIRECTIVE.fullmatch(line)
-        if match is None:
+        if match is None or match.group(1).lower() not in names:
             break
-        if match.group(1).lower() == "escape" and match.group(2) in ("\\", "`"):
+        if match.group(1).lower() == "escape":
             escape = match.group(2)
     return escape
 
@@ -493,8 +522,14 @@ def _may_be_remote(source: str, escape: str) -> bool:
 def dockerfile_sources(dockerfile: bytes, build_args: Mapping[str, str]) -> DockerfileSources:
     """The images and remote sources `dockerfile` needs, in the order they appear."""
     text = dockerfile.decode("utf-8", errors="replace").removeprefix("\ufeff")
-    escape = _escape_directive(text.split("\n"))
-    scanner = _Scanner(build_args, escape)
-    for line, instruction in _logical_lines(text, escape):
-        scanner.instruction(line, instruction)
-    return DockerfileSources(tuple(scanner.images), tuple(scanner.remote))
+    images: dict[ImageSource, None] = {}
+    remote: dict[RemoteSource, None] = {}
+    for escape in sorted(_escape_characters(text.split("\n"))):
+        if escape not in ("\\", "`"):
+            continue  # the Engine refuses the Dockerfile: nothing is pulled
+        scanner = _Scanner(build_args, escape)
+        for line, instruction in _logical_lines(text, escape):
+            scanner.instruction(line, instruction)
+        images.update(dict.fromkeys(scanner.images))
+        remote.update(dict.fromkeys(scanner.remote))
+    return DockerfileSources(tuple(images), tuple(remote))
