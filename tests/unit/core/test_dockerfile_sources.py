@@ -204,7 +204,8 @@ def test_agreeing_directives_are_read_once() -> None:
     # Every version reads backslash: the backtick continues nothing (one reading only, so
     # one source, and no `127.0.0.1:5000/ok`).
     [source] = sources(text).images
-    assert source.reference is None and "'127.0.0.1:5000/`'" in source.problem
+    assert source.reference is None
+    assert "'127.0.0.1:5000/`'" in source.problem
     assert images("# escape=`\nFROM 127.0.0.1:5000/`\nok\n") == ["127.0.0.1:5000/ok"]
 
 
