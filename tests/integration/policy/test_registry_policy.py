@@ -216,6 +216,13 @@ def _refused_dockerfiles(
             {},
             "REGISTRY_NOT_ALLOWED",
         ),
+        (
+            # \x1c is blank for Python, not for Go: the Engine ends the RUN there.
+            "continuation-ended-by-a-control-character",
+            dockerfile(f"FROM {busybox}", "RUN echo \\", "\x1c", f"FROM {canary}/evil:1"),
+            {},
+            "REGISTRY_NOT_ALLOWED",
+        ),
         ("unset-arg", dockerfile("ARG BASE", "FROM ${BASE}"), {}, "BASE_IMAGE_UNRESOLVED"),
         (
             "remote-add",

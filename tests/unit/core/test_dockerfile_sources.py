@@ -209,6 +209,23 @@ def test_agreeing_directives_are_read_once() -> None:
     assert images("# escape=`\nFROM 127.0.0.1:5000/`\nok\n") == ["127.0.0.1:5000/ok"]
 
 
+@pytest.mark.parametrize("line", ["\x1c", " \x1f ", "\x1e# not a comment for the Engine"])
+def test_a_line_go_does_not_call_blank_ends_a_continuation(line: str) -> None:
+    """Python's str.isspace includes \x1c-\x1f, Go's unicode.IsSpace does not: for the
+    Engine such a line is the end of the RUN it continues, and FROM the next instruction."""
+    text = f"FROM 127.0.0.1:5000/ok\nRUN echo \\\n{line}\nFROM evil\n"
+    assert images(text) == ["127.0.0.1:5000/ok", "docker.io/library/evil"]
+
+
+def test_blank_and_comment_lines_by_go_spaces_are_skipped() -> None:
+    text = (
+        "FROM 127.0.0.1:5000/ok\nRUN echo \\\n\u00a0\n\v# comment\n  FROM evil\n\u00a0FROM evil2\n"
+    )
+    # The blank and comment lines are skipped inside the continuation; "  FROM evil"
+    # continues the RUN; a line after unicode blanks is an instruction.
+    assert images(text) == ["127.0.0.1:5000/ok", "docker.io/library/evil2"]
+
+
 def test_continuation_lines_are_joined_without_a_space() -> None:
     assert images("FROM 127.0.0.1:5000/te\\\nam/app\n") == ["127.0.0.1:5000/team/app"]
 

@@ -33,7 +33,6 @@ _DIRECTIVE = re.compile(
     r"#[\t\n\f\r ]*([a-zA-Z][a-zA-Z0-9]*)[\t\n\f\r ]*=[\t\n\f\r ]*(.+?)[\t\n\f\r ]*"
 )
 _DIRECTIVE_NAMES = (frozenset({"syntax", "escape"}), frozenset({"syntax", "escape", "check"}))
-_COMMENT = re.compile(r"\s*#")
 _INSTRUCTION = re.compile(r"([^\t\v\f\r ]+)[\t\v\f\r ]*(.*)", re.DOTALL)
 _STAGE_INDEX = re.compile(r"[0-9]+")
 # Go's unicode.IsSpace, which the Engine splits words on (str.isspace also has \x1c-\x1f).
@@ -132,19 +131,22 @@ def _logical_lines(text: str, escape: str) -> list[tuple[int, str]]:
     index = 0
     while index < len(physical):
         start = index + 1
-        line = physical[index].lstrip(" \t")
+        # Blank means Go's unicode.IsSpace, which (unlike str.isspace) excludes \x1c-\x1f:
+        # a line of those ends a continuation for the Engine, so it must here too.
+        line = _GO_LEADING_SPACE.sub("", physical[index])
         index += 1
-        if not line or _COMMENT.match(line):
+        if not line or line.startswith("#"):
             continue
         line, more = _continues(line, escape)
         while more and index < len(physical):
             raw = physical[index]
             index += 1
-            if _COMMENT.match(raw) or not raw.strip():
+            content = _GO_LEADING_SPACE.sub("", raw)
+            if not content or content.startswith("#"):
                 continue
             part, more = _continues(raw, escape)
             line += part
-        if line.strip():
+        if _GO_LEADING_SPACE.sub("", line):
             result.append((start, line))
     return result
 
