@@ -1,8 +1,9 @@
-// A small layer over the generated ImageService client: a gRPC (HTTP/2) transport with an
-// optional bearer token, every page of ListImages, and pulls/pushes that report progress
-// and resolve to their result.
+// A small layer over the generated ImageService client: a gRPC (HTTP/2) transport with
+// TLS options and an optional bearer token, every page of ListImages, pulls/pushes that
+// report progress and resolve to their result, and the server's error details (reason).
 import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import { ErrorInfoSchema, RetryInfoSchema } from "./gen/google/rpc/error_details_pb.js";
 import type { Image, TransferProgress } from "./gen/imagesvc/v1/image_pb.js";
 import {
   ImageService,
@@ -17,15 +18,23 @@ import type { GenMessage } from "@bufbuild/protobuf/codegenv2";
 
 export * from "./gen/imagesvc/v1/image_pb.js";
 export * from "./gen/imagesvc/v1/image_service_pb.js";
+export { ErrorInfoSchema, RetryInfoSchema };
 export { Code, ConnectError };
 
 export type ImageServiceClient = Client<typeof ImageService>;
 
 export interface ImageClientOptions {
-  /** Sent as `authorization: Bearer <token>` with every call. */
+  /** Sent as `authorization: Bearer <token>` with every call ("" sends none). */
   token?: string;
-  /** Connect with TLS (https) instead of plaintext HTTP/2. */
+  /** Connect with TLS (https) instead of plaintext HTTP/2; implied by the options below. */
   tls?: boolean;
+  /** CA certificates (PEM) the server's certificate must chain to, instead of the system's. */
+  ca?: string | Buffer;
+  /** Client certificate (PEM) and its private key, for a server demanding mutual TLS. */
+  cert?: string | Buffer;
+  key?: string | Buffer;
+  /** The name the server's certificate must hold, when it differs from the address's host. */
+  serverName?: string;
 }
 
 /** A client of imagesvc at `address` ("host:port"). */
@@ -41,11 +50,46 @@ export function createImageClient(
       return next(request);
     });
   }
+  const { ca, cert, key, serverName } = options;
+  if ((cert === undefined) !== (key === undefined)) {
+    throw new TypeError("cert and key go together");
+  }
+  const tls = options.tls || [ca, cert, key, serverName].some((value) => value !== undefined);
   const transport = createGrpcTransport({
-    baseUrl: `${options.tls ? "https" : "http"}://${address}`,
+    baseUrl: `${tls ? "https" : "http"}://${address}`,
     interceptors,
+    nodeOptions: tls ? { ca, cert, key, servername: serverName } : {},
   });
   return createClient(ImageService, transport);
+}
+
+/** What the server said about a failed call: `reason` ("IMAGE_NOT_FOUND",
+ * "CALLER_UNAUTHENTICATED", ...) and `metadata` come from the google.rpc.ErrorInfo in the
+ * grpc-status-details-bin trailer ("" and {} when there is none, e.g. a connection that
+ * failed); `retryDelayMs` from a google.rpc.RetryInfo, when the server asks to back off. */
+export interface ErrorDetails {
+  code: Code;
+  message: string;
+  reason: string;
+  domain: string;
+  metadata: Record<string, string>;
+  retryDelayMs?: number;
+}
+
+/** The details of any error a call threw (a ConnectError, or anything else as Unknown). */
+export function errorDetails(error: unknown): ErrorDetails {
+  const failure = ConnectError.from(error);
+  const [info] = failure.findDetails(ErrorInfoSchema);
+  const [retry] = failure.findDetails(RetryInfoSchema);
+  const delay = retry?.retryDelay;
+  return {
+    code: failure.code,
+    message: failure.rawMessage,
+    reason: info?.reason ?? "",
+    domain: info?.domain ?? "",
+    metadata: { ...(info?.metadata ?? {}) },
+    ...(delay ? { retryDelayMs: Number(delay.seconds) * 1000 + delay.nanos / 1e6 } : {}),
+  };
 }
 
 type Init<T> = T extends { $typeName: string } ? MessageInitShape<GenMessage<T>> : never;

@@ -1,12 +1,17 @@
 // Against a live imagesvc: IMAGESVC_ADDRESS (host:port) and IMAGESVC_TEST_REFERENCE, an
-// image in a registry and not on the daemon yet, with IMAGESVC_TEST_DIGEST its digest.
-// tests/integration/clients/test_typescript.py sets them up and runs `npm test`.
+// image in a registry and not on the daemon yet, with IMAGESVC_TEST_DIGEST its digest;
+// and a server with TLS, mutual TLS and tokens: IMAGESVC_TLS_ADDRESS, IMAGESVC_TLS_CA,
+// IMAGESVC_TLS_CERT, IMAGESVC_TLS_KEY (PEM files), IMAGESVC_TLS_TOKEN (admin) and
+// IMAGESVC_TLS_VIEWER_TOKEN. tests/integration/clients/test_typescript.py sets them up
+// and runs `npm test`.
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { test } from "node:test";
 import {
   Code,
   ConnectError,
   createImageClient,
+  errorDetails,
   listAllImages,
   pullImage,
   type TransferProgress,
@@ -57,6 +62,66 @@ test("lists images, pulls one while reading its progress, and inspects it", asyn
 
   await assert.rejects(
     client.getImage({ image: "imagesvc-test/absent:1" }),
-    (error: unknown) => error instanceof ConnectError && error.code === Code.NotFound,
+    (error: unknown) => {
+      assert.ok(error instanceof ConnectError);
+      const details = errorDetails(error);
+      assert.equal(details.code, Code.NotFound);
+      assert.equal(details.reason, "IMAGE_NOT_FOUND");
+      assert.match(details.message, /imagesvc-test\/absent:1/);
+      return true;
+    },
   );
+  await assert.rejects(client.getImage({ image: "UPPER/Case" }), (error: unknown) => {
+    assert.equal(errorDetails(error).code, Code.InvalidArgument);
+    assert.equal(errorDetails(error).reason, "INVALID_REFERENCE");
+    return true;
+  });
+});
+
+test("TLS, a client certificate and tokens; refusals say why", async () => {
+  const address = environment("IMAGESVC_TLS_ADDRESS");
+  const tls = {
+    ca: readFileSync(environment("IMAGESVC_TLS_CA")),
+    cert: readFileSync(environment("IMAGESVC_TLS_CERT")),
+    key: readFileSync(environment("IMAGESVC_TLS_KEY")),
+  };
+  const admin = createImageClient(address, { ...tls, token: environment("IMAGESVC_TLS_TOKEN") });
+  const listed = [];
+  for await (const image of listAllImages(admin)) listed.push(image.id);
+  assert.ok(listed.length >= 1);
+
+  const port = address.slice(address.lastIndexOf(":") + 1);
+  const named = createImageClient(`localhost:${port}`, {
+    ...tls,
+    serverName: "imagesvc.test",
+    token: environment("IMAGESVC_TLS_VIEWER_TOKEN"),
+  });
+  const { images } = await named.listImages({ pageSize: 1 });
+  assert.equal(images.length, 1);
+  await assert.rejects(named.removeImage({ image: images[0].id }), (error: unknown) => {
+    const details = errorDetails(error);
+    assert.equal(details.code, Code.PermissionDenied);
+    assert.equal(details.reason, "CALLER_PERMISSION_DENIED");
+    return true;
+  });
+
+  const wrongToken = createImageClient(address, { ...tls, token: "not-a-token" });
+  await assert.rejects(wrongToken.listImages({}), (error: unknown) => {
+    const details = errorDetails(error);
+    assert.equal(details.code, Code.Unauthenticated);
+    assert.equal(details.reason, "CALLER_UNAUTHENTICATED");
+    assert.ok(!details.message.includes("not-a-token"));
+    return true;
+  });
+
+  // Without the CA the server's certificate is not trusted: the connection fails (Node's
+  // verification error, which connect-node reports as Internal), and no reason is sent.
+  const untrusted = createImageClient(address, { cert: tls.cert, key: tls.key });
+  await assert.rejects(untrusted.listImages({}), (error: unknown) => {
+    const details = errorDetails(error);
+    assert.match(details.message, /certificate/);
+    assert.equal(details.reason, "");
+    return true;
+  });
+  assert.throws(() => createImageClient(address, { cert: tls.cert }), TypeError);
 });

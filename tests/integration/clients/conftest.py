@@ -1,16 +1,23 @@
-"""Fixtures of the client tests: a client of the live server, throwaway images, and an
-image served by the open registry (pushed, then removed from the Engine) to pull."""
+"""Fixtures of the client tests: a client of the live server, throwaway images, an
+image served by the open registry (pushed, then removed from the Engine) to pull, and a
+server with TLS, mutual TLS and tokens."""
 
 from __future__ import annotations
 
+import json
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from devtools.sandbox import BuiltImage, Engine, Registry, build_busybox_image
+from imagesvc.core.credential_files import hash_token
 from imagesvc.server import ThreadedServer
 from imagesvc_client import ImageClient
+from tests.integration.certificates import KeyPair, new_ca
+from tests.integration.conftest import server_settings
 from tests.integration.local_images import Throwaway, inspect
 from tests.integration.transfers import local_id, registry_manifest, remove_local, unique
 
@@ -64,3 +71,60 @@ def served_image(
     assert local_id(engine, image_id) is None
     yield ServedImage(reference, manifest.digest, image_id, layers)
     remove_local(engine, reference, f"{reference[:-2]}@{manifest.digest}")
+
+
+@dataclass(frozen=True)
+class SecureServer:
+    address: str  # 127.0.0.1:PORT
+    ca: Path  # signs the server's certificate (for 127.0.0.1 and imagesvc.test)
+    client: KeyPair  # a client certificate the server trusts
+    admin_token: str
+    viewer_token: str
+
+
+@pytest.fixture(scope="package")
+def secure(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureServer]:
+    """A server with TLS, a client CA (mutual TLS) and a tokens file: an admin and a
+    viewer token."""
+    directory = tmp_path_factory.mktemp("client-tls")
+    server_ca = new_ca(directory, "client-tests-server-ca")
+    client_ca = new_ca(directory, "client-tests-client-ca")
+    server_pair = server_ca.issue(
+        directory,
+        "server",
+        common_name="imagesvc",
+        dns=("imagesvc.test",),
+        ips=("127.0.0.1",),
+        server=True,
+    )
+    admin, viewer = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+    tokens = directory / "tokens.json"
+    tokens.write_text(
+        json.dumps(
+            {
+                "tokens": [
+                    {"identity": "client-admin", "roles": ["admin"], "sha256": hash_token(admin)},
+                    {"identity": "client-viewer", "roles": ["viewer"], "token": viewer},
+                ]
+            }
+        )
+    )
+    running = ThreadedServer(
+        server_settings(
+            engine.host,
+            tls_cert_file=str(server_pair.cert),
+            tls_key_file=str(server_pair.key),
+            tls_client_ca_file=str(client_ca.cert),
+            tokens_file=str(tokens),
+        )
+    )
+    try:
+        yield SecureServer(
+            address=f"127.0.0.1:{running.port}",
+            ca=server_ca.cert,
+            client=client_ca.issue(directory, "client", common_name="client-tests"),
+            admin_token=admin,
+            viewer_token=viewer,
+        )
+    finally:
+        running.stop()

@@ -7,16 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from devtools.sandbox import BuiltImage, Engine
-from imagesvc.core.credential_files import hash_token
-from imagesvc.server import ThreadedServer
+from devtools.sandbox import BuiltImage
 from imagesvc_client import (
     AsyncImageClient,
     ImageClient,
@@ -24,64 +19,8 @@ from imagesvc_client import (
     Unauthenticated,
     Unavailable,
 )
-from tests.integration.certificates import KeyPair, new_ca
+from tests.integration.clients.conftest import SecureServer
 from tests.integration.clients.test_cli import cli, error_of
-from tests.integration.conftest import server_settings
-
-
-@dataclass(frozen=True)
-class SecureServer:
-    address: str  # 127.0.0.1:PORT
-    ca: Path  # signs the server's certificate (for 127.0.0.1 and imagesvc.test)
-    client: KeyPair  # a client certificate the server trusts
-    admin_token: str
-    viewer_token: str
-
-
-@pytest.fixture(scope="module")
-def secure(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureServer]:
-    directory = tmp_path_factory.mktemp("client-tls")
-    server_ca = new_ca(directory, "client-tests-server-ca")
-    client_ca = new_ca(directory, "client-tests-client-ca")
-    server_pair = server_ca.issue(
-        directory,
-        "server",
-        common_name="imagesvc",
-        dns=("imagesvc.test",),
-        ips=("127.0.0.1",),
-        server=True,
-    )
-    admin, viewer = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
-    tokens = directory / "tokens.json"
-    tokens.write_text(
-        json.dumps(
-            {
-                "tokens": [
-                    {"identity": "client-admin", "roles": ["admin"], "sha256": hash_token(admin)},
-                    {"identity": "client-viewer", "roles": ["viewer"], "token": viewer},
-                ]
-            }
-        )
-    )
-    running = ThreadedServer(
-        server_settings(
-            engine.host,
-            tls_cert_file=str(server_pair.cert),
-            tls_key_file=str(server_pair.key),
-            tls_client_ca_file=str(client_ca.cert),
-            tokens_file=str(tokens),
-        )
-    )
-    try:
-        yield SecureServer(
-            address=f"127.0.0.1:{running.port}",
-            ca=server_ca.cert,
-            client=client_ca.issue(directory, "client", common_name="client-tests"),
-            admin_token=admin,
-            viewer_token=viewer,
-        )
-    finally:
-        running.stop()
 
 
 def _client(secure: SecureServer, **options: object) -> ImageClient:

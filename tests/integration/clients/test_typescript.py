@@ -1,6 +1,7 @@
 """The TypeScript client (clients/typescript) against the live server: `npm test` there
 lists images, pulls an image from the open registry while reading its progress, and
-inspects it. Node.js and npm are required: without them this test fails."""
+inspects it; decodes the reasons of failed calls; and reaches a server with TLS, mutual
+TLS and tokens. Node.js and npm are required: without them this test fails."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 from devtools.sandbox import Engine
-from tests.integration.clients.conftest import ServedImage
+from tests.integration.clients.conftest import SecureServer, ServedImage
 from tests.integration.transfers import local_id
 
 PACKAGE = Path(__file__).resolve().parents[3] / "clients" / "typescript"
@@ -27,7 +28,7 @@ def _installed() -> bool:
 
 
 def test_typescript_client_lists_pulls_and_inspects(
-    address: str, engine: Engine, served_image: ServedImage
+    address: str, engine: Engine, served_image: ServedImage, secure: SecureServer
 ) -> None:
     npm = shutil.which("npm")
     assert shutil.which("node") is not None, "Node.js 20+ is needed for the TypeScript client"
@@ -44,6 +45,12 @@ def test_typescript_client_lists_pulls_and_inspects(
         "IMAGESVC_ADDRESS": address,
         "IMAGESVC_TEST_REFERENCE": served_image.reference,
         "IMAGESVC_TEST_DIGEST": served_image.digest,
+        "IMAGESVC_TLS_ADDRESS": secure.address,
+        "IMAGESVC_TLS_CA": str(secure.ca),
+        "IMAGESVC_TLS_CERT": str(secure.client.cert),
+        "IMAGESVC_TLS_KEY": str(secure.client.key),
+        "IMAGESVC_TLS_TOKEN": secure.admin_token,
+        "IMAGESVC_TLS_VIEWER_TOKEN": secure.viewer_token,
         "NO_COLOR": "1",
     }
     ran = subprocess.run(
@@ -55,7 +62,7 @@ def test_typescript_client_lists_pulls_and_inspects(
     failed = re.search(r"^. fail (\d+)$", output, re.MULTILINE)
     assert passed is not None, output
     assert failed is not None, output
-    assert int(passed[1]) >= 1
+    assert int(passed[1]) >= 2
     assert int(failed[1]) == 0
     # The pull really happened on the Engine.
     assert local_id(engine, served_image.reference) == served_image.image_id
