@@ -223,6 +223,14 @@ def _refused_dockerfiles(
             {},
             "REGISTRY_NOT_ALLOWED",
         ),
+        (
+            # A trigger runs in every build FROM this image: built as an allowed name, a
+            # later build FROM it would pull the trigger's image.
+            "onbuild-copy-from",
+            dockerfile(f"FROM {busybox}", f"ONBUILD COPY --from={canary}/evil:1 /x /x"),
+            {},
+            "REGISTRY_NOT_ALLOWED",
+        ),
         ("unset-arg", dockerfile("ARG BASE", "FROM ${BASE}"), {}, "BASE_IMAGE_UNRESOLVED"),
         (
             "remote-add",

@@ -226,6 +226,35 @@ def test_blank_and_comment_lines_by_go_spaces_are_skipped() -> None:
     assert images(text) == ["127.0.0.1:5000/ok", "docker.io/library/evil2"]
 
 
+def test_onbuild_triggers_name_images_of_the_builds_that_use_this_one() -> None:
+    """A trigger runs in a later build FROM this image: its --from is an image there,
+    never one of this build's stages, and its remote ADD a download there."""
+    text = """FROM 127.0.0.1:5000/ok AS tools
+ONBUILD COPY --from=127.0.0.1:5001/evil:1 /x /x
+onbuild  copy --from=tools /x /x
+ONBUILD COPY --from=0 /x /x
+ONBUILD RUN --mount=type=bind,from=evil2 true
+ONBUILD COPY --from=$X /x /x
+ONBUILD ADD http://example.org/payload /payload
+"""
+    found = sources(text)
+    assert [(s.line, s.instruction) for s in found.images] == [
+        (1, "FROM"),
+        (2, "ONBUILD COPY --from"),
+        (3, "ONBUILD COPY --from"),
+        (5, "ONBUILD RUN --mount from"),
+        (6, "ONBUILD COPY --from"),
+    ]
+    assert images(text)[:4] == [
+        "127.0.0.1:5000/ok",
+        "127.0.0.1:5001/evil:1",
+        "docker.io/library/tools",
+        "docker.io/library/evil2",
+    ]
+    assert found.images[4].reference is None
+    assert [r.text for r in found.remote] == ["ONBUILD ADD http://example.org/payload"]
+
+
 def test_continuation_lines_are_joined_without_a_space() -> None:
     assert images("FROM 127.0.0.1:5000/te\\\nam/app\n") == ["127.0.0.1:5000/team/app"]
 

@@ -397,26 +397,35 @@ class _Scanner:
         self.images: list[ImageSource] = []
         self.remote: list[RemoteSource] = []
 
-    def instruction(self, line: int, text: str) -> None:
+    def instruction(self, line: int, text: str, *, trigger: bool = False) -> None:
+        """`trigger`: the text of an ONBUILD, which runs in every build FROM the image
+        this one makes, as that build's instruction: its `--from` names none of this
+        build's stages, so it is an image to pull (a self-built base with an
+        `ONBUILD COPY --from=<any image>` would otherwise carry a pull past the policy)."""
         match = _INSTRUCTION.match(text.strip())
         if match is None:
             return
         keyword, rest = match.group(1).lower(), match.group(2)
-        if keyword == "arg" and not self._seen_from:
+        prefix = "ONBUILD " if trigger else ""
+        if keyword == "arg" and not self._seen_from and not trigger:
             self._global_arg(rest)
-        elif keyword == "from":
+        elif keyword == "from" and not trigger:
             self._from(line, rest)
+        elif keyword == "onbuild" and not trigger:
+            self.instruction(line, rest, trigger=True)
         elif keyword == "copy":
             flags, _ = _split_flags(rest)
-            self._from_flag(line, "COPY --from", _flag(flags, "from"))
+            self._from_flag(line, f"{prefix}COPY --from", _flag(flags, "from"), trigger=trigger)
         elif keyword == "run":
             flags, _ = _split_flags(rest)
             for flag in flags:
                 key, _, value = flag[2:].partition("=")
                 if key.lower() == "mount":
-                    self._from_flag(line, "RUN --mount from", _mount_from(value))
+                    self._from_flag(
+                        line, f"{prefix}RUN --mount from", _mount_from(value), trigger=trigger
+                    )
         elif keyword == "add":
-            self._add(line, rest)
+            self._add(line, rest, prefix)
 
     def _global_arg(self, rest: str) -> None:
         for word in _words(rest, self._escape):
@@ -451,7 +460,9 @@ class _Scanner:
                 self._image(line, "FROM", text, image)
         self._current_stage = args[2].lower() if len(args) == 3 else ""
 
-    def _from_flag(self, line: int, instruction: str, value: str | None) -> None:
+    def _from_flag(
+        self, line: int, instruction: str, value: str | None, *, trigger: bool = False
+    ) -> None:
         if value is None:
             return
         text = f"{instruction}={_shorten(value)}"
@@ -459,10 +470,10 @@ class _Scanner:
             # The classic builder takes --from literally; BuildKit would expand it in the
             # stage's scope. Neither can be verified here, so the build is refused.
             self._unresolved(line, instruction, text, "variables in --from are not supported")
-        elif not _STAGE_INDEX.fullmatch(value) and value not in self._stages:
+        elif not _STAGE_INDEX.fullmatch(value) and (trigger or value not in self._stages):
             self._image(line, instruction, text, value)
 
-    def _add(self, line: int, rest: str) -> None:
+    def _add(self, line: int, rest: str, prefix: str = "") -> None:
         _, args_text = _split_flags(rest)
         stripped = args_text.strip()
         sources = _json_list(stripped) if stripped.startswith("[") else None
@@ -473,7 +484,7 @@ class _Scanner:
             sources = sources[:-1] if len(sources) > 1 else sources
         for source in sources:
             if _may_be_remote(source, self._escape):
-                self.remote.append(RemoteSource(line, f"ADD {_shorten(source)}"))
+                self.remote.append(RemoteSource(line, f"{prefix}ADD {_shorten(source)}"))
 
     def _image(self, line: int, instruction: str, text: str, image: str) -> None:
         try:
