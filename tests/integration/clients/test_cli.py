@@ -389,6 +389,20 @@ def test_build(address: str, engine: Engine, busybox_image: BuiltImage, tmp_path
         remove_local(engine, *tags)
 
 
+def test_build_reads_a_dockerfile_from_stdin(
+    address: str, engine: Engine, busybox_image: BuiltImage
+) -> None:
+    # `docker build - < Dockerfile`: not an archive, so a Dockerfile without a context.
+    tag = f"{unique_repo('cli-build-stdin')}:1"
+    text = dockerfile(f"FROM {busybox_image.tag}", "RUN echo dockerfile-on-stdin")
+    try:
+        built = cli(address, "build", "--no-cache", "-t", tag, "-", stdin=text)
+        assert "dockerfile-on-stdin" in built.stdout
+        assert exists(engine, tag)
+    finally:
+        remove_local(engine, tag)
+
+
 def test_build_failures(address: str, busybox_image: BuiltImage, tmp_path: Path) -> None:
     (tmp_path / "Dockerfile").write_text(dockerfile(f"FROM {busybox_image.tag}", "RUN exit 4"))
     failed = cli(address, "build", str(tmp_path), code=1)

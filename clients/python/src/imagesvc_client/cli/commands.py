@@ -27,6 +27,7 @@ from imagesvc_client.cli.render import (
     split_reference,
     to_json,
 )
+from imagesvc_client.cli.stdin_context import stdin_context
 from imagesvc_client.client import ContextSource, ImageClient
 from imagesvc_client.errors import ImagesvcError, Unavailable
 from imagesvc_client.v1 import image_pb2
@@ -321,8 +322,8 @@ def build(args: argparse.Namespace) -> int:
     context: ContextSource
     dockerfile: str | Path | None
     if args.context == "-":
-        # A tar archive on stdin; -f names the Dockerfile inside it.
-        context, dockerfile = sys.stdin.buffer, args.file
+        # A tar archive on stdin (-f names the Dockerfile inside it), or a Dockerfile.
+        context, dockerfile = stdin_context(sys.stdin.buffer, args.file)
     else:
         # Like docker: -f is relative to the current directory, not the context.
         context = args.context

@@ -131,8 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     tag.add_argument("target")
     tag.set_defaults(run=commands.tag)
 
-    build = verb("build", "Build an image from a context directory (or a tar on stdin: -)")
-    build.add_argument("context", help="directory, or - for a tar archive on stdin")
+    build = verb("build", "Build an image from a context directory (or stdin: -)")
+    build.add_argument(
+        "context", help="directory, or - for a tar archive (or a lone Dockerfile) on stdin"
+    )
     build.add_argument("-t", "--tag", action="append", default=[], help="name[:tag] (repeatable)")
     build.add_argument("-f", "--file", default=None, help="Dockerfile (default CONTEXT/Dockerfile)")
     build.add_argument("--build-arg", action="append", default=[], metavar="KEY[=VALUE]")
