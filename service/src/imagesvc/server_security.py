@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import stat
 from pathlib import Path
 
 import grpc
@@ -121,6 +122,7 @@ class ServerSecurity:
             )
         except FileProblem as exc:
             raise SecuritySettingsError(str(exc)) from None
+        self._tokens = tokens
         return Authenticator(
             tokens, clients, client_certificates=bool(self.tls and self.tls.client_ca_file)
         )
@@ -177,11 +179,32 @@ class ServerSecurity:
                 "client_cert_roles_file": settings.client_cert_roles_file,
             },
         )
+        self._warn_about_readable_tokens()
         if self.tls is None and settings.tokens_file and exposed:
             log.warning(
                 "bearer tokens travel in clear text on non-loopback ports: set --tls-cert-file"
                 " and --tls-key-file unless a proxy or mesh in front terminates TLS",
                 extra={"exposed": exposed},
+            )
+
+    def _warn_about_readable_tokens(self) -> None:
+        """A tokens file with plain `token` entries holds usable credentials: say so when
+        every user of the machine may read it (hashed entries are safe to expose)."""
+        path = self.settings.tokens_file
+        tokens = self._tokens
+        if not path or tokens is None or not tokens.current().plain_tokens:
+            return
+        try:
+            mode = Path(path).stat().st_mode
+        except OSError:
+            return  # the reloading file reports it
+        if mode & stat.S_IROTH:
+            log.warning(
+                "the tokens file holds plain tokens and every user of this machine can read"
+                ' it: replace its "token" entries by "sha256" ones (imagesvc hash-token)'
+                " or make it readable by this service only (chmod 600; defaultMode: 0400"
+                " for a Kubernetes Secret)",
+                extra={"tokens_file": path, "plain_tokens": tokens.current().plain_tokens},
             )
 
     def add_grpc_port(self, server: grpc.aio.Server, address: str) -> int:

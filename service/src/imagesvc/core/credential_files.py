@@ -62,6 +62,8 @@ class TokenEntry:
 @dataclass(frozen=True, slots=True)
 class TokenTable:
     entries: tuple[TokenEntry, ...]
+    # Entries the file gave as the token itself: the file then holds usable credentials.
+    plain_tokens: int = 0
 
     def find(self, token: str) -> TokenEntry | None:
         """The entry whose hash matches. Every entry is compared with
@@ -177,7 +179,8 @@ def parse_tokens(data: bytes) -> TokenTable:
             digest = digest.lower()
         entries.append(TokenEntry(identity, roles, digest))
     _unique((entry.sha256 for entry in entries), "the same token appears twice")
-    return TokenTable(tuple(entries))
+    plain = sum(1 for raw in _document(data, "tokens") if "token" in raw)
+    return TokenTable(tuple(entries), plain)
 
 
 def parse_clients(data: bytes) -> ClientTable:
