@@ -165,3 +165,76 @@ def test_each_call_shape_is_counted_like_the_go_provider() -> None:
         if "grpc_method" in s.labels
     }
     assert counted == {"Bug", "Refuse", "Count", "Three", "Echo"}
+
+
+async def _slow(request: bytes, context: Any) -> bytes:
+    await asyncio.sleep(30)
+    return request
+
+
+async def _slow_stream(request: bytes, context: Any) -> AsyncIterator[bytes]:
+    yield b"first"
+    await asyncio.sleep(30)
+
+
+async def _ended_calls(registry: CollectorRegistry) -> None:
+    """Calls the caller's deadline ends, and calls the caller cancels, on each shape."""
+    handlers = grpc.method_handlers_generic_handler(
+        SERVICE,
+        {
+            "Slow": grpc.unary_unary_rpc_method_handler(_slow),
+            "SlowStream": grpc.unary_stream_rpc_method_handler(_slow_stream),
+        },
+    )
+    server = grpc.aio.server(interceptors=[GrpcMetricsInterceptor(GrpcServerMetrics(registry))])
+    server.add_generic_rpc_handlers((handlers,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            for name, shape in (("Slow", "unary_unary"), ("SlowStream", "unary_stream")):
+                with pytest.raises(grpc.aio.AioRpcError) as late:
+                    await _to_the_end(_method(channel, shape, name)(b"x", timeout=0.3))
+                assert late.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+                cancelled = _method(channel, shape, name)(b"x", timeout=30)
+                await asyncio.sleep(0.3)
+                cancelled.cancel()
+            # The server sees each end a moment after the client did.
+            for _ in range(100):
+                done = registry.get_sample_value(
+                    "grpc_server_handling_seconds_count",
+                    {
+                        "grpc_type": "server_stream",
+                        "grpc_service": SERVICE,
+                        "grpc_method": "SlowStream",
+                    },
+                )
+                if done == 2:
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        await server.stop(None)
+
+
+async def _to_the_end(call: Any) -> None:
+    if isinstance(call, grpc.aio.UnaryUnaryCall):
+        await call
+        return
+    async for _ in call:
+        pass
+
+
+def test_a_passed_deadline_is_deadline_exceeded_and_a_cancel_canceled() -> None:
+    """As Go's provider reports them (the handler's context error): the alerts count a
+    passed deadline as the service's failure, a caller's cancel as not."""
+    registry = CollectorRegistry()
+    asyncio.run(_ended_calls(registry))
+    for method, kind in (("Slow", "unary"), ("SlowStream", "server_stream")):
+        codes = {
+            code: _value(registry, "grpc_server_handled_total", method, kind, grpc_code=code)
+            for code in GO_CODE_NAMES.values()
+        }
+        assert {code: n for code, n in codes.items() if n} == {
+            "DeadlineExceeded": 1,
+            "Canceled": 1,
+        }, method

@@ -18,6 +18,7 @@ from imagesvc.core.identity import current_identity
 from imagesvc.transport.grpc_auth import establish_caller
 from imagesvc.transport.grpc_drain import Drain
 from imagesvc.transport.grpc_errors import error_status
+from imagesvc.transport.grpc_metrics import cancelled_code
 from imagesvc.transport.request_id import REQUEST_ID_KEY, current_request_id, request_id_from
 
 log = logging.getLogger("imagesvc.access")
@@ -106,7 +107,7 @@ async def _handled(
     except ImageServiceError as error:
         await call.fail(error)
     except asyncio.CancelledError:
-        call.code = grpc.StatusCode.CANCELLED
+        call.code = cancelled_code(context)  # or DEADLINE_EXCEEDED, as on /metrics
         raise
     except grpc.aio.AbortError:
         raise

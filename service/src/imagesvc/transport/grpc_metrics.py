@@ -51,6 +51,9 @@ GO_CODE_NAMES: dict[grpc.StatusCode, str] = {
     grpc.StatusCode.DATA_LOSS: "DataLoss",
 }
 _BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
+# The caller's expiry reaches the server as a cancel (RST_STREAM), a few ms before the
+# server's own copy of the deadline passes: a cancel this close to it is the deadline.
+_DEADLINE_SLACK_SECONDS = 0.1
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -177,6 +180,17 @@ class _MethodMetrics:
         self.seconds.observe(seconds)
 
 
+def cancelled_code(context: Context) -> grpc.StatusCode:
+    """What a handler that grpc.aio cancelled ended with. grpc.aio cancels it both when
+    the caller cancels and when the caller's deadline passes; Go's provider tells them
+    apart (the context's error), and alerts count a passed deadline as the service's
+    failure, a cancel as not."""
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= _DEADLINE_SLACK_SECONDS:
+        return grpc.StatusCode.DEADLINE_EXCEEDED
+    return grpc.StatusCode.CANCELLED
+
+
 class _Call:
     def __init__(self, metrics: _MethodMetrics, context: Context) -> None:
         self.metrics = metrics
@@ -192,7 +206,7 @@ class _Call:
     def finish(self, error: BaseException | None = None) -> None:
         code = _status_code(self.context.code())
         if isinstance(error, asyncio.CancelledError | GeneratorExit):
-            code = grpc.StatusCode.CANCELLED
+            code = cancelled_code(self.context)
         elif error is not None and not isinstance(error, grpc.aio.AbortError):
             code = grpc.StatusCode.UNKNOWN  # what grpc answers for an unhandled exception
         self.metrics.handled(code or grpc.StatusCode.OK, time.perf_counter() - self.started)
