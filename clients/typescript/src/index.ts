@@ -1,7 +1,14 @@
 // A small layer over the generated ImageService client: a gRPC (HTTP/2) transport with
 // TLS options and an optional bearer token, every page of ListImages, pulls/pushes that
 // report progress and resolve to their result, and the server's error details (reason).
-import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
+import {
+  Code,
+  ConnectError,
+  createClient,
+  type CallOptions,
+  type Client,
+  type Interceptor,
+} from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { ErrorInfoSchema, RetryInfoSchema } from "./gen/google/rpc/error_details_pb.js";
 import type { Image, TransferProgress } from "./gen/imagesvc/v1/image_pb.js";
@@ -107,14 +114,16 @@ export async function* listAllImages(
   } while (pageToken);
 }
 
-/** Pulls an image, calling `onProgress` for each progress message; resolves to the result. */
+/** Pulls an image, calling `onProgress` for each progress message; resolves to the result.
+ * `options.signal` (an AbortSignal) cancels it, which stops the work on the daemon too. */
 export async function pullImage(
   client: ImageServiceClient,
   request: Init<PullImageRequest>,
   onProgress?: (progress: TransferProgress) => void,
+  options?: CallOptions,
 ): Promise<PullImageResult> {
   let result: PullImageResult | undefined;
-  for await (const message of client.pullImage(request)) {
+  for await (const message of client.pullImage(request, options)) {
     if (message.kind.case === "progress") onProgress?.(message.kind.value);
     else if (message.kind.case === "result") result = message.kind.value;
   }
@@ -122,14 +131,16 @@ export async function pullImage(
   return result;
 }
 
-/** Pushes an image, calling `onProgress` for each progress message; resolves to the result. */
+/** Pushes an image, calling `onProgress` for each progress message; resolves to the result.
+ * `options.signal` (an AbortSignal) cancels it, which stops the work on the daemon too. */
 export async function pushImage(
   client: ImageServiceClient,
   request: Init<PushImageRequest>,
   onProgress?: (progress: TransferProgress) => void,
+  options?: CallOptions,
 ): Promise<PushImageResult> {
   let result: PushImageResult | undefined;
-  for await (const message of client.pushImage(request)) {
+  for await (const message of client.pushImage(request, options)) {
     if (message.kind.case === "progress") onProgress?.(message.kind.value);
     else if (message.kind.case === "result") result = message.kind.value;
   }

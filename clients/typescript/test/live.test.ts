@@ -1,5 +1,6 @@
 // Against a live imagesvc: IMAGESVC_ADDRESS (host:port) and IMAGESVC_TEST_REFERENCE, an
 // image in a registry and not on the daemon yet, with IMAGESVC_TEST_DIGEST its digest;
+// IMAGESVC_TEST_SLOW_REFERENCE, an image behind a throttled registry (a pull to abort);
 // and a server with TLS, mutual TLS and tokens: IMAGESVC_TLS_ADDRESS, IMAGESVC_TLS_CA,
 // IMAGESVC_TLS_CERT, IMAGESVC_TLS_KEY (PEM files), IMAGESVC_TLS_TOKEN (admin) and
 // IMAGESVC_TLS_VIEWER_TOKEN. tests/integration/clients/test_typescript.py sets them up
@@ -76,6 +77,29 @@ test("lists images, pulls one while reading its progress, and inspects it", asyn
     assert.equal(errorDetails(error).reason, "INVALID_REFERENCE");
     return true;
   });
+});
+
+test("aborting a pull ends it with Canceled", async () => {
+  const client = createImageClient(environment("IMAGESVC_ADDRESS"));
+  const abort = new AbortController();
+  const states: string[] = [];
+  await assert.rejects(
+    pullImage(
+      client,
+      { reference: environment("IMAGESVC_TEST_SLOW_REFERENCE") },
+      (progress) => {
+        states.push(...progress.layers.map((layer) => layer.state));
+        if (states.includes("Downloading")) abort.abort();
+      },
+      { signal: abort.signal },
+    ),
+    (error: unknown) => {
+      assert.equal(errorDetails(error).code, Code.Canceled);
+      return true;
+    },
+  );
+  assert.ok(states.includes("Downloading"));
+  // The caller (pytest) then checks that the daemon stopped pulling.
 });
 
 test("TLS, a client certificate and tokens; refusals say why", async () => {

@@ -1,11 +1,13 @@
 """Fixtures of the client tests: a client of the live server, throwaway images, an
 image served by the open registry (pushed, then removed from the Engine) to pull, and a
-server with TLS, mutual TLS and tokens."""
+server with TLS, mutual TLS and tokens; a slow image (behind a throttling proxy) to
+cancel pulls of."""
 
 from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +21,14 @@ from imagesvc_client import ImageClient
 from tests.integration.certificates import KeyPair, new_ca
 from tests.integration.conftest import server_settings
 from tests.integration.local_images import Throwaway, inspect
-from tests.integration.transfers import local_id, registry_manifest, remove_local, unique
+from tests.integration.throttle_proxy import ThrottleProxy
+from tests.integration.transfers import (
+    local_id,
+    local_image,
+    registry_manifest,
+    remove_local,
+    unique,
+)
 
 
 @pytest.fixture(scope="session")
@@ -128,3 +137,62 @@ def secure(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         )
     finally:
         running.stop()
+
+
+# A slow pull: a layer of 8 MiB through a proxy passing 200 kB/s takes ~40 s.
+LAYER_MIB = 8
+RATE = 200 * 1024
+STOP_WITHIN = 5.0
+AFTER_CANCEL_WAIT = 3.0
+
+
+@dataclass(frozen=True)
+class SlowImage:
+    reference: str  # through the proxy
+    image_id: str
+    proxy: ThrottleProxy
+
+
+@pytest.fixture(scope="package")
+def big_repository(
+    engine: Engine, open_registry: Registry, busybox_image: BuiltImage
+) -> Iterator[tuple[str, str]]:
+    """(repository, image id) of an image with an 8 MiB random layer, in the open
+    registry and not on the Engine."""
+    repository = unique("team/client-cancel-")
+    direct = f"{open_registry.address}/{repository}:1"
+    image_id = build_busybox_image(
+        engine, direct, extra_lines=[f"RUN dd if=/dev/urandom of=/blob bs=1M count={LAYER_MIB}"]
+    )
+    engine.docker("push", direct)
+    remove_local(engine, direct)
+    yield repository, image_id
+    remove_local(engine, direct)
+
+
+@pytest.fixture
+def slow_image(
+    engine: Engine, open_registry: Registry, big_repository: tuple[str, str]
+) -> Iterator[SlowImage]:
+    repository, image_id = big_repository
+    with ThrottleProxy(open_registry.address, rate=RATE) as proxy:
+        reference = f"{proxy.address}/{repository}:1"
+        assert local_id(engine, image_id) is None
+        try:
+            yield SlowImage(reference, image_id, proxy)
+        finally:
+            remove_local(engine, reference)
+
+
+def assert_pull_stopped(engine: Engine, slow: SlowImage) -> None:
+    """The daemon dropped its registry connections soon after a cancel, and did not come
+    back for the image once the throttle is lifted."""
+    proxy = slow.proxy
+    assert proxy.wait_for(lambda: proxy.open_connections == 0, timeout=STOP_WITHIN), (
+        f"{proxy.open_connections} registry connection(s) open {STOP_WITHIN}s after the cancel"
+    )
+    opened = proxy.connections_opened
+    proxy.set_rate(None)
+    time.sleep(AFTER_CANCEL_WAIT)
+    assert proxy.connections_opened == opened, "the daemon came back to the registry"
+    assert local_image(engine, slow.reference) is None

@@ -1,7 +1,8 @@
 """The TypeScript client (clients/typescript) against the live server: `npm test` there
 lists images, pulls an image from the open registry while reading its progress, and
-inspects it; decodes the reasons of failed calls; and reaches a server with TLS, mutual
-TLS and tokens. Node.js and npm are required: without them this test fails."""
+inspects it; aborts a slow pull (which then stops on the daemon); decodes the reasons of
+failed calls; and reaches a server with TLS, mutual TLS and tokens. Node.js and npm are
+required: without them this test fails."""
 
 from __future__ import annotations
 
@@ -12,7 +13,12 @@ import subprocess
 from pathlib import Path
 
 from devtools.sandbox import Engine
-from tests.integration.clients.conftest import SecureServer, ServedImage
+from tests.integration.clients.conftest import (
+    SecureServer,
+    ServedImage,
+    SlowImage,
+    assert_pull_stopped,
+)
 from tests.integration.transfers import local_id
 
 PACKAGE = Path(__file__).resolve().parents[3] / "clients" / "typescript"
@@ -28,7 +34,11 @@ def _installed() -> bool:
 
 
 def test_typescript_client_lists_pulls_and_inspects(
-    address: str, engine: Engine, served_image: ServedImage, secure: SecureServer
+    address: str,
+    engine: Engine,
+    served_image: ServedImage,
+    secure: SecureServer,
+    slow_image: SlowImage,
 ) -> None:
     npm = shutil.which("npm")
     assert shutil.which("node") is not None, "Node.js 20+ is needed for the TypeScript client"
@@ -45,6 +55,7 @@ def test_typescript_client_lists_pulls_and_inspects(
         "IMAGESVC_ADDRESS": address,
         "IMAGESVC_TEST_REFERENCE": served_image.reference,
         "IMAGESVC_TEST_DIGEST": served_image.digest,
+        "IMAGESVC_TEST_SLOW_REFERENCE": slow_image.reference,
         "IMAGESVC_TLS_ADDRESS": secure.address,
         "IMAGESVC_TLS_CA": str(secure.ca),
         "IMAGESVC_TLS_CERT": str(secure.client.cert),
@@ -62,7 +73,8 @@ def test_typescript_client_lists_pulls_and_inspects(
     failed = re.search(r"^. fail (\d+)$", output, re.MULTILINE)
     assert passed is not None, output
     assert failed is not None, output
-    assert int(passed[1]) >= 2
+    assert int(passed[1]) >= 3
     assert int(failed[1]) == 0
-    # The pull really happened on the Engine.
+    # The pull really happened on the Engine; the aborted one stopped there.
     assert local_id(engine, served_image.reference) == served_image.image_id
+    assert_pull_stopped(engine, slow_image)
