@@ -3,7 +3,9 @@ server reflection lists the services."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -190,5 +192,34 @@ def test_health_follows_the_daemon_down_and_up(own_engine: Engine) -> None:
                 )
             finally:
                 watcher.close()
+    finally:
+        server.stop()
+
+
+def test_a_hung_daemon_is_not_ready(own_engine: Engine) -> None:
+    """A daemon that still accepts connections but answers nothing (here: dockerd
+    stopped with SIGSTOP) is down once a ping takes longer than the health timeout:
+    readiness fails, liveness holds, and all of it comes back when the daemon does."""
+    server = ThreadedServer(
+        server_settings(own_engine.host, health_interval_seconds=0.2, health_timeout_seconds=0.5)
+    )
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            assert check(channel, SERVICE) == SERVING
+            pid = own_engine.pid
+            assert pid is not None
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                flipped = wait_for(
+                    lambda: check(channel, SERVICE) == NOT_SERVING, FLIP_WITHIN, "NOT_SERVING"
+                )
+                print(f"NOT_SERVING {flipped:.2f}s after dockerd froze")
+                assert check(channel, "") == NOT_SERVING
+                assert check(channel, LIVENESS_SERVICE) == SERVING
+                assert probes(server) == (200, 503, 0)
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            wait_for(lambda: check(channel, SERVICE) == SERVING, FLIP_WITHIN, "SERVING again")
+            assert probes(server) == (200, 200, 1)
     finally:
         server.stop()
