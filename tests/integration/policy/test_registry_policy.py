@@ -231,6 +231,20 @@ def _refused_dockerfiles(
             {},
             "REGISTRY_NOT_ALLOWED",
         ),
+        (
+            # One ARG line's defaults see only the arguments of the lines before it.
+            "defaults-of-one-arg-line",
+            dockerfile(f"ARG X={busybox} Y=${{X:-{canary}/evil:1}}", "FROM $Y"),
+            {},
+            "REGISTRY_NOT_ALLOWED",
+        ),
+        (
+            # The proxy build arguments reach FROM without an ARG.
+            "proxy-build-arg",
+            dockerfile(f"FROM ${{HTTP_PROXY:-{busybox}}}"),
+            {"HTTP_PROXY": f"{canary}/evil:1"},
+            "REGISTRY_NOT_ALLOWED",
+        ),
         ("unset-arg", dockerfile("ARG BASE", "FROM ${BASE}"), {}, "BASE_IMAGE_UNRESOLVED"),
         (
             "remote-add",

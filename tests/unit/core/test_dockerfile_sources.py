@@ -255,6 +255,24 @@ ONBUILD ADD http://example.org/payload /payload
     assert [r.text for r in found.remote] == ["ONBUILD ADD http://example.org/payload"]
 
 
+def test_the_defaults_of_one_arg_line_see_only_earlier_lines() -> None:
+    # The Engine expands a whole ARG line with the arguments known before it.
+    assert images("ARG X=127.0.0.1:5000/ok Y=${X:-evil}\nFROM $Y\n") == ["docker.io/library/evil"]
+    assert images("ARG X=127.0.0.1:5000/ok\nARG Y=${X:-evil}\nFROM $Y\n") == ["127.0.0.1:5000/ok"]
+
+
+@pytest.mark.parametrize("name", ["HTTP_PROXY", "https_proxy", "NO_PROXY", "all_proxy"])
+def test_proxy_build_arguments_need_no_arg(name: str) -> None:
+    """The Engine's built-in proxy arguments reach FROM and ARG defaults undeclared."""
+    assert images(f"FROM ${{{name}:-127.0.0.1:5000/ok}}\n", **{name: "evil"}) == [
+        "docker.io/library/evil"
+    ]
+    text = f"ARG B=${{{name}:-127.0.0.1:5000/ok}}\nFROM $B\n"
+    assert images(text, **{name: "evil"}) == ["docker.io/library/evil"]
+    # Any other build argument needs its ARG.
+    assert images("FROM ${OTHER:-127.0.0.1:5000/ok}\n", OTHER="evil") == ["127.0.0.1:5000/ok"]
+
+
 def test_continuation_lines_are_joined_without_a_space() -> None:
     assert images("FROM 127.0.0.1:5000/te\\\nam/app\n") == ["127.0.0.1:5000/team/app"]
 

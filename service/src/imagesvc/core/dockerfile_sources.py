@@ -35,6 +35,11 @@ _DIRECTIVE = re.compile(
 _DIRECTIVE_NAMES = (frozenset({"syntax", "escape"}), frozenset({"syntax", "escape", "check"}))
 _INSTRUCTION = re.compile(r"([^\t\v\f\r ]+)[\t\v\f\r ]*(.*)", re.DOTALL)
 _STAGE_INDEX = re.compile(r"[0-9]+")
+_BUILTIN_ARGS = frozenset(
+    name
+    for base in ("HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY")
+    for name in (base, base.lower())
+)
 # Go's unicode.IsSpace, which the Engine splits words on (str.isspace also has \x1c-\x1f).
 _GO_SPACES = "\t\n\v\f\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 _FIELDS = re.compile(f"[^{_GO_SPACES}]+")
@@ -388,7 +393,11 @@ class _Scanner:
         self._build_args = build_args
         self._escape = escape
         # Global ARGs: name -> value (None: declared, no value; or its default failed).
-        self._meta: dict[str, str | None] = {}
+        # The proxy arguments are known without an ARG when passed as build arguments,
+        # to FROM and to ARG defaults alike (the Engine's builtinAllowedBuildArgs).
+        self._meta: dict[str, str | None] = {
+            name: value for name, value in build_args.items() if name in _BUILTIN_ARGS
+        }
         # Names of the finished stages: the Engine knows a stage only once it is built,
         # so within a stage its own name is an image, not a stage.
         self._stages: list[str] = []
@@ -428,6 +437,9 @@ class _Scanner:
             self._add(line, rest, prefix)
 
     def _global_arg(self, rest: str) -> None:
+        # The Engine expands every default of one ARG line with the arguments known
+        # before that line: in `ARG A=x B=${A:-y}`, B is y.
+        known = dict(self._meta)
         for word in _words(rest, self._escape):
             name, has_default, default = word.partition("=")
             if name in self._build_args:
@@ -435,7 +447,7 @@ class _Scanner:
                 self._meta[name] = self._build_args[name]
             elif has_default:
                 try:
-                    self._meta[name] = _expand(default, self._meta, self._escape)
+                    self._meta[name] = _expand(default, known, self._escape)
                 except _Unresolved:
                     self._meta[name] = None
             else:
