@@ -45,16 +45,26 @@ class UsageError(Exception):
 
 
 def connect(args: argparse.Namespace) -> ImageClient:
-    return ImageClient(
-        args.server,
-        tls=args.tls,
-        root_certificates=args.tls_ca,
-        client_certificate=args.tls_cert,
-        client_key=args.tls_key,
-        server_name=args.tls_server_name,
-        token=_token(args.token_file),
-        timeout=args.timeout,
-    )
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise UsageError("--tls-cert and --tls-key go together")
+    token = _token(args.token_file)
+    if token is not None and any(c in token for c in "\r\n"):
+        raise UsageError(f"{TOKEN_ENV} must hold one line")
+    files = {"--tls-ca": args.tls_ca, "--tls-cert": args.tls_cert, "--tls-key": args.tls_key}
+    try:
+        return ImageClient(
+            args.server,
+            tls=args.tls,
+            root_certificates=args.tls_ca,
+            client_certificate=args.tls_cert,
+            client_key=args.tls_key,
+            server_name=args.tls_server_name,
+            token=token,
+            timeout=args.timeout,
+        )
+    except OSError as error:
+        flag = next((f for f, path in files.items() if path == error.filename), "a TLS file")
+        raise UsageError(f"cannot read {flag} {error.filename}: {error.strerror}") from None
 
 
 def _token(token_file: str | None) -> str | None:
