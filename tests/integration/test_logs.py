@@ -31,6 +31,9 @@ from tests.scrape import scrape
 
 Stub = image_service_pb2_grpc.ImageServiceStub
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")
+# Every JSON line has these; an access line adds its method and code and these.
+_LINE_FIELDS = ("time", "level", "logger", "message")
+_ACCESS_FIELDS = ("duration_ms", "request_id", "peer")
 
 
 class CapturedLogs(logging.Handler):
@@ -227,6 +230,13 @@ def test_one_access_line_per_rest_request_with_its_request_id(
         ("/healthz", 200, bad_id.headers["x-request-id"]),
     ]
     for line in http_lines:
+        # Exactly these fields: nothing that could carry a raw path, a query or a header.
+        assert set(line) == {
+            *_LINE_FIELDS,
+            *("http_method", "route", "status", "identity"),
+            *_ACCESS_FIELDS,
+        }
+        assert line["identity"] == "anonymous"  # the session server has no tokens
         assert line["http_method"] == "GET"
         assert line["level"] == "info"
         assert isinstance(line["duration_ms"], float)
@@ -260,6 +270,12 @@ def test_one_access_line_per_rpc_with_its_request_id(stub: Stub, busybox_image: 
         ("NOT_FOUND", made),
     ]
     assert rpc_lines[1]["reason"] == "IMAGE_NOT_FOUND"
+    assert set(rpc_lines[0]) == {
+        *_LINE_FIELDS,
+        *("grpc_method", "grpc_code", "identity"),
+        *_ACCESS_FIELDS,
+    }
+    assert set(rpc_lines[1]) == set(rpc_lines[0]) | {"reason"}
     for line in rpc_lines:
         assert line["grpc_method"] == "/imagesvc.v1.ImageService/GetImage"
         assert isinstance(line["duration_ms"], float)

@@ -18,6 +18,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from imagesvc.core.identity import current_identity
 from imagesvc.metrics import ENGINE_CALL_BUCKETS
 from imagesvc.transport.request_id import (
     GATEWAY_REQUEST_ID_HEADER,
@@ -114,14 +115,17 @@ class HttpObservability:
         route = route_label(scope)
         self.metrics.requests.labels(method, route, str(status)).inc()
         self.metrics.duration.labels(method, route).observe(seconds)
-        log.info(
-            "http",
-            extra={
-                "http_method": method,
-                "route": route,
-                "status": status,
-                "duration_ms": round(seconds * 1000, 2),
-                "request_id": request_id,
-                "peer": _peer(scope),
-            },
-        )
+        fields: dict[str, object] = {
+            "http_method": method,
+            "route": route,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 2),
+            "request_id": request_id,
+            "peer": _peer(scope),
+        }
+        # Who called, as on the rpc line (set by the authentication middleware inside,
+        # in this request's context).
+        identity = current_identity.get()
+        if identity is not None:
+            fields["identity"] = identity.name
+        log.info("http", extra=fields)
