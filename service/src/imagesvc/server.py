@@ -166,7 +166,13 @@ class ImageServer:
         ]
         middleware = [
             Middleware(HttpObservability, metrics=HttpMetrics(self.registry)),
-            Middleware(HttpAuthentication, authenticator=self.security.authenticator),
+            Middleware(
+                HttpAuthentication,
+                authenticator=self.security.authenticator,
+                # Without authentication the server is on loopback: refuse re-bound names.
+                loopback_hosts_only=not self.security.authenticator.enabled
+                and not self.settings.insecure_allow_unauthenticated,
+            ),
         ]
         http = HttpServer(
             create_http_app(routes, middleware),
