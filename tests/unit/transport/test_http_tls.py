@@ -4,9 +4,12 @@ certificate, and the uvicorn TLS options."""
 from __future__ import annotations
 
 import ssl
+from pathlib import Path
 
 from imagesvc.core.credential_files import CertificateNames
 from imagesvc.transport.http_tls import TlsFiles, certificate_names, server_ssl_options
+from imagesvc.transport.server_certificate import ServerCertificate
+from tests.integration.certificates import new_ca
 
 PEER = {
     "subject": ((("organizationName", "Example"),), (("commonName", "ci-builder"),)),
@@ -36,3 +39,16 @@ def test_client_certificates_are_requested_not_demanded_on_http() -> None:
         "ssl_certfile": "c.pem",
         "ssl_keyfile": "k.pem",
     }
+
+
+def test_the_http_port_speaks_tls_1_2_or_newer(tmp_path: Path) -> None:
+    """Whatever the system's OpenSSL configuration allows, as SECURITY.md promises."""
+    ca = new_ca(tmp_path, "ca")
+    pair = ca.issue(tmp_path, "server", common_name="imagesvc", server=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+    ServerCertificate(TlsFiles(str(pair.cert), str(pair.key), None)).follow(context)
+    assert context.minimum_version == ssl.TLSVersion.TLSv1_2
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    ServerCertificate(TlsFiles(str(pair.cert), str(pair.key), None)).follow(context)
+    assert context.minimum_version == ssl.TLSVersion.TLSv1_3  # never lowered

@@ -155,6 +155,9 @@ class ServerCertificate:
         """Keeps an HTTP server's SSL context up to date, from the event loop's thread
         (where its handshakes run), for the connections after a change."""
         applied = [self.version]
+        # TLS 1.2 or newer whatever the system's OpenSSL configuration allows.
+        if context.minimum_version < ssl.TLSVersion.TLSv1_2:
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
 
         def on_handshake(ssl_object: Any, server_name: str | None, ctx: ssl.SSLContext) -> None:
             if self.refresh() == applied[0]:
