@@ -127,7 +127,7 @@ def test_a_hang_up_while_the_context_uploads_ends_the_call_cleanly(
     )
     with socket.create_connection(("127.0.0.1", server.http_port)) as client:
         client.sendall(
-            f"POST /v1/images:build?tags={tag} HTTP/1.1\r\nHost: rest\r\n"
+            f"POST /v1/images:build?tags={tag} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             f"Content-Type: application/x-tar\r\nContent-Length: {len(context)}\r\n\r\n".encode()
             + context[: len(context) // 2]
         )
@@ -158,7 +158,7 @@ def test_a_client_that_stops_reading_holds_the_build_back(
         client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
         client.connect(("127.0.0.1", server.http_port))
         client.sendall(
-            f"POST /v1/images:build?tags={tag}&noCache=true HTTP/1.1\r\nHost: rest\r\n"
+            f"POST /v1/images:build?tags={tag}&noCache=true HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             f"Content-Type: application/x-tar\r\nContent-Length: {len(context)}\r\n\r\n".encode()
             + context
         )
