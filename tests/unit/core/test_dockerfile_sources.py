@@ -342,3 +342,10 @@ def test_local_add_sources_are_not_remote(line: str) -> None:
 def test_instructions_are_case_insensitive() -> None:
     text = "from scratch as a\nCopy --FROM=ghcr.io/x/y /a /b\nfrom a\n"
     assert images(text) == ["ghcr.io/x/y"]
+
+
+def test_quoted_instructions_keep_no_password() -> None:
+    found = sources("FROM ci:hunter2@127.0.0.1:5000/app\nADD https://ci:hunter2@example.org/x /x\n")
+    texts = [s.text + s.problem for s in found.images] + [r.text for r in found.remote]
+    assert texts
+    assert not [t for t in texts if "hunter2" in t]

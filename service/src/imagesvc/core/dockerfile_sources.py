@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from imagesvc.core.errors import InvalidArgumentError
+from imagesvc.core.redaction import without_userinfo
 from imagesvc.core.references import Reference, parse_reference
 
 SCRATCH = "scratch"
@@ -384,7 +385,9 @@ def _expand(word: str, env: Mapping[str, str | None], escape: str) -> str:
 
 
 def _shorten(text: str) -> str:
-    text = text.strip()
+    """The text quoted in messages: bounded, and without URL user information (an
+    `ADD https://user:password@host/...` or a mistaken `FROM user:password@registry/...`)."""
+    text = without_userinfo(text.strip())
     return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 3] + "..."
 
 
