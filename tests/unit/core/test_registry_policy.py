@@ -26,6 +26,9 @@ from imagesvc.core.registry_policy import (
         ("team/app@sha256:" + "a" * 64, "docker.io/team/app"),
         ("127.0.0.1:5000/team/app:1.0", "127.0.0.1:5000/team/app"),
         ("Registry.Example.COM/app", "registry.example.com/app"),
+        # Hub's library/ only for its exact spellings, as the Engine does.
+        ("Docker.io/busybox", "docker.io/busybox"),
+        ("Index.Docker.IO/team/app", "index.docker.io/team/app"),
         ("localhost/app", "localhost/app"),
         ("[::1]:5000/a/b/c", "[::1]:5000/a/b/c"),
     ],

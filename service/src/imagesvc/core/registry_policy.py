@@ -35,13 +35,13 @@ _PATTERN_TEXT = re.compile(r"[a-z0-9._\-:/*\[\]]+")
 def canonical_repository(reference: Reference) -> str:
     """The repository as the Engine resolves it, for matching: registry lower-cased, Docker
     Hub made explicit (`docker.io/library/busybox`), `index.docker.io` folded into it."""
-    domain = reference.domain.lower()
-    if domain in ("", _LEGACY_DEFAULT_DOMAIN):
-        domain = DEFAULT_DOMAIN
+    # Docker Hub's rules apply to these exact spellings only, as in the Engine's
+    # distribution/reference: `Docker.io/busybox` is the repository `busybox` of a host
+    # that happens to be spelled like Docker Hub, not `docker.io/library/busybox`.
     path = reference.path
-    if domain == DEFAULT_DOMAIN and "/" not in path:
-        path = f"library/{path}"
-    return f"{domain}/{path}"
+    if reference.domain in ("", DEFAULT_DOMAIN, _LEGACY_DEFAULT_DOMAIN):
+        return f"{DEFAULT_DOMAIN}/{path if '/' in path else f'library/{path}'}"
+    return f"{reference.domain.lower()}/{path}"
 
 
 @dataclass(frozen=True, slots=True)
