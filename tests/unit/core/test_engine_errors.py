@@ -98,6 +98,8 @@ Expected = tuple[type[ImageServiceError], Reason]
             'Get "https://127.0.0.1:5000/v2/": http: server gave HTTP response to HTTPS client',
             REGISTRY_DOWN,
         ),
+        # A registry that accepts the connection and closes it without an answer.
+        ('Get "http://127.0.0.1:5001/v2/": EOF', REGISTRY_DOWN),
         (
             'Get "https://nosuch.invalid/v2/": dial tcp: lookup nosuch.invalid: no such host',
             REGISTRY_DOWN,

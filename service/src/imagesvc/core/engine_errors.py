@@ -75,7 +75,8 @@ _RULES: tuple[_Rule, ...] = (
     _rule(
         r"connection refused|no such host|i/o timeout|dial tcp|network is unreachable"
         r"|server gave http response to https client|tls: |x509:|connection reset"
-        r"|service unavailable|context deadline exceeded while|unexpected eof",
+        r"|service unavailable|context deadline exceeded while|unexpected eof"
+        r'|/v2/": eof$',  # Go's error for a connection closed before any answer
         UnavailableError,
         Reason.REGISTRY_UNAVAILABLE,
     ),
