@@ -16,6 +16,7 @@ from devtools.sandbox import BuiltImage, Engine, Registry, build_busybox_image
 from imagesvc.v1 import image_pb2, image_service_pb2_grpc
 from imagesvc.v1 import image_service_pb2 as pb
 from tests.integration.rpc_errors import error_info
+from tests.integration.throttle_proxy import ThrottleProxy
 from tests.integration.transfers import (
     local_id,
     local_image,
@@ -47,6 +48,8 @@ PULL_STATES = frozenset(
 PULL_DONE = frozenset({"Pull complete", "Already exists"})
 # Random data does not compress: the pulled layer is at least this big.
 RANDOM_BYTES = 1024 * 1024
+# Bytes a second the served image's registry sends to the Engine (see served_image).
+PULL_RATE = 2 * RANDOM_BYTES
 RANDOM_LAYER = "RUN dd if=/dev/urandom of=/data bs=64k count=16"
 
 
@@ -103,17 +106,23 @@ class ServedImage:
 def served_image(
     engine: Engine, open_registry: Registry, busybox_image: BuiltImage
 ) -> Iterator[ServedImage]:
-    """Built with a 1 MiB random layer, pushed with the CLI, removed from the Engine."""
+    """Built with a 1 MiB random layer, pushed with the CLI, removed from the Engine.
+
+    Served through a throttling proxy (about 0.5 s per pull): the Engine reports a
+    layer's progress to a pull only as its latest state, so on a fast loopback a busy
+    machine could see a layer go straight to "Download complete" and tests of the
+    "Downloading" updates would depend on timing."""
     repository = unique("team/pull-")
-    name = f"{open_registry.address}/{repository}"
-    image_id = build_busybox_image(engine, f"{name}:1", extra_lines=[RANDOM_LAYER])
-    layers = _layer_count(engine, f"{name}:1")
-    engine.docker("push", f"{name}:1")
-    manifest = registry_manifest(open_registry, repository, "1")
-    remove_local(engine, f"{name}:1")
-    assert local_id(engine, image_id) is None
-    yield ServedImage(name, repository, "1", manifest.digest, image_id, layers)
-    remove_local(engine, f"{name}:1", f"{name}@{manifest.digest}")
+    with ThrottleProxy(open_registry.address, rate=PULL_RATE) as proxy:
+        name = f"{proxy.address}/{repository}"
+        image_id = build_busybox_image(engine, f"{name}:1", extra_lines=[RANDOM_LAYER])
+        layers = _layer_count(engine, f"{name}:1")
+        engine.docker("push", f"{name}:1")
+        manifest = registry_manifest(open_registry, repository, "1")
+        remove_local(engine, f"{name}:1")
+        assert local_id(engine, image_id) is None
+        yield ServedImage(name, repository, "1", manifest.digest, image_id, layers)
+        remove_local(engine, f"{name}:1", f"{name}@{manifest.digest}")
 
 
 # Push -------------------------------------------------------------------------------

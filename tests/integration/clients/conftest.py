@@ -63,23 +63,33 @@ class ServedImage:
     layers: int
 
 
+# Bytes a second the served image's registry sends to the Engine (its layer is 256 KiB).
+SERVED_RATE = 512 * 1024
+
+
 @pytest.fixture
 def served_image(
     engine: Engine, open_registry: Registry, busybox_image: BuiltImage
 ) -> Iterator[ServedImage]:
-    """A unique image (so a pull really downloads a layer), pushed with the docker CLI."""
+    """A unique image (so a pull really downloads a layer), pushed with the docker CLI.
+
+    Served through a throttling proxy (about 0.5 s per pull): the Engine reports a
+    layer's progress to a pull only as its latest state, so on a fast loopback a busy
+    machine could see a layer skip "Downloading" and progress tests would depend on
+    timing."""
     repository = unique("team/client-")
-    reference = f"{open_registry.address}/{repository}:1"
-    image_id = build_busybox_image(
-        engine, reference, extra_lines=["RUN dd if=/dev/urandom of=/data bs=64k count=4"]
-    )
-    layers = len(inspect(engine, reference)["RootFS"]["Layers"])
-    engine.docker("push", reference)
-    manifest = registry_manifest(open_registry, repository, "1")
-    remove_local(engine, reference)
-    assert local_id(engine, image_id) is None
-    yield ServedImage(reference, manifest.digest, image_id, layers)
-    remove_local(engine, reference, f"{reference[:-2]}@{manifest.digest}")
+    with ThrottleProxy(open_registry.address, rate=SERVED_RATE) as proxy:
+        reference = f"{proxy.address}/{repository}:1"
+        image_id = build_busybox_image(
+            engine, reference, extra_lines=["RUN dd if=/dev/urandom of=/data bs=64k count=4"]
+        )
+        layers = len(inspect(engine, reference)["RootFS"]["Layers"])
+        engine.docker("push", reference)
+        manifest = registry_manifest(open_registry, repository, "1")
+        remove_local(engine, reference)
+        assert local_id(engine, image_id) is None
+        yield ServedImage(reference, manifest.digest, image_id, layers)
+        remove_local(engine, reference, f"{reference[:-2]}@{manifest.digest}")
 
 
 @dataclass(frozen=True)
