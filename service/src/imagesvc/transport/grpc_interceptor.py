@@ -18,6 +18,7 @@ from imagesvc.core.identity import current_identity
 from imagesvc.transport.grpc_auth import establish_caller
 from imagesvc.transport.grpc_drain import Drain
 from imagesvc.transport.grpc_errors import error_status
+from imagesvc.transport.grpc_handlers import behaviour_of, with_behaviour
 from imagesvc.transport.grpc_metrics import cancelled_code
 from imagesvc.transport.request_id import REQUEST_ID_KEY, current_request_id, request_id_from
 
@@ -170,24 +171,6 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         service = method.rsplit("/", 2)[1] if method.count("/") >= 2 else ""
         if original is None or service not in self._services:
             return original
-        # Typed Any: the stubs describe sync behaviours, these are the aio ones.
-        handler: Any = original
-        args = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(method, handler.unary_unary, self._authenticator, self.drain), **args
-            )
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary(method, handler.stream_unary, self._authenticator, self.drain), **args
-            )
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(method, handler.unary_stream, self._authenticator, self.drain), **args
-            )
-        return grpc.stream_stream_rpc_method_handler(
-            _wrap_stream(method, handler.stream_stream, self._authenticator, self.drain), **args
-        )
+        behaviour = behaviour_of(original)
+        wrap = _wrap_stream if original.response_streaming else _wrap_unary
+        return with_behaviour(original, wrap(method, behaviour, self._authenticator, self.drain))

@@ -27,6 +27,8 @@ from typing import Any, Protocol
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from imagesvc.transport.grpc_handlers import behaviour_of, with_behaviour
+
 # prometheus.DefBuckets of client_golang, the provider's default for the histogram.
 HANDLING_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -278,16 +280,9 @@ class GrpcMetricsInterceptor(grpc.aio.ServerInterceptor):
         original = await continuation(handler_call_details)
         if original is None:
             return None
-        # Typed Any: the stubs describe sync behaviours, these are the aio ones.
-        handler: Any = original
-        streaming_request = bool(handler.request_streaming)
-        streaming_response = bool(handler.response_streaming)
-        behaviour = (
-            handler.unary_unary
-            or handler.stream_unary
-            or handler.unary_stream
-            or handler.stream_stream
-        )
+        streaming_request = bool(original.request_streaming)
+        streaming_response = bool(original.response_streaming)
+        behaviour = behaviour_of(original)
         asynchronous = (
             inspect.isasyncgenfunction(behaviour)
             if streaming_response
@@ -299,18 +294,7 @@ class GrpcMetricsInterceptor(grpc.aio.ServerInterceptor):
             handler_call_details.method,
             grpc_type(client_streaming=streaming_request, server_streaming=streaming_response),
         )
-        args = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
-        if streaming_response:
-            wrapped_stream = _streaming_response(
-                metrics, behaviour, streaming_request=streaming_request
-            )
-            if streaming_request:
-                return grpc.stream_stream_rpc_method_handler(wrapped_stream, **args)
-            return grpc.unary_stream_rpc_method_handler(wrapped_stream, **args)
-        wrapped = _unary_response(metrics, behaviour, streaming_request=streaming_request)
-        if streaming_request:
-            return grpc.stream_unary_rpc_method_handler(wrapped, **args)
-        return grpc.unary_unary_rpc_method_handler(wrapped, **args)
+        wrap = _streaming_response if streaming_response else _unary_response
+        return with_behaviour(
+            original, wrap(metrics, behaviour, streaming_request=streaming_request)
+        )
