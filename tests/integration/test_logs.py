@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import re
 import secrets
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
 
@@ -22,10 +20,10 @@ import pytest
 
 from devtools.sandbox import BuiltImage, Engine, Registry, build_busybox_image
 from imagesvc.core.models import RegistryAuth
-from imagesvc.logs import JsonFormatter
 from imagesvc.server import ThreadedServer
 from imagesvc.v1 import image_pb2, image_service_pb2_grpc
 from imagesvc.v1 import image_service_pb2 as pb
+from tests.integration.log_capture import CapturedLogs, capture_logs
 from tests.integration.transfers import basic_auth, read_push, remove_local, unique
 from tests.scrape import scrape
 
@@ -34,40 +32,6 @@ GENERATED_ID = re.compile(r"[0-9a-f]{32}")
 # Every JSON line has these; an access line adds its method and code and these.
 _LINE_FIELDS = ("time", "level", "logger", "message")
 _ACCESS_FIELDS = ("duration_ms", "request_id", "peer")
-
-
-class CapturedLogs(logging.Handler):
-    """Every record, at DEBUG, as the server's JSON line and as its raw parts."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self._json = JsonFormatter()
-        self.lines: list[str] = []
-        self.access: list[dict[str, Any]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        line = self._json.format(record)
-        self.lines.append(line)
-        self.lines.append(f"{record.msg!r} {record.args!r} {record.exc_text or ''}")
-        if record.name == "imagesvc.access":
-            self.access.append(json.loads(line))
-
-
-@contextmanager
-def captured_logs() -> Iterator[CapturedLogs]:
-    handler = CapturedLogs()
-    names = ["", "imagesvc", "uvicorn", "grpc", "asyncio", "docker", "urllib3"]
-    saved = [(logging.getLogger(n), logging.getLogger(n).level) for n in names]
-    root = logging.getLogger()
-    root.addHandler(handler)
-    try:
-        for logger, _ in saved:
-            logger.setLevel(logging.DEBUG)
-        yield handler
-    finally:
-        root.removeHandler(handler)
-        for logger, level in saved:
-            logger.setLevel(level)
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +91,7 @@ def test_no_secret_in_logs_or_metrics_during_push_and_failed_login(
         build_busybox_image(engine, reference, extra_lines=[f"RUN echo {unique('')} > /id"])
     base = f"http://127.0.0.1:{server.http_port}"
     try:
-        with captured_logs() as logs:
+        with capture_logs() as logs:
             # gRPC: an authenticated push, and a login with the wrong password.
             auth = image_pb2.RegistryAuth(
                 username=str(secret_registry.username),
@@ -174,10 +138,11 @@ def test_no_secret_in_logs_or_metrics_during_push_and_failed_login(
             metrics = scrape(server.http_port).text
             _access_lines(logs, "http", wait_for=3)  # push, login, scrape
 
-        routes = {(line.get("route"), line.get("status")) for line in logs.access}
+        access = logs.named("imagesvc.access")
+        routes = {(line.get("route"), line.get("status")) for line in access}
         assert ("/v1/images:push", 200) in routes
         assert ("/v1/registries:checkAuth", 401) in routes
-        codes = {(line.get("grpc_method"), line.get("grpc_code")) for line in logs.access}
+        codes = {(line.get("grpc_method"), line.get("grpc_code")) for line in access}
         assert ("/imagesvc.v1.ImageService/PushImage", "OK") in codes
         assert ("/imagesvc.v1.ImageService/CheckRegistryAuth", "UNAUTHENTICATED") in codes
         for line in logs.lines:
@@ -198,7 +163,7 @@ def _access_lines(logs: CapturedLogs, kind: str, wait_for: int = 0) -> list[dict
     line is written as its call ends on the server, just after the client got its answer."""
     deadline = time.monotonic() + 5
     while True:
-        lines = [line for line in logs.access if line["message"] == kind]
+        lines = [line for line in logs.named("imagesvc.access") if line["message"] == kind]
         if len(lines) >= wait_for or time.monotonic() > deadline:
             return lines
         time.sleep(0.01)
@@ -209,7 +174,7 @@ def test_one_access_line_per_rest_request_with_its_request_id(
 ) -> None:
     base = f"http://127.0.0.1:{server.http_port}"
     missing = f"imagesvc-test/{unique('missing-')}:1"
-    with captured_logs() as logs:
+    with capture_logs() as logs:
         found = httpx.get(
             f"{base}/v1/images/{quote(busybox_image.tag, safe='')}",
             headers={"x-request-id": "rest-trace-1"},
@@ -242,11 +207,11 @@ def test_one_access_line_per_rest_request_with_its_request_id(
         assert isinstance(line["duration_ms"], float)
         assert re.fullmatch(r"127\.0\.0\.1:\d+", line["peer"])
     # The access line names the route template, not the image.
-    assert not any(missing in json.dumps(line) for line in logs.access)
+    assert not any(missing in json.dumps(line) for line in logs.named("imagesvc.access"))
 
 
 def test_one_access_line_per_rpc_with_its_request_id(stub: Stub, busybox_image: BuiltImage) -> None:
-    with captured_logs() as logs:
+    with capture_logs() as logs:
         _, given = stub.GetImage.with_call(
             pb.GetImageRequest(image=busybox_image.tag),
             metadata=(("x-request-id", "grpc-trace-7"),),

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import secrets
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import grpc
 import pytest
@@ -18,10 +16,10 @@ from google.rpc import status_pb2
 from devtools.sandbox import BuiltImage, Engine, Registry, build_busybox_image
 from imagesvc.core.models import RegistryAuth
 from imagesvc.docker_adapter import DockerAdapter
-from imagesvc.logs import JsonFormatter
 from imagesvc.server import ThreadedServer
 from imagesvc.v1 import image_pb2, image_service_pb2_grpc
 from imagesvc.v1 import image_service_pb2 as pb
+from tests.integration.log_capture import capture_logs
 from tests.integration.rpc_errors import error_info
 from tests.integration.transfers import (
     basic_auth,
@@ -204,41 +202,6 @@ def secret_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Regist
     yield registry
     registry.stop()
     assert not registry.is_running()
-
-
-class CapturedLogs(logging.Handler):
-    """Every record any logger emits, at DEBUG, in the server's JSON format and raw."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-        self.loggers: set[str] = set()
-        self._json = JsonFormatter()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.loggers.add(record.name)
-        self.lines.append(self._json.format(record))
-        self.lines.append(f"{record.msg!r} {record.args!r} {record.exc_text or ''}")
-        self.lines.append(repr(vars(record)))
-
-
-@contextmanager
-def capture_logs() -> Iterator[CapturedLogs]:
-    handler = CapturedLogs()
-    names = ["", "docker", "urllib3", "requests", "grpc", "imagesvc", "asyncio"]
-    saved = [(logging.getLogger(n), logging.getLogger(n).level) for n in names]
-    root = logging.getLogger()
-    root.addHandler(handler)
-    try:
-        for logger, _ in saved:
-            logger.setLevel(logging.DEBUG)
-            # A library logger that someone silenced must speak here too.
-            assert not logger.disabled, logger.name
-        yield handler
-    finally:
-        root.removeHandler(handler)
-        for logger, level in saved:
-            logger.setLevel(level)
 
 
 def _forbidden(username: str, password: str, server_address: str) -> list[bytes]:

@@ -20,7 +20,7 @@ from imagesvc.server import ThreadedServer
 from imagesvc.v1 import image_service_pb2_grpc
 from tests.integration.certificates import CertificateAuthority, KeyPair, new_ca
 from tests.integration.conftest import server_settings
-from tests.integration.security.log_capture import CapturedLogs, capture_logs
+from tests.integration.log_capture import CapturedLogs, capture_logs
 
 ROLES = [role.label for role in Role]
 

@@ -16,8 +16,8 @@ from devtools.sandbox import BuiltImage, Registry
 from imagesvc.server import ThreadedServer
 from imagesvc.v1 import image_pb2
 from imagesvc.v1 import image_service_pb2 as pb
+from tests.integration.log_capture import CapturedLogs
 from tests.integration.security.conftest import Tokens
-from tests.integration.security.log_capture import CapturedLogs
 from tests.integration.security.probes import ABSENT_IMAGE, Stub, failure
 
 

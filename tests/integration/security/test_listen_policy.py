@@ -20,8 +20,8 @@ from imagesvc.server_security import SecuritySettingsError
 from imagesvc.v1 import image_service_pb2 as pb
 from imagesvc.v1 import image_service_pb2_grpc
 from tests.integration.conftest import server_settings
+from tests.integration.log_capture import CapturedLogs
 from tests.integration.security.conftest import Pki, Tokens
-from tests.integration.security.log_capture import CapturedLogs
 
 
 def _warnings(logs: CapturedLogs, mark: int) -> list[dict[str, Any]]:

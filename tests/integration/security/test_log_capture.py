@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from tests.integration.security.log_capture import capture_logs
+from tests.integration.log_capture import capture_logs
 
 
 @pytest.mark.parametrize("where", ["message", "argument", "extra field"])

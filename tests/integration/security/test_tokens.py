@@ -17,9 +17,9 @@ from imagesvc.server import ThreadedServer
 from imagesvc.v1 import image_service_pb2 as pb
 from imagesvc.v1 import image_service_pb2_grpc
 from tests.integration.conftest import server_settings
+from tests.integration.log_capture import CapturedLogs
 from tests.integration.rpc_errors import error_info
 from tests.integration.security.conftest import Tokens, token_entry, write_json
-from tests.integration.security.log_capture import CapturedLogs
 from tests.integration.security.probes import Stub, code_and_reason
 
 

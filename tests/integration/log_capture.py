@@ -1,5 +1,6 @@
-"""Every log record of the process while security tests run, in the server's JSON
-format and raw, so that a test can assert that no secret was written anywhere."""
+"""Every log record of the process while a test runs, at DEBUG, in the server's JSON
+format and raw (message, arguments, every attribute), so that a test can read the access
+and audit lines and assert that no secret was written anywhere."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 
 from imagesvc.logs import JsonFormatter
 
-_LOGGERS = ["", "imagesvc", "grpc", "uvicorn", "asyncio", "docker", "urllib3"]
+_LOGGERS = ["", "imagesvc", "grpc", "uvicorn", "asyncio", "docker", "urllib3", "requests"]
 
 
 class CapturedLogs(logging.Handler):
@@ -23,12 +24,15 @@ class CapturedLogs(logging.Handler):
         self._lock = threading.Lock()
         self.lines: list[str] = []
         self.records: list[dict[str, Any]] = []
+        self.loggers: set[str] = set()
 
     def emit(self, record: logging.LogRecord) -> None:
         line = self._json.format(record)
         with self._lock:
+            self.loggers.add(record.name)
             self.lines.append(line)
             self.lines.append(f"{record.msg!r} {record.args!r} {record.exc_text or ''}")
+            self.lines.append(repr(vars(record)))
             self.records.append(json.loads(line))
 
     def named(self, logger: str) -> list[dict[str, Any]]:
@@ -72,6 +76,8 @@ def capture_logs() -> Iterator[CapturedLogs]:
     try:
         for logger, _ in saved:
             logger.setLevel(logging.DEBUG)
+            # A library logger that someone silenced must speak here too.
+            assert not logger.disabled, logger.name
         yield handler
     finally:
         root.removeHandler(handler)
