@@ -7,6 +7,8 @@ the session if a dockerd, containerd, registry or mount is left behind.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,6 +65,22 @@ def busybox_image(engine: Engine) -> BuiltImage:
     image with ``devtools.sandbox.build_busybox_image`` for tests that delete images.
     """
     return BuiltImage(tag=BUSYBOX_TAG, id=build_busybox_image(engine, BUSYBOX_TAG))
+
+
+@pytest.fixture(scope="module")
+def own_engine(engine: Engine) -> Iterator[Engine]:
+    """A second sandboxed dockerd of the requesting module, which it may fill, empty and
+    stop (never the session's engine)."""
+    base = Path(tempfile.mkdtemp(prefix="isv-own-", dir="/tmp"))
+    own = Engine(base / "engine")
+    assert own.host != engine.host
+    own.start()
+    try:
+        yield own
+    finally:
+        own.stop()
+        assert not own.leftover_processes()
+        shutil.rmtree(base)
 
 
 def server_settings(docker_host: str, **overrides: object) -> Settings:

@@ -4,13 +4,10 @@ server reflection lists the services."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -101,21 +98,6 @@ def test_reflection_lists_the_services(channel: grpc.Channel) -> None:
 
 
 # A server whose daemon goes away and comes back --------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def own_engine(engine: Engine) -> Iterator[Engine]:
-    """A second sandboxed dockerd that this module may stop (never the session one)."""
-    base = Path(tempfile.mkdtemp(prefix="isv-hl-", dir="/tmp"))
-    own = Engine(base / "engine")
-    assert own.host != engine.host
-    own.start()
-    try:
-        yield own
-    finally:
-        own.stop()
-        assert not own.leftover_processes()
-        shutil.rmtree(base)
 
 
 class Watcher:

@@ -30,11 +30,8 @@ all; then the same with the engine stopped, where only 503 may be a 5xx, and is 
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -60,21 +57,6 @@ EXAMPLES = 25
 UNFUZZED = {"ImageService_BuildImage"}
 FuzzCase = Case[Any]
 CHECKS = [status_code_conformance, content_type_conformance, negative_data_rejection]
-
-
-@pytest.fixture(scope="module")
-def own_engine(engine: Engine) -> Iterator[Engine]:
-    """A second sandboxed dockerd that this module may fill, empty and stop."""
-    base = Path(tempfile.mkdtemp(prefix="isv-st-", dir="/tmp"))
-    own = Engine(base / "engine")
-    assert own.host != engine.host
-    own.start()
-    try:
-        yield own
-    finally:
-        own.stop()
-        assert not own.leftover_processes()
-        shutil.rmtree(base)
 
 
 @pytest.fixture(scope="module")
