@@ -83,6 +83,16 @@ def own_engine(engine: Engine) -> Iterator[Engine]:
         shutil.rmtree(base)
 
 
+@pytest.fixture
+def cleanup(engine: Engine) -> Iterator[list[str]]:
+    """Tags to remove after the test (never the session busybox image)."""
+    tags: list[str] = []
+    yield tags
+    for tag in tags:
+        assert not tag.startswith(BUSYBOX_TAG.split(":")[0] + ":")
+        engine.docker("image", "rm", "--force", tag, check=False)
+
+
 def server_settings(docker_host: str, **overrides: object) -> Settings:
     """Settings for a test server on a loopback port chosen by the kernel."""
     values: dict[str, object] = {

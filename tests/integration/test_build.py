@@ -48,16 +48,6 @@ def image_ids(engine: Engine) -> set[str]:
     return set(listed.split())
 
 
-@pytest.fixture
-def cleanup(engine: Engine) -> Iterator[list[str]]:
-    """Tags to remove after the test (never the session busybox image)."""
-    tags: list[str] = []
-    yield tags
-    for tag in tags:
-        assert not tag.startswith(BASE_IMAGE.split(":")[0] + ":")
-        engine.docker("image", "rm", "--force", tag, check=False)
-
-
 # Successful builds ---------------------------------------------------------------------
 
 

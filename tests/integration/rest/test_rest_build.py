@@ -10,29 +10,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 
 from devtools.sandbox import BuiltImage, Engine, Registry
-from tests.integration.builds import BASE_IMAGE, dockerfile, make_tar, unique_repo
+from tests.integration.builds import dockerfile, make_tar, unique_repo
+from tests.integration.local_images import inspect
 from tests.integration.rest.conftest import error_reason, expect_status, ndjson, split_stream
 from tests.integration.transfers import remove_local
 
 TAR = {"Content-Type": "application/x-tar"}
-
-
-def inspect(engine: Engine, image: str) -> dict[str, Any]:
-    document: dict[str, Any] = json.loads(engine.docker("image", "inspect", image).stdout)[0]
-    return document
-
-
-@pytest.fixture
-def cleanup(engine: Engine) -> Iterator[list[str]]:
-    """Tags to remove after the test (never the session busybox image)."""
-    tags: list[str] = []
-    yield tags
-    for tag in tags:
-        assert not tag.startswith(BASE_IMAGE.split(":")[0] + ":")
-        engine.docker("image", "rm", "--force", tag, check=False)
 
 
 def _build(rest: httpx.Client, query: str, body: Any, headers: dict[str, str]) -> httpx.Response:
