@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
 from types import TracebackType
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import grpc
 
@@ -32,12 +32,49 @@ ResponseT = TypeVar("ResponseT")
 Splitter = Callable[[ResponseT], "tuple[EventT | None, ResultT | None]"]
 
 
-class _Outcome(Generic[ResultT]):
-    def __init__(self, what: str) -> None:
+class _Outcome(Generic[EventT, ResultT]):
+    """What one pull, push or build stream has told so far; the sync and asyncio
+    operations read their streams through it."""
+
+    def __init__(
+        self,
+        what: str,
+        split: Splitter[Any, EventT, ResultT],
+        local_error: Callable[[], BaseException | None],
+    ) -> None:
         self.what = what
+        self._split = split
+        self._local_error = local_error
         self.result: ResultT | None = None
         self.error: ImagesvcError | None = None
         self.finished = False
+
+    def event(self, response: Any) -> EventT | None:
+        """The event a response carries; keeps the result when it carries that."""
+        event, result = self._split(response)
+        if result is not None:
+            self.take(result)
+            return None
+        return event
+
+    def fail(self, error: grpc.RpcError | ImagesvcError) -> None:
+        """Records how the stream failed."""
+        if isinstance(error, ImagesvcError):
+            self.error = error
+            return
+        # An error of our own request stream (e.g. reading the build context) made
+        # gRPC cancel the call: report that, not the cancellation.
+        local = self._local_error()
+        if local is not None:
+            self.finished = True
+            raise local from None
+        self.error = error_from_rpc(error)
+
+    def end(self) -> None:
+        """The stream is over: raises its error, or one for a missing result."""
+        self.finish()
+        if self.error is not None:
+            raise self.error
 
     def take(self, result: ResultT) -> None:
         if self.result is not None:
@@ -68,9 +105,7 @@ class Operation(Generic[EventT, ResultT]):
         local_error: Callable[[], BaseException | None] = lambda: None,
     ) -> None:
         self._responses = responses
-        self._split = split
-        self._outcome: _Outcome[ResultT] = _Outcome(what)
-        self._local_error = local_error
+        self._outcome: _Outcome[EventT, ResultT] = _Outcome(what, split, local_error)
         self._started = False
 
     def __iter__(self) -> Iterator[EventT]:
@@ -83,24 +118,12 @@ class Operation(Generic[EventT, ResultT]):
         outcome = self._outcome
         try:
             for response in self._responses:
-                event, result = self._split(response)
-                if result is not None:
-                    outcome.take(result)
-                elif event is not None:
+                event = outcome.event(response)
+                if event is not None:
                     yield event
-        except grpc.RpcError as error:
-            # An error of our own request stream (e.g. reading the build context) made
-            # gRPC cancel the call: report that, not the cancellation.
-            local = self._local_error()
-            if local is not None:
-                outcome.finished = True
-                raise local from None
-            outcome.error = error_from_rpc(error)
-        except ImagesvcError as error:
-            outcome.error = error
-        outcome.finish()
-        if outcome.error is not None:
-            raise outcome.error
+        except (grpc.RpcError, ImagesvcError) as error:
+            outcome.fail(error)
+        outcome.end()
 
     def wait(self) -> ResultT:
         """Reads the rest of the stream (if not iterated yet, all of it) and returns
@@ -154,9 +177,7 @@ class AsyncOperation(Generic[EventT, ResultT]):
     ) -> None:
         self._call = call
         self._responses = responses
-        self._split = split
-        self._outcome: _Outcome[ResultT] = _Outcome(what)
-        self._local_error = local_error
+        self._outcome: _Outcome[EventT, ResultT] = _Outcome(what, split, local_error)
         self._started = False
 
     def __aiter__(self) -> AsyncIterator[EventT]:
@@ -169,22 +190,12 @@ class AsyncOperation(Generic[EventT, ResultT]):
         outcome = self._outcome
         try:
             async for response in self._responses:
-                event, result = self._split(response)
-                if result is not None:
-                    outcome.take(result)
-                elif event is not None:
+                event = outcome.event(response)
+                if event is not None:
                     yield event
-        except grpc.RpcError as error:
-            local = self._local_error()
-            if local is not None:
-                outcome.finished = True
-                raise local from None
-            outcome.error = error_from_rpc(error)
-        except ImagesvcError as error:
-            outcome.error = error
-        outcome.finish()
-        if outcome.error is not None:
-            raise outcome.error
+        except (grpc.RpcError, ImagesvcError) as error:
+            outcome.fail(error)
+        outcome.end()
 
     async def wait(self) -> ResultT:
         """Reads the rest of the stream and returns the result (or raises)."""
