@@ -164,6 +164,11 @@ class ThrottleProxy:
                     break
                 client.sendall(data)
                 with self._lock:
+                    # The other pump may have seen the client close while this chunk was
+                    # being sent: it went into a dead socket, so the client never took it.
+                    # Counting it would make bytes_to_client move after the close.
+                    if record.closed_at is not None:
+                        break
                     record.bytes_to_client += len(data)
                     rate = self._rate
                 if rate:
