@@ -8,6 +8,8 @@ import sys
 from collections.abc import Sequence
 
 from imagesvc.config import Settings
+from imagesvc.healthcheck import add_arguments as add_healthcheck_arguments
+from imagesvc.healthcheck import main as healthcheck_main
 from imagesvc.logs import configure_logging
 
 
@@ -97,6 +99,14 @@ def _parser() -> argparse.ArgumentParser:
         description='Reads one token from stdin (e.g. `printf %%s "$TOKEN" | imagesvc'
         " hash-token`) and prints the value of the tokens file's sha256 field.",
     )
+    healthcheck = commands.add_parser(
+        "healthcheck",
+        help="ask the server's gRPC health service once: exit 0 SERVING, 1 otherwise",
+        description="For the container image's HEALTHCHECK. Reads the flags and IMAGESVC_*"
+        " variables of serve (address, TLS); client-only options also as"
+        " IMAGESVC_HEALTHCHECK_<FLAG>.",
+    )
+    add_healthcheck_arguments(healthcheck)
     return parser
 
 
@@ -120,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "hash-token":
         return _hash_token()
+    if args.command == "healthcheck":
+        return healthcheck_main(args)
     overrides = {key: value for key, value in vars(args).items() if key != "command"}
     try:
         settings = Settings.from_env(**overrides)
