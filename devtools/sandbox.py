@@ -64,7 +64,14 @@ __all__ = [
 
 log = logging.getLogger("devtools.sandbox")
 
-DEBIAN_PACKAGES = ("docker.io", "docker-registry", "busybox-static", "apache2-utils")
+# debootstrap makes the container image test's base image (devtools/base_image.py).
+DEBIAN_PACKAGES = (
+    "docker.io",
+    "docker-registry",
+    "busybox-static",
+    "apache2-utils",
+    "debootstrap",
+)
 APT_INSTALL_COMMAND = (
     "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "
     + " ".join(DEBIAN_PACKAGES)
@@ -330,15 +337,16 @@ _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 def missing_tools() -> list[str]:
     """What the sandbox needs from Debian's packages and is not on this machine."""
-    missing = [t for t in ("dockerd", "docker", "docker-registry", "htpasswd") if not _which(t)]
+    tools = ("dockerd", "docker", "docker-registry", "htpasswd", "debootstrap")
+    missing = [t for t in tools if not _which(t)]
     if not _is_static_elf(BUSYBOX):
         missing.append(f"{BUSYBOX} (static, from busybox-static)")
     return missing
 
 
 def ensure_packages() -> None:
-    """Install docker.io, docker-registry, busybox-static and apache2-utils if any
-    tool they provide is missing (needs root; otherwise says what to run)."""
+    """Install docker.io, docker-registry, busybox-static, apache2-utils and debootstrap
+    if any tool they provide is missing (needs root; otherwise says what to run)."""
     missing = missing_tools()
     if not missing:
         return
