@@ -70,6 +70,14 @@ def user_values(
     return deep_merge(merged, values or {})
 
 
+def effective_values(
+    values: Mapping[str, Any] | None = None, *, values_files: Iterable[Path] = ()
+) -> Obj:
+    """The values the templates see: values.yaml coalesced with the files and `values`."""
+    with helm_python.Chart.load(CHART_DIR) as chart:
+        return chart.merge_values(user_values(values, values_files=values_files))
+
+
 def render_templates(
     values: Mapping[str, Any] | None = None,
     *,
@@ -165,22 +173,29 @@ def lint(
     *,
     values_files: Iterable[Path] = (),
     kube_version: str | None = None,
+    chart_dir: Path = CHART_DIR,
 ) -> list[LintMessage]:
     """Every finding of `helm lint --strict` on the chart with these values (infos too);
     `lint_failures` keeps those that fail the lint."""
     report = helm_python.lint(
-        CHART_DIR,
+        chart_dir,
         user_values(values, values_files=values_files),
         strict=True,
         namespace=NAMESPACE,
         kube_version=kube_version,
     )
     found = [
-        LintMessage(int(m["severity"]), str(m["path"]), str(m["error"]))
+        LintMessage(int(m["severity"]), str(m["path"]), str(m["error"]).strip())
         for m in report.get("messages") or []
     ]
-    # Errors outside any file (a chart that fails to load) come in their own list.
-    found += [LintMessage(3, "", str(error)) for error in report.get("errors") or []]
+    # The report's errors repeat its error messages, and add those of no file (a chart that
+    # fails to load): keep only the new ones.
+    said = {m.message for m in found}
+    found += [
+        LintMessage(3, "", str(error).strip())
+        for error in report.get("errors") or []
+        if str(error).strip() not in said
+    ]
     return found
 
 
@@ -189,10 +204,11 @@ def lint_failures(
     *,
     values_files: Iterable[Path] = (),
     kube_version: str | None = None,
+    chart_dir: Path = CHART_DIR,
 ) -> list[str]:
     """What makes `helm lint --strict` fail (warnings and errors), each as text; empty when
     the chart passes."""
-    found = lint(values, values_files=values_files, kube_version=kube_version)
+    found = lint(values, values_files=values_files, kube_version=kube_version, chart_dir=chart_dir)
     return [str(m) for m in found if m.severity == 0 or m.severity >= LINT_WARNING]
 
 
