@@ -1,0 +1,239 @@
+"""The chart's Service, labels and selectors, ServiceAccount, PodDisruptionBudget,
+NetworkPolicy and generated tokens Secret as rendered."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.unit.helm.chart import (
+    Obj,
+    hook,
+    manifests,
+    objects_of_kind,
+    render,
+    scenario_files,
+)
+
+pytestmark = pytest.mark.chart
+
+HOST_SOCKET: dict[str, Any] = {"mode": "hostSocket", "hostSocket": {"socketGroupId": 999}}
+
+
+def one(objs: list[Obj], kind: str) -> Obj:
+    [found] = objects_of_kind(objs, kind)
+    return found
+
+
+def workload(objs: list[Obj]) -> Obj:
+    [found] = objects_of_kind(objs, "Deployment") + objects_of_kind(objs, "DaemonSet")
+    return found
+
+
+def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(key) == value for key, value in selector.items())
+
+
+@pytest.mark.parametrize("values", [{}, HOST_SOCKET], ids=["dind", "hostSocket"])
+def test_service_ports_are_named_and_target_the_container_ports(values: dict[str, Any]) -> None:
+    objs = render(values)
+    service = one(objs, "Service")
+    ports = {p["name"]: p for p in service["spec"]["ports"]}
+    assert set(ports) == {"grpc", "http", "metrics"}
+    container = workload(objs)["spec"]["template"]["spec"]["containers"][0]
+    container_ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    # Every targetPort names a port of the app container.
+    for port in ports.values():
+        assert port["targetPort"] in container_ports
+        assert port["protocol"] == "TCP"
+    assert ports["grpc"]["targetPort"] == "grpc"
+    assert ports["http"]["targetPort"] == "http"
+    # /metrics is on the HTTP port: the metrics port targets it.
+    assert ports["metrics"]["targetPort"] == "http"
+    assert ports["grpc"]["appProtocol"] == "grpc"
+    assert ports["http"]["appProtocol"] == "http"
+    # Distinct Service port numbers (the API server refuses duplicates).
+    assert len({p["port"] for p in ports.values()}) == 3
+
+
+def test_service_app_protocol_is_https_with_tls() -> None:
+    service = one(render({"tls": {"enabled": True, "existingSecret": "t"}}), "Service")
+    ports = {p["name"]: p for p in service["spec"]["ports"]}
+    assert ports["http"]["appProtocol"] == "https"
+    assert ports["metrics"]["appProtocol"] == "https"
+
+
+def test_service_port_numbers_follow_the_values() -> None:
+    service = one(
+        render({"service": {"ports": {"grpc": 443, "http": 80, "metrics": 9100}}}), "Service"
+    )
+    assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == {
+        "grpc": 443,
+        "http": 80,
+        "metrics": 9100,
+    }
+
+
+def test_internal_traffic_policy_is_local_for_the_daemonset() -> None:
+    assert one(render(), "Service")["spec"]["internalTrafficPolicy"] == "Cluster"
+    assert one(render(HOST_SOCKET), "Service")["spec"]["internalTrafficPolicy"] == "Local"
+    override = {**HOST_SOCKET, "service": {"internalTrafficPolicy": "Cluster"}}
+    assert one(render(override), "Service")["spec"]["internalTrafficPolicy"] == "Cluster"
+
+
+@pytest.mark.parametrize("scenario", scenario_files(), ids=lambda p: p.name)
+def test_labels_and_selectors_are_consistent(scenario: Path) -> None:
+    objs = render(values_files=[scenario])
+    release_objs = manifests(objs)
+    for obj in objs:
+        labels = obj["metadata"]["labels"]
+        assert labels["app.kubernetes.io/name"] == "imagesvc"
+        assert labels["app.kubernetes.io/instance"] == "imagesvc"
+        assert labels["app.kubernetes.io/managed-by"] == "Helm"
+        assert labels["helm.sh/chart"] == "imagesvc-0.1.0"
+        assert labels["app.kubernetes.io/version"] == "0.1.0"
+    work = workload(objs)
+    selector = work["spec"]["selector"]["matchLabels"]
+    pod_labels = work["spec"]["template"]["metadata"]["labels"]
+    assert matches(selector, pod_labels)
+    assert matches(one(objs, "Service")["spec"]["selector"], pod_labels)
+    assert one(objs, "Service")["spec"]["selector"] == selector
+    for kind in ("PodDisruptionBudget",):
+        for obj in objects_of_kind(release_objs, kind):
+            assert obj["spec"]["selector"]["matchLabels"] == selector
+    for policy in objects_of_kind(objs, "NetworkPolicy"):
+        assert policy["spec"]["podSelector"]["matchLabels"] == selector
+    for monitor in objects_of_kind(objs, "ServiceMonitor"):
+        assert matches(
+            monitor["spec"]["selector"]["matchLabels"], one(objs, "Service")["metadata"]["labels"]
+        )
+    # The test pod is no server pod: no controller adopts it, the Service does not route to it.
+    for pod in objects_of_kind(objs, "Pod"):
+        assert hook(pod) == "test"
+        assert not matches(selector, pod["metadata"]["labels"])
+    # Everything in the release namespace.
+    for obj in objs:
+        assert obj["metadata"]["namespace"] == "imagesvc", obj["kind"]
+
+
+def test_common_labels_reach_every_object() -> None:
+    objs = render({"commonLabels": {"team": "platform"}, "serviceMonitor": {"enabled": True}})
+    for obj in objs:
+        assert obj["metadata"]["labels"]["team"] == "platform", obj["kind"]
+
+
+def test_service_account_mounts_no_api_token() -> None:
+    objs = render()
+    account = one(objs, "ServiceAccount")
+    assert account["automountServiceAccountToken"] is False
+    spec = workload(objs)["spec"]["template"]["spec"]
+    assert spec["serviceAccountName"] == account["metadata"]["name"]
+    assert spec["automountServiceAccountToken"] is False
+    objs = render({"serviceAccount": {"create": False, "name": "existing"}})
+    assert objects_of_kind(objs, "ServiceAccount") == []
+    assert workload(objs)["spec"]["template"]["spec"]["serviceAccountName"] == "existing"
+
+
+def test_pod_disruption_budget() -> None:
+    pdb = one(
+        render({"replicaCount": 3, "podDisruptionBudget": {"maxUnavailable": 2}}),
+        "PodDisruptionBudget",
+    )
+    assert pdb["spec"]["maxUnavailable"] == 2
+
+
+def test_generated_tokens_secret_holds_the_hash_of_its_admin_token() -> None:
+    secret = one(render(), "Secret")
+    data = {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
+    token = data["admin-token"]
+    assert len(token) >= 32
+    tokens = json.loads(data["tokens.json"])
+    assert tokens["tokens"] == [
+        {
+            "identity": "admin",
+            "roles": ["admin"],
+            "sha256": hashlib.sha256(token.encode()).hexdigest(),
+            "comment": tokens["tokens"][0]["comment"],
+        }
+    ]
+    # The tokens file the pods read holds no plain token.
+    assert token not in data["tokens.json"]
+
+
+def test_generated_tokens_file_is_one_the_server_loads() -> None:
+    from imagesvc.core.credential_files import parse_tokens
+
+    values = {"auth": {"tokens": {"generated": {"identity": "ops", "roles": ["viewer", "puller"]}}}}
+    data = one(render(values), "Secret")["data"]
+    table = parse_tokens(base64.b64decode(data["tokens.json"]))
+    entry = table.find(base64.b64decode(data["admin-token"]).decode())
+    assert entry is not None
+    assert (entry.identity, entry.roles) == ("ops", frozenset({"viewer", "puller"}))
+    assert table.plain_tokens == 0
+
+
+def test_no_generated_secret_with_existing_or_without_tokens() -> None:
+    assert objects_of_kind(render({"auth": {"tokens": {"existingSecret": "s"}}}), "Secret") == []
+    values = {"auth": {"tokens": {"enabled": False}, "insecureAllowUnauthenticated": True}}
+    assert objects_of_kind(render(values), "Secret") == []
+
+
+# ----------------------------------------------------------------------------- NetworkPolicy
+
+
+def test_network_policy_is_off_by_default() -> None:
+    assert objects_of_kind(render(), "NetworkPolicy") == []
+
+
+def test_network_policy_ingress_only_to_the_named_ports_from_the_peers() -> None:
+    peer = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ci"}}}
+    objs = render({"networkPolicy": {"enabled": True, "ingress": {"from": [peer]}}})
+    policy = one(objs, "NetworkPolicy")["spec"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    [rule] = policy["ingress"]
+    assert {(p["port"], p["protocol"]) for p in rule["ports"]} == {("grpc", "TCP"), ("http", "TCP")}
+    assert rule["from"][0] == peer
+    # The helm test pod may connect too.
+    [test_pod] = objects_of_kind(objs, "Pod")
+    test_peer = rule["from"][1]["podSelector"]["matchLabels"]
+    assert matches(test_peer, test_pod["metadata"]["labels"])
+    # Without peers: the ports, from anywhere.
+    [open_rule] = one(render({"networkPolicy": {"enabled": True}}), "NetworkPolicy")["spec"][
+        "ingress"
+    ]
+    assert "from" not in open_rule
+
+
+def egress_ports(policy: Obj) -> list[set[tuple[Any, str]]]:
+    return [
+        {(p["port"], p.get("protocol", "TCP")) for p in rule.get("ports", [])}
+        for rule in policy["spec"]["egress"]
+    ]
+
+
+def test_network_policy_egress_dns_and_registries_in_dind_mode() -> None:
+    policy = one(render({"networkPolicy": {"enabled": True}}), "NetworkPolicy")
+    rules = egress_ports(policy)
+    assert {(53, "UDP"), (53, "TCP")} == rules[0]
+    assert policy["spec"]["egress"][0]["to"][0]["podSelector"]["matchLabels"] == {
+        "k8s-app": "kube-dns"
+    }
+    assert {(443, "TCP")} in rules
+
+
+def test_network_policy_no_registry_egress_for_the_node_daemon() -> None:
+    policy = one(render({**HOST_SOCKET, "networkPolicy": {"enabled": True}}), "NetworkPolicy")
+    assert egress_ports(policy) == [{(53, "UDP"), (53, "TCP")}]
+    extra = {"ports": [{"port": 4317, "protocol": "TCP"}]}
+    policy = one(
+        render(
+            {**HOST_SOCKET, "networkPolicy": {"enabled": True, "egress": {"extraRules": [extra]}}}
+        ),
+        "NetworkPolicy",
+    )
+    assert policy["spec"]["egress"][-1] == extra
