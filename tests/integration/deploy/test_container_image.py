@@ -1,0 +1,424 @@
+"""The container image, built from the repository's Dockerfile and run for real on the
+sandboxed engine (make test-image).
+
+No public registry is reachable, so the base image is made here (devtools/base_image.py:
+debootstrapped Debian bookworm with python3, `docker import`ed) and the wheels come from
+a loopback wheelhouse repacked from this virtualenv (wheelhouse.py): the build passes
+--build-arg BASE_IMAGE and pip's --no-index/--find-links arguments and never leaves
+loopback (--network host for its RUN steps, the engine having --bridge=none).
+
+The container then runs as a deployment would: the engine's socket mounted, the socket's
+group as the build's DOCKER_GID, authentication on (a tokens file mounted read-only),
+listening on free loopback ports of the host network; the Python client lists, pulls,
+builds, tags and pushes through it, Docker's HEALTHCHECK turns healthy (and unhealthy
+when the probe fails), `docker stop` ends it cleanly at once, and without authentication
+the image's 0.0.0.0 default refuses to start.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from docker.utils.build import exclude_paths
+
+from devtools.base_image import DEFAULT_TAG as BASE_TAG
+from devtools.base_image import make_base_image
+from devtools.sandbox import BuiltImage, Engine, Registry
+from imagesvc.core.credential_files import hash_token
+from imagesvc_client import ImageClient, Unauthenticated
+from tests.integration.builds import dockerfile, make_tar
+from tests.integration.deploy.wheelhouse import make_wheelhouse, served
+from tests.integration.local_images import inspect, unique_repo
+from tests.integration.transfers import registry_has_manifest
+
+pytestmark = [pytest.mark.integration, pytest.mark.image]
+
+REPO = Path(__file__).resolve().parents[3]
+USER_ID = "10001"
+PORTS = {"50051/tcp", "8080/tcp"}
+# The service's venv and its image config on top of the base (measured: about 35 MB).
+MAX_ADDED_BYTES = 80 * 1024 * 1024
+MAX_CONTEXT_BYTES = 2 * 1024 * 1024
+TOKEN = secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True)
+class ServiceImage:
+    tag: str
+    id: str
+    socket_gid: int
+    revision: str
+    wheelhouse: str
+    build_seconds: float
+
+
+def _docker_json(engine: Engine, *args: str) -> Any:
+    return json.loads(engine.docker(*args).stdout)
+
+
+def _dangling(engine: Engine) -> set[str]:
+    listed = engine.docker("image", "ls", "--quiet", "--no-trunc", "--filter", "dangling=true")
+    return set(listed.stdout.split())
+
+
+@pytest.fixture(scope="module")
+def base_image(engine: Engine, busybox_image: BuiltImage) -> Iterator[str]:
+    """The debootstrapped base (its rootfs is cached in .build/base-image)."""
+    make_base_image(engine.host, BASE_TAG)
+    yield BASE_TAG
+    engine.docker("image", "rm", BASE_TAG, check=False)
+
+
+@pytest.fixture(scope="module")
+def service_image(
+    engine: Engine, base_image: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceImage]:
+    wheels = tmp_path_factory.mktemp("wheelhouse")
+    make_wheelhouse(wheels)
+    tag = f"imagesvc-test/imagesvc:{secrets.token_hex(4)}"
+    socket_gid = engine.socket_path.stat().st_gid
+    revision = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    dangling_before = _dangling(engine)
+    with served(wheels) as url:
+        started = time.monotonic()
+        engine.docker(
+            "build",
+            # RUN steps reach the wheelhouse on the host's loopback.
+            "--network",
+            "host",
+            "--build-arg",
+            f"BASE_IMAGE={base_image}",
+            "--build-arg",
+            "PIP_NO_INDEX=1",
+            "--build-arg",
+            f"PIP_FIND_LINKS={url}",
+            "--build-arg",
+            f"DOCKER_GID={socket_gid}",
+            "--build-arg",
+            f"REVISION={revision}",
+            "--tag",
+            tag,
+            str(REPO),
+            env={"DOCKER_BUILDKIT": "0"},  # the classic builder (no buildx on this CLI)
+            timeout=600,
+        )
+        took = time.monotonic() - started
+    image_id = inspect(engine, tag)["Id"]
+    yield ServiceImage(tag, image_id, socket_gid, revision, url, took)
+    engine.docker("image", "rm", "--force", tag, check=False)
+    # The builder stage is left dangling by the classic builder.
+    for leftover in _dangling(engine) - dangling_before:
+        engine.docker("image", "rm", leftover, check=False)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Container:
+    engine: Engine
+    name: str
+    grpc_address: str
+
+    def state(self) -> dict[str, Any]:
+        state: dict[str, Any] = _docker_json(self.engine, "container", "inspect", self.name)[0][
+            "State"
+        ]
+        return state
+
+    def logs(self) -> str:
+        result = self.engine.docker("logs", self.name, check=False)
+        return result.stdout + result.stderr
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        """The server's JSON log lines (stdout)."""
+        result = self.engine.docker("logs", self.name)
+        return [json.loads(line) for line in result.stdout.splitlines()]
+
+    def wait_for_health(self, status: str, timeout: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.state()
+            health = state.get("Health") or {}
+            if health.get("Status") == status:
+                return state
+            assert state["Running"], f"container exited: {state}\n{self.logs()}"
+            assert time.monotonic() < deadline, f"not {status}: {health}\n{self.logs()}"
+            time.sleep(0.2)
+
+
+@pytest.fixture
+def tokens_dir(tmp_path: Path) -> Path:
+    """A tokens file as a Secret would hold it, readable by the image's user (hashed
+    entries are safe to expose)."""
+    directory = tmp_path / "secrets"
+    directory.mkdir()
+    directory.chmod(0o755)
+    tokens = {"tokens": [{"identity": "deployer", "roles": ["admin"], "sha256": hash_token(TOKEN)}]}
+    path = directory / "tokens.json"
+    path.write_text(json.dumps(tokens))
+    path.chmod(0o644)
+    return directory
+
+
+@pytest.fixture
+def start_service(
+    engine: Engine, service_image: ServiceImage, tokens_dir: Path
+) -> Iterator[Callable[..., Container]]:
+    """Runs the image as a deployment would; removes the containers afterwards."""
+    names: list[str] = []
+
+    def start(*, env: dict[str, str] | None = None, start_period: str = "") -> Container:
+        name = f"imagesvc-test-{secrets.token_hex(4)}"
+        grpc_address = f"127.0.0.1:{_free_port()}"
+        variables = {
+            # Addresses as variables, not flags: the HEALTHCHECK reads the same ones.
+            "IMAGESVC_GRPC_ADDRESS": grpc_address,
+            "IMAGESVC_HTTP_ADDRESS": f"127.0.0.1:{_free_port()}",
+            **(env or {}),
+        }
+        args = ["run", "--detach", "--name", name, "--network", "host"]
+        args += ["--volume", f"{engine.socket_path}:/var/run/docker.sock"]
+        args += ["--volume", f"{tokens_dir}:/etc/imagesvc:ro"]
+        args += ["--health-interval", "1s", "--health-retries", "3"]
+        if start_period:  # failures in it do not count (the image says 10 s)
+            args += ["--health-start-period", start_period]
+        for key, value in variables.items():
+            args += ["--env", f"{key}={value}"]
+        names.append(name)
+        # Everything after the image is a serve flag (ENTRYPOINT imagesvc serve).
+        engine.docker(*args, service_image.tag, "--tokens-file", "/etc/imagesvc/tokens.json")
+        return Container(engine, name, grpc_address)
+
+    yield start
+    for name in names:
+        engine.docker("rm", "--force", "--volumes", name, check=False)
+
+
+# The build context ------------------------------------------------------------------
+
+
+def test_the_build_context_is_only_what_the_image_needs() -> None:
+    patterns = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    # docker-py applies .dockerignore as the docker CLI does.
+    files = {p for p in exclude_paths(str(REPO), patterns) if (REPO / p).is_file()}
+    size = sum((REPO / p).stat().st_size for p in files)
+    assert {"pyproject.toml", "README.md", "service/src/imagesvc/cli.py"} <= files
+    assert "service/src/imagesvc/v1/image_service_pb2.py" in files
+    tops = {p.split("/")[0] for p in files}
+    assert tops <= {"pyproject.toml", "README.md", "service", "Dockerfile", ".dockerignore"}, tops
+    assert not [p for p in files if "__pycache__" in p or ".egg-info" in p]
+    assert size < MAX_CONTEXT_BYTES, size
+
+
+# The image ----------------------------------------------------------------------------
+
+
+def _run_in_image(
+    engine: Engine, image: str, *command: str, user: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    options = ["--rm", "--network", "none", "--entrypoint", command[0]]
+    if user is not None:
+        options += ["--user", user]
+    return engine.docker("run", *options, image, *command[1:], check=False)
+
+
+def test_image_configuration(engine: Engine, service_image: ServiceImage, base_image: str) -> None:
+    image = inspect(engine, service_image.tag)
+    config = image["Config"]
+    assert config["User"] == USER_ID  # numeric, so runAsNonRoot can check it
+    assert set(config["ExposedPorts"]) == PORTS
+    assert config["Entrypoint"] == ["imagesvc", "serve"]
+    assert config["Cmd"] is None
+    assert config["Healthcheck"]["Test"] == ["CMD", "imagesvc", "healthcheck"]
+    env = dict(item.split("=", 1) for item in config["Env"])
+    assert env["PYTHONDONTWRITEBYTECODE"] == env["PYTHONUNBUFFERED"] == "1"
+    assert env["IMAGESVC_GRPC_ADDRESS"] == "0.0.0.0:50051"
+    assert env["IMAGESVC_HTTP_ADDRESS"] == "0.0.0.0:8080"
+    assert config["WorkingDir"] == "/opt/imagesvc"
+    labels = config["Labels"]
+    assert labels["org.opencontainers.image.title"] == "imagesvc"
+    assert labels["org.opencontainers.image.version"] == "0.1.0"
+    assert labels["org.opencontainers.image.revision"] == service_image.revision
+    assert labels["org.opencontainers.image.base.name"] == base_image
+    assert labels["org.opencontainers.image.licenses"] == "Apache-2.0"
+    added = image["Size"] - inspect(engine, base_image)["Size"]
+    assert 0 < added < MAX_ADDED_BYTES, added
+
+
+def test_image_user_is_in_the_socket_group(engine: Engine, service_image: ServiceImage) -> None:
+    ids = _run_in_image(engine, service_image.tag, "id")
+    assert ids.returncode == 0, ids.stderr
+    assert ids.stdout.split() == [
+        f"uid={USER_ID}(imagesvc)",
+        f"gid={USER_ID}(imagesvc)",
+        f"groups={USER_ID}(imagesvc),{service_image.socket_gid}(docker-socket)",
+    ]
+
+
+def test_image_has_no_build_tools_sources_or_build_arguments(
+    engine: Engine, service_image: ServiceImage, base_image: str
+) -> None:
+    tools = "gcc cc c++ g++ make ld as cpp pip pip3 git"
+    found = _run_in_image(
+        engine,
+        service_image.tag,
+        "sh",
+        "-c",
+        f"for t in {tools}; do command -v $t; done; ls -d /src /root/.cache 2>/dev/null; true",
+    )
+    assert found.stdout == "", found.stdout
+    # pip, setuptools, wheels: the final stage adds none to what the base has (Debian's
+    # python3-venv keeps ensurepip's wheels in /usr/share/python-wheels).
+    packaging = "find / -xdev \\( -name '*.whl' -o -name pip -o -name setuptools \\) -print"
+    in_image = _run_in_image(engine, service_image.tag, "sh", "-c", packaging, user="0")
+    in_base = _run_in_image(engine, base_image, "sh", "-c", packaging, user="0")
+    assert in_image.returncode == in_base.returncode == 0, in_image.stderr
+    assert sorted(in_image.stdout.split()) == sorted(in_base.stdout.split())
+    venv_pip = _run_in_image(engine, service_image.tag, "python3", "-c", "import pip")
+    assert venv_pip.returncode == 1
+    assert "No module named 'pip'" in venv_pip.stderr
+    # The builder stage's arguments (an index URL may hold credentials) are not in the
+    # final image's history; nor is anything else of the build.
+    history = engine.docker(
+        "history", "--no-trunc", "--format", "{{.CreatedBy}}", service_image.tag
+    )
+    assert "PIP_" not in history.stdout
+    assert service_image.wheelhouse not in history.stdout
+    # The server starts in it: `docker run IMAGE --help` is serve's help.
+    helped = engine.docker("run", "--rm", "--network", "none", service_image.tag, "--help")
+    assert helped.stdout.startswith("usage: imagesvc serve")
+
+
+# The running service --------------------------------------------------------------------
+
+
+def test_the_container_serves_the_engine_through_the_python_client(
+    engine: Engine,
+    open_registry: Registry,
+    busybox_image: BuiltImage,
+    start_service: Callable[..., Container],
+) -> None:
+    container = start_service()
+    state = container.wait_for_health("healthy")
+    assert state["Health"]["Log"][-1]["ExitCode"] == 0
+    assert "imagesvc healthcheck: SERVING" in state["Health"]["Log"][-1]["Output"]
+
+    # Authentication is on, as in a real deployment.
+    with (
+        ImageClient(container.grpc_address, timeout=30) as anonymous,
+        pytest.raises(Unauthenticated),
+    ):
+        list(anonymous.list())
+
+    repository = unique_repo("deploy")
+    remote = f"{open_registry.address}/{repository}"
+    with ImageClient(container.grpc_address, token=TOKEN, timeout=30) as client:
+        # list: the engine's images, through the mounted socket.
+        listed = list(client.list(references=[busybox_image.tag]))
+        assert [image.id for image in listed] == [busybox_image.id]
+
+        # tag + push to the loopback registry, then pull it back.
+        client.tag(busybox_image.tag, f"{remote}:pulled")
+        pushed = client.push(f"{remote}:pulled").wait()
+        assert pushed.digest.startswith("sha256:")
+        assert registry_has_manifest(open_registry, repository, "pulled")
+        client.remove(f"{remote}:pulled")
+        pulled = client.pull(f"{remote}:pulled").wait()
+        assert pulled.image_id == busybox_image.id
+
+        # build a small context, then tag and push the result.
+        context = make_tar(
+            {"Dockerfile": dockerfile(f"FROM {busybox_image.tag}", "RUN echo built > /built")}
+        )
+        built = client.build(context, tags=[f"{remote}:built"]).wait()
+        assert built.image_id.startswith("sha256:")
+        client.tag(f"{remote}:built", f"{remote}:shipped")
+        client.push(f"{remote}:shipped").wait()
+        assert registry_has_manifest(open_registry, repository, "shipped")
+        for tag in ("pulled", "built", "shipped"):
+            client.remove(f"{remote}:{tag}")
+
+    logs = container.logs()
+    access = [line for line in container.log_lines() if line["logger"] == "imagesvc.access"]
+    methods = [line.get("grpc_method") for line in access]
+    assert methods.count("/imagesvc.v1.ImageService/PushImage") == 2, methods
+    assert {line.get("identity") for line in access if line.get("grpc_code") == "OK"} == {
+        "deployer"
+    }
+    assert TOKEN not in logs
+    assert TOKEN not in json.dumps(container.state()["Health"])
+
+
+def test_docker_stop_ends_the_server_cleanly_and_at_once(
+    engine: Engine, start_service: Callable[..., Container]
+) -> None:
+    container = start_service()
+    container.wait_for_health("healthy")
+    started = time.monotonic()
+    # Docker's default: SIGTERM, then SIGKILL after 10 s.
+    engine.docker("stop", container.name)
+    took = time.monotonic() - started
+    state = container.state()
+    assert state["ExitCode"] == 0, container.logs()
+    assert not state["OOMKilled"]
+    assert took < 5, took
+    messages = [line["message"] for line in container.log_lines()]
+    assert "shutting down" in messages
+    assert messages[-1] == "stopped", messages
+
+
+def test_a_failing_probe_makes_the_container_unhealthy(
+    start_service: Callable[..., Container],
+) -> None:
+    # The server runs fine; the probe asks for a health service it does not have.
+    container = start_service(
+        env={"IMAGESVC_HEALTHCHECK_SERVICE": "no-such-service"}, start_period="1ms"
+    )
+    state = container.wait_for_health("unhealthy")
+    last = state["Health"]["Log"][-1]
+    assert last["ExitCode"] == 1
+    assert "NOT_FOUND" in last["Output"]
+
+
+def test_without_authentication_the_default_address_is_refused(
+    engine: Engine, service_image: ServiceImage
+) -> None:
+    # The image listens on 0.0.0.0 by default; without tokens or a client CA that is
+    # refused before anything is bound (--network none: nothing could reach it anyway).
+    refused = engine.docker(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--volume",
+        f"{engine.socket_path}:/var/run/docker.sock",
+        service_image.tag,
+        check=False,
+        timeout=60,
+    )
+    assert refused.returncode == 2
+    assert refused.stderr.startswith(
+        "imagesvc: refusing to listen on 0.0.0.0:50051 (gRPC) and 0.0.0.0:8080 (HTTP)"
+        " without authentication"
+    ), refused.stderr
+    assert "--insecure-allow-unauthenticated" in refused.stderr
