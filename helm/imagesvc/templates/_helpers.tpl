@@ -98,6 +98,14 @@ Call with (dict "image" <map> "defaultTag" <string>).
 {{- end }}
 
 {{/*
+A pull policy: the one given, else IfNotPresent for a digest (immutable) and Always for a
+tag (tags move). Call with (dict "image" <map>).
+*/}}
+{{- define "imagesvc.pullPolicy" -}}
+{{- if .image.pullPolicy }}{{ .image.pullPolicy }}{{ else if .image.digest }}IfNotPresent{{ else }}Always{{ end }}
+{{- end }}
+
+{{/*
 The imagesvc image.
 */}}
 {{- define "imagesvc.image" -}}

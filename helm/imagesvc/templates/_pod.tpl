@@ -41,7 +41,7 @@ spec:
   initContainers:
     - name: dind
       image: {{ include "imagesvc.dindImage" . | quote }}
-      imagePullPolicy: {{ .Values.dind.image.pullPolicy }}
+      imagePullPolicy: {{ include "imagesvc.pullPolicy" (dict "image" .Values.dind.image) }}
       restartPolicy: Always
       # `dockerd` first: the image's entry point then starts the daemon as given, on the
       # shared socket only (no TCP port, no generated TLS certificates).
@@ -91,7 +91,7 @@ spec:
   containers:
     - name: imagesvc
       image: {{ include "imagesvc.image" . | quote }}
-      imagePullPolicy: {{ .Values.image.pullPolicy }}
+      imagePullPolicy: {{ include "imagesvc.pullPolicy" (dict "image" .Values.image) }}
       {{- with .Values.server.extraArgs }}
       args:
         {{- toYaml . | nindent 8 }}

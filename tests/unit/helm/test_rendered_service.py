@@ -106,7 +106,7 @@ def test_labels_and_selectors_are_consistent(scenario: Path) -> None:
     for kind in ("PodDisruptionBudget",):
         for obj in objects_of_kind(release_objs, kind):
             assert obj["spec"]["selector"]["matchLabels"] == selector
-    for policy in objects_of_kind(objs, "NetworkPolicy"):
+    for policy in objects_of_kind(release_objs, "NetworkPolicy"):
         assert policy["spec"]["podSelector"]["matchLabels"] == selector
     for monitor in objects_of_kind(objs, "ServiceMonitor"):
         assert matches(
@@ -186,14 +186,35 @@ def test_no_generated_secret_with_existing_or_without_tokens() -> None:
 # ----------------------------------------------------------------------------- NetworkPolicy
 
 
-def test_network_policy_is_off_by_default() -> None:
-    assert objects_of_kind(render(), "NetworkPolicy") == []
+def test_network_policies_are_on_by_default_and_can_be_turned_off() -> None:
+    policies = objects_of_kind(render(), "NetworkPolicy")
+    assert [hook(p) for p in policies] == [None, "test"]
+    assert objects_of_kind(render({"networkPolicy": {"enabled": False}}), "NetworkPolicy") == []
+
+
+def server_policy(values: dict[str, Any]) -> Obj:
+    [policy] = [p for p in objects_of_kind(render(values), "NetworkPolicy") if not hook(p)]
+    return policy
+
+
+def test_helm_test_pod_policy_allows_only_dns_and_the_grpc_port() -> None:
+    objs = render()
+    [policy] = [p for p in objects_of_kind(objs, "NetworkPolicy") if hook(p) == "test"]
+    [test_pod] = objects_of_kind(objs, "Pod")
+    assert matches(policy["spec"]["podSelector"]["matchLabels"], test_pod["metadata"]["labels"])
+    assert "ingress" not in policy["spec"]
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    dns, server = policy["spec"]["egress"]
+    assert {p["port"] for p in dns["ports"]} == {53}
+    pod_labels = workload(objs)["spec"]["template"]["metadata"]["labels"]
+    assert matches(server["to"][0]["podSelector"]["matchLabels"], pod_labels)
+    assert server["ports"] == [{"port": 50051, "protocol": "TCP"}]
 
 
 def test_network_policy_ingress_only_to_the_named_ports_from_the_peers() -> None:
     peer = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ci"}}}
-    objs = render({"networkPolicy": {"enabled": True, "ingress": {"from": [peer]}}})
-    policy = one(objs, "NetworkPolicy")["spec"]
+    objs = render({"networkPolicy": {"ingress": {"from": [peer]}}})
+    policy = server_policy({"networkPolicy": {"ingress": {"from": [peer]}}})["spec"]
     assert policy["policyTypes"] == ["Ingress", "Egress"]
     [rule] = policy["ingress"]
     assert {(p["port"], p["protocol"]) for p in rule["ports"]} == {("grpc", "TCP"), ("http", "TCP")}
@@ -203,9 +224,7 @@ def test_network_policy_ingress_only_to_the_named_ports_from_the_peers() -> None
     test_peer = rule["from"][1]["podSelector"]["matchLabels"]
     assert matches(test_peer, test_pod["metadata"]["labels"])
     # Without peers: the ports, from anywhere.
-    [open_rule] = one(render({"networkPolicy": {"enabled": True}}), "NetworkPolicy")["spec"][
-        "ingress"
-    ]
+    [open_rule] = server_policy({})["spec"]["ingress"]
     assert "from" not in open_rule
 
 
@@ -217,23 +236,18 @@ def egress_ports(policy: Obj) -> list[set[tuple[Any, str]]]:
 
 
 def test_network_policy_egress_dns_and_registries_in_dind_mode() -> None:
-    policy = one(render({"networkPolicy": {"enabled": True}}), "NetworkPolicy")
+    policy = server_policy({})
     rules = egress_ports(policy)
     assert {(53, "UDP"), (53, "TCP")} == rules[0]
     assert policy["spec"]["egress"][0]["to"][0]["podSelector"]["matchLabels"] == {
         "k8s-app": "kube-dns"
     }
-    assert {(443, "TCP")} in rules
+    assert {(443, "TCP"), (80, "TCP")} in rules
 
 
 def test_network_policy_no_registry_egress_for_the_node_daemon() -> None:
-    policy = one(render({**HOST_SOCKET, "networkPolicy": {"enabled": True}}), "NetworkPolicy")
+    policy = server_policy(HOST_SOCKET)
     assert egress_ports(policy) == [{(53, "UDP"), (53, "TCP")}]
     extra = {"ports": [{"port": 4317, "protocol": "TCP"}]}
-    policy = one(
-        render(
-            {**HOST_SOCKET, "networkPolicy": {"enabled": True, "egress": {"extraRules": [extra]}}}
-        ),
-        "NetworkPolicy",
-    )
+    policy = server_policy({**HOST_SOCKET, "networkPolicy": {"egress": {"extraRules": [extra]}}})
     assert policy["spec"]["egress"][-1] == extra

@@ -294,6 +294,18 @@ def test_every_container_has_resources_and_pinned_images(scenario: Any) -> None:
         assert c["imagePullPolicy"] in ("IfNotPresent", "Always")
 
 
+def test_pull_policy_always_for_tags_if_not_present_for_digests() -> None:
+    spec = pod_spec(render())
+    assert container(spec, "imagesvc")["imagePullPolicy"] == "Always"
+    assert spec["initContainers"][0]["imagePullPolicy"] == "Always"
+    digest = "sha256:" + "b" * 64
+    spec = pod_spec(render({"image": {"digest": digest}, "dind": {"image": {"digest": digest}}}))
+    assert container(spec, "imagesvc")["imagePullPolicy"] == "IfNotPresent"
+    assert spec["initContainers"][0]["imagePullPolicy"] == "IfNotPresent"
+    spec = pod_spec(render({"image": {"pullPolicy": "Never"}}))
+    assert container(spec, "imagesvc")["imagePullPolicy"] == "Never"
+
+
 def test_images_by_digest() -> None:
     digest = "sha256:" + "a" * 64
     spec = pod_spec(render({"image": {"digest": digest}, "dind": {"image": {"digest": digest}}}))
