@@ -103,11 +103,14 @@ def test_dind_shares_the_socket_directory_through_an_empty_dir() -> None:
 
 
 def test_dind_data_root_can_be_an_existing_claim() -> None:
-    spec = pod_spec(render({"dind": {"dataVolume": {"existingClaim": "docker-data"}}}))
-    assert volumes(spec)["docker-data"] == {
+    objs = render({"dind": {"dataVolume": {"existingClaim": "docker-data"}}})
+    assert volumes(pod_spec(objs))["docker-data"] == {
         "name": "docker-data",
         "persistentVolumeClaim": {"claimName": "docker-data"},
     }
+    # Two daemons must never share a data root: no surge pod during a rollout.
+    assert workload(objs)["spec"]["strategy"] == {"type": "Recreate"}
+    assert "strategy" not in workload(render())["spec"]
 
 
 def test_only_the_dind_sidecar_is_privileged() -> None:
