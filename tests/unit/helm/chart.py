@@ -11,6 +11,7 @@ Objects come back as plain dicts, in the order Helm's templates produce them; ho
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from copy import deepcopy
 from pathlib import Path
@@ -28,6 +29,16 @@ NAMESPACE = "imagesvc"
 _NOT_MANIFESTS = ("NOTES.txt",)
 
 Obj = dict[str, Any]
+
+
+def minimum_kube_version() -> str:
+    """The lowest Kubernetes version Chart.yaml's kubeVersion (">=1.29.0-0") admits, x.y.0."""
+    metadata = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text(encoding="utf-8"))
+    constraint = str(metadata["kubeVersion"])
+    found = re.fullmatch(r"\s*>=\s*v?(\d+)\.(\d+)(?:\.\d+)?(?:-0)?\s*", constraint)
+    if not found:
+        raise ValueError(f"kubeVersion {constraint!r}: expected a lower bound like >=1.29.0-0")
+    return f"{found[1]}.{found[2]}.0"
 
 
 def scenario_files() -> list[Path]:

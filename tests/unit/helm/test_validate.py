@@ -16,7 +16,6 @@ the checks below cover what matters of them instead: the PrometheusRule's groups
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -43,15 +42,7 @@ def api_kind(obj: chart.Obj) -> str:
     return f"{obj['apiVersion']}/{obj['kind']}"
 
 
-def minimum_kube_version() -> str:
-    """The lowest version Chart.yaml's kubeVersion (">=1.29.0-0") admits, as x.y.0."""
-    constraint = yaml.safe_load((chart.CHART_DIR / "Chart.yaml").read_text())["kubeVersion"]
-    found = re.fullmatch(r"\s*>=\s*v?(\d+)\.(\d+)(?:\.\d+)?(?:-0)?\s*", str(constraint))
-    assert found, f"kubeVersion {constraint!r}: expected a lower bound such as >=1.29.0-0"
-    return f"{found[1]}.{found[2]}.0"
-
-
-KUBE_VERSIONS = (minimum_kube_version(), kubernetes_versions.latest_version())
+KUBE_VERSIONS = (chart.minimum_kube_version(), kubernetes_versions.latest_version())
 
 
 def kube_errors(objs: list[chart.Obj], version: str) -> list[str]:
