@@ -560,3 +560,23 @@ def test_chart_dir_holds_no_copy_of_the_monitoring_files() -> None:
     # Guard for the single-source rule (the files/ entries are symlinks).
     for name in ("imagesvc-alerts.yaml", "imagesvc-dashboard.json"):
         assert (CHART_DIR / "files" / name).is_symlink()
+
+
+@pytest.mark.parametrize("scenario", scenario_files(), ids=lambda p: p.name)
+def test_the_server_accepts_the_settings_of_every_scenario(scenario: Any) -> None:
+    """The variables parse as config.Settings and make a usable registry policy, build
+    restrictions and limits (what the server checks at start-up), and some
+    authentication (or the explicit insecure flag) lets it listen on the pod's network."""
+    from imagesvc.config import Settings
+    from imagesvc.server_policy import ServerPolicy
+    from imagesvc.server_security import is_loopback_address
+
+    settings = Settings.from_env(env(render(values_files=[scenario])))
+    ServerPolicy(settings)
+    assert not is_loopback_address(settings.grpc_address)
+    assert not is_loopback_address(settings.http_address)
+    assert (
+        settings.tokens_file
+        or settings.tls_client_ca_file
+        or settings.insecure_allow_unauthenticated
+    )
