@@ -1,12 +1,13 @@
 """The chart in helm/imagesvc rendered offline, as `helm template` would, through the Helm
 v4 SDK (helm-python-sdk: no helm binary, no cluster, no network).
 
-    objs = render(values_files=[CHART_DIR / "ci" / "hostsocket-values.yaml"],
-                  values={"metrics": {"serviceMonitor": {"enabled": True}}})
+    objs = render({"serviceMonitor": {"enabled": True}},
+                  values_files=[CHART_DIR / "ci" / "host-socket-values.yaml"])
     [daemonset] = objects_of_kind(objs, "DaemonSet")
 
-Objects come back as plain dicts, in the order Helm's templates produce them; hooks (the
-`helm test` Pods under templates/tests/) are among them, told apart by `is_hook`.
+Objects come back as plain dicts, ordered by template path (render_templates keeps them by
+template); hooks (the `helm test` Pod under templates/tests/) are among them, told apart by
+`is_hook` (`manifests` leaves them out). NOTES.txt is not an object and is left out.
 """
 
 from __future__ import annotations
