@@ -66,8 +66,7 @@ LABEL org.opencontainers.image.title="imagesvc" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.created="${CREATED}" \
-      org.opencontainers.image.base.name="${BASE_IMAGE}" \
-      org.opencontainers.image.documentation="README.md, section Container image"
+      org.opencontainers.image.base.name="${BASE_IMAGE}"
 
 # A fixed numeric user and group (10001), so Kubernetes' runAsNonRoot can check it, and
 # membership of the socket's group (reused when the base already has that gid).

@@ -44,6 +44,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.image]
 
 REPO = Path(__file__).resolve().parents[3]
 USER_ID = "10001"
+DEFAULT_DOCKER_GID = 2375  # the Dockerfile's, docker:dind's docker group
 PORTS = {"50051/tcp", "8080/tcp"}
 # The service's venv and its image config on top of the base (measured: about 35 MB).
 MAX_ADDED_BYTES = 80 * 1024 * 1024
@@ -79,47 +80,69 @@ def base_image(engine: Engine, busybox_image: BuiltImage) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def service_image(
-    engine: Engine, base_image: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServiceImage]:
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The wheelhouse's URL on 127.0.0.1 (the same for every build of the module, so
+    that the builder stage, whose pip arguments are in its cache key, is reused)."""
     wheels = tmp_path_factory.mktemp("wheelhouse")
     make_wheelhouse(wheels)
+    with served(wheels) as url:
+        yield url
+
+
+def _build(engine: Engine, tag: str, build_args: dict[str, str]) -> float:
+    """docker build of the repository with these --build-args; returns the seconds."""
+    args = ["build", "--network", "host", "--tag", tag]  # RUN steps reach the wheelhouse
+    for key, value in build_args.items():
+        args += ["--build-arg", f"{key}={value}"]
+    started = time.monotonic()
+    # The classic builder: there is no buildx plugin on this CLI.
+    engine.docker(*args, str(REPO), env={"DOCKER_BUILDKIT": "0"}, timeout=600)
+    return time.monotonic() - started
+
+
+@pytest.fixture(scope="module")
+def service_image(engine: Engine, base_image: str, wheelhouse: str) -> Iterator[ServiceImage]:
+    """The image built for the sandboxed engine's socket (DOCKER_GID = its group)."""
     tag = f"imagesvc-test/imagesvc:{secrets.token_hex(4)}"
     socket_gid = engine.socket_path.stat().st_gid
+    assert socket_gid != DEFAULT_DOCKER_GID
     revision = subprocess.run(
         ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=False
     ).stdout.strip()
     dangling_before = _dangling(engine)
-    with served(wheels) as url:
-        started = time.monotonic()
-        engine.docker(
-            "build",
-            # RUN steps reach the wheelhouse on the host's loopback.
-            "--network",
-            "host",
-            "--build-arg",
-            f"BASE_IMAGE={base_image}",
-            "--build-arg",
-            "PIP_NO_INDEX=1",
-            "--build-arg",
-            f"PIP_FIND_LINKS={url}",
-            "--build-arg",
-            f"DOCKER_GID={socket_gid}",
-            "--build-arg",
-            f"REVISION={revision}",
-            "--tag",
-            tag,
-            str(REPO),
-            env={"DOCKER_BUILDKIT": "0"},  # the classic builder (no buildx on this CLI)
-            timeout=600,
-        )
-        took = time.monotonic() - started
+    took = _build(
+        engine,
+        tag,
+        {
+            "BASE_IMAGE": base_image,
+            "PIP_NO_INDEX": "1",
+            "PIP_FIND_LINKS": wheelhouse,
+            "DOCKER_GID": str(socket_gid),
+            "REVISION": revision,
+        },
+    )
     image_id = inspect(engine, tag)["Id"]
-    yield ServiceImage(tag, image_id, socket_gid, revision, url, took)
+    yield ServiceImage(tag, image_id, socket_gid, revision, wheelhouse, took)
     engine.docker("image", "rm", "--force", tag, check=False)
     # The builder stage is left dangling by the classic builder.
     for leftover in _dangling(engine) - dangling_before:
         engine.docker("image", "rm", leftover, check=False)
+
+
+@pytest.fixture(scope="module")
+def default_group_image(
+    engine: Engine, base_image: str, wheelhouse: str, service_image: ServiceImage
+) -> Iterator[str]:
+    """The image with the Dockerfile's default DOCKER_GID (docker:dind's group), which
+    does not match this engine's socket: the run-time --group-add case."""
+    tag = f"imagesvc-test/imagesvc-default-gid:{secrets.token_hex(4)}"
+    _build(
+        engine,
+        tag,
+        {"BASE_IMAGE": base_image, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": wheelhouse},
+    )
+    yield tag
+    engine.docker("image", "rm", "--force", tag, check=False)
 
 
 def _free_port() -> int:
@@ -183,7 +206,13 @@ def start_service(
     """Runs the image as a deployment would; removes the containers afterwards."""
     names: list[str] = []
 
-    def start(*, env: dict[str, str] | None = None, start_period: str = "") -> Container:
+    def start(
+        *,
+        image: str = service_image.tag,
+        env: dict[str, str] | None = None,
+        start_period: str = "",
+        run_args: tuple[str, ...] = (),
+    ) -> Container:
         name = f"imagesvc-test-{secrets.token_hex(4)}"
         grpc_address = f"127.0.0.1:{_free_port()}"
         variables = {
@@ -202,7 +231,7 @@ def start_service(
             args += ["--env", f"{key}={value}"]
         names.append(name)
         # Everything after the image is a serve flag (ENTRYPOINT imagesvc serve).
-        engine.docker(*args, service_image.tag, "--tokens-file", "/etc/imagesvc/tokens.json")
+        engine.docker(*args, *run_args, image, "--tokens-file", "/etc/imagesvc/tokens.json")
         return Container(engine, name, grpc_address)
 
     yield start
@@ -307,6 +336,20 @@ def test_image_has_no_build_tools_sources_or_build_arguments(
     # The server starts in it: `docker run IMAGE --help` is serve's help.
     helped = engine.docker("run", "--rm", "--network", "none", service_image.tag, "--help")
     assert helped.stdout.startswith("usage: imagesvc serve")
+
+
+def test_the_socket_group_can_be_added_at_run_time(
+    engine: Engine, default_group_image: str, start_service: Callable[..., Container]
+) -> None:
+    ids = _run_in_image(engine, default_group_image, "id", "-G")
+    assert ids.stdout.split() == [USER_ID, str(DEFAULT_DOCKER_GID)]
+    socket_gid = str(engine.socket_path.stat().st_gid)
+    # Readiness (the HEALTHCHECK's service) follows the daemon's ping through the socket.
+    added = start_service(image=default_group_image, run_args=("--group-add", socket_gid))
+    added.wait_for_health("healthy")
+    without = start_service(image=default_group_image, start_period="1ms")
+    state = without.wait_for_health("unhealthy")
+    assert "imagesvc healthcheck: NOT_SERVING" in state["Health"]["Log"][-1]["Output"]
 
 
 # The running service --------------------------------------------------------------------
