@@ -1,0 +1,57 @@
+"""The base-image maker's choice of Debian mirror (the one apt uses here) and the key of
+its cached rootfs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from devtools.base_image import FALLBACK_MIRROR, apt_mirror, rootfs_key
+
+
+def _apt(tmp_path: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return tmp_path
+
+
+def test_deb822_sources_skip_security_and_other_suites(tmp_path: Path) -> None:
+    apt = _apt(
+        tmp_path,
+        {
+            "sources.list.d/a-security.sources": "Types: deb\nURIs: http://security.example/"
+            "debian-security\nSuites: bookworm-security\nComponents: main\n",
+            "sources.list.d/debian.sources": "Types: deb\n# a comment\nURIs: "
+            "http://mirror.example/debian/\nSuites: bookworm bookworm-updates\n"
+            "Components: main contrib\nSigned-By: /usr/share/keyrings/k.gpg\n\n"
+            "Types: deb\nURIs: http://other.example/debian\nSuites: trixie\n"
+            "Components: main\n",
+            "sources.list.d/node.sources.disabled-by-farm": "Types: deb\nURIs: "
+            "http://wrong.example/\nSuites: bookworm\nComponents: main\n",
+        },
+    )
+    assert apt_mirror(apt) == "http://mirror.example/debian"
+
+
+def test_disabled_stanzas_and_source_lines_are_ignored(tmp_path: Path) -> None:
+    ignored = {
+        "sources.list": "# deb http://commented.example/debian bookworm main\n"
+        "deb-src http://src.example/debian bookworm main\n",
+        "sources.list.d/off.sources": "Enabled: no\nTypes: deb\nURIs: http://off.example/"
+        "\nSuites: bookworm\nComponents: main\n",
+    }
+    assert apt_mirror(_apt(tmp_path, ignored)) == FALLBACK_MIRROR
+    one_line = "deb [arch=amd64 signed-by=/k.gpg] http://list.example/debian/ bookworm main\n"
+    _apt(tmp_path, {"sources.list.d/list.list": one_line})
+    assert apt_mirror(tmp_path) == "http://list.example/debian"
+
+
+def test_without_a_bookworm_source_deb_debian_org_is_used(tmp_path: Path) -> None:
+    apt = _apt(tmp_path, {"sources.list": "deb http://x.example/debian trixie main\n"})
+    assert apt_mirror(apt) == FALLBACK_MIRROR == "http://deb.debian.org/debian"
+
+
+def test_the_cache_key_is_stable() -> None:
+    assert rootfs_key() == rootfs_key()
+    assert len(rootfs_key()) == 16
