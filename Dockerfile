@@ -4,7 +4,8 @@
 #   docker run -d --name imagesvc -p 50051:50051 -p 8080:8080 \
 #     -v /var/run/docker.sock:/var/run/docker.sock \
 #     --group-add "$(stat -c %g /var/run/docker.sock)" \
-#     -v "$PWD/secrets:/etc/imagesvc:ro" imagesvc:0.1.0 --tokens-file /etc/imagesvc/tokens.json
+#     -v "$PWD/secrets:/etc/imagesvc:ro" -e IMAGESVC_TOKENS_FILE=/etc/imagesvc/tokens.json \
+#     imagesvc:0.1.0        # add TLS beyond one machine: SECURITY.md
 #
 # Plain Dockerfile syntax: the classic builder of Engine 20.10 builds it as well as
 # BuildKit (no RUN --mount, no heredocs). The base image is a build argument; any Debian
@@ -45,8 +46,8 @@ RUN /opt/imagesvc/bin/python -m pip install /src \
     && /opt/imagesvc/bin/imagesvc --help >/dev/null
 
 # --------------------------------------------------------------------------- final
-# The base image plus the venv: no compiler, make, pip, pip cache or build tool, and
-# no sources or build arguments of the builder stage.
+# The base image plus the venv: it adds no compiler, make, pip, pip cache or other build
+# tool to the base, and no sources or build arguments of the builder stage.
 FROM ${BASE_IMAGE}
 
 ARG BASE_IMAGE
