@@ -281,3 +281,46 @@ def test_mutual_tls_needs_a_client_certificate(
         assert line == f"imagesvc healthcheck: SERVING (127.0.0.1:{server.port} (TLS), service '')"
     finally:
         server.stop()
+
+
+def test_a_probe_from_elsewhere_speaks_tls_without_the_servers_settings(
+    pki: tuple[CertificateAuthority, KeyPair],
+    daemon: FakeDockerPort,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A helm test pod has the CA, not the server's certificate or IMAGESVC_TLS_* settings.
+    ca, pair = pki
+    server = _server(daemon, tls_cert_file=str(pair.cert), tls_key_file=str(pair.key))
+    try:
+        address = f"127.0.0.1:{server.port}"
+        where = f"{address} (TLS), service ''"
+        name = ["--tls-server-name", "imagesvc.internal"]
+        # Plaintext to a TLS port fails; --tls alone does not trust the private CA.
+        code, line = _probe(capsys, "--grpc-address", address)
+        assert code == 1
+        assert "(TLS)" not in line
+        code, line = _probe(capsys, "--grpc-address", address, "--tls", *name)
+        assert code == 1
+        assert line.startswith(f"imagesvc healthcheck: UNAVAILABLE from {where}"), line
+        # A CA file is enough to say TLS.
+        line = _eventually(
+            lambda: _probe(capsys, "--grpc-address", address, "--tls-ca-file", str(ca.cert), *name),
+            0,
+        )
+        assert line == f"imagesvc healthcheck: SERVING ({where})"
+        monkeypatch.setenv("IMAGESVC_HEALTHCHECK_TLS", "maybe")
+        code, line = _probe(capsys, "--grpc-address", address)
+        assert (code, line) == (
+            1,
+            "imagesvc healthcheck: IMAGESVC_HEALTHCHECK_TLS must be true or false, not 'maybe'",
+        )
+        monkeypatch.setenv("IMAGESVC_HEALTHCHECK_TLS", "true")
+        monkeypatch.setenv("IMAGESVC_HEALTHCHECK_TLS_CA_FILE", str(ca.cert))
+        monkeypatch.setenv("IMAGESVC_HEALTHCHECK_TLS_SERVER_NAME", "imagesvc.internal")
+        assert _probe(capsys, "--grpc-address", address) == (
+            0,
+            f"imagesvc healthcheck: SERVING ({where})",
+        )
+    finally:
+        server.stop()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,7 +56,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f" default {DEFAULT_TIMEOUT_SECONDS:g})",
     )
     tls = parser.add_argument_group(
-        "TLS (used when the server has IMAGESVC_TLS_CERT_FILE; see SECURITY.md)"
+        "TLS (on when the server has IMAGESVC_TLS_CERT_FILE, with --tls, or when any of"
+        " these files is given; see SECURITY.md)"
+    )
+    tls.add_argument(
+        "--tls",
+        action="store_true",
+        default=None,
+        help=f"speak TLS to a server elsewhere, e.g. from a test pod ({_ENV}TLS=true)",
     )
     tls.add_argument(
         "--tls-ca-file",
@@ -115,12 +122,20 @@ class Probe:
             address=probe_address(settings.grpc_address),
             service=service,
             timeout=timeout,
-            tls=bool(settings.tls_cert_file),
+            tls=False,
             ca_file=option("tls_ca_file"),
             server_name=option("tls_server_name"),
             client_cert_file=option("tls_client_cert_file"),
             client_key_file=option("tls_client_key_file"),
         )
+        # A probe of a server in another container or pod has not the server's settings:
+        # --tls, or a CA or client certificate to present, says TLS as well.
+        tls = (
+            bool(settings.tls_cert_file)
+            or _flag(args.tls, env.get(_ENV + "TLS"))
+            or any((probe.ca_file, probe.client_cert_file, probe.client_key_file))
+        )
+        probe = replace(probe, tls=tls)
         if settings.tls_client_ca_file and not (probe.client_cert_file and probe.client_key_file):
             raise HealthcheckError(
                 "the server demands client certificates (IMAGESVC_TLS_CLIENT_CA_FILE): set"
@@ -174,6 +189,17 @@ class Probe:
                 return False, f"{name} from {where}: {reason}"
         status = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
         return response.status == health_pb2.HealthCheckResponse.SERVING, f"{status} ({where})"
+
+
+def _flag(given: bool | None, variable: str | None) -> bool:
+    if given is not None:
+        return given
+    value = (variable or "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise HealthcheckError(f"{_ENV}TLS must be true or false, not {variable!r}")
 
 
 def probe_address(grpc_address: str) -> str:

@@ -204,9 +204,11 @@ def test_helm_test_pod_speaks_tls_and_mtls() -> None:
     tls = {"enabled": True, "existingSecret": "server-tls"}
     pod = test_pod({"tls": tls})
     [c] = pod["spec"]["containers"]
-    assert c["env"][0]["name"] == "IMAGESVC_TLS_CERT_FILE"
+    assert "--tls" in c["args"]
+    assert "env" not in c  # a probe from elsewhere needs no server settings, only the CA
     ca_arg = next(a for a in c["args"] if a.startswith("--tls-ca-file="))
     volumes = {v["name"]: v["secret"] for v in pod["spec"]["volumes"]}
+    assert set(volumes) == {"ca"}  # never the server's certificate or key
     assert volumes["ca"]["secretName"] == "server-tls"
     mount_dirs = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
     assert ca_arg == f"--tls-ca-file={mount_dirs['ca']}/ca.crt"
