@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import json
 from pathlib import Path
 from typing import Any
@@ -251,3 +252,54 @@ def test_network_policy_no_registry_egress_for_the_node_daemon() -> None:
     extra = {"ports": [{"port": 4317, "protocol": "TCP"}]}
     policy = server_policy({**HOST_SOCKET, "networkPolicy": {"egress": {"extraRules": [extra]}}})
     assert policy["spec"]["egress"][-1] == extra
+
+
+def allows(rule: Obj, address: str, port: int) -> bool:
+    """Whether an egress rule lets the pod connect to a cluster-external address:port
+    (pod and namespace selectors match pods only; a rule without `to` matches anything)."""
+    ports = rule.get("ports")
+    if ports and not any(p["port"] == port for p in ports):
+        return False
+    peers = rule.get("to")
+    if not peers:
+        return True
+    ip = ipaddress.ip_address(address)
+    for peer in peers:
+        block = peer.get("ipBlock")
+        if block is None:
+            continue
+        network = ipaddress.ip_network(block["cidr"])
+        if ip.version == network.version and ip in network:
+            if not any(ip in ipaddress.ip_network(e) for e in block.get("except", [])):
+                return True
+    return False
+
+
+# The link-local metadata services of AWS, GCP, Azure and OpenStack (IPv4), AWS (IPv6).
+METADATA = ("169.254.169.254", "fd00:ec2::254")
+
+
+def test_registry_egress_keeps_builds_away_from_the_cloud_metadata_service() -> None:
+    # Builds' RUN steps run in the pod's network (nested containers NATed by the in-pod
+    # daemon): a caller with the builder role must not read the node's cloud credentials.
+    rules = server_policy({})["spec"]["egress"]
+    for address in METADATA:
+        for port in (80, 443):
+            assert not any(allows(rule, address, port) for rule in rules), (address, port)
+    # Registries anywhere else, outside the cluster or in it (a pod peer: some CNIs match
+    # ipBlocks against cluster-external addresses only).
+    for address in ("203.0.113.7", "2001:db8::7", "10.1.2.3"):
+        assert any(allows(rule, address, 443) for rule in rules), address
+        assert any(allows(rule, address, 80) for rule in rules), address
+    [registries] = [r for r in rules if {p["port"] for p in r["ports"]} == {443, 80}]
+    assert {"namespaceSelector": {}} in registries["to"]
+
+
+def test_default_pod_disruption_budget_never_blocks_a_drain() -> None:
+    # replicaCount 1: a budget of minAvailable 1 (or maxUnavailable 0) would stop every
+    # `kubectl drain` of the node forever.
+    [pdb] = objects_of_kind(render(), "PodDisruptionBudget")
+    assert "minAvailable" not in pdb["spec"]
+    assert pdb["spec"]["maxUnavailable"] == 1
+    deployment = workload(render())
+    assert matches(pdb["spec"]["selector"]["matchLabels"], deployment["spec"]["template"]["metadata"]["labels"])
