@@ -269,9 +269,9 @@ def allows(rule: Obj, address: str, port: int) -> bool:
         if block is None:
             continue
         network = ipaddress.ip_network(block["cidr"])
-        if ip.version == network.version and ip in network:
-            if not any(ip in ipaddress.ip_network(e) for e in block.get("except", [])):
-                return True
+        excepted = any(ip in ipaddress.ip_network(e) for e in block.get("except", []))
+        if ip.version == network.version and ip in network and not excepted:
+            return True
     return False
 
 
@@ -301,5 +301,5 @@ def test_default_pod_disruption_budget_never_blocks_a_drain() -> None:
     [pdb] = objects_of_kind(render(), "PodDisruptionBudget")
     assert "minAvailable" not in pdb["spec"]
     assert pdb["spec"]["maxUnavailable"] == 1
-    deployment = workload(render())
-    assert matches(pdb["spec"]["selector"]["matchLabels"], deployment["spec"]["template"]["metadata"]["labels"])
+    pod_labels = workload(render())["spec"]["template"]["metadata"]["labels"]
+    assert matches(pdb["spec"]["selector"]["matchLabels"], pod_labels)
