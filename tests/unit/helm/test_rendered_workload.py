@@ -580,3 +580,20 @@ def test_the_server_accepts_the_settings_of_every_scenario(scenario: Any) -> Non
         or settings.tls_client_ca_file
         or settings.insecure_allow_unauthenticated
     )
+
+
+def test_dind_runs_through_the_images_entry_point_on_the_socket_only() -> None:
+    dind = pod_spec(render())["initContainers"][0]
+    # Args only: docker:dind's entry point (dockerd-entrypoint.sh) must run, since it
+    # starts dockerd under docker-init (reaps the shims) and the dind wrapper (cgroups,
+    # mounts). Its first argument `dockerd` makes it add no --host of its own (it adds a
+    # TCP listener on 2375/2376 when the arguments start with a flag or are empty).
+    assert "command" not in dind
+    assert dind["args"][0] == "dockerd"
+    hosts = [a.split("=", 1)[1] for a in dind["args"] if a.startswith(("--host=", "-H="))]
+    assert hosts == ["unix:///var/run/docker.sock"]
+    assert not any("tcp://" in a for a in dind["args"])
+    # No generated TLS certificates (a TCP listener would use them).
+    assert {"name": "DOCKER_TLS_CERTDIR", "value": ""} in dind["env"]
+    # The startup probe holds the app back until the daemon answers on its socket.
+    assert dind["startupProbe"]["exec"]["command"][:2] == ["docker", "version"]
