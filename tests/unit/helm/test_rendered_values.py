@@ -234,3 +234,32 @@ def test_mutual_tls_without_a_test_client_certificate_is_refused() -> None:
     with pytest.raises(helm_python.HelmError, match=r"tests\.tls\.clientSecret"):
         render({"tls": mtls})
     assert objects_of_kind(render({"tls": mtls, "tests": {"enabled": False}}), "Pod") == []
+
+
+def test_helm_test_pod_lands_where_a_daemonset_pod_serves_it() -> None:
+    # hostSocket: the Service routes a caller to the imagesvc of its own node only
+    # (internalTrafficPolicy Local), so the test pod must run on a node the DaemonSet
+    # covers: the DaemonSet's node selector, affinity and tolerations.
+    affinity = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "docker", "operator": "Exists"}]}
+                ]
+            }
+        }
+    }
+    tolerations = [{"key": "builders", "operator": "Exists", "effect": "NoSchedule"}]
+    values = {
+        "mode": "hostSocket",
+        "hostSocket": {"socketGroupId": 999},
+        "nodeSelector": {"pool": "docker"},
+        "affinity": affinity,
+        "tolerations": tolerations,
+    }
+    objs = render(values)
+    [daemonset] = objects_of_kind(objs, "DaemonSet")
+    pod_spec = daemonset["spec"]["template"]["spec"]
+    spec = test_pod(values)["spec"]
+    for key in ("nodeSelector", "affinity", "tolerations"):
+        assert spec[key] == pod_spec[key], key
