@@ -597,3 +597,29 @@ def test_dind_runs_through_the_images_entry_point_on_the_socket_only() -> None:
     assert {"name": "DOCKER_TLS_CERTDIR", "value": ""} in dind["env"]
     # The startup probe holds the app back until the daemon answers on its socket.
     assert dind["startupProbe"]["exec"]["command"][:2] == ["docker", "version"]
+
+
+_BINARY_SUFFIXES = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+
+
+def quantity_bytes(quantity: str) -> int:
+    """A Kubernetes quantity with a binary suffix (or none), in bytes."""
+    for suffix, factor in _BINARY_SUFFIXES.items():
+        if quantity.endswith(suffix):
+            return int(quantity.removesuffix(suffix)) * factor
+    return int(quantity)
+
+
+def test_default_tmp_holds_the_spools_of_every_concurrent_build() -> None:
+    # Each build spools its context as sent and, while it is checked, as rewritten for
+    # the Engine (core/build_context.py): two files of up to contextMaxBytes. Past the
+    # emptyDir's sizeLimit the kubelet evicts the pod, and every running call with it.
+    objs = render()
+    settings = env(objs)
+    worst = (
+        2
+        * int(settings["IMAGESVC_BUILD_CONTEXT_MAX_BYTES"])
+        * int(settings["IMAGESVC_MAX_CONCURRENT_BUILDS"])
+    )
+    limit = quantity_bytes(volumes(pod_spec(objs))["tmp"]["emptyDir"]["sizeLimit"])
+    assert limit > worst
