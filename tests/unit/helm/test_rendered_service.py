@@ -303,3 +303,10 @@ def test_default_pod_disruption_budget_never_blocks_a_drain() -> None:
     assert pdb["spec"]["maxUnavailable"] == 1
     pod_labels = workload(render())["spec"]["template"]["metadata"]["labels"]
     assert matches(pdb["spec"]["selector"]["matchLabels"], pod_labels)
+
+
+def test_pod_disruption_budget_lets_drains_evict_pods_that_serve_nobody() -> None:
+    # A pod that is not ready (its Docker daemon down) serves nobody; with the default
+    # policy (IfHealthyBudget) two such replicas would block every drain of their nodes.
+    [pdb] = objects_of_kind(render({"replicaCount": 2}), "PodDisruptionBudget")
+    assert pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
