@@ -170,6 +170,9 @@ Refuse values that cannot work, with the setting to change. Included by the work
 {{- if and (not $authenticated) (not .Values.auth.insecureAllowUnauthenticated) }}
 {{- fail "imagesvc refuses to listen beyond loopback without authentication: keep auth.tokens.enabled, or set tls.clientCA.existingSecret (mutual TLS), or (only behind something that authenticates callers) auth.insecureAllowUnauthenticated=true" }}
 {{- end }}
+{{- if and (eq .Values.mode "dind") .Values.auth.insecureAllowUnauthenticated (not (contains "$(POD_IP)" .Values.server.listenHost)) }}
+{{- fail "auth.insecureAllowUnauthenticated in mode dind needs server.listenHost=$(POD_IP) (\"[$(POD_IP)]\" on IPv6): on 0.0.0.0 builds' RUN steps reach the server from inside the pod through the daemon's bridge, where no NetworkPolicy applies, and act as anyone" }}
+{{- end }}
 {{- if and .Values.tls.enabled (not .Values.tls.existingSecret) }}
 {{- fail "tls.enabled needs tls.existingSecret: a kubernetes.io/tls Secret with the server certificate and key" }}
 {{- end }}
@@ -199,6 +202,13 @@ The app container's environment: every `imagesvc serve` setting as its IMAGESVC_
 variable (config.py), so the image's entry point needs no arguments.
 */}}
 {{- define "imagesvc.serverEnv" -}}
+{{- if contains "$(POD_IP)" .Values.server.listenHost }}
+# server.listenHost uses the pod's own address (the kubelet expands $(POD_IP) below).
+- name: POD_IP
+  valueFrom:
+    fieldRef:
+      fieldPath: status.podIP
+{{- end }}
 - name: DOCKER_HOST
   value: {{ printf "unix://%s/%s" (include "imagesvc.paths.socketDir" .) (include "imagesvc.socketName" .) | quote }}
 - name: IMAGESVC_GRPC_ADDRESS

@@ -34,3 +34,11 @@ def test_notes_say_the_registry_egress_keeps_off_the_metadata_service() -> None:
     assert "169.254.169.254" in notes()
     host_socket = {"mode": "hostSocket", "hostSocket": {"socketGroupId": 999}}
     assert "169.254.169.254" not in notes(host_socket)
+
+
+def test_notes_offer_port_forward_only_when_the_pod_loopback_answers() -> None:
+    assert "port-forward" in notes()
+    text = notes({"server": {"listenHost": "$(POD_IP)"}})
+    assert "port-forward" in text
+    assert "cannot reach it" in text
+    assert "kubectl -n imagesvc port-forward" not in text

@@ -180,7 +180,10 @@ def test_generated_tokens_file_is_one_the_server_loads() -> None:
 
 def test_no_generated_secret_with_existing_or_without_tokens() -> None:
     assert objects_of_kind(render({"auth": {"tokens": {"existingSecret": "s"}}}), "Secret") == []
-    values = {"auth": {"tokens": {"enabled": False}, "insecureAllowUnauthenticated": True}}
+    values = {
+        "auth": {"tokens": {"enabled": False}, "insecureAllowUnauthenticated": True},
+        "server": {"listenHost": "$(POD_IP)"},
+    }
     assert objects_of_kind(render(values), "Secret") == []
 
 

@@ -5,6 +5,7 @@ turn into."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import helm_python
@@ -48,9 +49,23 @@ def app(objs: list[Obj]) -> Obj:
     return container(pod_spec(objs), "imagesvc")
 
 
+# The address the kubelet would give POD_IP (downward API status.podIP) in these tests.
+SAMPLE_POD_IP = "10.244.3.17"
+POD_IP_SOURCE = {"fieldRef": {"fieldPath": "status.podIP"}}
+
+
 def env(objs: list[Obj]) -> dict[str, str]:
-    """The app container's environment, name -> value (every entry has a literal value)."""
-    return {e["name"]: e["value"] for e in app(objs)["env"]}
+    """The app container's environment, name -> value, as the process sees it: literal
+    values, POD_IP from the downward API (SAMPLE_POD_IP), `$(VAR)` of an earlier
+    variable expanded as the kubelet does."""
+    values: dict[str, str] = {}
+    for e in app(objs)["env"]:
+        if "value" in e:
+            values[e["name"]] = re.sub(r"\$\((\w+)\)", lambda m: values.get(m[1], m[0]), e["value"])
+        else:
+            assert e["valueFrom"] == POD_IP_SOURCE, e
+            values[e["name"]] = SAMPLE_POD_IP
+    return values
 
 
 def volumes(spec: Obj) -> dict[str, Obj]:
@@ -410,7 +425,12 @@ def test_no_secret_is_mounted_with_sub_path_in_any_scenario() -> None:
 def test_unauthenticated_installs_are_refused_unless_explicitly_insecure() -> None:
     error = render_error({"auth": {"tokens": {"enabled": False}}})
     assert "auth.insecureAllowUnauthenticated" in error
-    objs = render({"auth": {"tokens": {"enabled": False}, "insecureAllowUnauthenticated": True}})
+    objs = render(
+        {
+            "auth": {"tokens": {"enabled": False}, "insecureAllowUnauthenticated": True},
+            "server": {"listenHost": "$(POD_IP)"},
+        }
+    )
     variables = env(objs)
     assert variables["IMAGESVC_INSECURE_ALLOW_UNAUTHENTICATED"] == "true"
     assert "IMAGESVC_TOKENS_FILE" not in variables
@@ -536,7 +556,9 @@ def test_every_chart_variable_is_a_server_setting() -> None:
 
     from imagesvc.config import Settings
 
-    known = {f"IMAGESVC_{field.name.upper()}" for field in fields(Settings)} | {"DOCKER_HOST"}
+    known = {f"IMAGESVC_{field.name.upper()}" for field in fields(Settings)}
+    # Besides the settings: the daemon's socket, and the pod address $(POD_IP) expands.
+    known |= {"DOCKER_HOST", "POD_IP"}
     for scenario in scenario_files():
         names = set(env(render(values_files=[scenario])))
         assert names <= known, (scenario.name, names - known)
@@ -623,3 +645,33 @@ def test_default_tmp_holds_the_spools_of_every_concurrent_build() -> None:
     )
     limit = quantity_bytes(volumes(pod_spec(objs))["tmp"]["emptyDir"]["sizeLimit"])
     assert limit > worst
+
+
+def test_listening_on_the_pod_address_only() -> None:
+    # `$(POD_IP)`: the server binds the pod's own address, not 0.0.0.0, so that in dind
+    # mode builds' RUN steps (nested containers behind the daemon's bridge, whose gateway
+    # address belongs to the pod) cannot reach it from inside the pod, where no
+    # NetworkPolicy applies.
+    objs = render({"server": {"listenHost": "$(POD_IP)"}})
+    entries = app(objs)["env"]
+    names = [e["name"] for e in entries]
+    [pod_ip] = [e for e in entries if e["name"] == "POD_IP"]
+    assert pod_ip["valueFrom"] == POD_IP_SOURCE
+    # The kubelet expands $(VAR) only from variables defined before.
+    assert names.index("POD_IP") < names.index("IMAGESVC_GRPC_ADDRESS")
+    assert env(objs)["IMAGESVC_GRPC_ADDRESS"] == f"{SAMPLE_POD_IP}:50051"
+    assert env(objs)["IMAGESVC_HTTP_ADDRESS"] == f"{SAMPLE_POD_IP}:8080"
+    assert "POD_IP" not in [e["name"] for e in app(render())["env"]]
+
+
+def test_unauthenticated_dind_listens_on_the_pod_address_only() -> None:
+    # Without authentication a build's RUN step that reached the server from inside the
+    # pod would act as anyone, past the NetworkPolicy that admits only the proxy.
+    insecure = {"auth": {"tokens": {"enabled": False}, "insecureAllowUnauthenticated": True}}
+    message = render_error(insecure)
+    assert "server.listenHost" in message
+    assert "$(POD_IP)" in message
+    objs = render({**insecure, "server": {"listenHost": "$(POD_IP)"}})
+    assert env(objs)["IMAGESVC_GRPC_ADDRESS"] == f"{SAMPLE_POD_IP}:50051"
+    # hostSocket mode runs no builds inside the pod.
+    render({**insecure, **HOST_SOCKET})
