@@ -21,6 +21,7 @@ import json
 import secrets
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from devtools.base_image import DEFAULT_TAG as BASE_TAG
 from devtools.base_image import make_base_image
 from devtools.sandbox import BuiltImage, Engine, Registry
 from imagesvc.core.credential_files import hash_token
-from imagesvc_client import ImageClient, Unauthenticated
+from imagesvc_client import ImageClient, ImagesvcError, Unauthenticated, Unavailable
 from tests.integration.builds import dockerfile, make_tar
 from tests.integration.deploy.wheelhouse import make_wheelhouse, served
 from tests.integration.local_images import inspect, unique_repo
@@ -50,6 +51,9 @@ PORTS = {"50051/tcp", "8080/tcp"}
 MAX_ADDED_BYTES = 80 * 1024 * 1024
 MAX_CONTEXT_BYTES = 2 * 1024 * 1024
 TOKEN = secrets.token_urlsafe(32)
+# Docker's (and compose's) default wait between SIGTERM and SIGKILL on stop.
+DOCKER_STOP_SECONDS = 10
+IMAGE_GRACE_SECONDS = 8  # the Dockerfile's IMAGESVC_SHUTDOWN_GRACE_SECONDS
 
 
 @dataclass(frozen=True)
@@ -283,6 +287,8 @@ def test_image_configuration(engine: Engine, service_image: ServiceImage, base_i
     assert env["PYTHONDONTWRITEBYTECODE"] == env["PYTHONUNBUFFERED"] == "1"
     assert env["IMAGESVC_GRPC_ADDRESS"] == "0.0.0.0:50051"
     assert env["IMAGESVC_HTTP_ADDRESS"] == "0.0.0.0:8080"
+    # The drain ends before `docker stop` kills (see the test of a stop during a call).
+    assert float(env["IMAGESVC_SHUTDOWN_GRACE_SECONDS"]) == IMAGE_GRACE_SECONDS
     assert config["WorkingDir"] == "/opt/imagesvc"
     labels = config["Labels"]
     assert labels["org.opencontainers.image.title"] == "imagesvc"
@@ -428,6 +434,45 @@ def test_docker_stop_ends_the_server_cleanly_and_at_once(
     messages = [line["message"] for line in container.log_lines()]
     assert "shutting down" in messages
     assert messages[-1] == "stopped", messages
+
+
+def test_docker_stop_during_a_long_call_drains_and_exits_before_dockers_kill(
+    engine: Engine, busybox_image: BuiltImage, start_service: Callable[..., Container]
+) -> None:
+    container = start_service()
+    container.wait_for_health("healthy")
+    step = f"sleep {60 + secrets.randbelow(1000) / 1000:.3f}"  # this test's own RUN step
+    context = make_tar({"Dockerfile": dockerfile(f"FROM {busybox_image.tag}", f"RUN {step}")})
+    failures: list[ImagesvcError] = []
+
+    def build() -> None:
+        with ImageClient(container.grpc_address, token=TOKEN, timeout=120) as client:
+            try:
+                client.build(context, no_cache=True).wait()
+            except ImagesvcError as exc:
+                failures.append(exc)
+
+    builder = threading.Thread(target=build, name="long-build")
+    builder.start()
+    deadline = time.monotonic() + 60
+    while step not in engine.docker("ps", "--no-trunc", "--format", "{{.Command}}").stdout:
+        assert builder.is_alive(), (failures, container.logs())
+        assert time.monotonic() < deadline, container.logs()
+        time.sleep(0.1)
+
+    started = time.monotonic()
+    engine.docker("stop", container.name)  # Docker's default: SIGKILL after 10 s
+    took = time.monotonic() - started
+    builder.join(timeout=30)
+    state = container.state()
+    # 137 would be Docker's SIGKILL in the middle of the drain.
+    assert state["ExitCode"] == 0, (took, container.logs())
+    assert IMAGE_GRACE_SECONDS - 1 < took < DOCKER_STOP_SECONDS, took
+    messages = [line["message"] for line in container.log_lines()]
+    assert messages[-1] == "stopped", messages
+    # The call ended with a status, not a connection torn by the kill.
+    assert len(failures) == 1, failures
+    assert isinstance(failures[0], Unavailable), failures
 
 
 def test_a_failing_probe_makes_the_container_unhealthy(
