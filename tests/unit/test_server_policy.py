@@ -1,14 +1,18 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
 from imagesvc.config import Settings
+from imagesvc.core.build_context import check_spool_dir
 from imagesvc.core.models import BuildLimits
 from imagesvc.core.references import parse_reference
+from imagesvc.server import ImageServer
 from imagesvc.server_policy import ServerPolicy
 from imagesvc.server_security import SecuritySettingsError
+from tests.unit.fakes import FakeDockerPort
 
 
 def test_the_defaults() -> None:
@@ -82,3 +86,22 @@ def test_the_start_up_log_warns_about_open_allowlists(caplog: pytest.LogCaptureF
     [summary] = [r for r in caplog.records if r.levelno == logging.INFO]
     assert vars(summary)["pull_allowlist"] == "127.0.0.1:5000/**"
     assert vars(summary)["push_allowlist"] == "any"
+
+
+def test_an_unwritable_spool_directory_stops_the_start(tmp_path: Path) -> None:
+    # A read-only root without a writable /tmp: every build over the in-memory limit
+    # would fail later with an error that does not say why, so the server refuses to start.
+    # (Tests run as root, which writes anywhere: a missing directory and a file stand in.)
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_text("")
+    for directory in (tmp_path / "missing", not_a_directory):
+        settings = Settings(
+            grpc_address="127.0.0.1:0", http_address="127.0.0.1:0", build_spool_dir=str(directory)
+        )
+        with pytest.raises(SecuritySettingsError) as caught:
+            ImageServer(settings, port=FakeDockerPort())
+        message = str(caught.value)
+        assert f"build contexts are spooled to '{directory}', which is not writable" in message
+        assert "--tmpfs /tmp" in message
+        assert "--build-spool-dir" in message
+    assert check_spool_dir(str(tmp_path)) == str(tmp_path)

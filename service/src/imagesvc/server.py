@@ -24,13 +24,13 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 from starlette.middleware import Middleware
 
 from imagesvc.config import Settings
-from imagesvc.core.build_context import ContextLimits
+from imagesvc.core.build_context import ContextLimits, check_spool_dir
 from imagesvc.core.port import DockerPort
 from imagesvc.core.service import CoreSettings, ImageCore
 from imagesvc.instrumented_port import InstrumentedDockerPort
 from imagesvc.metrics import ImagesvcMetrics, new_registry
 from imagesvc.server_policy import ServerPolicy
-from imagesvc.server_security import ServerSecurity
+from imagesvc.server_security import SecuritySettingsError, ServerSecurity
 from imagesvc.transport.access_guard import GuardedServicer
 from imagesvc.transport.grpc_drain import Drain
 from imagesvc.transport.grpc_interceptor import ServerInterceptor
@@ -86,6 +86,10 @@ class ImageServer:
         # First: refuses unusable security settings before anything is started.
         self.security = ServerSecurity(settings)
         self.policy = ServerPolicy(settings)
+        try:
+            check_spool_dir(settings.build_spool_dir)
+        except ValueError as exc:
+            raise SecuritySettingsError(str(exc)) from exc
         # Per server, not prometheus_client's global registry: tests run several at once.
         self.registry = new_registry()
         self.metrics = ImagesvcMetrics(self.registry)

@@ -47,6 +47,26 @@ class ContextLimits:
     spool_dir: str | None = None
 
 
+def check_spool_dir(spool_dir: str | None) -> str:
+    """The directory build contexts over `memory_bytes` are spooled to, checked by
+    writing a file there; ValueError saying how to fix it otherwise. Run at start-up: a
+    read-only root filesystem without a writable /tmp would otherwise fail every large
+    build later, with an error that does not say why."""
+    try:
+        directory = spool_dir or tempfile.gettempdir()
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        where = repr(spool_dir) if spool_dir else "the temporary directory (TMPDIR, /tmp)"
+        raise ValueError(
+            f"build contexts are spooled to {where}, which is not writable"
+            f" ({exc.strerror or exc}): mount a writable directory there (docker run"
+            " --tmpfs /tmp; Kubernetes: an emptyDir) or set --build-spool-dir"
+            " (IMAGESVC_BUILD_SPOOL_DIR)"
+        ) from None
+    return directory
+
+
 @dataclass(slots=True)
 class SpooledContext:
     file: IO[bytes]
