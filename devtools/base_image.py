@@ -25,6 +25,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -137,14 +138,7 @@ def rootfs_tarball(cache_dir: Path = DEFAULT_CACHE_DIR, mirror: str | None = Non
     root = work / "rootfs"
     try:
         try:
-            _run(
-                "debootstrap",
-                f"--variant={VARIANT}",
-                f"--include={','.join(PACKAGES)}",
-                SUITE,
-                str(root),
-                source,
-            )
+            _debootstrap(root, source, work)
         finally:
             # debootstrap mounts /proc and /sys inside; never delete through a mount.
             _unmount_under(root)
@@ -243,6 +237,55 @@ def _docker(host: str, *args: str, check: bool = True) -> subprocess.CompletedPr
     if check and result.returncode != 0:
         raise SandboxError(f"{' '.join(cmd)} failed: {result.stderr.strip()}")
     return result
+
+
+# debootstrap fetches with wget, whose defaults (a 900 s read timeout, 20 tries) would
+# sit silent for hours on a mirror that accepts connections and never answers.
+_WGETRC = "timeout = 30\ntries = 3\nwaitretry = 2\n"
+DEBOOTSTRAP_TIMEOUT_SECONDS = 900.0
+
+
+def _debootstrap(root: Path, mirror: str, work: Path) -> None:
+    wgetrc = work / "wgetrc"
+    wgetrc.write_text(_WGETRC)
+    cmd = [
+        "debootstrap",
+        f"--variant={VARIANT}",
+        f"--include={','.join(PACKAGES)}",
+        SUITE,
+        str(root),
+        mirror,
+    ]
+    process = subprocess.Popen(
+        cmd,
+        env={**_env(), "WGETRC": str(wgetrc)},
+        stdin=subprocess.DEVNULL,
+        stdout=2,
+        start_new_session=True,  # its own process group: a timeout stops wget and dpkg too
+    )
+    try:
+        code = process.wait(timeout=DEBOOTSTRAP_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        raise SandboxError(
+            f"debootstrap from {mirror} took over {DEBOOTSTRAP_TIMEOUT_SECONDS:.0f} s and was"
+            f" stopped{_log_tail(root)}"
+        ) from None
+    if code != 0:
+        raise SandboxError(
+            f"debootstrap from {mirror} failed with exit code {code} (is the mirror"
+            f" reachable? apt's sources decide it){_log_tail(root)}"
+        )
+
+
+def _log_tail(root: Path, lines: int = 5) -> str:
+    try:
+        text = (root / "debootstrap" / "debootstrap.log").read_text(errors="replace")
+    except OSError:
+        return ""
+    tail = [line for line in text.splitlines() if line.strip()][-lines:]
+    return "; debootstrap.log ends: " + " | ".join(tail) if tail else ""
 
 
 def _run(*cmd: str) -> None:
