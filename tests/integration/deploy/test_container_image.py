@@ -12,7 +12,10 @@ group as the build's DOCKER_GID, authentication on (a tokens file mounted read-o
 listening on free loopback ports of the host network; the Python client lists, pulls,
 builds, tags and pushes through it, Docker's HEALTHCHECK turns healthy (and unhealthy
 when the probe fails), `docker stop` ends it cleanly at once, and without authentication
-the image's 0.0.0.0 default refuses to start.
+the image's 0.0.0.0 default refuses to start. Under the Helm chart's restrictions (read-only
+root with a tmpfs /tmp, no capabilities, no-new-privileges, an arbitrary uid in group 0)
+it serves and spools a build context over the in-memory limit; a read-only root without a
+writable /tmp is refused at start.
 """
 
 from __future__ import annotations
@@ -34,11 +37,12 @@ from docker.utils.build import exclude_paths
 from devtools.base_image import DEFAULT_TAG as BASE_TAG
 from devtools.base_image import make_base_image
 from devtools.sandbox import BuiltImage, Engine, Registry
+from imagesvc.config import Settings
 from imagesvc.core.credential_files import hash_token
 from imagesvc_client import ImageClient, ImagesvcError, Unauthenticated, Unavailable
 from tests.integration.builds import dockerfile, make_tar
 from tests.integration.deploy.wheelhouse import make_wheelhouse, served
-from tests.integration.local_images import inspect, unique_repo
+from tests.integration.local_images import exists, inspect, unique_repo
 from tests.integration.transfers import registry_has_manifest
 
 pytestmark = [pytest.mark.integration, pytest.mark.image]
@@ -54,6 +58,9 @@ TOKEN = secrets.token_urlsafe(32)
 # Docker's (and compose's) default wait between SIGTERM and SIGKILL on stop.
 DOCKER_STOP_SECONDS = 10
 IMAGE_GRACE_SECONDS = 8  # the Dockerfile's IMAGESVC_SHUTDOWN_GRACE_SECONDS
+ARBITRARY_UID = "12345"  # as OpenShift assigns: in no /etc/passwd, group 0
+# Build contexts above this are spooled to a file in the temporary directory.
+SPOOL_MEMORY_BYTES = Settings().build_context_memory_bytes
 
 
 @dataclass(frozen=True)
@@ -186,6 +193,19 @@ class Container:
                 return state
             assert state["Running"], f"container exited: {state}\n{self.logs()}"
             assert time.monotonic() < deadline, f"not {status}: {health}\n{self.logs()}"
+            time.sleep(0.2)
+
+    def wait_for_exit(self, timeout: float = 30) -> dict[str, Any]:
+        """The state once the container has exited; fails at once if the server came up
+        (turned healthy) instead."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.state()
+            if not state["Running"]:
+                return state
+            health = (state.get("Health") or {}).get("Status")
+            assert health != "healthy", f"the server started:\n{self.logs()}"
+            assert time.monotonic() < deadline, f"still running: {state}\n{self.logs()}"
             time.sleep(0.2)
 
 
@@ -486,6 +506,102 @@ def test_a_failing_probe_makes_the_container_unhealthy(
     last = state["Health"]["Log"][-1]
     assert last["ExitCode"] == 1
     assert "NOT_FOUND" in last["Output"]
+
+
+# Kubernetes' restrictions (the Helm chart's securityContext) ---------------------------
+
+
+def _proc_status(container: Container) -> dict[str, str]:
+    """/proc/1/status of the server (PID 1), read from inside the container."""
+    status = container.engine.docker("exec", container.name, "cat", "/proc/1/status").stdout
+    return dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+
+
+def test_the_server_runs_and_spools_large_builds_under_the_charts_restrictions(
+    engine: Engine,
+    service_image: ServiceImage,
+    busybox_image: BuiltImage,
+    start_service: Callable[..., Container],
+) -> None:
+    # What the chart's securityContext amounts to: a read-only root with an emptyDir at
+    # /tmp, no capabilities, no privilege escalation, the runtime's seccomp profile, and
+    # (OpenShift) an arbitrary uid in group 0, given the socket's group as a
+    # supplementary group (the image's /etc/group names only its own user).
+    container = start_service(
+        run_args=(
+            "--read-only",
+            "--tmpfs",
+            "/tmp",
+            "--cap-drop",
+            "ALL",
+            "--security-opt",
+            "no-new-privileges",
+            "--user",
+            f"{ARBITRARY_UID}:0",
+            "--group-add",
+            str(service_image.socket_gid),
+        )
+    )
+    container.wait_for_health("healthy")
+    status = _proc_status(container)
+    assert status["Uid"].split() == [ARBITRARY_UID] * 4
+    assert status["Gid"].split() == ["0"] * 4
+    assert str(service_image.socket_gid) in status["Groups"].split()
+    assert status["NoNewPrivs"] == "1"
+    assert int(status["CapEff"], 16) == int(status["CapBnd"], 16) == 0
+    assert status["Seccomp"] == "2"  # the engine's default profile: a filter
+
+    # Over the in-memory limit, the context goes to a file in /tmp (the tmpfs); random
+    # bytes, so no compression could bring it under.
+    payload = secrets.token_bytes(SPOOL_MEMORY_BYTES + 2 * 1024 * 1024)
+    context = make_tar(
+        {
+            "Dockerfile": dockerfile(f"FROM {busybox_image.tag}", "COPY payload /payload"),
+            "payload": payload,
+        }
+    )
+    assert len(context) > SPOOL_MEMORY_BYTES
+    tag = f"{unique_repo('deploy-restricted')}:built"
+    try:
+        with ImageClient(container.grpc_address, token=TOKEN, timeout=60) as client:
+            listed = list(client.list(references=[busybox_image.tag]))
+            assert [image.id for image in listed] == [busybox_image.id]
+            built = client.build(context, tags=[tag]).wait()
+            assert inspect(engine, tag)["Id"] == built.image_id
+            copied = engine.docker(
+                "run", "--rm", "--network", "none", "--entrypoint", "wc", tag, "-c", "/payload"
+            )
+            assert copied.stdout.split()[0] == str(len(payload))
+            client.remove(tag)
+        assert not exists(engine, tag)
+    finally:
+        engine.docker("image", "rm", "--force", tag, check=False)
+    assert container.state()["Running"], container.logs()
+
+
+def test_a_read_only_root_without_a_writable_tmp_is_refused_at_start(
+    service_image: ServiceImage, start_service: Callable[..., Container]
+) -> None:
+    # Authentication on and loopback addresses: the listen policy lets it through, so
+    # the spool directory check is what stops it, before any large build could fail
+    # (with the socket's group, a server that did start would turn healthy at once).
+    container = start_service(
+        run_args=(
+            "--read-only",
+            "--user",
+            f"{ARBITRARY_UID}:0",
+            "--group-add",
+            str(service_image.socket_gid),
+        )
+    )
+    state = container.wait_for_exit()
+    logs = container.logs()
+    assert state["ExitCode"] == 2, logs
+    assert (
+        "imagesvc: build contexts are spooled to the temporary directory (TMPDIR, /tmp),"
+        " which is not writable"
+    ) in logs
+    assert "docker run --tmpfs /tmp; Kubernetes: an emptyDir" in logs
 
 
 def test_without_authentication_the_default_address_is_refused(
