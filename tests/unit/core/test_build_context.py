@@ -221,3 +221,40 @@ def test_check_context_reads_from_a_spooled_file(tmp_path: Path) -> None:
         assert regular_files(checked.file.read())["blob"] == blob
     finally:
         checked.close()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Any:
+    """A 64 KiB tmpfs: a real disk that fills up (needs root, as CI and scripts/test run)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI and scripts/test run as root)")
+    import subprocess
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_full_spool_disk_is_resource_exhausted_not_internal(small_disk: Path) -> None:
+    limits = ContextLimits(max_bytes=1 << 20, memory_bytes=4096, spool_dir=str(small_disk))
+    data = context_tar(extra={"big.bin": os.urandom(200_000)})
+    with pytest.raises(ResourceExhaustedError) as caught:
+        spool(ChunkSource(split(data, 8192)), limits)
+    assert caught.value.reason is Reason.SPOOL_FULL
+    assert "no disk space left to spool the build context" in str(caught.value)
+    assert str(small_disk) not in str(caught.value)  # a caller needs no server paths
+    assert not list(small_disk.iterdir())  # nothing left behind
+
+    # The rewrite of a context that fitted while spooled fills it as well.
+    spooled = context_tar(extra={"big.bin": os.urandom(40_000)})
+    context = spool(ChunkSource([spooled]), limits)
+    try:
+        with pytest.raises(ResourceExhaustedError) as caught:
+            check_context(context.file, "Dockerfile", limits)
+        assert caught.value.reason is Reason.SPOOL_FULL
+    finally:
+        context.close()

@@ -14,6 +14,7 @@ it unpacks to more than the context size cap, which stops gzip bombs.
 
 from __future__ import annotations
 
+import errno
 import posixpath
 import tarfile
 import tempfile
@@ -98,6 +99,25 @@ def _too_large(limit: int, what: str) -> ResourceExhaustedError:
     )
 
 
+def _spool_full() -> ResourceExhaustedError:
+    return ResourceExhaustedError(
+        "the server has no disk space left to spool the build context; retry later, or ask"
+        " the operator to give its spool directory (--build-spool-dir, /tmp) more space",
+        reason=Reason.SPOOL_FULL,
+    )
+
+
+def _spool_write(file: IO[bytes], data: bytes) -> None:
+    # Past memory_bytes the spool is a file on disk; a full disk is the server's capacity
+    # running out, not an internal error.
+    try:
+        file.write(data)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise _spool_full() from exc
+        raise
+
+
 async def spool_context(chunks: AsyncIterator[bytes], limits: ContextLimits) -> SpooledContext:
     """Writes the chunks to a spooled temporary file, stopping as soon as the cap is passed."""
     spool: IO[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115 (closed by the caller)
@@ -109,7 +129,7 @@ async def spool_context(chunks: AsyncIterator[bytes], limits: ContextLimits) -> 
             size += len(chunk)
             if size > limits.max_bytes:
                 raise _too_large(limits.max_bytes, "is larger")
-            spool.write(chunk)
+            _spool_write(spool, chunk)
     except BaseException:
         spool.close()
         raise
@@ -343,7 +363,7 @@ class _Writer:
         self.size += len(data)
         if self.size > self._limit:
             raise _too_large(self._limit, "unpacks to more")
-        self.file.write(data)
+        _spool_write(self.file, data)
 
 
 def check_context(source: IO[bytes], dockerfile: str, limits: ContextLimits) -> CheckedContext:

@@ -33,6 +33,8 @@ class Reason(StrEnum):
     CONCURRENCY_LIMIT = "CONCURRENCY_LIMIT"
     # A request (a REST JSON body, one message of a JSON stream) over the message limit.
     REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
+    # The server's disk where build contexts are spooled is full (RESOURCE_EXHAUSTED).
+    SPOOL_FULL = "SPOOL_FULL"
     # The caller of this service: no valid credentials / its roles lack the RPC.
     CALLER_UNAUTHENTICATED = "CALLER_UNAUTHENTICATED"
     CALLER_PERMISSION_DENIED = "CALLER_PERMISSION_DENIED"
