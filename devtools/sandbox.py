@@ -57,6 +57,7 @@ __all__ = [
     "SandboxError",
     "build_busybox_image",
     "ensure_packages",
+    "free_port",
     "main",
     "missing_tools",
     "reap_stale_sandboxes",
@@ -305,7 +306,8 @@ def _log_tail(path: Path, lines: int = 30) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 just now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
@@ -734,7 +736,7 @@ class Registry:
         # The port is free when picked; if another process takes it before the registry
         # binds it, try another.
         for attempt in range(3):
-            self.port = _free_port()
+            self.port = free_port()
             self.config_path.write_text(json.dumps(self._config(), indent=2) + "\n")
             with self.log_path.open("ab") as logf:
                 logf.write(f"=== {time.strftime('%F %T')} port {self.port}\n".encode())

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from devtools.sandbox import free_port
 from imagesvc.cli import main
 from imagesvc.config import Settings
 from imagesvc.healthcheck import probe_address
@@ -143,15 +144,8 @@ def test_an_unknown_service_is_unhealthy(
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def test_nothing_listening_is_unhealthy(capsys: pytest.CaptureFixture[str]) -> None:
-    port = _free_port()
+    port = free_port()
     code, line = _probe(capsys, "--grpc-address", f"127.0.0.1:{port}")
     assert code == 1
     assert line.startswith(f"imagesvc healthcheck: UNAVAILABLE from 127.0.0.1:{port}, service ''")

@@ -13,20 +13,13 @@ from pathlib import Path
 import pytest
 
 from devtools import base_image
-from devtools.sandbox import SandboxError
+from devtools.sandbox import SandboxError, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.image]
 
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0, reason="debootstrap runs as root (CI and scripts/test run as root)"
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _wget_processes() -> list[str]:
@@ -36,7 +29,7 @@ def _wget_processes() -> list[str]:
 
 @needs_root
 def test_a_refused_mirror_fails_at_once_naming_it(tmp_path: Path) -> None:
-    mirror = f"http://127.0.0.1:{_free_port()}/debian"
+    mirror = f"http://127.0.0.1:{free_port()}/debian"
     started = time.monotonic()
     with pytest.raises(SandboxError) as caught:
         base_image.rootfs_tarball(tmp_path, mirror=mirror)

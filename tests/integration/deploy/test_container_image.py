@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import socket
 import subprocess
 import threading
 import time
@@ -36,7 +35,7 @@ from docker.utils.build import exclude_paths
 
 from devtools.base_image import DEFAULT_TAG as BASE_TAG
 from devtools.base_image import make_base_image
-from devtools.sandbox import BuiltImage, Engine, Registry
+from devtools.sandbox import BuiltImage, Engine, Registry, free_port
 from imagesvc.config import Settings
 from imagesvc.core.credential_files import hash_token
 from imagesvc_client import ImageClient, ImagesvcError, Unauthenticated, Unavailable
@@ -156,13 +155,6 @@ def default_group_image(
     engine.docker("image", "rm", "--force", tag, check=False)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @dataclass
 class Container:
     engine: Engine
@@ -238,11 +230,11 @@ def start_service(
         run_args: tuple[str, ...] = (),
     ) -> Container:
         name = f"imagesvc-test-{secrets.token_hex(4)}"
-        grpc_address = f"127.0.0.1:{_free_port()}"
+        grpc_address = f"127.0.0.1:{free_port()}"
         variables = {
             # Addresses as variables, not flags: the HEALTHCHECK reads the same ones.
             "IMAGESVC_GRPC_ADDRESS": grpc_address,
-            "IMAGESVC_HTTP_ADDRESS": f"127.0.0.1:{_free_port()}",
+            "IMAGESVC_HTTP_ADDRESS": f"127.0.0.1:{free_port()}",
             **(env or {}),
         }
         args = ["run", "--detach", "--name", name, "--network", "host"]
