@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -118,24 +118,23 @@ class Probe:
         except (ValueError, TypeError) as exc:
             raise HealthcheckError(str(exc)) from None
         service = args.service if args.service is not None else env.get(_ENV + "SERVICE", "")
+        ca_file = option("tls_ca_file")
+        client_cert_file = option("tls_client_cert_file")
+        client_key_file = option("tls_client_key_file")
         probe = cls(
             address=probe_address(settings.grpc_address),
             service=service,
             timeout=timeout,
-            tls=False,
-            ca_file=option("tls_ca_file"),
-            server_name=option("tls_server_name"),
-            client_cert_file=option("tls_client_cert_file"),
-            client_key_file=option("tls_client_key_file"),
-        )
-        # A probe of a server in another container or pod has not the server's settings:
-        # --tls, or a CA or client certificate to present, says TLS as well.
-        tls = (
-            bool(settings.tls_cert_file)
+            # A probe of a server in another container or pod has not the server's
+            # settings: --tls, or a CA or client certificate to present, says TLS as well.
+            tls=bool(settings.tls_cert_file)
             or _flag(args.tls, env.get(_ENV + "TLS"))
-            or any((probe.ca_file, probe.client_cert_file, probe.client_key_file))
+            or any((ca_file, client_cert_file, client_key_file)),
+            ca_file=ca_file,
+            server_name=option("tls_server_name"),
+            client_cert_file=client_cert_file,
+            client_key_file=client_key_file,
         )
-        probe = replace(probe, tls=tls)
         if settings.tls_client_ca_file and not (probe.client_cert_file and probe.client_key_file):
             raise HealthcheckError(
                 "the server demands client certificates (IMAGESVC_TLS_CLIENT_CA_FILE): set"
