@@ -147,6 +147,27 @@ def objects_of_kind(objs: Sequence[Obj], kind: str) -> list[Obj]:
     return [obj for obj in objs if obj.get("kind") == kind]
 
 
+def one_of_kind(objs: Sequence[Obj], kind: str) -> Obj:
+    """The one object of a kind; fails when there are none or several."""
+    found = objects_of_kind(objs, kind)
+    assert len(found) == 1, f"{len(found)} objects of kind {kind}"
+    return found[0]
+
+
+def workload(objs: Sequence[Obj]) -> Obj:
+    """The one Deployment (mode dind) or DaemonSet (mode hostSocket) of a render."""
+    found = objects_of_kind(objs, "Deployment") + objects_of_kind(objs, "DaemonSet")
+    assert len(found) == 1, [o["kind"] for o in found]
+    return found[0]
+
+
+def scenario_mode(path: Path) -> str:
+    """The `mode` a ci/ scenario runs in (dind or hostSocket)."""
+    mode = effective_values(values_files=[path])["mode"]
+    assert isinstance(mode, str)
+    return mode
+
+
 def hook(obj: Obj) -> str | None:
     """The object's helm.sh/hook annotation (`test` for templates/tests/), or None."""
     annotations = obj.get("metadata", {}).get("annotations") or {}

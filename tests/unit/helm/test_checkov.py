@@ -172,12 +172,6 @@ def _container(obj: chart.Obj, key: str) -> str | None:
     return str(node[int(found[2])]["name"])
 
 
-def mode_of(scenario: Path) -> str:
-    mode = chart.effective_values(values_files=[scenario])["mode"]
-    assert isinstance(mode, str)
-    return mode
-
-
 @pytest.fixture(scope="module")
 def checkov(rendered: RenderedScenarios, tmp_path_factory: pytest.TempPathFactory) -> CheckovRun:
     """One checkov run over every scenario's rendered.yaml (and the canary)."""
@@ -237,7 +231,9 @@ def test_the_canary_fails_checkov(checkov: CheckovRun) -> None:
 def test_checkov_finds_nothing_but_what_the_mode_implies(
     scenario: Path, checkov: CheckovRun
 ) -> None:
-    findings = checkov.findings(f"{chart.scenario_name(scenario)}.yaml", mode_of(scenario))
+    findings = checkov.findings(
+        f"{chart.scenario_name(scenario)}.yaml", chart.scenario_mode(scenario)
+    )
     unexplained = sorted(str(f) for f in findings - ALLOWED.keys())
     assert not unexplained, (
         f"checkov fails {unexplained}: fix the chart, or, when a mode needs it by design, "
@@ -248,6 +244,8 @@ def test_checkov_finds_nothing_but_what_the_mode_implies(
 def test_every_allowed_finding_occurs(checkov: CheckovRun) -> None:
     seen: set[Finding] = set()
     for scenario in chart.scenario_files():
-        seen |= checkov.findings(f"{chart.scenario_name(scenario)}.yaml", mode_of(scenario))
+        seen |= checkov.findings(
+            f"{chart.scenario_name(scenario)}.yaml", chart.scenario_mode(scenario)
+        )
     stale = sorted(str(f) for f in ALLOWED.keys() - seen)
     assert not stale, f"ALLOWED lists findings checkov no longer reports: remove {stale}"

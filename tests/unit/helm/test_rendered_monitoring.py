@@ -13,18 +13,13 @@ import helm_python
 import pytest
 import yaml
 
-from tests.unit.helm.chart import CHART_DIR, ROOT, Obj, objects_of_kind, render
+from tests.unit.helm.chart import CHART_DIR, ROOT, objects_of_kind, one_of_kind, render
 
 pytestmark = pytest.mark.chart
 
 ALERTS = ROOT / "monitoring" / "prometheus" / "imagesvc-alerts.yaml"
 DASHBOARD = ROOT / "monitoring" / "grafana" / "imagesvc-dashboard.json"
 MONITORING_KINDS = ("ServiceMonitor", "PrometheusRule", "ConfigMap")
-
-
-def one(objs: list[Obj], kind: str) -> Obj:
-    [found] = objects_of_kind(objs, kind)
-    return found
 
 
 def test_no_monitoring_objects_by_default() -> None:
@@ -59,7 +54,7 @@ def test_service_monitor_scrapes_the_metrics_port() -> None:
             }
         }
     )
-    monitor = one(objs, "ServiceMonitor")
+    monitor = one_of_kind(objs, "ServiceMonitor")
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     [endpoint] = monitor["spec"]["endpoints"]
@@ -67,23 +62,23 @@ def test_service_monitor_scrapes_the_metrics_port() -> None:
     assert endpoint["path"] == "/metrics"
     assert endpoint["scheme"] == "http"
     assert endpoint["interval"] == "15s"
-    service = one(objs, "Service")
+    service = one_of_kind(objs, "Service")
     assert "metrics" in {p["name"] for p in service["spec"]["ports"]}
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["imagesvc"]}
 
 
 def test_service_monitor_scrapes_https_with_tls() -> None:
     tls: dict[str, Any] = {"enabled": True, "existingSecret": "t"}
-    [endpoint] = one(render({"tls": tls, "serviceMonitor": {"enabled": True}}), "ServiceMonitor")[
-        "spec"
-    ]["endpoints"]
+    [endpoint] = one_of_kind(
+        render({"tls": tls, "serviceMonitor": {"enabled": True}}), "ServiceMonitor"
+    )["spec"]["endpoints"]
     assert endpoint["scheme"] == "https"
     assert endpoint["tlsConfig"] == {"insecureSkipVerify": True}
     given = {
         "serverName": "imagesvc.example.org",
         "ca": {"secret": {"name": "ca", "key": "ca.crt"}},
     }
-    [endpoint] = one(
+    [endpoint] = one_of_kind(
         render({"tls": tls, "serviceMonitor": {"enabled": True, "tlsConfig": given}}),
         "ServiceMonitor",
     )["spec"]["endpoints"]
@@ -91,7 +86,7 @@ def test_service_monitor_scrapes_https_with_tls() -> None:
 
 
 def test_prometheus_rule_is_the_monitoring_rule_file() -> None:
-    rule = one(
+    rule = one_of_kind(
         render({"prometheusRule": {"enabled": True, "additionalLabels": {"role": "alerts"}}}),
         "PrometheusRule",
     )
@@ -113,7 +108,7 @@ def test_dashboard_config_map_is_the_monitoring_dashboard() -> None:
             }
         }
     )
-    config_map = one(objs, "ConfigMap")
+    config_map = one_of_kind(objs, "ConfigMap")
     assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert config_map["metadata"]["annotations"] == {"grafana_folder": "Platform"}
     assert config_map["metadata"]["namespace"] == "monitoring"
@@ -124,7 +119,7 @@ def test_dashboard_config_map_is_the_monitoring_dashboard() -> None:
 
 def test_dashboard_label_is_configurable() -> None:
     values = {"grafanaDashboard": {"enabled": True, "labelKey": "dash", "labelValue": "yes"}}
-    labels = one(render(values), "ConfigMap")["metadata"]["labels"]
+    labels = one_of_kind(render(values), "ConfigMap")["metadata"]["labels"]
     assert labels["dash"] == "yes"
     assert "grafana_dashboard" not in labels
 

@@ -17,23 +17,15 @@ from tests.unit.helm.chart import (
     hook,
     manifests,
     objects_of_kind,
+    one_of_kind,
     render,
     scenario_files,
+    workload,
 )
 
 pytestmark = pytest.mark.chart
 
 HOST_SOCKET: dict[str, Any] = {"mode": "hostSocket", "hostSocket": {"socketGroupId": 999}}
-
-
-def one(objs: list[Obj], kind: str) -> Obj:
-    [found] = objects_of_kind(objs, kind)
-    return found
-
-
-def workload(objs: list[Obj]) -> Obj:
-    [found] = objects_of_kind(objs, "Deployment") + objects_of_kind(objs, "DaemonSet")
-    return found
 
 
 def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
@@ -43,7 +35,7 @@ def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
 @pytest.mark.parametrize("values", [{}, HOST_SOCKET], ids=["dind", "hostSocket"])
 def test_service_ports_are_named_and_target_the_container_ports(values: dict[str, Any]) -> None:
     objs = render(values)
-    service = one(objs, "Service")
+    service = one_of_kind(objs, "Service")
     ports = {p["name"]: p for p in service["spec"]["ports"]}
     assert set(ports) == {"grpc", "http", "metrics"}
     container = workload(objs)["spec"]["template"]["spec"]["containers"][0]
@@ -63,14 +55,14 @@ def test_service_ports_are_named_and_target_the_container_ports(values: dict[str
 
 
 def test_service_app_protocol_is_https_with_tls() -> None:
-    service = one(render({"tls": {"enabled": True, "existingSecret": "t"}}), "Service")
+    service = one_of_kind(render({"tls": {"enabled": True, "existingSecret": "t"}}), "Service")
     ports = {p["name"]: p for p in service["spec"]["ports"]}
     assert ports["http"]["appProtocol"] == "https"
     assert ports["metrics"]["appProtocol"] == "https"
 
 
 def test_service_port_numbers_follow_the_values() -> None:
-    service = one(
+    service = one_of_kind(
         render({"service": {"ports": {"grpc": 443, "http": 80, "metrics": 9100}}}), "Service"
     )
     assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == {
@@ -81,10 +73,10 @@ def test_service_port_numbers_follow_the_values() -> None:
 
 
 def test_internal_traffic_policy_is_local_for_the_daemonset() -> None:
-    assert one(render(), "Service")["spec"]["internalTrafficPolicy"] == "Cluster"
-    assert one(render(HOST_SOCKET), "Service")["spec"]["internalTrafficPolicy"] == "Local"
+    assert one_of_kind(render(), "Service")["spec"]["internalTrafficPolicy"] == "Cluster"
+    assert one_of_kind(render(HOST_SOCKET), "Service")["spec"]["internalTrafficPolicy"] == "Local"
     override = {**HOST_SOCKET, "service": {"internalTrafficPolicy": "Cluster"}}
-    assert one(render(override), "Service")["spec"]["internalTrafficPolicy"] == "Cluster"
+    assert one_of_kind(render(override), "Service")["spec"]["internalTrafficPolicy"] == "Cluster"
 
 
 @pytest.mark.parametrize("scenario", scenario_files(), ids=lambda p: p.name)
@@ -102,8 +94,8 @@ def test_labels_and_selectors_are_consistent(scenario: Path) -> None:
     selector = work["spec"]["selector"]["matchLabels"]
     pod_labels = work["spec"]["template"]["metadata"]["labels"]
     assert matches(selector, pod_labels)
-    assert matches(one(objs, "Service")["spec"]["selector"], pod_labels)
-    assert one(objs, "Service")["spec"]["selector"] == selector
+    assert matches(one_of_kind(objs, "Service")["spec"]["selector"], pod_labels)
+    assert one_of_kind(objs, "Service")["spec"]["selector"] == selector
     for kind in ("PodDisruptionBudget",):
         for obj in objects_of_kind(release_objs, kind):
             assert obj["spec"]["selector"]["matchLabels"] == selector
@@ -111,7 +103,8 @@ def test_labels_and_selectors_are_consistent(scenario: Path) -> None:
         assert policy["spec"]["podSelector"]["matchLabels"] == selector
     for monitor in objects_of_kind(objs, "ServiceMonitor"):
         assert matches(
-            monitor["spec"]["selector"]["matchLabels"], one(objs, "Service")["metadata"]["labels"]
+            monitor["spec"]["selector"]["matchLabels"],
+            one_of_kind(objs, "Service")["metadata"]["labels"],
         )
     # The test pod is no server pod: no controller adopts it, the Service does not route to it.
     for pod in objects_of_kind(objs, "Pod"):
@@ -130,7 +123,7 @@ def test_common_labels_reach_every_object() -> None:
 
 def test_service_account_mounts_no_api_token() -> None:
     objs = render()
-    account = one(objs, "ServiceAccount")
+    account = one_of_kind(objs, "ServiceAccount")
     assert account["automountServiceAccountToken"] is False
     spec = workload(objs)["spec"]["template"]["spec"]
     assert spec["serviceAccountName"] == account["metadata"]["name"]
@@ -141,7 +134,7 @@ def test_service_account_mounts_no_api_token() -> None:
 
 
 def test_pod_disruption_budget() -> None:
-    pdb = one(
+    pdb = one_of_kind(
         render({"replicaCount": 3, "podDisruptionBudget": {"maxUnavailable": 2}}),
         "PodDisruptionBudget",
     )
@@ -149,7 +142,7 @@ def test_pod_disruption_budget() -> None:
 
 
 def test_generated_tokens_secret_holds_the_hash_of_its_admin_token() -> None:
-    secret = one(render(), "Secret")
+    secret = one_of_kind(render(), "Secret")
     data = {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
     token = data["admin-token"]
     assert len(token) >= 32
@@ -170,7 +163,7 @@ def test_generated_tokens_file_is_one_the_server_loads() -> None:
     from imagesvc.core.credential_files import parse_tokens
 
     values = {"auth": {"tokens": {"generated": {"identity": "ops", "roles": ["viewer", "puller"]}}}}
-    data = one(render(values), "Secret")["data"]
+    data = one_of_kind(render(values), "Secret")["data"]
     table = parse_tokens(base64.b64decode(data["tokens.json"]))
     entry = table.find(base64.b64decode(data["admin-token"]).decode())
     assert entry is not None

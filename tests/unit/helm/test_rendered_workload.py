@@ -11,7 +11,14 @@ from typing import Any
 import helm_python
 import pytest
 
-from tests.unit.helm.chart import CHART_DIR, Obj, objects_of_kind, render, scenario_files
+from tests.unit.helm.chart import (
+    CHART_DIR,
+    Obj,
+    objects_of_kind,
+    render,
+    scenario_files,
+    workload,
+)
 
 pytestmark = pytest.mark.chart
 
@@ -25,13 +32,6 @@ MTLS: dict[str, Any] = {
     },
     "tests": {"tls": {"clientSecret": "test-client"}},
 }
-
-
-def workload(objs: list[Obj]) -> Obj:
-    """The one Deployment or DaemonSet of a render."""
-    found = objects_of_kind(objs, "Deployment") + objects_of_kind(objs, "DaemonSet")
-    assert len(found) == 1, [o["kind"] for o in found]
-    return found[0]
 
 
 def pod_spec(objs: list[Obj]) -> Obj:

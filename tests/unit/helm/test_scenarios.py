@@ -20,14 +20,8 @@ WORKLOAD = {"dind": "Deployment", "hostSocket": "DaemonSet"}
 MIN_PER_MODE, MAX_SCENARIOS = 2, 12
 
 
-def mode_of(scenario: Path) -> str:
-    mode = chart.effective_values(values_files=[scenario])["mode"]
-    assert isinstance(mode, str)
-    return mode
-
-
 def test_there_are_scenarios_for_each_mode() -> None:
-    modes = Counter(mode_of(scenario) for scenario in chart.scenario_files())
+    modes = Counter(chart.scenario_mode(scenario) for scenario in chart.scenario_files())
     assert set(modes) == set(WORKLOAD), modes
     assert all(count >= MIN_PER_MODE for count in modes.values()), modes
     assert sum(modes.values()) <= MAX_SCENARIOS, modes
@@ -36,7 +30,7 @@ def test_there_are_scenarios_for_each_mode() -> None:
 @pytest.mark.parametrize("scenario", chart.scenario_files(), ids=chart.scenario_name)
 def test_the_scenario_renders_its_mode(scenario: Path, rendered: RenderedScenarios) -> None:
     objs = rendered(scenario)
-    mode = mode_of(scenario)
+    mode = chart.scenario_mode(scenario)
     kinds = Counter(obj["kind"] for obj in chart.manifests(objs))
     assert kinds[WORKLOAD[mode]] == 1, kinds
     assert all(kinds[other] == 0 for other in WORKLOAD.values() if other != WORKLOAD[mode])
@@ -81,7 +75,7 @@ def test_render_lays_values_files_and_values_over_the_defaults() -> None:
         "e": None,
     }
     assert base == {"a": {"b": 1, "c": [1, 2]}, "d": "x"}
-    [hostsocket, *_] = [s for s in chart.scenario_files() if mode_of(s) == "hostSocket"]
+    [hostsocket, *_] = [s for s in chart.scenario_files() if chart.scenario_mode(s) == "hostSocket"]
     objs = chart.render({"mode": "dind"}, values_files=[hostsocket])
     assert chart.objects_of_kind(objs, "Deployment")
     assert not chart.objects_of_kind(objs, "DaemonSet")
