@@ -11,14 +11,7 @@ from pathlib import Path
 import pytest
 
 from imagesvc_client.build_context import BuildContext, ContextError, chunked
-
-
-def _tree(root: Path, files: dict[str, str]) -> Path:
-    for name, content in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content)
-    return root
+from tests.unit.file_trees import write_tree
 
 
 def _read(context: BuildContext, chunk_size: int = 512) -> dict[str, tarfile.TarInfo]:
@@ -36,7 +29,7 @@ def _content(context: BuildContext, name: str) -> bytes:
 
 
 def test_sends_what_dockerignore_leaves_in_sorted_and_root_owned(tmp_path: Path) -> None:
-    _tree(
+    write_tree(
         tmp_path,
         {
             "Dockerfile": "FROM scratch\n",
@@ -70,7 +63,7 @@ def test_sends_what_dockerignore_leaves_in_sorted_and_root_owned(tmp_path: Path)
 
 
 def test_links_stay_links_and_keep_their_mode(tmp_path: Path) -> None:
-    _tree(tmp_path, {"Dockerfile": "FROM scratch\n", "tool.sh": "#!/bin/sh\n"})
+    write_tree(tmp_path, {"Dockerfile": "FROM scratch\n", "tool.sh": "#!/bin/sh\n"})
     (tmp_path / "tool.sh").chmod(0o755)
     (tmp_path / "alias").symlink_to("tool.sh")
     (tmp_path / "outside").symlink_to("/etc/passwd")
@@ -89,7 +82,7 @@ def test_links_stay_links_and_keep_their_mode(tmp_path: Path) -> None:
 
 
 def test_chunks_have_the_asked_size(tmp_path: Path) -> None:
-    _tree(tmp_path, {"Dockerfile": "FROM scratch\n", "big.bin": "x" * 100_000})
+    write_tree(tmp_path, {"Dockerfile": "FROM scratch\n", "big.bin": "x" * 100_000})
     chunks = list(BuildContext.prepare(tmp_path).chunks(4096))
     assert len(chunks) > 20
     assert {len(c) for c in chunks[:-1]} == {4096}
@@ -98,8 +91,8 @@ def test_chunks_have_the_asked_size(tmp_path: Path) -> None:
 
 
 def test_dockerfile_inside_and_outside_the_context(tmp_path: Path) -> None:
-    context_dir = _tree(tmp_path / "ctx", {"sub/Build.df": "FROM scratch\n", "f": "f"})
-    elsewhere = _tree(tmp_path / "other", {"Dockerfile.dev": "FROM scratch\nLABEL dev=1\n"})
+    context_dir = write_tree(tmp_path / "ctx", {"sub/Build.df": "FROM scratch\n", "f": "f"})
+    elsewhere = write_tree(tmp_path / "other", {"Dockerfile.dev": "FROM scratch\nLABEL dev=1\n"})
 
     by_name = BuildContext.prepare(context_dir, "sub/Build.df")
     by_path = BuildContext.prepare(context_dir, context_dir / "sub" / "Build.df")
@@ -116,7 +109,7 @@ def test_unusable_contexts_are_refused_before_sending(tmp_path: Path) -> None:
         BuildContext.prepare(tmp_path / "nowhere")
     with pytest.raises(ContextError, match="Dockerfile"):
         BuildContext.prepare(tmp_path)
-    _tree(tmp_path, {"Dockerfile": "FROM scratch\n"})
+    write_tree(tmp_path, {"Dockerfile": "FROM scratch\n"})
     with pytest.raises(ContextError, match="outside the build context"):
         BuildContext.prepare(tmp_path, "../Dockerfile")
     (tmp_path / ".dockerignore").write_text("[unclosed\n")

@@ -6,18 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from devtools.base_image import FALLBACK_MIRROR, apt_mirror, rootfs_key
-
-
-def _apt(tmp_path: Path, files: dict[str, str]) -> Path:
-    for name, text in files.items():
-        path = tmp_path / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return tmp_path
+from tests.unit.file_trees import write_tree
 
 
 def test_deb822_sources_skip_security_and_other_suites(tmp_path: Path) -> None:
-    apt = _apt(
+    apt = write_tree(
         tmp_path,
         {
             "sources.list.d/a-security.sources": "Types: deb\nURIs: http://security.example/"
@@ -41,14 +34,14 @@ def test_disabled_stanzas_and_source_lines_are_ignored(tmp_path: Path) -> None:
         "sources.list.d/off.sources": "Enabled: no\nTypes: deb\nURIs: http://off.example/"
         "\nSuites: bookworm\nComponents: main\n",
     }
-    assert apt_mirror(_apt(tmp_path, ignored)) == FALLBACK_MIRROR
+    assert apt_mirror(write_tree(tmp_path, ignored)) == FALLBACK_MIRROR
     one_line = "deb [arch=amd64 signed-by=/k.gpg] http://list.example/debian/ bookworm main\n"
-    _apt(tmp_path, {"sources.list.d/list.list": one_line})
+    write_tree(tmp_path, {"sources.list.d/list.list": one_line})
     assert apt_mirror(tmp_path) == "http://list.example/debian"
 
 
 def test_without_a_bookworm_source_deb_debian_org_is_used(tmp_path: Path) -> None:
-    apt = _apt(tmp_path, {"sources.list": "deb http://x.example/debian trixie main\n"})
+    apt = write_tree(tmp_path, {"sources.list": "deb http://x.example/debian trixie main\n"})
     assert apt_mirror(apt) == FALLBACK_MIRROR == "http://deb.debian.org/debian"
 
 
