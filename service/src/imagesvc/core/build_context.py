@@ -4,12 +4,17 @@ the Engine receives.
 
 Rewriting the archive is the defence against hostile contexts: the Engine never parses
 anything but an archive this service wrote from what it understood, so no trick of the
-tar or gzip format (a member hidden from one parser but not another) can reach it. While
-rewriting, the context is refused (INVALID_ARGUMENT) for members with absolute paths or
-`..` components, members below a symlink, symlinks resolving outside the context,
-hard links to anything but an earlier member, devices and FIFOs, pax or GNU long-name
-headers over 1 MiB, and names longer than Linux allows; and (RESOURCE_EXHAUSTED) when
-it unpacks to more than the context size cap, which stops gzip bombs.
+tar or gzip format (a member hidden from one parser but not another) can reach it. The
+archive is read by our own streaming reader (`core/tar_reader.py`), not `tarfile`, so
+what is accepted does not depend on the interpreter's patch release. While rewriting,
+the context is refused (INVALID_ARGUMENT) for corrupt or truncated headers and data (a
+corrupt header in the middle is an error, not the end), pax or GNU long-name headers
+over 1 MiB (judged from their header, before they are read) or more than 8 in a row,
+members with absolute paths or `..` components, members below a symlink, symlinks
+resolving outside the context, hard links to anything but an earlier member, devices,
+FIFOs, GNU sparse files and unknown member types, and names longer than Linux allows;
+and (RESOURCE_EXHAUSTED) when it unpacks to more than the context size cap, which stops
+gzip bombs.
 """
 
 from __future__ import annotations
@@ -21,24 +26,29 @@ import tempfile
 import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import IO, Self, cast
+from typing import IO
 
 from imagesvc.core.errors import InvalidArgumentError, Reason, ResourceExhaustedError
+from imagesvc.core.tar_reader import (
+    BLOCK,
+    ExtendedHeaderTooLargeError,
+    Kind,
+    Readable,
+    TarFormatError,
+    TarMember,
+    TarReader,
+    UnsupportedMemberError,
+)
 
 _GZIP_MAGIC = b"\x1f\x8b"
 MAX_DOCKERFILE_BYTES = 1024 * 1024
 # Go's archive/tar (the Engine's) refuses larger pax and GNU long-name records too.
 _MAX_SPECIAL_HEADER_BYTES = 1024 * 1024
 _MAX_SPECIAL_HEADERS_IN_A_ROW = 8
-_SPECIAL_TYPES = frozenset(
-    {tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE}
-    | {tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK}
-)
 _MAX_PATH_BYTES = 4096
 _MAX_NAME_BYTES = 255
 _MAX_SYMLINK_HOPS = 40
 _CHUNK = 1024 * 1024
-_BLOCK = tarfile.BLOCKSIZE
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,42 +212,6 @@ class _Gunzip:
         self._pending += out
 
 
-class _HeaderGuard:
-    """Counts pax / GNU long-name headers in a row, for the TarInfo class below."""
-
-    def __init__(self) -> None:
-        self.in_a_row = 0
-
-
-def _guarded_tarinfo(guard: _HeaderGuard) -> type[tarfile.TarInfo]:
-    """A TarInfo class that refuses oversized or endless chains of pax and long-name
-    headers before tarfile reads them into memory, and turns a corrupt header in the
-    middle of the archive into an error (tarfile would take it for the end)."""
-
-    class GuardedTarInfo(tarfile.TarInfo):
-        @classmethod
-        def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> Self:
-            try:
-                info = super().frombuf(buf, encoding, errors)
-            except tarfile.HeaderError as exc:
-                if not buf or buf.count(0) == len(buf) == _BLOCK:
-                    raise  # the end of the archive (no header, or a block of zeros)
-                raise _bad_context(str(exc)) from exc
-            if info.type in _SPECIAL_TYPES:
-                guard.in_a_row += 1
-                if info.size > _MAX_SPECIAL_HEADER_BYTES:
-                    raise _refused(
-                        info.name, f"has an extended header of {info.size} bytes (limit 1 MiB)"
-                    )
-                if guard.in_a_row > _MAX_SPECIAL_HEADERS_IN_A_ROW:
-                    raise _bad_context("too many extended headers in a row")
-            else:
-                guard.in_a_row = 0
-            return info
-
-    return GuardedTarInfo
-
-
 def _clean_path(name: str, member: str) -> str:
     """A member path relative to the context root; refuses absolute paths and `..`."""
     if name.startswith("/"):
@@ -269,14 +243,14 @@ class _Tree:
     linkable: set[str] = field(default_factory=set)
     symlinks: dict[str, str] = field(default_factory=dict)
 
-    def add(self, path: str, member: tarfile.TarInfo, shown: str) -> None:
+    def add(self, path: str, member: TarMember, shown: str) -> None:
         for ancestor in _ancestors(path):
             if ancestor in self.symlinks:
                 raise _refused(shown, f"lies below the symlink {ancestor!r}")
             if ancestor in self.linkable:
                 raise _refused(shown, f"lies below {ancestor!r}, which is not a directory")
             self.directories.add(ancestor)
-        if member.isdir():
+        if member.kind is Kind.DIRECTORY:
             if path in self.symlinks or path in self.linkable:
                 raise _refused(shown, "is both a directory and a file or link")
             self.directories.add(path)
@@ -284,7 +258,7 @@ class _Tree:
         if path in self.directories:
             raise _refused(shown, "is both a directory and a file or link")
         self.linkable.add(path)
-        if member.issym():
+        if member.kind is Kind.SYMLINK:
             self.symlinks[path] = member.linkname
         else:
             self.symlinks.pop(path, None)
@@ -320,33 +294,35 @@ class _Tree:
         walk(path.split("/")[:-1], self.symlinks[path])
 
 
-def _rewritten_member(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo:
+# The rewritten archive is written with tarfile's TarInfo.tobuf: public, documented and
+# stable API, and not a security decision (everything in it was decided by our reader and
+# the checks here); its pax output is what Go's archive/tar, the Engine's, reads best.
+_WRITTEN_TYPES = {
+    Kind.FILE: tarfile.REGTYPE,
+    Kind.DIRECTORY: tarfile.DIRTYPE,
+    Kind.SYMLINK: tarfile.SYMTYPE,
+    Kind.HARD_LINK: tarfile.LNKTYPE,
+}
+
+
+def _header(member: TarMember, path: str, linkname: str) -> bytes:
     out = tarfile.TarInfo(path)
+    out.type = _WRITTEN_TYPES[member.kind]
+    out.size = member.size if member.kind is Kind.FILE else 0
+    out.linkname = linkname
     out.mode = member.mode & 0o7777
     out.uid, out.gid = member.uid, member.gid
     out.uname, out.gname = member.uname, member.gname
     out.mtime = member.mtime
-    # Extended attributes are the only pax records carried over; tarfile writes the rest.
-    out.pax_headers = {
-        key: value for key, value in member.pax_headers.items() if key.startswith("SCHILY.xattr.")
-    }
-    if member.isreg():
-        out.type, out.size = tarfile.REGTYPE, member.size
-    elif member.isdir():
-        out.type = tarfile.DIRTYPE
-    elif member.issym():
-        out.type, out.linkname = tarfile.SYMTYPE, member.linkname
-    return out
+    # Extended attributes are the only pax records carried over; tobuf writes the rest.
+    out.pax_headers = dict(member.xattrs)
+    return out.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
 
-def _kind(member: tarfile.TarInfo) -> str:
-    if member.ischr():
-        return "a character device"
-    if member.isblk():
-        return "a block device"
-    if member.isfifo():
-        return "a FIFO"
-    return f"of tar type {member.type!r}"
+def _kind(member: TarMember) -> str:
+    if member.kind is Kind.OTHER:
+        return f"of tar type {member.typeflag!r}"
+    return f"a {member.kind.value}"
 
 
 class _Writer:
@@ -374,58 +350,61 @@ def check_context(source: IO[bytes], dockerfile: str, limits: ContextLimits) -> 
     wanted = posixpath.normpath(dockerfile or "Dockerfile")
     gzipped = source.read(2) == _GZIP_MAGIC
     source.seek(0)
-    reader = cast(IO[bytes], _Gunzip(source, limits.max_bytes)) if gzipped else source
+    stream: Readable = _Gunzip(source, limits.max_bytes) if gzipped else source
+    reader = TarReader(
+        stream,
+        max_extended_bytes=_MAX_SPECIAL_HEADER_BYTES,
+        max_extended_in_a_row=_MAX_SPECIAL_HEADERS_IN_A_ROW,
+    )
     writer = _Writer(limits)
     tree = _Tree()
     found: bytes | None = None
     try:
-        try:
-            archive = tarfile.open(  # noqa: SIM115 (closed below)
-                fileobj=reader,
-                mode="r|",
-                tarinfo=_guarded_tarinfo(_HeaderGuard()),
-            )
-        except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
-            raise _bad_context(str(exc) or type(exc).__name__) from exc
-        with archive:
-            while True:
-                try:
-                    member = archive.next()
-                except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
-                    raise _bad_context(str(exc) or type(exc).__name__) from exc
-                if member is None:
-                    break
-                # tarfile keeps every member it has read (a list typeshed does not declare);
-                # this loop needs none of them, and a million tiny members would add up.
-                vars(archive)["members"].clear()
-                path, content = _copy_member(archive, member, tree, writer, wanted)
-                if path == wanted:
-                    # The last member of that name counts, as when the Engine unpacks it;
-                    # None when it is not a regular file.
-                    found = content
+        while (member := _next_member(reader)) is not None:
+            path, content = _copy_member(reader, member, tree, writer, wanted)
+            if path == wanted:
+                # The last member of that name counts, as when the Engine unpacks it;
+                # None when it is not a regular file.
+                found = content
         for path in tree.symlinks:
             tree.resolve(path)
-        writer.write(b"\0" * (2 * _BLOCK))
+        writer.write(b"\0" * (2 * BLOCK))
+        if found is None:
+            if wanted in tree.linkable:
+                raise _refused(wanted, "is the Dockerfile and must be a regular file, not a link")
+            raise InvalidArgumentError(
+                f"the build context has no {wanted!r}: add it to the archive or set"
+                " options.dockerfile to its path inside the context",
+                reason=Reason.INVALID_BUILD_OPTIONS,
+                metadata={"dockerfile": wanted},
+            )
     except BaseException:
         writer.file.close()
         raise
-    if found is None:
-        writer.file.close()
-        if wanted in tree.linkable:
-            raise _refused(wanted, "is the Dockerfile and must be a regular file, not a link")
-        raise InvalidArgumentError(
-            f"the build context has no {wanted!r}: add it to the archive or set"
-            " options.dockerfile to its path inside the context",
-            reason=Reason.INVALID_BUILD_OPTIONS,
-            metadata={"dockerfile": wanted},
-        )
     writer.file.seek(0)
     return CheckedContext(writer.file, writer.size, found)
 
 
+def _tar_error(exc: TarFormatError) -> InvalidArgumentError:
+    if isinstance(exc, ExtendedHeaderTooLargeError):
+        return _refused(exc.name, f"has an extended header of {exc.size} bytes (limit 1 MiB)")
+    if isinstance(exc, UnsupportedMemberError):
+        return _refused(exc.name, str(exc))
+    return _bad_context(str(exc))
+
+
+def _next_member(reader: TarReader) -> TarMember | None:
+    try:
+        return reader.next()
+    except TarFormatError as exc:
+        raise _tar_error(exc) from exc
+    except OSError as exc:
+        raise _bad_context(str(exc) or type(exc).__name__) from exc
+
+
 def _copy_member(
-    archive: tarfile.TarFile,
-    member: tarfile.TarInfo,
+    reader: TarReader,
+    member: TarMember,
     tree: _Tree,
     writer: _Writer,
     wanted: str,
@@ -434,54 +413,44 @@ def _copy_member(
     bytes if it is the Dockerfile."""
     shown = member.name
     path = _clean_path(member.name, shown)
-    if path == "." and not member.isdir():
+    if path == "." and member.kind is not Kind.DIRECTORY:
         raise _refused(shown, "has an empty name")
-    if member.issym() and (
+    if member.kind is Kind.SYMLINK and (
         "\x00" in member.linkname
         or len(member.linkname.encode("utf-8", "surrogateescape")) > _MAX_PATH_BYTES
     ):
         raise _refused(shown, "is a symlink with an unusable target")
-    if not (member.isreg() or member.isdir() or member.issym() or member.islnk()):
+    if member.kind not in _WRITTEN_TYPES:
         raise _refused(
             shown, f"is {_kind(member)}: a build context holds only files, directories and links"
         )
-    if member.islnk():
-        target = _clean_path(member.linkname, shown)
-        if target not in tree.linkable or any(a in tree.symlinks for a in _ancestors(target)):
+    linkname = member.linkname if member.kind is Kind.SYMLINK else ""
+    if member.kind is Kind.HARD_LINK:
+        linkname = _clean_path(member.linkname, shown)
+        if linkname not in tree.linkable or any(a in tree.symlinks for a in _ancestors(linkname)):
             raise _refused(
                 shown,
                 f"is a hard link to {member.linkname[:200]!r}, which is not"
                 " an earlier file of the archive",
             )
-        out = tarfile.TarInfo(path)
-        out.type, out.linkname = tarfile.LNKTYPE, target
-        out.mode, out.mtime = member.mode & 0o7777, member.mtime
-        out.uid, out.gid, out.uname, out.gname = member.uid, member.gid, member.uname, member.gname
-    else:
-        out = _rewritten_member(member, path)
     tree.add(path, member, shown)
-    is_dockerfile = path == wanted and member.isreg()
+    is_dockerfile = path == wanted and member.kind is Kind.FILE
     if is_dockerfile and member.size > MAX_DOCKERFILE_BYTES:
         raise _refused(shown, f"is the Dockerfile and larger than {MAX_DOCKERFILE_BYTES} bytes")
-    writer.write(out.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
-    if not member.isreg():
+    writer.write(_header(member, path, linkname))
+    if member.kind is not Kind.FILE:
         return path, None
-    data = archive.extractfile(member)
-    assert data is not None  # a regular file always has data
     kept: list[bytes] = []
-    remaining = member.size
     try:
-        while remaining > 0:
-            chunk = data.read(min(_CHUNK, remaining))
-            if not chunk:
-                raise _bad_context(f"member {shown[:200]!r} ends early")
-            remaining -= len(chunk)
+        while chunk := reader.read(_CHUNK):
             writer.write(chunk)
             if is_dockerfile:
                 kept.append(chunk)
-    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+    except TarFormatError as exc:
+        raise _tar_error(exc) from exc
+    except OSError as exc:
         raise _bad_context(str(exc) or type(exc).__name__) from exc
-    padding = -member.size % _BLOCK
+    padding = -member.size % BLOCK
     if padding:
         writer.write(b"\0" * padding)
     return path, b"".join(kept) if is_dockerfile else None
