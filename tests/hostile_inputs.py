@@ -297,20 +297,51 @@ def gzip_bomb() -> bytes:
     return gzip.compress(dockerfile + zeros.tobuf() + bytes(zeros.size) + bytes(1024), 9)
 
 
+class DrawnContext:
+    """A drawn build context. Its repr says how it was made (members, damage,
+    compression) in under a kilobyte instead of showing its bytes: a gzip bomb or an
+    archive of 5000-character names would print tens of kilobytes, which hypothesis
+    refuses to generate (HypothesisWarning) whenever it reports a failing example."""
+
+    __slots__ = ("data", "recipe")
+
+    def __init__(self, data: bytes, recipe: str) -> None:
+        self.data = data
+        self.recipe = recipe
+
+    def __repr__(self) -> str:
+        return f"<context of {len(self.data)} bytes: {self.recipe}>"
+
+
+def _shown(text: str) -> str:
+    return repr(text) if len(text) <= 40 else f"{text[:20]!r}...({len(text)} chars)"
+
+
+def _recipe(members: list[Member]) -> str:
+    return "[" + ", ".join(f"{m.kind} {_shown(m.name)}" for m in members) + "]"
+
+
 @st.composite
-def contexts(draw: st.DrawFn) -> bytes:
+def contexts(draw: st.DrawFn) -> DrawnContext:
     """A build context: a (hostile) archive, maybe gzipped, maybe damaged, or a bomb."""
     if draw(st.integers(min_value=0, max_value=9)) == 0:
-        return gzip_bomb()
-    data = write_archive(draw(archive_members()))
+        return DrawnContext(gzip_bomb(), "gzip bomb")
+    members = draw(archive_members())
+    data = write_archive(members)
+    recipe = _recipe(members)
     damage = draw(st.sampled_from(["none", "none", "none", "truncate", "flip", "append"]))
     if damage == "truncate" and data:
         data = data[: draw(st.integers(min_value=0, max_value=len(data)))]
+        recipe += f", cut at {len(data)}"
     elif damage == "flip" and data:
         position = draw(st.integers(min_value=0, max_value=len(data) - 1))
         data = data[:position] + bytes([data[position] ^ 0xFF]) + data[position + 1 :]
+        recipe += f", byte {position} flipped"
     elif damage == "append":
-        data += draw(st.binary(max_size=600))
+        appended = draw(st.binary(max_size=600))
+        data += appended
+        recipe += f", {len(appended)} bytes appended"
     if draw(st.booleans()):
         data = gzip.compress(data, 1)
-    return data
+        recipe = f"gzip of {recipe}"
+    return DrawnContext(data, recipe)

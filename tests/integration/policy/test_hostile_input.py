@@ -22,7 +22,14 @@ from imagesvc.docker_adapter import DockerAdapter, DockerEngineStream
 from imagesvc.server import ThreadedServer
 from imagesvc.v1 import image_service_pb2 as pb
 from imagesvc.v1 import image_service_pb2_grpc
-from tests.hostile_inputs import ALLOWED_PREFIX, Options, build_options, contexts, references
+from tests.hostile_inputs import (
+    ALLOWED_PREFIX,
+    DrawnContext,
+    Options,
+    build_options,
+    contexts,
+    references,
+)
 from tests.integration.builds import build_requests, read_build
 from tests.integration.conftest import server_settings
 
@@ -175,7 +182,7 @@ def test_build_with_any_options_and_context(
     open_registry: Registry,
     busybox_image: BuiltImage,
     drawn: Options,
-    context: bytes,
+    context: DrawnContext,
     chunk: int,
 ) -> None:
     stub, adapter = guarded
@@ -188,7 +195,7 @@ def test_build_with_any_options_and_context(
         platform=drawn.platform,
     )
     outcome = read_build(
-        stub.BuildImage(iter(build_requests(options, context, chunk_size=chunk)), timeout=60)
+        stub.BuildImage(iter(build_requests(options, context.data, chunk_size=chunk)), timeout=60)
     )
     assert_clean(outcome.error)
     assert adapter.violations == []
@@ -200,13 +207,13 @@ def test_build_with_any_options_and_context(
 def test_build_of_any_context(
     guarded: tuple[Stub, GuardedAdapter],
     busybox_image: BuiltImage,
-    context: bytes,
+    context: DrawnContext,
     gzip_chunk: int,
 ) -> None:
     stub, adapter = guarded
     outcome = read_build(
         stub.BuildImage(
-            iter(build_requests(pb.BuildOptions(), context, chunk_size=gzip_chunk)), timeout=60
+            iter(build_requests(pb.BuildOptions(), context.data, chunk_size=gzip_chunk)), timeout=60
         )
     )
     assert_clean(outcome.error)
