@@ -81,7 +81,7 @@ def check(data: bytes, limits: ContextLimits = LIMITS) -> CheckedContext:
 
 def refused(data: bytes) -> str:
     with pytest.raises(InvalidArgumentError) as caught:
-        check(data)
+        check(data).close()  # closed even when it is wrongly accepted
     assert caught.value.reason is Reason.INVALID_BUILD_CONTEXT
     return caught.value.message
 
@@ -160,6 +160,30 @@ def test_modes_times_owners_and_xattrs_survive_the_rewrite() -> None:
     assert "comment" not in tool.pax_headers
 
 
+class CountingSource(io.BytesIO):
+    """Records the furthest byte read, to show what check_context never looked at."""
+
+    def __init__(self, content: bytes) -> None:
+        super().__init__(content)
+        self.furthest = 0
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        chunk = super().read(size)
+        self.furthest = max(self.furthest, self.tell())
+        return chunk
+
+
+def refused_early(data: bytes, header_offset: int) -> str:
+    """The refusal of `data`, which must come before anything past the header at
+    `header_offset` (an extended header's data) was read."""
+    source = CountingSource(data)
+    with pytest.raises(InvalidArgumentError) as caught:
+        check_context(source, "", LIMITS).close()
+    assert caught.value.reason is Reason.INVALID_BUILD_CONTEXT
+    assert source.furthest == header_offset + 512
+    return caught.value.message
+
+
 def test_an_oversized_pax_header_is_refused_before_it_is_read() -> None:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -167,13 +191,15 @@ def test_an_oversized_pax_header_is_refused_before_it_is_read() -> None:
         info = tarfile.TarInfo("big-header")
         info.pax_headers = {"comment": "x" * (2 * 1024 * 1024)}
         tar.addfile(info)
-    assert "extended header of" in refused(buffer.getvalue())
+    # The Dockerfile's header and its one block of data, then the pax header.
+    message = refused_early(buffer.getvalue(), header_offset=2 * 512)
+    assert "extended header of 2097" in message
+    assert "limit 1 MiB" in message
 
 
 def test_a_huge_gnu_long_name_is_refused() -> None:
-    assert "extended header of" in refused(
-        archive(file("n" * (1024 * 1024 + 10)), fmt=tarfile.GNU_FORMAT)
-    )
+    data = archive(file("n" * (1024 * 1024 + 10)), fmt=tarfile.GNU_FORMAT)
+    assert "extended header of 1048587 bytes" in refused_early(data, header_offset=2 * 512)
 
 
 def test_endless_extended_headers_are_refused() -> None:
@@ -208,12 +234,20 @@ def test_a_corrupt_header_in_the_middle_is_an_error_not_the_end() -> None:
 def test_data_after_the_end_of_the_archive_is_ignored() -> None:
     data = archive(file("a")) + b"trailing garbage" * 100
     checked = check(data)
+    rewritten = checked.file.read()
     checked.close()
+    assert b"trailing garbage" not in rewritten
+    assert regular_files(rewritten) == {"Dockerfile": DOCKERFILE, "a": b"x"}
+    # Each member is a header and one block of data, then the two blocks of the end.
+    assert len(rewritten) == checked.size == 2 * (512 + 512) + 1024
+    assert rewritten.endswith(bytes(1024))
 
 
 def test_truncated_member_data_is_an_error() -> None:
     data = archive(file("big", b"z" * 5000))
-    assert "not a valid tar archive" in refused(data[: 512 * 4])
+    message = refused(data[: 512 * 4])
+    assert "not a valid tar archive" in message
+    assert "'big' ends early" in message
 
 
 def test_a_gzip_bomb_stops_at_the_cap() -> None:
