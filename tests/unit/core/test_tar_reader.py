@@ -276,6 +276,28 @@ def test_global_pax_records_apply_to_every_later_member_until_overridden() -> No
     ]
 
 
+def test_global_pax_records_add_up_to_one_limit() -> None:
+    # Each global header is under the limit; together (held for every later member)
+    # they are not: memory must not grow with the number of global headers.
+    half = {f"comment{i}": "c" * (MIB // 2) for i in range(3)}
+    archive = b"".join(extended(b"g", pax(**{k: v})) + member(b"m") for k, v in half.items())
+    assert "global pax records add up to more than" in refusal(archive + END)
+
+
+def test_global_xattrs_apply_and_local_ones_win() -> None:
+    archive = (
+        extended(b"g", pax(SCHILY__xattr__user__a="global", SCHILY__xattr__user__b="global"))
+        + extended(b"x", pax(SCHILY__xattr__user__b="local"))
+        + member(b"m")
+        + END
+    )
+    [(found, _)] = read_all(archive)
+    assert dict(found.xattrs) == {
+        "SCHILY.xattr.user.a": "global",
+        "SCHILY.xattr.user.b": "local",
+    }
+
+
 def test_a_gnu_long_name_wins_over_a_pax_path_as_for_go() -> None:
     archive = extended(b"x", pax(path="from-pax")) + extended(b"L", b"from-gnu\x00") + member(b"h")
     [(found, _)] = read_all(archive + END)
@@ -408,6 +430,8 @@ def test_gnu_sparse_files_are_refused() -> None:
     assert caught.value.name == "holes"
     with pytest.raises(UnsupportedMemberError, match="GNU sparse"):
         read_all(extended(b"x", pax(GNU__sparse__major="1")) + member(b"holes") + END)
+    with pytest.raises(TarFormatError, match="GNU sparse"):
+        read_all(extended(b"g", pax(GNU__sparse__major="1")) + member(b"holes") + END)
 
 
 def test_truncated_member_data_is_an_error() -> None:

@@ -10,7 +10,8 @@ and Go's archive/tar accept), octal and base-256 numbers, v7, ustar (prefix + na
 header over `max_extended_bytes` (judged from its header, before its data is read), more
 than `max_extended_in_a_row` extended headers in a row, malformed pax records, a zero
 block followed by a header (Go refuses it; tarfile would drop the rest), an extended
-header describing no member, and GNU sparse files. The archive ends at a block of zeros
+header describing no member, global pax records adding up to more than one extended
+header's limit, and GNU sparse files. The archive ends at a block of zeros
 (then another, or the end of the stream, as tarfile and Go accept); whatever follows is
 never read. Where the formats' rules leave a choice, Go's archive/tar (the Engine's
 reader) is followed: the last `x` header before a member wins, and a GNU long name wins
@@ -20,6 +21,7 @@ over a pax path.
 from __future__ import annotations
 
 import re
+from collections import ChainMap
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -39,6 +41,7 @@ _PAX_LENGTH = re.compile(rb"[1-9][0-9]{0,19} ")
 _PAX_TIME = re.compile(r"-?[0-9]{1,30}(\.[0-9]{1,30})?")
 _PAX_INTEGER = re.compile(r"[0-9]{1,30}")
 _XATTR = "SCHILY.xattr."
+_SPARSE = "GNU.sparse."
 
 
 class Readable(Protocol):
@@ -244,6 +247,7 @@ class TarReader:
         self._max_extended_in_a_row = max_extended_in_a_row
         self._offset = 0
         self._global: dict[str, str] = {}
+        self._global_xattrs: dict[str, str] = {}
         self._remaining = 0  # unread data of the current member
         self._padding = 0  # zeros after it, up to the next block
         self._name = ""
@@ -322,14 +326,30 @@ class TarReader:
             data = self._extended_data(header)
             describes_a_member |= header.typeflag != "g"
             if header.typeflag == "g":
-                self._global.update(parse_pax_records(data))
+                self._add_global(parse_pax_records(data))
             elif header.typeflag in _PAX_TYPES:
                 local = parse_pax_records(data)
             elif header.typeflag == "L":
                 long_name = _text(data)
             else:
                 long_link = _text(data)
-        return self._member(header, {**self._global, **local}, long_name, long_link)
+        return self._member(header, local, long_name, long_link)
+
+    def _add_global(self, records: Mapping[str, str]) -> None:
+        """Global records apply to every later member (POSIX). Together they are held to
+        the limit of one extended header, and judged once here, not at every member: a
+        stream of small members must not each pay for a large global header."""
+        if any(key.startswith(_SPARSE) for key in records):
+            raise TarFormatError("a global pax header declares GNU sparse files (not supported)")
+        merged = {**self._global, **records}
+        if sum(len(key) + len(value) + 3 for key, value in merged.items()) > (
+            self._max_extended_bytes
+        ):
+            raise TarFormatError(
+                f"the global pax records add up to more than {self._max_extended_bytes} bytes"
+            )
+        self._global = merged
+        self._global_xattrs = {k: v for k, v in merged.items() if k.startswith(_XATTR)}
 
     def _end(self, block: bytes | None, start: int, *, pending: bool) -> None:
         if block is None and start == 0:
@@ -350,13 +370,14 @@ class TarReader:
     def _member(
         self,
         header: _Header,
-        pax: Mapping[str, str],
+        local: Mapping[str, str],
         long_name: str | None,
         long_link: str | None,
     ) -> TarMember:
+        pax = ChainMap(dict(local), self._global)
         name = long_name if long_name is not None else pax.get("path", header.name)
         linkname = long_link if long_link is not None else pax.get("linkpath", header.linkname)
-        if header.typeflag == "S" or any(key.startswith("GNU.sparse.") for key in pax):
+        if header.typeflag == "S" or any(key.startswith(_SPARSE) for key in local):
             raise UnsupportedMemberError(name, "is a GNU sparse file, which is not supported")
         kind = _KINDS.get(header.typeflag, Kind.OTHER)
         if header.typeflag == "\x00" and name.endswith("/"):
@@ -376,7 +397,10 @@ class TarReader:
             gname=pax.get("gname", header.gname),
             mtime=_pax_time(pax, header.mtime),
             linkname=linkname,
-            xattrs={key: value for key, value in pax.items() if key.startswith(_XATTR)},
+            xattrs={
+                **self._global_xattrs,
+                **{key: value for key, value in local.items() if key.startswith(_XATTR)},
+            },
         )
         self._name = name
         self._remaining = size
