@@ -412,6 +412,8 @@ def test_the_count_starts_again_at_every_member() -> None:
         (b"12 path=a\x00b\n", "NUL byte"),
         (pax(size="-1"), "not a number"),
         (pax(mtime="yesterday"), "not a time"),
+        (pax(uid=str(2**63)), "not a number (of 64 bits)"),
+        (pax(mtime=str(2**64) + ".5"), "not a time (of 64 bits)"),
     ],
 )
 def test_malformed_pax_records_are_refused(records: bytes, why: str) -> None:

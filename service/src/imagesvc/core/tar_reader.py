@@ -37,6 +37,8 @@ _PAX_TYPES = frozenset("xXg")
 _LONG_NAME_TYPES = frozenset("LK")
 _EXTENDED_TYPES = _PAX_TYPES | _LONG_NAME_TYPES
 _HEADER_ONLY_TYPES = frozenset("123456")
+_HIGH_BYTES = bytes(range(0x80, 0x100))
+_OCTAL = re.compile(rb"[0-7]+")
 _PAX_LENGTH = re.compile(rb"[1-9][0-9]{0,19} ")
 _PAX_TIME = re.compile(r"-?[0-9]{1,30}(\.[0-9]{1,30})?")
 _PAX_INTEGER = re.compile(r"[0-9]{1,30}")
@@ -128,17 +130,20 @@ def _number(raw: bytes, what: str) -> int:
     digits = raw.strip(b" \x00")
     if not digits:
         return 0
-    if not all(0x30 <= byte <= 0x37 for byte in digits):
+    if not _OCTAL.fullmatch(digits):
         raise TarFormatError(f"the {what} field of a header is not an octal number")
     return int(digits, 8)
 
 
-def _checksums(block: bytes) -> tuple[int, int]:
-    """The unsigned and signed sums of a header, its checksum field counted as spaces."""
+def _checksum_matches(block: bytes, recorded: int) -> bool:
+    """Whether `recorded` is the unsigned or the signed sum of the header's bytes, its
+    checksum field counted as spaces (POSIX says unsigned; old writers summed signed)."""
     unsigned = sum(block) - sum(block[_CHECKSUM]) + 8 * 0x20
-    signed = unsigned - 256 * sum(1 for byte in block if byte & 0x80)
-    signed += 256 * sum(1 for byte in block[_CHECKSUM] if byte & 0x80)
-    return unsigned, signed
+    if recorded == unsigned:
+        return True
+    counted = block[: _CHECKSUM.start] + block[_CHECKSUM.stop :]
+    high = len(counted) - len(counted.translate(None, _HIGH_BYTES))
+    return recorded == unsigned - 256 * high
 
 
 def parse_pax_records(data: bytes) -> dict[str, str]:
@@ -169,8 +174,8 @@ def _pax_integer(records: Mapping[str, str], key: str, default: int) -> int:
     value = records.get(key)
     if value is None:
         return default
-    if not _PAX_INTEGER.fullmatch(value):
-        raise TarFormatError(f"the pax record {key!r} is not a number")
+    if not _PAX_INTEGER.fullmatch(value) or int(value) >= 2**63:
+        raise TarFormatError(f"the pax record {key!r} is not a number (of 64 bits)")
     return int(value)
 
 
@@ -178,8 +183,8 @@ def _pax_time(records: Mapping[str, str], default: int | float) -> int | float:
     value = records.get("mtime")
     if value is None:
         return default
-    if not _PAX_TIME.fullmatch(value):
-        raise TarFormatError("the pax record 'mtime' is not a time")
+    if not _PAX_TIME.fullmatch(value) or abs(float(value)) >= 2**63:
+        raise TarFormatError("the pax record 'mtime' is not a time (of 64 bits)")
     return float(value) if "." in value else int(value)
 
 
@@ -204,7 +209,7 @@ class _Header:
             recorded = _number(block[_CHECKSUM], "checksum")
         except TarFormatError:
             recorded = -1
-        if recorded not in _checksums(block):
+        if not _checksum_matches(block, recorded):
             raise TarFormatError(
                 f"the header at offset {offset} has a wrong checksum (a corrupt archive?)"
             )
