@@ -5,6 +5,7 @@ kind of command: tables, quiet ids, JSON, progress, --help, and errors on stderr
 from __future__ import annotations
 
 import hashlib
+import sys
 from collections.abc import Iterator
 from concurrent import futures
 from typing import Any
@@ -14,8 +15,9 @@ import pytest
 
 from imagesvc_client.v1 import image_pb2, image_service_pb2_grpc
 from imagesvc_client.v1 import image_service_pb2 as pb
-from tests.unit.clients.closed_pipe import assert_ended_quietly, run_into_closed_pipe
+from tests.integration.clients.closed_pipe import assert_ended_quietly, run_into_closed_pipe
 
+CLI = [sys.executable, "-m", "imagesvc_client.cli"]
 IMAGES = 6000  # even their short ids (13 bytes a line) outgrow a pipe's 64 KiB buffer
 
 
@@ -73,18 +75,18 @@ COMMANDS = [
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
 def test_a_pipe_closed_before_the_first_write(address: str, command: list[str]) -> None:
-    assert_ended_quietly(run_into_closed_pipe(address, *command))
+    assert_ended_quietly(run_into_closed_pipe(CLI, address, *command))
 
 
 @pytest.mark.parametrize("command", COMMANDS[:4], ids=" ".join)
 def test_a_reader_that_takes_three_lines_and_goes(address: str, command: list[str]) -> None:
     """`imagesvc-cli ls | head -3`: the output outgrows the pipe's buffer, so the CLI is
     still writing when the reader goes away."""
-    ended = run_into_closed_pipe(address, *command, read_lines=3)
+    ended = run_into_closed_pipe(CLI, address, *command, read_lines=3)
     assert all(line.endswith(b"\n") for line in ended.lines_read), ended.lines_read
     assert_ended_quietly(ended)
 
 
 def test_an_error_message_into_a_closed_pipe(address: str) -> None:
     """`imagesvc-cli inspect missing 2>&1 | head -0`: the message has no reader either."""
-    assert_ended_quietly(run_into_closed_pipe(address, "inspect", "missing", stream="stderr"))
+    assert_ended_quietly(run_into_closed_pipe(CLI, address, "inspect", "missing", stream="stderr"))

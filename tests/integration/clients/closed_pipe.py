@@ -1,12 +1,12 @@
 """Runs imagesvc-cli as a subprocess whose output goes into a pipe the reader closes:
 before the CLI writes anything, or after reading a few lines (`| head -3`). Shared by the
-unit test (a scripted server) and the integration test (the real one)."""
+integration test (the real server) and the unit test (a scripted one)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 # 128 + SIGPIPE: what a shell reports when SIGPIPE ends a program (the docker CLI's way).
@@ -21,9 +21,9 @@ class Ended:
 
 
 def run_into_closed_pipe(
-    address: str, *args: str, stream: str = "stdout", read_lines: int = 0
+    program: Sequence[str], address: str, *args: str, stream: str = "stdout", read_lines: int = 0
 ) -> Ended:
-    """`imagesvc-cli args` with `stream` (stdout or stderr) going into a pipe whose
+    """`program args` (imagesvc-cli) with `stream` (stdout or stderr) going into a pipe whose
     reader takes `read_lines` lines (0: none, the pipe is closed before the CLI starts)
     and closes it; the other stream is captured."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("IMAGESVC_")}
@@ -35,7 +35,7 @@ def run_into_closed_pipe(
         reader.close()
     into_stdout = stream == "stdout"
     with subprocess.Popen(
-        [sys.executable, "-m", "imagesvc_client.cli", *args],
+        [*program, *args],
         stdin=subprocess.DEVNULL,
         stdout=write_end if into_stdout else subprocess.PIPE,
         stderr=subprocess.PIPE if into_stdout else write_end,
