@@ -1,5 +1,10 @@
 """Test PKI made on the spot with `cryptography`: a CA, a server certificate for
-127.0.0.1/localhost and client certificates, written as PEM files."""
+127.0.0.1/localhost and client certificates, written as PEM files.
+
+The certificates carry what a strict verifier (OpenSSL's X509_STRICT, the default of
+Python 3.13's ssl) demands: a CA with a critical basicConstraints, keyCertSign and a
+subject key identifier; leaf certificates with the CA's key identifier as authority key
+identifier, their own subject key identifier, key usage and extended key usage."""
 
 from __future__ import annotations
 
@@ -55,11 +60,17 @@ class CertificateAuthority:
         names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
         names += [x509.UniformResourceIdentifier(uri) for uri in uris]
         usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+        ca_key_id = self._certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
         builder = (
             _builder(common_name, key.public_key())
             .issuer_name(self._certificate.subject)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(_key_usage(digital_signature=True), critical=True)
             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_key_id.value),
+                critical=False,
+            )
         )
         if names:
             builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
@@ -76,6 +87,21 @@ def _builder(common_name: str, public_key: ec.EllipticCurvePublicKey) -> x509.Ce
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+    )
+
+
+def _key_usage(*, digital_signature: bool = False, certificate_sign: bool = False) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=digital_signature,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=certificate_sign,
+        crl_sign=certificate_sign,
+        encipher_only=False,
+        decipher_only=False,
     )
 
 
@@ -85,20 +111,7 @@ def new_ca(directory: Path, name: str) -> CertificateAuthority:
         _builder(name, key.public_key())
         .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_key_usage(certificate_sign=True), critical=True)
         .sign(key, hashes.SHA256())
     )
     pair = _write(directory, name, certificate, key)

@@ -33,6 +33,7 @@ def test_loopback(address: str) -> None:
         "localhost.example.com:1",
         "127.0.0.1",
         "[::ffff:127.0.0.1]:1",
+        "[::127.0.0.1]:1",
     ],
 )
 def test_not_loopback(address: str) -> None:

@@ -8,7 +8,6 @@ mistake stops the start-up with a message that says what to set (SECURITY.md).
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import stat
 from pathlib import Path
@@ -21,6 +20,7 @@ from imagesvc.core.credential_files import parse_clients, parse_tokens
 from imagesvc.core.reloading import FileProblem, ReloadingFile
 from imagesvc.transport.http_server import split_address
 from imagesvc.transport.http_tls import TlsFiles
+from imagesvc.transport.loopback import is_loopback_ip
 from imagesvc.transport.server_certificate import CertificateProblem, ServerCertificate
 
 log = logging.getLogger(__name__)
@@ -34,12 +34,7 @@ def is_loopback_host(host: str) -> bool:
     """A host name other than localhost is not trusted to be loopback (it is not
     resolved here); an empty host means every interface."""
     host = host.strip("[]")
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return host.lower() == "localhost" or is_loopback_ip(host)
 
 
 def is_loopback_address(address: str) -> bool:

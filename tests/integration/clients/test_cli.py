@@ -17,6 +17,7 @@ import pytest
 
 from devtools.sandbox import BuiltImage, Engine, Registry
 from tests.integration.builds import dockerfile, make_tar
+from tests.integration.clients.closed_pipe import assert_ended_quietly, run_into_closed_pipe
 from tests.integration.clients.conftest import ServedImage
 from tests.integration.local_images import Throwaway, exists, inspect, unique_repo
 from tests.integration.transfers import local_id, registry_manifest, remove_local, unique
@@ -425,3 +426,42 @@ def test_every_verb_has_help(verb: str) -> None:
     assert shown.returncode == 0
     assert f"usage: imagesvc-cli {verb}" in shown.stdout
     assert "--server" in shown.stdout
+
+
+# A reader that goes away (`imagesvc-cli ls | head -3`) --------------------------------
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["ls"],
+        ["ls", "-q", "--no-trunc"],
+        ["--output", "json", "ls"],
+        ["history", "{image}"],
+        ["inspect", "{image}"],
+        ["inspect", "--output", "table", "{image}"],
+        ["ls", "--help"],
+    ],
+    ids=" ".join,
+)
+def test_a_pipe_closed_before_the_output_ends_the_command_quietly(
+    address: str, busybox_image: BuiltImage, command: list[str]
+) -> None:
+    args = [arg.format(image=busybox_image.tag) for arg in command]
+    assert_ended_quietly(run_into_closed_pipe([str(CLI)], address, *args))
+
+
+def test_a_pull_whose_reader_goes_away_ends_quietly(
+    address: str, served_image: ServedImage
+) -> None:
+    """The reader takes the first progress line and goes; the pull (throttled, about
+    0.5 s) still has lines to print."""
+    ended = run_into_closed_pipe([str(CLI)], address, "pull", served_image.reference, read_lines=1)
+    assert ended.lines_read[0].startswith(b"1: Pulling from ")
+    assert_ended_quietly(ended)
+
+
+def test_an_error_message_into_a_closed_pipe_ends_quietly(address: str) -> None:
+    missing = f"{unique_repo('cli-missing')}:1"
+    ended = run_into_closed_pipe([str(CLI)], address, "inspect", missing, stream="stderr")
+    assert_ended_quietly(ended)

@@ -41,7 +41,7 @@ def test_typescript_client_lists_pulls_and_inspects(
     slow_image: SlowImage,
 ) -> None:
     npm = shutil.which("npm")
-    assert shutil.which("node") is not None, "Node.js 20+ is needed for the TypeScript client"
+    assert shutil.which("node") is not None, "Node.js 18+ is needed for the TypeScript client"
     assert npm is not None, "npm is needed for the TypeScript client"
     if not _installed():
         subprocess.run(

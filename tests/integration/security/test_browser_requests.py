@@ -52,7 +52,9 @@ def test_a_cross_site_write_from_a_browser_is_refused(
     assert cli_list_ids(engine, all=True) == images_before
 
 
-@pytest.mark.parametrize("host", ["evil.example", "evil.example:8080", "10.0.0.1:8080"])
+@pytest.mark.parametrize(
+    "host", ["evil.example", "evil.example:8080", "10.0.0.1:8080", "[::ffff:127.0.0.1]:8080"]
+)
 def test_without_authentication_only_loopback_host_names_are_served(
     server: ThreadedServer, host: str
 ) -> None:

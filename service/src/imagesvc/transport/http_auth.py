@@ -7,8 +7,6 @@ ask."""
 
 from __future__ import annotations
 
-import ipaddress
-
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -16,6 +14,7 @@ from imagesvc.core.authentication import Authenticator
 from imagesvc.core.credential_files import CertificateNames
 from imagesvc.core.identity import CallOrigin, credential_problem, current_identity, current_origin
 from imagesvc.transport.http_tls import CLIENT_CERTIFICATE_EXTENSION
+from imagesvc.transport.loopback import is_loopback_ip
 from imagesvc.transport.request_id import current_request_id
 
 
@@ -49,12 +48,7 @@ def _browser_forgery(headers: Headers) -> str | None:
 def _is_loopback_host(host: str) -> bool:
     """Whether a Host header names this machine: localhost, 127.0.0.0/8 or ::1."""
     name = host.rsplit("]", 1)[0].lstrip("[") if host.startswith("[") else host.split(":")[0]
-    if name.lower().rstrip(".") == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
+    return name.lower().rstrip(".") == "localhost" or is_loopback_ip(name)
 
 
 class HttpAuthentication:

@@ -16,6 +16,7 @@ from typing import Any
 from rich.console import Console
 
 from imagesvc_client._common import RegistryAuth
+from imagesvc_client.cli.closed_pipe import PipeAwareConsole
 from imagesvc_client.cli.progress import BuildView, TransferView
 from imagesvc_client.cli.render import (
     error_document,
@@ -107,7 +108,7 @@ def _registry_auth(args: argparse.Namespace, server_address: str = "") -> Regist
 
 
 def _console() -> Console:
-    return Console(file=sys.stdout, highlight=False)
+    return PipeAwareConsole(file=sys.stdout, highlight=False)
 
 
 # Verbs ------------------------------------------------------------------------------

@@ -8,11 +8,13 @@ import sys
 from collections.abc import Sequence
 
 from imagesvc_client.cli import commands
+from imagesvc_client.cli.closed_pipe import EXIT_CLOSED_PIPE, silence_closed_streams
 from imagesvc_client.errors import ImagesvcError
 
 DEFAULT_SERVER = "127.0.0.1:50051"
 
-# Exit codes: 1 a failed call (or a local error), 2 bad usage (argparse), 130 interrupted.
+# Exit codes: 1 a failed call (or a local error), 2 bad usage (argparse), 130 interrupted,
+# 141 the reader of the output went away (closed_pipe.py).
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
 
@@ -173,6 +175,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Runs one command; its exit code. Every command, --help included, ends quietly
+    when the reader of its output goes away."""
+    try:
+        try:
+            return _main(argv)
+        finally:
+            # Here, where a closed pipe can still be handled, not at the interpreter's exit.
+            sys.stdout.flush()
+    except BrokenPipeError:
+        silence_closed_streams()
+        return EXIT_CLOSED_PIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.output is None:
