@@ -31,6 +31,9 @@ from tests.integration.local_images import (
     unique_repo,
 )
 
+# The API contract: runs once per engine kind (tests/integration/conftest.py).
+pytestmark = pytest.mark.contract
+
 # (repository suffix, tag, extra labels) of the images built in order, oldest first.
 _CATALOGUE: tuple[tuple[str, str, Mapping[str, str]], ...] = (
     ("alpha", "1.0", {"parity": "even"}),

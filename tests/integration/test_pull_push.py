@@ -28,6 +28,9 @@ from tests.integration.transfers import (
     unique,
 )
 
+# The API contract: runs once per engine kind (tests/integration/conftest.py).
+pytestmark = pytest.mark.contract
+
 Stub = image_service_pb2_grpc.ImageServiceStub
 
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")

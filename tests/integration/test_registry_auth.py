@@ -33,6 +33,9 @@ from tests.integration.transfers import (
     unique,
 )
 
+# The API contract: runs once per engine kind (tests/integration/conftest.py).
+pytestmark = pytest.mark.contract
+
 Stub = image_service_pb2_grpc.ImageServiceStub
 
 

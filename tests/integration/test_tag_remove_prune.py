@@ -24,6 +24,9 @@ from tests.integration.local_images import (
     unique_repo,
 )
 
+# The API contract: runs once per engine kind (tests/integration/conftest.py).
+pytestmark = pytest.mark.contract
+
 
 @pytest.fixture
 def throwaway(engine: Engine, busybox_image: BuiltImage) -> Iterator[Throwaway]:
