@@ -131,7 +131,7 @@ def test_tag_of_unknown_source_is_not_found(
 @pytest.mark.parametrize(
     "target",
     [
-        "UPPER/case",  # refused by this Engine, see test_get_image.MALFORMED
+        "UPPER/case",  # Engine 26 would take it, see local_images.MALFORMED
         "Upper",
         "a b",
         "x:",
