@@ -591,7 +591,8 @@ class Engine:
                 )
             time.sleep(0.05)
 
-    def _get_json(self, path: str, timeout: float = 10.0) -> dict[str, object]:
+    def api_get(self, path: str, timeout: float = 10.0) -> object:
+        """``GET path`` of the Engine API on the socket, as JSON (fails unless 200 OK)."""
         conn = _UnixHTTPConnection(str(self.socket_path), timeout)
         try:
             conn.request("GET", path)
@@ -601,16 +602,22 @@ class Engine:
             raise SandboxError(f"GET {path} on {self.host} failed: {e}") from e
         finally:
             conn.close()
-        document = json.loads(body)
-        if response.status != 200 or not isinstance(document, dict):
+        if response.status != 200:
             raise SandboxError(f"GET {path} on {self.host} answered {response.status}: {body!r}")
+        document: object = json.loads(body)
+        return document
+
+    def _api_document(self, path: str) -> dict[str, object]:
+        document = self.api_get(path)
+        if not isinstance(document, dict):
+            raise SandboxError(f"GET {path} on {self.host} answered {document!r}")
         return document
 
     def _check_kind(self) -> None:
         """Stops the engine and raises unless it is the version and store its kind says:
         a wrong PATH would otherwise test another engine under this kind's name."""
-        version = str(self._get_json("/version").get("Version", ""))
-        driver_status = self._get_json("/info").get("DriverStatus") or []
+        version = str(self._api_document("/version").get("Version", ""))
+        driver_status = self._api_document("/info").get("DriverStatus") or []
         on_containerd = ["driver-type", "io.containerd.snapshotter.v1"] in driver_status  # type: ignore[operator]
         if version.startswith(self.kind.version_prefix) and on_containerd == (
             self.kind.containerd_store

@@ -299,6 +299,7 @@ def test_pull_by_tag_streams_layer_progress_then_the_image(
         _check_aggregates(progress)
         final = progress[-1]
         assert final.layers_done == final.layers_total == len(last)
+        assert final.bytes_done == final.bytes_total
         if not engine_kind.containerd_store:
             assert final.bytes_done == final.bytes_total >= RANDOM_BYTES
         assert progress[0].status == f"{served_image.tag}: Pulling from {served_image.repository}"
