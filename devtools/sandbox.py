@@ -40,17 +40,24 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+
+from devtools.engine_26 import ENGINE_26_DIR, is_fetched
 
 __all__ = [
     "APT_INSTALL_COMMAND",
     "BUSYBOX",
     "DEBIAN_PACKAGES",
+    "DOCKER_20_10",
+    "DOCKER_26",
+    "DOCKER_26_CONTAINERD",
+    "DOCKER_KINDS",
     "BuiltImage",
     "DockerCommandError",
+    "DockerKind",
     "Engine",
     "Registry",
     "Sandbox",
@@ -388,6 +395,47 @@ def ensure_packages() -> None:
 # --------------------------------------------------------------------------- engine
 
 
+@dataclass(frozen=True)
+class DockerKind:
+    """Which dockerd an Engine runs: where its binaries are and how its image store is set.
+
+    ``bin_dirs`` go first on PATH for dockerd (which finds containerd and its shims
+    there too) and for the docker CLI; empty means the system's Debian 12 engine.
+    """
+
+    name: str
+    version_prefix: str  # of the Engine version /version must report
+    bin_dirs: tuple[Path, ...] = ()
+    containerd_store: bool = False
+
+    def daemon_config(self) -> dict[str, object]:
+        # An explicit config even when empty: never /etc/docker/daemon.json.
+        if self.containerd_store:
+            return {"features": {"containerd-snapshotter": True}}
+        return {}
+
+    def missing(self) -> str | None:
+        """Why this engine cannot run here, or None when it can."""
+        if self.bin_dirs and not is_fetched():
+            return f"{ENGINE_26_DIR} is missing: run `python3 -m devtools.engine_26 fetch`"
+        if not self.bin_dirs and _which("dockerd") is None:
+            return f"dockerd not found (apt-get install docker.io, or: {APT_INSTALL_COMMAND})"
+        return None
+
+
+_ENGINE_26_BIN = (ENGINE_26_DIR / "usr" / "bin", ENGINE_26_DIR / "usr" / "sbin")
+# Debian 12's docker.io: the system's dockerd.
+DOCKER_20_10 = DockerKind("docker-20.10", "20.10.")
+# Debian 13's docker.io and containerd from tools/engine-26 (devtools/engine_26.py), on this
+# machine's runc; the classic image store (graph drivers, overlay2).
+DOCKER_26 = DockerKind("docker-26", "26.", bin_dirs=_ENGINE_26_BIN)
+# The same engine with the containerd image store, the default of new Engine 29 installs.
+DOCKER_26_CONTAINERD = DockerKind(
+    "docker-26-containerd", "26.", bin_dirs=_ENGINE_26_BIN, containerd_store=True
+)
+DOCKER_KINDS = (DOCKER_20_10, DOCKER_26, DOCKER_26_CONTAINERD)
+
+
 class Engine:
     """An isolated dockerd: own data root, exec root, pidfile, config and unix socket.
 
@@ -395,10 +443,19 @@ class Engine:
     pidfile (``dockerd.pid``) and the log (``dockerd.log``). The exec root lives in a
     short path derived from ``base_dir`` (``/tmp/isv-<hash>``) because containerd's
     socket lives under it. ``stop()`` then ``start()`` reuses the same data root.
+    ``kind`` says which dockerd runs (the system's Engine 20.10 by default); ``start()``
+    checks that the engine reports that version and image store.
     """
 
-    def __init__(self, base_dir: str | os.PathLike[str], *, shutdown_timeout: int = 5) -> None:
+    def __init__(
+        self,
+        base_dir: str | os.PathLike[str],
+        *,
+        kind: DockerKind = DOCKER_20_10,
+        shutdown_timeout: int = 5,
+    ) -> None:
         self.base_dir = Path(base_dir).absolute()
+        self.kind = kind
         self.data_root = self.base_dir / "data"
         digest = hashlib.sha256(str(self.base_dir).encode()).hexdigest()[:12]
         self.exec_root = Path(f"/tmp/isv-{digest}")
@@ -415,7 +472,14 @@ class Engine:
             )
 
     def __repr__(self) -> str:
-        return f"Engine({str(self.base_dir)!r})"
+        return f"Engine({str(self.base_dir)!r}, kind={self.kind.name})"
+
+    def _env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The environment of this engine's dockerd and CLI: its bin dirs first on PATH."""
+        env = _env(extra)
+        if self.kind.bin_dirs:
+            env["PATH"] = os.pathsep.join([*map(str, self.kind.bin_dirs), env["PATH"]])
+        return env
 
     @property
     def host(self) -> str:
@@ -463,7 +527,10 @@ class Engine:
                 "the sandboxed Docker engine needs root; run as root, or point "
                 "DOCKER_HOST at a running Docker daemon"
             )
-        dockerd = _which("dockerd")
+        missing = self.kind.missing()
+        if missing is not None:
+            raise SandboxError(f"cannot start {self.kind.name}: {missing}")
+        dockerd = shutil.which("dockerd", path=self._env()["PATH"])
         if dockerd is None:
             raise SandboxError(
                 f"dockerd not found; run `python3 -m devtools.sandbox ensure-packages` "
@@ -475,8 +542,7 @@ class Engine:
             d.mkdir(parents=True, exist_ok=True)
             d.chmod(0o700)
         self.docker_config.mkdir(exist_ok=True)
-        # An explicit empty config: never pick up /etc/docker/daemon.json.
-        self.config_file.write_text("{}\n")
+        self.config_file.write_text(json.dumps(self.kind.daemon_config()) + "\n")
         cmd = [
             dockerd,
             f"--config-file={self.config_file}",
@@ -499,7 +565,7 @@ class Engine:
                 stdin=subprocess.DEVNULL,
                 stdout=logf,
                 stderr=subprocess.STDOUT,
-                env=_env(_LOOPBACK_ONLY),
+                env=self._env(_LOOPBACK_ONLY),
                 start_new_session=True,
             )
         deadline = time.monotonic() + timeout
@@ -514,6 +580,7 @@ class Engine:
                 )
             if self.ping(timeout=1.0):
                 log.info("dockerd up at %s (pid %s)", self.host, self._proc.pid)
+                self._check_kind()
                 return
             if time.monotonic() > deadline:
                 tail = _log_tail(self.log_path)
@@ -523,6 +590,46 @@ class Engine:
                     f"dockerd did not answer /_ping within {timeout:.0f}s; {self.log_path}:\n{tail}"
                 )
             time.sleep(0.05)
+
+    def api_get(self, path: str, timeout: float = 10.0) -> object:
+        """``GET path`` of the Engine API on the socket, as JSON (fails unless 200 OK)."""
+        conn = _UnixHTTPConnection(str(self.socket_path), timeout)
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            body = response.read()
+        except (OSError, http.client.HTTPException) as e:
+            raise SandboxError(f"GET {path} on {self.host} failed: {e}") from e
+        finally:
+            conn.close()
+        if response.status != 200:
+            raise SandboxError(f"GET {path} on {self.host} answered {response.status}: {body!r}")
+        document: object = json.loads(body)
+        return document
+
+    def _api_document(self, path: str) -> dict[str, object]:
+        document = self.api_get(path)
+        if not isinstance(document, dict):
+            raise SandboxError(f"GET {path} on {self.host} answered {document!r}")
+        return document
+
+    def _check_kind(self) -> None:
+        """Stops the engine and raises unless it is the version and store its kind says:
+        a wrong PATH would otherwise test another engine under this kind's name."""
+        version = str(self._api_document("/version").get("Version", ""))
+        driver_status = self._api_document("/info").get("DriverStatus") or []
+        on_containerd = ["driver-type", "io.containerd.snapshotter.v1"] in driver_status  # type: ignore[operator]
+        if version.startswith(self.kind.version_prefix) and on_containerd == (
+            self.kind.containerd_store
+        ):
+            return
+        with contextlib.suppress(SandboxError):
+            self.stop()
+        raise SandboxError(
+            f"{self.kind.name} wanted (Engine {self.kind.version_prefix}x, containerd store "
+            f"{self.kind.containerd_store}), but {self.host} runs Engine {version} with "
+            f"containerd store {on_containerd}"
+        )
 
     def stop(self, timeout: float = 30.0, *, kill_containers: bool = True) -> None:
         """SIGTERM dockerd (SIGKILL after ``timeout``), then make sure its containerd,
@@ -632,7 +739,7 @@ class Engine:
             input=input,
             capture_output=True,
             text=True,
-            env=_env({**base, **(env or {})}),
+            env=self._env({**base, **(env or {})}),
             timeout=timeout,
             check=False,
         )
@@ -856,8 +963,9 @@ def build_busybox_image(
 
 
 class Sandbox:
-    """One Engine, an open Registry and an htpasswd Registry (user
-    ``imagesvc-test``, random password) in one base dir.
+    """One Engine (the system's Engine 20.10), an open Registry and an htpasswd Registry
+    (user ``imagesvc-test``, random password) in one base dir; further engines of other
+    kinds on demand (``engine_of``), sharing the registries.
 
     ``with Sandbox() as sb:`` starts everything and tears it all down at the end.
     Without ``base_dir`` a fresh ``/tmp/isv-sbx-*`` dir is made and removed on close.
@@ -879,9 +987,19 @@ class Sandbox:
             password=secrets.token_urlsafe(18),
         )
         self._owner_file = self.base_dir / "owner"
+        self._more_engines: dict[str, Engine] = {}
 
     def __repr__(self) -> str:
         return f"Sandbox({str(self.base_dir)!r})"
+
+    def engine_of(self, name: str, make: Callable[[Path], Engine]) -> Engine:
+        """The running engine called ``name``, made by ``make(its base dir)`` and started
+        on first use; it lives until ``close()``, like the default engine."""
+        if name not in self._more_engines:
+            engine = make(self.base_dir / f"engine-{name}")
+            engine.start()
+            self._more_engines[name] = engine
+        return self._more_engines[name]
 
     def start(self) -> Sandbox:
         ensure_packages()
@@ -901,20 +1019,19 @@ class Sandbox:
         """Stop the engine and both registries; remove the base dir if it was ours.
         Raises if anything is left running or mounted."""
         errors: list[BaseException] = []
-        for part in (self.engine, self.open_registry, self.auth_registry):
+        engines = [*self._more_engines.values(), self.engine]
+        parts: list[Engine | Registry] = [*engines, self.open_registry, self.auth_registry]
+        for part in parts:
             try:
                 part.stop()
             except Exception as e:  # noqa: BLE001 - stop the rest, then report
                 errors.append(e)
-        left = (
-            _processes_mentioning(
-                str(self.base_dir), ("dockerd", "containerd", "docker-registry", "runc")
-            )
-            + self.engine.leftover_processes()
-        )
+        left = _processes_mentioning(
+            str(self.base_dir), ("dockerd", "containerd", "docker-registry", "runc")
+        ) + [pid for engine in engines for pid in engine.leftover_processes()]
         if left:
             errors.append(SandboxError(f"processes left running after close: {sorted(left)}"))
-        mounts = _mounts_under(self.base_dir, self.engine.exec_root)
+        mounts = _mounts_under(self.base_dir, *(engine.exec_root for engine in engines))
         if mounts:
             errors.append(SandboxError(f"mounts left after close: {mounts}"))
         if not errors:
@@ -951,7 +1068,9 @@ def reap_stale_sandboxes(tmp: str | os.PathLike[str] = "/tmp") -> list[Path]:
         base = owner.parent
         log.warning("reaping stale sandbox %s (owner pid %d is gone)", base, pid)
         try:
-            Engine(base / "engine").stop()
+            # Stopping needs only the pidfile and exec root, whatever the engine's kind.
+            for engine_dir in sorted(base.glob("engine*")):
+                Engine(engine_dir).stop()
             Registry(base / "registry-open").stop()
             Registry(base / "registry-auth").stop()
             _safe_rmtree(base)

@@ -1,8 +1,13 @@
-"""Session fixtures for the integration tests: a sandboxed Docker engine, an open and
-an htpasswd registry on loopback, and a tiny busybox image (see devtools/sandbox.py).
+"""Fixtures for the integration tests: sandboxed Docker engines, an open and an htpasswd
+registry on loopback, and a tiny busybox image (see devtools/sandbox.py).
 
-Everything is started once per test session and torn down at its end; teardown fails
-the session if a dockerd, containerd, registry or mount is left behind.
+The modules marked ``contract`` run once per engine kind (devtools/engine_kinds.py), the
+kind being a module-scoped parameter: a failure names its engine
+(``test_x[docker-26-containerd]``), and pytest groups each module's tests by kind, so
+module fixtures are made once per kind. Every other test runs on the default kind.
+Each kind's engine, busybox image and server are started on first use and kept for the
+whole session (``EnginePool``), so switching kinds between modules starts nothing again;
+teardown fails the session if a dockerd, containerd, registry or mount is left behind.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from devtools.engine_kinds import DEFAULT_KIND, EngineKind, available_kinds, kinds_named
 from devtools.sandbox import BuiltImage, Engine, Registry, Sandbox, build_busybox_image
 from imagesvc.config import Settings
 from imagesvc.server import ThreadedServer
@@ -32,17 +38,117 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
 
 
+def selected_kinds(config: pytest.Config) -> list[EngineKind]:
+    """--engine-kinds (or $IMAGESVC_ENGINE_KINDS), else every kind this machine can run."""
+    names = [name.strip() for name in str(config.getoption("engine_kinds")).split(",")]
+    names = [name for name in names if name]
+    if not names:
+        return available_kinds()[0]
+    try:
+        return kinds_named(names)
+    except ValueError as e:
+        raise pytest.UsageError(f"--engine-kinds: {e}") from e
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    unavailable = available_kinds()[1]
+    lines = [f"contract tests on engines: {', '.join(map(str, selected_kinds(config)))}"]
+    lines += [f"  not available: {name}: {why}" for name, why in unavailable.items()]
+    return lines
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # Only tests that reach an engine (engine_kind in their fixture closure) multiply.
+    if metafunc.definition.get_closest_marker("contract") and (
+        "engine_kind" in metafunc.fixturenames
+    ):
+        kinds = selected_kinds(metafunc.config)
+        metafunc.parametrize(
+            "engine_kind", kinds, ids=[kind.name for kind in kinds], indirect=True, scope="module"
+        )
+
+
+class EnginePool:
+    """Per engine kind, started on first use and kept until ``close()``: the engine,
+    the session busybox image on it, and a service talking to it."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+        self._images: dict[str, BuiltImage] = {}
+        self._servers: dict[str, ThreadedServer] = {}
+        self._channels: dict[str, grpc.Channel] = {}
+
+    def engine(self, kind: EngineKind) -> Engine:
+        if kind is DEFAULT_KIND:
+            return self.sandbox.engine
+        return self.sandbox.engine_of(kind.name, kind.make)
+
+    def busybox_image(self, kind: EngineKind) -> BuiltImage:
+        if kind.name not in self._images:
+            image_id = build_busybox_image(self.engine(kind), BUSYBOX_TAG)
+            self._images[kind.name] = BuiltImage(tag=BUSYBOX_TAG, id=image_id)
+        return self._images[kind.name]
+
+    def server(self, kind: EngineKind) -> ThreadedServer:
+        if kind.name not in self._servers:
+            self._servers[kind.name] = ThreadedServer(server_settings(self.engine(kind).host))
+        return self._servers[kind.name]
+
+    def channel(self, kind: EngineKind) -> grpc.Channel:
+        if kind.name not in self._channels:
+            port = self.server(kind).port
+            self._channels[kind.name] = grpc.insecure_channel(f"127.0.0.1:{port}")
+        return self._channels[kind.name]
+
+    def close(self) -> None:
+        """Closes the channels and stops the servers; the sandbox stops the engines."""
+        for channel in self._channels.values():
+            channel.close()
+        for server in self._servers.values():
+            server.stop()
+
+
 @pytest.fixture(scope="session")
 def sandbox() -> Iterator[Sandbox]:
-    """The engine and both registries, running for the whole session."""
+    """The default engine and both registries, running for the whole session."""
     with Sandbox() as sb:
         yield sb
 
 
 @pytest.fixture(scope="session")
-def engine(sandbox: Sandbox) -> Engine:
-    """The sandboxed dockerd; ``engine.host`` is its DOCKER_HOST (unix://...)."""
+def engine_pool(sandbox: Sandbox) -> Iterator[EnginePool]:
+    pool = EnginePool(sandbox)
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+@pytest.fixture(scope="session")
+def default_engine(sandbox: Sandbox) -> Engine:
+    """The default kind's engine, for package- and session-scoped fixtures outside the
+    matrix (module-scoped ``engine`` is the kind's engine)."""
     return sandbox.engine
+
+
+@pytest.fixture(scope="session")
+def default_busybox_image(engine_pool: EnginePool) -> BuiltImage:
+    """``busybox_image`` on the default engine, for package- and session-scoped fixtures."""
+    return engine_pool.busybox_image(DEFAULT_KIND)
+
+
+@pytest.fixture(scope="module")
+def engine_kind(request: pytest.FixtureRequest) -> EngineKind:
+    """The kind of engine this module's tests run on: a parameter in ``contract`` modules,
+    the default kind elsewhere."""
+    kind: EngineKind = getattr(request, "param", DEFAULT_KIND)
+    return kind
+
+
+@pytest.fixture(scope="module")
+def engine(engine_pool: EnginePool, engine_kind: EngineKind) -> Engine:
+    """The sandboxed dockerd of this kind; ``engine.host`` is its DOCKER_HOST (unix://...)."""
+    return engine_pool.engine(engine_kind)
 
 
 @pytest.fixture(scope="session")
@@ -57,14 +163,14 @@ def auth_registry(sandbox: Sandbox) -> Registry:
     return sandbox.auth_registry
 
 
-@pytest.fixture(scope="session")
-def busybox_image(engine: Engine) -> BuiltImage:
-    """``imagesvc-test/busybox:1.0`` (FROM scratch + static busybox), built once.
+@pytest.fixture(scope="module")
+def busybox_image(engine_pool: EnginePool, engine_kind: EngineKind) -> BuiltImage:
+    """``imagesvc-test/busybox:1.0`` (FROM scratch + static busybox), built once per engine.
 
     Shared by the whole session: don't remove or retag it in a test; build a throwaway
     image with ``devtools.sandbox.build_busybox_image`` for tests that delete images.
     """
-    return BuiltImage(tag=BUSYBOX_TAG, id=build_busybox_image(engine, BUSYBOX_TAG))
+    return engine_pool.busybox_image(engine_kind)
 
 
 @pytest.fixture(scope="module")
@@ -106,21 +212,18 @@ def server_settings(docker_host: str, **overrides: object) -> Settings:
     return Settings(**values)  # type: ignore[arg-type]
 
 
-@pytest.fixture(scope="session")
-def server(engine: Engine) -> Iterator[ThreadedServer]:
-    """The service on 127.0.0.1:<port 0>, talking to the sandboxed engine."""
-    running = ThreadedServer(server_settings(engine.host))
-    yield running
-    running.stop()
+@pytest.fixture(scope="module")
+def server(engine_pool: EnginePool, engine_kind: EngineKind) -> ThreadedServer:
+    """The service on 127.0.0.1:<port 0>, talking to the sandboxed engine of this kind."""
+    return engine_pool.server(engine_kind)
 
 
-@pytest.fixture(scope="session")
-def channel(server: ThreadedServer) -> Iterator[grpc.Channel]:
-    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as opened:
-        yield opened
+@pytest.fixture(scope="module")
+def channel(engine_pool: EnginePool, engine_kind: EngineKind) -> grpc.Channel:
+    return engine_pool.channel(engine_kind)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def stub(channel: grpc.Channel) -> image_service_pb2_grpc.ImageServiceStub:
     """An ImageService client over a real gRPC channel."""
     return image_service_pb2_grpc.ImageServiceStub(channel)

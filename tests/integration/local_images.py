@@ -28,9 +28,9 @@ SCOPE_LABEL = "org.imagesvc-test.scope"
 
 Stub = image_service_pb2_grpc.ImageServiceStub
 
-# "UPPER/case": a modern reference parser takes UPPER for a registry host, but this Engine
-# refuses the name ("repository name must be lowercase"); the service must report that as
-# a malformed reference, not as a missing image.
+# "UPPER/case": Engine 26's reference parser takes UPPER for a registry host, Engine 20.10
+# refuses the name ("repository name must be lowercase"); the service refuses it itself
+# (core/references.py), so every engine gives INVALID_REFERENCE, never a missing image.
 MALFORMED = ["UPPER/case", "UPPERCASE", "a b", "x:", "x@sha256:zz", "-x", "x::1", " x"]
 
 _ENGINE_TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z")

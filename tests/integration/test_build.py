@@ -26,6 +26,9 @@ from tests.integration.builds import (
 from tests.integration.conftest import server_settings
 from tests.integration.rpc_errors import error_info
 
+# The API contract: runs once per engine kind (tests/integration/conftest.py).
+pytestmark = pytest.mark.contract
+
 Stub = image_service_pb2_grpc.ImageServiceStub
 
 

@@ -21,6 +21,9 @@ from imagesvc.v1 import image_service_pb2_grpc
 from tests.integration.conftest import server_settings
 from tests.integration.local_images import MALFORMED, Stub, assert_serving, expect_error
 
+# The API contract: runs once per engine kind (tests/integration/conftest.py).
+pytestmark = pytest.mark.contract
+
 
 @dataclass(frozen=True)
 class Unreachable:

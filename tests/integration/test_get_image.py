@@ -26,6 +26,9 @@ from tests.integration.local_images import (
     unique_repo,
 )
 
+# The API contract: runs once per engine kind (tests/integration/conftest.py).
+pytestmark = pytest.mark.contract
+
 _DOCKERFILE_LINES = (
     "ENV GREETING=hello PATH=/usr/local/bin:/bin",
     "ENV EMPTY=",

@@ -13,6 +13,7 @@ import grpc
 import pytest
 from google.rpc import status_pb2
 
+from devtools.engine_kinds import EngineKind
 from devtools.sandbox import BuiltImage, Engine, Registry, build_busybox_image
 from imagesvc.core.models import RegistryAuth
 from imagesvc.docker_adapter import DockerAdapter
@@ -25,6 +26,7 @@ from tests.integration.transfers import (
     basic_auth,
     local_id,
     local_image,
+    pushed_manifest_type,
     read_pull,
     read_push,
     registry_has_manifest,
@@ -32,6 +34,9 @@ from tests.integration.transfers import (
     remove_local,
     unique,
 )
+
+# The API contract: runs once per engine kind (tests/integration/conftest.py).
+pytestmark = pytest.mark.contract
 
 Stub = image_service_pb2_grpc.ImageServiceStub
 
@@ -62,7 +67,11 @@ def auth_image(
 
 
 def test_push_and_pull_with_the_right_password(
-    stub: Stub, engine: Engine, auth_registry: Registry, auth_image: tuple[str, str, str]
+    stub: Stub,
+    engine: Engine,
+    engine_kind: EngineKind,
+    auth_registry: Registry,
+    auth_image: tuple[str, str, str],
 ) -> None:
     reference, repository, image_id = auth_image
     auth = _auth(auth_registry)
@@ -70,7 +79,8 @@ def test_push_and_pull_with_the_right_password(
         stub.PushImage(pb.PushImageRequest(reference=reference, auth=auth), timeout=60)
     )
     assert progress[-1].layers_done == progress[-1].layers_total > 0
-    assert pushed.digest == registry_manifest(auth_registry, repository, "1").digest
+    served = registry_manifest(auth_registry, repository, "1", pushed_manifest_type(engine_kind))
+    assert pushed.digest == served.digest
 
     remove_local(engine, reference)
     _, pulled = read_pull(
@@ -81,7 +91,11 @@ def test_push_and_pull_with_the_right_password(
 
 
 def test_auth_with_an_empty_server_address_uses_the_reference_registry(
-    stub: Stub, engine: Engine, auth_registry: Registry, auth_image: tuple[str, str, str]
+    stub: Stub,
+    engine: Engine,
+    engine_kind: EngineKind,
+    auth_registry: Registry,
+    auth_image: tuple[str, str, str],
 ) -> None:
     reference, repository, _ = auth_image
     auth = _auth(auth_registry)
@@ -89,7 +103,8 @@ def test_auth_with_an_empty_server_address_uses_the_reference_registry(
     _, pushed = read_push(
         stub.PushImage(pb.PushImageRequest(reference=reference, auth=auth), timeout=60)
     )
-    assert pushed.digest == registry_manifest(auth_registry, repository, "1").digest
+    served = registry_manifest(auth_registry, repository, "1", pushed_manifest_type(engine_kind))
+    assert pushed.digest == served.digest
 
 
 @pytest.mark.parametrize("credentials", ["wrong password", "wrong user", "none"])

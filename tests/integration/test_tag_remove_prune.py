@@ -11,6 +11,7 @@ import grpc
 import pytest
 from google.protobuf import timestamp_pb2
 
+from devtools.engine_kinds import EngineKind
 from devtools.sandbox import BuiltImage, Engine
 from imagesvc.v1 import image_service_pb2 as pb
 from tests.integration.local_images import (
@@ -23,6 +24,9 @@ from tests.integration.local_images import (
     tags_of,
     unique_repo,
 )
+
+# The API contract: runs once per engine kind (tests/integration/conftest.py).
+pytestmark = pytest.mark.contract
 
 
 @pytest.fixture
@@ -128,7 +132,7 @@ def test_tag_of_unknown_source_is_not_found(
 @pytest.mark.parametrize(
     "target",
     [
-        "UPPER/case",  # refused by this Engine, see test_get_image.MALFORMED
+        "UPPER/case",  # Engine 26 would take it, see local_images.MALFORMED
         "Upper",
         "a b",
         "x:",
@@ -219,7 +223,11 @@ def test_remove_unknown_image_is_not_found(stub: Stub, busybox_image: BuiltImage
 
 
 def test_remove_image_used_by_a_container(
-    stub: Stub, engine: Engine, throwaway: Throwaway, busybox_image: BuiltImage
+    stub: Stub,
+    engine: Engine,
+    engine_kind: EngineKind,
+    throwaway: Throwaway,
+    busybox_image: BuiltImage,
 ) -> None:
     image = throwaway.build(unique_repo("rm-used") + ":1")
     container = throwaway.create_container(image.tag)
@@ -237,8 +245,14 @@ def test_remove_image_used_by_a_container(
 
     reply = stub.RemoveImage(pb.RemoveImageRequest(image=image.tag, force=True), timeout=20)
     assert list(reply.untagged) == [image.tag]
-    assert image.id in reply.deleted
-    assert not exists(engine, image.id)
+    if engine_kind.containerd_store:
+        # The containerd store keeps the image, untagged, for its container: the reply
+        # says it deleted nothing, and that is the truth.
+        assert list(reply.deleted) == []
+        assert inspect(engine, image.id)["RepoTags"] == []
+    else:
+        assert image.id in reply.deleted
+        assert not exists(engine, image.id)
     throwaway.remove_container(container)
 
 
@@ -269,9 +283,25 @@ def test_force_removes_every_tag_of_an_id(
 # --------------------------------------------------------------------------- PruneImages
 
 
+def _prune_differs_on_containerd(kind: EngineKind, request: pytest.FixtureRequest) -> None:
+    """Engine 26.1's containerd store prunes by other rules: it removes the parent image of
+    a dangling build (not the build's own step) and reports a few KiB reclaimed where
+    the classic store frees the layers. A strict xfail: it fails when that changes."""
+    if kind.containerd_store:
+        request.applymarker(
+            pytest.mark.xfail(reason="Engine 26.1 containerd store prunes differently", strict=True)
+        )
+
+
 def test_prune_dangling_removes_the_replaced_image(
-    stub: Stub, engine: Engine, throwaway: Throwaway, busybox_image: BuiltImage
+    stub: Stub,
+    engine: Engine,
+    engine_kind: EngineKind,
+    throwaway: Throwaway,
+    busybox_image: BuiltImage,
+    request: pytest.FixtureRequest,
 ) -> None:
+    _prune_differs_on_containerd(engine_kind, request)
     tag = unique_repo("prune-dangling") + ":1"
     # 64 KiB of random data make the first build's own layer; the second replaces the tag.
     old = throwaway.build(tag, extra_lines=["RUN head -c 65536 /dev/urandom > /blob"])
@@ -301,8 +331,14 @@ def test_prune_dangling_removes_the_replaced_image(
 
 
 def test_prune_all_with_label_filters(
-    stub: Stub, engine: Engine, throwaway: Throwaway, busybox_image: BuiltImage
+    stub: Stub,
+    engine: Engine,
+    engine_kind: EngineKind,
+    throwaway: Throwaway,
+    busybox_image: BuiltImage,
+    request: pytest.FixtureRequest,
 ) -> None:
+    _prune_differs_on_containerd(engine_kind, request)
     repo = unique_repo("prune-all")
     group = {"org.imagesvc-test.group": "prune"}
     doomed = [

@@ -12,11 +12,13 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from devtools.engine_kinds import EngineKind
 from devtools.sandbox import Engine, Registry
 from imagesvc.v1 import image_pb2
 from imagesvc.v1 import image_service_pb2 as pb
 
 MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 # Registries are on loopback: never use a proxy from the environment.
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -72,9 +74,18 @@ def basic_auth(username: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
 
 
-def registry_manifest(registry: Registry, repository: str, reference: str) -> Manifest:
-    """What the registry serves for repository:reference as a schema 2 manifest."""
-    headers = {"Accept": MANIFEST_V2}
+def pushed_manifest_type(kind: EngineKind) -> str:
+    """The manifest an Engine pushes of an image it built: OCI from the containerd image
+    store, Docker's schema 2 from the classic store."""
+    return OCI_MANIFEST if kind.containerd_store else MANIFEST_V2
+
+
+def registry_manifest(
+    registry: Registry, repository: str, reference: str, media_type: str = MANIFEST_V2
+) -> Manifest:
+    """What the registry serves for repository:reference, which must be a manifest of
+    ``media_type`` (the registry answers 404 to an Accept its manifest does not match)."""
+    headers = {"Accept": media_type}
     if registry.username is not None and registry.password is not None:
         headers["Authorization"] = basic_auth(registry.username, registry.password)
     url = f"{registry.url}/v2/{repository}/manifests/{reference}"
@@ -84,22 +95,25 @@ def registry_manifest(registry: Registry, repository: str, reference: str) -> Ma
         body = response.read()
         digest = response.headers["Docker-Content-Digest"]
         content_type = response.headers["Content-Type"]
-    assert content_type == MANIFEST_V2
+    assert content_type == media_type
     # The header must be the digest of exactly these bytes.
     assert digest == "sha256:" + hashlib.sha256(body).hexdigest()
     return Manifest(digest=digest, size=len(body))
 
 
 def registry_has_manifest(registry: Registry, repository: str, reference: str) -> bool:
-    """Whether the registry has repository:reference (False on 404, fails on other errors)."""
-    try:
-        registry_manifest(registry, repository, reference)
-    except urllib.error.HTTPError as error:
-        error.close()
-        code = error.code
-    else:
-        return True
-    assert code == 404, f"the registry answered {code}"
+    """Whether the registry has repository:reference as a manifest of either type (False
+    on 404 to both, fails on other errors)."""
+    codes = []
+    for media_type in (MANIFEST_V2, OCI_MANIFEST):
+        try:
+            registry_manifest(registry, repository, reference, media_type)
+        except urllib.error.HTTPError as error:
+            error.close()
+            codes.append(error.code)
+        else:
+            return True
+    assert codes == [404, 404], f"the registry answered {codes}"
     return False
 
 

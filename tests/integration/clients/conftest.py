@@ -31,12 +31,12 @@ from tests.integration.transfers import (
 )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def address(server: ThreadedServer) -> str:
     return f"127.0.0.1:{server.port}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def client(address: str) -> Iterator[ImageClient]:
     with ImageClient(address, timeout=30) as opened:
         yield opened
@@ -102,7 +102,9 @@ class SecureServer:
 
 
 @pytest.fixture(scope="package")
-def secure(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureServer]:
+def secure(
+    default_engine: Engine, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SecureServer]:
     """A server with TLS, a client CA (mutual TLS) and a tokens file: an admin and a
     viewer token."""
     directory = tmp_path_factory.mktemp("client-tls")
@@ -130,7 +132,7 @@ def secure(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     )
     running = ThreadedServer(
         server_settings(
-            engine.host,
+            default_engine.host,
             tls_cert_file=str(server_pair.cert),
             tls_key_file=str(server_pair.key),
             tls_client_ca_file=str(client_ca.cert),
@@ -165,19 +167,21 @@ class SlowImage:
 
 @pytest.fixture(scope="package")
 def big_repository(
-    engine: Engine, open_registry: Registry, busybox_image: BuiltImage
+    default_engine: Engine, open_registry: Registry, default_busybox_image: BuiltImage
 ) -> Iterator[tuple[str, str]]:
     """(repository, image id) of an image with an 8 MiB random layer, in the open
     registry and not on the Engine."""
     repository = unique("team/client-cancel-")
     direct = f"{open_registry.address}/{repository}:1"
     image_id = build_busybox_image(
-        engine, direct, extra_lines=[f"RUN dd if=/dev/urandom of=/blob bs=1M count={LAYER_MIB}"]
+        default_engine,
+        direct,
+        extra_lines=[f"RUN dd if=/dev/urandom of=/blob bs=1M count={LAYER_MIB}"],
     )
-    engine.docker("push", direct)
-    remove_local(engine, direct)
+    default_engine.docker("push", direct)
+    remove_local(default_engine, direct)
     yield repository, image_id
-    remove_local(engine, direct)
+    remove_local(default_engine, direct)
 
 
 @pytest.fixture

@@ -59,8 +59,8 @@ def canary() -> Iterator[CanaryRegistry]:
 
 
 @pytest.fixture(scope="package")
-def policy(engine: Engine, open_registry: Registry) -> Iterator[Running]:
-    with running(engine, **allowlists(open_registry)) as server:
+def policy(default_engine: Engine, open_registry: Registry) -> Iterator[Running]:
+    with running(default_engine, **allowlists(open_registry)) as server:
         yield server
 
 

@@ -13,7 +13,7 @@ import pytest
 from imagesvc.server import ThreadedServer
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def rest(server: ThreadedServer) -> Iterator[httpx.Client]:
     """httpx against the session server's HTTP port (loopback, no proxy from the
     environment)."""

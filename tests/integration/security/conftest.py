@@ -138,10 +138,10 @@ def package_secrets(
 
 @pytest.fixture(scope="package")
 def token_server(
-    engine: Engine, tokens: Tokens, package_secrets: list[str]
+    default_engine: Engine, tokens: Tokens, package_secrets: list[str]
 ) -> Iterator[ThreadedServer]:
     """Bearer tokens on, no TLS, on loopback."""
-    running = ThreadedServer(server_settings(engine.host, tokens_file=str(tokens.path)))
+    running = ThreadedServer(server_settings(default_engine.host, tokens_file=str(tokens.path)))
     yield running
     running.stop()
 
@@ -154,12 +154,12 @@ def token_stub(token_server: ThreadedServer) -> Iterator[image_service_pb2_grpc.
 
 @pytest.fixture(scope="package")
 def tls_server(
-    engine: Engine, tokens: Tokens, pki: Pki, package_secrets: list[str]
+    default_engine: Engine, tokens: Tokens, pki: Pki, package_secrets: list[str]
 ) -> Iterator[ThreadedServer]:
     """TLS on both ports, mutual TLS with the test CA, client roles file and tokens."""
     running = ThreadedServer(
         server_settings(
-            engine.host,
+            default_engine.host,
             tls_cert_file=str(pki.server.cert),
             tls_key_file=str(pki.server.key),
             tls_client_ca_file=str(pki.ca.cert),

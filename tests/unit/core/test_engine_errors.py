@@ -50,6 +50,21 @@ Expected = tuple[type[ImageServiceError], Reason]
             NOT_FOUND,
         ),
         ("name unknown: repository name not known to registry", NOT_FOUND),
+        # The containerd image store's words for a push of an image it does not have.
+        ("tag does not exist: 127.0.0.1:5000/team/missing:1", NOT_FOUND),
+        # The containerd image store's words for a registry that wants credentials the
+        # Engine does not have: the registry asked, so unauthenticated, not missing.
+        (
+            "push access denied, repository does not exist or may require authorization:"
+            " authorization failed: no basic auth credentials",
+            UNAUTHENTICATED,
+        ),
+        (
+            'failed to resolve reference "127.0.0.1:5000/team/app:1": pull access denied,'
+            " repository does not exist or may require authorization: authorization failed:"
+            " no basic auth credentials",
+            UNAUTHENTICATED,
+        ),
         # Malformed references.
         ("invalid reference format", BAD_REFERENCE),
         ("invalid reference format: repository name must be lowercase", BAD_REFERENCE),

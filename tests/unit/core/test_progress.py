@@ -305,3 +305,43 @@ def test_default_clock_and_interval_work() -> None:
     update = t.feed(layer(A, "Downloading", 1, 2))
     assert update is not None
     assert update.bytes_done == 1
+
+
+def test_finish_counts_every_layer_done_after_a_containerd_store_pull() -> None:
+    # The containerd image store ends a pulled layer at "Download complete", without
+    # byte counts, and never says "Pull complete".
+    t = tracker(FakeClock())
+    t.feed(layer(A, "Pulling fs layer"))
+    update = t.feed(
+        {"status": "Download complete", "progressDetail": {"hidecounts": True}, "id": A}
+    )
+    assert update is not None
+    assert (update.layers_done, update.layers_total) == (0, 1)
+    final = t.finish()
+    assert final is not None
+    assert (final.layers_done, final.layers_total) == (1, 1)
+    assert final.layers == ()  # nothing new to say about the layer itself
+
+
+def test_finish_completes_the_bytes_of_unfinished_layers() -> None:
+    clock = FakeClock()
+    t = tracker(clock)
+    t.feed(layer(A, "Pushing", 400, 1_000))
+    t.feed(layer(B, "Pushed"))
+    final = t.finish()
+    assert final is not None
+    assert (final.bytes_done, final.bytes_total) == (1_000, 1_000)
+    assert (final.layers_done, final.layers_total) == (2, 2)
+
+
+def test_finish_after_every_layer_finished_is_flush() -> None:
+    clock = FakeClock()
+    t = tracker(clock)
+    t.feed(layer(A, "Downloading", 10, 100))
+    clock.advance(0.01)
+    assert t.feed(layer(A, "Downloading", 70, 100)) is None
+    t.feed(layer(A, "Pull complete"))
+    assert t.finish() is None
+    t2 = tracker(clock)
+    t2.feed(layer(A, "Pull complete"))
+    assert t2.finish() is None

@@ -80,12 +80,23 @@ def test_name_and_full_name() -> None:
 
 
 def test_domain_detection_follows_distribution_rules() -> None:
-    # A first component is a domain only with ".", ":", "localhost" or upper case.
+    # A first component is a domain only with ".", ":" or "localhost".
     assert parse_reference("team/app").domain == ""
     assert parse_reference("registry.local/app").domain == "registry.local"
+    assert parse_reference("Registry.local/app").domain == "Registry.local"
     assert parse_reference("host:5000/app").domain == "host:5000"
+    assert parse_reference("Host:5000/app").domain == "Host:5000"
     assert parse_reference("localhost/app").domain == "localhost"
-    assert parse_reference("Host/app").domain == "Host"
+
+
+@pytest.mark.parametrize("text", ["UPPER/case", "Host/app", "UPPER/case:1", "team/UPPER"])
+def test_upper_case_is_never_a_domain_by_itself(text: str) -> None:
+    # Engine 26 takes "UPPER/case" for image "case" on host "UPPER", Engine 20.10 refuses
+    # it: the service refuses it on every engine, before asking any.
+    with pytest.raises(InvalidArgumentError) as caught:
+        parse_reference(text)
+    assert caught.value.reason == Reason.INVALID_REFERENCE
+    assert "lower-case" in str(caught.value)
     # Without a "/" there is no domain: "localhost" alone is a repository.
     assert parse_reference("localhost") == Reference("", "localhost")
     assert parse_reference("localhost:5000") == Reference("", "localhost", "5000")

@@ -39,7 +39,11 @@ def _rule(pattern: str, kind: type[ImageServiceError], reason: Reason) -> _Rule:
 # Order matters: the first match wins. "pull access denied ... repository does not
 # exist" is a missing image, not a refusal, so it comes before the "denied" rule. A name
 # the Engine cannot parse comes back as "no such image: UPPER/case: invalid reference
-# format: ...", so malformed references come before missing images.
+# format: ...", so malformed references come before missing images. The containerd image
+# store words a registry's demand for credentials the Engine does not have as "push (or
+# pull) access denied, repository does not exist or may require authorization:
+# authorization failed: no basic auth credentials": the registry did ask for credentials,
+# so that comes before missing images too.
 _RULES: tuple[_Rule, ...] = (
     _rule(
         r"invalid reference format|invalid tag format|repository name must"
@@ -49,7 +53,13 @@ _RULES: tuple[_Rule, ...] = (
         Reason.INVALID_REFERENCE,
     ),
     _rule(
-        r"no such image|does not exist locally|reference does not exist",
+        r"authorization failed: no basic auth credentials",
+        UnauthenticatedError,
+        Reason.REGISTRY_UNAUTHENTICATED,
+    ),
+    _rule(
+        # "tag does not exist: REF": the containerd store's push of an image it lacks.
+        r"no such image|does not exist locally|reference does not exist|tag does not exist",
         NotFoundError,
         Reason.IMAGE_NOT_FOUND,
     ),

@@ -54,6 +54,7 @@ class TransferTracker:
         self._min_interval = min_interval
         self._clock = clock
         self._layers: dict[str, _Layer] = {}
+        self._ended = False
         self.status_lines: list[str] = []
         self.aux: dict[str, Any] = {}
 
@@ -114,6 +115,20 @@ class TransferTracker:
             return None
         return self._snapshot(status="", force_layers=True)
 
+    def finish(self) -> TransferProgress | None:
+        """The last progress of a transfer the Engine ended without an error: every layer
+        it reported is then in place, whatever its last word. The containerd image store
+        leaves a pulled layer at "Download complete" (it never says "Pull complete"), so
+        counting by the words alone would end a successful pull with layers not done.
+        None when nothing changes."""
+        unfinished = [layer for layer in self._layers.values() if not self._finished(layer.state)]
+        self._ended = True
+        for layer in unfinished:
+            layer.done_bytes = max(layer.done_bytes, layer.total)
+        if not unfinished and not any(layer.dirty for layer in self._layers.values()):
+            return None
+        return self._snapshot(status="", force_layers=True)
+
     def _snapshot(self, *, status: str, force_layers: bool) -> TransferProgress:
         now = self._clock()
         changed: list[LayerProgress] = []
@@ -127,7 +142,9 @@ class TransferTracker:
             layers=tuple(changed),
             bytes_done=self.bytes_done,
             bytes_total=sum(layer.total for layer in self._layers.values()),
-            layers_done=sum(1 for layer in self._layers.values() if self._finished(layer.state)),
+            layers_done=sum(
+                1 for layer in self._layers.values() if self._ended or self._finished(layer.state)
+            ),
             layers_total=len(self._layers),
             status=status,
         )

@@ -3,8 +3,17 @@
 Follows the grammar of distribution/reference:
     reference := name [ ":" tag ] [ "@" digest ]
     name      := [domain "/"] path-component ["/" path-component]*
-A name's first component is a registry domain when it contains "." or ":", is
-"localhost", or has an upper-case letter; otherwise the image lives on Docker Hub.
+A name's first component is a registry domain when it contains "." or ":" or is
+"localhost"; otherwise the image lives on Docker Hub, and every path component must be
+lower case.
+
+Newer parsers (distribution/reference 0.5+, in Engine 26 and later) also take a first
+component with an upper-case letter for a domain, so Engine 26 accepts ``UPPER/case``
+as image ``case`` on a registry host ``UPPER`` where Engine 20.10 refuses it ("repository
+name must be lowercase"). The service decides by the older, stricter rule, the one every
+supported engine and the docker CLI agree on: the same reference gets the same answer
+on every engine, and a registry host with upper case can always be written in lower
+case (host names are case-insensitive) or with its port.
 """
 
 from __future__ import annotations
@@ -112,7 +121,7 @@ def parse_reference(text: str) -> Reference:
         raise _invalid(text, "it has no repository name")
     domain = ""
     first, sep, rest = remainder.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost" or first != first.lower()):
+    if sep and ("." in first or ":" in first or first == "localhost"):
         if not _DOMAIN.fullmatch(first):
             raise _invalid(text, f"{first!r} is not a valid registry host[:port]")
         domain, remainder = first, rest

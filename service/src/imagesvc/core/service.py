@@ -173,7 +173,7 @@ class ImageCore:
                 progress = tracker.feed(message)
                 if progress is not None:
                     yield progress
-        final = tracker.flush()
+        final = tracker.finish()
         if final is not None:
             yield final
 

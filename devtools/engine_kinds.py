@@ -1,0 +1,65 @@
+"""The engines the API contract is tested against: one ``EngineKind`` per engine.
+
+A kind has a name (the pytest parameter id, e.g. ``test_x[docker-26-containerd]``, and
+the README table's column), a factory making a stopped engine whose state lives under a
+given directory, and a check saying why it cannot run on this machine. Another engine
+(Podman's Docker-compatible API, say) is one more entry in ``KINDS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from devtools.sandbox import DOCKER_20_10, DOCKER_KINDS, DockerKind, Engine
+
+__all__ = ["DEFAULT_KIND", "KINDS", "EngineKind", "available_kinds", "kinds_named"]
+
+
+@dataclass(frozen=True)
+class EngineKind:
+    name: str
+    make: Callable[[Path], Engine]  # base dir -> a stopped engine
+    missing: Callable[[], str | None]  # why it cannot run here; None when it can
+    # On the containerd image store an image id is its manifest's digest (not the
+    # config's) and a locally built image has no RepoDigests of a registry's.
+    containerd_store: bool = False
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def _docker(kind: DockerKind) -> EngineKind:
+    return EngineKind(
+        name=kind.name,
+        make=lambda base_dir: Engine(base_dir, kind=kind),
+        missing=kind.missing,
+        containerd_store=kind.containerd_store,
+    )
+
+
+KINDS: tuple[EngineKind, ...] = tuple(_docker(kind) for kind in DOCKER_KINDS)
+# The sandbox's own engine: every test outside the matrix runs on it.
+DEFAULT_KIND = next(kind for kind in KINDS if kind.name == DOCKER_20_10.name)
+
+
+def kinds_named(names: Sequence[str]) -> list[EngineKind]:
+    """The kinds of these names, in ``KINDS`` order; ValueError naming any unknown one."""
+    by_name = {kind.name: kind for kind in KINDS}
+    unknown = [name for name in names if name not in by_name]
+    if unknown:
+        raise ValueError(f"unknown engine kind {', '.join(unknown)}; known: {', '.join(by_name)}")
+    return [kind for kind in KINDS if kind.name in names]
+
+
+def available_kinds() -> tuple[list[EngineKind], dict[str, str]]:
+    """The kinds that can run here, and why each other one cannot."""
+    available, unavailable = [], {}
+    for kind in KINDS:
+        reason = kind.missing()
+        if reason is None:
+            available.append(kind)
+        else:
+            unavailable[kind.name] = reason
+    return available, unavailable
