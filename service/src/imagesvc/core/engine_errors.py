@@ -49,7 +49,8 @@ _RULES: tuple[_Rule, ...] = (
         Reason.INVALID_REFERENCE,
     ),
     _rule(
-        r"no such image|does not exist locally|reference does not exist",
+        # "image not known" is Podman's: "could not find local image for filter ...".
+        r"no such image|does not exist locally|reference does not exist|image not known",
         NotFoundError,
         Reason.IMAGE_NOT_FOUND,
     ),
@@ -67,7 +68,7 @@ _RULES: tuple[_Rule, ...] = (
     ),
     _rule(r"denied|403 forbidden|forbidden", PermissionDeniedError, Reason.REGISTRY_DENIED),
     _rule(
-        r"image is being used|must be forced|image has dependent child images"
+        r"image is being used|image is in use|must be forced|image has dependent child images"
         r"|unable to delete|conflict:",
         FailedPreconditionError,
         Reason.IMAGE_IN_USE,
