@@ -40,7 +40,7 @@ KNOWN = {
 def _adapter_for(version: dict[str, Any]) -> DockerAdapter:
     """An adapter whose daemon answered /version with ``version`` (nothing is sent)."""
     built = DockerAdapter("unix:///nonexistent/docker.sock")
-    built._client.version = lambda **_: version  # type: ignore[method-assign]
+    built._client.version = lambda **_: version
     return built
 
 
