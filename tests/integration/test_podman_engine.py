@@ -8,12 +8,13 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import grpc
 import pytest
 
 from devtools.podman import PodmanEngine
-from devtools.sandbox import Registry, _mounts_under, build_busybox_image
+from devtools.sandbox import Engine, Registry, _mounts_under, build_busybox_image
 from imagesvc.server import ThreadedServer
 from imagesvc.v1 import image_service_pb2 as pb
 from imagesvc.v1 import image_service_pb2_grpc
@@ -24,13 +25,18 @@ from tests.integration.transfers import read_pull
 BASE = "acc/tiny:1"
 
 
+def _built(engine: PodmanEngine, tag: str, **labels: str) -> str:
+    # build_busybox_image needs only engine.docker(), which PodmanEngine has too.
+    return build_busybox_image(cast(Engine, engine), tag, labels=labels)
+
+
 @pytest.fixture(scope="module")
 def podman() -> Iterator[PodmanEngine]:
     base = Path(tempfile.mkdtemp(prefix="isv-podman-", dir="/tmp"))
     engine = PodmanEngine(base / "engine")
     engine.start()
     try:
-        build_busybox_image(engine, BASE)
+        _built(engine, BASE)
         yield engine
     finally:
         engine.stop()
@@ -104,7 +110,7 @@ def test_pull_reports_the_pulled_images_id_and_digest(
     stub: image_service_pb2_grpc.ImageServiceStub, podman: PodmanEngine, open_registry: Registry
 ) -> None:
     reference = f"{open_registry.address}/{unique_repo('podman-pull')}:1"
-    built = build_busybox_image(podman, reference, labels={"run": reference})
+    built = _built(podman, reference, run=reference)
     pushed = podman.docker("push", reference).stdout
     # Gone entirely, so the pulled image has the registry's digest only.
     podman.docker("image", "rm", "--force", built)
