@@ -951,6 +951,9 @@ def build_busybox_image(
         built = engine.docker(*args, context, env={"DOCKER_BUILDKIT": "0"})
     lines = built.stdout.split()
     image_id = lines[-1] if lines else ""
+    # Podman's quiet build prints the bare hex id.
+    if re.fullmatch(r"[0-9a-f]{64}", image_id):
+        image_id = f"sha256:{image_id}"
     inspected = engine.docker("image", "inspect", "--format", "{{.Id}}", tag).stdout.strip()
     if not image_id.startswith("sha256:") or inspected != image_id:
         raise SandboxError(

@@ -1,10 +1,12 @@
 """The Engine's /build request the adapter makes: only the validated fields and the
 server's limits, nothing a caller could use to reach the host (extra hosts, another
-builder, a remote context). The request is captured before anything is sent."""
+builder, a remote context, Podman's default of the host's network). The request is
+captured before anything is sent."""
 
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,9 +37,31 @@ KNOWN = {
 }
 
 
+def _adapter_for(version: dict[str, Any]) -> DockerAdapter:
+    """An adapter whose daemon answered /version with ``version`` (nothing is sent)."""
+    built = DockerAdapter("unix:///nonexistent/docker.sock")
+    built._client.version = lambda **_: version
+    return built
+
+
+DOCKER_VERSION = {"ApiVersion": "1.41", "Components": [{"Name": "Engine", "Version": "20.10.24"}]}
+# What Debian 12's podman 4.3.1 answers (abridged).
+PODMAN_VERSION = {
+    "ApiVersion": "1.41",
+    "Components": [{"Name": "Podman Engine", "Version": "4.3.1"}],
+}
+
+
 @pytest.fixture
 def adapter() -> Iterator[DockerAdapter]:
-    built = DockerAdapter("unix:///nonexistent/docker.sock")
+    built = _adapter_for(DOCKER_VERSION)
+    yield built
+    built.close()
+
+
+@pytest.fixture
+def podman_adapter() -> Iterator[DockerAdapter]:
+    built = _adapter_for(PODMAN_VERSION)
     yield built
     built.close()
 
@@ -96,3 +120,32 @@ def test_only_known_parameters_are_ever_sent(adapter: DockerAdapter) -> None:
     assert "extrahosts" not in params
     assert "remote" not in params
     assert "version" not in params  # the classic builder: no BuildKit entitlements
+
+
+def test_docker_gets_no_podman_parameters(adapter: DockerAdapter) -> None:
+    params = build_params(adapter, BuildOptions(network_mode="none"))
+    assert "nsoptions" not in params
+    assert params["networkmode"] == "none"
+
+
+@pytest.mark.parametrize("network_mode", ["", "default"])
+def test_podman_builds_on_the_default_network_get_a_network_namespace_of_their_own(
+    podman_adapter: DockerAdapter, network_mode: str
+) -> None:
+    # Without nsoptions Podman runs RUN steps in the host's network namespace.
+    params = build_params(podman_adapter, BuildOptions(network_mode=network_mode))
+    assert json.loads(params["nsoptions"]) == [{"Name": "network", "Host": False}]
+    assert params.get("networkmode", "") == network_mode
+
+
+def test_podman_builds_without_network_get_loopback_only(podman_adapter: DockerAdapter) -> None:
+    # Podman ignores Docker's "none"; buildah's NetworkDisabled policy is the same thing.
+    params = build_params(podman_adapter, BuildOptions(network_mode="none"))
+    assert json.loads(params["nsoptions"]) == [{"Name": "network", "Host": False}]
+    assert params["networkmode"] == "NetworkDisabled"
+
+
+def test_podman_parameters_are_only_the_network_ones(podman_adapter: DockerAdapter) -> None:
+    params = build_params(podman_adapter, BuildOptions(tags=("a:1",), network_mode="none"))
+    assert params.pop("path") == "/build"
+    assert set(params) <= KNOWN | {"nsoptions"}

@@ -284,6 +284,28 @@ def _container_limits(limits: BuildLimits) -> dict[str, Any]:
     return params
 
 
+def _is_podman(version: Mapping[str, Any]) -> bool:
+    components = version.get("Components") or []
+    return any(
+        isinstance(c, dict) and str(c.get("Name", "")).startswith("Podman") for c in components
+    )
+
+
+def _podman_build_network(network_mode: str) -> dict[str, str]:
+    """The /build parameters that give Podman's RUN steps the network the request asks for.
+
+    Podman (4.3 to at least 5) ignores Docker's ``networkmode`` and runs every RUN step
+    of a Docker-API build in the host's network namespace, which the build policy
+    refuses (``host``). A private network namespace (``nsoptions``) joined to Podman's
+    default network is Docker's ``default``; buildah's ``NetworkDisabled`` policy is
+    ``none`` (loopback only).
+    """
+    params = {"nsoptions": json.dumps([{"Name": "network", "Host": False}])}
+    if network_mode == "none":
+        params["networkmode"] = "NetworkDisabled"
+    return params
+
+
 class DockerAdapter:
     """DockerPort over one shared docker-py APIClient (thread-safe connection pool)."""
 
@@ -314,6 +336,7 @@ class DockerAdapter:
 
         self._negotiated = False
         self._negotiate_lock = threading.Lock()
+        self._podman = False
 
     def close(self) -> None:
         self._client.close()
@@ -323,13 +346,22 @@ class DockerAdapter:
         with self._negotiate_lock:
             if self._negotiated:
                 return
-            server = str(self._client.version(api_version=False).get("ApiVersion", ""))
+            answer = self._client.version(api_version=False)
+            self._podman = _is_podman(answer)
+            server = str(answer.get("ApiVersion", ""))
             if server:
                 ours = docker.constants.DEFAULT_DOCKER_API_VERSION
                 chosen = min(server, ours, key=_version_tuple)
                 self._client._version = chosen
                 log.info("docker api version negotiated", extra={"api_version": chosen})
             self._negotiated = True
+
+    def _is_podman(self) -> bool:
+        """Whether the daemon is Podman's Docker-compatible API (asked once)."""
+        if not self._negotiated:
+            with _translate_errors("version"):
+                self._negotiate_version()
+        return self._podman
 
     def _url(self, path: str, *args: str) -> str:
         return str(self._client._url(path, *args))
@@ -441,6 +473,8 @@ class DockerAdapter:
             params["platform"] = request.platform
         if request.network_mode:
             params["networkmode"] = request.network_mode
+        if self._is_podman():
+            params.update(_podman_build_network(request.network_mode))
         params.update(_container_limits(request.limits))
         headers = {"Content-Type": "application/x-tar"}
         if gzip:

@@ -34,6 +34,16 @@ Expected = tuple[type[ImageServiceError], Reason]
         ("No such image: x", NOT_FOUND),
         ("No such image: busybox:nope", NOT_FOUND),
         ("reference does not exist", NOT_FOUND),
+        # Podman's Docker API.
+        (
+            'could not find local image for filter filter "since"="x:1": x:1: image not known',
+            NOT_FOUND,
+        ),
+        (
+            "image used by 0123abcd: image is in use by a container: consider listing external"
+            " containers and force-removing image",
+            IN_USE,
+        ),
         ("An image does not exist locally with the tag: 127.0.0.1:5000/x", NOT_FOUND),
         (
             "manifest for 127.0.0.1:5000/x:1 not found: manifest unknown: manifest unknown",

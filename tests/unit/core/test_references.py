@@ -7,9 +7,12 @@ from imagesvc.core.references import (
     DEFAULT_DOMAIN,
     DEFAULT_TAG,
     Reference,
+    familiar,
+    familiar_match,
     is_image_id,
     parse_reference,
     parse_tag_target,
+    reference_pattern,
     validate_image_identifier,
     validate_platform,
 )
@@ -234,3 +237,56 @@ def test_an_invalid_reference_with_a_password_is_not_echoed() -> None:
     assert "hunter2" not in caught.value.message
     assert "hunter2" not in str(caught.value.metadata)
     assert "[REDACTED]@127.0.0.1:5000/team/app:1" in caught.value.message
+
+
+# Familiar names and reference filters (Podman reports fully-qualified names) ----------
+
+
+@pytest.mark.parametrize(
+    ("reported", "shown"),
+    [
+        ("docker.io/acc/tiny:1", "acc/tiny:1"),
+        ("docker.io/library/busybox:1.36", "busybox:1.36"),
+        ("docker.io/library/busybox@sha256:" + "a" * 64, "busybox@sha256:" + "a" * 64),
+        # library/ is Docker Hub's only for one-component names.
+        ("docker.io/library/team/app:1", "library/team/app:1"),
+        ("acc/tiny:1", "acc/tiny:1"),
+        ("busybox:1.36", "busybox:1.36"),
+        ("127.0.0.1:5000/acc/tiny:1", "127.0.0.1:5000/acc/tiny:1"),
+        # localhost/ is a registry: without it the name would mean Docker Hub.
+        ("localhost/x:1", "localhost/x:1"),
+        ("docker.io.example.com/x:1", "docker.io.example.com/x:1"),
+    ],
+)
+def test_familiar_is_dockers_familiar_string(reported: str, shown: str) -> None:
+    assert familiar(reported) == shown
+
+
+@pytest.mark.parametrize(
+    ("pattern", "name", "matches"),
+    [
+        ("acc/tiny", "acc/tiny:1", True),
+        ("acc/tiny:1", "acc/tiny:1", True),
+        ("acc/tiny:2", "acc/tiny:1", False),
+        ("acc/*", "acc/tiny:1", True),
+        ("*", "acc/tiny:1", False),  # * never crosses a /
+        ("*", "busybox:1", True),
+        ("tiny", "acc/tiny:1", False),  # Podman's own filter says yes; Docker's says no
+        ("acc/tin?", "acc/tiny:1", True),
+        ("acc/t[a-j]ny", "acc/tiny:1", True),
+        ("acc/t[^i]ny", "acc/tiny:1", False),
+        ("acc/tiny", "acc/tiny@sha256:" + "b" * 64, True),
+        ("127.0.0.1:5000/acc/*", "127.0.0.1:5000/acc/tiny:1", True),
+        ("docker.io/acc/tiny", "acc/tiny:1", False),  # Docker matches familiar names only
+        ("a\\*c", "a*c:1", True),
+    ],
+)
+def test_familiar_match_is_dockers_reference_filter(pattern: str, name: str, matches: bool) -> None:
+    assert familiar_match(reference_pattern(pattern), name) is matches
+
+
+@pytest.mark.parametrize("pattern", ["acc/[", "acc/[]", "acc/[z-a]", "acc\\", "[^"])
+def test_malformed_reference_filter_is_invalid(pattern: str) -> None:
+    with pytest.raises(InvalidArgumentError) as caught:
+        reference_pattern(pattern)
+    assert caught.value.metadata == {"field": "references"}

@@ -1081,3 +1081,97 @@ def test_build_stream_and_context_are_closed_when_the_consumer_stops_early(
         assert stream.closed
 
     run(stop_after_first_line())
+
+
+# Podman's Docker API: fully-qualified names, bare ids, no "Digest:" line ----------------
+
+
+def test_list_shows_familiar_names_and_filters_by_them(
+    core: ImageCore, port: FakeDockerPort
+) -> None:
+    port.add(
+        engine_image(
+            1,
+            tags=["docker.io/acc/tiny:1", "docker.io/other/tiny:1"],
+            digests=["docker.io/acc/tiny@" + DIGEST],
+            created=200,
+        )
+    )
+    port.add(engine_image(2, tags=["docker.io/library/busybox:1.36"], created=100))
+    page = run(core.list_images(ImageFilter(), all=False, page_size=0, page_token=""))
+    assert [i.repo_tags for i in page.images] == [("acc/tiny:1", "other/tiny:1"), ("busybox:1.36",)]
+    assert page.images[0].repo_digests == ("acc/tiny@" + DIGEST,)
+    # The fake Engine, like Podman, matches more than Docker would ("tiny" and both tags):
+    # the service lists what Docker lists, only the matching tags.
+    port._matches = lambda document, filters: True  # type: ignore[method-assign]
+
+    def listed(pattern: str) -> list[tuple[str, ...]]:
+        image_filter = ImageFilter(references=(pattern,))
+        page = run(core.list_images(image_filter, all=False, page_size=0, page_token=""))
+        assert page.total_size == len(page.images)
+        return [i.repo_tags for i in page.images]
+
+    assert listed("acc/tiny") == [("acc/tiny:1",)]
+    assert listed("*/tiny:1") == [("acc/tiny:1", "other/tiny:1")]
+    assert listed("tiny") == []
+    assert listed("busybox") == [("busybox:1.36",)]
+
+
+def test_list_with_a_malformed_reference_pattern_makes_no_engine_call(
+    core: ImageCore, port: FakeDockerPort
+) -> None:
+    with pytest.raises(InvalidArgumentError):
+        run(
+            core.list_images(
+                ImageFilter(references=("a/[",)), all=False, page_size=0, page_token=""
+            )
+        )
+    assert port.methods_called == []
+
+
+def test_get_image_shows_familiar_names(core: ImageCore, port: FakeDockerPort) -> None:
+    port.add(engine_image(3, tags=["docker.io/acc/tiny:1", "localhost/x:1"]))
+    image = run(core.get_image(image_id(3)))
+    assert image.repo_tags == ("acc/tiny:1", "localhost/x:1")
+
+
+def test_remove_and_prune_results_use_docker_ids_and_names(
+    core: ImageCore, port: FakeDockerPort
+) -> None:
+    bare = "ab" * 32
+    port.remove_image = lambda image, **_: [  # type: ignore[method-assign]
+        {"Untagged": "docker.io/acc/tiny:1"},
+        {"Deleted": bare},
+    ]
+    port.prune_images = lambda filters: {  # type: ignore[method-assign]
+        "ImagesDeleted": [{"Deleted": bare}],
+        "SpaceReclaimed": 5,
+    }
+    removed = run(core.remove_image("acc/tiny:1", force=False, no_prune=False))
+    assert removed.untagged == ("acc/tiny:1",)
+    assert removed.deleted == (f"sha256:{bare}",)
+    pruned = run(core.prune_images(PruneOptions()))
+    assert pruned.deleted == (f"sha256:{bare}",)
+
+
+@pytest.mark.parametrize(
+    ("digests", "expected"),
+    [
+        (["127.0.0.1:5000/acc/tiny@" + DIGEST], DIGEST),
+        # Several digests in the repository: which one the pull fetched is unknown.
+        (["127.0.0.1:5000/acc/tiny@" + DIGEST, "127.0.0.1:5000/acc/tiny@" + PUSH_DIGEST], ""),
+        (["127.0.0.1:5000/other@" + DIGEST], ""),
+    ],
+)
+def test_pull_without_a_digest_line_takes_the_images_only_digest_in_the_repository(
+    core: ImageCore, port: FakeDockerPort, digests: list[str], expected: str
+) -> None:
+    port.add(engine_image(4, tags=["127.0.0.1:5000/acc/tiny:1"], digests=digests))
+    # What Podman 4.3 streams: layer lines only.
+    port.pull_streams.append(
+        FakeEngineStream([layer(L1, "Pulling fs layer"), layer(L1, "Download complete")])
+    )
+    result = run_collect(core.pull_image("127.0.0.1:5000/acc/tiny:1", platform="", auth=None))[-1]
+    assert isinstance(result, PullResult)
+    assert result.image_id == image_id(4)
+    assert result.digest == expected

@@ -8,9 +8,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from imagesvc.core.models import Healthcheck, HistoryEntry, Image, ImageConfig
+from imagesvc.core.references import familiar
 
 _NONE_TAGS = frozenset({"<none>:<none>", "<none>@<none>"})
 _FRACTION = re.compile(r"(\.\d{6})\d+")
+_BARE_ID = re.compile(r"[0-9a-f]{64}")
 
 
 def _strings(value: object) -> tuple[str, ...]:
@@ -30,8 +32,15 @@ def _int(value: object, default: int = 0) -> int:
 
 
 def _tags(value: object) -> tuple[str, ...]:
-    """Repo tags or digests, without the "<none>:<none>" placeholders older Engines send."""
-    return tuple(tag for tag in _strings(value) if tag not in _NONE_TAGS)
+    """Repo tags or digests in Docker's familiar form (Podman's docker.io/... too), without
+    the "<none>:<none>" placeholders older Engines send."""
+    return tuple(familiar(tag) for tag in _strings(value) if tag not in _NONE_TAGS)
+
+
+def image_id(value: object) -> str:
+    """An image id as Docker writes it: Podman reports some (removed, pruned) as bare hex."""
+    text = str(value or "")
+    return f"sha256:{text}" if _BARE_ID.fullmatch(text) else text
 
 
 def parse_engine_time(value: object) -> datetime | None:
@@ -55,7 +64,7 @@ def image_from_summary(summary: dict[str, Any]) -> Image:
     """An image from one entry of GET /images/json."""
     labels = _labels(summary.get("Labels"))
     return Image(
-        id=str(summary.get("Id", "")),
+        id=image_id(summary.get("Id")),
         repo_tags=_tags(summary.get("RepoTags")),
         repo_digests=_tags(summary.get("RepoDigests")),
         parent=str(summary.get("ParentId") or ""),
@@ -102,7 +111,7 @@ def image_from_inspect(document: dict[str, Any]) -> Image:
     root_fs = document.get("RootFS")
     layers = _strings(root_fs.get("Layers")) if isinstance(root_fs, dict) else ()
     return Image(
-        id=str(document.get("Id", "")),
+        id=image_id(document.get("Id")),
         repo_tags=_tags(document.get("RepoTags")),
         repo_digests=_tags(document.get("RepoDigests")),
         parent=str(document.get("Parent") or ""),

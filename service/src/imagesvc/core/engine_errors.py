@@ -58,8 +58,10 @@ _RULES: tuple[_Rule, ...] = (
         Reason.REGISTRY_UNAUTHENTICATED,
     ),
     _rule(
-        # "tag does not exist: REF": the containerd store's push of an image it lacks.
-        r"no such image|does not exist locally|reference does not exist|tag does not exist",
+        # "tag does not exist: REF": the containerd store's push of an image it lacks;
+        # "image not known" is Podman's: "could not find local image for filter ...".
+        r"no such image|does not exist locally|reference does not exist|tag does not exist"
+        r"|image not known",
         NotFoundError,
         Reason.IMAGE_NOT_FOUND,
     ),
@@ -77,7 +79,7 @@ _RULES: tuple[_Rule, ...] = (
     ),
     _rule(r"denied|403 forbidden|forbidden", PermissionDeniedError, Reason.REGISTRY_DENIED),
     _rule(
-        r"image is being used|must be forced|image has dependent child images"
+        r"image is being used|image is in use|must be forced|image has dependent child images"
         r"|unable to delete|conflict:",
         FailedPreconditionError,
         Reason.IMAGE_IN_USE,

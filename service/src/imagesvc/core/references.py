@@ -171,3 +171,100 @@ def validate_platform(text: str) -> str:
             reason=Reason.INVALID_ARGUMENT,
         )
     return text
+
+
+def familiar(text: str) -> str:
+    """Docker's familiar form of a name an Engine reports, as Docker's FamiliarString:
+    ``docker.io/library/busybox:1`` is ``busybox:1``, ``docker.io/acc/tiny:1`` is
+    ``acc/tiny:1``; other registries are kept.
+
+    Podman reports Docker Hub names fully qualified. It also names images built by its
+    own CLI ``localhost/x:1``; that prefix stays: ``localhost`` is a registry domain, so
+    without it ``x:1`` would mean Docker Hub's ``library/x`` (a push would go there),
+    and the name the service shows must name the same image when it is sent back.
+    """
+    prefix = f"{DEFAULT_DOMAIN}/"
+    if not text.startswith(prefix):
+        return text
+    rest = text.removeprefix(prefix)
+    short = rest.removeprefix("library/")
+    repository = re.split(r"[:@]", short, maxsplit=1)[0]
+    if short != rest and "/" not in repository:
+        return short
+    return rest
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """Go's path.Match pattern as a regex: ``*`` and ``?`` never match ``/``; ``[...]``
+    (``^`` negates) and ``\\`` escapes; anything malformed is INVALID_ARGUMENT."""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        i += 1
+        if ch == "*":
+            out.append("[^/]*")
+        elif ch == "?":
+            out.append("[^/]")
+        elif ch == "\\":
+            if i == len(pattern):
+                raise _bad_pattern(pattern)
+            out.append(re.escape(pattern[i]))
+            i += 1
+        elif ch == "[":
+            negate = i < len(pattern) and pattern[i] == "^"
+            i += negate
+            ranges: list[str] = []
+            while True:
+                if i == len(pattern):
+                    raise _bad_pattern(pattern)
+                if pattern[i] == "]" and ranges:
+                    i += 1
+                    break
+                low, i = _class_char(pattern, i)
+                high = low
+                if i < len(pattern) and pattern[i] == "-":
+                    high, i = _class_char(pattern, i + 1)
+                    if high < low:
+                        raise _bad_pattern(pattern)
+                ranges.append(f"{re.escape(low)}-{re.escape(high)}")
+            out.append(f"[{'^' if negate else ''}{''.join(ranges)}]")
+        else:
+            out.append(re.escape(ch))
+    return re.compile("".join(out), re.DOTALL)
+
+
+def _class_char(pattern: str, i: int) -> tuple[str, int]:
+    if i == len(pattern) or pattern[i] in "-]":
+        raise _bad_pattern(pattern)
+    if pattern[i] == "\\":
+        i += 1
+        if i == len(pattern):
+            raise _bad_pattern(pattern)
+    return pattern[i], i + 1
+
+
+def _bad_pattern(pattern: str) -> InvalidArgumentError:
+    return InvalidArgumentError(
+        f"invalid reference filter {pattern!r}: not a valid pattern (path.Match syntax)",
+        reason=Reason.INVALID_ARGUMENT,
+        metadata={"field": "references"},
+    )
+
+
+def reference_pattern(pattern: str) -> re.Pattern[str]:
+    """A reference filter, compiled; INVALID_ARGUMENT when malformed."""
+    return _glob_regex(pattern)
+
+
+def familiar_match(pattern: re.Pattern[str], familiar_text: str) -> bool:
+    """Docker's reference filter (FamiliarMatch): the pattern matches the familiar
+    reference, or its name without tag or digest."""
+    if pattern.fullmatch(familiar_text):
+        return True
+    name = familiar_text.partition("@")[0]
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    if colon > slash:
+        name = name[:colon]
+    return bool(pattern.fullmatch(name))

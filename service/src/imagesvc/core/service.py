@@ -56,8 +56,12 @@ from imagesvc.core.port import DockerPort, EngineStream, JsonDocument
 from imagesvc.core.progress import TransferTracker
 from imagesvc.core.redaction import redacting_errors
 from imagesvc.core.references import (
+    Reference,
+    familiar,
+    familiar_match,
     parse_reference,
     parse_tag_target,
+    reference_pattern,
     validate_image_identifier,
     validate_platform,
 )
@@ -113,6 +117,25 @@ async def _before(deadline: _Deadline) -> AsyncIterator[None]:
 
 def _enforced(deadline: _Deadline | None) -> AbstractAsyncContextManager[None]:
     return _before(deadline) if deadline is not None else contextlib.nullcontext()
+
+
+def _matching_names(image: Image, patterns: list[re.Pattern[str]]) -> Image | None:
+    """The image with only the tags and digests a reference filter matches (as Docker
+    lists it), or None when none does."""
+    tags = tuple(t for t in image.repo_tags if any(familiar_match(p, t) for p in patterns))
+    digests = tuple(d for d in image.repo_digests if any(familiar_match(p, d) for p in patterns))
+    if not tags and not digests:
+        return None
+    return dataclasses.replace(image, repo_tags=tags, repo_digests=digests)
+
+
+def _only_digest_of(document: JsonDocument, reference: Reference) -> str:
+    """The pulled image's digest in its repository, for Engines whose pull stream has no
+    "Digest:" line (Podman): only when the image has exactly one there, else unknown."""
+    image = documents.image_from_inspect(document)
+    repository = familiar(reference.full_name)
+    digests = {d.partition("@")[2] for d in image.repo_digests if d.partition("@")[0] == repository}
+    return digests.pop() if len(digests) == 1 else ""
 
 
 class ImageCore:
@@ -201,19 +224,26 @@ class ImageCore:
         fingerprint = query_fingerprint(filters, all)
         # Validate the token before spending an Engine call on the list.
         page_window((), page_size=page_size, page_token=page_token, fingerprint=fingerprint)
+        patterns = [reference_pattern(p) for p in image_filter.references]
         summaries = await self._call(self._port.list_images, all=all, filters=filters)
+        listed: list[tuple[JsonDocument, Image]] = []
+        for summary in summaries:
+            image: Image | None = documents.image_from_summary(summary)
+            if patterns and image is not None:
+                # The Engine filtered already; Docker's rule on Docker's familiar names
+                # makes every Engine agree (Podman also matches "tiny" to "acc/tiny:1").
+                image = _matching_names(image, patterns)
+            if image is not None:
+                listed.append((summary, image))
         ordered = sorted(
-            ((sort_key(documents.created_unix(s), str(s.get("Id", ""))), s) for s in summaries),
+            ((sort_key(documents.created_unix(s), str(s.get("Id", ""))), i) for s, i in listed),
             key=lambda pair: pair[0],
         )
         keys = [key for key, _ in ordered]
         window = page_window(
             keys, page_size=page_size, page_token=page_token, fingerprint=fingerprint
         )
-        images = tuple(
-            documents.image_from_summary(summary)
-            for _, summary in ordered[window.start : window.stop]
-        )
+        images = tuple(image for _, image in ordered[window.start : window.stop])
         return ImagePage(images, window.next_token, len(ordered))
 
     async def get_image(self, image: str) -> Image:
@@ -246,8 +276,8 @@ class ImageCore:
             no_prune=no_prune,
         )
         return RemoveResult(
-            untagged=tuple(str(i["Untagged"]) for i in items if i.get("Untagged")),
-            deleted=tuple(str(i["Deleted"]) for i in items if i.get("Deleted")),
+            untagged=tuple(familiar(str(i["Untagged"])) for i in items if i.get("Untagged")),
+            deleted=tuple(documents.image_id(i["Deleted"]) for i in items if i.get("Deleted")),
         )
 
     async def prune_images(self, options: PruneOptions) -> PruneResult:
@@ -269,8 +299,8 @@ class ImageCore:
         report = await self._call(self._port.prune_images, filters)
         items = report.get("ImagesDeleted") or []
         return PruneResult(
-            deleted=tuple(str(i["Deleted"]) for i in items if i.get("Deleted")),
-            untagged=tuple(str(i["Untagged"]) for i in items if i.get("Untagged")),
+            deleted=tuple(documents.image_id(i["Deleted"]) for i in items if i.get("Deleted")),
+            untagged=tuple(familiar(str(i["Untagged"])) for i in items if i.get("Untagged")),
             space_reclaimed_bytes=int(report.get("SpaceReclaimed") or 0),
         )
 
@@ -323,13 +353,13 @@ class ImageCore:
                 for line in tracker.status_lines
                 if (m := _PULL_DIGEST_LINE.search(line))
             ),
-            reference.digest,
+            reference.digest or _only_digest_of(document, reference),
         )
         status = next(
             (line for line in reversed(tracker.status_lines) if line.startswith("Status:")), ""
         )
         yield PullResult(
-            image_id=str(document.get("Id", "")),
+            image_id=documents.image_id(document.get("Id")),
             digest=digest,
             reference=reference.normalized(),
             status=status.removeprefix("Status: "),

@@ -1,0 +1,431 @@
+"""Podman's Docker-compatible API as a sandboxed engine, interchangeable with
+``devtools.sandbox.Engine``.
+
+Runs Debian 12's ``podman`` 4.3.1 as root::
+
+    podman --root D/root --runroot D/run system service --time=0 unix://D/docker.sock
+
+with configuration files of its own in ``D`` (named by environment variables, so
+nothing under /etc/containers is written, and only the registries.conf drop-in
+directory, which containers/image always merges, is read from there):
+
+- ``registries.conf`` (``CONTAINERS_REGISTRIES_CONF``): no search registries, short
+  names refused, loopback registries insecure (plain HTTP);
+- ``storage.conf`` (``CONTAINERS_STORAGE_CONF``): overlay under ``D/root``;
+- ``containers.conf`` (``CONTAINERS_CONF``): containers without a network; the default
+  network is a CNI network of the ``loopback`` plugin alone, and the only CNI plugin
+  Podman can find is ``loopback``, so a build step or container never gets an
+  interface but ``lo`` (as dockerd's ``--bridge=none``) and no firewall rule is made;
+- ``home/.config/containers/policy.json`` (found through ``HOME``): accept anything;
+- ``auth.json`` (``REGISTRY_AUTH_FILE``) and ``tmp/`` (``TMPDIR``) for Podman's own files.
+
+Registry traffic goes through the same dead-end proxy as the sandboxed dockerd's,
+so anything but loopback fails at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import resource
+import subprocess
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+from devtools.sandbox import (
+    _LOOPBACK_ONLY,
+    _MAX_SOCKET_PATH,
+    DockerCommandError,
+    SandboxError,
+    _cmdline,
+    _env,
+    _is_root,
+    _log_tail,
+    _pid_alive,
+    _processes_mentioning,
+    _read_pid,
+    _terminate,
+    _UnixHTTPConnection,
+    _unmount_under,
+    _which,
+)
+
+__all__ = ["PODMAN_PROGRAMS", "PodmanEngine"]
+
+log = logging.getLogger("devtools.podman")
+
+# What a Podman engine runs: the service, container monitors and OCI runtimes.
+PODMAN_PROGRAMS = ("podman", "conmon", "runc", "crun", "catatonit")
+_CNI_PLUGINS = Path("/usr/lib/cni")
+_SERVICE_NPROC = 32768
+# Registries reached over plain HTTP. containers/image matches "127.0.0.1" against
+# "127.0.0.1:PORT" (a prefix up to ':'); its source warns this may change, so
+# addresses with ports can be named exactly as well (`insecure_registries`).
+_LOOPBACK_REGISTRY_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+
+
+def _toml_string(value: str) -> str:
+    # A JSON string is a valid TOML basic string.
+    return json.dumps(value)
+
+
+def _rlimit(kind: int, cap: int | None) -> str:
+    """``soft:hard`` of this process's limit, at most ``cap``; -1 for unlimited."""
+    values = []
+    for value in resource.getrlimit(kind):
+        if cap is not None and (value == resource.RLIM_INFINITY or value > cap):
+            value = cap
+        values.append("-1" if value == resource.RLIM_INFINITY else str(value))
+    return ":".join(values)
+
+
+class PodmanEngine:
+    """``podman system service`` on ``base_dir/docker.sock``, everything in ``base_dir``.
+
+    The same interface as ``devtools.sandbox.Engine``: ``host``, ``base_dir``, ``pid``,
+    ``is_running()``, ``ping()``, ``start(timeout)``, ``stop(timeout)``, ``restart()``,
+    ``stopped()``, ``leftover_processes()`` and ``docker(*args)`` (the docker CLI
+    against this engine). ``stop()`` then ``start()`` keeps the images.
+    """
+
+    kind = "podman"
+
+    def __init__(
+        self,
+        base_dir: str | os.PathLike[str],
+        *,
+        insecure_registries: Sequence[str] = (),
+    ) -> None:
+        self.base_dir = Path(base_dir).absolute()
+        self.root = self.base_dir / "root"
+        self.run_root = self.base_dir / "run"
+        self.tmp_dir = self.base_dir / "tmp"
+        self.home = self.base_dir / "home"
+        self.socket_path = self.base_dir / "docker.sock"
+        self.pidfile = self.base_dir / "podman.pid"
+        self.log_path = self.base_dir / "podman.log"
+        self.registries_conf = self.base_dir / "registries.conf"
+        self.storage_conf = self.base_dir / "storage.conf"
+        self.containers_conf = self.base_dir / "containers.conf"
+        self.policy_json = self.home / ".config" / "containers" / "policy.json"
+        self.auth_file = self.base_dir / "auth.json"
+        self.cni_config_dir = self.base_dir / "cni" / "net.d"
+        self.cni_plugin_dir = self.base_dir / "cni" / "bin"
+        self.docker_config = self.base_dir / "docker-config"
+        self.insecure_registries = tuple(insecure_registries)
+        self._proc: subprocess.Popen[bytes] | None = None
+        if len(str(self.socket_path).encode()) > _MAX_SOCKET_PATH:
+            raise SandboxError(
+                f"{self.socket_path} is too long for a unix socket; use a shorter base dir"
+            )
+
+    @property
+    def data_root(self) -> Path:
+        """Image storage (``--root``); named as ``Engine.data_root`` for callers of both."""
+        return self.root
+
+    @property
+    def exec_root(self) -> Path:
+        """Runtime state (``--runroot``); named as ``Engine.exec_root`` for callers of both."""
+        return self.run_root
+
+    def __repr__(self) -> str:
+        return f"PodmanEngine({str(self.base_dir)!r})"
+
+    @property
+    def host(self) -> str:
+        """The DOCKER_HOST value for this engine: ``unix:///.../docker.sock``."""
+        return f"unix://{self.socket_path}"
+
+    @property
+    def pid(self) -> int | None:
+        """The pid of this engine's ``podman system service`` when it is running."""
+        pid = _read_pid(self.pidfile)
+        if pid is not None and _pid_alive(pid):
+            argv = _cmdline(pid)
+            if (
+                argv
+                and os.path.basename(argv[0]) == "podman"
+                and "service" in argv
+                and f"unix://{self.socket_path}" in argv
+            ):
+                return pid
+        if self._proc is not None and self._proc.poll() is None:
+            return self._proc.pid
+        return None
+
+    def is_running(self) -> bool:
+        return self.pid is not None
+
+    def ping(self, timeout: float = 2.0) -> bool:
+        """True when ``GET /_ping`` on the socket answers 200 OK."""
+        conn = _UnixHTTPConnection(str(self.socket_path), timeout)
+        try:
+            conn.request("GET", "/_ping")
+            response = conn.getresponse()
+            return response.status == 200 and response.read().strip() == b"OK"
+        except OSError:
+            return False
+        except Exception:  # noqa: BLE001 - http.client errors: not answering
+            return False
+        finally:
+            conn.close()
+
+    # ------------------------------------------------------------------ configuration
+
+    def env(self) -> dict[str, str]:
+        """The environment Podman runs with (the service and its CLI for clean-up)."""
+        return _env(
+            {
+                **_LOOPBACK_ONLY,
+                "HOME": str(self.home),
+                "TMPDIR": str(self.tmp_dir),
+                "XDG_RUNTIME_DIR": str(self.run_root / "xdg"),
+                "CONTAINERS_CONF": str(self.containers_conf),
+                "CONTAINERS_REGISTRIES_CONF": str(self.registries_conf),
+                "CONTAINERS_STORAGE_CONF": str(self.storage_conf),
+                "REGISTRY_AUTH_FILE": str(self.auth_file),
+            }
+        )
+
+    def _podman_args(self) -> list[str]:
+        return ["--root", str(self.root), "--runroot", str(self.run_root)]
+
+    def _write_config(self) -> None:
+        registries = [*_LOOPBACK_REGISTRY_HOSTS, *self.insecure_registries]
+        lines = [
+            "# devtools.podman: no search registries, no short names, loopback over HTTP.",
+            "unqualified-search-registries = []",
+            'short-name-mode = "disabled"',
+        ]
+        for location in dict.fromkeys(registries):
+            lines += ["", "[[registry]]", f"location = {_toml_string(location)}", "insecure = true"]
+        self.registries_conf.write_text("\n".join(lines) + "\n")
+        self.storage_conf.write_text(
+            "[storage]\n"
+            'driver = "overlay"\n'
+            f"graphroot = {_toml_string(str(self.root))}\n"
+            f"runroot = {_toml_string(str(self.run_root))}\n"
+        )
+        # Podman gives every container 1048576 open files and 4194304 processes, more
+        # than runc may set here (EPERM at container start): containers get this
+        # process's open-file limit, and at most the 32768 processes the service itself
+        # was measured to run with.
+        ulimits = ", ".join(
+            f'"{name}={_rlimit(kind, cap)}"'
+            for name, kind, cap in (
+                ("nofile", resource.RLIMIT_NOFILE, None),
+                ("nproc", resource.RLIMIT_NPROC, _SERVICE_NPROC),
+            )
+        )
+        self.containers_conf.write_text(
+            "[containers]\n"
+            'netns = "none"\n'
+            f"default_ulimits = [{ulimits}]\n"
+            # No proxy variables into containers and build steps.
+            "http_proxy = false\n"
+            'log_driver = "k8s-file"\n'
+            "\n[network]\n"
+            'network_backend = "cni"\n'
+            'default_network = "podman"\n'
+            f"network_config_dir = {_toml_string(str(self.cni_config_dir))}\n"
+            f"cni_plugin_dirs = [{_toml_string(str(self.cni_plugin_dir))}]\n"
+            "\n[engine]\n"
+            'cgroup_manager = "cgroupfs"\n'
+            'events_logger = "file"\n'
+            f"events_logfile_path = {_toml_string(str(self.base_dir / 'events.log'))}\n"
+            f"tmp_dir = {_toml_string(str(self.run_root / 'libpod-tmp'))}\n"
+            f"static_dir = {_toml_string(str(self.root / 'libpod'))}\n"
+            f"volume_path = {_toml_string(str(self.root / 'volumes'))}\n"
+            'image_default_transport = "docker://"\n'
+        )
+        if not self.auth_file.exists():
+            # Podman's CLI (the clean-up's `podman rm`) refuses a named file that is absent.
+            self.auth_file.write_text("{}\n")
+            self.auth_file.chmod(0o600)
+        self.policy_json.parent.mkdir(parents=True, exist_ok=True)
+        self.policy_json.write_text(
+            json.dumps({"default": [{"type": "insecureAcceptAnything"}]}, indent=2) + "\n"
+        )
+        # The default network: loopback only (a network Podman cannot list in detail,
+        # but uses). Only the loopback plugin exists for it to run.
+        self.cni_config_dir.mkdir(parents=True, exist_ok=True)
+        (self.cni_config_dir / "podman.conflist").write_text(
+            json.dumps(
+                {"cniVersion": "0.4.0", "name": "podman", "plugins": [{"type": "loopback"}]},
+                indent=2,
+            )
+            + "\n"
+        )
+        self.cni_plugin_dir.mkdir(parents=True, exist_ok=True)
+        plugin = self.cni_plugin_dir / "loopback"
+        if not plugin.exists():
+            plugin.symlink_to(_CNI_PLUGINS / "loopback")
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Spawn the service (in its own session) and wait until it answers ``/_ping``."""
+        if self.is_running():
+            raise SandboxError(f"{self!r} is already running (pid {self.pid})")
+        if not _is_root():
+            raise SandboxError("the sandboxed Podman engine needs root")
+        podman = _which("podman")
+        if podman is None:
+            raise SandboxError("podman not found; install Debian's podman package")
+        if not (_CNI_PLUGINS / "loopback").exists():
+            raise SandboxError(
+                f"{_CNI_PLUGINS / 'loopback'} not found; install containernetworking-plugins"
+            )
+        self._cleanup_leftovers()
+        for d in (self.base_dir, self.root, self.run_root, self.tmp_dir, self.home):
+            d.mkdir(parents=True, exist_ok=True)
+            d.chmod(0o700)
+        self.docker_config.mkdir(exist_ok=True)
+        self._write_config()
+        cmd = [
+            podman,
+            *self._podman_args(),
+            "system",
+            "service",
+            "--time=0",
+            self.host,
+        ]
+        with self.log_path.open("ab") as logf:
+            logf.write(f"=== {time.strftime('%F %T')} {' '.join(cmd)}\n".encode())
+            logf.flush()
+            self._proc = subprocess.Popen(
+                cmd,
+                cwd=self.base_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                env=self.env(),
+                start_new_session=True,
+            )
+        self.pidfile.write_text(f"{self._proc.pid}\n")
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._proc.poll() is not None:
+                code = self._proc.returncode
+                self._proc = None
+                self._cleanup_leftovers()
+                raise SandboxError(
+                    f"podman exited with code {code} while starting; "
+                    f"{self.log_path}:\n{_log_tail(self.log_path)}"
+                )
+            if self.ping(timeout=1.0):
+                log.info("podman up at %s (pid %s)", self.host, self._proc.pid)
+                return
+            if time.monotonic() > deadline:
+                tail = _log_tail(self.log_path)
+                with contextlib.suppress(SandboxError):
+                    self.stop()
+                raise SandboxError(
+                    f"podman did not answer /_ping within {timeout:.0f}s; {self.log_path}:\n{tail}"
+                )
+            time.sleep(0.05)
+
+    def stop(self, timeout: float = 30.0, *, kill_containers: bool = True) -> None:
+        """Remove containers (Podman leaves them running when its service ends: each
+        has its own conmon), SIGTERM the service (SIGKILL after ``timeout``), then make
+        sure no conmon, runtime or mount of this engine is left."""
+        pid = self.pid
+        if pid is not None and kill_containers and self.ping():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                ids = self.docker("ps", "--all", "--quiet", check=False, timeout=30).stdout.split()
+                if ids:
+                    self.docker("rm", "--force", *ids, check=False, timeout=60)
+        if pid is not None and _terminate([pid], timeout):
+            log.warning("podman (pid %d) ignored SIGTERM for %.0fs: killed", pid, timeout)
+        if self._proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout=5)
+            self._proc = None
+        if self.pid is not None:
+            raise SandboxError(f"podman (pid {self.pid}) survived SIGKILL")
+        self._cleanup_leftovers()
+
+    def restart(self, timeout: float = 60.0) -> None:
+        self.stop()
+        self.start(timeout=timeout)
+
+    @contextlib.contextmanager
+    def stopped(self) -> Iterator[None]:
+        """Stop the engine for the ``with`` body and start it again afterwards."""
+        self.stop()
+        try:
+            yield
+        finally:
+            self.start()
+
+    def leftover_processes(self) -> list[int]:
+        """podman, conmon or runtime processes still tied to this engine's base dir."""
+        return _processes_mentioning(str(self.base_dir), PODMAN_PROGRAMS)
+
+    def _cleanup_leftovers(self) -> None:
+        if self.pid is not None:
+            return
+        if self.leftover_processes() and self.containers_conf.exists():
+            # Containers a killed service left behind: Podman's own CLI removes them
+            # from the same storage, without the service.
+            subprocess.run(
+                [
+                    "podman",
+                    *self._podman_args(),
+                    "rm",
+                    "--all",
+                    "--force",
+                    "--time=0",
+                ],
+                env=self.env(),
+                cwd=self.base_dir,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=60,
+                check=False,
+            )
+        leftovers = self.leftover_processes()
+        if leftovers:
+            log.warning("killing leftover podman processes %s", leftovers)
+            _terminate(leftovers, timeout=5)
+            left = self.leftover_processes()
+            if left:
+                raise SandboxError(f"podman processes survived SIGKILL: {left}")
+        # The overlay driver bind-mounts its own directory; containers mount layers.
+        _unmount_under(self.root, self.run_root)
+        self.socket_path.unlink(missing_ok=True)
+        self.pidfile.unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ CLI
+
+    def docker(
+        self,
+        *args: str,
+        check: bool = True,
+        input: str | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = 300,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``docker -H <host> ARGS`` against Podman's Docker API, output as text.
+
+        The CLI gets this engine's own config dir (``DOCKER_CONFIG``) unless ``env``
+        sets another; proxies and other DOCKER_* targets are dropped.
+        """
+        cmd = ["docker", "-H", self.host, *args]
+        base = {"DOCKER_CONFIG": str(self.docker_config), "DOCKER_CLI_HINTS": "false"}
+        result = subprocess.run(
+            cmd,
+            input=input,
+            capture_output=True,
+            text=True,
+            env=_env({**base, **(env or {})}),
+            timeout=timeout,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise DockerCommandError(result.returncode, cmd, result.stdout, result.stderr)
+        return result
