@@ -47,6 +47,10 @@ CHECKOUT = "/root/imagesvc"
 ROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # `run`: how long scripts/run may take to serve (it installs the venv and the engine).
 RUN_READY_SECONDS = 900
+CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+# This machine's own settings for package clients behind its TLS-inspecting proxy: passed
+# in (they name the system bundle, which then holds the machine's CAs too).
+_PASSED_ENV = ("NODE_EXTRA_CA_CERTS", "PIP_CERT")
 
 # Inside the new mount and PID namespaces (host binaries until pivot_root): mount the
 # root's /proc, /sys, /dev and /tmp, make it the root, drop the old one, run $@.
@@ -139,6 +143,28 @@ def clone(ref: str, target: Path) -> str:
     return commit
 
 
+def _certificates(bundle: Path) -> set[str]:
+    text = bundle.read_text() if bundle.is_file() else ""
+    end = "-----END CERTIFICATE-----"
+    return {block.strip() + "\n" + end + "\n" for block in text.split(end)[:-1]}
+
+
+def trust_machine_cas(root: Path) -> int:
+    """This machine's extra certificate authorities (its proxy's: every HTTPS download
+    goes through it) as local CAs of the root, as a company's machine would have them.
+    Returns how many."""
+    extra = sorted(_certificates(CA_BUNDLE) - _certificates(root / CA_BUNDLE.relative_to("/")))
+    local = root / "usr/local/share/ca-certificates"
+    local.mkdir(parents=True, exist_ok=True)
+    for number, pem in enumerate(extra):
+        (local / f"machine-{number}.crt").write_text(pem.lstrip())
+    if extra:
+        subprocess.run(
+            ["chroot", str(root), "update-ca-certificates"], check=True, stdout=subprocess.DEVNULL
+        )
+    return len(extra)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -177,13 +203,14 @@ def fresh_run(args: argparse.Namespace) -> int:
         root.mkdir()
         subprocess.run(["tar", "-C", str(root), "-xf", str(tarball)], check=True)
         shutil.copyfile("/etc/resolv.conf", root / "etc/resolv.conf")
+        say(f"{trust_machine_cas(root)} certificate authorities of this machine added")
         commit = clone(args.ref, root / CHECKOUT.lstrip("/"))
         with tmp_image.open("wb") as f:
             f.truncate(TMP_IMAGE_BYTES)
         subprocess.run(["mkfs.ext4", "-q", "-F", str(tmp_image)], check=True)
-        env: dict[str, str] = {}
+        env = {k: os.environ[k] for k in _PASSED_ENV if k in os.environ}
         if args.action == "run":
-            env = {
+            env |= {
                 "IMAGESVC_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
                 "IMAGESVC_HTTP_ADDRESS": f"127.0.0.1:{free_port()}",
                 "READY_SECONDS": str(RUN_READY_SECONDS),
@@ -195,7 +222,8 @@ def fresh_run(args: argparse.Namespace) -> int:
             if not args.command:
                 raise SystemExit("fresh: exec needs a command")
             command = args.command
-        say(f"{args.suite} root {root}, commit {commit[:12]}: {shlex.join(command)}")
+        shown = "scripts/run until healthy" if args.action == "run" else shlex.join(command)
+        say(f"{args.suite} root {root}, commit {commit[:12]}: {shown}")
         started = time.monotonic()
         rc = run_in_root(root, tmp_image, command, env)
         say(f"{args.suite}: {args.action} exited {rc} after {time.monotonic() - started:.0f}s")
