@@ -1,11 +1,14 @@
 """A Python base image made on this machine, for building the Dockerfile without a
 public registry (none is reachable from the tests).
 
-``debootstrap --variant=minbase`` of Debian bookworm with python3 and python3-venv,
-from the Debian mirror apt already uses here (so the same network path and keyring),
-cleaned of apt lists, caches, logs and docs, tarred and loaded with ``docker import``
-as ``imagesvc-test/python-base:bookworm``. Its python is ``/usr/bin/python3`` (3.11);
-the Dockerfile only calls ``python3``, so it works on this and on ``python:3.12-slim``.
+``debootstrap --variant=minbase`` of the Debian release whose python3 is the same
+minor version as the Python running this (bookworm for 3.11, trixie for 3.13: the image
+test's wheelhouse is repacked from its own virtualenv, and wheels such as grpcio's are
+built for one minor version), with python3 and python3-venv, from the Debian mirror apt
+already uses here (so the same network path and keyring), cleaned of apt lists, caches,
+logs and docs, tarred and loaded with ``docker import`` as
+``imagesvc-test/python-base:<suite>``. Its python is ``/usr/bin/python3``; the
+Dockerfile only calls ``python3``, so it works on this and on ``python:3.12-slim``.
 
 The rootfs tarball is cached in ``.build/base-image/`` under a key made of the recipe
 (suite, variant, packages, architecture), so reruns only import it (a few seconds);
@@ -34,11 +37,36 @@ from pathlib import Path
 
 from devtools.sandbox import SandboxError, _env, _safe_rmtree, _unmount_under, _which
 
-__all__ = ["DEFAULT_TAG", "PACKAGES", "SUITE", "apt_mirror", "make_base_image", "rootfs_tarball"]
+__all__ = [
+    "DEFAULT_TAG",
+    "PACKAGES",
+    "SUITE",
+    "apt_mirror",
+    "make_base_image",
+    "rootfs_tarball",
+    "suite_for_python",
+]
 
 log = logging.getLogger("devtools.base_image")
 
-SUITE = "bookworm"
+# Debian releases by the minor version of their python3.
+_SUITES_BY_PYTHON = {(3, 11): "bookworm", (3, 13): "trixie"}
+
+
+def suite_for_python(version: tuple[int, int]) -> str:
+    """The Debian release whose python3 is ``version`` (major, minor)."""
+    try:
+        return _SUITES_BY_PYTHON[version]
+    except KeyError:
+        known = ", ".join(f"{v[0]}.{v[1]} ({s})" for v, s in _SUITES_BY_PYTHON.items())
+        raise SandboxError(
+            f"no Debian release has Python {version[0]}.{version[1]} as its python3"
+            f" (known: {known}): the image test's wheels would not install on the base image;"
+            " run it from a virtualenv on one of those"
+        ) from None
+
+
+SUITE = _SUITES_BY_PYTHON.get(sys.version_info[:2], "bookworm")
 VARIANT = "minbase"
 PACKAGES = ("python3", "python3-venv", "ca-certificates")
 DEFAULT_TAG = f"imagesvc-test/python-base:{SUITE}"
@@ -55,15 +83,17 @@ _CHANGES = (
 _KEY_LABEL = "org.imagesvc.test.rootfs-key"
 
 
-def apt_mirror(apt_dir: Path = Path("/etc/apt")) -> str:
-    """The Debian archive apt uses on this machine for SUITE (one-line ``.list`` or
+def apt_mirror(apt_dir: Path = Path("/etc/apt"), suite: str = SUITE) -> str:
+    """The Debian archive apt uses on this machine for ``suite`` (one-line ``.list`` or
     deb822 ``.sources`` files), else deb.debian.org."""
     for path in _source_files(apt_dir):
         try:
             text = path.read_text()
         except OSError:
             continue
-        uris = _deb822_uris(text) if path.suffix == ".sources" else _one_line_uris(text)
+        uris = (
+            _deb822_uris(text, suite) if path.suffix == ".sources" else _one_line_uris(text, suite)
+        )
         for uri in uris:
             return uri
     return FALLBACK_MIRROR
@@ -77,15 +107,15 @@ def _source_files(apt_dir: Path) -> list[Path]:
     return [f for f in files if f.is_file()]
 
 
-def _one_line_uris(text: str) -> Iterable[str]:
+def _one_line_uris(text: str, suite: str) -> Iterable[str]:
     for line in text.splitlines():
         line = re.sub(r"\[[^]]*\]", " ", line.split("#", 1)[0])
         fields = line.split()
-        if len(fields) >= 4 and fields[0] == "deb" and fields[2] == SUITE and "main" in fields[3:]:
+        if len(fields) >= 4 and fields[0] == "deb" and fields[2] == suite and "main" in fields[3:]:
             yield fields[1].rstrip("/")
 
 
-def _deb822_uris(text: str) -> Iterable[str]:
+def _deb822_uris(text: str, suite: str) -> Iterable[str]:
     for stanza in re.split(r"\n\s*\n", text):
         keys: dict[str, str] = {}
         for line in stanza.splitlines():
@@ -95,7 +125,7 @@ def _deb822_uris(text: str) -> Iterable[str]:
             keys[name.strip().lower()] = value.strip()
         if keys.get("enabled", "yes").lower() == "no" or "deb" not in keys.get("types", ""):
             continue
-        if SUITE in keys.get("suites", "").split() and "main" in keys.get("components", ""):
+        if suite in keys.get("suites", "").split() and "main" in keys.get("components", ""):
             yield from (uri.rstrip("/") for uri in keys.get("uris", "").split())
 
 
@@ -199,6 +229,7 @@ def make_base_image(
 ) -> str:
     """Import the base image into the daemon at ``docker_host`` as ``tag`` unless it is
     there already from the same recipe; returns its image id."""
+    suite_for_python(sys.version_info[:2])  # refuses a Python no Debian release has
     key = rootfs_key()
     inspected = _docker(
         docker_host,

@@ -55,6 +55,7 @@ __all__ = [
     "DOCKER_26",
     "DOCKER_26_CONTAINERD",
     "DOCKER_KINDS",
+    "ENGINE_PACKAGES",
     "BuiltImage",
     "DockerCommandError",
     "DockerKind",
@@ -80,6 +81,16 @@ DEBIAN_PACKAGES = (
     "apache2-utils",
     "debootstrap",
 )
+# Running the service on the sandboxed engine needs only the engine (scripts/run).
+ENGINE_PACKAGES = ("docker.io",)
+# What each package gives that the sandbox uses (busybox-static: BUSYBOX, checked apart).
+_PACKAGE_TOOLS: dict[str, tuple[str, ...]] = {
+    "docker.io": ("dockerd", "docker"),
+    "docker-registry": ("docker-registry",),
+    "busybox-static": (),
+    "apache2-utils": ("htpasswd",),
+    "debootstrap": ("debootstrap",),
+}
 APT_INSTALL_COMMAND = (
     "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "
     + " ".join(DEBIAN_PACKAGES)
@@ -344,30 +355,33 @@ _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 # --------------------------------------------------------------------------- packages
 
 
-def missing_tools() -> list[str]:
-    """What the sandbox needs from Debian's packages and is not on this machine."""
-    tools = ("dockerd", "docker", "docker-registry", "htpasswd", "debootstrap")
-    missing = [t for t in tools if not _which(t)]
-    if not _is_static_elf(BUSYBOX):
+def missing_tools(packages: Sequence[str] = DEBIAN_PACKAGES) -> list[str]:
+    """What ``packages`` give the sandbox and is not on this machine."""
+    missing = [t for p in packages for t in _PACKAGE_TOOLS[p] if not _which(t)]
+    if "busybox-static" in packages and not _is_static_elf(BUSYBOX):
         missing.append(f"{BUSYBOX} (static, from busybox-static)")
     return missing
 
 
-def ensure_packages() -> None:
-    """Install docker.io, docker-registry, busybox-static, apache2-utils and debootstrap
-    if any tool they provide is missing (needs root; otherwise says what to run)."""
-    missing = missing_tools()
+def ensure_packages(packages: Sequence[str] = DEBIAN_PACKAGES) -> None:
+    """Install ``packages`` (by default all the sandbox uses: docker.io, docker-registry,
+    busybox-static, apache2-utils, debootstrap) if any tool they provide is missing
+    (needs root; otherwise says what to run)."""
+    missing = missing_tools(packages)
     if not missing:
         return
+    install = "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y " + " ".join(
+        packages
+    )
     if not _is_root():
         raise SandboxError(
             f"missing: {', '.join(missing)}.\n"
             "The sandboxed Docker engine needs Debian packages; install them as root with:\n"
-            f"  sudo sh -c '{APT_INSTALL_COMMAND}'"
+            f"  sudo sh -c '{install}'"
         )
     if not _which("apt-get"):
         raise SandboxError(f"missing: {', '.join(missing)}, and apt-get is not available")
-    log.warning("missing %s: installing %s", ", ".join(missing), " ".join(DEBIAN_PACKAGES))
+    log.warning("missing %s: installing %s", ", ".join(missing), " ".join(packages))
     # Package scripts must not start a system docker daemon or registry.
     policy = Path("/usr/sbin/policy-rc.d")
     own_policy = not policy.exists()
@@ -378,7 +392,7 @@ def ensure_packages() -> None:
         env = _env({"DEBIAN_FRONTEND": "noninteractive"})
         for cmd in (
             ["apt-get", "update"],
-            ["apt-get", "install", "-y", *DEBIAN_PACKAGES],
+            ["apt-get", "install", "-y", *packages],
         ):
             # Output to fd 2: stdout may be the DOCKER_HOST=... a caller captures.
             result = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, stdout=2)
@@ -387,7 +401,7 @@ def ensure_packages() -> None:
     finally:
         if own_policy:
             policy.unlink(missing_ok=True)
-    still = missing_tools()
+    still = missing_tools(packages)
     if still:
         raise SandboxError(f"still missing after apt-get install: {', '.join(still)}")
 
@@ -1088,7 +1102,7 @@ def reap_stale_sandboxes(tmp: str | os.PathLike[str] = "/tmp") -> list[Path]:
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
-    ensure_packages()
+    ensure_packages(ENGINE_PACKAGES)
     engine = Engine(args.dir)
     if engine.is_running() and not engine.ping():
         # Started but not answering yet (another `up` racing us), or wedged: wait a bit.
@@ -1135,7 +1149,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_ensure_packages(args: argparse.Namespace) -> int:
-    ensure_packages()
+    ensure_packages(ENGINE_PACKAGES if args.engine_only else DEBIAN_PACKAGES)
     return 0
 
 
@@ -1157,6 +1171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     status.add_argument("--dir", required=True)
     status.set_defaults(func=_cmd_status)
     ensure = sub.add_parser("ensure-packages", help="apt-get install what the sandbox needs")
+    ensure.add_argument(
+        "--engine-only", action="store_true", help="only the engine (docker.io), to run the service"
+    )
     ensure.set_defaults(func=_cmd_ensure_packages)
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import time
 from pathlib import Path
 
@@ -23,8 +22,17 @@ needs_root = pytest.mark.skipif(
 
 
 def _wget_processes() -> list[str]:
-    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True)
-    return [line for line in ps.stdout.splitlines() if "wget" in line and "127.0.0.1" in line]
+    """Command lines of running wget processes fetching from loopback (read from /proc:
+    a fresh minbase machine has no ps)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # the process ended meanwhile
+            continue
+        if "wget" in args and "127.0.0.1" in args:
+            found.append(args)
+    return found
 
 
 @needs_root

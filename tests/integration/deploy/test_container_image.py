@@ -53,6 +53,7 @@ PORTS = {"50051/tcp", "8080/tcp"}
 # The service's venv and its image config on top of the base (measured: about 35 MB).
 MAX_ADDED_BYTES = 80 * 1024 * 1024
 MAX_CONTEXT_BYTES = 2 * 1024 * 1024
+BUILD_OUTPUT_LINES = 60  # of a failed build, in the failure message
 TOKEN = secrets.token_urlsafe(32)
 # Docker's (and compose's) default wait between SIGTERM and SIGKILL on stop.
 DOCKER_STOP_SECONDS = 10
@@ -106,7 +107,11 @@ def _build(engine: Engine, tag: str, build_args: dict[str, str]) -> float:
         args += ["--build-arg", f"{key}={value}"]
     started = time.monotonic()
     # The classic builder: there is no buildx plugin on this CLI.
-    engine.docker(*args, str(REPO), env={"DOCKER_BUILDKIT": "0"}, timeout=600)
+    result = engine.docker(*args, str(REPO), env={"DOCKER_BUILDKIT": "0"}, timeout=600, check=False)
+    if result.returncode != 0:
+        # The build's own output (a failed RUN step's is on stdout), not just its exit code.
+        output = "\n".join((result.stdout + result.stderr).splitlines()[-BUILD_OUTPUT_LINES:])
+        pytest.fail(f"docker build exited {result.returncode}; its output ends:\n{output}")
     return time.monotonic() - started
 
 

@@ -1,11 +1,14 @@
-"""The base-image maker's choice of Debian mirror (the one apt uses here) and the key of
-its cached rootfs."""
+"""The base-image maker's choice of Debian release (the one whose python3 the wheels fit)
+and mirror (the one apt uses here), and the key of its cached rootfs."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from devtools.base_image import FALLBACK_MIRROR, apt_mirror, rootfs_key
+import pytest
+
+from devtools.base_image import FALLBACK_MIRROR, apt_mirror, rootfs_key, suite_for_python
+from devtools.sandbox import SandboxError
 from tests.unit.file_trees import write_tree
 
 
@@ -24,7 +27,7 @@ def test_deb822_sources_skip_security_and_other_suites(tmp_path: Path) -> None:
             "http://wrong.example/\nSuites: bookworm\nComponents: main\n",
         },
     )
-    assert apt_mirror(apt) == "http://mirror.example/debian"
+    assert apt_mirror(apt, "bookworm") == "http://mirror.example/debian"
 
 
 def test_disabled_stanzas_and_source_lines_are_ignored(tmp_path: Path) -> None:
@@ -34,17 +37,29 @@ def test_disabled_stanzas_and_source_lines_are_ignored(tmp_path: Path) -> None:
         "sources.list.d/off.sources": "Enabled: no\nTypes: deb\nURIs: http://off.example/"
         "\nSuites: bookworm\nComponents: main\n",
     }
-    assert apt_mirror(write_tree(tmp_path, ignored)) == FALLBACK_MIRROR
+    assert apt_mirror(write_tree(tmp_path, ignored), "bookworm") == FALLBACK_MIRROR
     one_line = "deb [arch=amd64 signed-by=/k.gpg] http://list.example/debian/ bookworm main\n"
     write_tree(tmp_path, {"sources.list.d/list.list": one_line})
-    assert apt_mirror(tmp_path) == "http://list.example/debian"
+    assert apt_mirror(tmp_path, "bookworm") == "http://list.example/debian"
 
 
 def test_without_a_bookworm_source_deb_debian_org_is_used(tmp_path: Path) -> None:
     apt = write_tree(tmp_path, {"sources.list": "deb http://x.example/debian trixie main\n"})
-    assert apt_mirror(apt) == FALLBACK_MIRROR == "http://deb.debian.org/debian"
+    assert apt_mirror(apt, "bookworm") == FALLBACK_MIRROR == "http://deb.debian.org/debian"
 
 
 def test_the_cache_key_is_stable() -> None:
     assert rootfs_key() == rootfs_key()
     assert len(rootfs_key()) == 16
+
+
+def test_a_trixie_source_serves_the_trixie_base(tmp_path: Path) -> None:
+    apt = write_tree(tmp_path, {"sources.list": "deb http://x.example/debian trixie main\n"})
+    assert apt_mirror(apt, "trixie") == "http://x.example/debian"
+
+
+def test_the_release_is_the_one_whose_python3_the_wheels_were_built_for() -> None:
+    assert suite_for_python((3, 11)) == "bookworm"
+    assert suite_for_python((3, 13)) == "trixie"
+    with pytest.raises(SandboxError, match=r"no Debian release has Python 3\.12"):
+        suite_for_python((3, 12))
