@@ -4,8 +4,13 @@ busybox image is never tagged, removed or pruned (tests check it survives)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+import tarfile
+import tempfile
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -62,6 +67,51 @@ def _unique_bytes(engine: Engine, image_id: str, shared_with: str) -> int:
     others = {shared_with, *_parents(engine, shared_with)}
     ancestor = next(p for p in _parents(engine, image_id) if p in others)
     return _size(engine, image_id) - _size(engine, ancestor)
+
+
+def _blobs(engine: Engine, image_id: str) -> dict[str, int]:
+    """Containerd store: the image's content blobs, digest -> size, as ``docker save``
+    lays them out (OCI): its manifest first (its digest is the image id), then its config,
+    then its layers."""
+    with tempfile.TemporaryDirectory(prefix="isv-save-") as folder:
+        archive = Path(folder, "image.tar")
+        engine.docker("save", "--output", str(archive), image_id)
+        with tarfile.open(archive) as saved:
+
+            def document(name: str) -> dict[str, Any]:
+                member = saved.extractfile(name)
+                assert member is not None, name
+                loaded: dict[str, Any] = json.load(member)
+                return loaded
+
+            [descriptor] = document("index.json")["manifests"]
+            manifest = document("blobs/sha256/" + descriptor["digest"].removeprefix("sha256:"))
+    return {
+        descriptor["digest"]: descriptor["size"],
+        **{d["digest"]: d["size"] for d in [manifest["config"], *manifest["layers"]]},
+    }
+
+
+def _content_blob(engine: Engine, digest: str) -> Path:
+    """Containerd store: where the Engine's containerd keeps this content blob."""
+    content = engine.data_root / "containerd" / "daemon" / "io.containerd.content.v1.content"
+    return content / "blobs" / "sha256" / digest.removeprefix("sha256:")
+
+
+def _assert_gone(engine: Engine, engine_kind: EngineKind, deleted: Iterable[str]) -> None:
+    """Every id a prune says it deleted is gone: no image has it, and on the containerd
+    store (where the ids are content digests) neither has the content store."""
+    for digest in deleted:
+        assert not exists(engine, digest), digest
+        if engine_kind.containerd_store:
+            assert not _content_blob(engine, digest).exists(), digest
+
+
+def _remove_intermediates(engine: Engine, parents: Iterable[str]) -> None:
+    """Containerd store: a scoped prune keeps the unlabelled step images of the builds;
+    they go here, children first."""
+    for parent in parents:
+        engine.docker("image", "rm", parent, check=False)
 
 
 # --------------------------------------------------------------------------- TagImage
@@ -283,14 +333,13 @@ def test_force_removes_every_tag_of_an_id(
 # --------------------------------------------------------------------------- PruneImages
 
 
-def _prune_differs_on_containerd(kind: EngineKind, request: pytest.FixtureRequest) -> None:
-    """Engine 26.1's containerd store prunes by other rules: it removes the parent image of
-    a dangling build (not the build's own step) and reports a few KiB reclaimed where
-    the classic store frees the layers. A strict xfail: it fails when that changes."""
-    if kind.containerd_store:
-        request.applymarker(
-            pytest.mark.xfail(reason="Engine 26.1 containerd store prunes differently", strict=True)
-        )
+# On the classic store a prune deletes an image and, like RemoveImage, the untagged step
+# images below it that no other image needs; the space reclaimed is their layers'. On the
+# containerd store (Engine 26.1, daemon/containerd/image_prune.go) it deletes only the
+# images its filters select: an image's manifest and config, and of its layers only those
+# no other image holds. The classic builder's step images carry no --label there, so a
+# label-scoped prune keeps them and with them the layers; the space reclaimed is the size
+# of the content blobs it deleted, as the Engine's own prune reports it.
 
 
 def test_prune_dangling_removes_the_replaced_image(
@@ -299,9 +348,7 @@ def test_prune_dangling_removes_the_replaced_image(
     engine_kind: EngineKind,
     throwaway: Throwaway,
     busybox_image: BuiltImage,
-    request: pytest.FixtureRequest,
 ) -> None:
-    _prune_differs_on_containerd(engine_kind, request)
     tag = unique_repo("prune-dangling") + ":1"
     # 64 KiB of random data make the first build's own layer; the second replaces the tag.
     old = throwaway.build(tag, extra_lines=["RUN head -c 65536 /dev/urandom > /blob"])
@@ -309,25 +356,43 @@ def test_prune_dangling_removes_the_replaced_image(
     assert old.id != new.id
     assert inspect(engine, old.id)["RepoTags"] == []
     old_parents = _parents(engine, old.id)
-    expected_bytes = _unique_bytes(engine, old.id, shared_with=new.id)
-    assert expected_bytes >= 65536
+    if engine_kind.containerd_store:
+        blobs = _blobs(engine, old.id)
+        manifest, config = list(blobs)[:2]
+        assert manifest == old.id
+        assert _content_blob(engine, config).exists()
+        expected_deleted = [manifest, config]
+        expected_bytes = blobs[manifest] + blobs[config]
+    else:
+        expected_bytes = _unique_bytes(engine, old.id, shared_with=new.id)
+        assert expected_bytes >= 65536
 
-    reply = stub.PruneImages(pb.PruneImagesRequest(labels=[throwaway.label]), timeout=30)
+    try:
+        reply = stub.PruneImages(pb.PruneImagesRequest(labels=[throwaway.label]), timeout=30)
 
-    assert old.id in reply.deleted
-    assert old_parents[0] in reply.deleted  # the RUN step's image was its alone
-    assert new.id not in reply.deleted
-    assert list(reply.untagged) == []
-    assert reply.space_reclaimed_bytes == expected_bytes
-    assert not exists(engine, old.id)
-    assert not exists(engine, old_parents[0])
-    assert inspect(engine, tag)["Id"] == new.id
-    assert exists(engine, busybox_image.tag)
+        assert old.id in reply.deleted
+        assert new.id not in reply.deleted
+        assert list(reply.untagged) == []
+        assert reply.space_reclaimed_bytes == expected_bytes
+        _assert_gone(engine, engine_kind, reply.deleted)
+        if engine_kind.containerd_store:
+            assert sorted(reply.deleted) == sorted(expected_deleted)
+            # The RUN step's image, unlabelled, is not the prune's: it keeps the 64 KiB.
+            assert exists(engine, old_parents[0])
+            assert inspect(engine, old_parents[0])["RepoTags"] == []
+        else:
+            assert old_parents[0] in reply.deleted  # the RUN step's image was its alone
+        assert inspect(engine, tag)["Id"] == new.id
+        assert exists(engine, busybox_image.tag)
 
-    # Nothing dangling is left in this scope: a second prune reclaims nothing.
-    again = stub.PruneImages(pb.PruneImagesRequest(labels=[throwaway.label]), timeout=30)
-    assert list(again.deleted) == []
-    assert again.space_reclaimed_bytes == 0
+        # Nothing dangling is left in this scope: a second prune reclaims nothing.
+        again = stub.PruneImages(pb.PruneImagesRequest(labels=[throwaway.label]), timeout=30)
+        assert list(again.deleted) == []
+        assert list(again.untagged) == []
+        assert again.space_reclaimed_bytes == 0
+    finally:
+        if engine_kind.containerd_store:
+            _remove_intermediates(engine, old_parents[:1])
 
 
 def test_prune_all_with_label_filters(
@@ -336,9 +401,7 @@ def test_prune_all_with_label_filters(
     engine_kind: EngineKind,
     throwaway: Throwaway,
     busybox_image: BuiltImage,
-    request: pytest.FixtureRequest,
 ) -> None:
-    _prune_differs_on_containerd(engine_kind, request)
     repo = unique_repo("prune-all")
     group = {"org.imagesvc-test.group": "prune"}
     doomed = [
@@ -361,41 +424,69 @@ def test_prune_all_with_label_filters(
     outsider = throwaway.build(
         unique_repo("prune-outsider") + ":1", labels={"org.imagesvc-test.group": "other"}
     )
-    expected_bytes = sum(_unique_bytes(engine, i.id, shared_with=busybox_image.id) for i in doomed)
+    # The RUN step's image below each doomed one (its random layer's).
+    doomed_steps = [_parents(engine, image.id)[0] for image in doomed]
+    if engine_kind.containerd_store:
+        expected_deleted, expected_bytes = [], 0
+        for image in doomed:
+            blobs = _blobs(engine, image.id)
+            manifest, config = list(blobs)[:2]
+            assert manifest == image.id
+            expected_deleted += [manifest, config]
+            expected_bytes += blobs[manifest] + blobs[config]
+    else:
+        expected_bytes = sum(
+            _unique_bytes(engine, i.id, shared_with=busybox_image.id) for i in doomed
+        )
     labels = [throwaway.label, "org.imagesvc-test.group=prune"]
 
-    # Only images created before an hour ago: none of these.
-    hour_ago = timestamp_pb2.Timestamp()
-    hour_ago.FromDatetime(datetime.now(UTC) - timedelta(hours=1))
-    none = stub.PruneImages(
-        pb.PruneImagesRequest(all=True, labels=labels, until=hour_ago), timeout=30
-    )
-    assert list(none.deleted) == []
-    assert list(none.untagged) == []
+    try:
+        # Only images created before an hour ago: none of these.
+        hour_ago = timestamp_pb2.Timestamp()
+        hour_ago.FromDatetime(datetime.now(UTC) - timedelta(hours=1))
+        none = stub.PruneImages(
+            pb.PruneImagesRequest(all=True, labels=labels, until=hour_ago), timeout=30
+        )
+        assert list(none.deleted) == []
+        assert list(none.untagged) == []
+        assert none.space_reclaimed_bytes == 0
 
-    # Every label must match, and no image has both of these: nothing.
-    nothing = stub.PruneImages(
-        pb.PruneImagesRequest(all=True, labels=[throwaway.label, "org.imagesvc-test.group=x"]),
-        timeout=30,
-    )
-    assert list(nothing.deleted) == []
-    for image in (*doomed, kept, in_use, outsider):
-        assert exists(engine, image.id)
+        # Every label must match, and no image has both of these: nothing.
+        nothing = stub.PruneImages(
+            pb.PruneImagesRequest(all=True, labels=[throwaway.label, "org.imagesvc-test.group=x"]),
+            timeout=30,
+        )
+        assert list(nothing.deleted) == []
+        assert nothing.space_reclaimed_bytes == 0
+        for image in (*doomed, kept, in_use, outsider):
+            assert exists(engine, image.id)
 
-    reply = stub.PruneImages(
-        pb.PruneImagesRequest(all=True, labels=labels, exclude_labels=["org.imagesvc-test.keep"]),
-        timeout=30,
-    )
-    for image in doomed:
-        assert image.id in reply.deleted
-        assert not exists(engine, image.id)
-    assert sorted(reply.untagged) == sorted(i.tag for i in doomed)
-    assert reply.space_reclaimed_bytes == expected_bytes
-    # Excluded by label, used by a container, not in the group, not in the scope.
-    for survivor in (kept, in_use, outsider, busybox_image):
-        assert survivor.id not in reply.deleted
-        assert tags_of(engine, survivor.id) == [survivor.tag]
-    throwaway.remove_container(container)
+        reply = stub.PruneImages(
+            pb.PruneImagesRequest(
+                all=True, labels=labels, exclude_labels=["org.imagesvc-test.keep"]
+            ),
+            timeout=30,
+        )
+        for image in doomed:
+            assert image.id in reply.deleted
+        assert sorted(reply.untagged) == sorted(i.tag for i in doomed)
+        assert reply.space_reclaimed_bytes == expected_bytes
+        _assert_gone(engine, engine_kind, reply.deleted)
+        if engine_kind.containerd_store:
+            assert sorted(reply.deleted) == sorted(expected_deleted)
+            for step in doomed_steps:  # unlabelled: not the prune's
+                assert exists(engine, step)
+        else:
+            for step in doomed_steps:
+                assert step in reply.deleted
+        # Excluded by label, used by a container, not in the group, not in the scope.
+        for survivor in (kept, in_use, outsider, busybox_image):
+            assert survivor.id not in reply.deleted
+            assert tags_of(engine, survivor.id) == [survivor.tag]
+        throwaway.remove_container(container)
+    finally:
+        if engine_kind.containerd_store:
+            _remove_intermediates(engine, doomed_steps)
 
 
 def test_prune_exclude_label_with_value(

@@ -445,6 +445,27 @@ def test_prune_reports_what_was_deleted(core: ImageCore, port: FakeDockerPort) -
     assert result.space_reclaimed_bytes == 123_456
 
 
+def test_prune_of_a_dangling_image_untags_nothing(core: ImageCore, port: FakeDockerPort) -> None:
+    """Engine 26.1's containerd store reports a dangling image it prunes as "Untagged" by
+    its id (as it answered a real prune): no reference was untagged, as the classic store
+    says by naming none. Its manifest and config blobs are what it deleted."""
+    port.prune_report = {
+        "ImagesDeleted": [
+            {"Untagged": image_id(1)},
+            {"Deleted": image_id(1)},
+            {"Deleted": image_id(2)},
+            {"Untagged": "app:old"},
+            {"Untagged": f"app@{image_id(3)}"},
+            {"Deleted": image_id(3)},
+        ],
+        "SpaceReclaimed": 1917,
+    }
+    result = run(core.prune_images(PruneOptions(labels=("team=core",))))
+    assert result.untagged == ("app:old", f"app@{image_id(3)}")
+    assert result.deleted == (image_id(1), image_id(2), image_id(3))
+    assert result.space_reclaimed_bytes == 1917
+
+
 def test_prune_until_before_1970_is_invalid(core: ImageCore, port: FakeDockerPort) -> None:
     """The Engine cannot parse a negative Unix time: refused before it is asked (found by
     schemathesis through the REST gateway)."""

@@ -74,6 +74,9 @@ _PUSH_DIGEST_LINE = re.compile(
 )
 _PULL_DIGEST_LINE = re.compile(r"Digest: (?P<digest>sha256:[0-9a-f]{64})")
 _BUILD_STEP_LINE = re.compile(r"^Step \d+/\d+ : .*$", re.MULTILINE)
+# The containerd image store names a dangling image it prunes by its id ("Untagged":
+# "sha256:<id>"), though no reference was untagged; the classic store names none.
+_DANGLING_IMAGE_NAME = re.compile(r"sha256:[0-9a-f]{64}")
 _END = object()
 
 
@@ -300,7 +303,13 @@ class ImageCore:
         items = report.get("ImagesDeleted") or []
         return PruneResult(
             deleted=tuple(documents.image_id(i["Deleted"]) for i in items if i.get("Deleted")),
-            untagged=tuple(familiar(str(i["Untagged"])) for i in items if i.get("Untagged")),
+            # The containerd store "untags" a dangling image by its bare id: no reference.
+            untagged=tuple(
+                familiar(str(i["Untagged"]))
+                for i in items
+                if i.get("Untagged")
+                and not _DANGLING_IMAGE_NAME.fullmatch(documents.image_id(i["Untagged"]))
+            ),
             space_reclaimed_bytes=int(report.get("SpaceReclaimed") or 0),
         )
 
