@@ -7,7 +7,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from imagesvc.config import Settings
+from imagesvc.config import SETTINGS, Section, Settings, SettingSpec
 from imagesvc.healthcheck import add_arguments as add_healthcheck_arguments
 from imagesvc.healthcheck import main as healthcheck_main
 from imagesvc.logs import configure_logging
@@ -19,80 +19,19 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve",
         help="run the gRPC server against the Docker daemon at DOCKER_HOST",
-        description="Every flag can also be set as IMAGESVC_<FLAG> (e.g. IMAGESVC_GRPC_ADDRESS).",
+        description="Every flag can also be set as IMAGESVC_<FLAG> (e.g. IMAGESVC_GRPC_ADDRESS);"
+        " docs/settings.md lists them all, with the settings that have only a variable.",
     )
-    serve.add_argument("--grpc-address", help="host:port for gRPC (default 0.0.0.0:50051)")
-    serve.add_argument(
-        "--http-address", help="host:port for REST and /metrics (default 0.0.0.0:8080)"
-    )
-    serve.add_argument("--docker-host", help="Docker daemon socket (default: DOCKER_HOST)")
-    serve.add_argument("--docker-workers", type=int, help="threads for quick Engine calls (16)")
-    serve.add_argument(
-        "--build-context-max-bytes", type=int, help="largest build context accepted (512 MiB)"
-    )
-    serve.add_argument("--build-spool-dir", help="where build contexts are spooled (TMPDIR)")
-    serve.add_argument(
-        "--shutdown-grace-seconds", type=float, help="time running RPCs get on SIGTERM (20)"
-    )
-    serve.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (INFO)")
-    security = serve.add_argument_group("authentication and TLS (see SECURITY.md)")
-    security.add_argument("--tls-cert-file", help="server certificate (PEM): TLS on both ports")
-    security.add_argument("--tls-key-file", help="private key of --tls-cert-file (PEM)")
-    security.add_argument(
-        "--tls-client-ca-file", help="CA of client certificates (PEM): turns on mutual TLS"
-    )
-    security.add_argument("--tokens-file", help="JSON bearer tokens -> identity and roles")
-    security.add_argument(
-        "--client-cert-roles-file", help="JSON client-certificate names -> identity and roles"
-    )
-    security.add_argument(
-        "--insecure-allow-unauthenticated",
-        action="store_true",
-        default=None,
-        help="listen beyond loopback without authentication (only behind something that"
-        " authenticates callers)",
-    )
-    policy = serve.add_argument_group(
-        "registry policy, build restrictions and limits (see SECURITY.md)"
-    )
-    policy.add_argument(
-        "--pull-allowlist",
-        help="repositories images may be pulled from (also a build's base images), e.g."
-        " '127.0.0.1:5000/**,docker.io/library/*' (default: any, with a warning)",
-    )
-    policy.add_argument(
-        "--push-allowlist",
-        help="repositories images may be tagged as, built as and pushed to (default: any)",
-    )
-    policy.add_argument(
-        "--build-memory-bytes", type=int, help="memory of a build's RUN steps (2 GiB; 0: none)"
-    )
-    policy.add_argument("--build-cpus", type=float, help="CPUs of a build's RUN steps (0: none)")
-    policy.add_argument("--build-cpu-shares", type=int, help="CPU shares of RUN steps (0: none)")
-    policy.add_argument("--build-cpuset-cpus", help="CPUs RUN steps may use, e.g. 0-1")
-    policy.add_argument(
-        "--build-timeout-seconds", type=float, help="time a build may take (3600; 0: none)"
-    )
-    policy.add_argument(
-        "--build-arg-allowlist", help="build-argument names allowed (default: any not denied)"
-    )
-    policy.add_argument(
-        "--build-arg-denylist",
-        help="build-argument names refused ('none' for none; default: secret-looking names)",
-    )
-    policy.add_argument(
-        "--build-allow-remote-add",
-        action="store_true",
-        default=None,
-        help="let ADD download URLs (the daemon fetches them from its own network)",
-    )
-    policy.add_argument("--max-concurrent-pulls", type=int, help="pulls at once (8; 0: no limit)")
-    policy.add_argument("--max-concurrent-pushes", type=int, help="pushes at once (8; 0: no limit)")
-    policy.add_argument("--max-concurrent-builds", type=int, help="builds at once (4; 0: no limit)")
-    policy.add_argument(
-        "--rate-limit-per-second", type=float, help="requests per second per caller (0: off)"
-    )
-    policy.add_argument("--rate-limit-burst", type=int, help="requests at once per caller (50)")
+    groups = {
+        Section.SERVICE: serve,
+        Section.SECURITY: serve.add_argument_group("authentication and TLS (see SECURITY.md)"),
+        Section.POLICY: serve.add_argument_group(
+            "registry policy, build restrictions and limits (see SECURITY.md)"
+        ),
+    }
+    for spec in SETTINGS:
+        if spec.flag is not None:
+            _add_flag(groups[spec.doc.section], spec.flag, spec)
     commands.add_parser(
         "hash-token",
         help="print the sha256 of a bearer token read from stdin, for the tokens file",
@@ -108,6 +47,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_healthcheck_arguments(healthcheck)
     return parser
+
+
+def _add_flag(group: argparse._ActionsContainer, flag: str, spec: SettingSpec) -> None:
+    """The flag of a setting; None when not given, so that its variable or default holds."""
+    default = spec.shown_default().replace("`", "")
+    if spec.doc.fallback_env:
+        default = f"${spec.doc.fallback_env}, else {default}"
+    help_text = f"{spec.plain_help()} (default: {default})".replace("%", "%%")
+    if spec.kind is bool:
+        group.add_argument(flag, action="store_true", default=None, help=help_text)
+    elif spec.kind is str:
+        group.add_argument(flag, help=help_text)
+    else:
+        group.add_argument(flag, type=spec.kind, help=help_text)
+
+
+def settings_of(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Settings:
+    """The settings of `imagesvc serve`: its flags (those given) over the variables."""
+    overrides = {key: value for key, value in vars(args).items() if key != "command"}
+    return Settings.from_env(environ, **overrides)
 
 
 def _hash_token() -> int:
@@ -132,9 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _hash_token()
     if args.command == "healthcheck":
         return healthcheck_main(args)
-    overrides = {key: value for key, value in vars(args).items() if key != "command"}
     try:
-        settings = Settings.from_env(**overrides)
+        settings = settings_of(args)
     except (ValueError, TypeError) as exc:
         print(f"imagesvc: {exc}", file=sys.stderr)
         return 2

@@ -1,104 +1,298 @@
-"""Settings of a running service, from command-line flags and IMAGESVC_* variables."""
+"""Settings of a running service, from command-line flags and IMAGESVC_* variables.
+
+Each setting is defined once, as a field of `Settings`: its name (which gives the
+variable IMAGESVC_<NAME> and the flag --<name>), its type, its default, and in its
+metadata the help text and the section of docs/settings.md it belongs to. The
+`imagesvc serve` parser (cli.py) and docs/settings.md (devtools/settings_doc.py) are
+built from these definitions.
+"""
 
 from __future__ import annotations
 
+import enum
 import os
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import Field, dataclass, field, fields
+from typing import Any, TypeVar
 
 from imagesvc.core.build_policy import DEFAULT_BUILD_ARG_DENYLIST
 
-DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+T = TypeVar("T")
+_METADATA_KEY = "imagesvc.setting"
+_ENV_PREFIX = "IMAGESVC_"
+_KIB = 1024
+
+
+class Section(enum.Enum):
+    """Where a setting is documented; a section is also a group of `imagesvc serve` flags."""
+
+    SERVICE = "Service"
+    SECURITY = "Authentication and TLS"
+    POLICY = "Registry policy, build restrictions and limits"
+
+
+@dataclass(frozen=True, slots=True)
+class SettingDoc:
+    # Markdown: `code` spans are shown as code in docs/settings.md, as plain text in --help.
+    help: str
+    section: Section
+    # False: only the variable sets it (tuning rarely needed at the command line).
+    has_flag: bool = True
+    # How a default that says little by itself (None, "", a long list) is shown.
+    shown_default: str | None = None
+    # A variable read before IMAGESVC_<NAME>, e.g. DOCKER_HOST as the docker CLI reads it.
+    fallback_env: str | None = None
+
+
+def setting(
+    default: T,
+    help_text: str,
+    section: Section = Section.SERVICE,
+    *,
+    has_flag: bool = True,
+    shown_default: str | None = None,
+    fallback_env: str | None = None,
+) -> T:
+    """A field of `Settings` with its documentation."""
+    doc = SettingDoc(help_text, section, has_flag, shown_default, fallback_env)
+    return field(default=default, metadata={_METADATA_KEY: doc})
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    grpc_address: str = "0.0.0.0:50051"
-    # The REST gateway, /openapi.json, /metrics, /healthz and /readyz.
-    http_address: str = "0.0.0.0:8080"
-    docker_host: str = DEFAULT_DOCKER_HOST
-    # Read timeout of unary Engine calls; streams are bounded by the RPC deadline instead.
-    docker_timeout_seconds: float = 60.0
-    # Threads running quick blocking docker-py calls (list, inspect, tag, ...).
-    docker_workers: int = 16
-    # Threads reading Engine streams: the number of pulls, pushes and builds that make
-    # progress at once (more wait their turn, without blocking quick calls or health).
-    stream_workers: int = 64
-    # A pull, push or build whose Engine stream stays silent this long fails with
-    # DEADLINE_EXCEEDED (0: no limit). Clients bound whole calls with their deadline.
-    stream_idle_timeout_seconds: float = 1800.0
-    build_context_max_bytes: int = 512 * 1024 * 1024
-    build_context_memory_bytes: int = 4 * 1024 * 1024
-    build_spool_dir: str | None = None
-    max_message_bytes: int = 8 * 1024 * 1024
-    health_interval_seconds: float = 2.0
-    # A daemon that does not answer /_ping within this time counts as down.
-    health_timeout_seconds: float = 5.0
-    # The image gauges are refreshed after this service changed the images, and at
-    # least this often (to see changes made by others), by one Engine list call.
-    image_stats_interval_seconds: float = 60.0
-    shutdown_grace_seconds: float = 20.0
-    progress_interval_seconds: float = 0.1
-    log_level: str = "INFO"
-    # Authentication and TLS (SECURITY.md). Server certificate and key (PEM) turn on TLS
-    # on both ports; a client CA turns on mutual TLS (required on gRPC, optional on HTTP).
-    tls_cert_file: str | None = None
-    tls_key_file: str | None = None
-    tls_client_ca_file: str | None = None
-    # JSON: bearer tokens (stored as SHA-256) -> identity and roles; reloaded on change.
-    tokens_file: str | None = None
-    # JSON: client-certificate names (CN=, DNS:, URI:, email:) -> identity and roles.
-    client_cert_roles_file: str | None = None
-    # Without tokens or a client CA the server only listens on loopback, unless this is set.
-    insecure_allow_unauthenticated: bool = False
-    # Registry policy (SECURITY.md): repository patterns, separated by commas or spaces,
-    # for pull sources (PullImage, a build's base images) and for the names images get
-    # (TagImage targets, build tags, PushImage). Empty: everything is allowed.
-    pull_allowlist: str = ""
-    push_allowlist: str = ""
-    # Build restrictions: RUN containers' memory (no swap beyond it), CPUs (CFS quota),
-    # CPU shares and cpuset (0 / "": no limit); seconds a whole build may take (0: none).
-    build_memory_bytes: int = 2 * 1024 * 1024 * 1024
-    build_cpus: float = 0.0
-    build_cpu_shares: int = 0
-    build_cpuset_cpus: str = ""
-    build_timeout_seconds: float = 3600.0
-    # Build-argument name patterns (* and ?, case-insensitive); "none" for an empty list.
-    # Empty allowlist: any name that the denylist does not match.
-    build_arg_allowlist: str = ""
-    build_arg_denylist: str = DEFAULT_BUILD_ARG_DENYLIST
-    # ADD <url> makes the daemon download from its own network, whatever network_mode says.
-    build_allow_remote_add: bool = False
-    # Limits: concurrent operations (0: no limit) and requests per second per caller
-    # (0: no rate limit), with bursts of rate_limit_burst.
-    max_concurrent_pulls: int = 8
-    max_concurrent_pushes: int = 8
-    max_concurrent_builds: int = 4
-    rate_limit_per_second: float = 0.0
-    rate_limit_burst: int = 50
+    grpc_address: str = setting("0.0.0.0:50051", "gRPC listen address, host:port")
+    http_address: str = setting(
+        "0.0.0.0:8080",
+        "HTTP listen address, host:port: REST gateway, `/metrics`, `/healthz`, `/readyz`",
+    )
+    docker_host: str = setting(
+        "unix:///var/run/docker.sock",
+        "Docker daemon (`DOCKER_TLS_VERIFY` and `DOCKER_CERT_PATH` for a TLS daemon, as for"
+        " the docker CLI)",
+        fallback_env="DOCKER_HOST",
+    )
+    docker_timeout_seconds: float = setting(
+        60.0,
+        "read timeout of unary Engine calls (streams are bounded by the RPC deadline instead)",
+        has_flag=False,
+    )
+    docker_workers: int = setting(
+        16, "threads running quick Engine calls (list, inspect, tag, ...)"
+    )
+    stream_workers: int = setting(
+        64,
+        "threads reading pull, push and build streams: how many make progress at once; more"
+        " wait their turn, without blocking quick calls or health",
+        has_flag=False,
+    )
+    stream_idle_timeout_seconds: float = setting(
+        1800.0,
+        "a pull, push or build whose Engine stream stays silent this long ends with"
+        " `DEADLINE_EXCEEDED` (0: no limit; clients bound whole calls with their deadline)",
+        has_flag=False,
+    )
+    build_context_max_bytes: int = setting(
+        512 * _KIB**2, "largest build context accepted, as sent and as unpacked"
+    )
+    build_context_memory_bytes: int = setting(
+        4 * _KIB**2,
+        "build contexts up to this size are kept in memory, larger ones are spooled to disk",
+        has_flag=False,
+    )
+    build_spool_dir: str | None = setting(
+        None, "where build contexts are spooled", shown_default="`$TMPDIR`"
+    )
+    # The REST gateway takes the same limit, so both transports accept the same requests.
+    max_message_bytes: int = setting(
+        8 * _KIB**2,
+        "largest gRPC message, REST JSON body and message of a REST JSON stream (build"
+        " context chunks are sent in smaller pieces)",
+        has_flag=False,
+    )
+    health_interval_seconds: float = setting(
+        2.0, "how often the Docker daemon is pinged", has_flag=False
+    )
+    health_timeout_seconds: float = setting(
+        5.0,
+        "a daemon that does not answer its ping within this time counts as down",
+        has_flag=False,
+    )
+    image_stats_interval_seconds: float = setting(
+        60.0,
+        "the image gauges are refreshed at least this often (to see changes made by others),"
+        " and right after this service changed the images",
+        has_flag=False,
+    )
+    shutdown_grace_seconds: float = setting(20.0, "time running RPCs get on SIGTERM")
+    progress_interval_seconds: float = setting(
+        0.1, "least time between two progress messages of one layer", has_flag=False
+    )
+    log_level: str = setting("INFO", "`DEBUG`, `INFO`, `WARNING` or `ERROR`")
+    # Authentication and TLS (SECURITY.md).
+    tls_cert_file: str | None = setting(
+        None,
+        "server certificate (PEM); with its key, TLS on both ports",
+        Section.SECURITY,
+        shown_default="none",
+    )
+    tls_key_file: str | None = setting(
+        None, "private key of `--tls-cert-file` (PEM)", Section.SECURITY, shown_default="none"
+    )
+    tls_client_ca_file: str | None = setting(
+        None,
+        "CA of client certificates (PEM): turns on mutual TLS (required on gRPC, optional on HTTP)",
+        Section.SECURITY,
+        shown_default="none",
+    )
+    tokens_file: str | None = setting(
+        None,
+        "JSON bearer tokens (stored as SHA-256) -> identity and roles; reloaded on change",
+        Section.SECURITY,
+        shown_default="none",
+    )
+    client_cert_roles_file: str | None = setting(
+        None,
+        "JSON client-certificate names (`CN=`, `DNS:`, `URI:`, `email:`) -> identity and roles;"
+        " reloaded on change",
+        Section.SECURITY,
+        shown_default="none",
+    )
+    insecure_allow_unauthenticated: bool = setting(
+        False,
+        "listen beyond loopback without authentication (only behind something that"
+        " authenticates callers); without tokens or a client CA the server only listens on"
+        " loopback",
+        Section.SECURITY,
+    )
+    # Registry policy, build restrictions and limits (SECURITY.md).
+    pull_allowlist: str = setting(
+        "",
+        "repository patterns images may be pulled from (PullImage, a build's base images),"
+        " separated by commas or spaces, e.g. `127.0.0.1:5000/**,docker.io/library/*`",
+        Section.POLICY,
+        shown_default="any, with a warning",
+    )
+    push_allowlist: str = setting(
+        "",
+        "repository patterns images may be tagged as, built as and pushed to",
+        Section.POLICY,
+        shown_default="any, with a warning",
+    )
+    build_memory_bytes: int = setting(
+        2 * _KIB**3,
+        "memory of each `RUN` step of a build, no swap beyond it (0: no limit; at least 6 MiB)",
+        Section.POLICY,
+    )
+    build_cpus: float = setting(
+        0.0, "CPUs of each `RUN` step (CFS quota over a 100 ms period; 0: no limit)", Section.POLICY
+    )
+    build_cpu_shares: int = setting(
+        0, "relative CPU weight of `RUN` steps (0: the Engine's default)", Section.POLICY
+    )
+    build_cpuset_cpus: str = setting(
+        "", "CPUs `RUN` steps may use, e.g. `0-1`", Section.POLICY, shown_default="any"
+    )
+    build_timeout_seconds: float = setting(
+        3600.0, "time a whole build may take (0: no limit)", Section.POLICY
+    )
+    build_arg_allowlist: str = setting(
+        "",
+        "build-argument name patterns accepted (`*` and `?`, case-insensitive; `none` for none)",
+        Section.POLICY,
+        shown_default="any name the denylist does not match",
+    )
+    build_arg_denylist: str = setting(
+        DEFAULT_BUILD_ARG_DENYLIST,
+        "build-argument name patterns refused (`*` and `?`, case-insensitive; `none` for none)",
+        Section.POLICY,
+        shown_default="secret-looking names",
+    )
+    build_allow_remote_add: bool = setting(
+        False,
+        "let `ADD` download URLs and git repositories (the daemon fetches them from its own"
+        " network, whatever the build's network mode)",
+        Section.POLICY,
+    )
+    max_concurrent_pulls: int = setting(8, "pulls at once (0: no limit)", Section.POLICY)
+    max_concurrent_pushes: int = setting(8, "pushes at once (0: no limit)", Section.POLICY)
+    max_concurrent_builds: int = setting(4, "builds at once (0: no limit)", Section.POLICY)
+    rate_limit_per_second: float = setting(
+        0.0, "requests per second per caller (0: no rate limit)", Section.POLICY
+    )
+    rate_limit_burst: int = setting(50, "requests at once per caller", Section.POLICY)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
-        """Defaults, then IMAGESVC_<FIELD> variables (and DOCKER_HOST), then overrides."""
+        """Defaults, then variables (a fallback such as DOCKER_HOST, then IMAGESVC_<FIELD>),
+        then overrides (None: not given)."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-        if env.get("DOCKER_HOST"):
-            values["docker_host"] = env["DOCKER_HOST"]
-        for field in fields(cls):
-            raw = env.get(f"IMAGESVC_{field.name.upper()}")
-            if raw is None or raw == "":
-                continue
-            default = field.default
-            try:
-                if isinstance(default, bool):
-                    values[field.name] = raw.lower() in ("1", "true", "yes", "on")
-                elif isinstance(default, int):
-                    values[field.name] = int(raw)
-                elif isinstance(default, float):
-                    values[field.name] = float(raw)
-                else:
-                    values[field.name] = raw
-            except ValueError as exc:
-                raise ValueError(f"IMAGESVC_{field.name.upper()}={raw!r}: {exc}") from exc
+        for spec in SETTINGS:
+            for variable in spec.variables():
+                if raw := env.get(variable):
+                    values[spec.name] = spec.parse(raw, variable)
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class SettingSpec:
+    """One setting as the parser and the docs see it."""
+
+    name: str
+    default: Any
+    doc: SettingDoc
+
+    @property
+    def kind(self) -> type:
+        """str, int, float or bool: what a value is parsed as (None defaults are strings)."""
+        return str if self.default is None else type(self.default)
+
+    @property
+    def env(self) -> str:
+        return _ENV_PREFIX + self.name.upper()
+
+    @property
+    def flag(self) -> str | None:
+        return "--" + self.name.replace("_", "-") if self.doc.has_flag else None
+
+    def variables(self) -> tuple[str, ...]:
+        """The variables read, the one that wins last."""
+        fallback = self.doc.fallback_env
+        return (fallback, self.env) if fallback else (self.env,)
+
+    def parse(self, raw: str, variable: str) -> Any:
+        try:
+            if self.kind is bool:
+                return raw.lower() in ("1", "true", "yes", "on")
+            return self.kind(raw)
+        except ValueError as exc:
+            raise ValueError(f"{variable}={raw!r}: {exc}") from exc
+
+    def plain_help(self) -> str:
+        return self.doc.help.replace("`", "")
+
+    def shown_default(self) -> str:
+        """The default as people read it: 2 GiB rather than 2147483648, off, 0.1."""
+        if self.doc.shown_default is not None:
+            return self.doc.shown_default
+        value = self.default
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        if isinstance(value, int) and self.name.endswith("_bytes") and value:
+            for unit, size in (("GiB", _KIB**3), ("MiB", _KIB**2), ("KiB", _KIB)):
+                if value % size == 0:
+                    return f"{value // size} {unit}"
+        if isinstance(value, float):
+            return f"{value:g}"
+        return str(value)
+
+
+def _spec(item: Field[Any]) -> SettingSpec:
+    doc = item.metadata.get(_METADATA_KEY)
+    if not isinstance(doc, SettingDoc):
+        raise TypeError(f"Settings.{item.name} is not defined with setting()")
+    return SettingSpec(item.name, item.default, doc)
+
+
+# Every setting, in the order of Settings: the order of the flags and of the docs.
+SETTINGS: tuple[SettingSpec, ...] = tuple(_spec(item) for item in fields(Settings))

@@ -19,6 +19,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from imagesvc.config import Settings
 from imagesvc.core.build_context import ContextLimits
 from imagesvc.core.errors import NotFoundError, UnauthenticatedError, UnavailableError
 from imagesvc.core.service import CoreSettings, ImageCore
@@ -33,6 +34,8 @@ REFERENCE = "127.0.0.1:5000/team/app:1.0"
 ENCODED = "127.0.0.1%3A5000%2Fteam%2Fapp%3A1.0"
 DIGEST = "sha256:" + "d1" * 32
 BUILD_ID = "sha256:" + "b0" * 32
+# What the server passes: its gRPC message limit.
+MAX_BODY_BYTES = Settings().max_message_bytes
 
 
 def pull_script() -> list[Any]:
@@ -80,7 +83,7 @@ def settings() -> CoreSettings:
 
 @pytest.fixture
 def app(core: ImageCore) -> Starlette:
-    return create_http_app(rest_routes(ImageServiceServicer(core)))
+    return create_http_app(rest_routes(ImageServiceServicer(core), max_body_bytes=MAX_BODY_BYTES))
 
 
 @pytest.fixture
@@ -253,7 +256,7 @@ def test_request_id_as_grpc_gateway_forwards_metadata(
     Grpc-Metadata-X-Request-Id and reads the id the gRPC port returns (its x-request-id
     header metadata) from Grpc-Metadata-X-Request-Id, on answers and failures alike."""
     observed = create_http_app(
-        rest_routes(ImageServiceServicer(core)),
+        rest_routes(ImageServiceServicer(core), max_body_bytes=MAX_BODY_BYTES),
         [Middleware(HttpObservability, metrics=HttpMetrics(CollectorRegistry()))],
     )
     port.add(engine_image(1, tags=[REFERENCE]))

@@ -57,9 +57,6 @@ ROUTE_SCOPE_KEY = "imagesvc.route"
 OPENAPI_PATH = "/openapi.json"
 OPENAPI_RESOURCE = "image_service.swagger.json"
 JSON = "application/json"
-# Default largest JSON request body (and largest single message of a JSON client
-# stream): the gRPC port's message limit, so both transports accept the same requests.
-MAX_JSON_BODY_BYTES = 8 * 1024 * 1024
 
 _TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 
@@ -238,7 +235,7 @@ class RestGateway(BaseRoute):
         servicer: ImageServiceServicer,
         bindings: list[Binding],
         *,
-        max_body_bytes: int = MAX_JSON_BODY_BYTES,
+        max_body_bytes: int,
     ) -> None:
         self._servicer = servicer
         self._max_body_bytes = max_body_bytes
@@ -461,11 +458,11 @@ def openapi_document() -> bytes:
     return resources.files("imagesvc.v1").joinpath(OPENAPI_RESOURCE).read_bytes()
 
 
-def rest_routes(
-    servicer: ImageServiceServicer, *, max_body_bytes: int = MAX_JSON_BODY_BYTES
-) -> list[BaseRoute]:
+def rest_routes(servicer: ImageServiceServicer, *, max_body_bytes: int) -> list[BaseRoute]:
     """The gateway for every annotated RPC of ImageService, and GET /openapi.json.
-    `max_body_bytes` bounds a JSON body (a raw build context is bounded by the core)."""
+    `max_body_bytes` bounds a JSON body and each message of a JSON client stream (the
+    server passes its gRPC message limit, so both transports accept the same requests);
+    a raw build context is bounded by the core."""
     document = openapi_document()
 
     async def openapi(request: Request) -> Response:
