@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from imagesvc.core.access import REQUIRED_ROLE, Role, authorize
+from imagesvc.core.access import REQUIRED_ROLE, WRITE_RPCS, Role, authorize
 from imagesvc.core.errors import PermissionDeniedError, Reason, UnauthenticatedError
 from imagesvc.core.identity import Identity
 from imagesvc.v1 import image_service_pb2 as pb
@@ -17,6 +17,18 @@ def _caller(*roles: str) -> Identity:
 def test_every_rpc_of_the_service_has_a_required_role() -> None:
     service = pb.DESCRIPTOR.services_by_name["ImageService"]
     assert {method.name for method in service.methods} == set(REQUIRED_ROLE)
+
+
+def test_the_writes_are_what_a_viewer_may_not_call() -> None:
+    assert {
+        "PullImage",
+        "CheckRegistryAuth",
+        "BuildImage",
+        "TagImage",
+        "PushImage",
+        "RemoveImage",
+        "PruneImages",
+    } == WRITE_RPCS
 
 
 def test_the_ladder_is_the_issue_s() -> None:

@@ -11,6 +11,7 @@ from typing import Any, cast
 
 import pytest
 
+from imagesvc.core.access import WRITE_RPCS
 from imagesvc.core.errors import NotFoundError
 from imagesvc.core.identity import (
     CallOrigin,
@@ -19,7 +20,7 @@ from imagesvc.core.identity import (
     current_identity,
     current_origin,
 )
-from imagesvc.transport.access_guard import WRITE_RPCS, GuardedServicer
+from imagesvc.transport.access_guard import GuardedServicer
 from imagesvc.transport.grpc_servicer import ImageServiceServicer
 from imagesvc.v1 import image_service_pb2 as pb
 

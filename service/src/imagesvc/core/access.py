@@ -51,6 +51,10 @@ REQUIRED_ROLE: dict[str, Role] = {
     "PruneImages": Role.ADMIN,
 }
 
+# The RPCs that change something (the daemon's images, or its registry logins for
+# CheckRegistryAuth), each audited: all but what a viewer may call.
+WRITE_RPCS = frozenset(rpc for rpc, role in REQUIRED_ROLE.items() if role > Role.VIEWER)
+
 # Every role, for the anonymous caller when authentication is off.
 ALL_ROLES = ROLE_LABELS
 

@@ -17,7 +17,7 @@ from typing import TypeVar
 
 import grpc
 
-from imagesvc.core.access import authorize
+from imagesvc.core.access import WRITE_RPCS, authorize
 from imagesvc.core.audit import AuditEvent, Value
 from imagesvc.core.errors import ImageServiceError, Reason
 from imagesvc.core.identity import credential_problem, current_identity, current_origin
@@ -28,17 +28,6 @@ from imagesvc.v1 import image_service_pb2 as pb
 Context = grpc.aio.ServicerContext[object, object]
 T = TypeVar("T")
 
-WRITE_RPCS = frozenset(
-    {
-        "PullImage",
-        "TagImage",
-        "PushImage",
-        "BuildImage",
-        "RemoveImage",
-        "PruneImages",
-        "CheckRegistryAuth",
-    }
-)
 _REFUSALS = frozenset({Reason.CALLER_UNAUTHENTICATED, Reason.CALLER_PERMISSION_DENIED})
 
 
