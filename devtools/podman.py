@@ -86,7 +86,7 @@ class PodmanEngine:
     """``podman system service`` on ``base_dir/docker.sock``, everything in ``base_dir``.
 
     The same interface as ``devtools.sandbox.Engine``: ``host``, ``base_dir``, ``pid``,
-    ``is_running()``, ``ping()``, ``start(timeout)``, ``stop(timeout)``, ``restart()``,
+    ``is_running()``, ``ping()``, ``start(timeout)``, ``stop(timeout)``,
     ``stopped()``, ``leftover_processes()`` and ``docker(*args)`` (the docker CLI
     against this engine). ``stop()`` then ``start()`` keeps the images.
     """
@@ -348,10 +348,6 @@ class PodmanEngine:
         if self.pid is not None:
             raise SandboxError(f"podman (pid {self.pid}) survived SIGKILL")
         self._cleanup_leftovers()
-
-    def restart(self, timeout: float = 60.0) -> None:
-        self.stop()
-        self.start(timeout=timeout)
 
     @contextlib.contextmanager
     def stopped(self) -> Iterator[None]:

@@ -669,10 +669,6 @@ class Engine:
             raise SandboxError(f"dockerd (pid {self.pid}) survived SIGKILL")
         self._cleanup_leftovers()
 
-    def restart(self, timeout: float = 60.0) -> None:
-        self.stop()
-        self.start(timeout=timeout)
-
     @contextlib.contextmanager
     def stopped(self) -> Iterator[None]:
         """Stop the engine for the ``with`` body and start it again afterwards."""

@@ -24,10 +24,8 @@ _CHUNK = 4096
 class ConnectionRecord:
     """One client connection through the proxy."""
 
-    opened_at: float
     closed_at: float | None = None
     bytes_to_client: int = 0
-    bytes_to_upstream: int = 0
     sockets: list[socket.socket] = field(default_factory=list)
 
 
@@ -111,7 +109,7 @@ class ThrottleProxy:
             except OSError:
                 client.close()
                 continue
-            record = ConnectionRecord(opened_at=time.monotonic(), sockets=[client, upstream])
+            record = ConnectionRecord(sockets=[client, upstream])
             with self._lock:
                 self._connections.append(record)
             for target, name in (
@@ -143,8 +141,6 @@ class ThrottleProxy:
                 if not data:
                     break
                 upstream.sendall(data)
-                with self._lock:
-                    record.bytes_to_upstream += len(data)
         except OSError:
             pass
         finally:

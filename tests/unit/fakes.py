@@ -87,7 +87,6 @@ class FakeEngineStream:
         self._closed = threading.Event()
         self.blocked = threading.Event()
         self.close_calls = 0
-        self.reads = 0
 
     @property
     def closed(self) -> bool:
@@ -102,7 +101,6 @@ class FakeEngineStream:
         return self
 
     def __next__(self) -> JsonDocument:
-        self.reads += 1
         if self._block_at is not None and self._index == self._block_at and not self.closed:
             self.blocked.set()
             self._closed.wait(timeout=10)

@@ -70,7 +70,6 @@ class ServiceImage:
     socket_gid: int
     revision: str
     wheelhouse: str
-    build_seconds: float
 
 
 def _docker_json(engine: Engine, *args: str) -> Any:
@@ -100,19 +99,17 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
-def _build(engine: Engine, tag: str, build_args: dict[str, str]) -> float:
-    """docker build of the repository with these --build-args; returns the seconds."""
+def _build(engine: Engine, tag: str, build_args: dict[str, str]) -> None:
+    """docker build of the repository with these --build-args."""
     args = ["build", "--network", "host", "--tag", tag]  # RUN steps reach the wheelhouse
     for key, value in build_args.items():
         args += ["--build-arg", f"{key}={value}"]
-    started = time.monotonic()
     # The classic builder: there is no buildx plugin on this CLI.
     result = engine.docker(*args, str(REPO), env={"DOCKER_BUILDKIT": "0"}, timeout=600, check=False)
     if result.returncode != 0:
         # The build's own output (a failed RUN step's is on stdout), not just its exit code.
         output = "\n".join((result.stdout + result.stderr).splitlines()[-BUILD_OUTPUT_LINES:])
         pytest.fail(f"docker build exited {result.returncode}; its output ends:\n{output}")
-    return time.monotonic() - started
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +122,7 @@ def service_image(engine: Engine, base_image: str, wheelhouse: str) -> Iterator[
         ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=False
     ).stdout.strip()
     dangling_before = _dangling(engine)
-    took = _build(
+    _build(
         engine,
         tag,
         {
@@ -137,7 +134,7 @@ def service_image(engine: Engine, base_image: str, wheelhouse: str) -> Iterator[
         },
     )
     image_id = inspect(engine, tag)["Id"]
-    yield ServiceImage(tag, image_id, socket_gid, revision, wheelhouse, took)
+    yield ServiceImage(tag, image_id, socket_gid, revision, wheelhouse)
     engine.docker("image", "rm", "--force", tag, check=False)
     # The builder stage is left dangling by the classic builder.
     for leftover in _dangling(engine) - dangling_before:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from imagesvc.core.dockerfile_sources import DockerfileSources, ImageSource, dockerfile_sources
+from imagesvc.core.dockerfile_sources import DockerfileSources, dockerfile_sources
 
 
 def sources(text: str, **build_args: str) -> DockerfileSources:
@@ -18,11 +18,6 @@ def images(text: str, **build_args: str) -> list[str]:
         else:
             found.append(source.reference.normalized())
     return found
-
-
-def only(text: str, **build_args: str) -> ImageSource:
-    [source] = sources(text, **build_args).images
-    return source
 
 
 def test_plain_from_with_tag_digest_and_platform() -> None:

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from imagesvc.core.models import LayerProgress, TransferProgress
+from imagesvc.core.models import LayerProgress
 from imagesvc.core.progress import TransferTracker
 
 A = "a1b2c3d4e5f6"
@@ -34,10 +34,6 @@ def layer(layer_id: str, status: str, current: int | None = None, total: int | N
 
 def tracker(clock: FakeClock, *, pushing: bool = False) -> TransferTracker:
     return TransferTracker(pushing=pushing, min_interval=0.1, clock=clock)
-
-
-def layer_updates(updates: list[TransferProgress | None], layer_id: str) -> list[LayerProgress]:
-    return [lp for u in updates if u is not None for lp in u.layers if lp.layer_id == layer_id]
 
 
 def test_downloading_bursts_are_coalesced_to_one_update_per_interval() -> None:

@@ -21,7 +21,6 @@ An absent allowlist (no patterns) allows everything; the server says so loudly a
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from imagesvc.core.errors import InvalidArgumentError, PermissionDeniedError, Reason
@@ -172,10 +171,6 @@ class RegistryPolicy:
         """PERMISSION_DENIED (REGISTRY_NOT_ALLOWED) unless the tag/push allowlist admits it."""
         if not self.push.allows(reference):
             raise _not_allowed(reference, what, "push", "--push-allowlist")
-
-    def check_pulls(self, references: Iterable[tuple[Reference, str]]) -> None:
-        for reference, what in references:
-            self.check_pull(reference, what=what)
 
     def check_registry(self, registry: str) -> None:
         """PERMISSION_DENIED (REGISTRY_NOT_ALLOWED) unless an allowlist names some

@@ -136,7 +136,6 @@ class Binding:
     path: PathTemplate
     body: str  # "" (no body), "*" (the whole request)
     request_type: type[Message]
-    response_type: type[Message]
     client_streaming: bool
     server_streaming: bool
 
@@ -177,7 +176,6 @@ def _binding(method: MethodDescriptor, rule: http_pb2.HttpRule) -> Binding:
         path=PathTemplate.parse(template),
         body=rule.body,
         request_type=message_factory.GetMessageClass(method.input_type),
-        response_type=message_factory.GetMessageClass(method.output_type),
         client_streaming=method.client_streaming,
         server_streaming=method.server_streaming,
     )
