@@ -12,13 +12,14 @@ from imagesvc.core.dockerfile_sources import dockerfile_sources
 from imagesvc.core.errors import PermissionDeniedError, Reason
 from imagesvc.core.models import BuildLimits, BuildOptions
 from imagesvc.core.registry_policy import RegistryPolicy
+from tests.unit.core.refusals import refusal
 
 DEFAULTS = BuildRestrictions(arg_denylist=parse_arg_patterns(DEFAULT_BUILD_ARG_DENYLIST))
 
 
 @pytest.mark.parametrize("mode", ["", "default", "none"])
 def test_default_network_and_none_are_allowed(mode: str) -> None:
-    DEFAULTS.check_options(BuildOptions(network_mode=mode))
+    assert refusal(DEFAULTS.check_options, BuildOptions(network_mode=mode)) is None
 
 
 @pytest.mark.parametrize("mode", ["host", "bridge", "container:abc", "my-network", "HOST", "None"])
@@ -45,12 +46,14 @@ def test_secret_looking_build_args_are_denied_by_default(name: str) -> None:
 
 
 def test_ordinary_build_args_pass() -> None:
-    DEFAULTS.check_options(BuildOptions(build_args={"VERSION": "1", "HTTP_PROXY": "x", "A": ""}))
+    ordinary = BuildOptions(build_args={"VERSION": "1", "HTTP_PROXY": "x", "A": ""})
+    assert refusal(DEFAULTS.check_options, ordinary) is None
 
 
 def test_an_arg_allowlist_admits_only_matching_names() -> None:
     restrictions = BuildRestrictions(arg_allowlist=parse_arg_patterns("version, go_*"))
-    restrictions.check_options(BuildOptions(build_args={"VERSION": "1", "GO_FLAGS": "-x"}))
+    admitted = BuildOptions(build_args={"VERSION": "1", "GO_FLAGS": "-x"})
+    assert refusal(restrictions.check_options, admitted) is None
     with pytest.raises(PermissionDeniedError, match="allowlist"):
         restrictions.check_options(BuildOptions(build_args={"OTHER": "1"}))
 
@@ -94,7 +97,7 @@ def test_impossible_build_limits_are_refused(kwargs: dict[str, object]) -> None:
 def test_sources_are_checked_against_the_pull_allowlist_in_order() -> None:
     policy = RegistryPolicy.from_text("127.0.0.1:5000/**", "")
     allowed = dockerfile_sources(b"FROM 127.0.0.1:5000/base\nFROM scratch\n", {})
-    BuildRestrictions().check_sources(allowed, policy, "Dockerfile")
+    assert refusal(BuildRestrictions().check_sources, allowed, policy, "Dockerfile") is None
     denied = dockerfile_sources(
         b"FROM 127.0.0.1:5000/base AS b\nFROM scratch\nCOPY --from=alpine:3 /a /b\n", {}
     )
@@ -107,7 +110,9 @@ def test_sources_are_checked_against_the_pull_allowlist_in_order() -> None:
 
 def test_an_undetermined_image_is_refused_only_under_a_pull_allowlist() -> None:
     sources = dockerfile_sources(b"ARG BASE\nFROM $BASE\n", {})
-    BuildRestrictions().check_sources(sources, RegistryPolicy(), "Dockerfile")
+    assert (
+        refusal(BuildRestrictions().check_sources, sources, RegistryPolicy(), "Dockerfile") is None
+    )
     with pytest.raises(PermissionDeniedError) as caught:
         BuildRestrictions().check_sources(
             sources, RegistryPolicy.from_text("127.0.0.1:5000/**", ""), "Dockerfile"

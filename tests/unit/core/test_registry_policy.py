@@ -12,6 +12,7 @@ from imagesvc.core.registry_policy import (
     parse_patterns,
     registry_of_server_address,
 )
+from tests.unit.core.refusals import refusal
 
 
 @pytest.mark.parametrize(
@@ -115,8 +116,9 @@ def test_an_empty_allowlist_allows_everything() -> None:
 
 def test_check_pull_and_check_target_use_their_own_allowlist() -> None:
     policy = RegistryPolicy.from_text("127.0.0.1:5000/**", "127.0.0.1:5001/team/*")
-    policy.check_pull(parse_reference("127.0.0.1:5000/x/y:1"))
-    policy.check_target(parse_reference("127.0.0.1:5001/team/app:2"), what="pushing")
+    assert refusal(policy.check_pull, parse_reference("127.0.0.1:5000/x/y:1")) is None
+    target = parse_reference("127.0.0.1:5001/team/app:2")
+    assert refusal(policy.check_target, target, what="pushing") is None
     with pytest.raises(PermissionDeniedError) as pulled:
         policy.check_pull(parse_reference("127.0.0.1:5001/team/app"), what="pulling it")
     with pytest.raises(PermissionDeniedError) as pushed:
@@ -177,7 +179,7 @@ def test_server_addresses_read_otherwise_by_the_engine_are_invalid(address: str)
 def test_check_registry_allows_registries_some_pattern_names() -> None:
     policy = RegistryPolicy.from_text("127.0.0.1:*/base/**, alpine", "ghcr.io/acme/*")
     for registry in ("127.0.0.1:5000", "127.0.0.1:6000", "docker.io", "ghcr.io"):
-        policy.check_registry(registry)
+        assert refusal(policy.check_registry, registry) is None
     for registry in ("127.0.0.2:5000", "registry-1.docker.io", "ghcr.io.evil.example", "x"):
         with pytest.raises(PermissionDeniedError) as caught:
             policy.check_registry(registry)
@@ -186,6 +188,9 @@ def test_check_registry_allows_registries_some_pattern_names() -> None:
 
 
 def test_check_registry_allows_any_registry_when_an_allowlist_is_empty() -> None:
-    RegistryPolicy.from_text("", "127.0.0.1:5000/**").check_registry("evil.example")
-    RegistryPolicy.from_text("127.0.0.1:5000/**", "").check_registry("evil.example")
-    RegistryPolicy.from_text("**", "127.0.0.1:5000/**").check_registry("evil.example")
+    for pull, push in (("", "127.0.0.1:5000/**"), ("127.0.0.1:5000/**", ""), ("**", "")):
+        policy = RegistryPolicy.from_text(pull, push)
+        assert refusal(policy.check_registry, "evil.example") is None
+    # Both allowlists name registries: the others are refused.
+    policy = RegistryPolicy.from_text("127.0.0.1:5000/**", "127.0.0.1:5001/**")
+    assert refusal(policy.check_registry, "evil.example") is not None

@@ -3,13 +3,19 @@ and mirror (the one apt uses here), and the key of its cached rootfs."""
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from devtools import base_image
 from devtools.base_image import FALLBACK_MIRROR, apt_mirror, rootfs_key, suite_for_python
 from devtools.sandbox import SandboxError
 from tests.unit.file_trees import write_tree
+
+ROOT = Path(__file__).parents[3]
 
 
 def test_deb822_sources_skip_security_and_other_suites(tmp_path: Path) -> None:
@@ -49,8 +55,32 @@ def test_without_a_bookworm_source_deb_debian_org_is_used(tmp_path: Path) -> Non
 
 
 def test_the_cache_key_is_stable() -> None:
-    assert rootfs_key() == rootfs_key()
-    assert len(rootfs_key()) == 16
+    """The same recipe gives the same key in another process (no per-run salt, no
+    clock), so a cached tarball is found again."""
+    key = rootfs_key()
+    assert re.fullmatch(r"[0-9a-f]{16}", key)
+    program = "from devtools.base_image import rootfs_key; print(rootfs_key())"
+    elsewhere = subprocess.run(
+        [sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert elsewhere.stdout.strip() == key
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SUITE", "trixie"),
+        ("VARIANT", "buildd"),
+        ("PACKAGES", (*base_image.PACKAGES, "procps")),
+        ("_RECIPE_VERSION", -1),
+    ],
+)
+def test_another_recipe_gets_another_cache_key(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: object
+) -> None:
+    before = rootfs_key()
+    monkeypatch.setattr(base_image, name, value)
+    assert rootfs_key() != before
 
 
 def test_a_trixie_source_serves_the_trixie_base(tmp_path: Path) -> None:

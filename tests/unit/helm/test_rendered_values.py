@@ -169,17 +169,15 @@ def project_version() -> str:
 # ----------------------------------------------------------------------------- helm test pod
 
 
-def test_pod(values: dict[str, Any]) -> Obj:
+def helm_test_pod(values: dict[str, Any]) -> Obj:
+    """The Pod `helm test` runs."""
     [pod] = objects_of_kind(render(values), "Pod")
     return pod
 
 
-test_pod.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
-
-
 def test_helm_test_pod_checks_readiness_through_the_service() -> None:
     objs = render()
-    pod = test_pod({})
+    pod = helm_test_pod({})
     assert hook(pod) == "test"
     [c] = pod["spec"]["containers"]
     assert c["command"] == ["imagesvc", "healthcheck"]
@@ -202,7 +200,7 @@ def test_helm_test_pod_checks_readiness_through_the_service() -> None:
 
 def test_helm_test_pod_speaks_tls_and_mtls() -> None:
     tls = {"enabled": True, "existingSecret": "server-tls"}
-    pod = test_pod({"tls": tls})
+    pod = helm_test_pod({"tls": tls})
     [c] = pod["spec"]["containers"]
     assert "--tls" in c["args"]
     assert "env" not in c  # a probe from elsewhere needs no server settings, only the CA
@@ -219,7 +217,7 @@ def test_helm_test_pod_speaks_tls_and_mtls() -> None:
         "tls": mtls,
         "tests": {"tls": {"clientSecret": "probe-client", "serverName": "x.example"}},
     }
-    pod = test_pod(values)
+    pod = helm_test_pod(values)
     [c] = pod["spec"]["containers"]
     volumes = {v["name"]: v["secret"] for v in pod["spec"]["volumes"]}
     assert volumes["client-cert"]["secretName"] == "probe-client"
@@ -260,6 +258,6 @@ def test_helm_test_pod_lands_where_a_daemonset_pod_serves_it() -> None:
     objs = render(values)
     [daemonset] = objects_of_kind(objs, "DaemonSet")
     pod_spec = daemonset["spec"]["template"]["spec"]
-    spec = test_pod(values)["spec"]
+    spec = helm_test_pod(values)["spec"]
     for key in ("nodeSelector", "affinity", "tolerations"):
         assert spec[key] == pod_spec[key], key
