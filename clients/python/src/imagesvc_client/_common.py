@@ -1,12 +1,10 @@
-"""What the sync and the asyncio clients share: connection settings, registry
-credentials, and the request messages and response splitting of every call."""
+"""Connection settings, registry credentials and the splitting of stream responses,
+for the clients (their requests are built in _base.py) and the CLI."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 
 import grpc
 
@@ -126,75 +124,6 @@ class Connection:
     def __repr__(self) -> str:
         # Never show the token or the private key.
         return f"Connection(address={self.address!r}, tls={self.tls})"
-
-
-# Requests ---------------------------------------------------------------------------
-
-
-def list_request(
-    *,
-    references: Iterable[str],
-    labels: Iterable[str],
-    dangling: bool | None,
-    before: str,
-    since: str,
-    all: bool,
-    page_size: int,
-    page_token: str,
-) -> pb.ListImagesRequest:
-    image_filter = pb.ImageFilter(
-        references=list(references), labels=list(labels), before=before, since=since
-    )
-    if dangling is not None:
-        image_filter.dangling = dangling
-    return pb.ListImagesRequest(
-        filter=image_filter, all=all, page_size=page_size, page_token=page_token
-    )
-
-
-def build_options(
-    *,
-    tags: Iterable[str],
-    dockerfile: str,
-    build_args: Mapping[str, str] | None,
-    labels: Mapping[str, str] | None,
-    target: str,
-    no_cache: bool,
-    pull: bool,
-    platform: str,
-    network_mode: str,
-    registry_auths: Iterable[AuthLike],
-) -> pb.BuildOptions:
-    auths = [a for a in (auth_proto(x) for x in registry_auths) if a is not None]
-    return pb.BuildOptions(
-        tags=list(tags),
-        dockerfile=dockerfile,
-        build_args=dict(build_args or {}),
-        labels=dict(labels or {}),
-        target=target,
-        no_cache=no_cache,
-        pull=pull,
-        platform=platform,
-        network_mode=network_mode,
-        registry_auths=auths,
-    )
-
-
-def prune_request(
-    *,
-    all: bool,
-    labels: Iterable[str],
-    exclude_labels: Iterable[str],
-    until: datetime | None,
-) -> pb.PruneImagesRequest:
-    request = pb.PruneImagesRequest(
-        all=all, labels=list(labels), exclude_labels=list(exclude_labels)
-    )
-    if until is not None:
-        if until.tzinfo is None:
-            raise ValueError("until must be an aware datetime (with a time zone)")
-        request.until.FromDatetime(until)
-    return request
 
 
 # Splitting stream messages into (event, result) -------------------------------------

@@ -16,30 +16,23 @@ from __future__ import annotations
 import asyncio
 import builtins
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
 import grpc
 
-from imagesvc_client._common import (
-    DEFAULT_ADDRESS,
-    DEFAULT_CHUNK_SIZE,
-    DEFAULT_TIMEOUT,
-    AuthLike,
-    Connection,
-    PemSource,
-    auth_proto,
-    build_options,
-    list_request,
-    prune_request,
-    split_build,
-    split_pull,
-    split_push,
+from imagesvc_client._base import (
+    BaseClient,
+    BuildRequests,
+    ContextSource,
+    Stream,
+    Unary,
+    next_page,
+    rpc_errors,
 )
-from imagesvc_client.client import ContextSource, context_chunks
-from imagesvc_client.errors import error_from_rpc
+from imagesvc_client._common import DEFAULT_CHUNK_SIZE, AuthLike, Connection
 from imagesvc_client.operations import AsyncOperation
 from imagesvc_client.v1 import image_pb2, image_service_pb2_grpc
 from imagesvc_client.v1 import image_service_pb2 as pb
@@ -51,7 +44,8 @@ __all__ = [
     "AsyncPushOperation",
 ]
 
-T = TypeVar("T")
+ResultT = TypeVar("ResultT")
+EventT = TypeVar("EventT")
 
 AsyncPullOperation = AsyncOperation[image_pb2.TransferProgress, pb.PullImageResult]
 AsyncPushOperation = AsyncOperation[image_pb2.TransferProgress, pb.PushImageResult]
@@ -60,19 +54,14 @@ AsyncBuildOperation = AsyncOperation[str, pb.BuildImageResult]
 _END = object()
 
 
-class _AsyncBuildRequests:
+class _AsyncBuildRequests(BuildRequests):
     """The BuildImage request stream, reading the context in a worker thread."""
 
-    def __init__(self, options: pb.BuildOptions, chunks: Iterator[bytes]) -> None:
-        self._options = options
-        self._chunks = chunks
-        self.error: Exception | None = None
-
     async def __aiter__(self) -> AsyncIterator[pb.BuildImageRequest]:
-        yield pb.BuildImageRequest(options=self._options)
+        yield self.first()
         try:
             while True:
-                chunk = await asyncio.to_thread(next, self._chunks, _END)
+                chunk = await asyncio.to_thread(next, self.chunks, _END)
                 if chunk is _END:
                     return
                 assert isinstance(chunk, bytes)
@@ -82,44 +71,18 @@ class _AsyncBuildRequests:
             raise
 
 
-class AsyncImageClient:
+class AsyncImageClient(BaseClient):
     """The asyncio twin of ImageClient (same arguments, same methods, awaitable).
     Create it inside the event loop that uses it."""
 
-    def __init__(
-        self,
-        address: str = DEFAULT_ADDRESS,
-        *,
-        tls: bool = False,
-        root_certificates: PemSource | None = None,
-        client_certificate: PemSource | None = None,
-        client_key: PemSource | None = None,
-        server_name: str | None = None,
-        token: str | None = None,
-        timeout: float | None = DEFAULT_TIMEOUT,
-    ) -> None:
-        self._connection = Connection.make(
-            address,
-            tls=tls,
-            root_certificates=root_certificates,
-            client_certificate=client_certificate,
-            client_key=client_key,
-            server_name=server_name,
-            token=token,
-        )
-        self.timeout = timeout
-        connection = self._connection
+    def _open(self, connection: Connection) -> None:
+        address, options = connection.address, connection.options()
         self._channel = (
-            grpc.aio.secure_channel(address, connection.credentials(), options=connection.options())
+            grpc.aio.secure_channel(address, connection.credentials(), options=options)
             if connection.tls
-            else grpc.aio.insecure_channel(address, options=connection.options())
+            else grpc.aio.insecure_channel(address, options=options)
         )
         self._stub = image_service_pb2_grpc.ImageServiceStub(self._channel)
-        self._metadata = connection.metadata()
-
-    @property
-    def address(self) -> str:
-        return self._connection.address
 
     async def close(self) -> None:
         await self._channel.close()
@@ -134,9 +97,6 @@ class AsyncImageClient:
         traceback: TracebackType | None,
     ) -> None:
         await self.close()
-
-    def __repr__(self) -> str:
-        return f"AsyncImageClient({self.address!r})"
 
     # Local images -------------------------------------------------------------------
 
@@ -153,47 +113,33 @@ class AsyncImageClient:
         timeout: float | None = None,
     ) -> AsyncIterator[image_pb2.Image]:
         """Every image matching the filter, newest first, fetching page after page."""
-        references, labels = list(references), list(labels)
-        token = ""
-        while True:
-            request = list_request(
-                references=references,
-                labels=labels,
-                dangling=dangling,
-                before=before,
-                since=since,
-                all=all,
-                page_size=page_size,
-                page_token=token,
-            )
-            page: pb.ListImagesResponse = await self._unary(self._stub.ListImages, request, timeout)
+        request: pb.ListImagesRequest | None = self._first_page(
+            references=references,
+            labels=labels,
+            dangling=dangling,
+            before=before,
+            since=since,
+            all=all,
+            page_size=page_size,
+        )
+        while request is not None:
+            page = await self._call(self._list_page(request), timeout)
             for image in page.images:
                 yield image
-            token = page.next_page_token
-            if not token:
-                return
+            request = next_page(request, page)
 
     async def get(self, image: str, *, timeout: float | None = None) -> image_pb2.Image:
-        reply: pb.GetImageResponse = await self._unary(
-            self._stub.GetImage, pb.GetImageRequest(image=image), timeout
-        )
-        return reply.image
+        return await self._call(self._get(image), timeout)
 
     async def history(
         self, image: str, *, timeout: float | None = None
     ) -> builtins.list[image_pb2.HistoryEntry]:
-        reply: pb.GetImageHistoryResponse = await self._unary(
-            self._stub.GetImageHistory, pb.GetImageHistoryRequest(image=image), timeout
-        )
-        return list(reply.entries)
+        return await self._call(self._history(image), timeout)
 
     async def tag(
         self, source: str, target: str, *, timeout: float | None = None
     ) -> pb.TagImageResponse:
-        reply: pb.TagImageResponse = await self._unary(
-            self._stub.TagImage, pb.TagImageRequest(source=source, target=target), timeout
-        )
-        return reply
+        return await self._call(self._tag(source, target), timeout)
 
     async def remove(
         self,
@@ -203,9 +149,7 @@ class AsyncImageClient:
         no_prune: bool = False,
         timeout: float | None = None,
     ) -> pb.RemoveImageResponse:
-        request = pb.RemoveImageRequest(image=image, force=force, no_prune=no_prune)
-        reply: pb.RemoveImageResponse = await self._unary(self._stub.RemoveImage, request, timeout)
-        return reply
+        return await self._call(self._remove(image, force, no_prune), timeout)
 
     async def prune(
         self,
@@ -216,20 +160,14 @@ class AsyncImageClient:
         until: datetime | None = None,
         timeout: float | None = None,
     ) -> pb.PruneImagesResponse:
-        request = prune_request(all=all, labels=labels, exclude_labels=exclude_labels, until=until)
-        reply: pb.PruneImagesResponse = await self._unary(self._stub.PruneImages, request, timeout)
-        return reply
+        return await self._call(self._prune(all, labels, exclude_labels, until), timeout)
 
     # Registries ---------------------------------------------------------------------
 
     async def check_auth(
         self, auth: AuthLike, *, timeout: float | None = None
     ) -> pb.CheckRegistryAuthResponse:
-        request = pb.CheckRegistryAuthRequest(auth=auth_proto(auth))
-        reply: pb.CheckRegistryAuthResponse = await self._unary(
-            self._stub.CheckRegistryAuth, request, timeout
-        )
-        return reply
+        return await self._call(self._check_auth(auth), timeout)
 
     def pull(
         self,
@@ -240,17 +178,13 @@ class AsyncImageClient:
         timeout: float | None = None,
     ) -> AsyncPullOperation:
         """Starts a pull: ``async for`` the progress, then read ``.result``."""
-        request = pb.PullImageRequest(reference=reference, platform=platform, auth=auth_proto(auth))
-        call = self._stub.PullImage(request, timeout=timeout, metadata=self._metadata)
-        return AsyncOperation("pull", call, _responses(call), split_pull)
+        return self._start(self._pull(reference, platform, auth), timeout)
 
     def push(
         self, reference: str, *, auth: AuthLike | None = None, timeout: float | None = None
     ) -> AsyncPushOperation:
         """Starts a push: ``async for`` the progress, then read ``.result``."""
-        request = pb.PushImageRequest(reference=reference, auth=auth_proto(auth))
-        call = self._stub.PushImage(request, timeout=timeout, metadata=self._metadata)
-        return AsyncOperation("push", call, _responses(call), split_push)
+        return self._start(self._push(reference, auth), timeout)
 
     def build(
         self,
@@ -270,10 +204,10 @@ class AsyncImageClient:
         timeout: float | None = None,
     ) -> AsyncBuildOperation:
         """Starts a build: ``async for`` the output lines, then read ``.result``."""
-        dockerfile_name, chunks = context_chunks(context, dockerfile, chunk_size)
-        options = build_options(
+        plan = self._build(
+            context,
             tags=tags,
-            dockerfile=dockerfile_name,
+            dockerfile=dockerfile,
             build_args=build_args,
             labels=labels,
             target=target,
@@ -282,26 +216,28 @@ class AsyncImageClient:
             platform=platform,
             network_mode=network_mode,
             registry_auths=registry_auths,
+            chunk_size=chunk_size,
         )
-        requests = _AsyncBuildRequests(options, chunks)
-        call = self._stub.BuildImage(requests.__aiter__(), timeout=timeout, metadata=self._metadata)
+        requests = _AsyncBuildRequests(plan.request)
+        call = self._stub.BuildImage(requests.__aiter__(), **self._stream_options(timeout))
         return AsyncOperation(
-            "build", call, _responses(call), split_build, local_error=lambda: requests.error
+            "build", call, _responses(call), plan.split, local_error=lambda: requests.error
         )
 
     # --------------------------------------------------------------------------------
 
-    async def _unary(
-        self, method: Callable[..., Awaitable[Any]], request: object, timeout: float | None
-    ) -> Any:
-        try:
-            return await method(
-                request,
-                timeout=self.timeout if timeout is None else timeout,
-                metadata=self._metadata,
+    async def _call(self, plan: Unary[Any, ResultT], timeout: float | None) -> ResultT:
+        with rpc_errors():
+            reply = await getattr(self._stub, plan.rpc)(
+                plan.request, **self._unary_options(timeout)
             )
-        except grpc.RpcError as error:
-            raise error_from_rpc(error) from error
+        return plan.result(reply)
+
+    def _start(
+        self, plan: Stream[Any, EventT, ResultT], timeout: float | None
+    ) -> AsyncOperation[EventT, ResultT]:
+        call = getattr(self._stub, plan.rpc)(plan.request, **self._stream_options(timeout))
+        return AsyncOperation(plan.what, call, _responses(call), plan.split)
 
 
 async def _responses(call: Any) -> AsyncIterator[Any]:

@@ -12,87 +12,52 @@ from __future__ import annotations
 
 import builtins
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from types import TracebackType
-from typing import IO, TypeVar
+from typing import Any, TypeVar
 
 import grpc
 
-from imagesvc_client._common import (
-    DEFAULT_ADDRESS,
-    DEFAULT_CHUNK_SIZE,
-    DEFAULT_TIMEOUT,
-    AuthLike,
-    Connection,
-    PemSource,
-    auth_proto,
-    build_options,
-    list_request,
-    prune_request,
-    split_build,
-    split_pull,
-    split_push,
+from imagesvc_client._base import (
+    BaseClient,
+    BuildRequests,
+    ContextSource,
+    Stream,
+    Unary,
+    next_page,
+    rpc_errors,
 )
-from imagesvc_client.build_context import BuildContext
-from imagesvc_client.errors import error_from_rpc
+from imagesvc_client._base import context_chunks as context_chunks  # imported from here before
+from imagesvc_client._common import DEFAULT_CHUNK_SIZE, AuthLike, Connection
 from imagesvc_client.operations import Operation
 from imagesvc_client.v1 import image_pb2, image_service_pb2_grpc
 from imagesvc_client.v1 import image_service_pb2 as pb
 
 __all__ = ["BuildOperation", "ContextSource", "ImageClient", "PullOperation", "PushOperation"]
 
-T = TypeVar("T")
+ResultT = TypeVar("ResultT")
+EventT = TypeVar("EventT")
 
 PullOperation = Operation[image_pb2.TransferProgress, pb.PullImageResult]
 PushOperation = Operation[image_pb2.TransferProgress, pb.PushImageResult]
 BuildOperation = Operation[str, pb.BuildImageResult]
-# A directory (packed honouring .dockerignore), or a tar archive (plain or gzip) as
-# bytes or an open binary file, sent as is.
-ContextSource = str | os.PathLike[str] | bytes | IO[bytes]
 
 
-class _BuildRequests:
-    """The BuildImage request stream: the options, then the context in chunks. Keeps an
-    error raised while reading the context, so that it is reported instead of the
-    cancellation it makes gRPC send."""
-
-    def __init__(self, options: pb.BuildOptions, chunks: Iterator[bytes]) -> None:
-        self._options = options
-        self._chunks = chunks
-        self.error: Exception | None = None
+class _BuildRequests(BuildRequests):
+    """The BuildImage request stream: the options, then the context in chunks."""
 
     def __iter__(self) -> Iterator[pb.BuildImageRequest]:
-        yield pb.BuildImageRequest(options=self._options)
+        yield self.first()
         try:
-            for chunk in self._chunks:
+            for chunk in self.chunks:
                 yield pb.BuildImageRequest(context_chunk=chunk)
         except Exception as error:
             self.error = error
             raise
 
 
-def context_chunks(
-    context: ContextSource, dockerfile: str | os.PathLike[str] | None, chunk_size: int
-) -> tuple[str, Iterator[bytes]]:
-    """(Dockerfile path inside the context, the context's bytes in chunks)."""
-    if isinstance(context, bytes):
-        data = context
-        return _dockerfile_name(dockerfile), (
-            data[i : i + chunk_size] for i in range(0, len(data), chunk_size)
-        )
-    if isinstance(context, str | os.PathLike):
-        prepared = BuildContext.prepare(context, dockerfile)
-        return prepared.dockerfile, prepared.chunks(chunk_size)
-    source = context
-    return _dockerfile_name(dockerfile), iter(lambda: source.read(chunk_size), b"")
-
-
-def _dockerfile_name(dockerfile: str | os.PathLike[str] | None) -> str:
-    return "" if dockerfile is None else os.fspath(dockerfile)
-
-
-class ImageClient:
+class ImageClient(BaseClient):
     """A connection to imagesvc.
 
     ``address``: "host:port". TLS: ``tls=True`` (system roots), or ``root_certificates``
@@ -104,40 +69,14 @@ class ImageClient:
     deadline unless their ``timeout`` argument sets one.
     """
 
-    def __init__(
-        self,
-        address: str = DEFAULT_ADDRESS,
-        *,
-        tls: bool = False,
-        root_certificates: PemSource | None = None,
-        client_certificate: PemSource | None = None,
-        client_key: PemSource | None = None,
-        server_name: str | None = None,
-        token: str | None = None,
-        timeout: float | None = DEFAULT_TIMEOUT,
-    ) -> None:
-        self._connection = Connection.make(
-            address,
-            tls=tls,
-            root_certificates=root_certificates,
-            client_certificate=client_certificate,
-            client_key=client_key,
-            server_name=server_name,
-            token=token,
-        )
-        self.timeout = timeout
-        connection = self._connection
+    def _open(self, connection: Connection) -> None:
+        address, options = connection.address, connection.options()
         self._channel = (
-            grpc.secure_channel(address, connection.credentials(), options=connection.options())
+            grpc.secure_channel(address, connection.credentials(), options=options)
             if connection.tls
-            else grpc.insecure_channel(address, options=connection.options())
+            else grpc.insecure_channel(address, options=options)
         )
         self._stub = image_service_pb2_grpc.ImageServiceStub(self._channel)
-        self._metadata = connection.metadata()
-
-    @property
-    def address(self) -> str:
-        return self._connection.address
 
     def close(self) -> None:
         self._channel.close()
@@ -152,9 +91,6 @@ class ImageClient:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
-
-    def __repr__(self) -> str:
-        return f"ImageClient({self.address!r})"
 
     # Local images -------------------------------------------------------------------
 
@@ -171,43 +107,33 @@ class ImageClient:
         timeout: float | None = None,
     ) -> Iterator[image_pb2.Image]:
         """Every image matching the filter, newest first, fetching page after page."""
-        references, labels = list(references), list(labels)
-        token = ""
-        while True:
-            request = list_request(
-                references=references,
-                labels=labels,
-                dangling=dangling,
-                before=before,
-                since=since,
-                all=all,
-                page_size=page_size,
-                page_token=token,
-            )
-            page = self._unary(self._stub.ListImages, request, timeout)
+        request: pb.ListImagesRequest | None = self._first_page(
+            references=references,
+            labels=labels,
+            dangling=dangling,
+            before=before,
+            since=since,
+            all=all,
+            page_size=page_size,
+        )
+        while request is not None:
+            page = self._call(self._list_page(request), timeout)
             yield from page.images
-            token = page.next_page_token
-            if not token:
-                return
+            request = next_page(request, page)
 
     def get(self, image: str, *, timeout: float | None = None) -> image_pb2.Image:
         """The image (a reference or an id), every field filled, like ``docker image inspect``."""
-        return self._unary(self._stub.GetImage, pb.GetImageRequest(image=image), timeout).image
+        return self._call(self._get(image), timeout)
 
     def history(
         self, image: str, *, timeout: float | None = None
     ) -> builtins.list[image_pb2.HistoryEntry]:
         """The layers of an image, newest first."""
-        reply = self._unary(
-            self._stub.GetImageHistory, pb.GetImageHistoryRequest(image=image), timeout
-        )
-        return list(reply.entries)
+        return self._call(self._history(image), timeout)
 
     def tag(self, source: str, target: str, *, timeout: float | None = None) -> pb.TagImageResponse:
         """Tags ``source`` (a reference or an id) as ``target``; an existing tag moves."""
-        return self._unary(
-            self._stub.TagImage, pb.TagImageRequest(source=source, target=target), timeout
-        )
+        return self._call(self._tag(source, target), timeout)
 
     def remove(
         self,
@@ -218,8 +144,7 @@ class ImageClient:
         timeout: float | None = None,
     ) -> pb.RemoveImageResponse:
         """Removes or untags an image, like ``docker image rm``."""
-        request = pb.RemoveImageRequest(image=image, force=force, no_prune=no_prune)
-        return self._unary(self._stub.RemoveImage, request, timeout)
+        return self._call(self._remove(image, force, no_prune), timeout)
 
     def prune(
         self,
@@ -231,8 +156,7 @@ class ImageClient:
         timeout: float | None = None,
     ) -> pb.PruneImagesResponse:
         """Removes dangling images, or with ``all`` every unused one."""
-        request = prune_request(all=all, labels=labels, exclude_labels=exclude_labels, until=until)
-        return self._unary(self._stub.PruneImages, request, timeout)
+        return self._call(self._prune(all, labels, exclude_labels, until), timeout)
 
     # Registries ---------------------------------------------------------------------
 
@@ -240,8 +164,7 @@ class ImageClient:
         self, auth: AuthLike, *, timeout: float | None = None
     ) -> pb.CheckRegistryAuthResponse:
         """Checks credentials with the registry ``auth.server_address``, like ``docker login``."""
-        request = pb.CheckRegistryAuthRequest(auth=auth_proto(auth))
-        return self._unary(self._stub.CheckRegistryAuth, request, timeout)
+        return self._call(self._check_auth(auth), timeout)
 
     def pull(
         self,
@@ -252,17 +175,13 @@ class ImageClient:
         timeout: float | None = None,
     ) -> PullOperation:
         """Starts a pull: iterate the returned operation for progress, then read ``.result``."""
-        request = pb.PullImageRequest(reference=reference, platform=platform, auth=auth_proto(auth))
-        responses = self._stub.PullImage(request, timeout=timeout, metadata=self._metadata)
-        return Operation("pull", responses, split_pull)
+        return self._start(self._pull(reference, platform, auth), timeout)
 
     def push(
         self, reference: str, *, auth: AuthLike | None = None, timeout: float | None = None
     ) -> PushOperation:
         """Starts a push: iterate the returned operation for progress, then read ``.result``."""
-        request = pb.PushImageRequest(reference=reference, auth=auth_proto(auth))
-        responses = self._stub.PushImage(request, timeout=timeout, metadata=self._metadata)
-        return Operation("push", responses, split_push)
+        return self._start(self._push(reference, auth), timeout)
 
     def build(
         self,
@@ -284,10 +203,10 @@ class ImageClient:
         """Starts a build: iterate the returned operation for the output lines, then read
         ``.result``. ``context`` is a directory (packed honouring its .dockerignore,
         streamed in ``chunk_size`` pieces), or a tar archive as bytes or a binary file."""
-        dockerfile_name, chunks = context_chunks(context, dockerfile, chunk_size)
-        options = build_options(
+        plan = self._build(
+            context,
             tags=tags,
-            dockerfile=dockerfile_name,
+            dockerfile=dockerfile,
             build_args=build_args,
             labels=labels,
             target=target,
@@ -296,19 +215,21 @@ class ImageClient:
             platform=platform,
             network_mode=network_mode,
             registry_auths=registry_auths,
+            chunk_size=chunk_size,
         )
-        requests = _BuildRequests(options, chunks)
-        responses = self._stub.BuildImage(iter(requests), timeout=timeout, metadata=self._metadata)
-        return Operation("build", responses, split_build, local_error=lambda: requests.error)
+        requests = _BuildRequests(plan.request)
+        responses = self._stub.BuildImage(iter(requests), **self._stream_options(timeout))
+        return Operation("build", responses, plan.split, local_error=lambda: requests.error)
 
     # --------------------------------------------------------------------------------
 
-    def _unary(self, method: Callable[..., T], request: object, timeout: float | None) -> T:
-        try:
-            return method(
-                request,
-                timeout=self.timeout if timeout is None else timeout,
-                metadata=self._metadata,
-            )
-        except grpc.RpcError as error:
-            raise error_from_rpc(error) from error
+    def _call(self, plan: Unary[Any, ResultT], timeout: float | None) -> ResultT:
+        with rpc_errors():
+            reply = getattr(self._stub, plan.rpc)(plan.request, **self._unary_options(timeout))
+        return plan.result(reply)
+
+    def _start(
+        self, plan: Stream[Any, EventT, ResultT], timeout: float | None
+    ) -> Operation[EventT, ResultT]:
+        responses = getattr(self._stub, plan.rpc)(plan.request, **self._stream_options(timeout))
+        return Operation(plan.what, responses, plan.split)

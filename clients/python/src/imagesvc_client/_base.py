@@ -1,0 +1,289 @@
+"""What ImageClient and AsyncImageClient share, as httpx's Client and AsyncClient share
+BaseClient: the connection settings, the request of every call and how its reply becomes
+what the method returns (a `Unary` or `Stream` plan), and the mapping of gRPC errors to
+ImagesvcError. The two clients only open their channel and make the calls."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import IO, Any, Generic, TypeVar
+
+import grpc
+
+from imagesvc_client._common import (
+    DEFAULT_ADDRESS,
+    DEFAULT_TIMEOUT,
+    AuthLike,
+    Connection,
+    PemSource,
+    auth_proto,
+    split_build,
+    split_pull,
+    split_push,
+)
+from imagesvc_client.build_context import BuildContext
+from imagesvc_client.errors import error_from_rpc
+from imagesvc_client.operations import Splitter
+from imagesvc_client.v1 import image_pb2
+from imagesvc_client.v1 import image_service_pb2 as pb
+
+ReplyT = TypeVar("ReplyT")
+ResultT = TypeVar("ResultT")
+EventT = TypeVar("EventT")
+RequestT = TypeVar("RequestT")
+
+# A directory (packed honouring .dockerignore), or a tar archive (plain or gzip) as
+# bytes or an open binary file, sent as is.
+ContextSource = str | os.PathLike[str] | bytes | IO[bytes]
+
+
+@contextlib.contextmanager
+def rpc_errors() -> Iterator[None]:
+    """A failed call raises the ImagesvcError subclass of its status (NotFound, ...)."""
+    try:
+        yield
+    except grpc.RpcError as error:
+        raise error_from_rpc(error) from error
+
+
+@dataclass(frozen=True)
+class Unary(Generic[ReplyT, ResultT]):
+    """One unary call: the stub method, its request, and what the method returns."""
+
+    rpc: str
+    request: Any
+    result: Callable[[ReplyT], ResultT]
+
+
+@dataclass(frozen=True)
+class Stream(Generic[RequestT, EventT, ResultT]):
+    """A pull, push or build: the stub method, its request (a message, or the options
+    and context chunks of a build), and how its responses split into events and result."""
+
+    what: str
+    rpc: str
+    request: RequestT
+    split: Splitter[Any, EventT, ResultT]
+
+
+@dataclass(frozen=True)
+class BuildInput:
+    """What a BuildImage request stream sends: the options, then the context chunks."""
+
+    options: pb.BuildOptions
+    chunks: Iterator[bytes]
+
+
+class BuildRequests:
+    """The base of the BuildImage request streams: keeps an error raised while reading
+    the context, so that it is reported instead of the cancellation it makes gRPC send."""
+
+    def __init__(self, build: BuildInput) -> None:
+        self.options = build.options
+        self.chunks = build.chunks
+        self.error: Exception | None = None
+
+    def first(self) -> pb.BuildImageRequest:
+        return pb.BuildImageRequest(options=self.options)
+
+
+def context_chunks(
+    context: ContextSource, dockerfile: str | os.PathLike[str] | None, chunk_size: int
+) -> tuple[str, Iterator[bytes]]:
+    """(Dockerfile path inside the context, the context's bytes in chunks)."""
+    if isinstance(context, bytes):
+        data = context
+        return _dockerfile_name(dockerfile), (
+            data[i : i + chunk_size] for i in range(0, len(data), chunk_size)
+        )
+    if isinstance(context, str | os.PathLike):
+        prepared = BuildContext.prepare(context, dockerfile)
+        return prepared.dockerfile, prepared.chunks(chunk_size)
+    source = context
+    return _dockerfile_name(dockerfile), iter(lambda: source.read(chunk_size), b"")
+
+
+def _dockerfile_name(dockerfile: str | os.PathLike[str] | None) -> str:
+    return "" if dockerfile is None else os.fspath(dockerfile)
+
+
+def next_page(
+    request: pb.ListImagesRequest, page: pb.ListImagesResponse
+) -> pb.ListImagesRequest | None:
+    """The request of the page after `page`; None after the last."""
+    if not page.next_page_token:
+        return None
+    following = pb.ListImagesRequest()
+    following.CopyFrom(request)
+    following.page_token = page.next_page_token
+    return following
+
+
+class BaseClient:
+    """Connection settings and the plans of the calls (see ImageClient for the arguments)."""
+
+    def __init__(
+        self,
+        address: str = DEFAULT_ADDRESS,
+        *,
+        tls: bool = False,
+        root_certificates: PemSource | None = None,
+        client_certificate: PemSource | None = None,
+        client_key: PemSource | None = None,
+        server_name: str | None = None,
+        token: str | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+    ) -> None:
+        self._connection = Connection.make(
+            address,
+            tls=tls,
+            root_certificates=root_certificates,
+            client_certificate=client_certificate,
+            client_key=client_key,
+            server_name=server_name,
+            token=token,
+        )
+        self.timeout = timeout
+        self._metadata = self._connection.metadata()
+        self._open(self._connection)
+
+    def _open(self, connection: Connection) -> None:
+        """Opens the channel (sync or asyncio) and makes the stub."""
+        raise NotImplementedError
+
+    @property
+    def address(self) -> str:
+        return self._connection.address
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.address!r})"
+
+    def _unary_options(self, timeout: float | None) -> dict[str, Any]:
+        """A unary call is bounded by its own timeout, else the client's."""
+        return {"timeout": self.timeout if timeout is None else timeout, "metadata": self._metadata}
+
+    def _stream_options(self, timeout: float | None) -> dict[str, Any]:
+        """A pull, push or build has no deadline unless its own timeout sets one."""
+        return {"timeout": timeout, "metadata": self._metadata}
+
+    # Plans of the calls ---------------------------------------------------------------
+
+    @staticmethod
+    def _first_page(
+        *,
+        references: Iterable[str],
+        labels: Iterable[str],
+        dangling: bool | None,
+        before: str,
+        since: str,
+        all: bool,
+        page_size: int,
+    ) -> pb.ListImagesRequest:
+        image_filter = pb.ImageFilter(
+            references=list(references), labels=list(labels), before=before, since=since
+        )
+        if dangling is not None:
+            image_filter.dangling = dangling
+        return pb.ListImagesRequest(filter=image_filter, all=all, page_size=page_size)
+
+    @staticmethod
+    def _list_page(
+        request: pb.ListImagesRequest,
+    ) -> Unary[pb.ListImagesResponse, pb.ListImagesResponse]:
+        return Unary("ListImages", request, _same)
+
+    @staticmethod
+    def _get(image: str) -> Unary[pb.GetImageResponse, image_pb2.Image]:
+        return Unary("GetImage", pb.GetImageRequest(image=image), lambda reply: reply.image)
+
+    @staticmethod
+    def _history(
+        image: str,
+    ) -> Unary[pb.GetImageHistoryResponse, list[image_pb2.HistoryEntry]]:
+        request = pb.GetImageHistoryRequest(image=image)
+        return Unary("GetImageHistory", request, lambda reply: list(reply.entries))
+
+    @staticmethod
+    def _tag(source: str, target: str) -> Unary[pb.TagImageResponse, pb.TagImageResponse]:
+        return Unary("TagImage", pb.TagImageRequest(source=source, target=target), _same)
+
+    @staticmethod
+    def _remove(
+        image: str, force: bool, no_prune: bool
+    ) -> Unary[pb.RemoveImageResponse, pb.RemoveImageResponse]:
+        request = pb.RemoveImageRequest(image=image, force=force, no_prune=no_prune)
+        return Unary("RemoveImage", request, _same)
+
+    @staticmethod
+    def _prune(
+        all: bool, labels: Iterable[str], exclude_labels: Iterable[str], until: datetime | None
+    ) -> Unary[pb.PruneImagesResponse, pb.PruneImagesResponse]:
+        request = pb.PruneImagesRequest(
+            all=all, labels=list(labels), exclude_labels=list(exclude_labels)
+        )
+        if until is not None:
+            if until.tzinfo is None:
+                raise ValueError("until must be an aware datetime (with a time zone)")
+            request.until.FromDatetime(until)
+        return Unary("PruneImages", request, _same)
+
+    @staticmethod
+    def _check_auth(
+        auth: AuthLike,
+    ) -> Unary[pb.CheckRegistryAuthResponse, pb.CheckRegistryAuthResponse]:
+        request = pb.CheckRegistryAuthRequest(auth=auth_proto(auth))
+        return Unary("CheckRegistryAuth", request, _same)
+
+    @staticmethod
+    def _pull(
+        reference: str, platform: str, auth: AuthLike | None
+    ) -> Stream[pb.PullImageRequest, image_pb2.TransferProgress, pb.PullImageResult]:
+        request = pb.PullImageRequest(reference=reference, platform=platform, auth=auth_proto(auth))
+        return Stream("pull", "PullImage", request, split_pull)
+
+    @staticmethod
+    def _push(
+        reference: str, auth: AuthLike | None
+    ) -> Stream[pb.PushImageRequest, image_pb2.TransferProgress, pb.PushImageResult]:
+        request = pb.PushImageRequest(reference=reference, auth=auth_proto(auth))
+        return Stream("push", "PushImage", request, split_push)
+
+    @staticmethod
+    def _build(
+        context: ContextSource,
+        *,
+        tags: Iterable[str],
+        dockerfile: str | os.PathLike[str] | None,
+        build_args: Mapping[str, str] | None,
+        labels: Mapping[str, str] | None,
+        target: str,
+        no_cache: bool,
+        pull: bool,
+        platform: str,
+        network_mode: str,
+        registry_auths: Iterable[AuthLike],
+        chunk_size: int,
+    ) -> Stream[BuildInput, str, pb.BuildImageResult]:
+        dockerfile_name, chunks = context_chunks(context, dockerfile, chunk_size)
+        auths = [a for a in (auth_proto(x) for x in registry_auths) if a is not None]
+        options = pb.BuildOptions(
+            tags=list(tags),
+            dockerfile=dockerfile_name,
+            build_args=dict(build_args or {}),
+            labels=dict(labels or {}),
+            target=target,
+            no_cache=no_cache,
+            pull=pull,
+            platform=platform,
+            network_mode=network_mode,
+            registry_auths=auths,
+        )
+        return Stream("build", "BuildImage", BuildInput(options, chunks), split_build)
+
+
+def _same(reply: ReplyT) -> ReplyT:
+    return reply
