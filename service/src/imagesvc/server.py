@@ -32,10 +32,10 @@ from imagesvc.metrics import ImagesvcMetrics, new_registry
 from imagesvc.server_policy import ServerPolicy
 from imagesvc.server_security import SecuritySettingsError, ServerSecurity
 from imagesvc.transport.access_guard import GuardedServicer
-from imagesvc.transport.grpc_drain import Drain
-from imagesvc.transport.grpc_interceptor import ServerInterceptor
-from imagesvc.transport.grpc_metrics import GrpcMetricsInterceptor, GrpcServerMetrics
-from imagesvc.transport.grpc_servicer import SERVICE_NAME, ImageServiceServicer
+from imagesvc.transport.grpc.drain import Drain
+from imagesvc.transport.grpc.interceptor import ServerInterceptor
+from imagesvc.transport.grpc.metrics import GrpcMetricsInterceptor, GrpcServerMetrics
+from imagesvc.transport.grpc.servicer import SERVICE_NAME, ImageServiceServicer
 from imagesvc.transport.http_app import create_http_app
 from imagesvc.transport.http_auth import HttpAuthentication
 from imagesvc.transport.http_metrics import metrics_routes

@@ -17,7 +17,7 @@ from imagesvc.core.errors import (
     UnauthenticatedError,
     UnavailableError,
 )
-from imagesvc.transport.grpc_errors import status_code_for
+from imagesvc.transport.grpc.errors import status_code_for
 from imagesvc.transport.rest_errors import HTTP_STATUS, core_error_status, http_status
 
 # Copied by hand from grpc-gateway v2 runtime/errors.go: the table must not drift.

@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from imagesvc.core.build_context import ContextLimits
 from imagesvc.core.errors import NotFoundError, UnauthenticatedError, UnavailableError
 from imagesvc.core.service import CoreSettings, ImageCore
-from imagesvc.transport.grpc_servicer import ImageServiceServicer
+from imagesvc.transport.grpc.servicer import ImageServiceServicer
 from imagesvc.transport.http_app import create_http_app
 from imagesvc.transport.http_observability import HttpMetrics, HttpObservability
 from imagesvc.transport.rest_gateway import ROUTE_SCOPE_KEY, openapi_document, rest_routes

@@ -12,7 +12,7 @@ import grpc
 from google.rpc import status_pb2
 
 from imagesvc.core.errors import ImageServiceError
-from imagesvc.transport.grpc_errors import error_status
+from imagesvc.transport.grpc.errors import error_status
 
 # grpc-gateway's runtime.HTTPStatusFromCode, code for code.
 HTTP_STATUS: dict[grpc.StatusCode, int] = {

@@ -43,7 +43,7 @@ from starlette.types import Receive, Scope, Send
 from imagesvc.core.errors import ImageServiceError, InternalError, Reason, ResourceExhaustedError
 from imagesvc.core.identity import current_origin
 from imagesvc.transport import rest_build, rest_json
-from imagesvc.transport.grpc_servicer import ImageServiceServicer
+from imagesvc.transport.grpc.servicer import ImageServiceServicer
 from imagesvc.transport.request_id import GATEWAY_REQUEST_ID_HEADER, current_request_id
 from imagesvc.transport.rest_errors import RestError, core_error_status, http_status
 from imagesvc.transport.rest_paths import Binding, RouteMatch, Router, bindings_of

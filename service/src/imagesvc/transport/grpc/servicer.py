@@ -10,7 +10,7 @@ import grpc
 
 from imagesvc.core.errors import InvalidArgumentError, Reason
 from imagesvc.core.service import ImageCore
-from imagesvc.transport import grpc_convert as convert
+from imagesvc.transport.grpc import convert
 from imagesvc.v1 import image_service_pb2 as pb
 from imagesvc.v1 import image_service_pb2_grpc
 

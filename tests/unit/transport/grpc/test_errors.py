@@ -4,7 +4,7 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 
 from imagesvc.core.errors import PermissionDeniedError, Reason, ResourceExhaustedError
-from imagesvc.transport.grpc_errors import error_status
+from imagesvc.transport.grpc.errors import error_status
 
 
 def details(serialized: bytes) -> list[object]:

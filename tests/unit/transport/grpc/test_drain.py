@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from imagesvc.core.errors import Reason, UnavailableError
-from imagesvc.transport.grpc_drain import Drain
+from imagesvc.transport.grpc.drain import Drain
 from tests.unit.aio import run
 
 

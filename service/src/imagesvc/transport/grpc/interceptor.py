@@ -15,11 +15,11 @@ import grpc
 from imagesvc.core.authentication import Authenticator
 from imagesvc.core.errors import ImageServiceError, InternalError
 from imagesvc.core.identity import current_identity
-from imagesvc.transport.grpc_auth import establish_caller
-from imagesvc.transport.grpc_drain import Drain
-from imagesvc.transport.grpc_errors import error_status
-from imagesvc.transport.grpc_handlers import behaviour_of, with_behaviour
-from imagesvc.transport.grpc_metrics import cancelled_code
+from imagesvc.transport.grpc.auth import establish_caller
+from imagesvc.transport.grpc.drain import Drain
+from imagesvc.transport.grpc.errors import error_status
+from imagesvc.transport.grpc.handlers import behaviour_of, with_behaviour
+from imagesvc.transport.grpc.metrics import cancelled_code
 from imagesvc.transport.request_id import REQUEST_ID_KEY, current_request_id, request_id_from
 
 log = logging.getLogger("imagesvc.access")

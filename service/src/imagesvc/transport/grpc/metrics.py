@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from imagesvc.transport.grpc_handlers import behaviour_of, with_behaviour
+from imagesvc.transport.grpc.handlers import behaviour_of, with_behaviour
 
 # prometheus.DefBuckets of client_golang, the provider's default for the histogram.
 HANDLING_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

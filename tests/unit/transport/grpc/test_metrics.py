@@ -11,7 +11,7 @@ import grpc
 import pytest
 from prometheus_client import CollectorRegistry
 
-from imagesvc.transport.grpc_metrics import (
+from imagesvc.transport.grpc.metrics import (
     GO_CODE_NAMES,
     GrpcMetricsInterceptor,
     GrpcServerMetrics,
