@@ -42,7 +42,7 @@ from imagesvc.transport.http_metrics import metrics_routes
 from imagesvc.transport.http_observability import HttpMetrics, HttpObservability
 from imagesvc.transport.http_ops import ops_routes
 from imagesvc.transport.http_server import HttpServer
-from imagesvc.transport.rest_gateway import rest_routes
+from imagesvc.transport.rest.gateway import rest_routes
 from imagesvc.v1 import image_service_pb2, image_service_pb2_grpc
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from imagesvc.core.errors import InvalidArgumentError
-from imagesvc.transport.rest_query import (
+from imagesvc.transport.rest.query import (
     parse_bool,
     parse_duration,
     parse_int,

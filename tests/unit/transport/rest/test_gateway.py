@@ -25,7 +25,7 @@ from imagesvc.core.service import CoreSettings, ImageCore
 from imagesvc.transport.grpc.servicer import ImageServiceServicer
 from imagesvc.transport.http_app import create_http_app
 from imagesvc.transport.http_observability import HttpMetrics, HttpObservability
-from imagesvc.transport.rest_gateway import ROUTE_SCOPE_KEY, openapi_document, rest_routes
+from imagesvc.transport.rest.gateway import ROUTE_SCOPE_KEY, openapi_document, rest_routes
 from tests.unit.fakes import FakeDockerPort, FakeEngineStream, engine_image, image_id
 from tests.unit.tarballs import context_tar, regular_files
 
@@ -226,7 +226,7 @@ def test_a_bug_is_500_without_its_text(
     port: FakeDockerPort, app: Starlette, caplog: pytest.LogCaptureFixture
 ) -> None:
     port.failures["inspect_image"] = ZeroDivisionError("secret detail")  # type: ignore[assignment]
-    with caplog.at_level(logging.ERROR, logger="imagesvc.transport.rest_gateway"):
+    with caplog.at_level(logging.ERROR, logger="imagesvc.transport.rest.gateway"):
         response = call(app, "GET", "/v1/images/x")
     assert response.status_code == 500
     body = response.json()

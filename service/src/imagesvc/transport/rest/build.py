@@ -24,8 +24,8 @@ import json
 from collections.abc import AsyncIterator
 
 from imagesvc.core.errors import InvalidArgumentError, Reason
-from imagesvc.transport.rest_json import from_value
-from imagesvc.transport.rest_query import QueryItems, populate
+from imagesvc.transport.rest.json import from_value
+from imagesvc.transport.rest.query import QueryItems, populate
 from imagesvc.v1 import image_pb2
 from imagesvc.v1 import image_service_pb2 as pb
 

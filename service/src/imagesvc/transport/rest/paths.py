@@ -26,7 +26,7 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
 
-from imagesvc.transport.rest_errors import (
+from imagesvc.transport.rest.errors import (
     RestError,
     malformed_escape,
     method_not_allowed,

@@ -9,7 +9,7 @@ import pytest
 from google.protobuf import timestamp_pb2
 
 from imagesvc.core.errors import InvalidArgumentError
-from imagesvc.transport.rest_json import message_bytes, parse_body, to_value
+from imagesvc.transport.rest.json import message_bytes, parse_body, to_value
 from imagesvc.v1 import image_pb2
 from imagesvc.v1 import image_service_pb2 as pb
 

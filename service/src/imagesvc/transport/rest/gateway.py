@@ -3,8 +3,8 @@ google.api.http annotations, calling the same servicer as gRPC, on grpc-gateway 
 wire format (a client written for grpc-gateway in front of this API works unchanged).
 
 - Unary RPCs answer the response message as JSON (grpc-gateway's default marshaler:
-  every field written, see rest_json), or a google.rpc.Status as JSON with the HTTP
-  status of its code (rest_errors).
+  every field written, see rest/json.py), or a google.rpc.Status as JSON with the HTTP
+  status of its code (rest/errors.py).
 - Server streams (pull, push, build) answer chunked newline-delimited JSON, one
   `{"result": <message>}` line per message, sent as each message arrives. A failure
   before the first line answers the mapped HTTP status with one `{"error": <Status>}`
@@ -42,12 +42,13 @@ from starlette.types import Receive, Scope, Send
 
 from imagesvc.core.errors import ImageServiceError, InternalError, Reason, ResourceExhaustedError
 from imagesvc.core.identity import current_origin
-from imagesvc.transport import rest_build, rest_json
 from imagesvc.transport.grpc.servicer import ImageServiceServicer
 from imagesvc.transport.request_id import GATEWAY_REQUEST_ID_HEADER, current_request_id
-from imagesvc.transport.rest_errors import RestError, core_error_status, http_status
-from imagesvc.transport.rest_paths import Binding, RouteMatch, Router, bindings_of
-from imagesvc.transport.rest_query import QueryItems, parse_int, parse_query, populate
+from imagesvc.transport.rest import build as rest_build
+from imagesvc.transport.rest import json as rest_json
+from imagesvc.transport.rest.errors import RestError, core_error_status, http_status
+from imagesvc.transport.rest.paths import Binding, RouteMatch, Router, bindings_of
+from imagesvc.transport.rest.query import QueryItems, parse_int, parse_query, populate
 from imagesvc.v1 import image_service_pb2
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from imagesvc.core.errors import InvalidArgumentError, Reason
-from imagesvc.transport.rest_build import (
+from imagesvc.transport.rest.build import (
     JsonValues,
     is_raw_context,
     json_requests,
@@ -18,7 +18,7 @@ from imagesvc.transport.rest_build import (
     raw_requests,
     registry_auths,
 )
-from imagesvc.transport.rest_query import parse_query
+from imagesvc.transport.rest.query import parse_query
 from imagesvc.v1 import image_service_pb2 as pb
 from tests.unit.aio import run, run_collect
 

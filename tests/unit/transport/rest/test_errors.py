@@ -18,7 +18,7 @@ from imagesvc.core.errors import (
     UnavailableError,
 )
 from imagesvc.transport.grpc.errors import status_code_for
-from imagesvc.transport.rest_errors import HTTP_STATUS, core_error_status, http_status
+from imagesvc.transport.rest.errors import HTTP_STATUS, core_error_status, http_status
 
 # Copied by hand from grpc-gateway v2 runtime/errors.go: the table must not drift.
 GRPC_GATEWAY = {

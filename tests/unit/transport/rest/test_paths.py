@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from imagesvc.transport.rest_errors import RestError
-from imagesvc.transport.rest_paths import (
+from imagesvc.transport.rest.errors import RestError
+from imagesvc.transport.rest.paths import (
     FORM_CONTENT_TYPE,
     PathTemplate,
     Router,
