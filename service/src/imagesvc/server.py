@@ -36,12 +36,13 @@ from imagesvc.transport.grpc.drain import Drain
 from imagesvc.transport.grpc.interceptor import ServerInterceptor
 from imagesvc.transport.grpc.metrics import GrpcMetricsInterceptor, GrpcServerMetrics
 from imagesvc.transport.grpc.servicer import SERVICE_NAME, ImageServiceServicer
-from imagesvc.transport.http_app import create_http_app
-from imagesvc.transport.http_auth import HttpAuthentication
-from imagesvc.transport.http_metrics import metrics_routes
-from imagesvc.transport.http_observability import HttpMetrics, HttpObservability
-from imagesvc.transport.http_ops import ops_routes
-from imagesvc.transport.http_server import HttpServer
+from imagesvc.transport.http.app import create_http_app
+from imagesvc.transport.http.auth import HttpAuthentication
+from imagesvc.transport.http.metrics import HttpMetrics
+from imagesvc.transport.http.metrics_route import metrics_routes
+from imagesvc.transport.http.observability import HttpObservability
+from imagesvc.transport.http.ops import ops_routes
+from imagesvc.transport.http.server import HttpServer
 from imagesvc.transport.rest.gateway import rest_routes
 from imagesvc.v1 import image_service_pb2, image_service_pb2_grpc
 

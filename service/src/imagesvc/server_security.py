@@ -18,8 +18,8 @@ from imagesvc.config import Settings
 from imagesvc.core.authentication import Authenticator
 from imagesvc.core.credential_files import parse_clients, parse_tokens
 from imagesvc.core.reloading import FileProblem, ReloadingFile
-from imagesvc.transport.http_server import split_address
-from imagesvc.transport.http_tls import TlsFiles
+from imagesvc.transport.http.server import split_address
+from imagesvc.transport.http.tls import TlsFiles
 from imagesvc.transport.loopback import is_loopback_ip
 from imagesvc.transport.server_certificate import CertificateProblem, ServerCertificate
 

@@ -23,8 +23,9 @@ from imagesvc.core.build_context import ContextLimits
 from imagesvc.core.errors import NotFoundError, UnauthenticatedError, UnavailableError
 from imagesvc.core.service import CoreSettings, ImageCore
 from imagesvc.transport.grpc.servicer import ImageServiceServicer
-from imagesvc.transport.http_app import create_http_app
-from imagesvc.transport.http_observability import HttpMetrics, HttpObservability
+from imagesvc.transport.http.app import create_http_app
+from imagesvc.transport.http.metrics import HttpMetrics
+from imagesvc.transport.http.observability import HttpObservability
 from imagesvc.transport.rest.gateway import ROUTE_SCOPE_KEY, openapi_document, rest_routes
 from tests.unit.fakes import FakeDockerPort, FakeEngineStream, engine_image, image_id
 from tests.unit.tarballs import context_tar, regular_files

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import uvicorn
 from starlette.types import ASGIApp
 
-from imagesvc.transport.http_tls import TlsScopeH11Protocol, server_ssl_options
+from imagesvc.transport.http.tls import TlsScopeH11Protocol, server_ssl_options
 from imagesvc.transport.server_certificate import ServerCertificate
 
 log = logging.getLogger(__name__)

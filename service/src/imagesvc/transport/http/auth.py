@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from imagesvc.core.authentication import Authenticator
 from imagesvc.core.credential_files import CertificateNames
 from imagesvc.core.identity import CallOrigin, credential_problem, current_identity, current_origin
-from imagesvc.transport.http_tls import CLIENT_CERTIFICATE_EXTENSION
+from imagesvc.transport.http.tls import CLIENT_CERTIFICATE_EXTENSION
 from imagesvc.transport.loopback import is_loopback_ip
 from imagesvc.transport.request_id import current_request_id
 

@@ -17,11 +17,8 @@ from starlette.responses import PlainTextResponse, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from imagesvc.transport.http_observability import (
-    ROUTE_SCOPE_KEY,
-    HttpMetrics,
-    HttpObservability,
-)
+from imagesvc.transport.http.metrics import HttpMetrics
+from imagesvc.transport.http.observability import ROUTE_SCOPE_KEY, HttpObservability
 from imagesvc.transport.request_id import current_request_id
 
 SEEN_IDS: list[str] = []

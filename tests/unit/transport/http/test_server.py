@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from imagesvc.transport.http_server import bind, split_address
+from imagesvc.transport.http.server import bind, split_address
 from tests.unit.aio import run
 
 

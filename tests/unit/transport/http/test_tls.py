@@ -7,7 +7,7 @@ import ssl
 from pathlib import Path
 
 from imagesvc.core.credential_files import CertificateNames
-from imagesvc.transport.http_tls import TlsFiles, certificate_names, server_ssl_options
+from imagesvc.transport.http.tls import TlsFiles, certificate_names, server_ssl_options
 from imagesvc.transport.server_certificate import ServerCertificate
 from tests.integration.certificates import new_ca
 

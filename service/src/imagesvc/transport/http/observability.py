@@ -13,13 +13,12 @@ from __future__ import annotations
 import logging
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imagesvc.core.identity import current_identity
-from imagesvc.metrics import ENGINE_CALL_BUCKETS
+from imagesvc.transport.http.metrics import HttpMetrics
 from imagesvc.transport.request_id import (
     GATEWAY_REQUEST_ID_HEADER,
     REQUEST_ID_KEY,
@@ -33,25 +32,6 @@ ROUTE_SCOPE_KEY = "imagesvc.route"
 UNMATCHED = "unmatched"
 # Any other method (clients can send anything) is labelled "other".
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-
-
-class HttpMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.requests = Counter(
-            "imagesvc_http_requests",
-            "HTTP requests answered, by method, route template and status code.",
-            ("method", "route", "code"),
-            registry=registry,
-        )
-        # REST pulls and builds stream for minutes: the same long buckets as Engine calls.
-        self.duration = Histogram(
-            "imagesvc_http_request_duration_seconds",
-            "Duration of HTTP requests until the last byte of the response, by method and"
-            " route template.",
-            ("method", "route"),
-            buckets=ENGINE_CALL_BUCKETS,
-            registry=registry,
-        )
 
 
 def route_label(scope: Scope) -> str:
