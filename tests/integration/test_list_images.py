@@ -17,7 +17,7 @@ from devtools.engine_kinds import EngineKind
 from devtools.sandbox import BuiltImage, Engine
 from imagesvc.core.models import RegistryAuth
 from imagesvc.core.port import BuildRequest, JsonDocument
-from imagesvc.docker_adapter import DockerAdapter, DockerEngineStream
+from imagesvc.engine.docker_adapter import DockerAdapter, DockerEngineStream
 from imagesvc.server import ThreadedServer
 from imagesvc.v1 import image_pb2, image_service_pb2_grpc
 from imagesvc.v1 import image_service_pb2 as pb

@@ -16,7 +16,7 @@ from google.rpc import status_pb2
 from devtools.engine_kinds import EngineKind
 from devtools.sandbox import BuiltImage, Engine, Registry, build_busybox_image
 from imagesvc.core.models import RegistryAuth
-from imagesvc.docker_adapter import DockerAdapter
+from imagesvc.engine.docker_adapter import DockerAdapter
 from imagesvc.server import ThreadedServer
 from imagesvc.v1 import image_pb2, image_service_pb2_grpc
 from imagesvc.v1 import image_service_pb2 as pb

@@ -27,7 +27,7 @@ from imagesvc.config import Settings
 from imagesvc.core.build_context import ContextLimits, check_spool_dir
 from imagesvc.core.port import DockerPort
 from imagesvc.core.service import CoreSettings, ImageCore
-from imagesvc.instrumented_port import InstrumentedDockerPort
+from imagesvc.engine.instrumented import InstrumentedDockerPort
 from imagesvc.metrics import ImagesvcMetrics, new_registry
 from imagesvc.server_policy import ServerPolicy
 from imagesvc.server_security import SecuritySettingsError, ServerSecurity
@@ -67,7 +67,7 @@ _SERVICES = (
 
 def _default_port(settings: Settings) -> DockerPort:
     # Imported here so that unit tests with a fake port never load docker-py.
-    from imagesvc.docker_adapter import DockerAdapter
+    from imagesvc.engine.docker_adapter import DockerAdapter
 
     return DockerAdapter(
         settings.docker_host,

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from devtools.sandbox import BuiltImage, Engine, Registry
 from imagesvc.core.models import RegistryAuth
 from imagesvc.core.port import BuildRequest
-from imagesvc.docker_adapter import DockerAdapter, DockerEngineStream
+from imagesvc.engine.docker_adapter import DockerAdapter, DockerEngineStream
 from imagesvc.server import ThreadedServer
 from imagesvc.v1 import image_service_pb2 as pb
 from imagesvc.v1 import image_service_pb2_grpc

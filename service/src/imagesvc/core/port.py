@@ -1,6 +1,6 @@
 """The seam between the core and the Docker Engine (like httpx's transport base).
 
-The real implementation is imagesvc.docker_adapter; unit tests use a fake. Every
+The real implementation is imagesvc.engine.docker_adapter; unit tests use a fake. Every
 method blocks, returns the Engine's own JSON documents, and raises only core
 errors (imagesvc.core.errors). The core runs these calls in a bounded thread pool.
 """

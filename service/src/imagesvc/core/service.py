@@ -31,7 +31,6 @@ from imagesvc.core.build_context import (
 from imagesvc.core.build_options import validate_build_options
 from imagesvc.core.build_policy import BuildRestrictions
 from imagesvc.core.dockerfile_sources import dockerfile_sources
-from imagesvc.core.engine_errors import classify_engine_message, stream_error_text
 from imagesvc.core.errors import DeadlineExceededError, EngineError, InvalidArgumentError, Reason
 from imagesvc.core.limits import Limits
 from imagesvc.core.models import (
@@ -66,6 +65,7 @@ from imagesvc.core.references import (
     validate_platform,
 )
 from imagesvc.core.registry_policy import RegistryPolicy, registry_of_server_address
+from imagesvc.engine.errors import classify_engine_message, stream_error_text
 
 T = TypeVar("T")
 

@@ -7,7 +7,7 @@ credentials per request and never reads or stores any on the shared client, and
 (c) checks for errors inside the 200 stream (docker-py's push does not).
 
 Errors: `_translate_errors` is the one table from docker-py/requests exceptions to
-core errors; Engine error text goes through core.engine_errors.
+core errors; Engine error text goes through engine.errors.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import docker.transport.unixconn
 import requests
 import urllib3.exceptions
 
-from imagesvc.core.engine_errors import classify_engine_message
 from imagesvc.core.errors import (
     DeadlineExceededError,
     EngineError,
@@ -39,6 +38,7 @@ from imagesvc.core.errors import (
 )
 from imagesvc.core.models import BuildLimits, RegistryAuth
 from imagesvc.core.port import BuildRequest, JsonDocument
+from imagesvc.engine.errors import classify_engine_message
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from imagesvc.core.errors import NotFoundError, Reason, UnavailableError
 from imagesvc.core.models import BuildOptions
 from imagesvc.core.port import JsonDocument
-from imagesvc.instrumented_port import InstrumentedDockerPort
+from imagesvc.engine.instrumented import InstrumentedDockerPort
 from imagesvc.metrics import ImagesvcMetrics
 from tests.unit.fakes import FakeDockerPort, FakeEngineStream, engine_image
 

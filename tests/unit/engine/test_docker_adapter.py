@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from imagesvc.core.models import BuildLimits, BuildOptions
-from imagesvc.docker_adapter import DockerAdapter
+from imagesvc.engine.docker_adapter import DockerAdapter
 
 # Every /build parameter the adapter may send; anything else would be a new capability.
 KNOWN = {

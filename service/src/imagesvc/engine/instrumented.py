@@ -21,11 +21,11 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import IO
 
-from imagesvc.core.engine_errors import classify_engine_message, stream_error_text
 from imagesvc.core.errors import ImageServiceError, Reason
 from imagesvc.core.models import RegistryAuth
 from imagesvc.core.port import BuildRequest, DockerPort, EngineStream, JsonDocument
 from imagesvc.core.progress import TransferTracker
+from imagesvc.engine.errors import classify_engine_message, stream_error_text
 from imagesvc.metrics import ImagesvcMetrics
 
 log = logging.getLogger(__name__)

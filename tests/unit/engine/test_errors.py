@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import pytest
 
-from imagesvc.core.engine_errors import classify_engine_message
 from imagesvc.core.errors import (
     EngineError,
     FailedPreconditionError,
@@ -14,6 +13,7 @@ from imagesvc.core.errors import (
     UnauthenticatedError,
     UnavailableError,
 )
+from imagesvc.engine.errors import classify_engine_message
 
 NOT_FOUND = (NotFoundError, Reason.IMAGE_NOT_FOUND)
 BAD_REFERENCE = (InvalidArgumentError, Reason.INVALID_REFERENCE)
