@@ -25,8 +25,8 @@ from starlette.middleware import Middleware
 
 from imagesvc.config import Settings
 from imagesvc.core.build_context import ContextLimits, check_spool_dir
+from imagesvc.core.image_core import CoreSettings, ImageCore
 from imagesvc.core.port import DockerPort
-from imagesvc.core.service import CoreSettings, ImageCore
 from imagesvc.engine.instrumented import InstrumentedDockerPort
 from imagesvc.metrics import ImagesvcMetrics, new_registry
 from imagesvc.server_policy import ServerPolicy

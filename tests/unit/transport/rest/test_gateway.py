@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imagesvc.core.build_context import ContextLimits
 from imagesvc.core.errors import NotFoundError, UnauthenticatedError, UnavailableError
-from imagesvc.core.service import CoreSettings, ImageCore
+from imagesvc.core.image_core import CoreSettings, ImageCore
 from imagesvc.transport.grpc.servicer import ImageServiceServicer
 from imagesvc.transport.http.app import create_http_app
 from imagesvc.transport.http.metrics import HttpMetrics

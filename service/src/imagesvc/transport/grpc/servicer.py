@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from imagesvc.core.errors import InvalidArgumentError, Reason
-from imagesvc.core.service import ImageCore
+from imagesvc.core.image_core import ImageCore
 from imagesvc.transport.grpc import convert
 from imagesvc.v1 import image_service_pb2 as pb
 from imagesvc.v1 import image_service_pb2_grpc

@@ -21,6 +21,7 @@ from imagesvc.core.errors import (
     UnauthenticatedError,
     UnavailableError,
 )
+from imagesvc.core.image_core import CoreSettings, ImageCore
 from imagesvc.core.models import (
     BuildOptions,
     BuildResult,
@@ -31,7 +32,6 @@ from imagesvc.core.models import (
     RegistryAuth,
     TransferProgress,
 )
-from imagesvc.core.service import CoreSettings, ImageCore
 from tests.unit.aio import run, run_collect
 from tests.unit.conftest import CONTEXT_LIMIT
 from tests.unit.fakes import FakeDockerPort, FakeEngineStream, engine_image, image_id

@@ -21,10 +21,10 @@ from imagesvc.core.errors import (
     ResourceExhaustedError,
 )
 from imagesvc.core.identity import current_identity, current_origin
+from imagesvc.core.image_core import CoreSettings, ImageCore
 from imagesvc.core.limits import ConcurrencyLimit, Limits, RateLimiter
 from imagesvc.core.models import BuildOptions, BuildResult, ImageFilter, PullResult, RegistryAuth
 from imagesvc.core.registry_policy import RegistryPolicy
-from imagesvc.core.service import CoreSettings, ImageCore
 from tests.unit.aio import run, run_collect
 from tests.unit.fakes import FakeDockerPort, FakeEngineStream, engine_image
 from tests.unit.tarballs import ChunkSource, context_tar, make_tar, split
