@@ -13,7 +13,7 @@ from imagesvc.core.errors import (
     UnauthenticatedError,
     UnavailableError,
 )
-from imagesvc.engine.errors import classify_engine_message
+from imagesvc.engine.errors import classify_engine_message, stream_failure
 
 NOT_FOUND = (NotFoundError, Reason.IMAGE_NOT_FOUND)
 BAD_REFERENCE = (InvalidArgumentError, Reason.INVALID_REFERENCE)
@@ -278,3 +278,40 @@ def test_pull_failures_are_never_blamed_on_a_build_context(message: str) -> None
     error = classify_engine_message(message, building=False)
     assert error.reason is not Reason.INVALID_BUILD_CONTEXT
     assert not isinstance(error, InvalidArgumentError)
+
+
+def test_an_error_detail_line_is_its_classified_error() -> None:
+    line = {"errorDetail": {"code": 1, "message": "manifest unknown"}, "error": "ignored"}
+    error = stream_failure(line)
+    assert type(error) is NotFoundError
+    assert error.reason is Reason.IMAGE_NOT_FOUND
+    assert error.message == "manifest unknown"
+
+
+def test_an_error_line_without_detail_is_classified_too() -> None:
+    error = stream_failure({"error": "unauthorized: authentication required"})
+    assert type(error) is UnauthenticatedError
+    assert error.reason is Reason.REGISTRY_UNAUTHENTICATED
+
+
+def test_a_build_error_line_is_classified_as_a_build_failure() -> None:
+    line = {"error": "The command '/bin/sh -c false' returned a non-zero code: 1"}
+    in_a_build = stream_failure(line, building=True)
+    elsewhere = stream_failure(line)
+    assert in_a_build is not None
+    assert in_a_build.reason is Reason.BUILD_FAILED
+    assert elsewhere is not None
+    assert elsewhere.reason is Reason.ENGINE_ERROR
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        {"status": "Pulling fs layer", "id": "a1b2c3d4e5f6"},
+        {"stream": "Step 1/2 : FROM busybox\n"},
+        {"aux": {"ID": "sha256:" + "a" * 64}},
+        {"error": "", "errorDetail": {}},
+    ],
+)
+def test_other_lines_report_no_failure(line: dict[str, object]) -> None:
+    assert stream_failure(line) is None

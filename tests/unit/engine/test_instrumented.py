@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from imagesvc.core.errors import NotFoundError, Reason, UnavailableError
+from imagesvc.core.errors import FailedPreconditionError, NotFoundError, Reason, UnavailableError
 from imagesvc.core.models import BuildOptions
 from imagesvc.core.port import JsonDocument
 from imagesvc.engine.instrumented import InstrumentedDockerPort
@@ -153,8 +153,9 @@ def test_an_error_line_is_a_failure_with_its_reason(
     )
     stream = measured.build(_empty(), gzip=False, request=_request())
     next(stream)
-    next(stream)
-    stream.close()  # what the core does when it sees the error line
+    with pytest.raises(FailedPreconditionError):
+        next(stream)  # the Engine stream raises the error line as its core error
+    stream.close()
     assert value(registry, "imagesvc_builds_total", {"outcome": "failure"}) == 1
     errors = {"operation": "build", "reason": "BUILD_FAILED"}
     assert value(registry, "imagesvc_engine_call_errors_total", errors) == 1

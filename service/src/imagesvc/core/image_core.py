@@ -28,10 +28,17 @@ from imagesvc.core.build_context import (
     check_context,
     spool_context,
 )
+from imagesvc.core.build_log import BuildLog
 from imagesvc.core.build_options import validate_build_options
 from imagesvc.core.build_policy import BuildRestrictions
 from imagesvc.core.dockerfile_sources import dockerfile_sources
-from imagesvc.core.errors import DeadlineExceededError, EngineError, InvalidArgumentError, Reason
+from imagesvc.core.errors import (
+    DeadlineExceededError,
+    EngineError,
+    ImageServiceError,
+    InvalidArgumentError,
+    Reason,
+)
 from imagesvc.core.limits import Limits
 from imagesvc.core.models import (
     AuthCheckResult,
@@ -65,7 +72,6 @@ from imagesvc.core.references import (
     validate_platform,
 )
 from imagesvc.core.registry_policy import RegistryPolicy, registry_of_server_address
-from imagesvc.engine.errors import classify_engine_message, stream_error_text
 
 T = TypeVar("T")
 
@@ -73,7 +79,6 @@ _PUSH_DIGEST_LINE = re.compile(
     r"(?P<tag>\S+): digest: (?P<digest>sha256:[0-9a-f]{64}) size: (?P<size>\d+)"
 )
 _PULL_DIGEST_LINE = re.compile(r"Digest: (?P<digest>sha256:[0-9a-f]{64})")
-_BUILD_STEP_LINE = re.compile(r"^Step \d+/\d+ : .*$", re.MULTILINE)
 # The containerd image store names a dangling image it prunes by its id ("Untagged":
 # "sha256:<id>"), though no reference was untagged; the classic store names none.
 _DANGLING_IMAGE_NAME = re.compile(r"sha256:[0-9a-f]{64}")
@@ -190,12 +195,9 @@ class ImageCore:
     async def _transfer(
         self, stream: EngineStream, tracker: TransferTracker
     ) -> AsyncGenerator[TransferProgress, None]:
-        """Coalesced progress of a pull or push; raises the error of a failure line."""
+        """Coalesced progress of a pull or push (a failure line is raised by the stream)."""
         async with contextlib.aclosing(self._messages(stream)) as messages:
             async for message in messages:
-                error = stream_error_text(message)
-                if error is not None:
-                    raise classify_engine_message(error)
                 progress = tracker.feed(message)
                 if progress is not None:
                     yield progress
@@ -443,35 +445,23 @@ class ImageCore:
                     loop_time + restrictions.timeout_seconds, restrictions.timeout_seconds
                 )
             context = await self._prepared_context(options, context_chunks, deadline)
-            last_step = ""
-            image_id = ""
+            build_log = BuildLog()
             try:
                 with redacting_errors(secrets):
                     stream = await self._call(
                         self._port.build, context.file, gzip=False, request=options
                     )
                     async with contextlib.aclosing(self._messages(stream, deadline)) as messages:
-                        async for message in messages:
-                            error = stream_error_text(message)
-                            if error is not None:
-                                failure = classify_engine_message(error, building=True)
-                                if last_step and failure.reason is Reason.BUILD_FAILED:
-                                    failure = failure.with_message(
-                                        f"{last_step.strip()}: {error.strip()}"
-                                    )
-                                raise failure
-                            aux = message.get("aux")
-                            if isinstance(aux, dict) and aux.get("ID"):
-                                image_id = str(aux["ID"])
-                            text = message.get("stream") or message.get("status")
-                            if text:
-                                text = str(text)
-                                steps = _BUILD_STEP_LINE.findall(text)
-                                if steps:
-                                    last_step = steps[-1]
-                                yield text
+                        try:
+                            async for message in messages:
+                                text = build_log.feed(message)
+                                if text is not None:
+                                    yield text
+                        except ImageServiceError as error:
+                            raise build_log.explained(error) from error.__cause__
             finally:
                 context.close()
+        image_id = build_log.image_id
         if not image_id and options.tags:
             # Only older Engines omit the aux message; ask the Engine, never scrape the log.
             document = await self._call(self._port.inspect_image, options.tags[0])

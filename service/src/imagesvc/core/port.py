@@ -16,7 +16,8 @@ JsonDocument = dict[str, Any]
 
 
 class EngineStream(Protocol):
-    """A streamed Engine response (pull, push, build): decoded JSON messages.
+    """A streamed Engine response (pull, push, build): decoded JSON messages. An error
+    the Engine reports inside the stream is raised as its core error, never yielded.
 
     `close()` may be called from another thread while a read blocks; it aborts the
     HTTP response, which makes the daemon stop the work, and ends the iteration.

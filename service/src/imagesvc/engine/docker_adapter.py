@@ -7,7 +7,8 @@ credentials per request and never reads or stores any on the shared client, and
 (c) checks for errors inside the 200 stream (docker-py's push does not).
 
 Errors: `_translate_errors` is the one table from docker-py/requests exceptions to
-core errors; Engine error text goes through engine.errors.
+core errors; Engine error text, in an HTTP error or an in-stream error line, goes
+through engine.errors. Callers only ever see core errors.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from imagesvc.core.errors import (
 )
 from imagesvc.core.models import BuildLimits, RegistryAuth
 from imagesvc.core.port import BuildRequest, JsonDocument
-from imagesvc.engine.errors import classify_engine_message
+from imagesvc.engine.errors import classify_engine_message, stream_failure
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +189,8 @@ class DockerEngineStream:
     """Decoded JSON messages of a streamed Engine response; `close()` aborts it.
 
     The request is sent by the first `next()`, so that `close()` can abort it at any
-    point: before it is sent, while waiting for the Engine's answer, or mid-stream.
+    point: before it is sent, while waiting for the Engine's answer, or mid-stream. An
+    error line (`errorDetail`) is raised as its core error, never handed out.
     """
 
     def __init__(self, start: Callable[[], requests.Response], operation: str) -> None:
@@ -246,7 +248,12 @@ class DockerEngineStream:
                 message = json.loads(line)
             except ValueError:
                 return {"stream": line.decode(errors="replace")}
-            return message if isinstance(message, dict) else {"stream": str(message)}
+            if not isinstance(message, dict):
+                return {"stream": str(message)}
+            failure = stream_failure(message, building=self._operation == "build")
+            if failure is not None:
+                raise failure
+            return message
 
     def close(self) -> None:
         """Thread-safe: shuts the socket down so a blocked send or read returns at once."""

@@ -2,7 +2,8 @@
 
 The Engine reports most failures as text: in the body of an HTTP error, or as an
 `error`/`errorDetail` line inside a 200 stream (pull, push, build). Both paths end
-here so that a given failure gets the same kind and reason however it arrived.
+here, in the engine package only (the adapter raises what this returns), so that a
+given failure gets the same kind and reason however it arrived.
 """
 
 from __future__ import annotations
@@ -136,10 +137,16 @@ def classify_engine_message(
     return EngineError(text, reason=Reason.ENGINE_ERROR)
 
 
-def stream_error_text(message: Mapping[str, Any]) -> str | None:
-    """The failure text of an in-stream Engine message (pull, push, build), or None."""
+def stream_failure(
+    message: Mapping[str, Any], *, building: bool = False
+) -> ImageServiceError | None:
+    """The core error an in-stream Engine message (pull, push, build) reports, or None
+    when the message reports none."""
     detail = message.get("errorDetail")
     if isinstance(detail, dict) and detail.get("message"):
-        return str(detail["message"])
-    error = message.get("error")
-    return str(error) if error else None
+        text = str(detail["message"])
+    elif message.get("error"):
+        text = str(message["error"])
+    else:
+        return None
+    return classify_engine_message(text, building=building)

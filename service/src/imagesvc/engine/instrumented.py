@@ -25,7 +25,6 @@ from imagesvc.core.errors import ImageServiceError, Reason
 from imagesvc.core.models import RegistryAuth
 from imagesvc.core.port import BuildRequest, DockerPort, EngineStream, JsonDocument
 from imagesvc.core.progress import TransferTracker
-from imagesvc.engine.errors import classify_engine_message, stream_error_text
 from imagesvc.metrics import ImagesvcMetrics
 
 log = logging.getLogger(__name__)
@@ -43,7 +42,6 @@ class InstrumentedStream:
         self._started_at: float | None = None
         self._closing = False
         self._finished = False
-        self._error_reason: str | None = None
         self._transfer = (
             TransferTracker(pushing=operation == "push") if operation in ("pull", "push") else None
         )
@@ -78,10 +76,6 @@ class InstrumentedStream:
         self._finish()
 
     def _observe(self, message: JsonDocument) -> None:
-        error = stream_error_text(message)
-        if error is not None:
-            building = self._operation == "build"
-            self._error_reason = str(classify_engine_message(error, building=building).reason)
         if self._transfer is None:
             return
         self._transfer.feed(message)
@@ -102,7 +96,6 @@ class InstrumentedStream:
                 return
             self._finished = True
             seconds = time.perf_counter() - self._started_at
-            reason = reason or self._error_reason
             if reason is not None:
                 outcome = "failure"
             elif self._closing:
