@@ -471,7 +471,7 @@ def counted(engine: Engine) -> Iterator[CountedServer]:
     # The health loop's periodic gauge refresh is an unfiltered list of its own, not one
     # a request made: put it out of this module's reach so the counts are the requests'.
     settings = server_settings(engine.host, image_stats_interval_seconds=24 * 3600.0)
-    running = ThreadedServer(settings, port=port)
+    running = ThreadedServer(settings, engine=port)
     try:
         # ...and let the one it makes at start (the gauges begin stale) be done first.
         deadline = time.monotonic() + 20

@@ -102,3 +102,8 @@ class Settings:
                 raise ValueError(f"IMAGESVC_{field.name.upper()}={raw!r}: {exc}") from exc
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**values)
+
+
+class SettingsError(ValueError):
+    """A setting's value cannot be used (the server refuses to start); the message says
+    which setting and what to change."""

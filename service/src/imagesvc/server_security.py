@@ -14,7 +14,7 @@ from pathlib import Path
 
 import grpc
 
-from imagesvc.config import Settings
+from imagesvc.config import Settings, SettingsError
 from imagesvc.core.authentication import Authenticator
 from imagesvc.core.credential_files import parse_clients, parse_tokens
 from imagesvc.core.reloading import FileProblem, ReloadingFile
@@ -26,7 +26,7 @@ from imagesvc.transport.server_certificate import CertificateProblem, ServerCert
 log = logging.getLogger(__name__)
 
 
-class SecuritySettingsError(ValueError):
+class SecuritySettingsError(SettingsError):
     """The security settings cannot be used; the message says what to change."""
 
 

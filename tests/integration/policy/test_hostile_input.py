@@ -101,7 +101,7 @@ def guarded(engine: Engine, open_registry: Registry) -> Iterator[tuple[Stub, Gua
             push_allowlist=f"{open_registry.address}/**",
             build_context_max_bytes=4 * 1024 * 1024,
         ),
-        port=adapter,
+        engine=adapter,
     )
     try:
         with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:

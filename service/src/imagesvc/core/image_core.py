@@ -149,17 +149,18 @@ def _only_digest_of(document: JsonDocument, reference: Reference) -> str:
 class ImageCore:
     def __init__(
         self,
-        port: DockerPort,
+        engine: DockerPort,
         executor: Executor,
         settings: CoreSettings,
         *,
         stream_executor: Executor | None = None,
         health_executor: Executor | None = None,
     ) -> None:
-        """`executor` runs unary Engine calls. Reads of long pulls, pushes and builds can
-        go to `stream_executor` and pings to `health_executor`, so that many slow streams
-        neither starve quick calls nor make a busy service look unhealthy."""
-        self._port = port
+        """`engine` is the Docker Engine; `executor` runs its unary calls. Reads of long
+        pulls, pushes and builds can go to `stream_executor` and pings to
+        `health_executor`, so that many slow streams neither starve quick calls nor make
+        a busy service look unhealthy."""
+        self._engine = engine
         self._executor = executor
         self._stream_executor = stream_executor or executor
         self._health_executor = health_executor or executor
@@ -208,7 +209,7 @@ class ImageCore:
     # Health -------------------------------------------------------------------------
 
     async def ping(self) -> bool:
-        return await self._call_in(self._health_executor, self._port.ping)
+        return await self._call_in(self._health_executor, self._engine.ping)
 
     # Reads --------------------------------------------------------------------------
 
@@ -230,7 +231,7 @@ class ImageCore:
         # Validate the token before spending an Engine call on the list.
         page_window((), page_size=page_size, page_token=page_token, fingerprint=fingerprint)
         patterns = [reference_pattern(p) for p in image_filter.references]
-        summaries = await self._call(self._port.list_images, all=all, filters=filters)
+        summaries = await self._call(self._engine.list_images, all=all, filters=filters)
         listed: list[tuple[JsonDocument, Image]] = []
         for summary in summaries:
             image: Image | None = documents.image_from_summary(summary)
@@ -253,12 +254,12 @@ class ImageCore:
 
     async def get_image(self, image: str) -> Image:
         self._admit()
-        document = await self._call(self._port.inspect_image, validate_image_identifier(image))
+        document = await self._call(self._engine.inspect_image, validate_image_identifier(image))
         return documents.image_from_inspect(document)
 
     async def image_history(self, image: str) -> tuple[HistoryEntry, ...]:
         self._admit()
-        entries = await self._call(self._port.image_history, validate_image_identifier(image))
+        entries = await self._call(self._engine.image_history, validate_image_identifier(image))
         return documents.history_from_engine(entries)
 
     # Writes -------------------------------------------------------------------------
@@ -268,14 +269,14 @@ class ImageCore:
         validate_image_identifier(source)
         reference = parse_tag_target(target)
         self._settings.registry_policy.check_target(reference, what=f"tagging as {target!r}")
-        await self._call(self._port.tag, source, reference.name, reference.tag)
-        document = await self._call(self._port.inspect_image, str(reference))
+        await self._call(self._engine.tag, source, reference.name, reference.tag)
+        document = await self._call(self._engine.inspect_image, str(reference))
         return TagResult(id=str(document.get("Id", "")), target=str(reference))
 
     async def remove_image(self, image: str, *, force: bool, no_prune: bool) -> RemoveResult:
         self._admit()
         items = await self._call(
-            self._port.remove_image,
+            self._engine.remove_image,
             validate_image_identifier(image),
             force=force,
             no_prune=no_prune,
@@ -301,7 +302,7 @@ class ImageCore:
                     metadata={"field": "until"},
                 )
             filters["until"] = [str(seconds)]
-        report = await self._call(self._port.prune_images, filters)
+        report = await self._call(self._engine.prune_images, filters)
         items = report.get("ImagesDeleted") or []
         return PruneResult(
             deleted=tuple(documents.image_id(i["Deleted"]) for i in items if i.get("Deleted")),
@@ -326,7 +327,7 @@ class ImageCore:
             # The daemon contacts this registry: only one the allowlists name.
             registry = registry_of_server_address(auth.server_address)
             self._settings.registry_policy.check_registry(registry)
-            answer = await self._call(self._port.check_auth, auth)
+            answer = await self._call(self._engine.check_auth, auth)
         return AuthCheckResult(
             status=str(answer.get("Status") or ""),
             identity_token=str(answer.get("IdentityToken") or ""),
@@ -348,7 +349,7 @@ class ImageCore:
         )
         with self._settings.limits.pulls.slot(), redacting_errors(secrets):
             stream = await self._call(
-                self._port.pull,
+                self._engine.pull,
                 reference.name,
                 reference.digest or reference.tag,
                 platform=platform,
@@ -357,7 +358,7 @@ class ImageCore:
             async with contextlib.aclosing(self._transfer(stream, tracker)) as progress:
                 async for item in progress:
                     yield item
-            document = await self._call(self._port.inspect_image, str(reference))
+            document = await self._call(self._engine.inspect_image, str(reference))
         digest = next(
             (
                 m.group("digest")
@@ -393,7 +394,7 @@ class ImageCore:
             pushing=True, min_interval=self._settings.progress_interval_seconds
         )
         with self._settings.limits.pushes.slot(), redacting_errors(secrets):
-            stream = await self._call(self._port.push, reference.name, reference.tag, auth=auth)
+            stream = await self._call(self._engine.push, reference.name, reference.tag, auth=auth)
             async with contextlib.aclosing(self._transfer(stream, tracker)) as progress:
                 async for item in progress:
                     yield item
@@ -449,7 +450,7 @@ class ImageCore:
             try:
                 with redacting_errors(secrets):
                     stream = await self._call(
-                        self._port.build, context.file, gzip=False, request=options
+                        self._engine.build, context.file, gzip=False, request=options
                     )
                     async with contextlib.aclosing(self._messages(stream, deadline)) as messages:
                         try:
@@ -464,7 +465,7 @@ class ImageCore:
         image_id = build_log.image_id
         if not image_id and options.tags:
             # Only older Engines omit the aux message; ask the Engine, never scrape the log.
-            document = await self._call(self._port.inspect_image, options.tags[0])
+            document = await self._call(self._engine.inspect_image, options.tags[0])
             image_id = str(document.get("Id", ""))
         if not image_id:
             raise EngineError(

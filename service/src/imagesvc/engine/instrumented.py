@@ -33,11 +33,11 @@ log = logging.getLogger(__name__)
 class InstrumentedStream:
     """An EngineStream that reports how it went when it ends (once, whichever way)."""
 
-    def __init__(self, operation: str, inner: EngineStream, port: InstrumentedDockerPort) -> None:
+    def __init__(self, operation: str, inner: EngineStream, engine: InstrumentedDockerPort) -> None:
         self._operation = operation
         self._inner = inner
-        self._port = port
-        self._metrics = port.metrics
+        self._engine = engine
+        self._metrics = engine.metrics
         self._lock = threading.Lock()
         self._started_at: float | None = None
         self._closing = False
@@ -111,20 +111,20 @@ class InstrumentedStream:
         if self._operation == "build":
             metrics.build_duration.labels(outcome).observe(seconds)
         if self._operation != "push":
-            self._port.images_changed()
+            self._engine.images_changed()
 
 
 class InstrumentedDockerPort:
-    """DockerPort decorator: every call of `port`, measured into `metrics`."""
+    """DockerPort decorator: every call of `engine`, measured into `metrics`."""
 
     def __init__(
         self,
-        port: DockerPort,
+        engine: DockerPort,
         metrics: ImagesvcMetrics,
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._port = port
+        self._engine = engine
         self.metrics = metrics
         self._clock = clock
         self._stats_lock = threading.Lock()
@@ -133,8 +133,8 @@ class InstrumentedDockerPort:
 
     @property
     def wrapped(self) -> DockerPort:
-        """The port whose calls this one measures."""
-        return self._port
+        """The Engine whose calls this one measures."""
+        return self._engine
 
     @contextlib.contextmanager
     def _measured(self, operation: str) -> Iterator[None]:
@@ -162,67 +162,69 @@ class InstrumentedDockerPort:
 
     def ping(self) -> bool:
         with self._measured("ping"):
-            return self._port.ping()
+            return self._engine.ping()
 
     def version(self) -> JsonDocument:
         with self._measured("version"):
-            return self._port.version()
+            return self._engine.version()
 
     def list_images(self, *, all: bool, filters: Mapping[str, list[str]]) -> list[JsonDocument]:
         with self._measured("list_images"):
-            images = self._port.list_images(all=all, filters=filters)
+            images = self._engine.list_images(all=all, filters=filters)
         if not all and not filters:
             self._count_images(images)
         return images
 
     def inspect_image(self, image: str) -> JsonDocument:
         with self._measured("inspect_image"):
-            return self._port.inspect_image(image)
+            return self._engine.inspect_image(image)
 
     def image_history(self, image: str) -> list[JsonDocument]:
         with self._measured("image_history"):
-            return self._port.image_history(image)
+            return self._engine.image_history(image)
 
     def pull(
         self, name: str, tag_or_digest: str, *, platform: str, auth: RegistryAuth | None
     ) -> EngineStream:
         return self._stream(
-            "pull", lambda: self._port.pull(name, tag_or_digest, platform=platform, auth=auth)
+            "pull", lambda: self._engine.pull(name, tag_or_digest, platform=platform, auth=auth)
         )
 
     def push(self, name: str, tag: str, *, auth: RegistryAuth | None) -> EngineStream:
-        return self._stream("push", lambda: self._port.push(name, tag, auth=auth))
+        return self._stream("push", lambda: self._engine.push(name, tag, auth=auth))
 
     def tag(self, source: str, repository: str, tag: str) -> None:
         try:
             with self._measured("tag"):
-                self._port.tag(source, repository, tag)
+                self._engine.tag(source, repository, tag)
         finally:
             self.images_changed()
 
     def build(self, context: IO[bytes], *, gzip: bool, request: BuildRequest) -> EngineStream:
-        return self._stream("build", lambda: self._port.build(context, gzip=gzip, request=request))
+        return self._stream(
+            "build", lambda: self._engine.build(context, gzip=gzip, request=request)
+        )
 
     def remove_image(self, image: str, *, force: bool, no_prune: bool) -> list[JsonDocument]:
         try:
             with self._measured("remove_image"):
-                return self._port.remove_image(image, force=force, no_prune=no_prune)
+                return self._engine.remove_image(image, force=force, no_prune=no_prune)
         finally:
             self.images_changed()
 
     def prune_images(self, filters: Mapping[str, list[str]]) -> JsonDocument:
         try:
             with self._measured("prune_images"):
-                return self._port.prune_images(filters)
+                return self._engine.prune_images(filters)
         finally:
             self.images_changed()
 
     def check_auth(self, auth: RegistryAuth) -> JsonDocument:
         with self._measured("check_auth"):
-            return self._port.check_auth(auth)
+            return self._engine.check_auth(auth)
 
     def close(self) -> None:
-        close = getattr(self._port, "close", None)
+        close = getattr(self._engine, "close", None)
         if callable(close):
             close()
 

@@ -1,5 +1,6 @@
-"""One server interceptor around every RPC: request id, core-error -> status mapping,
-and one JSON access-log line per call. Handlers never pick status codes themselves."""
+"""The interceptor that carries every ImageService RPC from start to end: request id,
+drain, the caller established, core errors turned into their gRPC status, and one JSON
+access-log line per call. Handlers never pick status codes themselves."""
 
 from __future__ import annotations
 
@@ -145,7 +146,7 @@ def _wrap_stream(
     return handler
 
 
-class ServerInterceptor(grpc.aio.ServerInterceptor):
+class CallLifecycleInterceptor(grpc.aio.ServerInterceptor):
     def __init__(
         self,
         wrapped_services: frozenset[str],
