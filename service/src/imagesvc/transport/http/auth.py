@@ -1,5 +1,5 @@
 """The HTTP edge of authentication: an ASGI middleware that reads the Authorization
-header and the verified client certificate (put in the scope by http_tls) and
+header and the verified client certificate (put in the scope by http/tls.py) and
 establishes the caller for the request. It refuses nothing itself: the REST gateway
 calls the guarded servicer, which decides (401/403 through the gateway's error
 mapping), and the open endpoints (/healthz, /readyz, /metrics, /openapi.json) do not

@@ -2,7 +2,7 @@
 with the HTTP status derived from its gRPC code by grpc-gateway's table
 (runtime.HTTPStatusFromCode).
 
-Core errors get their gRPC code, message and ErrorInfo from `grpc_errors.error_status`,
+Core errors get their gRPC code, message and ErrorInfo from `grpc/errors.py`'s `error_status`,
 the one core -> gRPC table; this module only adds the gRPC -> HTTP step.
 """
 

@@ -14,12 +14,12 @@ wire format (a client written for grpc-gateway in front of this API works unchan
 - `Grpc-Timeout` (e.g. "30S", "500m") sets the call's deadline, as with grpc-gateway.
 - The request id travels as grpc-gateway carries the gRPC port's metadata: the answer
   to every call has Grpc-Metadata-X-Request-Id (beside X-Request-Id), and a request's
-  Grpc-Metadata-X-Request-Id is taken as its id (http_observability).
+  Grpc-Metadata-X-Request-Id is taken as its id (http/observability.py).
 - Every matched request carries its route template in scope["imagesvc.route"]
   (e.g. "/v1/images/{image}") for metrics and logs, never the raw path.
 
 The HTTP stack is Starlette on uvicorn, embedded in the grpc.aio event loop (see
-http_server.py): one process, one loop, and the REST layer is a thin transcoder in
+http/server.py): one process, one loop, and the REST layer is a thin transcoder in
 front of the servicer gRPC uses, never a second implementation.
 """
 
