@@ -8,13 +8,20 @@ given directory, and a check saying why it cannot run on this machine. Another e
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from devtools.sandbox import DOCKER_20_10, DOCKER_KINDS, DockerKind, Engine
+from devtools.sandbox import (
+    DOCKER_KINDS,
+    DOCKER_SYSTEM,
+    DockerKind,
+    Engine,
+    system_dockerd_version,
+)
 
-__all__ = ["DEFAULT_KIND", "KINDS", "EngineKind", "available_kinds", "kinds_named"]
+__all__ = ["KINDS", "EngineKind", "available_kinds", "default_kind", "kinds_named"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,9 @@ class EngineKind:
         return self.name
 
 
+_DOCKER_KIND_OF = {kind.name: kind for kind in DOCKER_KINDS}
+
+
 def _docker(kind: DockerKind) -> EngineKind:
     return EngineKind(
         name=kind.name,
@@ -40,8 +50,23 @@ def _docker(kind: DockerKind) -> EngineKind:
 
 
 KINDS: tuple[EngineKind, ...] = tuple(_docker(kind) for kind in DOCKER_KINDS)
-# The sandbox's own engine: every test outside the matrix runs on it.
-DEFAULT_KIND = next(kind for kind in KINDS if kind.name == DOCKER_20_10.name)
+
+
+@functools.cache
+def default_kind() -> EngineKind:
+    """The kind of the sandbox's own engine, the system's dockerd, on which every test
+    outside the matrix runs: Engine 20.10 on Debian 12, Engine 26 on Debian 13. In the
+    matrix, that kind's tests use the sandbox's engine instead of starting another."""
+    version = system_dockerd_version() or ""
+    for kind in KINDS:
+        docker_kind = _DOCKER_KIND_OF[kind.name]
+        if not docker_kind.containerd_store and version.startswith(docker_kind.version_prefix):
+            return kind
+    return EngineKind(
+        name=f"docker-{version or 'system'}",
+        make=lambda base_dir: Engine(base_dir, kind=DOCKER_SYSTEM),
+        missing=DOCKER_SYSTEM.missing,
+    )
 
 
 def kinds_named(names: Sequence[str]) -> list[EngineKind]:

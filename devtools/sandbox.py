@@ -55,6 +55,7 @@ __all__ = [
     "DOCKER_26",
     "DOCKER_26_CONTAINERD",
     "DOCKER_KINDS",
+    "DOCKER_SYSTEM",
     "ENGINE_PACKAGES",
     "BuiltImage",
     "DockerCommandError",
@@ -69,6 +70,7 @@ __all__ = [
     "main",
     "missing_tools",
     "reap_stale_sandboxes",
+    "system_dockerd_version",
 ]
 
 log = logging.getLogger("devtools.sandbox")
@@ -430,15 +432,39 @@ class DockerKind:
 
     def missing(self) -> str | None:
         """Why this engine cannot run here, or None when it can."""
-        if self.bin_dirs and not is_fetched():
-            return f"{ENGINE_26_DIR} is missing: run `python3 -m devtools.engine_26 fetch`"
-        if not self.bin_dirs and _which("dockerd") is None:
+        if self.bin_dirs:
+            if not is_fetched():
+                return f"{ENGINE_26_DIR} is missing: run `python3 -m devtools.engine_26 fetch`"
+            return None
+        version = system_dockerd_version()
+        if version is None:
             return f"dockerd not found (apt-get install docker.io, or: {APT_INSTALL_COMMAND})"
+        if not version.startswith(self.version_prefix):
+            return f"the system's dockerd is Engine {version}, not {self.version_prefix}x"
         return None
 
 
+def system_dockerd_version() -> str | None:
+    """The version of the dockerd on PATH (``dockerd --version``), None without one."""
+    dockerd = _which("dockerd")
+    if dockerd is None:
+        return None
+    try:
+        out = subprocess.run(
+            [dockerd, "--version"], capture_output=True, text=True, timeout=30, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    # "Docker version 20.10.24+dfsg1, build 297e128"
+    match = re.search(r"version ([0-9][^\s,]*)", out)
+    return match.group(1) if match else None
+
+
 _ENGINE_26_BIN = (ENGINE_26_DIR / "usr" / "bin", ENGINE_26_DIR / "usr" / "sbin")
-# Debian 12's docker.io: the system's dockerd.
+# The system's dockerd, whatever its version (Engine 20.10 on Debian 12, 26 on Debian 13):
+# what `sandbox up` (scripts/run) and every test outside the engine matrix run.
+DOCKER_SYSTEM = DockerKind("docker", "")
+# Debian 12's docker.io: the system's dockerd, when that is Engine 20.10.
 DOCKER_20_10 = DockerKind("docker-20.10", "20.10.")
 # Debian 13's docker.io and containerd from tools/engine-26 (devtools/engine_26.py), on this
 # machine's runc; the classic image store (graph drivers, overlay2).
@@ -457,15 +483,15 @@ class Engine:
     pidfile (``dockerd.pid``) and the log (``dockerd.log``). The exec root lives in a
     short path derived from ``base_dir`` (``/tmp/isv-<hash>``) because containerd's
     socket lives under it. ``stop()`` then ``start()`` reuses the same data root.
-    ``kind`` says which dockerd runs (the system's Engine 20.10 by default); ``start()``
-    checks that the engine reports that version and image store.
+    ``kind`` says which dockerd runs (the system's, whatever its version, by default);
+    ``start()`` checks that the engine reports that version and image store.
     """
 
     def __init__(
         self,
         base_dir: str | os.PathLike[str],
         *,
-        kind: DockerKind = DOCKER_20_10,
+        kind: DockerKind = DOCKER_SYSTEM,
         shutdown_timeout: int = 5,
     ) -> None:
         self.base_dir = Path(base_dir).absolute()
@@ -980,7 +1006,7 @@ def build_busybox_image(
 
 
 class Sandbox:
-    """One Engine (the system's Engine 20.10), an open Registry and an htpasswd Registry
+    """One Engine (the system's dockerd), an open Registry and an htpasswd Registry
     (user ``imagesvc-test``, random password) in one base dir; further engines of other
     kinds on demand (``engine_of``), sharing the registries.
 

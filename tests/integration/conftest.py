@@ -20,7 +20,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from devtools.engine_kinds import DEFAULT_KIND, EngineKind, available_kinds, kinds_named
+from devtools.engine_kinds import EngineKind, available_kinds, default_kind, kinds_named
 from devtools.sandbox import BuiltImage, Engine, Registry, Sandbox, build_busybox_image
 from imagesvc.config import Settings
 from imagesvc.server import ThreadedServer
@@ -79,7 +79,7 @@ class EnginePool:
         self._channels: dict[str, grpc.Channel] = {}
 
     def engine(self, kind: EngineKind) -> Engine:
-        if kind is DEFAULT_KIND:
+        if kind.name == default_kind().name:
             return self.sandbox.engine
         return self.sandbox.engine_of(kind.name, kind.make)
 
@@ -134,14 +134,14 @@ def default_engine(sandbox: Sandbox) -> Engine:
 @pytest.fixture(scope="session")
 def default_busybox_image(engine_pool: EnginePool) -> BuiltImage:
     """``busybox_image`` on the default engine, for package- and session-scoped fixtures."""
-    return engine_pool.busybox_image(DEFAULT_KIND)
+    return engine_pool.busybox_image(default_kind())
 
 
 @pytest.fixture(scope="module")
 def engine_kind(request: pytest.FixtureRequest) -> EngineKind:
     """The kind of engine this module's tests run on: a parameter in ``contract`` modules,
     the default kind elsewhere."""
-    kind: EngineKind = getattr(request, "param", DEFAULT_KIND)
+    kind: EngineKind = getattr(request, "param", None) or default_kind()
     return kind
 
 
