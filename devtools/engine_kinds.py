@@ -3,7 +3,7 @@
 A kind has a name (the pytest parameter id, e.g. ``test_x[docker-26-containerd]``, and
 the README table's column), a factory making a stopped engine whose state lives under a
 given directory, and a check saying why it cannot run on this machine. Another engine
-(Podman's Docker-compatible API, say) is one more entry in ``KINDS``.
+is one more entry in ``KINDS``.
 """
 
 from __future__ import annotations
@@ -12,16 +12,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from devtools.sandbox import DOCKER_20_10, DOCKER_KINDS, DockerKind, Engine
+from devtools.podman import PodmanEngine, podman_missing
+from devtools.sandbox import DOCKER_20_10, DOCKER_KINDS, DockerKind, Engine, SandboxEngine
 
-__all__ = ["DEFAULT_KIND", "KINDS", "EngineKind", "available_kinds", "kinds_named"]
+__all__ = ["DEFAULT_KIND", "KINDS", "PODMAN", "EngineKind", "available_kinds", "kinds_named"]
 
 
 @dataclass(frozen=True)
 class EngineKind:
     name: str
-    make: Callable[[Path], Engine]  # base dir -> a stopped engine
+    make: Callable[[Path], SandboxEngine]  # base dir -> a stopped engine
     missing: Callable[[], str | None]  # why it cannot run here; None when it can
+    # What /version's Server component is called ("Engine" for dockerd) and how its
+    # version begins.
+    component: str
+    version_prefix: str
     # On the containerd image store an image id is its manifest's digest (not the
     # config's) and a locally built image has no RepoDigests of a registry's.
     containerd_store: bool = False
@@ -35,11 +40,22 @@ def _docker(kind: DockerKind) -> EngineKind:
         name=kind.name,
         make=lambda base_dir: Engine(base_dir, kind=kind),
         missing=kind.missing,
+        component="Engine",
+        version_prefix=kind.version_prefix,
         containerd_store=kind.containerd_store,
     )
 
 
-KINDS: tuple[EngineKind, ...] = tuple(_docker(kind) for kind in DOCKER_KINDS)
+# Debian 12's podman 4.3.1, its Docker-compatible API (devtools/podman.py).
+PODMAN = EngineKind(
+    name="podman",
+    make=PodmanEngine,
+    missing=podman_missing,
+    component="Podman Engine",
+    version_prefix="4.",
+)
+
+KINDS: tuple[EngineKind, ...] = (*(_docker(kind) for kind in DOCKER_KINDS), PODMAN)
 # The sandbox's own engine: every test outside the matrix runs on it.
 DEFAULT_KIND = next(kind for kind in KINDS if kind.name == DOCKER_20_10.name)
 

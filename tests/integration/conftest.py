@@ -21,7 +21,14 @@ import grpc
 import pytest
 
 from devtools.engine_kinds import DEFAULT_KIND, EngineKind, available_kinds, kinds_named
-from devtools.sandbox import BuiltImage, Engine, Registry, Sandbox, build_busybox_image
+from devtools.sandbox import (
+    BuiltImage,
+    Engine,
+    Registry,
+    Sandbox,
+    SandboxEngine,
+    build_busybox_image,
+)
 from imagesvc.config import Settings
 from imagesvc.server import ThreadedServer
 from imagesvc.v1 import image_service_pb2_grpc
@@ -78,7 +85,7 @@ class EnginePool:
         self._servers: dict[str, ThreadedServer] = {}
         self._channels: dict[str, grpc.Channel] = {}
 
-    def engine(self, kind: EngineKind) -> Engine:
+    def engine(self, kind: EngineKind) -> SandboxEngine:
         if kind is DEFAULT_KIND:
             return self.sandbox.engine
         return self.sandbox.engine_of(kind.name, kind.make)
@@ -146,8 +153,8 @@ def engine_kind(request: pytest.FixtureRequest) -> EngineKind:
 
 
 @pytest.fixture(scope="module")
-def engine(engine_pool: EnginePool, engine_kind: EngineKind) -> Engine:
-    """The sandboxed dockerd of this kind; ``engine.host`` is its DOCKER_HOST (unix://...)."""
+def engine(engine_pool: EnginePool, engine_kind: EngineKind) -> SandboxEngine:
+    """The sandboxed engine of this kind (a dockerd, or Podman); ``engine.host`` is its DOCKER_HOST (unix://...)."""
     return engine_pool.engine(engine_kind)
 
 
@@ -174,7 +181,7 @@ def busybox_image(engine_pool: EnginePool, engine_kind: EngineKind) -> BuiltImag
 
 
 @pytest.fixture(scope="module")
-def own_engine(engine: Engine) -> Iterator[Engine]:
+def own_engine(engine: SandboxEngine) -> Iterator[Engine]:
     """A second sandboxed dockerd of the requesting module, which it may fill, empty and
     stop (never the session's engine)."""
     base = Path(tempfile.mkdtemp(prefix="isv-own-", dir="/tmp"))
@@ -190,7 +197,7 @@ def own_engine(engine: Engine) -> Iterator[Engine]:
 
 
 @pytest.fixture
-def cleanup(engine: Engine) -> Iterator[list[str]]:
+def cleanup(engine: SandboxEngine) -> Iterator[list[str]]:
     """Tags to remove after the test (never the session busybox image)."""
     tags: list[str] = []
     yield tags

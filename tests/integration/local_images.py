@@ -2,9 +2,8 @@
 throwaway images under a unique label, and what the docker CLI says about images.
 
 Every throwaway image carries ``SCOPE_LABEL=<scope>`` so that a test can filter on it
-and ``Throwaway.cleanup()`` can remove everything it made with one label-filtered
-prune, whatever state the test left it in. The session busybox image carries no label,
-so it is never touched.
+and ``Throwaway.cleanup()`` can remove everything it made by that label, whatever state
+the test left it in. The session busybox image carries no label, so it is never touched.
 """
 
 from __future__ import annotations
@@ -32,6 +31,9 @@ Stub = image_service_pb2_grpc.ImageServiceStub
 # refuses the name ("repository name must be lowercase"); the service refuses it itself
 # (core/references.py), so every engine gives INVALID_REFERENCE, never a missing image.
 MALFORMED = ["UPPER/case", "UPPERCASE", "a b", "x:", "x@sha256:zz", "-x", "x::1", " x"]
+
+# Images built on images built on ... a throwaway: more than the tests make.
+_CLEANUP_PASSES = 10
 
 _ENGINE_TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z")
 
@@ -147,4 +149,12 @@ class Throwaway:
         if self._containers:
             self.engine.docker("rm", "--force", *self._containers, check=False)
             self._containers.clear()
-        self.engine.docker("image", "prune", "--all", "--force", "--filter", f"label={self.label}")
+        # Removed by id rather than `image prune --all`, which Podman refuses. An image
+        # with children cannot be removed before them: each pass removes at least the
+        # images nothing is built on (their untagged parents go with them).
+        for _ in range(_CLEANUP_PASSES):
+            left = cli_list_ids(self.engine, f"label={self.label}", all=True)
+            if not left:
+                return
+            self.engine.docker("image", "rm", "--force", *sorted(left), check=False)
+        raise AssertionError(f"images of scope {self.scope} left after clean-up: {left}")
