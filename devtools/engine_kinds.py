@@ -27,6 +27,15 @@ class EngineKind:
     # version begins.
     component: str
     version_prefix: str
+    # Whose build output the Engine streams: Docker's classic builder ("Step 1/3 : FROM
+    # x", "returned a non-zero code: 1") or buildah's ("STEP 1/3: FROM x", "exit status 1").
+    buildah: bool = False
+    # Whether the Engine's own image list filters follow Docker's rules (Podman 4.3
+    # matches no image for two references or two labels; the service does not rely on it).
+    dockers_list_filters: bool = True
+    # Whether an image list counts the containers of each image (Docker says -1: not
+    # counted).
+    counts_list_containers: bool = False
     # On the containerd image store an image id is its manifest's digest (not the
     # config's) and a locally built image has no RepoDigests of a registry's.
     containerd_store: bool = False
@@ -53,6 +62,9 @@ PODMAN = EngineKind(
     missing=podman_missing,
     component="Podman Engine",
     version_prefix="4.",
+    buildah=True,
+    dockers_list_filters=False,
+    counts_list_containers=True,
 )
 
 KINDS: tuple[EngineKind, ...] = (*(_docker(kind) for kind in DOCKER_KINDS), PODMAN)

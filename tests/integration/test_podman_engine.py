@@ -8,13 +8,12 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import cast
 
 import grpc
 import pytest
 
 from devtools.podman import PodmanEngine
-from devtools.sandbox import Engine, Registry, _mounts_under, build_busybox_image
+from devtools.sandbox import Registry, _mounts_under, build_busybox_image
 from imagesvc.server import ThreadedServer
 from imagesvc.v1 import image_service_pb2 as pb
 from imagesvc.v1 import image_service_pb2_grpc
@@ -26,8 +25,7 @@ BASE = "acc/tiny:1"
 
 
 def _built(engine: PodmanEngine, tag: str, **labels: str) -> str:
-    # build_busybox_image needs only engine.docker(), which PodmanEngine has too.
-    return build_busybox_image(cast(Engine, engine), tag, labels=labels)
+    return build_busybox_image(engine, tag, labels=labels)
 
 
 @pytest.fixture(scope="module")
