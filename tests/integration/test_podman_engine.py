@@ -120,3 +120,28 @@ def test_pull_reports_the_pulled_images_id_and_digest(
         assert result.digest in pushed
     finally:
         podman.docker("image", "rm", "--force", reference, check=False)
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "refused"),
+    [
+        ({"all": True}, "all=true"),
+        ({"labels": ["org.imagesvc-test.a"], "exclude_labels": ["x"]}, "exclude_labels"),
+        ({"labels": ["org.imagesvc-test.a", "org.imagesvc-test.b"]}, "several labels"),
+    ],
+)
+def test_prunes_podman_would_get_wrong_are_refused(
+    stub: image_service_pb2_grpc.ImageServiceStub,
+    podman: PodmanEngine,
+    request_fields: dict[str, object],
+    refused: str,
+) -> None:
+    before = podman.docker("image", "ls", "--all", "--quiet", "--no-trunc").stdout
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.PruneImages(pb.PruneImagesRequest(**request_fields), timeout=30)  # type: ignore[arg-type]
+    error = caught.value
+    assert isinstance(error, grpc.Call)
+    assert error.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert "Podman" in (error.details() or "")
+    assert refused in (error.details() or "")
+    assert podman.docker("image", "ls", "--all", "--quiet", "--no-trunc").stdout == before
