@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol
 
 from devtools.engine_26 import ENGINE_26_DIR, is_fetched
 
@@ -63,6 +64,7 @@ __all__ = [
     "Engine",
     "Registry",
     "Sandbox",
+    "SandboxEngine",
     "SandboxError",
     "build_busybox_image",
     "ensure_packages",
@@ -411,6 +413,56 @@ def ensure_packages(packages: Sequence[str] = DEBIAN_PACKAGES) -> None:
 # --------------------------------------------------------------------------- engine
 
 
+def api_get(socket_path: Path, path: str, timeout: float = 10.0) -> object:
+    """``GET path`` of the Docker API on a unix socket, as JSON (fails unless 200 OK)."""
+    conn = _UnixHTTPConnection(str(socket_path), timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        body = response.read()
+    except (OSError, http.client.HTTPException) as e:
+        raise SandboxError(f"GET {path} on unix://{socket_path} failed: {e}") from e
+    finally:
+        conn.close()
+    if response.status != 200:
+        raise SandboxError(
+            f"GET {path} on unix://{socket_path} answered {response.status}: {body!r}"
+        )
+    document: object = json.loads(body)
+    return document
+
+
+class SandboxEngine(Protocol):
+    """What tests and the sandbox need of an engine serving Docker's API on a unix
+    socket under ``base_dir``: a sandboxed dockerd (``Engine``) or Podman
+    (``devtools.podman.PodmanEngine``)."""
+
+    @property
+    def base_dir(self) -> Path: ...
+    @property
+    def exec_root(self) -> Path: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def pid(self) -> int | None: ...
+    def is_running(self) -> bool: ...
+    def ping(self, timeout: float = 2.0) -> bool: ...
+    def start(self, timeout: float = 60.0) -> None: ...
+    def stop(self, timeout: float = 30.0, *, kill_containers: bool = True) -> None: ...
+    def restart(self, timeout: float = 60.0) -> None: ...
+    def stopped(self) -> contextlib.AbstractContextManager[None]: ...
+    def leftover_processes(self) -> list[int]: ...
+    def api_get(self, path: str, timeout: float = 10.0) -> object: ...
+    def docker(
+        self,
+        *args: str,
+        check: bool = True,
+        input: str | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = 300,
+    ) -> subprocess.CompletedProcess[str]: ...
+
+
 @dataclass(frozen=True)
 class DockerKind:
     """Which dockerd an Engine runs: where its binaries are and how its image store is set.
@@ -633,19 +685,7 @@ class Engine:
 
     def api_get(self, path: str, timeout: float = 10.0) -> object:
         """``GET path`` of the Engine API on the socket, as JSON (fails unless 200 OK)."""
-        conn = _UnixHTTPConnection(str(self.socket_path), timeout)
-        try:
-            conn.request("GET", path)
-            response = conn.getresponse()
-            body = response.read()
-        except (OSError, http.client.HTTPException) as e:
-            raise SandboxError(f"GET {path} on {self.host} failed: {e}") from e
-        finally:
-            conn.close()
-        if response.status != 200:
-            raise SandboxError(f"GET {path} on {self.host} answered {response.status}: {body!r}")
-        document: object = json.loads(body)
-        return document
+        return api_get(self.socket_path, path, timeout)
 
     def _api_document(self, path: str) -> dict[str, object]:
         document = self.api_get(path)
@@ -962,7 +1002,7 @@ class BuiltImage:
 
 
 def build_busybox_image(
-    engine: Engine,
+    engine: SandboxEngine,
     tag: str,
     *,
     extra_lines: Sequence[str] = (),
@@ -1030,12 +1070,12 @@ class Sandbox:
             password=secrets.token_urlsafe(18),
         )
         self._owner_file = self.base_dir / "owner"
-        self._more_engines: dict[str, Engine] = {}
+        self._more_engines: dict[str, SandboxEngine] = {}
 
     def __repr__(self) -> str:
         return f"Sandbox({str(self.base_dir)!r})"
 
-    def engine_of(self, name: str, make: Callable[[Path], Engine]) -> Engine:
+    def engine_of(self, name: str, make: Callable[[Path], SandboxEngine]) -> SandboxEngine:
         """The running engine called ``name``, made by ``make(its base dir)`` and started
         on first use; it lives until ``close()``, like the default engine."""
         if name not in self._more_engines:
@@ -1062,8 +1102,8 @@ class Sandbox:
         """Stop the engine and both registries; remove the base dir if it was ours.
         Raises if anything is left running or mounted."""
         errors: list[BaseException] = []
-        engines = [*self._more_engines.values(), self.engine]
-        parts: list[Engine | Registry] = [*engines, self.open_registry, self.auth_registry]
+        engines: list[SandboxEngine] = [*self._more_engines.values(), self.engine]
+        parts: list[SandboxEngine | Registry] = [*engines, self.open_registry, self.auth_registry]
         for part in parts:
             try:
                 part.stop()

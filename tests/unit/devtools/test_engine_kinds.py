@@ -50,7 +50,9 @@ def test_another_system_engine_is_named_by_its_version(
     system_version[0] = "28.2.2"
     kind = engine_kinds.default_kind()
     assert kind.name == "docker-28.2.2"
-    assert kind.make(tmp_path / "e").kind is sandbox.DOCKER_SYSTEM
+    engine = kind.make(tmp_path / "e")
+    assert isinstance(engine, sandbox.Engine)
+    assert engine.kind is sandbox.DOCKER_SYSTEM
 
 
 def test_no_dockerd_is_missing_with_the_install_command(
