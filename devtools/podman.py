@@ -87,8 +87,18 @@ def podman_missing() -> str | None:
     """Why the sandboxed Podman engine cannot run here, or None when it can."""
     if not _is_root():
         return "the sandboxed Podman engine needs root"
-    if _which("podman") is None:
+    podman = _which("podman")
+    if podman is None:
         return "podman not found (apt-get install podman)"
+    try:
+        # "podman version 4.3.1"
+        version = subprocess.run(
+            [podman, "--version"], capture_output=True, text=True, timeout=30, check=True
+        ).stdout.split()[-1]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return f"{podman} --version failed"
+    if not version.startswith("4."):
+        return f"podman {version} is not Podman 4 (Debian 12's), whose differences are declared"
     if not (_CNI_PLUGINS / "loopback").exists():
         plugin = _CNI_PLUGINS / "loopback"
         return f"{plugin} not found (apt-get install containernetworking-plugins)"

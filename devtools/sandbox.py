@@ -78,12 +78,31 @@ __all__ = [
 log = logging.getLogger("devtools.sandbox")
 
 # debootstrap makes the container image test's base image (devtools/base_image.py).
+
+
+def _debian_codename() -> str:
+    """VERSION_CODENAME of /etc/os-release (``bookworm``, ``trixie``), "" if unknown."""
+    try:
+        text = Path("/etc/os-release").read_text()
+    except OSError:
+        return ""
+    match = re.search(r"^VERSION_CODENAME=\"?([a-z]*)", text, re.MULTILINE)
+    return match.group(1) if match else ""
+
+
+# Podman 4.3, the engine matrix's `podman` kind, is Debian 12's: the differences the
+# matrix declares for it (tests/integration/engine_differences.py) are that version's,
+# and Debian 13's Podman 5 drops the CNI networking the sandbox gives it.
+_PODMAN_PACKAGES = (
+    ("podman", "containernetworking-plugins") if _debian_codename() == "bookworm" else ()
+)
 DEBIAN_PACKAGES = (
     "docker.io",
     "docker-registry",
     "busybox-static",
     "apache2-utils",
     "debootstrap",
+    *_PODMAN_PACKAGES,
 )
 # Running the service on the sandboxed engine needs only the engine (scripts/run).
 ENGINE_PACKAGES = ("docker.io",)
@@ -94,6 +113,8 @@ _PACKAGE_TOOLS: dict[str, tuple[str, ...]] = {
     "busybox-static": (),
     "apache2-utils": ("htpasswd",),
     "debootstrap": ("debootstrap",),
+    "podman": ("podman",),
+    "containernetworking-plugins": (),  # checked by devtools.podman.podman_missing
 }
 APT_INSTALL_COMMAND = (
     "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "
