@@ -21,6 +21,8 @@ from tests.integration.builds import dockerfile, make_tar, run_build, unique_rep
 from tests.integration.conftest import server_settings
 from tests.integration.transfers import read_pull
 
+pytestmark = pytest.mark.engine_kinds("podman")
+
 BASE = "acc/tiny:1"
 
 
