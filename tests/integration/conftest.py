@@ -48,7 +48,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # Tests of one engine's own behaviour run when that engine is in the matrix; the
     # report header says why a kind is not (CI names every kind, so none is left out).
     selected = {kind.name for kind in selected_kinds(config)}
-    kept, dropped = [], []
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
     for item in items:
         marker = item.get_closest_marker("engine_kinds")
         (dropped if marker and not selected.intersection(marker.args) else kept).append(item)
