@@ -125,17 +125,43 @@ def test_list_is_one_engine_call_and_translates_filters(
     assert page.total_size == 0
     calls = port.calls_to("list_images")
     assert len(calls) == 1
+    # Several references (any of them) and labels (all of them) are matched by the
+    # service: the Engine gets only one label, which narrows, and no reference.
     assert calls[0].kwargs == {
         "all": True,
         "filters": {
-            "reference": ["busybox", "127.0.0.1:5000/team/*"],
-            "label": ["team=core", "tier"],
+            "label": ["team=core"],
             "dangling": ["false"],
             "before": ["busybox:1.36"],
             "since": [image_id(1)],
         },
     }
     assert port.methods_called == ["list_images"]
+
+
+def test_list_sends_a_single_reference_to_the_engine(core: ImageCore, port: FakeDockerPort) -> None:
+    image_filter = ImageFilter(references=("busybox",))
+    run(core.list_images(image_filter, all=False, page_size=0, page_token=""))
+    assert port.calls_to("list_images")[0].kwargs["filters"] == {"reference": ["busybox"]}
+
+
+def test_list_matches_every_label_by_dockers_rule(core: ImageCore, port: FakeDockerPort) -> None:
+    # Podman 4.3 matches no image for two label conditions; the service decides itself.
+    port.add(engine_image(1, tags=["a:1"], created=100, labels={"team": "core", "tier": "1"}))
+    port.add(engine_image(2, tags=["b:1"], created=200, labels={"team": "core"}))
+    port.add(engine_image(3, tags=["c:1"], created=300, labels={"team": "edge", "tier": ""}))
+    port.add(engine_image(4, tags=["d:1"], created=400))
+
+    def listed(*labels: str) -> list[str]:
+        page = run(
+            core.list_images(ImageFilter(labels=labels), all=False, page_size=0, page_token="")
+        )
+        return sorted(image.repo_tags[0] for image in page.images)
+
+    assert listed("team=core", "tier") == ["a:1"]
+    assert listed("team") == ["a:1", "b:1", "c:1"]
+    assert listed("tier=") == ["c:1"]
+    assert listed("team=cor") == []
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from imagesvc.core.errors import FailedPreconditionError
 from imagesvc.core.models import BuildLimits, BuildOptions
 from imagesvc.engine.docker_adapter import DockerAdapter
 
@@ -149,3 +150,65 @@ def test_podman_parameters_are_only_the_network_ones(podman_adapter: DockerAdapt
     params = build_params(podman_adapter, BuildOptions(tags=("a:1",), network_mode="none"))
     assert params.pop("path") == "/build"
     assert set(params) <= KNOWN | {"nsoptions"}
+
+
+def _capture(adapter: DockerAdapter, method: str) -> list[str]:
+    urls: list[str] = []
+
+    def fake(url: str, *args: Any, **kwargs: Any) -> Any:
+        urls.append(url)
+        raise RuntimeError("captured")
+
+    setattr(adapter._client, method, fake)
+    return urls
+
+
+@pytest.mark.parametrize(
+    ("image", "docker_sends", "podman_sends"),
+    [
+        ("sha256:dcf3da4f775a", "sha256:dcf3da4f775a", "dcf3da4f775a"),
+        ("sha256:" + "a" * 64, "sha256:" + "a" * 64, "sha256:" + "a" * 64),
+        ("dcf3da4f775a", "dcf3da4f775a", "dcf3da4f775a"),
+        ("acc/sha256:1", "acc/sha256:1", "acc/sha256:1"),
+    ],
+)
+def test_podman_looks_up_a_short_id_without_its_sha256_prefix(
+    adapter: DockerAdapter,
+    podman_adapter: DockerAdapter,
+    image: str,
+    docker_sends: str,
+    podman_sends: str,
+) -> None:
+    # Podman refuses "sha256:" before anything but a full id; the bare prefix is the
+    # same lookup.
+    for built, sent in ((adapter, docker_sends), (podman_adapter, podman_sends)):
+        urls = _capture(built, "inspect_image")
+        with pytest.raises(RuntimeError):
+            built.inspect_image(image)
+        assert urls == [sent]
+
+
+@pytest.mark.parametrize(
+    ("filters", "refused"),
+    [
+        ({"dangling": ["false"]}, "all=true"),
+        ({"dangling": ["true"], "label!": ["keep"]}, "exclude_labels"),
+        ({"dangling": ["true"], "label": ["a", "b=1"]}, "several labels"),
+    ],
+)
+def test_podman_refuses_prunes_it_would_get_wrong(
+    podman_adapter: DockerAdapter, filters: dict[str, list[str]], refused: str
+) -> None:
+    urls = _capture(podman_adapter, "_post")
+    with pytest.raises(FailedPreconditionError) as caught:
+        podman_adapter.prune_images(filters)
+    assert refused in str(caught.value)
+    assert "Podman" in str(caught.value)
+    assert urls == []
+
+
+def test_podman_prunes_dangling_images_of_one_label(podman_adapter: DockerAdapter) -> None:
+    urls = _capture(podman_adapter, "_post")
+    with pytest.raises(RuntimeError, match="captured"):
+        podman_adapter.prune_images({"dangling": ["true"], "label": ["a=1"], "until": ["1"]})
+    assert [url.rsplit("/", 2)[-2:] for url in urls] == [["images", "prune"]]

@@ -193,6 +193,8 @@ def test_message_is_stripped_and_never_empty() -> None:
         "The command '/bin/sh -c false' returned a non-zero code: 1",
         "The command '/bin/sh -c exit 3' returned a non-zero code: 3",
         'process "/bin/sh -c false" did not complete successfully: exit code: 1',
+        # buildah's (Podman's), even when the step's command mentions a missing image.
+        'building at STEP "RUN docker pull nosuch": while running runtime: exit status 1',
         # A failing step wins even when its output looks like another failure.
         "The command '/bin/sh -c docker pull nosuch' returned a non-zero code: 1"
         " (No such image: nosuch)",

@@ -9,9 +9,9 @@ import re
 from imagesvc.core.errors import ImageServiceError, Reason
 from imagesvc.core.port import JsonDocument
 
-# The classic builder announces each step as "Step 2/3 : RUN make"; one message may
-# carry several lines.
-_STEP_LINE = re.compile(r"^Step \d+/\d+ : .*$", re.MULTILINE)
+# The classic builder announces each step as "Step 2/3 : RUN make", buildah (Podman) as
+# "STEP 2/3: RUN make"; one message may carry several lines.
+_STEP_LINE = re.compile(r"^(?:Step \d+/\d+ :|STEP \d+/\d+:) .*$", re.MULTILINE)
 
 
 class BuildLog:

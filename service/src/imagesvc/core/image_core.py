@@ -14,7 +14,7 @@ import contextlib
 import dataclasses
 import functools
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -137,6 +137,32 @@ def _matching_names(image: Image, patterns: list[re.Pattern[str]]) -> Image | No
     return dataclasses.replace(image, repo_tags=tags, repo_digests=digests)
 
 
+def _narrowing_filters(filters: Mapping[str, list[str]]) -> dict[str, list[str]]:
+    """The list filters sent to the Engine: at most one reference and one label, which
+    only narrow what the service then matches itself. Engines disagree on several:
+    Docker matches any of the references and all of the labels; Podman 4.3 matches no
+    image for two references or two labels."""
+    sent = dict(filters)
+    for key in ("reference", "label"):
+        if key not in sent:
+            continue
+        if key == "label" or len(sent[key]) == 1:
+            sent[key] = sent[key][:1]
+        else:
+            del sent[key]  # any of several: one alone would drop the others' images
+    return sent
+
+
+def _has_labels(summary: JsonDocument, conditions: Sequence[str]) -> bool:
+    """Docker's label filter: every ``key`` present, every ``key=value`` equal."""
+    labels = summary.get("Labels") or {}
+    for condition in conditions:
+        key, is_pair, value = condition.partition("=")
+        if key not in labels or (is_pair and labels[key] != value):
+            return False
+    return True
+
+
 def _only_digest_of(document: JsonDocument, reference: Reference) -> str:
     """The pulled image's digest in its repository, for Engines whose pull stream has no
     "Digest:" line (Podman): only when the image has exactly one there, else unknown."""
@@ -231,9 +257,13 @@ class ImageCore:
         # Validate the token before spending an Engine call on the list.
         page_window((), page_size=page_size, page_token=page_token, fingerprint=fingerprint)
         patterns = [reference_pattern(p) for p in image_filter.references]
-        summaries = await self._call(self._engine.list_images, all=all, filters=filters)
+        summaries = await self._call(
+            self._engine.list_images, all=all, filters=_narrowing_filters(filters)
+        )
         listed: list[tuple[JsonDocument, Image]] = []
         for summary in summaries:
+            if not _has_labels(summary, image_filter.labels):
+                continue
             image: Image | None = documents.image_from_summary(summary)
             if patterns and image is not None:
                 # The Engine filtered already; Docker's rule on Docker's familiar names

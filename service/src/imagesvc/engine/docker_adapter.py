@@ -17,6 +17,7 @@ import base64
 import contextlib
 import json
 import logging
+import re
 import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -32,6 +33,7 @@ import urllib3.exceptions
 from imagesvc.core.errors import (
     DeadlineExceededError,
     EngineError,
+    FailedPreconditionError,
     ImageServiceError,
     NotFoundError,
     Reason,
@@ -313,6 +315,33 @@ def _podman_build_network(network_mode: str) -> dict[str, str]:
     return params
 
 
+_SHORT_ID = re.compile(r"sha256:([0-9a-f]{1,63})")
+
+
+def _podman_image(image: str) -> str:
+    """What Podman finds ``image`` by: Docker takes ``sha256:<short prefix>`` for an id
+    prefix, Podman (4.3 to at least 5) refuses anything after ``sha256:`` but a full id,
+    and takes the bare prefix for the same lookup."""
+    short = _SHORT_ID.fullmatch(image)
+    return short[1] if short else image
+
+
+def _podman_prune_refusal(filters: Mapping[str, list[str]]) -> str | None:
+    """Why Podman's Docker API would not prune what Docker prunes with these filters.
+
+    Podman 4.3's compat prune always adds ``dangling=true`` (so ``all`` fails), ignores
+    ``label!`` and matches no image for two ``label`` conditions: pruning more, or other
+    images, than asked is worse than refusing.
+    """
+    if filters.get("dangling") == ["false"]:
+        return "it prunes only dangling images (all=true is not supported)"
+    if filters.get("label!"):
+        return "it ignores exclude_labels"
+    if len(filters.get("label", [])) > 1:
+        return "it does not combine several labels"
+    return None
+
+
 class DockerAdapter:
     """DockerPort over one shared docker-py APIClient (thread-safe connection pool)."""
 
@@ -424,13 +453,16 @@ class DockerAdapter:
             )
         return list(result or [])
 
+    def _engine_image(self, image: str) -> str:
+        return _podman_image(image) if self._is_podman() else image
+
     def inspect_image(self, image: str) -> JsonDocument:
         with _translate_errors("inspect image", image):
-            return dict(self._client.inspect_image(image))
+            return dict(self._client.inspect_image(self._engine_image(image)))
 
     def image_history(self, image: str) -> list[JsonDocument]:
         with _translate_errors("image history", image):
-            return list(self._client.history(image))
+            return list(self._client.history(self._engine_image(image)))
 
     def pull(
         self, name: str, tag_or_digest: str, *, platform: str, auth: RegistryAuth | None
@@ -457,7 +489,8 @@ class DockerAdapter:
     def tag(self, source: str, repository: str, tag: str) -> None:
         with _translate_errors("tag image", source):
             response = self._client._post(
-                self._url("/images/{0}/tag", source), params={"repo": repository, "tag": tag}
+                self._url("/images/{0}/tag", self._engine_image(source)),
+                params={"repo": repository, "tag": tag},
             )
             self._client._raise_for_status(response)
 
@@ -494,10 +527,19 @@ class DockerAdapter:
 
     def remove_image(self, image: str, *, force: bool, no_prune: bool) -> list[JsonDocument]:
         with _translate_errors("remove image", image):
-            return list(self._client.remove_image(image, force=force, noprune=no_prune) or [])
+            removed = self._client.remove_image(
+                self._engine_image(image), force=force, noprune=no_prune
+            )
+            return list(removed or [])
 
     def prune_images(self, filters: Mapping[str, list[str]]) -> JsonDocument:
         with _translate_errors("prune images"):
+            refusal = _podman_prune_refusal(filters) if self._is_podman() else None
+            if refusal:
+                raise FailedPreconditionError(
+                    f"Podman's Docker API cannot prune what was asked: {refusal}",
+                    reason=Reason.ENGINE_ERROR,
+                )
             response = self._client._post(
                 self._url("/images/prune"), params={"filters": json.dumps(filters)}
             )

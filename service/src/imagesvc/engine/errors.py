@@ -113,7 +113,12 @@ _BUILD_RULES: tuple[_Rule, ...] = (
     ),
 )
 
-_BUILD_STEP_FAILED = re.compile(r"returned a non-zero code|exit code: \d+", re.IGNORECASE)
+# Docker's "returned a non-zero code: 1", BuildKit's "exit code: 1", buildah's (Podman's)
+# "building at STEP "RUN false": while running runtime: exit status 1".
+_BUILD_STEP_FAILED = re.compile(
+    r"returned a non-zero code|exit code: \d+|while running runtime: exit status \d+",
+    re.IGNORECASE,
+)
 
 
 def classify_engine_message(
