@@ -42,7 +42,7 @@ def test_client_certificates_are_requested_not_demanded_on_http() -> None:
 
 
 def test_the_http_port_speaks_tls_1_2_or_newer(tmp_path: Path) -> None:
-    """Whatever the system's OpenSSL configuration allows, as SECURITY.md promises."""
+    """Whatever the system's OpenSSL configuration allows, as docs/security.md promises."""
     ca = new_ca(tmp_path, "ca")
     pair = ca.issue(tmp_path, "server", common_name="imagesvc", server=True)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
