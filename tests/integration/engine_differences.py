@@ -1,10 +1,10 @@
 """What differs on an engine of the matrix and the service cannot make right: one table.
 
-Each ``Difference`` names the engine kind, the README's contract area (a row of its
-"Engines" table), the contract tests it makes fail, and what differs, in a sentence a
+Each ``Difference`` names the engine kind, the contract area (a row of the table in
+docs/engines.md), the contract tests it makes fail, and what differs, in a sentence a
 user understands. ``tests/integration/conftest.py`` marks those tests strict xfails on
-that kind, so a difference that disappears fails the run; ``tests/unit/test_readme_engines.py``
-checks that the README's table says "differs" exactly where this table does, with these
+that kind, so a difference that disappears fails the run; ``tests/unit/test_engines_doc.py``
+checks that the docs' table says "differs" exactly where this table does, with these
 sentences. Pure data: imported by unit tests too.
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 __all__ = ["AREAS", "DIFFERENCES", "Difference", "difference_for"]
 
-# The rows of the README's "Engines" table.
+# The rows of the table in docs/engines.md.
 AREAS = (
     "list (fields, filters, paging)",
     "inspect, history",

@@ -1,4 +1,4 @@
-"""The README's "Engines" table says what tests/integration/engine_differences.py declares:
+"""The table of docs/engines.md says what tests/integration/engine_differences.py declares:
 "differs" exactly in the cells of declared differences, with their sentences as notes."""
 
 from __future__ import annotations
@@ -13,15 +13,20 @@ _ROOT = Path(__file__).resolve().parents[2]
 _NOTE = re.compile(r"^- \((?P<label>[a-z]\d+)\) (?P<text>.+)$", re.MULTILINE)
 
 
-def _engines_section() -> str:
-    readme = (_ROOT / "README.md").read_text()
-    section = readme.split("\n## Engines\n", 1)[1]
-    return section.split("\n## ", 1)[0]
+_ENGINES_DOC = _ROOT / "docs" / "engines.md"
+
+
+def _engines_doc() -> str:
+    return _ENGINES_DOC.read_text()
 
 
 def _table() -> tuple[list[str], dict[str, dict[str, str]]]:
-    """The kinds named in the header (in backticks) and each area's cell per kind."""
-    lines = [line for line in _engines_section().splitlines() if line.startswith("|")]
+    """The kinds named in the header (in backticks) and each area's cell per kind: the
+    table whose header starts with "Contract area", to its last row."""
+    text = _engines_doc()
+    table = text[text.index("\n| Contract area |") + 1 :].split("\n\n", 1)[0]
+    lines = table.splitlines()
+    assert all(line.startswith("|") for line in lines), table
     header = [cell.strip() for cell in lines[0].strip("|").split("|")]
     kinds = [re.findall(r"`([^`]+)`", cell)[0] for cell in header[1:]]
     rows: dict[str, dict[str, str]] = {}
@@ -32,7 +37,7 @@ def _table() -> tuple[list[str], dict[str, dict[str, str]]]:
 
 
 def _notes() -> dict[str, str]:
-    return {m["label"]: m["text"].strip() for m in _NOTE.finditer(_engines_section())}
+    return {m["label"]: m["text"].strip() for m in _NOTE.finditer(_engines_doc())}
 
 
 def test_the_table_has_every_kind_and_area() -> None:
