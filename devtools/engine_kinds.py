@@ -1,8 +1,8 @@
 """The engines the API contract is tested against: one ``EngineKind`` per engine.
 
 A kind has a name (the pytest parameter id, e.g. ``test_x[docker-26-containerd]``, and
-the README table's column), a factory making a stopped engine whose state lives under a
-given directory, and a check saying why it cannot run on this machine. Another engine
+the column of docs/engines.md's table), a factory making a stopped engine whose state
+lives under a given directory, and a check saying why it cannot run on this machine. Another engine
 is one more entry in ``KINDS``.
 """
 

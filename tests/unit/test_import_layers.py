@@ -1,6 +1,7 @@
-"""The import direction between the service's layers (README "Design"), checked on the
-source of every module under service/src/imagesvc (the generated imagesvc.v1 aside):
-every import statement counts, also one inside a function or a TYPE_CHECKING block.
+"""The import direction between the service's layers (ARCHITECTURE.md, "Import rules"),
+checked on the source of every module under service/src/imagesvc (the generated
+imagesvc.v1 aside): every import statement counts, also one inside a function or a
+TYPE_CHECKING block.
 
 - core imports nothing but the standard library and core;
 - only engine.docker_adapter imports docker (and docker-py's requests and urllib3);
