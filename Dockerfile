@@ -1,11 +1,11 @@
-# imagesvc: the gRPC + REST service, as a small non-root image (README "Container image").
+# imagesvc: the gRPC + REST service, as a small non-root image (docs/container-image.md).
 #
 #   docker build -t imagesvc:0.1.0 .
 #   docker run -d --name imagesvc -p 50051:50051 -p 8080:8080 \
 #     -v /var/run/docker.sock:/var/run/docker.sock \
 #     --group-add "$(stat -c %g /var/run/docker.sock)" \
 #     -v "$PWD/secrets:/etc/imagesvc:ro" -e IMAGESVC_TOKENS_FILE=/etc/imagesvc/tokens.json \
-#     imagesvc:0.1.0        # add TLS beyond one machine: SECURITY.md
+#     imagesvc:0.1.0        # add TLS beyond one machine: docs/security.md
 #
 # Plain Dockerfile syntax: the classic builder of Engine 20.10 builds it as well as
 # BuildKit (no RUN --mount, no heredocs). The base image is a build argument; any Debian
@@ -86,7 +86,7 @@ COPY --from=builder /opt/imagesvc /opt/imagesvc
 # Listen on every interface of the container. Without authentication the server refuses
 # to (it says how to fix it): give it --tokens-file and/or --tls-client-ca-file (TLS:
 # --tls-cert-file, --tls-key-file), or, behind something that authenticates callers,
-# --insecure-allow-unauthenticated. See SECURITY.md.
+# --insecure-allow-unauthenticated. See docs/security.md.
 # Running calls get 8 s on SIGTERM (the server's own default is 20 s): `docker stop` and
 # compose kill after 10 s, so the drain ends and the server exits 0 before that, and a
 # call still running gets a clean UNAVAILABLE instead of a torn connection. Give more

@@ -1,4 +1,4 @@
-# Shortcuts for the scripts; the scripts are the real entry points (README "Set-up").
+# Shortcuts for the scripts; the scripts are the real entry points (README "Set-up on a fresh machine"; docs/development.md).
 .PHONY: run test test-fast test-image test-chart gen
 
 # The service on loopback (starts a sandboxed engine when no daemon answers).

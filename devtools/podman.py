@@ -51,9 +51,10 @@ from devtools.sandbox import (
     _UnixHTTPConnection,
     _unmount_under,
     _which,
+    api_get,
 )
 
-__all__ = ["PODMAN_PROGRAMS", "PodmanEngine"]
+__all__ = ["PODMAN_PROGRAMS", "PodmanEngine", "podman_missing"]
 
 log = logging.getLogger("devtools.podman")
 
@@ -80,6 +81,28 @@ def _rlimit(kind: int, cap: int | None) -> str:
             value = cap
         values.append("-1" if value == resource.RLIM_INFINITY else str(value))
     return ":".join(values)
+
+
+def podman_missing() -> str | None:
+    """Why the sandboxed Podman engine cannot run here, or None when it can."""
+    if not _is_root():
+        return "the sandboxed Podman engine needs root"
+    podman = _which("podman")
+    if podman is None:
+        return "podman not found (apt-get install podman)"
+    try:
+        # "podman version 4.3.1"
+        version = subprocess.run(
+            [podman, "--version"], capture_output=True, text=True, timeout=30, check=True
+        ).stdout.split()[-1]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return f"{podman} --version failed"
+    if not version.startswith("4."):
+        return f"podman {version} is not Podman 4 (Debian 12's), whose differences are declared"
+    if not (_CNI_PLUGINS / "loopback").exists():
+        plugin = _CNI_PLUGINS / "loopback"
+        return f"{plugin} not found (apt-get install containernetworking-plugins)"
+    return None
 
 
 class PodmanEngine:
@@ -173,6 +196,10 @@ class PodmanEngine:
             return False
         finally:
             conn.close()
+
+    def api_get(self, path: str, timeout: float = 10.0) -> object:
+        """``GET path`` of the Docker API on the socket, as JSON (fails unless 200 OK)."""
+        return api_get(self.socket_path, path, timeout)
 
     # ------------------------------------------------------------------ configuration
 
@@ -271,15 +298,11 @@ class PodmanEngine:
         """Spawn the service (in its own session) and wait until it answers ``/_ping``."""
         if self.is_running():
             raise SandboxError(f"{self!r} is already running (pid {self.pid})")
-        if not _is_root():
-            raise SandboxError("the sandboxed Podman engine needs root")
+        missing = podman_missing()
+        if missing is not None:
+            raise SandboxError(f"cannot start Podman: {missing}")
         podman = _which("podman")
-        if podman is None:
-            raise SandboxError("podman not found; install Debian's podman package")
-        if not (_CNI_PLUGINS / "loopback").exists():
-            raise SandboxError(
-                f"{_CNI_PLUGINS / 'loopback'} not found; install containernetworking-plugins"
-            )
+        assert podman is not None
         self._cleanup_leftovers()
         for d in (self.base_dir, self.root, self.run_root, self.tmp_dir, self.home):
             d.mkdir(parents=True, exist_ok=True)

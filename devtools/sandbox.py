@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol
 
 from devtools.engine_26 import ENGINE_26_DIR, is_fetched
 
@@ -55,6 +56,7 @@ __all__ = [
     "DOCKER_26",
     "DOCKER_26_CONTAINERD",
     "DOCKER_KINDS",
+    "DOCKER_SYSTEM",
     "ENGINE_PACKAGES",
     "BuiltImage",
     "DockerCommandError",
@@ -62,6 +64,7 @@ __all__ = [
     "Engine",
     "Registry",
     "Sandbox",
+    "SandboxEngine",
     "SandboxError",
     "build_busybox_image",
     "ensure_packages",
@@ -69,17 +72,37 @@ __all__ = [
     "main",
     "missing_tools",
     "reap_stale_sandboxes",
+    "system_dockerd_version",
 ]
 
 log = logging.getLogger("devtools.sandbox")
 
 # debootstrap makes the container image test's base image (devtools/base_image.py).
+
+
+def _debian_codename() -> str:
+    """VERSION_CODENAME of /etc/os-release (``bookworm``, ``trixie``), "" if unknown."""
+    try:
+        text = Path("/etc/os-release").read_text()
+    except OSError:
+        return ""
+    match = re.search(r"^VERSION_CODENAME=\"?([a-z]*)", text, re.MULTILINE)
+    return match.group(1) if match else ""
+
+
+# Podman 4.3, the engine matrix's `podman` kind, is Debian 12's: the differences the
+# matrix declares for it (tests/integration/engine_differences.py) are that version's,
+# and Debian 13's Podman 5 drops the CNI networking the sandbox gives it.
+_PODMAN_PACKAGES = (
+    ("podman", "containernetworking-plugins") if _debian_codename() == "bookworm" else ()
+)
 DEBIAN_PACKAGES = (
     "docker.io",
     "docker-registry",
     "busybox-static",
     "apache2-utils",
     "debootstrap",
+    *_PODMAN_PACKAGES,
 )
 # Running the service on the sandboxed engine needs only the engine (scripts/run).
 ENGINE_PACKAGES = ("docker.io",)
@@ -90,6 +113,8 @@ _PACKAGE_TOOLS: dict[str, tuple[str, ...]] = {
     "busybox-static": (),
     "apache2-utils": ("htpasswd",),
     "debootstrap": ("debootstrap",),
+    "podman": ("podman",),
+    "containernetworking-plugins": (),  # checked by devtools.podman.podman_missing
 }
 APT_INSTALL_COMMAND = (
     "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "
@@ -409,6 +434,55 @@ def ensure_packages(packages: Sequence[str] = DEBIAN_PACKAGES) -> None:
 # --------------------------------------------------------------------------- engine
 
 
+def api_get(socket_path: Path, path: str, timeout: float = 10.0) -> object:
+    """``GET path`` of the Docker API on a unix socket, as JSON (fails unless 200 OK)."""
+    conn = _UnixHTTPConnection(str(socket_path), timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        body = response.read()
+    except (OSError, http.client.HTTPException) as e:
+        raise SandboxError(f"GET {path} on unix://{socket_path} failed: {e}") from e
+    finally:
+        conn.close()
+    if response.status != 200:
+        raise SandboxError(
+            f"GET {path} on unix://{socket_path} answered {response.status}: {body!r}"
+        )
+    document: object = json.loads(body)
+    return document
+
+
+class SandboxEngine(Protocol):
+    """What tests and the sandbox need of an engine serving Docker's API on a unix
+    socket under ``base_dir``: a sandboxed dockerd (``Engine``) or Podman
+    (``devtools.podman.PodmanEngine``)."""
+
+    @property
+    def base_dir(self) -> Path: ...
+    @property
+    def exec_root(self) -> Path: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def pid(self) -> int | None: ...
+    def is_running(self) -> bool: ...
+    def ping(self, timeout: float = 2.0) -> bool: ...
+    def start(self, timeout: float = 60.0) -> None: ...
+    def stop(self, timeout: float = 30.0, *, kill_containers: bool = True) -> None: ...
+    def stopped(self) -> contextlib.AbstractContextManager[None]: ...
+    def leftover_processes(self) -> list[int]: ...
+    def api_get(self, path: str, timeout: float = 10.0) -> object: ...
+    def docker(
+        self,
+        *args: str,
+        check: bool = True,
+        input: str | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = 300,
+    ) -> subprocess.CompletedProcess[str]: ...
+
+
 @dataclass(frozen=True)
 class DockerKind:
     """Which dockerd an Engine runs: where its binaries are and how its image store is set.
@@ -430,15 +504,39 @@ class DockerKind:
 
     def missing(self) -> str | None:
         """Why this engine cannot run here, or None when it can."""
-        if self.bin_dirs and not is_fetched():
-            return f"{ENGINE_26_DIR} is missing: run `python3 -m devtools.engine_26 fetch`"
-        if not self.bin_dirs and _which("dockerd") is None:
+        if self.bin_dirs:
+            if not is_fetched():
+                return f"{ENGINE_26_DIR} is missing: run `python3 -m devtools.engine_26 fetch`"
+            return None
+        version = system_dockerd_version()
+        if version is None:
             return f"dockerd not found (apt-get install docker.io, or: {APT_INSTALL_COMMAND})"
+        if not version.startswith(self.version_prefix):
+            return f"the system's dockerd is Engine {version}, not {self.version_prefix}x"
         return None
 
 
+def system_dockerd_version() -> str | None:
+    """The version of the dockerd on PATH (``dockerd --version``), None without one."""
+    dockerd = _which("dockerd")
+    if dockerd is None:
+        return None
+    try:
+        out = subprocess.run(
+            [dockerd, "--version"], capture_output=True, text=True, timeout=30, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    # "Docker version 20.10.24+dfsg1, build 297e128"
+    match = re.search(r"version ([0-9][^\s,]*)", out)
+    return match.group(1) if match else None
+
+
 _ENGINE_26_BIN = (ENGINE_26_DIR / "usr" / "bin", ENGINE_26_DIR / "usr" / "sbin")
-# Debian 12's docker.io: the system's dockerd.
+# The system's dockerd, whatever its version (Engine 20.10 on Debian 12, 26 on Debian 13):
+# what `sandbox up` (scripts/run) and every test outside the engine matrix run.
+DOCKER_SYSTEM = DockerKind("docker", "")
+# Debian 12's docker.io: the system's dockerd, when that is Engine 20.10.
 DOCKER_20_10 = DockerKind("docker-20.10", "20.10.")
 # Debian 13's docker.io and containerd from tools/engine-26 (devtools/engine_26.py), on this
 # machine's runc; the classic image store (graph drivers, overlay2).
@@ -457,15 +555,15 @@ class Engine:
     pidfile (``dockerd.pid``) and the log (``dockerd.log``). The exec root lives in a
     short path derived from ``base_dir`` (``/tmp/isv-<hash>``) because containerd's
     socket lives under it. ``stop()`` then ``start()`` reuses the same data root.
-    ``kind`` says which dockerd runs (the system's Engine 20.10 by default); ``start()``
-    checks that the engine reports that version and image store.
+    ``kind`` says which dockerd runs (the system's, whatever its version, by default);
+    ``start()`` checks that the engine reports that version and image store.
     """
 
     def __init__(
         self,
         base_dir: str | os.PathLike[str],
         *,
-        kind: DockerKind = DOCKER_20_10,
+        kind: DockerKind = DOCKER_SYSTEM,
         shutdown_timeout: int = 5,
     ) -> None:
         self.base_dir = Path(base_dir).absolute()
@@ -607,19 +705,7 @@ class Engine:
 
     def api_get(self, path: str, timeout: float = 10.0) -> object:
         """``GET path`` of the Engine API on the socket, as JSON (fails unless 200 OK)."""
-        conn = _UnixHTTPConnection(str(self.socket_path), timeout)
-        try:
-            conn.request("GET", path)
-            response = conn.getresponse()
-            body = response.read()
-        except (OSError, http.client.HTTPException) as e:
-            raise SandboxError(f"GET {path} on {self.host} failed: {e}") from e
-        finally:
-            conn.close()
-        if response.status != 200:
-            raise SandboxError(f"GET {path} on {self.host} answered {response.status}: {body!r}")
-        document: object = json.loads(body)
-        return document
+        return api_get(self.socket_path, path, timeout)
 
     def _api_document(self, path: str) -> dict[str, object]:
         document = self.api_get(path)
@@ -932,7 +1018,7 @@ class BuiltImage:
 
 
 def build_busybox_image(
-    engine: Engine,
+    engine: SandboxEngine,
     tag: str,
     *,
     extra_lines: Sequence[str] = (),
@@ -976,7 +1062,7 @@ def build_busybox_image(
 
 
 class Sandbox:
-    """One Engine (the system's Engine 20.10), an open Registry and an htpasswd Registry
+    """One Engine (the system's dockerd), an open Registry and an htpasswd Registry
     (user ``imagesvc-test``, random password) in one base dir; further engines of other
     kinds on demand (``engine_of``), sharing the registries.
 
@@ -1000,12 +1086,12 @@ class Sandbox:
             password=secrets.token_urlsafe(18),
         )
         self._owner_file = self.base_dir / "owner"
-        self._more_engines: dict[str, Engine] = {}
+        self._more_engines: dict[str, SandboxEngine] = {}
 
     def __repr__(self) -> str:
         return f"Sandbox({str(self.base_dir)!r})"
 
-    def engine_of(self, name: str, make: Callable[[Path], Engine]) -> Engine:
+    def engine_of(self, name: str, make: Callable[[Path], SandboxEngine]) -> SandboxEngine:
         """The running engine called ``name``, made by ``make(its base dir)`` and started
         on first use; it lives until ``close()``, like the default engine."""
         if name not in self._more_engines:
@@ -1032,8 +1118,8 @@ class Sandbox:
         """Stop the engine and both registries; remove the base dir if it was ours.
         Raises if anything is left running or mounted."""
         errors: list[BaseException] = []
-        engines = [*self._more_engines.values(), self.engine]
-        parts: list[Engine | Registry] = [*engines, self.open_registry, self.auth_registry]
+        engines: list[SandboxEngine] = [*self._more_engines.values(), self.engine]
+        parts: list[SandboxEngine | Registry] = [*engines, self.open_registry, self.auth_registry]
         for part in parts:
             try:
                 part.stop()

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from devtools.engine_kinds import EngineKind
 from imagesvc.v1 import image_service_pb2 as pb
 from imagesvc.v1 import image_service_pb2_grpc
 
@@ -117,3 +118,17 @@ def run_build_requests(
 ) -> BuildOutcome:
     responses: Iterator[pb.BuildImageResponse] = stub.BuildImage(iter(requests), timeout=timeout)
     return read_build(responses)
+
+
+def step_line(kind: EngineKind, number: int, steps: int, instruction: str = "") -> str:
+    """How the kind's builder announces a Dockerfile step in the build's output."""
+    if kind.buildah:
+        return f"STEP {number}/{steps}: {instruction}".rstrip()
+    return f"Step {number}/{steps} : {instruction}".rstrip()
+
+
+def step_failure(kind: EngineKind, exit_code: int) -> str:
+    """How the kind's builder words a RUN step that exited with ``exit_code``."""
+    if kind.buildah:
+        return f"while running runtime: exit status {exit_code}"
+    return f"returned a non-zero code: {exit_code}"

@@ -2,9 +2,8 @@
 throwaway images under a unique label, and what the docker CLI says about images.
 
 Every throwaway image carries ``SCOPE_LABEL=<scope>`` so that a test can filter on it
-and ``Throwaway.cleanup()`` can remove everything it made with one label-filtered
-prune, whatever state the test left it in. The session busybox image carries no label,
-so it is never touched.
+and ``Throwaway.cleanup()`` can remove everything it made by that label, whatever state
+the test left it in. The session busybox image carries no label, so it is never touched.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from typing import Any
 import grpc
 import pytest
 
-from devtools.sandbox import BuiltImage, Engine, build_busybox_image
+from devtools.sandbox import BuiltImage, SandboxEngine, build_busybox_image
 from imagesvc.v1 import image_service_pb2 as pb
 from imagesvc.v1 import image_service_pb2_grpc
 from tests.integration.rpc_errors import error_info
@@ -33,6 +32,10 @@ Stub = image_service_pb2_grpc.ImageServiceStub
 # (core/references.py), so every engine gives INVALID_REFERENCE, never a missing image.
 MALFORMED = ["UPPER/case", "UPPERCASE", "a b", "x:", "x@sha256:zz", "-x", "x::1", " x"]
 
+# Images built on images built on ... a throwaway: more than the tests make.
+_CLEANUP_PASSES = 10
+
+_BARE_ID = re.compile(r"[0-9a-f]{64}")
 _ENGINE_TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z")
 
 
@@ -41,8 +44,26 @@ def unique_repo(kind: str) -> str:
     return f"imagesvc-test/{kind}-{uuid.uuid4().hex[:12]}"
 
 
-def inspect(engine: Engine, ref: str) -> dict[str, Any]:
-    """``docker image inspect REF``: the Engine's document."""
+def familiar_name(name: str) -> str:
+    """Docker's familiar form of an image name (what Docker itself reports and the
+    service promises on every engine): Podman says ``docker.io/library/busybox:1`` for
+    Docker's ``busybox:1`` and ``docker.io/acc/x:1`` for ``acc/x:1``."""
+    rest = name.removeprefix("docker.io/")
+    if rest == name:
+        return name
+    official = rest.removeprefix("library/")
+    if official != rest and "/" not in official.split("@")[0].split(":")[0]:
+        return official
+    return rest
+
+
+def full_id(text: str) -> str:
+    """An image id as Docker prints it: Podman's CLI prints the bare hex."""
+    return f"sha256:{text}" if _BARE_ID.fullmatch(text) else text
+
+
+def engine_document(engine: SandboxEngine, ref: str) -> dict[str, Any]:
+    """``docker image inspect REF``: the Engine's document as it is (``inspect_json``)."""
     documents = json.loads(engine.docker("image", "inspect", ref).stdout)
     assert isinstance(documents, list)
     assert len(documents) == 1
@@ -51,24 +72,36 @@ def inspect(engine: Engine, ref: str) -> dict[str, Any]:
     return document
 
 
-def exists(engine: Engine, ref: str) -> bool:
+def inspect(engine: SandboxEngine, ref: str) -> dict[str, Any]:
+    """``docker image inspect REF`` as Docker words it: familiar names, ``sha256:`` ids
+    (what the service's fields promise on every engine)."""
+    document = engine_document(engine, ref)
+    for key in ("RepoTags", "RepoDigests"):
+        if document.get(key):
+            document[key] = [familiar_name(name) for name in document[key]]
+    if document.get("Parent"):
+        document["Parent"] = full_id(document["Parent"])
+    return document
+
+
+def exists(engine: SandboxEngine, ref: str) -> bool:
     """Whether the Engine has an image by this reference or id."""
     result = engine.docker("image", "inspect", "--format", "{{.Id}}", ref, check=False)
     return result.returncode == 0
 
 
-def tags_of(engine: Engine, ref: str) -> list[str]:
+def tags_of(engine: SandboxEngine, ref: str) -> list[str]:
     return sorted(inspect(engine, ref)["RepoTags"] or [])
 
 
-def cli_list_ids(engine: Engine, *filters: str, all: bool = False) -> set[str]:
+def cli_list_ids(engine: SandboxEngine, *filters: str, all: bool = False) -> set[str]:
     """Ids ``docker image ls --filter ...`` shows (one per image, however many tags)."""
     args = ["image", "ls", "--no-trunc", "--quiet"]
     if all:
         args.append("--all")
     for condition in filters:
         args += ["--filter", condition]
-    return set(engine.docker(*args).stdout.split())
+    return {full_id(text) for text in engine.docker(*args).stdout.split()}
 
 
 def engine_time(text: str) -> tuple[int, int]:
@@ -107,7 +140,7 @@ class Throwaway:
     """Builds images labelled with a scope of their own; ``cleanup()`` removes them all,
     every tag set on them and the containers created through ``create_container``."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: SandboxEngine) -> None:
         self.engine = engine
         self.scope = uuid.uuid4().hex[:16]
         self._containers: list[str] = []
@@ -147,4 +180,12 @@ class Throwaway:
         if self._containers:
             self.engine.docker("rm", "--force", *self._containers, check=False)
             self._containers.clear()
-        self.engine.docker("image", "prune", "--all", "--force", "--filter", f"label={self.label}")
+        # Removed by id rather than `image prune --all`, which Podman refuses. An image
+        # with children cannot be removed before them: each pass removes at least the
+        # images nothing is built on (their untagged parents go with them).
+        for _ in range(_CLEANUP_PASSES):
+            left = cli_list_ids(self.engine, f"label={self.label}", all=True)
+            if not left:
+                return
+            self.engine.docker("image", "rm", "--force", *sorted(left), check=False)
+        raise AssertionError(f"images of scope {self.scope} left after clean-up: {left}")

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
-from typing import Any
 
 import grpc
 import pytest
 
-from devtools.sandbox import BuiltImage, Engine
+from devtools.engine_kinds import EngineKind
+from devtools.sandbox import BuiltImage, SandboxEngine
 from imagesvc.server import ThreadedServer
 from imagesvc.v1 import image_service_pb2 as pb
 from imagesvc.v1 import image_service_pb2_grpc
@@ -21,9 +20,12 @@ from tests.integration.builds import (
     make_tar,
     run_build,
     run_build_requests,
+    step_failure,
+    step_line,
     unique_repo,
 )
 from tests.integration.conftest import server_settings
+from tests.integration.local_images import inspect
 from tests.integration.rpc_errors import error_info
 
 # The API contract: runs once per engine kind (tests/integration/conftest.py).
@@ -32,20 +34,15 @@ pytestmark = pytest.mark.contract
 Stub = image_service_pb2_grpc.ImageServiceStub
 
 
-def inspect(engine: Engine, image: str) -> dict[str, Any]:
-    document: dict[str, Any] = json.loads(engine.docker("image", "inspect", image).stdout)[0]
-    return document
-
-
-def image_exists(engine: Engine, image: str) -> bool:
+def image_exists(engine: SandboxEngine, image: str) -> bool:
     return engine.docker("image", "inspect", image, check=False).returncode == 0
 
 
-def run_in(engine: Engine, image: str, *command: str) -> str:
+def run_in(engine: SandboxEngine, image: str, *command: str) -> str:
     return engine.docker("run", "--rm", "--network", "none", image, *command).stdout
 
 
-def image_ids(engine: Engine) -> set[str]:
+def image_ids(engine: SandboxEngine) -> set[str]:
     """Every image id on the engine, intermediate ones included."""
     listed = engine.docker("image", "ls", "--all", "--no-trunc", "--quiet").stdout
     return set(listed.split())
@@ -55,7 +52,11 @@ def image_ids(engine: Engine) -> set[str]:
 
 
 def test_build_with_tags_labels_args_and_chunked_context(
-    stub: Stub, engine: Engine, busybox_image: BuiltImage, cleanup: list[str]
+    stub: Stub,
+    engine: SandboxEngine,
+    engine_kind: EngineKind,
+    busybox_image: BuiltImage,
+    cleanup: list[str],
 ) -> None:
     repo = unique_repo("build")
     tags = [f"{repo}:1.0", f"{repo}:latest-build"]
@@ -85,7 +86,7 @@ def test_build_with_tags_labels_args_and_chunked_context(
     outcome = run_build_requests(stub, requests)
 
     result = outcome.succeeded()
-    assert "Step 1/" in outcome.text
+    assert step_line(engine_kind, 1, 7, f"FROM {busybox_image.tag}") in outcome.text
     assert f"FROM {busybox_image.tag}" in outcome.text
     assert "Successfully built" in outcome.text
     inspected = inspect(engine, tags[0])
@@ -105,7 +106,11 @@ def test_build_with_tags_labels_args_and_chunked_context(
 
 
 def test_build_gzip_context_with_custom_dockerfile_path(
-    stub: Stub, engine: Engine, busybox_image: BuiltImage, cleanup: list[str]
+    stub: Stub,
+    engine: SandboxEngine,
+    engine_kind: EngineKind,
+    busybox_image: BuiltImage,
+    cleanup: list[str],
 ) -> None:
     tag = f"{unique_repo('gzip')}:1"
     cleanup.append(tag)
@@ -132,7 +137,7 @@ def test_build_gzip_context_with_custom_dockerfile_path(
     )
 
     result = outcome.succeeded()
-    assert "Step 1/3" in outcome.text
+    assert step_line(engine_kind, 1, 3) in outcome.text
     assert result.image_id == inspect(engine, tag)["Id"]
     assert run_in(engine, tag, "cat", "/etc/app.txt", "/marker") == (
         "config from a gzip context\ncompressed-ok\n"
@@ -140,7 +145,7 @@ def test_build_gzip_context_with_custom_dockerfile_path(
 
 
 def test_build_stops_at_target_stage(
-    stub: Stub, engine: Engine, busybox_image: BuiltImage, cleanup: list[str]
+    stub: Stub, engine: SandboxEngine, busybox_image: BuiltImage, cleanup: list[str]
 ) -> None:
     tag = f"{unique_repo('target')}:1"
     cleanup.append(tag)
@@ -177,7 +182,12 @@ def test_build_stops_at_target_stage(
     ("step", "exit_code"), [("RUN false", 1), ("RUN exit 3", 3)], ids=["false", "exit3"]
 )
 def test_failing_run_step_is_build_failed(
-    stub: Stub, engine: Engine, busybox_image: BuiltImage, step: str, exit_code: int
+    stub: Stub,
+    engine: SandboxEngine,
+    engine_kind: EngineKind,
+    busybox_image: BuiltImage,
+    step: str,
+    exit_code: int,
 ) -> None:
     tag = f"{unique_repo('fail')}:1"
     context = make_tar(
@@ -196,17 +206,17 @@ def test_failing_run_step_is_build_failed(
     assert error.code() is grpc.StatusCode.FAILED_PRECONDITION
     assert error_info(error).reason == "BUILD_FAILED"
     message = error.details() or ""
-    assert step in message  # the failing step ...
-    assert f"returned a non-zero code: {exit_code}" in message  # ... and the Engine's error
+    assert step_line(engine_kind, 3, 4, step) in message  # the failing step ...
+    assert step_failure(engine_kind, exit_code) in message  # ... and the Engine's error
     # What happened before the failure was streamed.
-    assert "Step 1/4" in outcome.text
+    assert step_line(engine_kind, 1, 4) in outcome.text
     assert "before-the-failure" in outcome.text
     assert "never-reached" not in outcome.text
     assert not image_exists(engine, tag)
 
 
 def test_unknown_instruction_is_invalid_argument(
-    stub: Stub, engine: Engine, busybox_image: BuiltImage
+    stub: Stub, engine: SandboxEngine, busybox_image: BuiltImage
 ) -> None:
     tag = f"{unique_repo('parse')}:1"
     context = make_tar(
@@ -222,7 +232,9 @@ def test_unknown_instruction_is_invalid_argument(
     assert not image_exists(engine, tag)
 
 
-def test_from_unreachable_registry_is_unavailable(stub: Stub, engine: Engine) -> None:
+def test_from_unreachable_registry_is_unavailable(
+    stub: Stub, engine: SandboxEngine, engine_kind: EngineKind
+) -> None:
     tag = f"{unique_repo('nobase')}:1"
     context = make_tar({"Dockerfile": dockerfile("FROM 127.0.0.1:1/nope:1", "RUN true")})
     outcome = run_build(stub, pb.BuildOptions(tags=[tag]), context, timeout=30)
@@ -235,7 +247,7 @@ def test_from_unreachable_registry_is_unavailable(stub: Stub, engine: Engine) ->
     # Actionable: it names the registry and what went wrong.
     assert "127.0.0.1:1" in message
     assert "connection refused" in message
-    assert "Step 1/2 : FROM 127.0.0.1:1/nope:1" in outcome.text
+    assert step_line(engine_kind, 1, 2, "FROM 127.0.0.1:1/nope:1") in outcome.text
     assert not image_exists(engine, tag)
 
 
@@ -268,7 +280,7 @@ def _truncated_tar() -> bytes:
     ],
 )
 def test_corrupt_context_is_invalid_build_context(
-    stub: Stub, engine: Engine, context: bytes
+    stub: Stub, engine: SandboxEngine, context: bytes
 ) -> None:
     before = image_ids(engine)
     outcome = run_build(stub, pb.BuildOptions(tags=[f"{unique_repo('corrupt')}:1"]), context)
@@ -330,7 +342,7 @@ def test_missing_dockerfile_is_invalid_argument(stub: Stub) -> None:
     ],
 )
 def test_bad_options_are_invalid_argument(
-    stub: Stub, engine: Engine, options: pb.BuildOptions, field: str, reason: str
+    stub: Stub, engine: SandboxEngine, options: pb.BuildOptions, field: str, reason: str
 ) -> None:
     before = image_ids(engine)
     outcome = run_build(stub, options, _good_context())
@@ -356,7 +368,7 @@ def test_no_message_at_all_is_invalid_argument(stub: Stub) -> None:
     assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
 
 
-def test_options_twice_is_invalid_argument(stub: Stub, engine: Engine) -> None:
+def test_options_twice_is_invalid_argument(stub: Stub, engine: SandboxEngine) -> None:
     tag = f"{unique_repo('twice')}:1"
     context = _good_context()
     requests = [
@@ -377,7 +389,7 @@ def test_options_twice_is_invalid_argument(stub: Stub, engine: Engine) -> None:
 
 
 @pytest.fixture(scope="module")
-def small_cap_stub(engine: Engine) -> Iterator[Stub]:
+def small_cap_stub(engine: SandboxEngine) -> Iterator[Stub]:
     """A second server that accepts build contexts up to 256 KiB."""
     server = ThreadedServer(server_settings(engine.host, build_context_max_bytes=256 * 1024))
     try:
@@ -388,7 +400,7 @@ def small_cap_stub(engine: Engine) -> Iterator[Stub]:
 
 
 def test_context_over_the_cap_is_refused_early(
-    small_cap_stub: Stub, engine: Engine, busybox_image: BuiltImage, cleanup: list[str]
+    small_cap_stub: Stub, engine: SandboxEngine, busybox_image: BuiltImage, cleanup: list[str]
 ) -> None:
     chunk = os.urandom(64 * 1024)
     total_chunks = 2000  # 125 MiB if all of it were read

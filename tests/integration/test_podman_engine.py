@@ -8,13 +8,12 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import cast
 
 import grpc
 import pytest
 
 from devtools.podman import PodmanEngine
-from devtools.sandbox import Engine, Registry, _mounts_under, build_busybox_image
+from devtools.sandbox import Registry, _mounts_under, build_busybox_image
 from imagesvc.server import ThreadedServer
 from imagesvc.v1 import image_service_pb2 as pb
 from imagesvc.v1 import image_service_pb2_grpc
@@ -22,12 +21,13 @@ from tests.integration.builds import dockerfile, make_tar, run_build, unique_rep
 from tests.integration.conftest import server_settings
 from tests.integration.transfers import read_pull
 
+pytestmark = pytest.mark.engine_kinds("podman")
+
 BASE = "acc/tiny:1"
 
 
 def _built(engine: PodmanEngine, tag: str, **labels: str) -> str:
-    # build_busybox_image needs only engine.docker(), which PodmanEngine has too.
-    return build_busybox_image(cast(Engine, engine), tag, labels=labels)
+    return build_busybox_image(engine, tag, labels=labels)
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +122,28 @@ def test_pull_reports_the_pulled_images_id_and_digest(
         assert result.digest in pushed
     finally:
         podman.docker("image", "rm", "--force", reference, check=False)
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "refused"),
+    [
+        ({"all": True}, "all=true"),
+        ({"labels": ["org.imagesvc-test.a"], "exclude_labels": ["x"]}, "exclude_labels"),
+        ({"labels": ["org.imagesvc-test.a", "org.imagesvc-test.b"]}, "several labels"),
+    ],
+)
+def test_prunes_podman_would_get_wrong_are_refused(
+    stub: image_service_pb2_grpc.ImageServiceStub,
+    podman: PodmanEngine,
+    request_fields: dict[str, object],
+    refused: str,
+) -> None:
+    before = podman.docker("image", "ls", "--all", "--quiet", "--no-trunc").stdout
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.PruneImages(pb.PruneImagesRequest(**request_fields), timeout=30)  # type: ignore[arg-type]
+    error = caught.value
+    assert isinstance(error, grpc.Call)
+    assert error.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert "Podman" in (error.details() or "")
+    assert refused in (error.details() or "")
+    assert podman.docker("image", "ls", "--all", "--quiet", "--no-trunc").stdout == before

@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 from devtools.engine_kinds import EngineKind
-from devtools.sandbox import BuiltImage, Engine, Registry, build_busybox_image
+from devtools.sandbox import BuiltImage, Registry, SandboxEngine, build_busybox_image
 from imagesvc.v1 import image_pb2, image_service_pb2_grpc
 from imagesvc.v1 import image_service_pb2 as pb
 from tests.integration.rpc_errors import error_info
@@ -58,7 +58,7 @@ PULL_RATE = 2 * RANDOM_BYTES
 RANDOM_LAYER = "RUN dd if=/dev/urandom of=/data bs=64k count=16"
 
 
-def _layer_count(engine: Engine, reference: str) -> int:
+def _layer_count(engine: SandboxEngine, reference: str) -> int:
     document = local_image(engine, reference)
     assert document is not None
     root_fs = document["RootFS"]
@@ -109,7 +109,10 @@ class ServedImage:
 
 @pytest.fixture(scope="module")
 def served_image(
-    engine: Engine, engine_kind: EngineKind, open_registry: Registry, busybox_image: BuiltImage
+    engine: SandboxEngine,
+    engine_kind: EngineKind,
+    open_registry: Registry,
+    busybox_image: BuiltImage,
 ) -> Iterator[ServedImage]:
     """Built with a 1 MiB random layer, pushed with the CLI, removed from the Engine.
 
@@ -137,7 +140,7 @@ def served_image(
 
 def test_push_streams_progress_then_the_digest_the_registry_serves(
     stub: Stub,
-    engine: Engine,
+    engine: SandboxEngine,
     engine_kind: EngineKind,
     open_registry: Registry,
     busybox_image: BuiltImage,
@@ -203,7 +206,7 @@ def test_push_streams_progress_then_the_digest_the_registry_serves(
 
 
 def test_push_of_layers_from_another_repository_counts_them_done(
-    stub: Stub, engine: Engine, open_registry: Registry, busybox_image: BuiltImage
+    stub: Stub, engine: SandboxEngine, open_registry: Registry, busybox_image: BuiltImage
 ) -> None:
     first = f"{open_registry.address}/{unique('team/a-')}:1"
     second = f"{open_registry.address}/{unique('team/b-')}:1"
@@ -237,7 +240,7 @@ def test_push_by_digest_is_invalid(stub: Stub, served_image: ServedImage) -> Non
 
 
 def test_push_of_an_image_the_engine_lacks_is_not_found(
-    stub: Stub, engine: Engine, open_registry: Registry
+    stub: Stub, engine: SandboxEngine, open_registry: Registry
 ) -> None:
     reference = f"{open_registry.address}/{unique('team/missing-')}:1"
     assert local_image(engine, reference) is None
@@ -248,7 +251,7 @@ def test_push_of_an_image_the_engine_lacks_is_not_found(
 
 
 def test_push_to_a_closed_port_is_unavailable(
-    stub: Stub, engine: Engine, busybox_image: BuiltImage
+    stub: Stub, engine: SandboxEngine, busybox_image: BuiltImage
 ) -> None:
     reference = f"127.0.0.1:1/{unique('team/closed-')}:1"
     build_busybox_image(engine, reference, extra_lines=[f"RUN echo {unique('')} > /id"])
@@ -265,7 +268,7 @@ def test_push_to_a_closed_port_is_unavailable(
 
 
 def test_pull_by_tag_streams_layer_progress_then_the_image(
-    stub: Stub, engine: Engine, engine_kind: EngineKind, served_image: ServedImage
+    stub: Stub, engine: SandboxEngine, engine_kind: EngineKind, served_image: ServedImage
 ) -> None:
     reference = f"{served_image.name}:{served_image.tag}"
     assert local_image(engine, reference) is None
@@ -323,7 +326,7 @@ def test_pull_by_tag_streams_layer_progress_then_the_image(
 
 
 def test_pull_by_digest(
-    stub: Stub, engine: Engine, engine_kind: EngineKind, served_image: ServedImage
+    stub: Stub, engine: SandboxEngine, engine_kind: EngineKind, served_image: ServedImage
 ) -> None:
     by_digest = f"{served_image.name}@{served_image.digest}"
     tagged = f"{served_image.name}:{served_image.tag}"
@@ -353,7 +356,7 @@ def test_pull_by_digest(
 
 
 def test_pull_by_tag_and_digest_pulls_the_digest(
-    stub: Stub, engine: Engine, served_image: ServedImage
+    stub: Stub, engine: SandboxEngine, served_image: ServedImage
 ) -> None:
     reference = f"{served_image.name}:{served_image.tag}@{served_image.digest}"
     by_digest = f"{served_image.name}@{served_image.digest}"
@@ -368,7 +371,7 @@ def test_pull_by_tag_and_digest_pulls_the_digest(
 
 def test_pull_without_tag_pulls_latest_only(
     stub: Stub,
-    engine: Engine,
+    engine: SandboxEngine,
     engine_kind: EngineKind,
     open_registry: Registry,
     busybox_image: BuiltImage,
@@ -404,7 +407,7 @@ def test_pull_without_tag_pulls_latest_only(
 
 @pytest.mark.parametrize("what", ["tag", "repository"])
 def test_pull_of_something_the_registry_lacks_is_not_found(
-    stub: Stub, engine: Engine, open_registry: Registry, served_image: ServedImage, what: str
+    stub: Stub, engine: SandboxEngine, open_registry: Registry, served_image: ServedImage, what: str
 ) -> None:
     reference = (
         f"{served_image.name}:no-such-tag"
@@ -468,7 +471,7 @@ def test_pull_without_a_reference_is_invalid(stub: Stub) -> None:
     ],
 )
 def test_pull_with_a_bad_platform_is_invalid(
-    stub: Stub, engine: Engine, served_image: ServedImage, platform: str
+    stub: Stub, engine: SandboxEngine, served_image: ServedImage, platform: str
 ) -> None:
     reference = f"{served_image.name}:{served_image.tag}"
     try:

@@ -14,9 +14,9 @@ import pytest
 from google.rpc import status_pb2
 
 from devtools.engine_kinds import EngineKind
-from devtools.sandbox import BuiltImage, Engine, Registry, build_busybox_image
+from devtools.sandbox import BuiltImage, Registry, SandboxEngine, build_busybox_image
 from imagesvc.core.models import RegistryAuth
-from imagesvc.docker_adapter import DockerAdapter
+from imagesvc.engine.docker_adapter import DockerAdapter
 from imagesvc.server import ThreadedServer
 from imagesvc.v1 import image_pb2, image_service_pb2_grpc
 from imagesvc.v1 import image_service_pb2 as pb
@@ -53,7 +53,7 @@ def _auth(registry: Registry, password: str | None = None) -> image_pb2.Registry
 
 @pytest.fixture
 def auth_image(
-    engine: Engine, auth_registry: Registry, busybox_image: BuiltImage
+    engine: SandboxEngine, auth_registry: Registry, busybox_image: BuiltImage
 ) -> Iterator[tuple[str, str, str]]:
     """(reference, repository, image id) of a throwaway image named for the auth registry."""
     repository = unique("team/auth-")
@@ -68,7 +68,7 @@ def auth_image(
 
 def test_push_and_pull_with_the_right_password(
     stub: Stub,
-    engine: Engine,
+    engine: SandboxEngine,
     engine_kind: EngineKind,
     auth_registry: Registry,
     auth_image: tuple[str, str, str],
@@ -92,7 +92,7 @@ def test_push_and_pull_with_the_right_password(
 
 def test_auth_with_an_empty_server_address_uses_the_reference_registry(
     stub: Stub,
-    engine: Engine,
+    engine: SandboxEngine,
     engine_kind: EngineKind,
     auth_registry: Registry,
     auth_image: tuple[str, str, str],
@@ -128,7 +128,7 @@ def test_push_without_valid_credentials_is_unauthenticated(
 @pytest.mark.parametrize("credentials", ["wrong password", "none"])
 def test_pull_without_valid_credentials_is_unauthenticated(
     stub: Stub,
-    engine: Engine,
+    engine: SandboxEngine,
     auth_registry: Registry,
     auth_image: tuple[str, str, str],
     credentials: str,
@@ -268,7 +268,7 @@ def _adapter(server: ThreadedServer) -> DockerAdapter:
 
 def test_secrets_never_leak(
     stub: Stub,
-    engine: Engine,
+    engine: SandboxEngine,
     server: ThreadedServer,
     secret_registry: Registry,
     busybox_image: BuiltImage,

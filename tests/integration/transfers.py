@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from devtools.engine_kinds import EngineKind
-from devtools.sandbox import Engine, Registry
+from devtools.sandbox import Registry, SandboxEngine
 from imagesvc.v1 import image_pb2
 from imagesvc.v1 import image_service_pb2 as pb
 
@@ -117,7 +117,7 @@ def registry_has_manifest(registry: Registry, repository: str, reference: str) -
     return False
 
 
-def local_image(engine: Engine, reference: str) -> dict[str, object] | None:
+def local_image(engine: SandboxEngine, reference: str) -> dict[str, object] | None:
     """`docker image inspect` of reference, or None when the Engine has no such image."""
     inspected = engine.docker("image", "inspect", reference, check=False)
     if inspected.returncode != 0:
@@ -129,12 +129,12 @@ def local_image(engine: Engine, reference: str) -> dict[str, object] | None:
     return document
 
 
-def local_id(engine: Engine, reference: str) -> str | None:
+def local_id(engine: SandboxEngine, reference: str) -> str | None:
     document = local_image(engine, reference)
     return None if document is None else str(document["Id"])
 
 
-def repo_digests(engine: Engine, reference: str) -> list[str]:
+def repo_digests(engine: SandboxEngine, reference: str) -> list[str]:
     document = local_image(engine, reference)
     assert document is not None, f"{reference} is not on the Engine"
     digests = document["RepoDigests"]
@@ -142,7 +142,7 @@ def repo_digests(engine: Engine, reference: str) -> list[str]:
     return [str(d) for d in digests]
 
 
-def remove_local(engine: Engine, *references: str) -> None:
+def remove_local(engine: SandboxEngine, *references: str) -> None:
     """Remove these references from the Engine; fine if some are already gone."""
     for reference in references:
         removed = engine.docker("image", "rm", "--force", reference, check=False)

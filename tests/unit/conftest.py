@@ -7,7 +7,7 @@ import pytest
 
 from imagesvc.core.build_context import ContextLimits
 from imagesvc.core.identity import credential_problem, current_identity, current_origin
-from imagesvc.core.service import CoreSettings, ImageCore
+from imagesvc.core.image_core import CoreSettings, ImageCore
 from tests.unit.fakes import FakeDockerPort
 
 CONTEXT_LIMIT = 64 * 1024

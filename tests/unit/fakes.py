@@ -3,7 +3,8 @@
 `FakeDockerPort` implements `imagesvc.core.port.DockerPort` and records every call
 (thread-safely: the core calls it from a worker pool) so tests can assert how many
 Engine calls a request cost and what was passed. `FakeEngineStream` yields scripted
-messages and records when it is read and closed.
+messages and records when it is read and closed; like the adapter's stream, it raises an
+Engine error line as its core error (through the same table, imagesvc.engine.errors).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import IO, Any
 from imagesvc.core.errors import FailedPreconditionError, ImageServiceError, NotFoundError
 from imagesvc.core.models import BuildLimits, RegistryAuth
 from imagesvc.core.port import BuildRequest, DockerPort, JsonDocument
+from imagesvc.engine.errors import stream_failure
 
 
 def image_id(n: int) -> str:
@@ -69,7 +71,9 @@ class Call:
 
 
 class FakeEngineStream:
-    """Scripted Engine messages. An exception in the script is raised when reached.
+    """Scripted Engine messages. An exception in the script is raised when reached, and
+    so is the core error of an Engine error line (classified as a build's when the fake
+    port opened the stream for a build).
 
     With `block_at=i`, reading message i blocks until `close()` is called (from any
     thread), like a real HTTP response waiting on the daemon; then iteration ends.
@@ -87,6 +91,7 @@ class FakeEngineStream:
         self._closed = threading.Event()
         self.blocked = threading.Event()
         self.close_calls = 0
+        self.building = False
 
     @property
     def closed(self) -> bool:
@@ -110,6 +115,9 @@ class FakeEngineStream:
         self._index += 1
         if isinstance(item, BaseException):
             raise item
+        failure = stream_failure(item, building=self.building)
+        if failure is not None:
+            raise failure
         return item
 
     def close(self) -> None:
@@ -307,7 +315,9 @@ class FakeDockerPort:
                     limits=request.limits,
                 )
             )
-        return self._next_stream(self.build_streams, "build")
+        stream = self._next_stream(self.build_streams, "build")
+        stream.building = True
+        return stream
 
     def remove_image(self, image: str, *, force: bool, no_prune: bool) -> list[JsonDocument]:
         self._record("remove_image", image, force=force, no_prune=no_prune)

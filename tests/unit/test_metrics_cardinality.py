@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from imagesvc.config import Settings
 from imagesvc.server import ThreadedServer
-from imagesvc.transport.rest_paths import bindings_of
+from imagesvc.transport.rest.paths import bindings_of
 from imagesvc.v1 import image_service_pb2
 from tests.scrape import Scrape, scrape
 from tests.unit.fakes import FakeDockerPort

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from imagesvc.config import Settings
+from imagesvc.config import Settings, SettingsError
 from imagesvc.core.build_context import check_spool_dir
 from imagesvc.core.models import BuildLimits
 from imagesvc.core.references import parse_reference
@@ -98,8 +98,9 @@ def test_an_unwritable_spool_directory_stops_the_start(tmp_path: Path) -> None:
         settings = Settings(
             grpc_address="127.0.0.1:0", http_address="127.0.0.1:0", build_spool_dir=str(directory)
         )
-        with pytest.raises(SecuritySettingsError) as caught:
-            ImageServer(settings, port=FakeDockerPort())
+        with pytest.raises(SettingsError) as caught:
+            ImageServer(settings, engine=FakeDockerPort())
+        assert type(caught.value) is SettingsError  # a spool directory is no security setting
         message = str(caught.value)
         assert f"build contexts are spooled to '{directory}', which is not writable" in message
         assert "--tmpfs /tmp" in message

@@ -7,7 +7,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from imagesvc.config import SETTINGS, Section, Settings, SettingSpec
+from imagesvc.config import SETTINGS, Section, Settings, SettingsError, SettingSpec
 from imagesvc.healthcheck import add_arguments as add_healthcheck_arguments
 from imagesvc.healthcheck import main as healthcheck_main
 from imagesvc.logs import configure_logging
@@ -98,11 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level)
     from imagesvc.server import serve  # late: keeps `--help` fast
-    from imagesvc.server_security import SecuritySettingsError
 
     try:
         asyncio.run(serve(settings))
-    except SecuritySettingsError as exc:
+    except SettingsError as exc:
         print(f"imagesvc: {exc}", file=sys.stderr)
         return 2
     return 0

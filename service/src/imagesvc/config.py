@@ -296,3 +296,8 @@ def _spec(item: Field[Any]) -> SettingSpec:
 
 # Every setting, in the order of Settings: the order of the flags and of the docs.
 SETTINGS: tuple[SettingSpec, ...] = tuple(_spec(item) for item in fields(Settings))
+
+
+class SettingsError(ValueError):
+    """A setting's value cannot be used (the server refuses to start); the message says
+    which setting and what to change."""

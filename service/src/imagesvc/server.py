@@ -23,26 +23,27 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 from starlette.middleware import Middleware
 
-from imagesvc.config import Settings
+from imagesvc.config import Settings, SettingsError
 from imagesvc.core.build_context import ContextLimits, check_spool_dir
+from imagesvc.core.image_core import CoreSettings, ImageCore
 from imagesvc.core.port import DockerPort
-from imagesvc.core.service import CoreSettings, ImageCore
-from imagesvc.instrumented_port import InstrumentedDockerPort
+from imagesvc.engine.instrumented import InstrumentedDockerPort
 from imagesvc.metrics import ImagesvcMetrics, new_registry
 from imagesvc.server_policy import ServerPolicy
-from imagesvc.server_security import SecuritySettingsError, ServerSecurity
+from imagesvc.server_security import ServerSecurity
 from imagesvc.transport.access_guard import GuardedServicer
-from imagesvc.transport.grpc_drain import Drain
-from imagesvc.transport.grpc_interceptor import ServerInterceptor
-from imagesvc.transport.grpc_metrics import GrpcMetricsInterceptor, GrpcServerMetrics
-from imagesvc.transport.grpc_servicer import SERVICE_NAME, ImageServiceServicer
-from imagesvc.transport.http_app import create_http_app
-from imagesvc.transport.http_auth import HttpAuthentication
-from imagesvc.transport.http_metrics import metrics_routes
-from imagesvc.transport.http_observability import HttpMetrics, HttpObservability
-from imagesvc.transport.http_ops import ops_routes
-from imagesvc.transport.http_server import HttpServer
-from imagesvc.transport.rest_gateway import rest_routes
+from imagesvc.transport.grpc.drain import Drain
+from imagesvc.transport.grpc.interceptor import CallLifecycleInterceptor
+from imagesvc.transport.grpc.metrics import GrpcMetricsInterceptor, GrpcServerMetrics
+from imagesvc.transport.grpc.servicer import SERVICE_NAME, ImageServiceServicer
+from imagesvc.transport.http.app import create_http_app
+from imagesvc.transport.http.auth import HttpAuthentication
+from imagesvc.transport.http.metrics import HttpMetrics
+from imagesvc.transport.http.metrics_route import metrics_routes
+from imagesvc.transport.http.observability import HttpObservability
+from imagesvc.transport.http.ops import ops_routes
+from imagesvc.transport.http.server import HttpServer
+from imagesvc.transport.rest.gateway import rest_routes
 from imagesvc.v1 import image_service_pb2, image_service_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -64,9 +65,9 @@ _SERVICES = (
 )
 
 
-def _default_port(settings: Settings) -> DockerPort:
-    # Imported here so that unit tests with a fake port never load docker-py.
-    from imagesvc.docker_adapter import DockerAdapter
+def _docker_engine(settings: Settings) -> DockerPort:
+    # Imported here so that unit tests with a fake engine never load docker-py.
+    from imagesvc.engine.docker_adapter import DockerAdapter
 
     return DockerAdapter(
         settings.docker_host,
@@ -81,7 +82,9 @@ def _default_port(settings: Settings) -> DockerPort:
 class ImageServer:
     """One gRPC server in the running event loop. `start()`, then `stop()`."""
 
-    def __init__(self, settings: Settings, port: DockerPort | None = None) -> None:
+    def __init__(self, settings: Settings, engine: DockerPort | None = None) -> None:
+        """`engine`: the Docker Engine to manage (default: docker-py's, at
+        settings.docker_host); `.port` and `.http_port` are the TCP ports once started."""
         self.settings = settings
         # First: refuses unusable security settings before anything is started.
         self.security = ServerSecurity(settings)
@@ -89,13 +92,13 @@ class ImageServer:
         try:
             check_spool_dir(settings.build_spool_dir)
         except ValueError as exc:
-            raise SecuritySettingsError(str(exc)) from exc
+            raise SettingsError(str(exc)) from exc
         # Per server, not prometheus_client's global registry: tests run several at once.
         self.registry = new_registry()
         self.metrics = ImagesvcMetrics(self.registry)
         self._grpc_metrics = GrpcServerMetrics(self.registry)
         self._docker = InstrumentedDockerPort(
-            port if port is not None else _default_port(settings), self.metrics
+            engine if engine is not None else _docker_engine(settings), self.metrics
         )
         self._executors = (
             ThreadPoolExecutor(max_workers=settings.docker_workers, thread_name_prefix="docker"),
@@ -147,7 +150,7 @@ class ImageServer:
         ]
         interceptors = [
             GrpcMetricsInterceptor(self._grpc_metrics),  # first: sees the final status
-            ServerInterceptor(
+            CallLifecycleInterceptor(
                 frozenset({SERVICE_NAME}), self.security.authenticator, drain=self._drain
             ),
         ]
@@ -287,20 +290,20 @@ class ThreadedServer:
     """An ImageServer on its own event loop in a background thread, for sync callers
     (tests, benchmarks). `port` and `http_port` are the bound ports; `stop()` shuts it down."""
 
-    def __init__(self, settings: Settings, port: DockerPort | None = None) -> None:
+    def __init__(self, settings: Settings, engine: DockerPort | None = None) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="imagesvc", daemon=True)
         self._thread.start()
         try:
-            self.server = self._run(self._create(settings, port))
+            self.server = self._run(self._create(settings, engine))
         except BaseException:
             self._close_loop()
             raise
         self.port = self._run(self.server.start())
         self.http_port = self.server.http_port
 
-    async def _create(self, settings: Settings, port: DockerPort | None) -> ImageServer:
-        return ImageServer(settings, port)
+    async def _create(self, settings: Settings, engine: DockerPort | None) -> ImageServer:
+        return ImageServer(settings, engine)
 
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()

@@ -14,19 +14,19 @@ from pathlib import Path
 
 import grpc
 
-from imagesvc.config import Settings
+from imagesvc.config import Settings, SettingsError
 from imagesvc.core.authentication import Authenticator
 from imagesvc.core.credential_files import parse_clients, parse_tokens
 from imagesvc.core.reloading import FileProblem, ReloadingFile
-from imagesvc.transport.http_server import split_address
-from imagesvc.transport.http_tls import TlsFiles
+from imagesvc.transport.http.server import split_address
+from imagesvc.transport.http.tls import TlsFiles
 from imagesvc.transport.loopback import is_loopback_ip
 from imagesvc.transport.server_certificate import CertificateProblem, ServerCertificate
 
 log = logging.getLogger(__name__)
 
 
-class SecuritySettingsError(ValueError):
+class SecuritySettingsError(SettingsError):
     """The security settings cannot be used; the message says what to change."""
 
 

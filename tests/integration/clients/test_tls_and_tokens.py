@@ -1,5 +1,5 @@
 """The clients' TLS and token options against a real server with TLS, a client CA and a
-tokens file (SECURITY.md): ImageClient, AsyncImageClient and imagesvc-cli reach it only
+tokens file (docs/security.md): ImageClient, AsyncImageClient and imagesvc-cli reach it only
 with the right CA, server name, client certificate and token, and report each refusal
 with its reason."""
 

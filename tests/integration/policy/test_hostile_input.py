@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from devtools.sandbox import BuiltImage, Engine, Registry
 from imagesvc.core.models import RegistryAuth
 from imagesvc.core.port import BuildRequest
-from imagesvc.docker_adapter import DockerAdapter, DockerEngineStream
+from imagesvc.engine.docker_adapter import DockerAdapter, DockerEngineStream
 from imagesvc.server import ThreadedServer
 from imagesvc.v1 import image_service_pb2 as pb
 from imagesvc.v1 import image_service_pb2_grpc
@@ -101,7 +101,7 @@ def guarded(engine: Engine, open_registry: Registry) -> Iterator[tuple[Stub, Gua
             push_allowlist=f"{open_registry.address}/**",
             build_context_max_bytes=4 * 1024 * 1024,
         ),
-        port=adapter,
+        engine=adapter,
     )
     try:
         with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:

@@ -15,7 +15,7 @@ import pytest
 from grpc_status import rpc_status
 
 from devtools.sandbox import BuiltImage, Engine
-from imagesvc.transport.rest_json import to_value
+from imagesvc.transport.rest.json import to_value
 from imagesvc.v1 import image_service_pb2 as pb
 from tests.integration.local_images import (
     MALFORMED,

@@ -30,10 +30,10 @@ from imagesvc.core.errors import (
     PermissionDeniedError,
     ResourceExhaustedError,
 )
+from imagesvc.core.image_core import CoreSettings, ImageCore
 from imagesvc.core.models import BuildOptions, RegistryAuth
 from imagesvc.core.port import BuildRequest
 from imagesvc.core.registry_policy import RegistryPolicy
-from imagesvc.core.service import CoreSettings, ImageCore
 from tests.hostile_inputs import (
     ALLOWED_PREFIX,
     BaseCase,

@@ -7,8 +7,8 @@ import json
 from typing import Any
 
 from devtools.openapi import IMAGE, generate, legacy_names, render
-from imagesvc.transport.rest_gateway import openapi_document
-from imagesvc.transport.rest_paths import bindings_of
+from imagesvc.transport.rest.gateway import openapi_document
+from imagesvc.transport.rest.paths import bindings_of
 from imagesvc.v1 import image_service_pb2 as pb
 
 SERVICE = pb.DESCRIPTOR.services_by_name["ImageService"]

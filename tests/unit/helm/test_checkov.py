@@ -10,7 +10,7 @@ Not on the list: CKV_K8S_27 ("do not expose the docker daemon socket"). It match
 hostPath of exactly /var/run/docker.sock, and the hostSocket mode mounts the socket's
 directory (a socket file mounted by itself goes stale when the daemon restarts), so checkov
 does not flag it; the hostPath and what it means are checked by test_rendered_workload.py
-and said in the README instead.
+and said in docs/kubernetes.md instead.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The certificates the tests make (tests/integration/certificates.py) and the ones
-SECURITY.md's openssl commands make pass a strict X.509 verifier (VERIFY_X509_STRICT,
+docs/security.md's openssl commands make pass a strict X.509 verifier (VERIFY_X509_STRICT,
 the default of Python 3.13's ssl), checked here on this machine's Python with that flag
 set by hand; a certificate without an authority key identifier is refused by the same
 check, so the check itself is known to bite."""
@@ -23,7 +23,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from tests.integration.certificates import CertificateAuthority, KeyPair, new_ca
 from tests.unit.pki.strict_tls import handshake
 
-SECURITY_MD = Path(__file__).resolve().parents[3] / "SECURITY.md"
+SECURITY_GUIDE = Path(__file__).resolve().parents[3] / "docs" / "security.md"
 
 
 @pytest.fixture
@@ -132,12 +132,12 @@ def _signed(builder: x509.CertificateBuilder, key: ec.EllipticCurvePrivateKey) -
     return builder.sign(key, hashes.SHA256())
 
 
-# SECURITY.md's commands --------------------------------------------------------------
+# docs/security.md's commands ---------------------------------------------------------
 
 
 def _openssl_blocks() -> list[str]:
-    """The ```sh blocks of SECURITY.md that run openssl."""
-    blocks = re.findall(r"^```sh\n(.*?)^```", SECURITY_MD.read_text(), re.MULTILINE | re.DOTALL)
+    """The ```sh blocks of docs/security.md that run openssl."""
+    blocks = re.findall(r"^```sh\n(.*?)^```", SECURITY_GUIDE.read_text(), re.MULTILINE | re.DOTALL)
     return [block for block in blocks if "openssl " in block]
 
 
@@ -159,7 +159,7 @@ def _run_documented(block: str, directory: Path) -> None:
     assert ran.returncode == 0, ran.stderr
 
 
-def test_security_md_gives_the_client_and_the_server_commands() -> None:
+def test_the_security_guide_gives_the_client_and_the_server_commands() -> None:
     blocks = _openssl_blocks()
     assert len(blocks) == 2, blocks
     assert "ci-builder.crt" in blocks[0]
@@ -190,7 +190,7 @@ def test_the_documented_certificates_pass_strict_verification(tmp_path: Path) ->
 
 
 def _assert_extensions(path: Path, *, ca: bool) -> None:
-    """The extensions SECURITY.md spells out, whatever the openssl version adds itself."""
+    """The extensions docs/security.md spells out, whatever the openssl version adds itself."""
     extensions = x509.load_pem_x509_certificate(path.read_bytes()).extensions
     constraints = extensions.get_extension_for_class(x509.BasicConstraints)
     usage = extensions.get_extension_for_class(x509.KeyUsage)

@@ -21,7 +21,7 @@ from imagesvc.core.identity import (
     current_origin,
 )
 from imagesvc.transport.access_guard import GuardedServicer
-from imagesvc.transport.grpc_servicer import ImageServiceServicer
+from imagesvc.transport.grpc.servicer import ImageServiceServicer
 from imagesvc.v1 import image_service_pb2 as pb
 
 

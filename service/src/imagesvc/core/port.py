@@ -1,6 +1,6 @@
 """The seam between the core and the Docker Engine (like httpx's transport base).
 
-The real implementation is imagesvc.docker_adapter; unit tests use a fake. Every
+The real implementation is imagesvc.engine.docker_adapter; unit tests use a fake. Every
 method blocks, returns the Engine's own JSON documents, and raises only core
 errors (imagesvc.core.errors). The core runs these calls in a bounded thread pool.
 """
@@ -16,7 +16,8 @@ JsonDocument = dict[str, Any]
 
 
 class EngineStream(Protocol):
-    """A streamed Engine response (pull, push, build): decoded JSON messages.
+    """A streamed Engine response (pull, push, build): decoded JSON messages. An error
+    the Engine reports inside the stream is raised as its core error, never yielded.
 
     `close()` may be called from another thread while a read blocks; it aborts the
     HTTP response, which makes the daemon stop the work, and ends the iteration.

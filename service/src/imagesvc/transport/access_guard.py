@@ -21,8 +21,8 @@ from imagesvc.core.access import WRITE_RPCS, authorize
 from imagesvc.core.audit import AuditEvent, Value
 from imagesvc.core.errors import ImageServiceError, Reason
 from imagesvc.core.identity import credential_problem, current_identity, current_origin
-from imagesvc.transport.grpc_errors import status_code_for
-from imagesvc.transport.grpc_servicer import ImageServiceServicer
+from imagesvc.transport.grpc.errors import status_code_for
+from imagesvc.transport.grpc.servicer import ImageServiceServicer
 from imagesvc.v1 import image_service_pb2 as pb
 
 Context = grpc.aio.ServicerContext[object, object]

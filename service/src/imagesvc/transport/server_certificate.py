@@ -26,7 +26,7 @@ from typing import Any
 
 import grpc
 
-from imagesvc.transport.http_tls import TlsFiles
+from imagesvc.transport.http.tls import TlsFiles
 
 log = logging.getLogger(__name__)
 

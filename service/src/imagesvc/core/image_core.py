@@ -1,0 +1,550 @@
+"""ImageCore: every image operation, transport-neutral and asynchronous.
+
+Blocking Engine calls run in a bounded thread pool so one process can serve gRPC,
+REST and metrics on one event loop. Streams (pull, push, build) are read one
+message per pool hop, which gives natural back-pressure, and their Engine response
+is closed whenever the consumer stops early (cancellation, deadline, error), which
+makes the daemon stop the work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import functools
+import re
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from concurrent.futures import Executor
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from imagesvc.core import documents
+from imagesvc.core.build_context import (
+    CheckedContext,
+    ContextLimits,
+    SpooledContext,
+    check_context,
+    spool_context,
+)
+from imagesvc.core.build_log import BuildLog
+from imagesvc.core.build_options import validate_build_options
+from imagesvc.core.build_policy import BuildRestrictions
+from imagesvc.core.dockerfile_sources import dockerfile_sources
+from imagesvc.core.errors import (
+    DeadlineExceededError,
+    EngineError,
+    ImageServiceError,
+    InvalidArgumentError,
+    Reason,
+)
+from imagesvc.core.limits import Limits
+from imagesvc.core.models import (
+    AuthCheckResult,
+    BuildOptions,
+    BuildResult,
+    HistoryEntry,
+    Image,
+    ImageFilter,
+    ImagePage,
+    PruneOptions,
+    PruneResult,
+    PullResult,
+    PushResult,
+    RegistryAuth,
+    RemoveResult,
+    TagResult,
+    TransferProgress,
+)
+from imagesvc.core.paging import page_window, query_fingerprint, sort_key
+from imagesvc.core.port import DockerPort, EngineStream, JsonDocument
+from imagesvc.core.progress import TransferTracker
+from imagesvc.core.redaction import redacting_errors
+from imagesvc.core.references import (
+    Reference,
+    familiar,
+    familiar_match,
+    parse_reference,
+    parse_tag_target,
+    reference_pattern,
+    validate_image_identifier,
+    validate_platform,
+)
+from imagesvc.core.registry_policy import RegistryPolicy, registry_of_server_address
+
+T = TypeVar("T")
+
+_PUSH_DIGEST_LINE = re.compile(
+    r"(?P<tag>\S+): digest: (?P<digest>sha256:[0-9a-f]{64}) size: (?P<size>\d+)"
+)
+_PULL_DIGEST_LINE = re.compile(r"Digest: (?P<digest>sha256:[0-9a-f]{64})")
+# The containerd image store names a dangling image it prunes by its id ("Untagged":
+# "sha256:<id>"), though no reference was untagged; the classic store names none.
+_DANGLING_IMAGE_NAME = re.compile(r"sha256:[0-9a-f]{64}")
+_END = object()
+
+
+@dataclass(frozen=True, slots=True)
+class CoreSettings:
+    build_context: ContextLimits
+    progress_interval_seconds: float = 0.1
+    # Security (SECURITY.md): which repositories, what builds may do, how much at once.
+    # The defaults allow everything; the server configures them from its settings.
+    registry_policy: RegistryPolicy = field(default_factory=RegistryPolicy)
+    build_restrictions: BuildRestrictions = field(default_factory=BuildRestrictions)
+    limits: Limits = field(default_factory=Limits)
+
+
+@dataclass(frozen=True, slots=True)
+class _Deadline:
+    """When a build must be done (event-loop time), from the build time limit."""
+
+    at: float
+    seconds: float
+
+    def error(self) -> DeadlineExceededError:
+        return DeadlineExceededError(
+            f"the build ran longer than this service's build time limit of {self.seconds:g}"
+            " seconds and was stopped",
+            reason=Reason.BUILD_TIMEOUT,
+            metadata={"limit_seconds": f"{self.seconds:g}"},
+        )
+
+
+@contextlib.asynccontextmanager
+async def _before(deadline: _Deadline) -> AsyncIterator[None]:
+    """The awaits in the block must finish before the deadline. Only for blocks that do
+    not yield to a consumer (the timeout cancels the running task)."""
+    try:
+        async with asyncio.timeout_at(deadline.at):
+            yield
+    except TimeoutError:
+        raise deadline.error() from None
+
+
+def _enforced(deadline: _Deadline | None) -> AbstractAsyncContextManager[None]:
+    return _before(deadline) if deadline is not None else contextlib.nullcontext()
+
+
+def _matching_names(image: Image, patterns: list[re.Pattern[str]]) -> Image | None:
+    """The image with only the tags and digests a reference filter matches (as Docker
+    lists it), or None when none does."""
+    tags = tuple(t for t in image.repo_tags if any(familiar_match(p, t) for p in patterns))
+    digests = tuple(d for d in image.repo_digests if any(familiar_match(p, d) for p in patterns))
+    if not tags and not digests:
+        return None
+    return dataclasses.replace(image, repo_tags=tags, repo_digests=digests)
+
+
+def _narrowing_filters(filters: Mapping[str, list[str]]) -> dict[str, list[str]]:
+    """The list filters sent to the Engine: at most one reference and one label, which
+    only narrow what the service then matches itself. Engines disagree on several:
+    Docker matches any of the references and all of the labels; Podman 4.3 matches no
+    image for two references or two labels."""
+    sent = dict(filters)
+    for key in ("reference", "label"):
+        if key not in sent:
+            continue
+        if key == "label" or len(sent[key]) == 1:
+            sent[key] = sent[key][:1]
+        else:
+            del sent[key]  # any of several: one alone would drop the others' images
+    return sent
+
+
+def _has_labels(summary: JsonDocument, conditions: Sequence[str]) -> bool:
+    """Docker's label filter: every ``key`` present, every ``key=value`` equal."""
+    labels = summary.get("Labels") or {}
+    for condition in conditions:
+        key, is_pair, value = condition.partition("=")
+        if key not in labels or (is_pair and labels[key] != value):
+            return False
+    return True
+
+
+def _only_digest_of(document: JsonDocument, reference: Reference) -> str:
+    """The pulled image's digest in its repository, for Engines whose pull stream has no
+    "Digest:" line (Podman): only when the image has exactly one there, else unknown."""
+    image = documents.image_from_inspect(document)
+    repository = familiar(reference.full_name)
+    digests = {d.partition("@")[2] for d in image.repo_digests if d.partition("@")[0] == repository}
+    return digests.pop() if len(digests) == 1 else ""
+
+
+class ImageCore:
+    def __init__(
+        self,
+        engine: DockerPort,
+        executor: Executor,
+        settings: CoreSettings,
+        *,
+        stream_executor: Executor | None = None,
+        health_executor: Executor | None = None,
+    ) -> None:
+        """`engine` is the Docker Engine; `executor` runs its unary calls. Reads of long
+        pulls, pushes and builds can go to `stream_executor` and pings to
+        `health_executor`, so that many slow streams neither starve quick calls nor make
+        a busy service look unhealthy."""
+        self._engine = engine
+        self._executor = executor
+        self._stream_executor = stream_executor or executor
+        self._health_executor = health_executor or executor
+        self._settings = settings
+
+    async def _call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        return await self._call_in(self._executor, fn, *args, **kwargs)
+
+    @staticmethod
+    async def _call_in(executor: Executor, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(executor, functools.partial(fn, *args, **kwargs))
+
+    def _admit(self) -> None:
+        """The caller's rate limit, first thing in every operation."""
+        self._settings.limits.admit()
+
+    async def _messages(
+        self, stream: EngineStream, deadline: _Deadline | None = None
+    ) -> AsyncGenerator[JsonDocument, None]:
+        """The stream's messages; closes the Engine response however iteration ends
+        (which aborts the work on the daemon, also when the deadline passes)."""
+        try:
+            while True:
+                async with _enforced(deadline):
+                    message = await self._call_in(self._stream_executor, next, stream, _END)
+                if message is _END:
+                    return
+                yield message
+        finally:
+            stream.close()
+
+    async def _transfer(
+        self, stream: EngineStream, tracker: TransferTracker
+    ) -> AsyncGenerator[TransferProgress, None]:
+        """Coalesced progress of a pull or push (a failure line is raised by the stream)."""
+        async with contextlib.aclosing(self._messages(stream)) as messages:
+            async for message in messages:
+                progress = tracker.feed(message)
+                if progress is not None:
+                    yield progress
+        final = tracker.finish()
+        if final is not None:
+            yield final
+
+    # Health -------------------------------------------------------------------------
+
+    async def ping(self) -> bool:
+        return await self._call_in(self._health_executor, self._engine.ping)
+
+    # Reads --------------------------------------------------------------------------
+
+    async def list_images(
+        self, image_filter: ImageFilter, *, all: bool, page_size: int, page_token: str
+    ) -> ImagePage:
+        self._admit()
+        filters: dict[str, list[str]] = {}
+        if image_filter.references:
+            filters["reference"] = list(image_filter.references)
+        if image_filter.labels:
+            filters["label"] = list(image_filter.labels)
+        if image_filter.dangling is not None:
+            filters["dangling"] = ["true" if image_filter.dangling else "false"]
+        for key, value in (("before", image_filter.before), ("since", image_filter.since)):
+            if value:
+                filters[key] = [validate_image_identifier(value)]
+        fingerprint = query_fingerprint(filters, all)
+        # Validate the token before spending an Engine call on the list.
+        page_window((), page_size=page_size, page_token=page_token, fingerprint=fingerprint)
+        patterns = [reference_pattern(p) for p in image_filter.references]
+        summaries = await self._call(
+            self._engine.list_images, all=all, filters=_narrowing_filters(filters)
+        )
+        listed: list[tuple[JsonDocument, Image]] = []
+        for summary in summaries:
+            if not _has_labels(summary, image_filter.labels):
+                continue
+            image: Image | None = documents.image_from_summary(summary)
+            if patterns and image is not None:
+                # The Engine filtered already; Docker's rule on Docker's familiar names
+                # makes every Engine agree (Podman also matches "tiny" to "acc/tiny:1").
+                image = _matching_names(image, patterns)
+            if image is not None:
+                listed.append((summary, image))
+        ordered = sorted(
+            ((sort_key(documents.created_unix(s), str(s.get("Id", ""))), i) for s, i in listed),
+            key=lambda pair: pair[0],
+        )
+        keys = [key for key, _ in ordered]
+        window = page_window(
+            keys, page_size=page_size, page_token=page_token, fingerprint=fingerprint
+        )
+        images = tuple(image for _, image in ordered[window.start : window.stop])
+        return ImagePage(images, window.next_token, len(ordered))
+
+    async def get_image(self, image: str) -> Image:
+        self._admit()
+        document = await self._call(self._engine.inspect_image, validate_image_identifier(image))
+        return documents.image_from_inspect(document)
+
+    async def image_history(self, image: str) -> tuple[HistoryEntry, ...]:
+        self._admit()
+        entries = await self._call(self._engine.image_history, validate_image_identifier(image))
+        return documents.history_from_engine(entries)
+
+    # Writes -------------------------------------------------------------------------
+
+    async def tag_image(self, source: str, target: str) -> TagResult:
+        self._admit()
+        validate_image_identifier(source)
+        reference = parse_tag_target(target)
+        self._settings.registry_policy.check_target(reference, what=f"tagging as {target!r}")
+        await self._call(self._engine.tag, source, reference.name, reference.tag)
+        document = await self._call(self._engine.inspect_image, str(reference))
+        return TagResult(id=str(document.get("Id", "")), target=str(reference))
+
+    async def remove_image(self, image: str, *, force: bool, no_prune: bool) -> RemoveResult:
+        self._admit()
+        items = await self._call(
+            self._engine.remove_image,
+            validate_image_identifier(image),
+            force=force,
+            no_prune=no_prune,
+        )
+        return RemoveResult(
+            untagged=tuple(familiar(str(i["Untagged"])) for i in items if i.get("Untagged")),
+            deleted=tuple(documents.image_id(i["Deleted"]) for i in items if i.get("Deleted")),
+        )
+
+    async def prune_images(self, options: PruneOptions) -> PruneResult:
+        self._admit()
+        filters: dict[str, list[str]] = {"dangling": ["false" if options.all else "true"]}
+        if options.labels:
+            filters["label"] = list(options.labels)
+        if options.exclude_labels:
+            filters["label!"] = list(options.exclude_labels)
+        if options.until is not None:
+            seconds = int(options.until.timestamp())
+            # The Engine cannot parse a negative Unix time (and no image is that old).
+            if seconds < 0:
+                raise InvalidArgumentError(
+                    f"until {options.until.isoformat()} is before 1970-01-01T00:00:00Z",
+                    metadata={"field": "until"},
+                )
+            filters["until"] = [str(seconds)]
+        report = await self._call(self._engine.prune_images, filters)
+        items = report.get("ImagesDeleted") or []
+        return PruneResult(
+            deleted=tuple(documents.image_id(i["Deleted"]) for i in items if i.get("Deleted")),
+            # The containerd store "untags" a dangling image by its bare id: no reference.
+            untagged=tuple(
+                familiar(str(i["Untagged"]))
+                for i in items
+                if i.get("Untagged")
+                and not _DANGLING_IMAGE_NAME.fullmatch(documents.image_id(i["Untagged"]))
+            ),
+            space_reclaimed_bytes=int(report.get("SpaceReclaimed") or 0),
+        )
+
+    async def check_registry_auth(self, auth: RegistryAuth) -> AuthCheckResult:
+        self._admit()
+        with redacting_errors(auth.secrets()):
+            if auth.is_empty:
+                raise InvalidArgumentError(
+                    "auth needs a username and password, an identity token or a registry token",
+                    reason=Reason.INVALID_ARGUMENT,
+                )
+            # The daemon contacts this registry: only one the allowlists name.
+            registry = registry_of_server_address(auth.server_address)
+            self._settings.registry_policy.check_registry(registry)
+            answer = await self._call(self._engine.check_auth, auth)
+        return AuthCheckResult(
+            status=str(answer.get("Status") or ""),
+            identity_token=str(answer.get("IdentityToken") or ""),
+        )
+
+    # Streams ------------------------------------------------------------------------
+
+    async def pull_image(
+        self, reference_text: str, *, platform: str, auth: RegistryAuth | None
+    ) -> AsyncGenerator[TransferProgress | PullResult, None]:
+        self._admit()
+        # No tag or digest means :latest, never every tag of the repository.
+        reference = parse_reference(reference_text).with_default_tag()
+        validate_platform(platform)
+        self._settings.registry_policy.check_pull(reference, what=f"pulling {reference_text!r}")
+        secrets = auth.secrets() if auth else ()
+        tracker = TransferTracker(
+            pushing=False, min_interval=self._settings.progress_interval_seconds
+        )
+        with self._settings.limits.pulls.slot(), redacting_errors(secrets):
+            stream = await self._call(
+                self._engine.pull,
+                reference.name,
+                reference.digest or reference.tag,
+                platform=platform,
+                auth=auth,
+            )
+            async with contextlib.aclosing(self._transfer(stream, tracker)) as progress:
+                async for item in progress:
+                    yield item
+            document = await self._call(self._engine.inspect_image, str(reference))
+        digest = next(
+            (
+                m.group("digest")
+                for line in tracker.status_lines
+                if (m := _PULL_DIGEST_LINE.search(line))
+            ),
+            reference.digest or _only_digest_of(document, reference),
+        )
+        status = next(
+            (line for line in reversed(tracker.status_lines) if line.startswith("Status:")), ""
+        )
+        yield PullResult(
+            image_id=documents.image_id(document.get("Id")),
+            digest=digest,
+            reference=reference.normalized(),
+            status=status.removeprefix("Status: "),
+        )
+
+    async def push_image(
+        self, reference_text: str, *, auth: RegistryAuth | None
+    ) -> AsyncGenerator[TransferProgress | PushResult, None]:
+        self._admit()
+        reference = parse_reference(reference_text)
+        if reference.digest:
+            raise InvalidArgumentError(
+                f"cannot push {reference_text!r}: push a tag, not a digest",
+                reason=Reason.INVALID_REFERENCE,
+            )
+        reference = reference.with_default_tag()
+        self._settings.registry_policy.check_target(reference, what=f"pushing {reference_text!r}")
+        secrets = auth.secrets() if auth else ()
+        tracker = TransferTracker(
+            pushing=True, min_interval=self._settings.progress_interval_seconds
+        )
+        with self._settings.limits.pushes.slot(), redacting_errors(secrets):
+            stream = await self._call(self._engine.push, reference.name, reference.tag, auth=auth)
+            async with contextlib.aclosing(self._transfer(stream, tracker)) as progress:
+                async for item in progress:
+                    yield item
+        yield self._push_result(reference.name, reference.tag, tracker)
+
+    @staticmethod
+    def _push_result(name: str, tag: str, tracker: TransferTracker) -> PushResult:
+        aux = tracker.aux
+        if aux.get("Digest"):
+            return PushResult(
+                digest=str(aux["Digest"]),
+                size=int(aux.get("Size") or 0),
+                tag=str(aux.get("Tag") or tag),
+                reference=f"{name}:{tag}",
+            )
+        # Engines that send no aux message still print "<tag>: digest: sha256:... size: N".
+        for line in reversed(tracker.status_lines):
+            match = _PUSH_DIGEST_LINE.search(line)
+            if match:
+                return PushResult(
+                    digest=match.group("digest"),
+                    size=int(match.group("size")),
+                    tag=match.group("tag"),
+                    reference=f"{name}:{tag}",
+                )
+        raise EngineError(
+            f"the Engine finished pushing {name}:{tag} without reporting a digest",
+            reason=Reason.ENGINE_ERROR,
+        )
+
+    async def build_image(
+        self, options: BuildOptions, context_chunks: AsyncIterator[bytes]
+    ) -> AsyncGenerator[str | BuildResult, None]:
+        self._admit()
+        options = validate_build_options(options)
+        restrictions = self._settings.build_restrictions
+        restrictions.check_options(options)
+        for tag in options.tags:
+            self._settings.registry_policy.check_target(
+                parse_tag_target(tag), what=f"tagging the build as {tag!r}"
+            )
+        options = dataclasses.replace(options, limits=restrictions.limits)
+        secrets = tuple(s for auth in options.registry_auths for s in auth.secrets())
+        with self._settings.limits.builds.slot():
+            deadline = None
+            if restrictions.timeout_seconds:
+                loop_time = asyncio.get_running_loop().time()
+                deadline = _Deadline(
+                    loop_time + restrictions.timeout_seconds, restrictions.timeout_seconds
+                )
+            context = await self._prepared_context(options, context_chunks, deadline)
+            build_log = BuildLog()
+            try:
+                with redacting_errors(secrets):
+                    stream = await self._call(
+                        self._engine.build, context.file, gzip=False, request=options
+                    )
+                    async with contextlib.aclosing(self._messages(stream, deadline)) as messages:
+                        try:
+                            async for message in messages:
+                                text = build_log.feed(message)
+                                if text is not None:
+                                    yield text
+                        except ImageServiceError as error:
+                            raise build_log.explained(error) from error.__cause__
+            finally:
+                context.close()
+        image_id = build_log.image_id
+        if not image_id and options.tags:
+            # Only older Engines omit the aux message; ask the Engine, never scrape the log.
+            document = await self._call(self._engine.inspect_image, options.tags[0])
+            image_id = str(document.get("Id", ""))
+        if not image_id:
+            raise EngineError(
+                "the Engine finished the build without reporting the image id",
+                reason=Reason.ENGINE_ERROR,
+            )
+        yield BuildResult(image_id=image_id, tags=options.tags)
+
+    async def _prepared_context(
+        self,
+        options: BuildOptions,
+        context_chunks: AsyncIterator[bytes],
+        deadline: _Deadline | None,
+    ) -> CheckedContext:
+        """The context as the Engine will get it (spooled, then rewritten by
+        check_context), once its Dockerfile's images and sources passed the policy."""
+        async with _enforced(deadline):
+            spooled = await spool_context(context_chunks, self._settings.build_context)
+        context = await self._rewritten(spooled, options.dockerfile)
+        try:
+            sources = dockerfile_sources(context.dockerfile, options.build_args)
+            self._settings.build_restrictions.check_sources(
+                sources, self._settings.registry_policy, options.dockerfile or "Dockerfile"
+            )
+        except BaseException:
+            context.close()
+            raise
+        return context
+
+    async def _rewritten(self, spooled: SpooledContext, dockerfile: str) -> CheckedContext:
+        """check_context in a worker, which closes the spool when done with it. A caller
+        that goes away does not wait for it: what it produces is closed when it ends."""
+        limits = self._settings.build_context
+
+        def rewrite() -> CheckedContext:
+            try:
+                return check_context(spooled.file, dockerfile, limits)
+            finally:
+                spooled.close()
+
+        def close_abandoned(done: asyncio.Future[CheckedContext]) -> None:
+            if done.cancelled():  # never ran (the pool shut down)
+                spooled.close()
+            elif done.exception() is None:
+                done.result().close()
+
+        work = asyncio.get_running_loop().run_in_executor(self._executor, rewrite)
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            work.add_done_callback(close_abandoned)
+            raise

@@ -1,0 +1,552 @@
+"""The Docker Engine behind the core's DockerPort, through docker-py.
+
+The only module that imports docker. It uses docker-py's low-level APIClient and,
+for pull, push and build, builds the Engine request itself so that it (a) keeps the
+HTTP response, to close it when the caller goes away, (b) sends registry
+credentials per request and never reads or stores any on the shared client, and
+(c) checks for errors inside the 200 stream (docker-py's push does not).
+
+Errors: `_translate_errors` is the one table from docker-py/requests exceptions to
+core errors; Engine error text, in an HTTP error or an in-stream error line, goes
+through engine.errors. Callers only ever see core errors.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import re
+import socket
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import IO, Any
+
+import docker
+import docker.errors
+import docker.transport.unixconn
+import requests
+import urllib3.exceptions
+
+from imagesvc.core.errors import (
+    DeadlineExceededError,
+    EngineError,
+    FailedPreconditionError,
+    ImageServiceError,
+    NotFoundError,
+    Reason,
+    UnavailableError,
+)
+from imagesvc.core.models import BuildLimits, RegistryAuth
+from imagesvc.core.port import BuildRequest, JsonDocument
+from imagesvc.engine.errors import classify_engine_message, stream_failure
+
+log = logging.getLogger(__name__)
+
+# The API version used until the daemon has been asked for its own: docker-py's
+# "auto" would need a reachable daemon at start-up, and this service must start
+# (and report NOT_SERVING) while the daemon is down. 1.41 is Engine 20.10.
+_INITIAL_API_VERSION = "1.41"
+_CONNECT_TIMEOUT = 10.0
+
+
+def _connect_unix(self: Any) -> None:
+    """docker-py's UnixHTTPConnection.connect, closing the socket when connect() fails.
+
+    docker-py 7.1 leaves it open (docker/docker-py#3356), so while the daemon is down
+    every ping and every call leaked a socket until the garbage collector found it.
+    """
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(self.timeout)
+        sock.connect(self.unix_socket)
+    except BaseException:
+        sock.close()
+        raise
+    self.sock = sock
+
+
+docker.transport.unixconn.UnixHTTPConnection.connect = _connect_unix
+
+
+class _WaitingStream(threading.local):
+    """The stream whose request this thread sends, while it waits for the answer."""
+
+    stream: DockerEngineStream | None = None
+
+
+_waiting = _WaitingStream()
+_urllib3_getresponse = docker.transport.unixconn.UnixHTTPConnection.getresponse
+
+
+def _getresponse_abortable(self: Any, *args: Any, **kwargs: Any) -> Any:
+    """Hands the socket to the stream being opened before blocking on the answer.
+
+    The Engine answers a pull, push or build only with its first progress line; until
+    then requests holds no response whose socket `DockerEngineStream.close()` could
+    shut down, and a caller that went away would leave a thread (and the daemon's
+    work) waiting on a registry that may never answer.
+    """
+    stream = _waiting.stream
+    if stream is not None and isinstance(self.sock, socket.socket):
+        stream._attach(self.sock)
+    return _urllib3_getresponse(self, *args, **kwargs)
+
+
+docker.transport.unixconn.UnixHTTPConnection.getresponse = _getresponse_abortable
+
+
+def _explanation(exc: docker.errors.APIError) -> str:
+    """The Engine's own message, without docker-py's "500 Server Error for http+docker://..."."""
+    explanation = exc.explanation
+    if isinstance(explanation, bytes):
+        explanation = explanation.decode(errors="replace")
+    if explanation:
+        return str(explanation)
+    if exc.response is not None and exc.response.reason:
+        return str(exc.response.reason)
+    return str(exc)
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split(".") if part.isdigit())
+
+
+def _unreachable(operation: str) -> UnavailableError:
+    return UnavailableError(
+        f"the Docker daemon is not reachable ({operation}): check that it runs and that"
+        " DOCKER_HOST points at its socket",
+        reason=Reason.DAEMON_UNAVAILABLE,
+    )
+
+
+@contextmanager
+def _translate_errors(operation: str, image: str = "") -> Iterator[None]:
+    """The one table from docker-py and requests failures to core errors."""
+    try:
+        yield
+    except ImageServiceError:
+        raise
+    except docker.errors.ImageNotFound as exc:
+        if not image:
+            raise classify_engine_message(_explanation(exc), http_status=404) from exc
+        raise NotFoundError(
+            f"image {image!r} not found on the Docker daemon ({operation})",
+            reason=Reason.IMAGE_NOT_FOUND,
+            metadata={"image": image[:256]},
+        ) from exc
+    except docker.errors.APIError as exc:
+        status = exc.status_code
+        raise classify_engine_message(
+            _explanation(exc), http_status=status, building=operation == "build"
+        ) from exc
+    except requests.exceptions.ConnectionError as exc:
+        # requests reports a read timeout in the middle of a stream as a ConnectionError.
+        if exc.args and isinstance(exc.args[0], urllib3.exceptions.ReadTimeoutError):
+            raise DeadlineExceededError(
+                f"the Docker daemon sent nothing for too long during {operation}",
+                reason=Reason.DAEMON_TIMEOUT,
+            ) from exc
+        raise _unreachable(operation) from exc
+    except requests.exceptions.Timeout as exc:
+        raise DeadlineExceededError(
+            f"the Docker daemon did not answer {operation} in time",
+            reason=Reason.DAEMON_TIMEOUT,
+        ) from exc
+    except (ConnectionError, FileNotFoundError) as exc:
+        raise _unreachable(operation) from exc
+    except docker.errors.DockerException as exc:
+        raise EngineError(f"{operation} failed: {exc}", reason=Reason.ENGINE_ERROR) from exc
+    except requests.exceptions.RequestException as exc:
+        raise UnavailableError(
+            f"the connection to the Docker daemon failed during {operation}",
+            reason=Reason.DAEMON_UNAVAILABLE,
+        ) from exc
+
+
+def _encoded_header(document: Mapping[str, Any]) -> str:
+    """A JSON document as the Engine's X-Registry-Auth / X-Registry-Config headers want it."""
+    return base64.urlsafe_b64encode(json.dumps(document).encode()).decode()
+
+
+def _auth_header(auth: RegistryAuth | None) -> str:
+    return _encoded_header(auth.engine_document() if auth else {})
+
+
+def _response_socket(response: requests.Response) -> socket.socket | None:
+    """The socket under a streamed response, found through urllib3's internals."""
+    paths = (("_fp", "fp", "raw", "_sock"), ("_connection", "sock"), ("_fp", "fp", "raw"))
+    for path in paths:
+        node: Any = response.raw
+        for attribute in path:
+            node = getattr(node, attribute, None)
+        if isinstance(node, socket.socket):
+            return node
+    return None
+
+
+class DockerEngineStream:
+    """Decoded JSON messages of a streamed Engine response; `close()` aborts it.
+
+    The request is sent by the first `next()`, so that `close()` can abort it at any
+    point: before it is sent, while waiting for the Engine's answer, or mid-stream. An
+    error line (`errorDetail`) is raised as its core error, never handed out.
+    """
+
+    def __init__(self, start: Callable[[], requests.Response], operation: str) -> None:
+        self._start = start
+        self._operation = operation
+        self._lock = threading.Lock()
+        self._response: requests.Response | None = None
+        self._socket: socket.socket | None = None
+        self._lines: Iterator[bytes] | None = None
+        self._closed = threading.Event()
+
+    def __iter__(self) -> DockerEngineStream:
+        return self
+
+    def _attach(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._socket = sock
+            closed = self._closed.is_set()
+        if closed:
+            _shutdown(sock)
+
+    def _open(self) -> Iterator[bytes]:
+        _waiting.stream = self
+        try:
+            response = self._start()
+        finally:
+            _waiting.stream = None
+        with self._lock:
+            self._response = response
+            self._socket = _response_socket(response) or self._socket
+            closed = self._closed.is_set()
+        if closed:
+            response.close()
+        return response.iter_lines(chunk_size=None)
+
+    def __next__(self) -> JsonDocument:
+        while True:
+            if self._closed.is_set():
+                raise StopIteration
+            try:
+                with _translate_errors(self._operation):
+                    if self._lines is None:
+                        self._lines = self._open()
+                    line = next(self._lines)
+            except StopIteration:
+                self.close()
+                raise
+            except ImageServiceError:
+                if self._closed.is_set():  # reading failed because we closed it
+                    raise StopIteration from None
+                raise
+            if not line.strip():
+                continue
+            try:
+                message = json.loads(line)
+            except ValueError:
+                return {"stream": line.decode(errors="replace")}
+            if not isinstance(message, dict):
+                return {"stream": str(message)}
+            failure = stream_failure(message, building=self._operation == "build")
+            if failure is not None:
+                raise failure
+            return message
+
+    def close(self) -> None:
+        """Thread-safe: shuts the socket down so a blocked send or read returns at once."""
+        with self._lock:
+            if self._closed.is_set():
+                return
+            self._closed.set()
+            sock, response = self._socket, self._response
+        if sock is not None:
+            _shutdown(sock)
+        if response is not None:
+            response.close()
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already closed by the peer
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _container_limits(limits: BuildLimits) -> dict[str, Any]:
+    """The /build query parameters for the RUN containers' cgroup limits (docker-py's
+    `container_limits`, plus the CFS quota it does not accept). No swap beyond the memory
+    limit: a limit that can spill into swap limits nothing."""
+    params: dict[str, Any] = {}
+    if limits.memory_bytes:
+        params["memory"] = limits.memory_bytes
+        params["memswap"] = limits.memory_bytes
+    if limits.cpu_quota_us:
+        params["cpuperiod"] = limits.cpu_period_us
+        params["cpuquota"] = limits.cpu_quota_us
+    if limits.cpu_shares:
+        params["cpushares"] = limits.cpu_shares
+    if limits.cpuset_cpus:
+        params["cpusetcpus"] = limits.cpuset_cpus
+    return params
+
+
+def _is_podman(version: Mapping[str, Any]) -> bool:
+    components = version.get("Components") or []
+    return any(
+        isinstance(c, dict) and str(c.get("Name", "")).startswith("Podman") for c in components
+    )
+
+
+def _podman_build_network(network_mode: str) -> dict[str, str]:
+    """The /build parameters that give Podman's RUN steps the network the request asks for.
+
+    Podman (4.3 to at least 5) ignores Docker's ``networkmode`` and runs every RUN step
+    of a Docker-API build in the host's network namespace, which the build policy
+    refuses (``host``). A private network namespace (``nsoptions``) joined to Podman's
+    default network is Docker's ``default``; buildah's ``NetworkDisabled`` policy is
+    ``none`` (loopback only).
+    """
+    params = {"nsoptions": json.dumps([{"Name": "network", "Host": False}])}
+    if network_mode == "none":
+        params["networkmode"] = "NetworkDisabled"
+    return params
+
+
+_SHORT_ID = re.compile(r"sha256:([0-9a-f]{1,63})")
+
+
+def _podman_image(image: str) -> str:
+    """What Podman finds ``image`` by: Docker takes ``sha256:<short prefix>`` for an id
+    prefix, Podman (4.3 to at least 5) refuses anything after ``sha256:`` but a full id,
+    and takes the bare prefix for the same lookup."""
+    short = _SHORT_ID.fullmatch(image)
+    return short[1] if short else image
+
+
+def _podman_prune_refusal(filters: Mapping[str, list[str]]) -> str | None:
+    """Why Podman's Docker API would not prune what Docker prunes with these filters.
+
+    Podman 4.3's compat prune always adds ``dangling=true`` (so ``all`` fails), ignores
+    ``label!`` and matches no image for two ``label`` conditions: pruning more, or other
+    images, than asked is worse than refusing.
+    """
+    if filters.get("dangling") == ["false"]:
+        return "it prunes only dangling images (all=true is not supported)"
+    if filters.get("label!"):
+        return "it ignores exclude_labels"
+    if len(filters.get("label", [])) > 1:
+        return "it does not combine several labels"
+    return None
+
+
+class DockerAdapter:
+    """DockerPort over one shared docker-py APIClient (thread-safe connection pool)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 60.0,
+        stream_idle_timeout: float | None = None,
+        ping_timeout: float = 5.0,
+        max_pool_size: int = 32,
+    ) -> None:
+        self._stream_idle_timeout = stream_idle_timeout
+        self._ping_timeout = ping_timeout
+        # A TLS daemon is configured as for the docker CLI (DOCKER_TLS_VERIFY, DOCKER_CERT_PATH).
+        kwargs: dict[str, Any] = {}
+        if base_url.startswith(("tcp://", "https://")):
+            env_tls = docker.utils.kwargs_from_env().get("tls")
+            if env_tls:
+                kwargs["tls"] = env_tls
+        self._client = docker.APIClient(
+            base_url=base_url,
+            version=_INITIAL_API_VERSION,
+            timeout=timeout,
+            max_pool_size=max_pool_size,
+            **kwargs,
+        )
+
+        self._negotiated = False
+        self._negotiate_lock = threading.Lock()
+        self._podman = False
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _negotiate_version(self) -> None:
+        """Speaks the newest API version both the daemon and docker-py know (once)."""
+        with self._negotiate_lock:
+            if self._negotiated:
+                return
+            answer = self._client.version(api_version=False)
+            self._podman = _is_podman(answer)
+            server = str(answer.get("ApiVersion", ""))
+            if server:
+                ours = docker.constants.DEFAULT_DOCKER_API_VERSION
+                chosen = min(server, ours, key=_version_tuple)
+                self._client._version = chosen
+                log.info("docker api version negotiated", extra={"api_version": chosen})
+            self._negotiated = True
+
+    def _is_podman(self) -> bool:
+        """Whether the daemon is Podman's Docker-compatible API (asked once)."""
+        if not self._negotiated:
+            with _translate_errors("version"):
+                self._negotiate_version()
+        return self._podman
+
+    def _url(self, path: str, *args: str) -> str:
+        return str(self._client._url(path, *args))
+
+    def _stream(
+        self,
+        operation: str,
+        path: str,
+        *args: str,
+        params: Mapping[str, Any],
+        headers: Mapping[str, str],
+        data: Any = None,
+    ) -> DockerEngineStream:
+        url = self._url(path, *args)
+
+        def start() -> requests.Response:
+            response: requests.Response = self._client._post(
+                url,
+                params=dict(params),
+                headers=dict(headers),
+                data=data,
+                stream=True,
+                # No limit on the whole stream (the RPC deadline bounds it), only on silence.
+                timeout=(_CONNECT_TIMEOUT, self._stream_idle_timeout),
+            )
+            self._client._raise_for_status(response)
+            return response
+
+        # Sent by the stream's first read (errors of the request surface there).
+        return DockerEngineStream(start, operation)
+
+    def ping(self) -> bool:
+        try:
+            response = self._client._get(self._url("/_ping"), timeout=self._ping_timeout)
+            answered = bool(self._client._result(response) == "OK")
+            if answered and not self._negotiated:
+                self._negotiate_version()
+            return answered
+        except Exception:  # noqa: BLE001 (any failure means "not serving")
+            return False
+
+    def version(self) -> JsonDocument:
+        with _translate_errors("version"):
+            return dict(self._client.version(api_version=False))
+
+    def list_images(self, *, all: bool, filters: Mapping[str, list[str]]) -> list[JsonDocument]:
+        with _translate_errors("list images"):
+            params: dict[str, Any] = {"all": "1" if all else "0"}
+            if filters:
+                params["filters"] = json.dumps(filters)
+            result = self._client._result(
+                self._client._get(self._url("/images/json"), params=params), json=True
+            )
+        return list(result or [])
+
+    def _engine_image(self, image: str) -> str:
+        return _podman_image(image) if self._is_podman() else image
+
+    def inspect_image(self, image: str) -> JsonDocument:
+        with _translate_errors("inspect image", image):
+            return dict(self._client.inspect_image(self._engine_image(image)))
+
+    def image_history(self, image: str) -> list[JsonDocument]:
+        with _translate_errors("image history", image):
+            return list(self._client.history(self._engine_image(image)))
+
+    def pull(
+        self, name: str, tag_or_digest: str, *, platform: str, auth: RegistryAuth | None
+    ) -> DockerEngineStream:
+        params = {"fromImage": name, "tag": tag_or_digest}
+        if platform:
+            params["platform"] = platform
+        return self._stream(
+            "pull",
+            "/images/create",
+            params=params,
+            headers={"X-Registry-Auth": _auth_header(auth)},
+        )
+
+    def push(self, name: str, tag: str, *, auth: RegistryAuth | None) -> DockerEngineStream:
+        return self._stream(
+            "push",
+            "/images/{0}/push",
+            name,
+            params={"tag": tag},
+            headers={"X-Registry-Auth": _auth_header(auth)},
+        )
+
+    def tag(self, source: str, repository: str, tag: str) -> None:
+        with _translate_errors("tag image", source):
+            response = self._client._post(
+                self._url("/images/{0}/tag", self._engine_image(source)),
+                params={"repo": repository, "tag": tag},
+            )
+            self._client._raise_for_status(response)
+
+    def build(self, context: IO[bytes], *, gzip: bool, request: BuildRequest) -> DockerEngineStream:
+        params: dict[str, Any] = {
+            "t": list(request.tags),
+            "dockerfile": request.dockerfile or "Dockerfile",
+            "rm": "1",
+            "forcerm": "1",
+            "nocache": "1" if request.no_cache else "0",
+            "pull": "1" if request.pull else "0",
+        }
+        if request.build_args:
+            params["buildargs"] = json.dumps(dict(request.build_args))
+        if request.labels:
+            params["labels"] = json.dumps(dict(request.labels))
+        if request.target:
+            params["target"] = request.target
+        if request.platform:
+            params["platform"] = request.platform
+        if request.network_mode:
+            params["networkmode"] = request.network_mode
+        if self._is_podman():
+            params.update(_podman_build_network(request.network_mode))
+        params.update(_container_limits(request.limits))
+        headers = {"Content-Type": "application/x-tar"}
+        if gzip:
+            headers["Content-Encoding"] = "gzip"
+        if request.registry_auths:
+            # X-Registry-Config: every registry the build may pull from, keyed by address.
+            config = {a.server_address: a.engine_document() for a in request.registry_auths}
+            headers["X-Registry-Config"] = _encoded_header(config)
+        return self._stream("build", "/build", params=params, headers=headers, data=context)
+
+    def remove_image(self, image: str, *, force: bool, no_prune: bool) -> list[JsonDocument]:
+        with _translate_errors("remove image", image):
+            removed = self._client.remove_image(
+                self._engine_image(image), force=force, noprune=no_prune
+            )
+            return list(removed or [])
+
+    def prune_images(self, filters: Mapping[str, list[str]]) -> JsonDocument:
+        with _translate_errors("prune images"):
+            refusal = _podman_prune_refusal(filters) if self._is_podman() else None
+            if refusal:
+                raise FailedPreconditionError(
+                    f"Podman's Docker API cannot prune what was asked: {refusal}",
+                    reason=Reason.ENGINE_ERROR,
+                )
+            response = self._client._post(
+                self._url("/images/prune"), params={"filters": json.dumps(filters)}
+            )
+            return dict(self._client._result(response, json=True) or {})
+
+    def check_auth(self, auth: RegistryAuth) -> JsonDocument:
+        # POST /auth directly: docker-py's login() would keep the credentials on the client.
+        with _translate_errors("check registry credentials"):
+            response = self._client._post_json(self._url("/auth"), data=auth.engine_document())
+            return dict(self._client._result(response, json=True) or {})

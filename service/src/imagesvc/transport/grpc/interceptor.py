@@ -1,0 +1,177 @@
+"""The interceptor that carries every ImageService RPC from start to end: request id,
+drain, the caller established, core errors turned into their gRPC status, and one JSON
+access-log line per call. Handlers never pick status codes themselves."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from imagesvc.core.authentication import Authenticator
+from imagesvc.core.errors import ImageServiceError, InternalError
+from imagesvc.core.identity import current_identity
+from imagesvc.transport.grpc.auth import establish_caller
+from imagesvc.transport.grpc.drain import Drain
+from imagesvc.transport.grpc.errors import error_status
+from imagesvc.transport.grpc.handlers import behaviour_of, with_behaviour
+from imagesvc.transport.grpc.metrics import cancelled_code
+from imagesvc.transport.request_id import REQUEST_ID_KEY, current_request_id, request_id_from
+
+log = logging.getLogger("imagesvc.access")
+
+_STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def _request_id(context: Context) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == REQUEST_ID_KEY and isinstance(value, str):
+            return request_id_from(value)
+    return request_id_from(None)
+
+
+class _Call:
+    """Bookkeeping of one RPC: its id, outcome and the access-log line."""
+
+    def __init__(self, method: str, context: Context) -> None:
+        self.method = method
+        self.context = context
+        self.request_id = _request_id(context)
+        # Each RPC runs in a task of its own, so this never outlives the call.
+        current_request_id.set(self.request_id)
+        # Read now, while the call is alive: grpc_call_get_peer after the call was
+        # cancelled reads freed memory (grpc/grpc#29069) and crashed the process.
+        self.peer = context.peer()
+        self.started = time.monotonic()
+        self.code = grpc.StatusCode.OK
+        self.reason = ""
+
+    async def begin(self) -> None:
+        await self.context.send_initial_metadata(((REQUEST_ID_KEY, self.request_id),))
+
+    async def fail(self, error: ImageServiceError) -> None:
+        code, message, details = error_status(error)
+        self.code, self.reason = code, str(error.reason)
+        await self.context.abort(code, message, trailing_metadata=((_STATUS_DETAILS_KEY, details),))
+
+    async def unexpected(self) -> None:
+        """A bug: logged with its traceback, answered without its text (which may hold data)."""
+        log.exception(
+            "unexpected error", extra={"grpc_method": self.method, "request_id": self.request_id}
+        )
+        await self.fail(
+            InternalError(
+                f"internal error in imagesvc; quote request id {self.request_id} when reporting it"
+            )
+        )
+
+    def finish(self) -> None:
+        if self.code is grpc.StatusCode.OK:
+            code = self.context.code()
+            if isinstance(code, grpc.StatusCode):
+                self.code = code
+        fields: dict[str, object] = {
+            "grpc_method": self.method,
+            "grpc_code": self.code.name,
+            "duration_ms": round((time.monotonic() - self.started) * 1000, 2),
+            "request_id": self.request_id,
+            "peer": self.peer,
+        }
+        if self.reason:
+            fields["reason"] = self.reason
+        identity = current_identity.get()
+        if identity is not None:
+            fields["identity"] = identity.name
+        log.info("rpc", extra=fields)
+
+
+@contextlib.asynccontextmanager
+async def _handled(
+    method: str, context: Context, authenticator: Authenticator | None, drain: Drain
+) -> AsyncIterator[None]:
+    """Runs one RPC: establishes the caller (authorization follows in the servicer guard),
+    core errors become their status, bugs become INTERNAL, and every call ends with one
+    access-log line."""
+    call = _Call(method, context)
+    try:
+        with drain.call():
+            await call.begin()
+            if authenticator is not None:
+                establish_caller(context, authenticator, call.request_id, call.peer or "")
+            yield
+    except ImageServiceError as error:
+        await call.fail(error)
+    except asyncio.CancelledError:
+        call.code = cancelled_code(context)  # or DEADLINE_EXCEEDED, as on /metrics
+        raise
+    except grpc.aio.AbortError:
+        raise
+    except Exception:  # noqa: BLE001 (any bug becomes INTERNAL, never a crash or a leak)
+        await call.unexpected()
+    finally:
+        call.finish()
+
+
+def _wrap_unary(
+    method: str,
+    behaviour: Callable[[Any, Context], Awaitable[Any]],
+    authenticator: Authenticator | None,
+    drain: Drain,
+) -> Callable[[Any, Context], Awaitable[Any]]:
+    async def handler(request: Any, context: Context) -> Any:
+        async with _handled(method, context, authenticator, drain):
+            return await behaviour(request, context)
+
+    return handler
+
+
+def _wrap_stream(
+    method: str,
+    behaviour: Callable[[Any, Context], AsyncIterator[Any]],
+    authenticator: Authenticator | None,
+    drain: Drain,
+) -> Callable[[Any, Context], AsyncIterator[Any]]:
+    async def handler(request: Any, context: Context) -> AsyncIterator[Any]:
+        async with _handled(method, context, authenticator, drain):
+            async for response in behaviour(request, context):
+                yield response
+
+    return handler
+
+
+class CallLifecycleInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(
+        self,
+        wrapped_services: frozenset[str],
+        authenticator: Authenticator | None = None,
+        drain: Drain | None = None,
+    ) -> None:
+        """`authenticator`: establishes the caller of each wrapped RPC (None: nobody is
+        established, which the servicer guard, when present, refuses). `drain`: refuses
+        new calls once the server shuts down."""
+        self._services = wrapped_services
+        self._authenticator = authenticator
+        self.drain = drain if drain is not None else Drain()
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        original = await continuation(handler_call_details)
+        method = handler_call_details.method
+        service = method.rsplit("/", 2)[1] if method.count("/") >= 2 else ""
+        if original is None or service not in self._services:
+            return original
+        behaviour = behaviour_of(original)
+        wrap = _wrap_stream if original.response_streaming else _wrap_unary
+        return with_behaviour(original, wrap(method, behaviour, self._authenticator, self.drain))

@@ -1,0 +1,143 @@
+"""What differs on an engine of the matrix and the service cannot make right: one table.
+
+Each ``Difference`` names the engine kind, the contract area (a row of the table in
+docs/engines.md), the contract tests it makes fail, and what differs, in a sentence a
+user understands. ``tests/integration/conftest.py`` marks those tests strict xfails on
+that kind, so a difference that disappears fails the run; ``tests/unit/test_engines_doc.py``
+checks that the docs' table says "differs" exactly where this table does, with these
+sentences. Pure data: imported by unit tests too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["AREAS", "DIFFERENCES", "Difference", "difference_for"]
+
+# The rows of the table in docs/engines.md.
+AREAS = (
+    "list (fields, filters, paging)",
+    "inspect, history",
+    "pull (by tag, digest, progress)",
+    "push (progress, digest)",
+    "tag, remove",
+    "prune",
+    "build",
+    "registry auth",
+    "errors, malformed references",
+)
+
+
+@dataclass(frozen=True)
+class Difference:
+    kind: str
+    area: str
+    # "module.py::test_name" for every parameter, or "module.py::test_name[id]" for one
+    # (the test's own parameter ids, without the engine kind's).
+    tests: tuple[str, ...]
+    what: str
+
+
+DIFFERENCES: tuple[Difference, ...] = (
+    Difference(
+        kind="podman",
+        area="inspect, history",
+        tests=("test_get_image.py::test_every_field_matches_docker_inspect",),
+        what="An image built through Podman's Docker API keeps no HEALTHCHECK.",
+    ),
+    Difference(
+        kind="podman",
+        area="inspect, history",
+        tests=(
+            "test_get_image.py::test_history_matches_docker_history",
+            "test_get_image.py::test_history_shows_tags_of_parent_layers",
+        ),
+        what="Podman's image history has no tags on its entries.",
+    ),
+    Difference(
+        kind="podman",
+        area="pull (by tag, digest, progress)",
+        tests=(
+            "test_pull_push.py::test_pull_by_tag_streams_layer_progress_then_the_image",
+            "test_pull_push.py::test_pull_by_digest",
+        ),
+        what=(
+            "Podman's pull progress has no byte counts: a layer goes from 'Pulling fs layer' "
+            "to 'Download complete', without 'Downloading', 'Extracting' or 'Pull complete'."
+        ),
+    ),
+    Difference(
+        kind="podman",
+        area="pull (by tag, digest, progress)",
+        tests=("test_pull_push.py::test_pull_with_a_bad_platform_is_invalid[nonsense]",),
+        what=(
+            "Podman pulls with a platform Docker rejects as unknown ('nonsense') instead of "
+            "refusing it."
+        ),
+    ),
+    Difference(
+        kind="podman",
+        area="push (progress, digest)",
+        tests=(
+            "test_pull_push.py::test_push_streams_progress_then_the_digest_the_registry_serves",
+            "test_pull_push.py::test_push_of_layers_from_another_repository_counts_them_done",
+            "test_registry_auth.py::test_push_and_pull_with_the_right_password",
+        ),
+        what=("Podman's push reports no layer progress, only the pushed digest at the end."),
+    ),
+    Difference(
+        kind="podman",
+        area="tag, remove",
+        tests=("test_tag_remove_prune.py::test_remove_with_no_prune_keeps_the_parent",),
+        what="RemoveImage with no_prune still deletes the untagged parent images on Podman.",
+    ),
+    Difference(
+        kind="podman",
+        area="prune",
+        tests=(
+            "test_tag_remove_prune.py::test_prune_all_with_label_filters",
+            "test_tag_remove_prune.py::test_prune_exclude_label_with_value",
+            "test_tag_remove_prune.py::test_prune_needs_nothing_and_keeps_the_session_image",
+        ),
+        what=(
+            "Podman prunes only dangling images, ignores exclude_labels and does not combine "
+            "several labels: PruneImages with all, exclude_labels or more than one label is "
+            "refused (FAILED_PRECONDITION) rather than sent."
+        ),
+    ),
+    Difference(
+        kind="podman",
+        area="prune",
+        tests=("test_tag_remove_prune.py::test_prune_dangling_removes_the_replaced_image",),
+        what=(
+            "Podman's prune reports as space reclaimed the pruned images' whole size, layers "
+            "still used by other images included."
+        ),
+    ),
+    Difference(
+        kind="podman",
+        area="registry auth",
+        tests=(
+            "test_registry_auth.py::test_check_registry_auth_with_the_right_password",
+            "test_registry_auth.py::test_check_registry_auth_with_wrong_credentials_is_unauthenticated",
+            "test_registry_auth.py::test_secrets_never_leak",
+        ),
+        what=(
+            "CheckRegistryAuth against a plain-HTTP registry is UNAVAILABLE: Podman's login "
+            "demands TLS of every registry but localhost:<port>, whatever registries.conf says "
+            "(pushes and pulls do honour it)."
+        ),
+    ),
+)
+
+
+def difference_for(kind: str, test: str, params: str) -> Difference | None:
+    """The difference that makes ``module.py::test_name`` (with its own parameter ids
+    ``params``, empty if none) fail on ``kind``, if any."""
+    for difference in DIFFERENCES:
+        if difference.kind != kind:
+            continue
+        for named in difference.tests:
+            if named == test or (params and named == f"{test}[{params}]"):
+                return difference
+    return None
