@@ -8,8 +8,8 @@ the test left it in. The session busybox image carries no label, so it is never 
 
 from __future__ import annotations
 
-import json
 import re
+import urllib.parse
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -63,11 +63,10 @@ def full_id(text: str) -> str:
 
 
 def engine_document(engine: SandboxEngine, ref: str) -> dict[str, Any]:
-    """``docker image inspect REF``: the Engine's document as it is (``inspect_json``)."""
-    documents = json.loads(engine.docker("image", "inspect", ref).stdout)
-    assert isinstance(documents, list)
-    assert len(documents) == 1
-    document = documents[0]
+    """The Engine's inspect document as it is (``inspect_json``), asked of its API at its
+    newest version, as the service asks: a docker CLI older than the Engine (Debian 12's
+    20.10 CLI beside Engine 26) would get an older API version's fields."""
+    document = engine.api_get(f"/images/{urllib.parse.quote(ref, safe='/:@')}/json")
     assert isinstance(document, dict)
     return document
 
