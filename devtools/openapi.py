@@ -30,7 +30,6 @@ Stdlib and protobuf only. `python -m devtools.openapi [--out PATH] [--check]`.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
@@ -41,6 +40,8 @@ from typing import Any
 
 from google.protobuf import any_pb2, descriptor_pb2
 from google.protobuf.descriptor_pb2 import FieldDescriptorProto as FD
+
+from devtools.generated_file import generator_parser, write_or_check
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE = ROOT / "proto" / "imagesvc.v1.binpb"
@@ -808,20 +809,11 @@ def render(document: Json) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = generator_parser(__doc__, OUT)
     parser.add_argument("--image", type=Path, default=IMAGE)
-    parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--check", action="store_true", help="fail if --out is stale")
     args = parser.parse_args(argv)
     text = render(generate(args.image.read_bytes()))
-    if args.check:
-        current = args.out.read_text() if args.out.exists() else ""
-        if current != text:
-            print(f"{args.out} is stale: run scripts/gen-proto", file=sys.stderr)
-            return 1
-        return 0
-    args.out.write_text(text)
-    return 0
+    return write_or_check(args.out, text, check=args.check, regenerate="scripts/gen-proto")
 
 
 if __name__ == "__main__":

@@ -25,33 +25,22 @@ so anything but loopback fails at once.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import resource
 import subprocess
-import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from devtools.sandbox import (
     _LOOPBACK_ONLY,
-    _MAX_SOCKET_PATH,
-    DockerCommandError,
     SandboxError,
-    _cmdline,
     _env,
     _is_root,
-    _log_tail,
-    _pid_alive,
     _processes_mentioning,
-    _read_pid,
-    _terminate,
-    _UnixHTTPConnection,
-    _unmount_under,
+    _SandboxedDaemon,
     _which,
-    api_get,
 )
 
 __all__ = ["PODMAN_PROGRAMS", "PodmanEngine", "podman_missing"]
@@ -105,7 +94,7 @@ def podman_missing() -> str | None:
     return None
 
 
-class PodmanEngine:
+class PodmanEngine(_SandboxedDaemon):
     """``podman system service`` on ``base_dir/docker.sock``, everything in ``base_dir``.
 
     The same interface as ``devtools.sandbox.Engine``: ``host``, ``base_dir``, ``pid``,
@@ -115,6 +104,9 @@ class PodmanEngine:
     """
 
     kind = "podman"
+    program = "podman"
+    _log = log
+    _leftover_name = "podman"
 
     def __init__(
         self,
@@ -122,14 +114,14 @@ class PodmanEngine:
         *,
         insecure_registries: Sequence[str] = (),
     ) -> None:
-        self.base_dir = Path(base_dir).absolute()
+        super().__init__(base_dir)
         self.root = self.base_dir / "root"
         self.run_root = self.base_dir / "run"
+        # Named as ``Engine.data_root`` and ``Engine.exec_root`` for callers of both.
+        self.data_root = self.root
+        self.exec_root = self.run_root
         self.tmp_dir = self.base_dir / "tmp"
         self.home = self.base_dir / "home"
-        self.socket_path = self.base_dir / "docker.sock"
-        self.pidfile = self.base_dir / "podman.pid"
-        self.log_path = self.base_dir / "podman.log"
         self.registries_conf = self.base_dir / "registries.conf"
         self.storage_conf = self.base_dir / "storage.conf"
         self.containers_conf = self.base_dir / "containers.conf"
@@ -137,69 +129,17 @@ class PodmanEngine:
         self.auth_file = self.base_dir / "auth.json"
         self.cni_config_dir = self.base_dir / "cni" / "net.d"
         self.cni_plugin_dir = self.base_dir / "cni" / "bin"
-        self.docker_config = self.base_dir / "docker-config"
         self.insecure_registries = tuple(insecure_registries)
-        self._proc: subprocess.Popen[bytes] | None = None
-        if len(str(self.socket_path).encode()) > _MAX_SOCKET_PATH:
-            raise SandboxError(
-                f"{self.socket_path} is too long for a unix socket; use a shorter base dir"
-            )
-
-    @property
-    def data_root(self) -> Path:
-        """Image storage (``--root``); named as ``Engine.data_root`` for callers of both."""
-        return self.root
-
-    @property
-    def exec_root(self) -> Path:
-        """Runtime state (``--runroot``); named as ``Engine.exec_root`` for callers of both."""
-        return self.run_root
 
     def __repr__(self) -> str:
         return f"PodmanEngine({str(self.base_dir)!r})"
 
-    @property
-    def host(self) -> str:
-        """The DOCKER_HOST value for this engine: ``unix:///.../docker.sock``."""
-        return f"unix://{self.socket_path}"
-
-    @property
-    def pid(self) -> int | None:
-        """The pid of this engine's ``podman system service`` when it is running."""
-        pid = _read_pid(self.pidfile)
-        if pid is not None and _pid_alive(pid):
-            argv = _cmdline(pid)
-            if (
-                argv
-                and os.path.basename(argv[0]) == "podman"
-                and "service" in argv
-                and f"unix://{self.socket_path}" in argv
-            ):
-                return pid
-        if self._proc is not None and self._proc.poll() is None:
-            return self._proc.pid
-        return None
-
-    def is_running(self) -> bool:
-        return self.pid is not None
-
-    def ping(self, timeout: float = 2.0) -> bool:
-        """True when ``GET /_ping`` on the socket answers 200 OK."""
-        conn = _UnixHTTPConnection(str(self.socket_path), timeout)
-        try:
-            conn.request("GET", "/_ping")
-            response = conn.getresponse()
-            return response.status == 200 and response.read().strip() == b"OK"
-        except OSError:
-            return False
-        except Exception:  # noqa: BLE001 - http.client errors: not answering
-            return False
-        finally:
-            conn.close()
-
-    def api_get(self, path: str, timeout: float = 10.0) -> object:
-        """``GET path`` of the Docker API on the socket, as JSON (fails unless 200 OK)."""
-        return api_get(self.socket_path, path, timeout)
+    def _is_daemon(self, argv: list[str]) -> bool:
+        return (
+            os.path.basename(argv[0]) == "podman"
+            and "service" in argv
+            and f"unix://{self.socket_path}" in argv
+        )
 
     # ------------------------------------------------------------------ configuration
 
@@ -317,134 +257,43 @@ class PodmanEngine:
             "--time=0",
             self.host,
         ]
-        with self.log_path.open("ab") as logf:
-            logf.write(f"=== {time.strftime('%F %T')} {' '.join(cmd)}\n".encode())
-            logf.flush()
-            self._proc = subprocess.Popen(
-                cmd,
-                cwd=self.base_dir,
-                stdin=subprocess.DEVNULL,
-                stdout=logf,
-                stderr=subprocess.STDOUT,
-                env=self.env(),
-                start_new_session=True,
-            )
-        self.pidfile.write_text(f"{self._proc.pid}\n")
-        deadline = time.monotonic() + timeout
-        while True:
-            if self._proc.poll() is not None:
-                code = self._proc.returncode
-                self._proc = None
-                self._cleanup_leftovers()
-                raise SandboxError(
-                    f"podman exited with code {code} while starting; "
-                    f"{self.log_path}:\n{_log_tail(self.log_path)}"
-                )
-            if self.ping(timeout=1.0):
-                log.info("podman up at %s (pid %s)", self.host, self._proc.pid)
-                return
-            if time.monotonic() > deadline:
-                tail = _log_tail(self.log_path)
-                with contextlib.suppress(SandboxError):
-                    self.stop()
-                raise SandboxError(
-                    f"podman did not answer /_ping within {timeout:.0f}s; {self.log_path}:\n{tail}"
-                )
-            time.sleep(0.05)
+        proc = self._spawn(cmd, self.env(), cwd=self.base_dir)
+        self.pidfile.write_text(f"{proc.pid}\n")
+        self._wait_until_ready(proc, timeout)
 
-    def stop(self, timeout: float = 30.0, *, kill_containers: bool = True) -> None:
-        """Remove containers (Podman leaves them running when its service ends: each
-        has its own conmon), SIGTERM the service (SIGKILL after ``timeout``), then make
-        sure no conmon, runtime or mount of this engine is left."""
-        pid = self.pid
-        if pid is not None and kill_containers and self.ping():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                ids = self.docker("ps", "--all", "--quiet", check=False, timeout=30).stdout.split()
-                if ids:
-                    self.docker("rm", "--force", *ids, check=False, timeout=60)
-        if pid is not None and _terminate([pid], timeout):
-            log.warning("podman (pid %d) ignored SIGTERM for %.0fs: killed", pid, timeout)
-        if self._proc is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._proc.wait(timeout=5)
-            self._proc = None
-        if self.pid is not None:
-            raise SandboxError(f"podman (pid {self.pid}) survived SIGKILL")
-        self._cleanup_leftovers()
-
-    @contextlib.contextmanager
-    def stopped(self) -> Iterator[None]:
-        """Stop the engine for the ``with`` body and start it again afterwards."""
-        self.stop()
-        try:
-            yield
-        finally:
-            self.start()
+    def _end_containers(self) -> None:
+        """Remove the containers: Podman leaves them running when its service ends
+        (each has its own conmon)."""
+        ids = self.docker("ps", "--all", "--quiet", check=False, timeout=30).stdout.split()
+        if ids:
+            self.docker("rm", "--force", *ids, check=False, timeout=60)
 
     def leftover_processes(self) -> list[int]:
         """podman, conmon or runtime processes still tied to this engine's base dir."""
         return _processes_mentioning(str(self.base_dir), PODMAN_PROGRAMS)
 
-    def _cleanup_leftovers(self) -> None:
-        if self.pid is not None:
+    def _remove_orphaned_containers(self) -> None:
+        if not self.containers_conf.exists():
             return
-        if self.leftover_processes() and self.containers_conf.exists():
-            # Containers a killed service left behind: Podman's own CLI removes them
-            # from the same storage, without the service.
-            subprocess.run(
-                [
-                    "podman",
-                    *self._podman_args(),
-                    "rm",
-                    "--all",
-                    "--force",
-                    "--time=0",
-                ],
-                env=self.env(),
-                cwd=self.base_dir,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                timeout=60,
-                check=False,
-            )
-        leftovers = self.leftover_processes()
-        if leftovers:
-            log.warning("killing leftover podman processes %s", leftovers)
-            _terminate(leftovers, timeout=5)
-            left = self.leftover_processes()
-            if left:
-                raise SandboxError(f"podman processes survived SIGKILL: {left}")
-        # The overlay driver bind-mounts its own directory; containers mount layers.
-        _unmount_under(self.root, self.run_root)
-        self.socket_path.unlink(missing_ok=True)
-        self.pidfile.unlink(missing_ok=True)
-
-    # ------------------------------------------------------------------ CLI
-
-    def docker(
-        self,
-        *args: str,
-        check: bool = True,
-        input: str | None = None,
-        env: Mapping[str, str] | None = None,
-        timeout: float | None = 300,
-    ) -> subprocess.CompletedProcess[str]:
-        """Run ``docker -H <host> ARGS`` against Podman's Docker API, output as text.
-
-        The CLI gets this engine's own config dir (``DOCKER_CONFIG``) unless ``env``
-        sets another; proxies and other DOCKER_* targets are dropped.
-        """
-        cmd = ["docker", "-H", self.host, *args]
-        base = {"DOCKER_CONFIG": str(self.docker_config), "DOCKER_CLI_HINTS": "false"}
-        result = subprocess.run(
-            cmd,
-            input=input,
+        # Containers a killed service left behind: Podman's own CLI removes them
+        # from the same storage, without the service.
+        subprocess.run(
+            [
+                "podman",
+                *self._podman_args(),
+                "rm",
+                "--all",
+                "--force",
+                "--time=0",
+            ],
+            env=self.env(),
+            cwd=self.base_dir,
+            stdin=subprocess.DEVNULL,
             capture_output=True,
-            text=True,
-            env=_env({**base, **(env or {})}),
-            timeout=timeout,
+            timeout=60,
             check=False,
         )
-        if check and result.returncode != 0:
-            raise DockerCommandError(result.returncode, cmd, result.stdout, result.stderr)
-        return result
+
+    def _clear_runtime_state(self) -> None:
+        """Nothing: the run root stays in ``base_dir`` (the overlay driver's mounts under
+        it are gone by now)."""

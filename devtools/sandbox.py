@@ -21,6 +21,7 @@ Command line::
 
 from __future__ import annotations
 
+import abc
 import argparse
 import contextlib
 import hashlib
@@ -548,50 +549,38 @@ DOCKER_26_CONTAINERD = DockerKind(
 DOCKER_KINDS = (DOCKER_20_10, DOCKER_26, DOCKER_26_CONTAINERD)
 
 
-class Engine:
-    """An isolated dockerd: own data root, exec root, pidfile, config and unix socket.
-
-    ``base_dir`` holds the data root (``data/``), the socket (``docker.sock``), the
-    pidfile (``dockerd.pid``) and the log (``dockerd.log``). The exec root lives in a
-    short path derived from ``base_dir`` (``/tmp/isv-<hash>``) because containerd's
-    socket lives under it. ``stop()`` then ``start()`` reuses the same data root.
-    ``kind`` says which dockerd runs (the system's, whatever its version, by default);
-    ``start()`` checks that the engine reports that version and image store.
+class _SandboxedDaemon(abc.ABC):
+    """What a sandboxed engine daemon (``Engine``'s dockerd, ``PodmanEngine``'s Podman
+    service) does alike: a Docker API on ``base_dir/docker.sock``, its pidfile and log in
+    ``base_dir``, ``ping``, ``api_get``, the docker CLI against it, and the order of
+    ``stop``. Subclasses say what differs: ``program`` (the daemon's name in file names
+    and messages), ``_is_daemon`` (whose pid the pidfile holds), ``_end_containers``,
+    ``leftover_processes``, ``_remove_orphaned_containers`` and ``_clear_runtime_state``.
     """
 
-    def __init__(
-        self,
-        base_dir: str | os.PathLike[str],
-        *,
-        kind: DockerKind = DOCKER_SYSTEM,
-        shutdown_timeout: int = 5,
-    ) -> None:
+    program: str
+    data_root: Path
+    exec_root: Path
+    # The logger of the module that defines the subclass.
+    _log = log
+    # Whose processes the leftover messages speak of.
+    _leftover_name = "engine"
+
+    def __init__(self, base_dir: str | os.PathLike[str]) -> None:
         self.base_dir = Path(base_dir).absolute()
-        self.kind = kind
-        self.data_root = self.base_dir / "data"
-        digest = hashlib.sha256(str(self.base_dir).encode()).hexdigest()[:12]
-        self.exec_root = Path(f"/tmp/isv-{digest}")
-        self.pidfile = self.base_dir / "dockerd.pid"
         self.socket_path = self.base_dir / "docker.sock"
-        self.log_path = self.base_dir / "dockerd.log"
-        self.config_file = self.base_dir / "daemon.json"
+        self.pidfile = self.base_dir / f"{self.program}.pid"
+        self.log_path = self.base_dir / f"{self.program}.log"
         self.docker_config = self.base_dir / "docker-config"
-        self.shutdown_timeout = shutdown_timeout
         self._proc: subprocess.Popen[bytes] | None = None
         if len(str(self.socket_path).encode()) > _MAX_SOCKET_PATH:
             raise SandboxError(
                 f"{self.socket_path} is too long for a unix socket; use a shorter base dir"
             )
 
-    def __repr__(self) -> str:
-        return f"Engine({str(self.base_dir)!r}, kind={self.kind.name})"
-
     def _env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-        """The environment of this engine's dockerd and CLI: its bin dirs first on PATH."""
-        env = _env(extra)
-        if self.kind.bin_dirs:
-            env["PATH"] = os.pathsep.join([*map(str, self.kind.bin_dirs), env["PATH"]])
-        return env
+        """The environment of the docker CLI (and the daemon, unless it says otherwise)."""
+        return _env(extra)
 
     @property
     def host(self) -> str:
@@ -600,19 +589,19 @@ class Engine:
 
     @property
     def pid(self) -> int | None:
-        """The pid of this engine's dockerd when it is running."""
+        """The pid of this engine's daemon when it is running."""
         pid = _read_pid(self.pidfile)
         if pid is not None and _pid_alive(pid):
             argv = _cmdline(pid)
-            if (
-                argv
-                and os.path.basename(argv[0]) == "dockerd"
-                and any(str(self.socket_path) in a for a in argv)
-            ):
+            if argv and self._is_daemon(argv):
                 return pid
         if self._proc is not None and self._proc.poll() is None:
             return self._proc.pid
         return None
+
+    @abc.abstractmethod
+    def _is_daemon(self, argv: list[str]) -> bool:
+        """Whether the command line ``argv`` is this engine's daemon."""
 
     def is_running(self) -> bool:
         return self.pid is not None
@@ -628,6 +617,198 @@ class Engine:
             return False
         finally:
             conn.close()
+
+    def api_get(self, path: str, timeout: float = 10.0) -> object:
+        """``GET path`` of the Docker API on the socket, as JSON (fails unless 200 OK)."""
+        return api_get(self.socket_path, path, timeout)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _spawn(
+        self, cmd: Sequence[str], env: Mapping[str, str], cwd: Path | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start ``cmd`` in its own session (so it outlives this process if left
+        running), its output appended to the log."""
+        with self.log_path.open("ab") as logf:
+            logf.write(f"=== {time.strftime('%F %T')} {' '.join(cmd)}\n".encode())
+            logf.flush()
+            self._proc = subprocess.Popen(
+                cmd,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        return self._proc
+
+    def _wait_until_ready(self, proc: subprocess.Popen[bytes], timeout: float) -> None:
+        """Wait until the spawned daemon answers ``/_ping``; clean up and raise if it
+        exits first or does not answer within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                self._proc = None
+                self._cleanup_leftovers()
+                raise SandboxError(
+                    f"{self.program} exited with code {proc.returncode} while starting; "
+                    f"{self.log_path}:\n{_log_tail(self.log_path)}"
+                )
+            if self.ping(timeout=1.0):
+                self._log.info("%s up at %s (pid %s)", self.program, self.host, proc.pid)
+                return
+            if time.monotonic() > deadline:
+                tail = _log_tail(self.log_path)
+                with contextlib.suppress(SandboxError):
+                    self.stop()
+                raise SandboxError(
+                    f"{self.program} did not answer /_ping within {timeout:.0f}s; "
+                    f"{self.log_path}:\n{tail}"
+                )
+            time.sleep(0.05)
+
+    @abc.abstractmethod
+    def start(self, timeout: float = 60.0) -> None:
+        """Spawn the daemon and wait until it answers ``/_ping``."""
+
+    def stop(self, timeout: float = 30.0, *, kill_containers: bool = True) -> None:
+        """With ``kill_containers`` (the default) end the containers first
+        (``_end_containers``), then SIGTERM the daemon (SIGKILL after ``timeout``) and
+        make sure none of its processes or mounts are left."""
+        pid = self.pid
+        if pid is not None and kill_containers and self.ping():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._end_containers()
+        if pid is not None and _terminate([pid], timeout):
+            self._log.warning(
+                "%s (pid %d) ignored SIGTERM for %.0fs: killed", self.program, pid, timeout
+            )
+        if self._proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout=5)
+            self._proc = None
+        if self.pid is not None:
+            raise SandboxError(f"{self.program} (pid {self.pid}) survived SIGKILL")
+        self._cleanup_leftovers()
+
+    @abc.abstractmethod
+    def _end_containers(self) -> None:
+        """End the containers through the running daemon before stopping it."""
+
+    @contextlib.contextmanager
+    def stopped(self) -> Iterator[None]:
+        """Stop the engine for the ``with`` body and start it again afterwards."""
+        self.stop()
+        try:
+            yield
+        finally:
+            self.start()
+
+    @abc.abstractmethod
+    def leftover_processes(self) -> list[int]:
+        """Processes of this engine (daemon, container monitors, runtimes) still running."""
+
+    def _cleanup_leftovers(self) -> None:
+        """Unless the daemon runs: kill what it left (containers, their monitors,
+        runtimes), unmount what is mounted under its roots, remove its socket and pidfile."""
+        if self.pid is not None:
+            return
+        if self.leftover_processes():
+            self._remove_orphaned_containers()
+        leftovers = self.leftover_processes()
+        if leftovers:
+            self._log.warning("killing leftover %s processes %s", self._leftover_name, leftovers)
+            _terminate(leftovers, timeout=5)
+            left = self.leftover_processes()
+            if left:
+                raise SandboxError(f"{self._leftover_name} processes survived SIGKILL: {left}")
+        _unmount_under(self.data_root, self.exec_root)
+        self._clear_runtime_state()
+        self.socket_path.unlink(missing_ok=True)
+        self.pidfile.unlink(missing_ok=True)
+
+    @abc.abstractmethod
+    def _remove_orphaned_containers(self) -> None:
+        """Remove containers a daemon that died left running, without the daemon."""
+
+    @abc.abstractmethod
+    def _clear_runtime_state(self) -> None:
+        """Remove what must not outlive the daemon (after unmounting)."""
+
+    # ------------------------------------------------------------------ CLI
+
+    def docker(
+        self,
+        *args: str,
+        check: bool = True,
+        input: str | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = 300,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``docker -H <host> ARGS`` against this engine, output as text.
+
+        The CLI gets the engine's own config dir (``DOCKER_CONFIG``) unless ``env``
+        sets another; proxies and other DOCKER_* targets are dropped.
+        """
+        cmd = ["docker", "-H", self.host, *args]
+        base = {"DOCKER_CONFIG": str(self.docker_config), "DOCKER_CLI_HINTS": "false"}
+        result = subprocess.run(
+            cmd,
+            input=input,
+            capture_output=True,
+            text=True,
+            env=self._env({**base, **(env or {})}),
+            timeout=timeout,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise DockerCommandError(result.returncode, cmd, result.stdout, result.stderr)
+        return result
+
+
+class Engine(_SandboxedDaemon):
+    """An isolated dockerd: own data root, exec root, pidfile, config and unix socket.
+
+    ``base_dir`` holds the data root (``data/``), the socket (``docker.sock``), the
+    pidfile (``dockerd.pid``) and the log (``dockerd.log``). The exec root lives in a
+    short path derived from ``base_dir`` (``/tmp/isv-<hash>``) because containerd's
+    socket lives under it. ``stop()`` then ``start()`` reuses the same data root.
+    ``kind`` says which dockerd runs (the system's, whatever its version, by default);
+    ``start()`` checks that the engine reports that version and image store.
+    """
+
+    program = "dockerd"
+
+    def __init__(
+        self,
+        base_dir: str | os.PathLike[str],
+        *,
+        kind: DockerKind = DOCKER_SYSTEM,
+        shutdown_timeout: int = 5,
+    ) -> None:
+        super().__init__(base_dir)
+        self.kind = kind
+        self.data_root = self.base_dir / "data"
+        digest = hashlib.sha256(str(self.base_dir).encode()).hexdigest()[:12]
+        self.exec_root = Path(f"/tmp/isv-{digest}")
+        self.config_file = self.base_dir / "daemon.json"
+        self.shutdown_timeout = shutdown_timeout
+
+    def __repr__(self) -> str:
+        return f"Engine({str(self.base_dir)!r}, kind={self.kind.name})"
+
+    def _env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The environment of this engine's dockerd and CLI: its bin dirs first on PATH."""
+        env = _env(extra)
+        if self.kind.bin_dirs:
+            env["PATH"] = os.pathsep.join([*map(str, self.kind.bin_dirs), env["PATH"]])
+        return env
+
+    def _is_daemon(self, argv: list[str]) -> bool:
+        return os.path.basename(argv[0]) == "dockerd" and any(
+            str(self.socket_path) in a for a in argv
+        )
 
     def start(self, timeout: float = 60.0) -> None:
         """Spawn dockerd (in its own session, so it outlives this process if left
@@ -669,43 +850,8 @@ class Engine:
             "--userland-proxy=false",
             f"--shutdown-timeout={self.shutdown_timeout}",
         ]
-        with self.log_path.open("ab") as logf:
-            logf.write(f"=== {time.strftime('%F %T')} {' '.join(cmd)}\n".encode())
-            logf.flush()
-            self._proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=logf,
-                stderr=subprocess.STDOUT,
-                env=self._env(_LOOPBACK_ONLY),
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while True:
-            if self._proc.poll() is not None:
-                code = self._proc.returncode
-                self._proc = None
-                self._cleanup_leftovers()
-                raise SandboxError(
-                    f"dockerd exited with code {code} while starting; "
-                    f"{self.log_path}:\n{_log_tail(self.log_path)}"
-                )
-            if self.ping(timeout=1.0):
-                log.info("dockerd up at %s (pid %s)", self.host, self._proc.pid)
-                self._check_kind()
-                return
-            if time.monotonic() > deadline:
-                tail = _log_tail(self.log_path)
-                with contextlib.suppress(SandboxError):
-                    self.stop()
-                raise SandboxError(
-                    f"dockerd did not answer /_ping within {timeout:.0f}s; {self.log_path}:\n{tail}"
-                )
-            time.sleep(0.05)
-
-    def api_get(self, path: str, timeout: float = 10.0) -> object:
-        """``GET path`` of the Engine API on the socket, as JSON (fails unless 200 OK)."""
-        return api_get(self.socket_path, path, timeout)
+        self._wait_until_ready(self._spawn(cmd, self._env(_LOOPBACK_ONLY)), timeout)
+        self._check_kind()
 
     def _api_document(self, path: str) -> dict[str, object]:
         document = self.api_get(path)
@@ -731,38 +877,13 @@ class Engine:
             f"containerd store {on_containerd}"
         )
 
-    def stop(self, timeout: float = 30.0, *, kill_containers: bool = True) -> None:
-        """SIGTERM dockerd (SIGKILL after ``timeout``), then make sure its containerd,
-        shims and any mount under the data or exec root are gone.
-
-        With ``kill_containers`` (the default) running containers are killed first:
-        dockerd would otherwise give each its stop timeout (10 s by default, and a
-        busybox ``sleep`` as PID 1 ignores SIGTERM) before shutting down.
-        """
-        pid = self.pid
-        if pid is not None and kill_containers and self.ping():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                running = self.docker("ps", "--quiet", check=False, timeout=30).stdout.split()
-                if running:
-                    self.docker("kill", *running, check=False, timeout=30)
-        if pid is not None and _terminate([pid], timeout):
-            log.warning("dockerd (pid %d) ignored SIGTERM for %.0fs: killed", pid, timeout)
-        if self._proc is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._proc.wait(timeout=5)
-            self._proc = None
-        if self.pid is not None:
-            raise SandboxError(f"dockerd (pid {self.pid}) survived SIGKILL")
-        self._cleanup_leftovers()
-
-    @contextlib.contextmanager
-    def stopped(self) -> Iterator[None]:
-        """Stop the engine for the ``with`` body and start it again afterwards."""
-        self.stop()
-        try:
-            yield
-        finally:
-            self.start()
+    def _end_containers(self) -> None:
+        """Kill the running containers: dockerd would otherwise give each its stop
+        timeout (10 s by default, and a busybox ``sleep`` as PID 1 ignores SIGTERM)
+        before shutting down."""
+        running = self.docker("ps", "--quiet", check=False, timeout=30).stdout.split()
+        if running:
+            self.docker("kill", *running, check=False, timeout=30)
 
     def leftover_processes(self) -> list[int]:
         """containerd, shims or dockerd processes still tied to this engine."""
@@ -770,25 +891,12 @@ class Engine:
             str(self.exec_root), ("dockerd", "containerd", "runc", "docker-init")
         )
 
-    def _cleanup_leftovers(self) -> None:
-        if self.pid is not None:
-            return
-        leftovers = self.leftover_processes()
-        if leftovers:
-            log.warning("killing leftover engine processes %s", leftovers)
-            self._kill_containers()
-            _terminate(leftovers, timeout=5)
-            left = self.leftover_processes()
-            if left:
-                raise SandboxError(f"engine processes survived SIGKILL: {left}")
-        _unmount_under(self.data_root, self.exec_root)
+    def _clear_runtime_state(self) -> None:
         # The exec root is runtime state only. A stale containerd.pid in it makes the next
         # dockerd wait for a containerd that is gone (or a zombie not yet reaped).
         _safe_rmtree(self.exec_root)
-        self.socket_path.unlink(missing_ok=True)
-        self.pidfile.unlink(missing_ok=True)
 
-    def _kill_containers(self) -> None:
+    def _remove_orphaned_containers(self) -> None:
         """Kill containers whose containerd went away with them still running."""
         runc = _which("runc")
         runc_root = self.exec_root / "runtime-runc" / "moby"
@@ -814,34 +922,6 @@ class Engine:
                     [runc, "--root", str(runc_root), "delete", "--force", cid],
                     capture_output=True,
                 )
-
-    def docker(
-        self,
-        *args: str,
-        check: bool = True,
-        input: str | None = None,
-        env: Mapping[str, str] | None = None,
-        timeout: float | None = 300,
-    ) -> subprocess.CompletedProcess[str]:
-        """Run ``docker -H <host> ARGS`` and capture its output as text.
-
-        The CLI gets the engine's own config dir (``DOCKER_CONFIG``) unless ``env``
-        sets another; proxies and other DOCKER_* targets are dropped.
-        """
-        cmd = ["docker", "-H", self.host, *args]
-        base = {"DOCKER_CONFIG": str(self.docker_config), "DOCKER_CLI_HINTS": "false"}
-        result = subprocess.run(
-            cmd,
-            input=input,
-            capture_output=True,
-            text=True,
-            env=self._env({**base, **(env or {})}),
-            timeout=timeout,
-            check=False,
-        )
-        if check and result.returncode != 0:
-            raise DockerCommandError(result.returncode, cmd, result.stdout, result.stderr)
-        return result
 
 
 # --------------------------------------------------------------------------- registry

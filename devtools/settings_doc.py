@@ -7,11 +7,11 @@ fails when the committed file is stale.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from devtools.generated_file import generator_parser, write_or_check
 from imagesvc.config import SETTINGS, Section, SettingSpec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,19 +49,10 @@ def render() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--check", action="store_true", help="fail if --out is stale")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        current = args.out.read_text() if args.out.exists() else ""
-        if current != text:
-            print(f"{args.out} is stale: run python -m devtools.settings_doc", file=sys.stderr)
-            return 1
-        return 0
-    args.out.write_text(text)
-    return 0
+    args = generator_parser(__doc__, OUT).parse_args(argv)
+    return write_or_check(
+        args.out, render(), check=args.check, regenerate="python -m devtools.settings_doc"
+    )
 
 
 if __name__ == "__main__":
