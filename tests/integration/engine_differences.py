@@ -68,15 +68,6 @@ DIFFERENCES: tuple[Difference, ...] = (
     ),
     Difference(
         kind="podman",
-        area="pull (by tag, digest, progress)",
-        tests=("test_pull_push.py::test_pull_with_a_bad_platform_is_invalid[nonsense]",),
-        what=(
-            "Podman pulls with a platform Docker rejects as unknown ('nonsense') instead of "
-            "refusing it."
-        ),
-    ),
-    Difference(
-        kind="podman",
         area="push (progress, digest)",
         tests=(
             "test_pull_push.py::test_push_streams_progress_then_the_digest_the_registry_serves",

@@ -216,7 +216,10 @@ def test_validate_image_identifier_accepts_ids_and_references() -> None:
     assert caught.value.reason is Reason.INVALID_REFERENCE
 
 
-@pytest.mark.parametrize("text", ["", "linux", "linux/amd64", "linux/arm64/v8", "windows/amd64"])
+@pytest.mark.parametrize(
+    "text",
+    ["", "linux", "linux/amd64", "linux/arm64/v8", "windows/amd64", "amd64", "arm64", "x86_64"],
+)
 def test_valid_platforms(text: str) -> None:
     assert validate_platform(text) == text
 
@@ -229,6 +232,15 @@ def test_invalid_platforms(text: str) -> None:
         validate_platform(text)
     assert caught.value.reason is Reason.INVALID_ARGUMENT
     assert "os/arch" in caught.value.message
+
+
+@pytest.mark.parametrize("text", ["nonsense", "linuxx", "amd"])
+def test_one_component_must_be_a_known_os_or_architecture(text: str) -> None:
+    # Docker's rule on every engine: Podman would pull with any of these.
+    with pytest.raises(InvalidArgumentError) as caught:
+        validate_platform(text)
+    assert caught.value.reason is Reason.INVALID_ARGUMENT
+    assert "neither an operating system nor an architecture" in caught.value.message
 
 
 def test_an_invalid_reference_with_a_password_is_not_echoed() -> None:

@@ -163,11 +163,79 @@ def validate_image_identifier(text: str) -> str:
     return text
 
 
+# containerd's platforms package (what Docker parses a platform with) knows these; a
+# platform of one component must be one of them, or an alias of an architecture.
+_KNOWN_OS = frozenset(
+    [
+        "aix",
+        "android",
+        "darwin",
+        "dragonfly",
+        "freebsd",
+        "hurd",
+        "illumos",
+        "ios",
+        "js",
+        "linux",
+        "nacl",
+        "netbsd",
+        "openbsd",
+        "plan9",
+        "solaris",
+        "windows",
+        "zos",
+        "macos",
+    ]
+)
+_KNOWN_ARCH = frozenset(
+    [
+        "386",
+        "amd64",
+        "amd64p32",
+        "arm",
+        "armbe",
+        "arm64",
+        "arm64be",
+        "ppc64",
+        "ppc64le",
+        "loong64",
+        "mips",
+        "mipsle",
+        "mips64",
+        "mips64le",
+        "mips64p32",
+        "mips64p32le",
+        "ppc",
+        "riscv",
+        "riscv64",
+        "s390",
+        "s390x",
+        "sparc",
+        "sparc64",
+        "wasm",
+        "i386",
+        "x86_64",
+        "aarch64",
+        "armhf",
+        "armel",
+    ]
+)
+
+
 def validate_platform(text: str) -> str:
-    """Empty, or `os[/arch[/variant]]` in lower case."""
+    """Empty, or `os[/arch[/variant]]` in lower case; one component must name a known
+    operating system or architecture. That is Docker's rule (containerd's platforms
+    parser), applied here so every engine gives the same answer: Podman pulls with a
+    platform of `nonsense`."""
     if text and not _PLATFORM.fullmatch(text):
         raise InvalidArgumentError(
             f"invalid platform {text!r}: expected os/arch[/variant], e.g. linux/amd64",
+            reason=Reason.INVALID_ARGUMENT,
+        )
+    if text and "/" not in text and text not in _KNOWN_OS | _KNOWN_ARCH:
+        raise InvalidArgumentError(
+            f"invalid platform {text!r}: neither an operating system nor an architecture"
+            " Docker knows; give os/arch[/variant], e.g. linux/amd64",
             reason=Reason.INVALID_ARGUMENT,
         )
     return text
