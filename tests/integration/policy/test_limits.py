@@ -82,6 +82,11 @@ def test_pulls_over_the_concurrency_limit_wait_their_turn_then_succeed(
                 assert time.monotonic() < deadline, "the pulls over the limit never queued"
                 assert not any(p.done() for p in pulls), [p.exception() for p in pulls]
                 time.sleep(0.1)
+            # A queued pull whose deadline passes leaves the queue, taking no one's turn.
+            with pytest.raises(grpc.RpcError) as late:
+                read_pull(stub.PullImage(pb.PullImageRequest(reference=reference), timeout=1))
+            assert late.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+            assert scrape(port).value("imagesvc_limit_queue_length", PULL) == 2
             time.sleep(1.5)  # longer than a refusal's RetryInfo: still waiting, not refused
             assert not any(p.done() for p in pulls), [p.exception() for p in pulls]
 
@@ -90,9 +95,10 @@ def test_pulls_over_the_concurrency_limit_wait_their_turn_then_succeed(
     assert [result.digest for result in results] == [digest] * 3
     after = scrape(port)
     assert after.value("imagesvc_limit_queue_length", PULL) == 0
-    assert after.value("imagesvc_limit_queue_wait_seconds_count", PULL) == 2
-    # Both waited at least the 1.5 s above.
-    assert after.value("imagesvc_limit_queue_wait_seconds_sum", PULL) >= 3.0
+    # The two that waited their turn and the one whose deadline passed.
+    assert after.value("imagesvc_limit_queue_wait_seconds_count", PULL) == 3
+    # The two waited at least the 1 s and 1.5 s above.
+    assert after.value("imagesvc_limit_queue_wait_seconds_sum", PULL) >= 5.0
 
 
 @pytest.fixture
