@@ -215,6 +215,16 @@ class Settings:
     max_concurrent_pulls: int = setting(8, "pulls at once (0: no limit)", Section.POLICY)
     max_concurrent_pushes: int = setting(8, "pushes at once (0: no limit)", Section.POLICY)
     max_concurrent_builds: int = setting(4, "builds at once (0: no limit)", Section.POLICY)
+    max_queued_calls: int = setting(
+        64,
+        "pulls, pushes and builds (each) that wait for a slot over their limit (0: none wait)",
+        Section.POLICY,
+    )
+    max_queue_wait_seconds: float = setting(
+        60.0,
+        "longest wait for a slot over a concurrency limit (0: none wait)",
+        Section.POLICY,
+    )
     rate_limit_per_second: float = setting(
         0.0, "requests per second per caller (0: no rate limit)", Section.POLICY
     )

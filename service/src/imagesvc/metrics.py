@@ -44,6 +44,9 @@ ENGINE_CALL_BUCKETS = (
     1800.0,
 )
 
+# A wait for a concurrency slot is cut at --max-queue-wait-seconds (60 s by default).
+QUEUE_WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
 # The DockerPort methods, as the `operation` label names them.
 ENGINE_OPERATIONS = (
     "ping",
@@ -132,6 +135,20 @@ class ImagesvcMetrics:
             ("operation",),
             registry=registry,
         )
+        self.limit_queue_length = Gauge(
+            "imagesvc_limit_queue_length",
+            "Pulls, pushes and builds waiting now for a slot of their concurrency limit.",
+            ("operation",),
+            registry=registry,
+        )
+        self.limit_queue_wait = Histogram(
+            "imagesvc_limit_queue_wait_seconds",
+            "How long calls over a concurrency limit waited for a slot, whether they got one"
+            " or not (the queue was full: no wait, not counted).",
+            ("operation",),
+            buckets=QUEUE_WAIT_BUCKETS,
+            registry=registry,
+        )
         self.daemon_up = Gauge(
             "imagesvc_docker_daemon_up",
             "1 when the Docker daemon answered its last ping, else 0 (readiness).",
@@ -162,10 +179,19 @@ class ImagesvcMetrics:
             self.engine_call_duration.labels(operation)
         for operation in STREAM_OPERATIONS:
             self.streams_in_flight.labels(operation)
+            self.limit_queue_length.labels(operation)
+            self.limit_queue_wait.labels(operation)
         for outcome in STREAM_OUTCOMES:
             for counter in self.stream_outcomes.values():
                 counter.labels(outcome)
             self.build_duration.labels(outcome)
+
+    # The QueueObserver of the concurrency limits (core/limits.py).
+    def queue_length(self, operation: str, length: int) -> None:
+        self.limit_queue_length.labels(operation).set(length)
+
+    def queue_wait(self, operation: str, seconds: float) -> None:
+        self.limit_queue_wait.labels(operation).observe(seconds)
 
     def set_engine_info(self, labels: dict[str, str]) -> None:
         """The one series of the info metric, replacing any other Engine version."""

@@ -96,6 +96,7 @@ class ImageServer:
         # Per server, not prometheus_client's global registry: tests run several at once.
         self.registry = new_registry()
         self.metrics = ImagesvcMetrics(self.registry)
+        self.policy.limits.observe(self.metrics)
         self._grpc_metrics = GrpcServerMetrics(self.registry)
         self._docker = InstrumentedDockerPort(
             engine if engine is not None else _docker_engine(settings), self.metrics

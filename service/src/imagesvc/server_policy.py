@@ -47,10 +47,19 @@ class ServerPolicy:
             )
             if settings.build_timeout_seconds < 0:
                 raise ValueError("the build time limit cannot be negative")
+
+            def limit(operation: str, maximum: int) -> ConcurrencyLimit:
+                return ConcurrencyLimit(
+                    operation,
+                    maximum,
+                    max_queued=settings.max_queued_calls,
+                    max_wait_seconds=settings.max_queue_wait_seconds,
+                )
+
             self.limits = Limits(
-                pulls=ConcurrencyLimit("pull", settings.max_concurrent_pulls),
-                pushes=ConcurrencyLimit("push", settings.max_concurrent_pushes),
-                builds=ConcurrencyLimit("build", settings.max_concurrent_builds),
+                pulls=limit("pull", settings.max_concurrent_pulls),
+                pushes=limit("push", settings.max_concurrent_pushes),
+                builds=limit("build", settings.max_concurrent_builds),
                 rate=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
             )
         except ValueError as exc:
@@ -80,6 +89,8 @@ class ServerPolicy:
                 "max_concurrent_pulls": limits.pulls.maximum,
                 "max_concurrent_pushes": limits.pushes.maximum,
                 "max_concurrent_builds": limits.builds.maximum,
+                "max_queued_calls": limits.builds.max_queued,
+                "max_queue_wait_seconds": limits.builds.max_wait_seconds,
                 "rate_limit_per_second": limits.rate.per_second,
             },
         )

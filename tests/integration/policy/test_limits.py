@@ -1,32 +1,104 @@
-"""Limits on the real server: a build over the maximum of concurrent builds, and calls
-over the caller's rate, are answered at once with RESOURCE_EXHAUSTED and a RetryInfo
-delay (over gRPC and REST), and the service recovers afterwards."""
+"""Limits on the real server: pulls over the maximum of concurrent pulls wait their turn
+and succeed; a build over the maximum of concurrent builds waits the maximum wait, then
+gets RESOURCE_EXHAUSTED with a RetryInfo delay; calls over the caller's rate are
+answered at once with RESOURCE_EXHAUSTED and a RetryInfo delay (over gRPC and REST);
+and the service recovers afterwards."""
 
 from __future__ import annotations
 
 import re
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import httpx
 import pytest
 
-from devtools.sandbox import BuiltImage, Engine
+from devtools.sandbox import BuiltImage, Engine, Registry, build_busybox_image
 from imagesvc.v1 import image_service_pb2 as pb
 from tests.integration.builds import build_requests, dockerfile, make_tar, run_build, unique_repo
 from tests.integration.local_images import expect_error
 from tests.integration.policy.conftest import Running, retry_delay, running
 from tests.integration.rpc_errors import error_info
+from tests.integration.throttle_proxy import ThrottleProxy
+from tests.integration.transfers import read_pull, registry_manifest, remove_local, unique
+from tests.scrape import scrape
 
 EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
 _RUNNING_IN = re.compile(r"Running in [0-9a-f]{12}")
+MAX_WAIT_SECONDS = 1.0
+PULL = {"operation": "pull"}
 
 
 @pytest.fixture
 def one_build_at_a_time(engine: Engine) -> Iterator[Running]:
-    with running(engine, max_concurrent_builds=1) as server:
+    with running(
+        engine, max_concurrent_builds=1, max_queue_wait_seconds=MAX_WAIT_SECONDS
+    ) as server:
         yield server
+
+
+@pytest.fixture
+def one_pull_at_a_time(engine: Engine) -> Iterator[Running]:
+    with running(engine, max_concurrent_pulls=1, max_queue_wait_seconds=60) as server:
+        yield server
+
+
+@pytest.fixture
+def small_image(engine: Engine, open_registry: Registry) -> Iterator[tuple[str, str]]:
+    """(repository, digest) of an image with a 1 MiB random layer in the open registry,
+    not on the Engine."""
+    repository = unique("team/queued-")
+    direct = f"{open_registry.address}/{repository}:1"
+    build_busybox_image(
+        engine, direct, extra_lines=["RUN dd if=/dev/urandom of=/blob bs=1M count=1"]
+    )
+    engine.docker("push", direct)
+    digest = registry_manifest(open_registry, repository, "1").digest
+    remove_local(engine, direct)
+    yield repository, digest
+    remove_local(engine, direct)
+
+
+def test_pulls_over_the_concurrency_limit_wait_their_turn_then_succeed(
+    one_pull_at_a_time: Running, open_registry: Registry, small_image: tuple[str, str]
+) -> None:
+    stub = one_pull_at_a_time.stub
+    port = one_pull_at_a_time.server.http_port
+    repository, digest = small_image
+
+    def pull(reference: str) -> pb.PullImageResult:
+        request = pb.PullImageRequest(reference=reference)
+        return read_pull(stub.PullImage(request, timeout=120))[1]
+
+    # The registry stalls behind the proxy: the pull that gets the slot holds it.
+    with ThrottleProxy(open_registry.address, rate=0) as proxy:
+        reference = f"{proxy.address}/{repository}:1"
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            pulls = [pool.submit(pull, reference) for _ in range(3)]
+            deadline = time.monotonic() + 30
+            while scrape(port).value("imagesvc_limit_queue_length", PULL) != 2:
+                assert time.monotonic() < deadline, "the pulls over the limit never queued"
+                assert not any(p.done() for p in pulls), [p.exception() for p in pulls]
+                time.sleep(0.1)
+            # A queued pull whose deadline passes leaves the queue, taking no one's turn.
+            with pytest.raises(grpc.RpcError) as late:
+                read_pull(stub.PullImage(pb.PullImageRequest(reference=reference), timeout=1))
+            assert late.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+            assert scrape(port).value("imagesvc_limit_queue_length", PULL) == 2
+            time.sleep(1.5)  # longer than a refusal's RetryInfo: still waiting, not refused
+            assert not any(p.done() for p in pulls), [p.exception() for p in pulls]
+
+            proxy.set_rate(None)
+            results = [p.result(timeout=90) for p in pulls]
+    assert [result.digest for result in results] == [digest] * 3
+    after = scrape(port)
+    assert after.value("imagesvc_limit_queue_length", PULL) == 0
+    # The two that waited their turn and the one whose deadline passed.
+    assert after.value("imagesvc_limit_queue_wait_seconds_count", PULL) == 3
+    # The two waited at least the 1 s and 1.5 s above.
+    assert after.value("imagesvc_limit_queue_wait_seconds_sum", PULL) >= 5.0
 
 
 @pytest.fixture
@@ -37,7 +109,7 @@ def tags(engine: Engine) -> Iterator[list[str]]:
         engine.docker("image", "rm", "--force", tag, check=False)
 
 
-def test_a_build_over_the_concurrency_limit_is_refused_then_admitted(
+def test_a_build_over_the_concurrency_limit_waits_the_maximum_then_is_refused(
     one_build_at_a_time: Running, busybox_image: BuiltImage, tags: list[str]
 ) -> None:
     stub = one_build_at_a_time.stub
@@ -57,12 +129,18 @@ def test_a_build_over_the_concurrency_limit_is_refused_then_admitted(
             break
     started = time.monotonic()
     refused = run_build(stub, pb.BuildOptions(tags=[quick]), quick_context).failed()
-    assert time.monotonic() - started < 2  # answered at once, not queued
+    # It waited its turn for the maximum wait, and no slot became free.
+    assert MAX_WAIT_SECONDS <= time.monotonic() - started < MAX_WAIT_SECONDS + 5
     assert refused.code() is EXHAUSTED
+    assert "waited 1 s" in (refused.details() or "")
+    assert "concurrent build slots" in (refused.details() or "")
     info = error_info(refused)
     assert info.reason == "CONCURRENCY_LIMIT"
     assert dict(info.metadata) == {"operation": "build", "limit": "1"}
     assert retry_delay(refused) == 1.0
+    metrics = scrape(one_build_at_a_time.server.http_port)
+    assert metrics.value("imagesvc_limit_queue_wait_seconds_count", {"operation": "build"}) == 1
+    assert metrics.value("imagesvc_limit_queue_length", {"operation": "build"}) == 0
 
     running_build.cancel()
     # Once the slot is free, a build is admitted again (retrying as RetryInfo says).

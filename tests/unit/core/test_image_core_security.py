@@ -274,6 +274,42 @@ def test_concurrent_pulls_over_the_limit_are_refused_with_a_retry_delay(
     assert port.methods_called.count("pull") == 2
 
 
+def test_a_pull_over_the_limit_waits_and_a_cancelled_waiter_makes_no_engine_call(
+    port: FakeDockerPort, pool: ThreadPoolExecutor
+) -> None:
+    first = FakeEngineStream([{"status": "Pulling"}, {"status": "Status: done"}], block_at=1)
+    port.pull_streams += [first, FakeEngineStream([{"status": "Status: done"}])]
+    port.add(engine_image(1, tags=["127.0.0.1:5000/a:latest"]))
+    limit = ConcurrencyLimit("pull", 1, max_queued=4, max_wait_seconds=30)
+    core = make_core(port, pool, limits=Limits(pulls=limit))
+
+    async def drain(reference: str) -> list[object]:
+        return [item async for item in core.pull_image(reference, platform="", auth=None)]
+
+    async def scenario() -> None:
+        running = core.pull_image("127.0.0.1:5000/a", platform="", auth=None)
+        await anext(running)  # holds the one slot
+        cancelled = asyncio.create_task(drain("127.0.0.1:5000/a"))
+        waiting = asyncio.create_task(drain("127.0.0.1:5000/a"))
+        for _ in range(5):  # both reach the queue without an Engine call
+            await asyncio.sleep(0)
+        assert limit.queued == 2
+        cancelled.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        assert limit.queued == 1
+        first.close()
+        async for _ in running:
+            pass
+        items = await asyncio.wait_for(waiting, 10)
+        assert isinstance(items[-1], PullResult)
+        assert (limit.running, limit.queued) == (0, 0)
+
+    run(scenario())
+    # The first pull and the one that waited its turn; the cancelled one never ran.
+    assert port.methods_called.count("pull") == 2
+
+
 class Clock:
     now = 0.0
 

@@ -377,18 +377,19 @@ class ImageCore:
         tracker = TransferTracker(
             pushing=False, min_interval=self._settings.progress_interval_seconds
         )
-        with self._settings.limits.pulls.slot(), redacting_errors(secrets):
-            stream = await self._call(
-                self._engine.pull,
-                reference.name,
-                reference.digest or reference.tag,
-                platform=platform,
-                auth=auth,
-            )
-            async with contextlib.aclosing(self._transfer(stream, tracker)) as progress:
-                async for item in progress:
-                    yield item
-            document = await self._call(self._engine.inspect_image, str(reference))
+        async with self._settings.limits.pulls.slot():
+            with redacting_errors(secrets):
+                stream = await self._call(
+                    self._engine.pull,
+                    reference.name,
+                    reference.digest or reference.tag,
+                    platform=platform,
+                    auth=auth,
+                )
+                async with contextlib.aclosing(self._transfer(stream, tracker)) as progress:
+                    async for item in progress:
+                        yield item
+                document = await self._call(self._engine.inspect_image, str(reference))
         digest = next(
             (
                 m.group("digest")
@@ -423,11 +424,14 @@ class ImageCore:
         tracker = TransferTracker(
             pushing=True, min_interval=self._settings.progress_interval_seconds
         )
-        with self._settings.limits.pushes.slot(), redacting_errors(secrets):
-            stream = await self._call(self._engine.push, reference.name, reference.tag, auth=auth)
-            async with contextlib.aclosing(self._transfer(stream, tracker)) as progress:
-                async for item in progress:
-                    yield item
+        async with self._settings.limits.pushes.slot():
+            with redacting_errors(secrets):
+                stream = await self._call(
+                    self._engine.push, reference.name, reference.tag, auth=auth
+                )
+                async with contextlib.aclosing(self._transfer(stream, tracker)) as progress:
+                    async for item in progress:
+                        yield item
         yield self._push_result(reference.name, reference.tag, tracker)
 
     @staticmethod
@@ -468,7 +472,7 @@ class ImageCore:
             )
         options = dataclasses.replace(options, limits=restrictions.limits)
         secrets = tuple(s for auth in options.registry_auths for s in auth.secrets())
-        with self._settings.limits.builds.slot():
+        async with self._settings.limits.builds.slot():
             deadline = None
             if restrictions.timeout_seconds:
                 loop_time = asyncio.get_running_loop().time()

@@ -1,20 +1,24 @@
 """Limits on what callers can make the daemon do at once: a maximum of concurrent pulls,
 pushes and builds (each its own), and a request rate per caller (token bucket).
 
-Both answer at once with RESOURCE_EXHAUSTED and a retry delay, never with a queue: a
-queue would hold the caller's connection, memory and (for builds) a spooled context
-while the daemon is busy, and would hide the overload from the caller's back-off.
+A call over a concurrency limit waits its turn in a bounded first-in first-out queue
+(a burst of pulls from a pre-puller or a CI fleet expects to wait, not to fail), for at
+most the configured wait; the caller's own deadline or cancellation cancels the wait
+as it cancels any other await of the call. A full queue, or a wait that ran out, is
+answered with RESOURCE_EXHAUSTED and a retry delay, as the rate limit always is.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from imagesvc.core.errors import Reason, ResourceExhaustedError
 from imagesvc.core.identity import current_identity, current_origin
@@ -25,39 +29,139 @@ ANONYMOUS = "anonymous"
 _MAX_TRACKED_CALLERS = 10_000
 
 
-class ConcurrencyLimit:
-    """At most `maximum` operations of one kind at once (0: no limit)."""
+class QueueObserver(Protocol):
+    """Told about the queues of the concurrency limits (the server's metrics)."""
 
-    def __init__(self, operation: str, maximum: int) -> None:
+    def queue_length(self, operation: str, length: int) -> None: ...
+
+    def queue_wait(self, operation: str, seconds: float) -> None: ...
+
+
+class _NoObserver:
+    def queue_length(self, operation: str, length: int) -> None:
+        pass
+
+    def queue_wait(self, operation: str, seconds: float) -> None:
+        pass
+
+
+class ConcurrencyLimit:
+    """At most `maximum` operations of one kind at once (0: no limit). Up to `max_queued`
+    more wait, first come first served, at most `max_wait_seconds` each (either 0: none
+    wait). Used from one event loop."""
+
+    def __init__(
+        self,
+        operation: str,
+        maximum: int,
+        *,
+        max_queued: int = 0,
+        max_wait_seconds: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if maximum < 0:
             raise ValueError(f"the maximum of concurrent {operation}s cannot be negative")
+        if max_queued < 0 or max_wait_seconds < 0:
+            raise ValueError(
+                f"the queue length and the queue wait of {operation}s cannot be negative"
+            )
         self.operation = operation
         self.maximum = maximum
+        self.max_queued = max_queued if max_wait_seconds else 0
+        self.max_wait_seconds = max_wait_seconds if max_queued else 0.0
+        self.observer: QueueObserver = _NoObserver()
+        self._clock = clock
         self._running = 0
-        self._lock = threading.Lock()
+        # Each waiter's future is resolved when a finishing operation hands it its slot.
+        self._waiters: deque[asyncio.Future[None]] = deque()
 
     @property
     def running(self) -> int:
         return self._running
 
-    @contextmanager
-    def slot(self) -> Iterator[None]:
-        """Holds one slot for the block; RESOURCE_EXHAUSTED (CONCURRENCY_LIMIT) when full."""
-        with self._lock:
-            if self.maximum and self._running >= self.maximum:
-                raise ResourceExhaustedError(
-                    f"this service already runs its maximum of {self.maximum} concurrent"
-                    f" {self.operation}s; try again shortly",
-                    reason=Reason.CONCURRENCY_LIMIT,
-                    metadata={"operation": self.operation, "limit": str(self.maximum)},
-                    retry_after_seconds=CONCURRENCY_RETRY_SECONDS,
-                )
-            self._running += 1
+    @property
+    def queued(self) -> int:
+        return len(self._waiters)
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Holds one slot for the block, after waiting for one in the queue if all are
+        taken; RESOURCE_EXHAUSTED (CONCURRENCY_LIMIT) when the queue is full or the wait
+        ran out."""
+        await self._acquire()
         try:
             yield
         finally:
-            with self._lock:
-                self._running -= 1
+            self._release()
+
+    async def _acquire(self) -> None:
+        if not self.maximum or (self._running < self.maximum and not self._waiters):
+            self._running += 1
+            return
+        if len(self._waiters) >= self.max_queued:
+            raise self._refusal(
+                f"this service already runs its maximum of {self.maximum} concurrent"
+                f" {self.operation}s"
+                + (
+                    f" and {self.max_queued} more are waiting (its queue is full)"
+                    if self.max_queued
+                    else ""
+                )
+                + "; try again shortly"
+            )
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(turn)
+        self.observer.queue_length(self.operation, len(self._waiters))
+        started = self._clock()
+        try:
+            async with asyncio.timeout(self.max_wait_seconds):
+                await turn
+        except TimeoutError:
+            if not self._granted(turn):
+                raise self._refusal(
+                    f"waited {self.max_wait_seconds:g} s (this service's maximum wait) for"
+                    f" one of its {self.maximum} concurrent {self.operation} slots, and"
+                    " none became free; try again shortly"
+                ) from None
+            # The slot came as the wait ran out: take it rather than pass it on.
+        except BaseException:
+            if self._granted(turn):
+                self._release()  # the caller left just as its turn came: pass it on
+            raise
+        finally:
+            self._leave(turn)
+            self.observer.queue_wait(self.operation, self._clock() - started)
+
+    @staticmethod
+    def _granted(turn: asyncio.Future[None]) -> bool:
+        return turn.done() and not turn.cancelled()
+
+    def _leave(self, turn: asyncio.Future[None]) -> None:
+        """Takes a waiter that leaves without its turn out of the queue at once, so it
+        neither holds a place nor is handed a slot later."""
+        if not turn.done():
+            turn.cancel()
+        if turn in self._waiters:  # else handed its slot, already out of the queue
+            self._waiters.remove(turn)
+        self.observer.queue_length(self.operation, len(self._waiters))
+
+    def _release(self) -> None:
+        """Hands the slot to the first waiter still waiting, else frees it."""
+        while self._waiters:
+            turn = self._waiters.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                self.observer.queue_length(self.operation, len(self._waiters))
+                return
+        self._running -= 1
+
+    def _refusal(self, message: str) -> ResourceExhaustedError:
+        return ResourceExhaustedError(
+            message,
+            reason=Reason.CONCURRENCY_LIMIT,
+            metadata={"operation": self.operation, "limit": str(self.maximum)},
+            retry_after_seconds=CONCURRENCY_RETRY_SECONDS,
+        )
 
 
 @dataclass(slots=True)
@@ -158,3 +262,9 @@ class Limits:
     def admit(self) -> None:
         """The current caller's rate limit, for every ImageService call."""
         self.rate.admit(current_caller())
+
+    def observe(self, observer: QueueObserver) -> None:
+        """Reports the queues of the concurrency limits to `observer`."""
+        for limit in (self.pulls, self.pushes, self.builds):
+            limit.observer = observer
+            observer.queue_length(limit.operation, limit.queued)
