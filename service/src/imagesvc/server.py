@@ -192,6 +192,9 @@ class ImageServer:
             create_http_app(routes, middleware),
             self.settings.http_address,
             shutdown_grace_seconds=self.settings.shutdown_grace_seconds,
+            header_timeout_seconds=self.settings.http_header_timeout_seconds,
+            keepalive_timeout_seconds=self.settings.http_keepalive_timeout_seconds,
+            max_connections=self.settings.http_max_connections,
             tls=self.security.certificate,
         )
         await server.start()
