@@ -53,15 +53,15 @@ def _closed_after(connections: dict[socket.socket, float], within: float) -> dic
         deadline = time.monotonic() + within
         while len(closed) < len(connections) and time.monotonic() < deadline:
             for key, _ in selector.select(timeout=0.1):
-                connection = key.fileobj
-                assert isinstance(connection, socket.socket)
+                ready = key.fileobj
+                assert isinstance(ready, socket.socket)
                 try:
-                    data = connection.recv(65536)
+                    data = ready.recv(65536)
                 except ConnectionResetError:
                     data = b""
                 if not data:
-                    closed[connection.fileno()] = time.monotonic() - connections[connection]
-                    selector.unregister(connection)
+                    closed[ready.fileno()] = time.monotonic() - connections[ready]
+                    selector.unregister(ready)
     return closed
 
 
