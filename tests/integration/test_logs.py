@@ -23,6 +23,7 @@ from imagesvc.core.models import RegistryAuth
 from imagesvc.server import ThreadedServer
 from imagesvc.v1 import image_pb2, image_service_pb2_grpc
 from imagesvc.v1 import image_service_pb2 as pb
+from tests.integration.conftest import server_settings
 from tests.integration.log_capture import CapturedLogs, capture_logs
 from tests.integration.transfers import basic_auth, read_push, remove_local, unique
 from tests.scrape import scrape
@@ -245,3 +246,61 @@ def test_one_access_line_per_rpc_with_its_request_id(stub: Stub, busybox_image: 
         assert line["grpc_method"] == "/imagesvc.v1.ImageService/GetImage"
         assert isinstance(line["duration_ms"], float)
         assert line["peer"]
+
+
+# Causes of failures --------------------------------------------------------------------------
+
+
+def test_unavailable_logs_its_cause_with_the_request_id_and_no_secret(own_engine: Engine) -> None:
+    password = f"Pw{secrets.token_hex(12)}Cause{secrets.token_hex(12)}"
+    registry = "127.0.0.1:5999"  # never contacted: the daemon is down
+    server = ThreadedServer(server_settings(own_engine.host))
+    try:
+        own_engine.stop()
+        with capture_logs() as logs, grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            with pytest.raises(grpc.RpcError) as refused:
+                image_service_pb2_grpc.ImageServiceStub(channel).CheckRegistryAuth(
+                    pb.CheckRegistryAuthRequest(
+                        auth=image_pb2.RegistryAuth(
+                            username="someone", password=password, server_address=registry
+                        )
+                    ),
+                    metadata=(("x-request-id", "cause-grpc-1"),),
+                    timeout=30,
+                )
+            assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
+            pulled = httpx.post(
+                f"http://127.0.0.1:{server.http_port}/v1/images:pull",
+                json={
+                    "reference": f"{registry}/app:1",
+                    "auth": {
+                        "username": "someone",
+                        "password": password,
+                        "serverAddress": registry,
+                    },
+                },
+                headers={"x-request-id": "cause-rest-1"},
+                timeout=30,
+            )
+            assert pulled.status_code == 503, pulled.text
+            logs.wait_for(
+                lambda r: r["logger"] == "imagesvc.failures" and r["request_id"] == "cause-rest-1"
+            )
+            causes = logs.named("imagesvc.failures")
+        by_id = {line["request_id"]: line for line in causes}
+        assert len(causes) == 2, causes  # once per call
+        for request_id in ("cause-grpc-1", "cause-rest-1"):
+            line = by_id[request_id]
+            assert line["level"] == "warning"
+            assert line["grpc_code"] == "UNAVAILABLE"
+            assert line["reason"] == "DAEMON_UNAVAILABLE"
+            assert line["error_type"] == "imagesvc.core.errors.UnavailableError"
+            # The chain reaches what docker-py saw: the refused connection to the socket.
+            assert len(line["cause_chain"]) >= 2, line
+            assert any("Connection" in cause for cause in line["cause_chain"][1:]), line
+            assert "UNAVAILABLE" in line["message"]
+        for text in logs.lines:
+            assert password not in text, "the registry password leaked into the log"
+    finally:
+        server.stop()
+        own_engine.start()

@@ -123,6 +123,42 @@ class Settings:
         has_flag=False,
     )
     shutdown_grace_seconds: float = setting(20.0, "time running RPCs get on SIGTERM")
+    # Connection bounds of both ports (docs/operations.md#connections).
+    grpc_max_connection_idle_seconds: float = setting(
+        300.0, "a gRPC connection without calls this long is closed (GOAWAY; 0: never)"
+    )
+    grpc_max_connection_age_seconds: float = setting(
+        1800.0,
+        "a gRPC connection this old is asked to go away (GOAWAY), so that clients reconnect"
+        " and spread over the replicas behind a Service (0: never)",
+    )
+    grpc_max_connection_age_grace_seconds: float = setting(
+        3600.0,
+        "calls still running on a connection past its age get this long before it is closed"
+        " (the default build timeout: no bounded call is cut; 0: no limit)",
+        has_flag=False,
+    )
+    grpc_min_ping_interval_seconds: float = setting(
+        30.0,
+        "least time between keepalive pings a client may send; faster ones, and any ping on a"
+        " connection without calls more often than every 2 hours, get GOAWAY `too_many_pings`",
+        has_flag=False,
+    )
+    http_header_timeout_seconds: float = setting(
+        10.0,
+        "an HTTP connection whose request line and headers do not all arrive within this time"
+        " (from its opening, or from the end of its previous response) is closed (0: no limit)",
+    )
+    http_keepalive_timeout_seconds: float = setting(
+        65.0,
+        "an idle keep-alive HTTP connection is closed after this long (longer than the usual"
+        " 60 s of load balancers, which should close first)",
+        has_flag=False,
+    )
+    http_max_connections: int = setting(
+        1000,
+        "open connections of the HTTP port; over it, new ones are closed at once (0: no limit)",
+    )
     progress_interval_seconds: float = setting(
         0.1, "least time between two progress messages of one layer", has_flag=False
     )

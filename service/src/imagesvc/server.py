@@ -32,6 +32,7 @@ from imagesvc.metrics import ImagesvcMetrics, new_registry
 from imagesvc.server_policy import ServerPolicy
 from imagesvc.server_security import ServerSecurity
 from imagesvc.transport.access_guard import GuardedServicer
+from imagesvc.transport.grpc.connections import ConnectionBounds
 from imagesvc.transport.grpc.drain import Drain
 from imagesvc.transport.grpc.interceptor import CallLifecycleInterceptor
 from imagesvc.transport.grpc.metrics import GrpcMetricsInterceptor, GrpcServerMetrics
@@ -148,6 +149,12 @@ class ImageServer:
             ("grpc.max_receive_message_length", self.settings.max_message_bytes),
             ("grpc.max_send_message_length", self.settings.max_message_bytes),
             ("grpc.so_reuseport", 0),
+            *ConnectionBounds(
+                max_idle=self.settings.grpc_max_connection_idle_seconds,
+                max_age=self.settings.grpc_max_connection_age_seconds,
+                max_age_grace=self.settings.grpc_max_connection_age_grace_seconds,
+                min_ping_interval=self.settings.grpc_min_ping_interval_seconds,
+            ).channel_options(),
         ]
         interceptors = [
             GrpcMetricsInterceptor(self._grpc_metrics),  # first: sees the final status
@@ -186,6 +193,9 @@ class ImageServer:
             create_http_app(routes, middleware),
             self.settings.http_address,
             shutdown_grace_seconds=self.settings.shutdown_grace_seconds,
+            header_timeout_seconds=self.settings.http_header_timeout_seconds,
+            keepalive_timeout_seconds=self.settings.http_keepalive_timeout_seconds,
+            max_connections=self.settings.http_max_connections,
             tls=self.security.certificate,
         )
         await server.start()

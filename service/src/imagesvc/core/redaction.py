@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 
 from imagesvc.core.errors import ImageServiceError
 
@@ -14,6 +15,11 @@ REDACTED = "[REDACTED]"
 # and what follows the '@' up to the end of the word.
 _AT = re.compile(r"(?P<lead>^|[\s'\"/])(?P<user>[^\s'\"/]+)@(?P<after>[^\s'\"]*)")
 _HOST = re.compile(r"[A-Za-z0-9.\-\[\]]+(?::[0-9]*)?")
+
+# The secrets a call has handed to the core so far, for whoever logs that call's failure
+# (its causes, unlike its messages, are not redacted). A set shared, not copied, by the
+# threads and tasks of the call.
+_call_secrets: ContextVar[set[str] | None] = ContextVar("imagesvc_call_secrets", default=None)
 
 
 def _masked(match: re.Match[str]) -> str:
@@ -42,6 +48,9 @@ def redact(text: str, secrets: Iterable[str]) -> str:
 def redacting_errors(secrets: Iterable[str]) -> Iterator[None]:
     """Re-raises core errors with any secret scrubbed from their message."""
     known = tuple(s for s in secrets if s)
+    collected = _call_secrets.get()
+    if collected is not None:
+        collected.update(known)
     try:
         yield
     except ImageServiceError as exc:
@@ -49,3 +58,25 @@ def redacting_errors(secrets: Iterable[str]) -> Iterator[None]:
         if cleaned == exc.message:
             raise
         raise exc.with_message(cleaned) from exc.__cause__
+
+
+@contextmanager
+def collecting_call_secrets() -> Iterator[set[str]]:
+    """Within it, every secret given to `redacting_errors` is also added to the set it
+    yields, for redacting the log lines of the call (see `call_secrets`)."""
+    collected: set[str] = set()
+    token = _call_secrets.set(collected)
+    try:
+        yield collected
+    finally:
+        _call_secrets.reset(token)
+
+
+def call_secrets() -> frozenset[str]:
+    """The secrets of the running call given to `redacting_errors` so far."""
+    return frozenset(_call_secrets.get() or ())
+
+
+def redacted_text(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every known secret and any URL user information redacted."""
+    return without_userinfo(redact(text, secrets))

@@ -230,16 +230,60 @@ def test_a_bug_is_500_without_its_text(
     port: FakeDockerPort, app: Starlette, caplog: pytest.LogCaptureFixture
 ) -> None:
     port.failures["inspect_image"] = ZeroDivisionError("secret detail")  # type: ignore[assignment]
-    with caplog.at_level(logging.ERROR, logger="imagesvc.transport.rest.gateway"):
-        response = call(app, "GET", "/v1/images/x")
+    with caplog.at_level(logging.ERROR, logger="imagesvc.failures"):
+        response = call(app, "GET", "/v1/images/x", headers={"x-request-id": "bug-1"})
     assert response.status_code == 500
     body = response.json()
     assert body["code"] == 13
     assert "secret detail" not in response.text
     assert body["message"].startswith("internal error in imagesvc")
-    [record] = [r for r in caplog.records if r.getMessage() == "unexpected error"]
-    assert record.exc_info is not None
+    [record] = [r for r in caplog.records if r.name == "imagesvc.failures"]
+    assert record.levelno == logging.ERROR
     assert record.__dict__["rpc"] == "GetImage"
+    assert record.__dict__["request_id"] == "bug-1"
+    assert record.__dict__["error_type"] == "ZeroDivisionError"
+    assert record.__dict__["error_message"] == "secret detail"  # the log holds the cause
+    assert "ZeroDivisionError: secret detail" in record.__dict__["traceback"]
+
+
+def test_unavailable_logs_its_redacted_cause_once(
+    port: FakeDockerPort, app: Starlette, caplog: pytest.LogCaptureFixture
+) -> None:
+    password = "Pw-unit-Leak-1234"
+    try:
+        raise ConnectionError(f"connection refused while sending password={password}")
+    except ConnectionError as refused:
+        failure = UnavailableError("cannot reach the Docker daemon")
+        failure.__cause__ = refused
+    port.failures["check_auth"] = failure
+    with caplog.at_level(logging.WARNING, logger="imagesvc.failures"):
+        response = call(
+            app,
+            "POST",
+            "/v1/registries:checkAuth",
+            json={"auth": {"serverAddress": "127.0.0.1:1", "username": "u", "password": password}},
+            headers={"x-request-id": "cause-1"},
+        )
+    assert response.status_code == 503
+    [record] = [r for r in caplog.records if r.name == "imagesvc.failures"]
+    assert record.levelno == logging.WARNING
+    assert record.__dict__["request_id"] == "cause-1"
+    assert record.__dict__["grpc_code"] == "UNAVAILABLE"
+    assert record.__dict__["cause_chain"] == [
+        "imagesvc.core.errors.UnavailableError: cannot reach the Docker daemon",
+        "ConnectionError: connection refused while sending password=[REDACTED]",
+    ]
+    assert password not in record.getMessage()
+    assert password not in repr(vars(record))
+
+
+def test_not_found_logs_no_cause(
+    port: FakeDockerPort, app: Starlette, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="imagesvc.failures"):
+        response = call(app, "GET", "/v1/images/absent:1")
+    assert response.status_code == 404
+    assert not [r for r in caplog.records if r.name == "imagesvc.failures"]
 
 
 def test_openapi_is_served(app: Starlette) -> None:

@@ -16,9 +16,11 @@ import grpc
 from imagesvc.core.authentication import Authenticator
 from imagesvc.core.errors import ImageServiceError, InternalError
 from imagesvc.core.identity import current_identity
+from imagesvc.core.redaction import collecting_call_secrets
+from imagesvc.transport.failure_log import log_failure_cause
 from imagesvc.transport.grpc.auth import establish_caller
 from imagesvc.transport.grpc.drain import Drain
-from imagesvc.transport.grpc.errors import error_status
+from imagesvc.transport.grpc.errors import error_status, status_code_for
 from imagesvc.transport.grpc.handlers import behaviour_of, with_behaviour
 from imagesvc.transport.grpc.metrics import cancelled_code
 from imagesvc.transport.request_id import REQUEST_ID_KEY, current_request_id, request_id_from
@@ -59,18 +61,27 @@ class _Call:
     async def fail(self, error: ImageServiceError) -> None:
         code, message, details = error_status(error)
         self.code, self.reason = code, str(error.reason)
+        log_failure_cause(
+            code, error, request_id=self.request_id, where={"grpc_method": self.method}
+        )
         await self.context.abort(code, message, trailing_metadata=((_STATUS_DETAILS_KEY, details),))
 
-    async def unexpected(self) -> None:
-        """A bug: logged with its traceback, answered without its text (which may hold data)."""
-        log.exception(
-            "unexpected error", extra={"grpc_method": self.method, "request_id": self.request_id}
+    async def unexpected(self, bug: Exception) -> None:
+        """A bug: logged with its (redacted) traceback, answered without its text (which
+        may hold data)."""
+        answer = InternalError(
+            f"internal error in imagesvc; quote request id {self.request_id} when reporting it"
         )
-        await self.fail(
-            InternalError(
-                f"internal error in imagesvc; quote request id {self.request_id} when reporting it"
-            )
+        log_failure_cause(
+            status_code_for(answer),
+            bug,
+            request_id=self.request_id,
+            bug=True,
+            where={"grpc_method": self.method},
         )
+        code, message, details = error_status(answer)
+        self.code, self.reason = code, str(answer.reason)
+        await self.context.abort(code, message, trailing_metadata=((_STATUS_DETAILS_KEY, details),))
 
     def finish(self) -> None:
         if self.code is grpc.StatusCode.OK:
@@ -100,23 +111,25 @@ async def _handled(
     core errors become their status, bugs become INTERNAL, and every call ends with one
     access-log line."""
     call = _Call(method, context)
-    try:
-        with drain.call():
-            await call.begin()
-            if authenticator is not None:
-                establish_caller(context, authenticator, call.request_id, call.peer or "")
-            yield
-    except ImageServiceError as error:
-        await call.fail(error)
-    except asyncio.CancelledError:
-        call.code = cancelled_code(context)  # or DEADLINE_EXCEEDED, as on /metrics
-        raise
-    except grpc.aio.AbortError:
-        raise
-    except Exception:  # noqa: BLE001 (any bug becomes INTERNAL, never a crash or a leak)
-        await call.unexpected()
-    finally:
-        call.finish()
+    # Outside the try: the handlers below log the failure with the secrets it collected.
+    with collecting_call_secrets():
+        try:
+            with drain.call():
+                await call.begin()
+                if authenticator is not None:
+                    establish_caller(context, authenticator, call.request_id, call.peer or "")
+                yield
+        except ImageServiceError as error:
+            await call.fail(error)
+        except asyncio.CancelledError:
+            call.code = cancelled_code(context)  # or DEADLINE_EXCEEDED, as on /metrics
+            raise
+        except grpc.aio.AbortError:
+            raise
+        except Exception as bug:  # noqa: BLE001 (any bug becomes INTERNAL, never a crash or a leak)
+            await call.unexpected(bug)
+        finally:
+            call.finish()
 
 
 def _wrap_unary(

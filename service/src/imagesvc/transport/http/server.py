@@ -18,7 +18,8 @@ from collections.abc import Iterator
 import uvicorn
 from starlette.types import ASGIApp
 
-from imagesvc.transport.http.tls import TlsScopeH11Protocol, server_ssl_options
+from imagesvc.transport.http.bounds import bounded_protocol
+from imagesvc.transport.http.tls import server_ssl_options
 from imagesvc.transport.server_certificate import ServerCertificate
 
 log = logging.getLogger(__name__)
@@ -67,14 +68,24 @@ class HttpServer:
         address: str,
         *,
         shutdown_grace_seconds: float,
+        header_timeout_seconds: float = 10.0,
+        keepalive_timeout_seconds: float = 65.0,
+        max_connections: int = 1000,
         tls: ServerCertificate | None = None,
     ) -> None:
+        """`header_timeout_seconds`, `max_connections` (0: no limit): see
+        `transport/http/bounds.py`; `keepalive_timeout_seconds`: idle keep-alive
+        connections are closed after it."""
         self._socket = bind(address)
         self.port: int = self._socket.getsockname()[1]
         config = uvicorn.Config(
             app,
-            # h11 with the TLS connection's client certificate in the scope.
-            http=TlsScopeH11Protocol,
+            # h11 with the TLS connection's client certificate in the scope, closing
+            # connections whose headers are late or that are over the limit.
+            http=bounded_protocol(
+                header_timeout_seconds=header_timeout_seconds, max_connections=max_connections
+            ),
+            timeout_keep_alive=keepalive_timeout_seconds,  # type: ignore[arg-type]
             **(server_ssl_options(tls.files) if tls else {}),
             lifespan="off",
             log_config=None,  # our JSON logging, configured by imagesvc.logs

@@ -39,6 +39,11 @@ HTTP_STATUS: dict[grpc.StatusCode, int] = {
 _CODES_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
 
 
+def status_code(code: int) -> grpc.StatusCode:
+    """The gRPC code of a numeric one (UNKNOWN if unknown)."""
+    return _CODES_BY_NUMBER.get(code, grpc.StatusCode.UNKNOWN)
+
+
 def http_status(code: int) -> int:
     """The HTTP status grpc-gateway answers for a numeric gRPC code (500 if unknown)."""
     known = _CODES_BY_NUMBER.get(code)

@@ -42,11 +42,14 @@ from starlette.types import Receive, Scope, Send
 
 from imagesvc.core.errors import ImageServiceError, InternalError, Reason, ResourceExhaustedError
 from imagesvc.core.identity import current_origin
+from imagesvc.core.redaction import collecting_call_secrets
+from imagesvc.transport.failure_log import log_failure_cause
+from imagesvc.transport.grpc.errors import status_code_for
 from imagesvc.transport.grpc.servicer import ImageServiceServicer
 from imagesvc.transport.request_id import GATEWAY_REQUEST_ID_HEADER, current_request_id
 from imagesvc.transport.rest import build as rest_build
 from imagesvc.transport.rest import json as rest_json
-from imagesvc.transport.rest.errors import RestError, core_error_status, http_status
+from imagesvc.transport.rest.errors import RestError, core_error_status, http_status, status_code
 from imagesvc.transport.rest.paths import Binding, RouteMatch, Router, bindings_of
 from imagesvc.transport.rest.query import QueryItems, parse_int, parse_query, populate
 from imagesvc.v1 import image_service_pb2
@@ -156,19 +159,24 @@ def _grpc_timeout(value: str) -> float | None:
 def _status_of(error: BaseException, scope: Scope, binding: Binding) -> status_pb2.Status:
     """The google.rpc.Status for any failure of a call; bugs are logged with their
     traceback and answered without their text."""
-    if isinstance(error, RestError):
-        return error.status
-    if isinstance(error, ImageServiceError):
-        return core_error_status(error)
     origin = current_origin.get()
-    request_id = origin.request_id if origin is not None else _header(scope, "x-request-id")
-    log.error(
-        "unexpected error",
-        exc_info=error,
-        extra={"rpc": binding.rpc, "http_route": binding.template, "request_id": request_id},
+    request_id = (
+        origin.request_id
+        if origin is not None
+        else current_request_id.get() or _header(scope, "x-request-id")
     )
+    where = {"rpc": binding.rpc, "http_route": binding.template}
+    if isinstance(error, RestError):
+        status = error.status
+        log_failure_cause(status_code(status.code), error, request_id=request_id, where=where)
+        return status
+    if isinstance(error, ImageServiceError):
+        log_failure_cause(status_code_for(error), error, request_id=request_id, where=where)
+        return core_error_status(error)
     quote = f"; quote request id {request_id} when reporting it" if request_id else ""
-    return core_error_status(InternalError(f"internal error in imagesvc{quote}"))
+    answer = InternalError(f"internal error in imagesvc{quote}")
+    log_failure_cause(status_code_for(answer), error, request_id=request_id, bug=True, where=where)
+    return core_error_status(answer)
 
 
 def _header(scope: Scope, name: str) -> str:
@@ -274,10 +282,12 @@ class RestGateway(BaseRoute):
             return
         scope[ROUTE_SCOPE_KEY] = match.binding.template
         body = _Body(receive)
-        if match.binding.server_streaming:
-            await self._stream(scope, body, send, match)
-        else:
-            await self._unary(scope, body, send, match)
+        # Secrets of the call, for redacting the log line of its failure (failure_log).
+        with collecting_call_secrets():
+            if match.binding.server_streaming:
+                await self._stream(scope, body, send, match)
+            else:
+                await self._unary(scope, body, send, match)
 
     # Requests ------------------------------------------------------------------------
 
