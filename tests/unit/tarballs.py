@@ -10,6 +10,19 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 DOCKERFILE = b"FROM busybox:1.36\nRUN true\n"
 
 
+class CountingSource(io.BytesIO):
+    """Records the furthest byte read, to show what a tar reader never looked at."""
+
+    def __init__(self, content: bytes) -> None:
+        super().__init__(content)
+        self.furthest = 0
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        chunk = super().read(size)
+        self.furthest = max(self.furthest, self.tell())
+        return chunk
+
+
 def make_tar(files: Mapping[str, bytes], *, compress: bool = False) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as archive:

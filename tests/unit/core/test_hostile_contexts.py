@@ -18,7 +18,7 @@ from imagesvc.core.build_context import (
     check_context,
 )
 from imagesvc.core.errors import InvalidArgumentError, Reason, ResourceExhaustedError
-from tests.unit.tarballs import DOCKERFILE, regular_files
+from tests.unit.tarballs import DOCKERFILE, CountingSource, regular_files
 
 LIMITS = ContextLimits(max_bytes=8 * 1024 * 1024, memory_bytes=64 * 1024)
 
@@ -158,19 +158,6 @@ def test_modes_times_owners_and_xattrs_survive_the_rewrite() -> None:
     assert (tool.uname, tool.gname) == ("dev", "users")
     assert tool.pax_headers.get("SCHILY.xattr.user.note") == "kept"
     assert "comment" not in tool.pax_headers
-
-
-class CountingSource(io.BytesIO):
-    """Records the furthest byte read, to show what check_context never looked at."""
-
-    def __init__(self, content: bytes) -> None:
-        super().__init__(content)
-        self.furthest = 0
-
-    def read(self, size: int | None = -1, /) -> bytes:
-        chunk = super().read(size)
-        self.furthest = max(self.furthest, self.tell())
-        return chunk
 
 
 def refused_early(data: bytes, header_offset: int) -> str:

@@ -18,6 +18,7 @@ from imagesvc.core.tar_reader import (
     UnsupportedMemberError,
     parse_pax_records,
 )
+from tests.unit.tarballs import CountingSource
 
 MIB = 1024 * 1024
 USTAR = b"ustar\x0000"
@@ -110,19 +111,6 @@ def pax(**records: str) -> bytes:
             length += 1
         out += str(length).encode() + body
     return out
-
-
-class CountingSource(io.BytesIO):
-    """Records the furthest byte read, to show what the reader never looked at."""
-
-    def __init__(self, content: bytes) -> None:
-        super().__init__(content)
-        self.furthest = 0
-
-    def read(self, size: int | None = -1, /) -> bytes:
-        chunk = super().read(size)
-        self.furthest = max(self.furthest, self.tell())
-        return chunk
 
 
 def reader(archive: bytes | CountingSource) -> TarReader:
