@@ -1,30 +1,404 @@
 """ListImages' filters evaluated in memory, with exactly the Engine's semantics.
 
-STUB: the in-memory evaluation is being written (issue 14). Until then only the
-unfiltered list is answered here; `select_images` raises NotImplementedError for
-any filter so that callers fall back to the Engine.
+"Exactly" means: the answer ImageCore.list_images gives through the Engine, which sends
+narrowing filters (at most one reference, one label; dangling, before, since) to the
+Engine and applies Docker's reference and label rules to what comes back. So this
+module simulates, per image store, what the Engine lists for the narrowed filters
+(moby's daemon/images/image_list.go for the classic store, daemon/containerd/
+image_list.go for the containerd store, Podman's compat API), then applies the same
+rules. The index answers in memory or through the Engine: both must agree.
+
+Where the list documents cannot tell what the Engine would answer, NotImplementedError
+says so and the caller asks the Engine:
+- before/since compare creation times in nanoseconds, a summary's `Created` is whole
+  seconds: a candidate created in the same second as the bound image is undecidable;
+  so is a bound or candidate without a creation time (`Created` 0 or less);
+- a bound identifier whose resolution depends on the store (short ids of 1 to 3 hex
+  digits, ambiguous prefixes, a digest that is an image id, Podman's short names);
+- `dangling=true` with `all` over untagged images with children (the classic store and
+  Podman hide them, the containerd store lists them) when the store is unknown;
+- a label condition with "!" (negation on the containerd store, refused by Podman,
+  a key with "!" on the classic store) or longer than containerd's 4096 bytes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import dataclasses
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from enum import Enum
 
+from imagesvc.core.errors import ImageServiceError, NotFoundError, Reason
 from imagesvc.core.image_entries import IndexEntry
 from imagesvc.core.models import ImageFilter
+from imagesvc.core.references import familiar, familiar_match, parse_reference, reference_pattern
+
+_FULL_ID = re.compile(r"(?:sha256:)?([0-9a-f]{64})")
+_SHORT_ID = re.compile(r"(?:sha256:)?([0-9a-f]+)")
+# The containerd store matches a short id only from 4 hex digits (moby's truncatedID).
+_CONTAINERD_MIN_SHORT_ID = 4
+# containerd's labels.Validate: key and value together at most 4096 bytes.
+_CONTAINERD_MAX_LABEL = 4096
+
+
+class Store(Enum):
+    """Whose rules the Engine lists images by."""
+
+    CLASSIC = "classic"  # dockerd's graph-driver image store
+    CONTAINERD = "containerd"  # dockerd's containerd image store
+    PODMAN = "podman"  # Podman's Docker-compatible API
+    UNKNOWN = "unknown"  # the entries do not tell (no tagged image)
+
+
+def image_store(entries: Iterable[IndexEntry]) -> Store:
+    """The store the entries were listed from, as far as they tell.
+
+    Podman's summaries carry keys of its own ("Digest", "History"). On the containerd
+    store an image's only RepoDigest is made from its name and its id (a manifest
+    digest); on the classic store an id is a config digest, never a repo digest."""
+    entries = list(entries)
+    if any("History" in e.summary or "Digest" in e.summary for e in entries):
+        return Store.PODMAN
+    named = [e for e in entries if e.image.repo_tags]
+    if not named:
+        return Store.UNKNOWN
+    if any(_digest_of(d) == e.id for e in named for d in e.image.repo_digests):
+        return Store.CONTAINERD
+    return Store.CLASSIC
 
 
 def select_images(
     entries: Iterable[IndexEntry], image_filter: ImageFilter, *, all: bool
 ) -> list[IndexEntry]:
     """The entries the Engine's `GET /images/json?all=<all>&filters=<image_filter>`
-    would list, given every image it has (`entries`, as `?all=1` lists them).
+    would list, given every image it has (`entries`, as `?all=1` lists them), as the
+    service shows them: with a reference filter, only the matching tags and digests
+    (`IndexEntry.image`; `summary` stays the Engine's unfiltered document).
     Order is not significant (the caller sorts)."""
-    if image_filter != ImageFilter():
-        raise NotImplementedError("filters are not evaluated in memory yet")
     entries = list(entries)
+    selection = _Selection.of(image_filter, entries, all=all)
+    shown = (selection.shown(entry) for entry in entries)
     if all:
-        return entries
-    parents = {e.image.parent for e in entries if e.image.parent}
-    # Without `all`, Docker hides untagged images that are another image's parent
-    # (the classic builder's intermediate layers).
-    return [e for e in entries if e.image.repo_tags or e.image.repo_digests or e.id not in parents]
+        return [entry for entry in shown if entry is not None]
+    # Without `all` the Engine hides untagged images that are another's parent (the
+    # classic builder's intermediate images).
+    return [
+        entry
+        for entry in shown
+        if entry is not None and not (_untagged(entry) and entry.id in selection.parents)
+    ]
+
+
+def image_view(
+    image_filter: ImageFilter, entries: Iterable[IndexEntry]
+) -> Callable[[IndexEntry], IndexEntry | None]:
+    """One image as `select_images(..., all=True)` shows it (None: not listed).
+    Before/since images and which images are parents are taken from `entries` once,
+    now. Raises NotImplementedError (now or when called) where select_images would."""
+    return _Selection.of(image_filter, list(entries), all=True).shown
+
+
+def image_predicate(
+    image_filter: ImageFilter, entries: Iterable[IndexEntry]
+) -> Callable[[IndexEntry], bool]:
+    """Whether one image matches the filter, as `image_view` decides it (`all` is no
+    filter of one image: the caller hides intermediate images if it wants)."""
+    view = image_view(image_filter, entries)
+    return lambda entry: view(entry) is not None
+
+
+# --------------------------------------------------------------------------- internals
+
+
+@dataclass(frozen=True, slots=True)
+class _Bound:
+    """A before or since image: its id and its creation (Unix seconds)."""
+
+    id: str
+    created: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Selection:
+    store: Store
+    patterns: tuple[re.Pattern[str], ...]
+    # What the service sends the Engine: one reference (none for several), one label.
+    engine_pattern: re.Pattern[str] | None
+    engine_label: str | None
+    labels: tuple[str, ...]
+    dangling: bool | None
+    before: _Bound | None
+    since: _Bound | None
+    parents: frozenset[str]
+
+    @classmethod
+    def of(
+        cls, image_filter: ImageFilter, entries: Sequence[IndexEntry], *, all: bool
+    ) -> _Selection:
+        store = image_store(entries)
+        patterns = tuple(reference_pattern(p) for p in image_filter.references)
+        engine_label = image_filter.labels[0] if image_filter.labels else None
+        if engine_label is not None:
+            _check_label(engine_label, store)
+        parents = frozenset(e.image.parent for e in entries if e.image.parent)
+        # The classic store and Podman never call an image with children dangling, the
+        # containerd store does (and lists it with `all`).
+        if (
+            image_filter.dangling is True
+            and all
+            and store is Store.UNKNOWN
+            and any(_untagged(e) and e.id in parents for e in entries)
+        ):
+            raise NotImplementedError("dangling=true over untagged parents, store unknown")
+        # The Engine resolves before, then since: the first missing one is the error.
+        before = _bound(image_filter.before, entries, store)
+        since = _bound(image_filter.since, entries, store)
+        return cls(
+            store=store,
+            patterns=patterns,
+            engine_pattern=patterns[0] if len(patterns) == 1 else None,
+            engine_label=engine_label,
+            labels=image_filter.labels,
+            dangling=image_filter.dangling,
+            before=before,
+            since=since,
+            parents=parents,
+        )
+
+    def shown(self, entry: IndexEntry) -> IndexEntry | None:
+        """The entry as the service lists it, or None when it is not listed."""
+        listed = self._engine_lists(entry)
+        if listed is None:
+            return None
+        # The service's own rules on what the Engine returned (ImageCore.list_images).
+        if not _has_labels(entry, self.labels):
+            return None
+        if not self.patterns:
+            return listed
+        return _names_matching(listed, self.patterns)
+
+    def _engine_lists(self, entry: IndexEntry) -> IndexEntry | None:
+        """The entry as the Engine lists it for the narrowed filters, or None (`all`'s
+        hiding of intermediate images aside, which select_images applies)."""
+        if self.engine_label is not None and not _has_labels(entry, (self.engine_label,)):
+            return None
+        if not self._within_bounds(entry):
+            return None
+        listed: IndexEntry | None = entry
+        if self.engine_pattern is not None:
+            listed = _engine_reference(entry, self.engine_pattern, self.store)
+        if listed is None:
+            return None
+        if self.dangling is not None and not self._dangling_matches(entry, listed):
+            return None
+        return listed
+
+    def _dangling_matches(self, entry: IndexEntry, listed: IndexEntry) -> bool:
+        has_children = entry.id in self.parents
+        if self.store is Store.CONTAINERD:
+            # A dangling record is an image without any name; intermediates included.
+            return self.dangling == _untagged(entry)
+        if self.store is Store.PODMAN:
+            if not entry.image.repo_tags and entry.image.repo_digests:
+                raise NotImplementedError("Podman's dangling rule for digest-only images")
+            # Podman: dangling is without names and without children.
+            return self.dangling == (_untagged(entry) and not has_children)
+        # Classic: dangling=true lists the heads (no children) without (matching) tags,
+        # digests allowed; dangling=false hides images without tags and digests.
+        if self.dangling:
+            return not has_children and not listed.image.repo_tags
+        return not _untagged(listed)
+
+    def _within_bounds(self, entry: IndexEntry) -> bool:
+        """Created strictly after `since` and strictly before `before`, as the Engine
+        compares them: in nanoseconds, which the summary's whole seconds cannot always
+        tell."""
+        if self.before is None and self.since is None:
+            return True
+        created = _created(entry)
+        if self.since is not None and created <= self.since.created:
+            if created == self.since.created and entry.id != self.since.id:
+                raise NotImplementedError("created in the same second as the since image")
+            return False
+        if self.before is not None:
+            if created == 0:
+                # No creation time (never before anything) or 1970-01-01T00:00:00Z.
+                raise NotImplementedError("an image without a creation time, with before")
+            if created >= self.before.created:
+                if created == self.before.created and entry.id != self.before.id:
+                    raise NotImplementedError("created in the same second as the before image")
+                return False
+        return True
+
+
+def _check_label(condition: str, store: Store) -> None:
+    key, _, value = condition.partition("=")
+    if "!" in condition and store is not Store.CLASSIC:
+        raise NotImplementedError("a label condition with '!' is read differently by engines")
+    if len(key.encode()) + len(value.encode()) > _CONTAINERD_MAX_LABEL and store in (
+        Store.CONTAINERD,
+        Store.UNKNOWN,
+    ):
+        raise NotImplementedError("the containerd store refuses a label this long")
+
+
+def _has_labels(entry: IndexEntry, conditions: Sequence[str]) -> bool:
+    """Docker's label filter: every ``key`` present, every ``key=value`` equal."""
+    labels = entry.summary.get("Labels") or {}
+    for condition in conditions:
+        key, is_pair, value = condition.partition("=")
+        if key not in labels or (is_pair and labels[key] != value):
+            return False
+    return True
+
+
+def _untagged(entry: IndexEntry) -> bool:
+    return not entry.image.repo_tags and not entry.image.repo_digests
+
+
+def _created(entry: IndexEntry) -> int:
+    created = entry.summary.get("Created")
+    return created if isinstance(created, int) and not isinstance(created, bool) else 0
+
+
+def _digest_of(name: str) -> str:
+    return name.partition("@")[2]
+
+
+def _repository_of(name: str) -> str:
+    """The repository of a familiar tag or digest reference."""
+    name = name.partition("@")[0]
+    slash, colon = name.rfind("/"), name.rfind(":")
+    return name[:colon] if colon > slash else name
+
+
+def _names_matching(entry: IndexEntry, patterns: Sequence[re.Pattern[str]]) -> IndexEntry | None:
+    """The entry with only the tags and digests the patterns match (Docker's
+    FamiliarMatch), or None when none does."""
+    image = entry.image
+    tags = tuple(t for t in image.repo_tags if any(familiar_match(p, t) for p in patterns))
+    digests = tuple(d for d in image.repo_digests if any(familiar_match(p, d) for p in patterns))
+    if not tags and not digests:
+        return None
+    if tags == image.repo_tags and digests == image.repo_digests:
+        return entry
+    return dataclasses.replace(
+        entry, image=dataclasses.replace(image, repo_tags=tags, repo_digests=digests)
+    )
+
+
+def _engine_reference(
+    entry: IndexEntry, pattern: re.Pattern[str], store: Store
+) -> IndexEntry | None:
+    """The entry as the Engine lists it for one reference filter, or None."""
+    if store is Store.CONTAINERD:
+        return _containerd_reference(entry, pattern)
+    if store is Store.PODMAN:
+        # Podman lists the image with all its names; the service keeps the matching.
+        return _names_matching(entry, (pattern,)) and entry
+    # Classic (and an unknown store, whose images have no names for it to differ on).
+    return _names_matching(entry, (pattern,))
+
+
+def _containerd_reference(entry: IndexEntry, pattern: re.Pattern[str]) -> IndexEntry | None:
+    """The containerd store matches each name record (listed in RepoTags); its one
+    RepoDigest is made from the last matching record (by full name) and the id."""
+    records = [t for t in entry.image.repo_tags if familiar_match(pattern, t)]
+    if not records:
+        return None
+    try:
+        last = max(records, key=lambda name: parse_reference(name).normalized())
+    except ImageServiceError as e:
+        raise NotImplementedError(f"a name the service cannot parse among {records}") from e
+    digest = f"{_repository_of(last)}@{entry.id}"
+    return dataclasses.replace(
+        entry,
+        image=dataclasses.replace(entry.image, repo_tags=tuple(records), repo_digests=(digest,)),
+    )
+
+
+# --------------------------------------------------------------------------- before/since
+
+
+def _bound(value: str, entries: Sequence[IndexEntry], store: Store) -> _Bound | None:
+    if not value:
+        return None
+    image = _resolve(value, entries, store)
+    created = _created(image)
+    if created <= 0:
+        # No creation time: the filter is ignored, or (containerd, Go's zero time)
+        # lists nothing; a time at or before 1970 reads 0 or less too.
+        raise NotImplementedError("a before/since image without a creation time")
+    return _Bound(image.id, created)
+
+
+def _resolve(value: str, entries: Sequence[IndexEntry], store: Store) -> IndexEntry:
+    """The image a before/since value names, as the Engine's GetImage finds it: a full
+    id; else a name (tag, :latest by default) or digest reference; else an id prefix."""
+    full = _FULL_ID.fullmatch(value)
+    if full:
+        wanted = f"sha256:{full[1]}"
+        return _one(e for e in entries if e.id == wanted) or _not_found(value, store)
+    reference = parse_reference(value)
+    if reference.digest:
+        return _resolve_digested(value, entries, store)
+    tag = familiar(reference.with_default_tag().normalized())
+    by_tag = _one(e for e in entries if tag in e.image.repo_tags)
+    short = _SHORT_ID.fullmatch(value)
+    prefix = short[1] if short else None
+    by_id = [e for e in entries if prefix and e.id.removeprefix("sha256:").startswith(prefix)]
+    if by_tag is not None:
+        if store is Store.PODMAN and any(e.id != by_tag.id for e in by_id):
+            raise NotImplementedError("Podman may prefer an id prefix to a name")
+        return by_tag
+    if store is Store.PODMAN:
+        raise NotImplementedError("Podman resolves short names and ids its own way")
+    if not by_id or prefix is None:
+        return _not_found(value, store)
+    if len(by_id) > 1:
+        raise NotImplementedError("an ambiguous id prefix: the stores word it differently")
+    if len(prefix) < _CONTAINERD_MIN_SHORT_ID and store is not Store.CLASSIC:
+        if store is Store.CONTAINERD:
+            return _not_found(value, store)
+        raise NotImplementedError("a short id the classic store finds, containerd's does not")
+    return by_id[0]
+
+
+def _resolve_digested(value: str, entries: Sequence[IndexEntry], store: Store) -> IndexEntry:
+    reference = parse_reference(value)
+    repository = familiar(reference.full_name)
+    if store is Store.CONTAINERD:
+        # Any name record of the repository whose target (the id) is the digest.
+        for entry in entries:
+            names = (*entry.image.repo_tags, *entry.image.repo_digests)
+            if entry.id == reference.digest and any(_repository_of(n) == repository for n in names):
+                return entry
+        return _not_found(value, store)
+    if store is Store.PODMAN:
+        raise NotImplementedError("Podman resolves digests its own way")
+    # The classic store looks the digest reference up (a tag beside it is ignored).
+    name = f"{repository}@{reference.digest}"
+    by_digest = _one(e for e in entries if name in e.image.repo_digests)
+    if by_digest is not None:
+        return by_digest
+    if store is Store.UNKNOWN and any(e.id == reference.digest for e in entries):
+        raise NotImplementedError("a digest that is an image id: the containerd store finds it")
+    return _not_found(value, store)
+
+
+def _one(entries: Iterable[IndexEntry]) -> IndexEntry | None:
+    return next(iter(entries), None)
+
+
+def _not_found(value: str, store: Store) -> IndexEntry:
+    """The Engine's error for a before/since image it does not have, as the service
+    returns it (engine/errors.py): dockerd's "No such image: <familiar name>"."""
+    if store is Store.PODMAN:
+        raise NotImplementedError("Podman's error wording")
+    full = _FULL_ID.fullmatch(value)
+    if full:
+        shown = f"sha256:{full[1]}"
+    else:
+        shown = familiar(parse_reference(value).with_default_tag().normalized())
+    raise NotFoundError(f"No such image: {shown}", reason=Reason.IMAGE_NOT_FOUND)
