@@ -14,7 +14,7 @@ import contextlib
 import dataclasses
 import functools
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from concurrent.futures import Executor
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -39,6 +39,7 @@ from imagesvc.core.errors import (
     InvalidArgumentError,
     Reason,
 )
+from imagesvc.core.image_filters import has_labels, matching_names
 from imagesvc.core.limits import Limits
 from imagesvc.core.models import (
     AuthCheckResult,
@@ -64,7 +65,6 @@ from imagesvc.core.redaction import redacting_errors
 from imagesvc.core.references import (
     Reference,
     familiar,
-    familiar_match,
     parse_reference,
     parse_tag_target,
     reference_pattern,
@@ -127,16 +127,6 @@ def _enforced(deadline: _Deadline | None) -> AbstractAsyncContextManager[None]:
     return _before(deadline) if deadline is not None else contextlib.nullcontext()
 
 
-def _matching_names(image: Image, patterns: list[re.Pattern[str]]) -> Image | None:
-    """The image with only the tags and digests a reference filter matches (as Docker
-    lists it), or None when none does."""
-    tags = tuple(t for t in image.repo_tags if any(familiar_match(p, t) for p in patterns))
-    digests = tuple(d for d in image.repo_digests if any(familiar_match(p, d) for p in patterns))
-    if not tags and not digests:
-        return None
-    return dataclasses.replace(image, repo_tags=tags, repo_digests=digests)
-
-
 def _narrowing_filters(filters: Mapping[str, list[str]]) -> dict[str, list[str]]:
     """The list filters sent to the Engine: at most one reference and one label, which
     only narrow what the service then matches itself. Engines disagree on several:
@@ -151,16 +141,6 @@ def _narrowing_filters(filters: Mapping[str, list[str]]) -> dict[str, list[str]]
         else:
             del sent[key]  # any of several: one alone would drop the others' images
     return sent
-
-
-def _has_labels(summary: JsonDocument, conditions: Sequence[str]) -> bool:
-    """Docker's label filter: every ``key`` present, every ``key=value`` equal."""
-    labels = summary.get("Labels") or {}
-    for condition in conditions:
-        key, is_pair, value = condition.partition("=")
-        if key not in labels or (is_pair and labels[key] != value):
-            return False
-    return True
 
 
 def _only_digest_of(document: JsonDocument, reference: Reference) -> str:
@@ -262,13 +242,13 @@ class ImageCore:
         )
         listed: list[tuple[JsonDocument, Image]] = []
         for summary in summaries:
-            if not _has_labels(summary, image_filter.labels):
+            if not has_labels(summary, image_filter.labels):
                 continue
             image: Image | None = documents.image_from_summary(summary)
             if patterns and image is not None:
                 # The Engine filtered already; Docker's rule on Docker's familiar names
                 # makes every Engine agree (Podman also matches "tiny" to "acc/tiny:1").
-                image = _matching_names(image, patterns)
+                image = matching_names(image, patterns)
             if image is not None:
                 listed.append((summary, image))
         ordered = sorted(

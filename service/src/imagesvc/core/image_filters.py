@@ -31,8 +31,15 @@ from enum import Enum
 
 from imagesvc.core.errors import ImageServiceError, NotFoundError, Reason
 from imagesvc.core.image_entries import IndexEntry
-from imagesvc.core.models import ImageFilter
-from imagesvc.core.references import familiar, familiar_match, parse_reference, reference_pattern
+from imagesvc.core.models import Image, ImageFilter
+from imagesvc.core.port import JsonDocument
+from imagesvc.core.references import (
+    Reference,
+    familiar,
+    familiar_match,
+    parse_reference,
+    reference_pattern,
+)
 
 _FULL_ID = re.compile(r"(?:sha256:)?([0-9a-f]{64})")
 _SHORT_ID = re.compile(r"(?:sha256:)?([0-9a-f]+)")
@@ -78,16 +85,12 @@ def select_images(
     Order is not significant (the caller sorts)."""
     entries = list(entries)
     selection = _Selection.of(image_filter, entries, all=all)
+    if not all:
+        # Without `all` the Engine hides untagged images that are another's parent (the
+        # classic builder's intermediate images).
+        entries = [e for e in entries if not (_untagged(e) and e.id in selection.parents)]
     shown = (selection.shown(entry) for entry in entries)
-    if all:
-        return [entry for entry in shown if entry is not None]
-    # Without `all` the Engine hides untagged images that are another's parent (the
-    # classic builder's intermediate images).
-    return [
-        entry
-        for entry in shown
-        if entry is not None and not (_untagged(entry) and entry.id in selection.parents)
-    ]
+    return [entry for entry in shown if entry is not None]
 
 
 def image_view(
@@ -106,6 +109,29 @@ def image_predicate(
     filter of one image: the caller hides intermediate images if it wants)."""
     view = image_view(image_filter, entries)
     return lambda entry: view(entry) is not None
+
+
+def has_labels(summary: JsonDocument, conditions: Sequence[str]) -> bool:
+    """Docker's label filter on a summary: every ``key`` present, every ``key=value``
+    equal."""
+    labels = summary.get("Labels") or {}
+    for condition in conditions:
+        key, is_pair, value = condition.partition("=")
+        if key not in labels or (is_pair and labels[key] != value):
+            return False
+    return True
+
+
+def matching_names(image: Image, patterns: Sequence[re.Pattern[str]]) -> Image | None:
+    """The image with only the tags and digests a reference filter matches (Docker's
+    FamiliarMatch, as Docker lists it), or None when none does."""
+    tags = tuple(t for t in image.repo_tags if any(familiar_match(p, t) for p in patterns))
+    digests = tuple(d for d in image.repo_digests if any(familiar_match(p, d) for p in patterns))
+    if not tags and not digests:
+        return None
+    if tags == image.repo_tags and digests == image.repo_digests:
+        return image
+    return dataclasses.replace(image, repo_tags=tags, repo_digests=digests)
 
 
 # --------------------------------------------------------------------------- internals
@@ -152,8 +178,8 @@ class _Selection:
         ):
             raise NotImplementedError("dangling=true over untagged parents, store unknown")
         # The Engine resolves before, then since: the first missing one is the error.
-        before = _bound(image_filter.before, entries, store)
-        since = _bound(image_filter.since, entries, store)
+        before = _bound("before", image_filter.before, entries, store)
+        since = _bound("since", image_filter.since, entries, store)
         return cls(
             store=store,
             patterns=patterns,
@@ -169,21 +195,20 @@ class _Selection:
     def shown(self, entry: IndexEntry) -> IndexEntry | None:
         """The entry as the service lists it, or None when it is not listed."""
         listed = self._engine_lists(entry)
-        if listed is None:
-            return None
         # The service's own rules on what the Engine returned (ImageCore.list_images).
-        if not _has_labels(entry, self.labels):
+        if listed is None or not has_labels(entry.summary, self.labels):
             return None
-        if not self.patterns:
-            return listed
-        return _names_matching(listed, self.patterns)
+        if self.patterns:
+            listed = _names_matching(listed, self.patterns)
+        # Times last: they may be undecidable, which matters only for a listed image.
+        if listed is None or not self._within_bounds(entry):
+            return None
+        return listed
 
     def _engine_lists(self, entry: IndexEntry) -> IndexEntry | None:
-        """The entry as the Engine lists it for the narrowed filters, or None (`all`'s
-        hiding of intermediate images aside, which select_images applies)."""
-        if self.engine_label is not None and not _has_labels(entry, (self.engine_label,)):
-            return None
-        if not self._within_bounds(entry):
+        """The entry as the Engine lists it for the narrowed filters but before and
+        since, or None (`all`'s hiding of intermediate images aside)."""
+        if self.engine_label is not None and not has_labels(entry.summary, (self.engine_label,)):
             return None
         listed: IndexEntry | None = entry
         if self.engine_pattern is not None:
@@ -243,16 +268,6 @@ def _check_label(condition: str, store: Store) -> None:
         raise NotImplementedError("the containerd store refuses a label this long")
 
 
-def _has_labels(entry: IndexEntry, conditions: Sequence[str]) -> bool:
-    """Docker's label filter: every ``key`` present, every ``key=value`` equal."""
-    labels = entry.summary.get("Labels") or {}
-    for condition in conditions:
-        key, is_pair, value = condition.partition("=")
-        if key not in labels or (is_pair and labels[key] != value):
-            return False
-    return True
-
-
 def _untagged(entry: IndexEntry) -> bool:
     return not entry.image.repo_tags and not entry.image.repo_digests
 
@@ -274,18 +289,10 @@ def _repository_of(name: str) -> str:
 
 
 def _names_matching(entry: IndexEntry, patterns: Sequence[re.Pattern[str]]) -> IndexEntry | None:
-    """The entry with only the tags and digests the patterns match (Docker's
-    FamiliarMatch), or None when none does."""
-    image = entry.image
-    tags = tuple(t for t in image.repo_tags if any(familiar_match(p, t) for p in patterns))
-    digests = tuple(d for d in image.repo_digests if any(familiar_match(p, d) for p in patterns))
-    if not tags and not digests:
+    image = matching_names(entry.image, patterns)
+    if image is None:
         return None
-    if tags == image.repo_tags and digests == image.repo_digests:
-        return entry
-    return dataclasses.replace(
-        entry, image=dataclasses.replace(image, repo_tags=tags, repo_digests=digests)
-    )
+    return entry if image is entry.image else dataclasses.replace(entry, image=image)
 
 
 def _engine_reference(
@@ -295,10 +302,34 @@ def _engine_reference(
     if store is Store.CONTAINERD:
         return _containerd_reference(entry, pattern)
     if store is Store.PODMAN:
-        # Podman lists the image with all its names; the service keeps the matching.
-        return _names_matching(entry, (pattern,)) and entry
+        # Podman matches names (tags) only, in more forms than Docker, and lists the
+        # image with all its names and digests.
+        return entry if any(_podman_matches(pattern, t) for t in entry.image.repo_tags) else None
     # Classic (and an unknown store, whose images have no names for it to differ on).
     return _names_matching(entry, (pattern,))
+
+
+def _podman_matches(pattern: re.Pattern[str], name: str) -> bool:
+    """Podman's reference filter (libimage filterReferences) on one of its names: the
+    fully-qualified name, without domain, last component, each with and without its
+    tag or digest."""
+    try:
+        reference = parse_reference(name)
+    except ImageServiceError as e:
+        raise NotImplementedError(f"a name the service cannot parse: {name!r}") from e
+    qualified = reference.normalized()
+    trimmed = reference.full_name
+    path = trimmed.partition("/")[2]
+    suffix = qualified[len(trimmed) :]
+    candidates = {
+        qualified,
+        path,
+        qualified.rpartition("/")[2],
+        trimmed,
+        path + suffix,
+        trimmed.rpartition("/")[2],
+    }
+    return any(pattern.fullmatch(candidate) for candidate in candidates)
 
 
 def _containerd_reference(entry: IndexEntry, pattern: re.Pattern[str]) -> IndexEntry | None:
@@ -321,16 +352,55 @@ def _containerd_reference(entry: IndexEntry, pattern: re.Pattern[str]) -> IndexE
 # --------------------------------------------------------------------------- before/since
 
 
-def _bound(value: str, entries: Sequence[IndexEntry], store: Store) -> _Bound | None:
+def _bound(key: str, value: str, entries: Sequence[IndexEntry], store: Store) -> _Bound | None:
     if not value:
         return None
-    image = _resolve(value, entries, store)
+    image = _resolve_on_podman(key, value, entries) if store is Store.PODMAN else None
+    image = image or _resolve(value, entries, store)
     created = _created(image)
     if created <= 0:
         # No creation time: the filter is ignored, or (containerd, Go's zero time)
         # lists nothing; a time at or before 1970 reads 0 or less too.
         raise NotImplementedError("a before/since image without a creation time")
     return _Bound(image.id, created)
+
+
+def _resolve_on_podman(key: str, value: str, entries: Sequence[IndexEntry]) -> IndexEntry:
+    """The image Podman's LookupImage finds: by id or unique id prefix first (bare hex),
+    then by name, trying short names in several registries (localhost/, docker.io/)."""
+    short = _SHORT_ID.fullmatch(value)
+    if short is not None:
+        by_id = [e for e in entries if e.id.removeprefix("sha256:").startswith(short[1])]
+        if len(by_id) == 1:
+            return by_id[0]
+        if by_id or value.startswith("sha256:") or _FULL_ID.fullmatch(value):
+            raise NotImplementedError("Podman's answer for an ambiguous or missing id")
+    reference = parse_reference(value)
+    if reference.digest:
+        if any(_digest_of(d) == reference.digest for e in entries for d in e.image.repo_digests):
+            raise NotImplementedError("Podman resolves digests its own way")
+    else:
+        wanted = _path_and_tag(reference.with_default_tag())
+        same = [e for e in entries for t in e.image.repo_tags if _path_and_tag(t) == wanted]
+        tag = familiar(reference.with_default_tag().normalized())
+        if len({e.id for e in same}) == 1 and tag in same[0].image.repo_tags:
+            return same[0]
+        if same:
+            raise NotImplementedError("Podman's short-name resolution among registries")
+    # Podman's words (libimage), which the service passes on.
+    raise NotFoundError(
+        f'could not find local image for filter filter "{key}"="{value}": {value}: image not known',
+        reason=Reason.IMAGE_NOT_FOUND,
+    )
+
+
+def _path_and_tag(name: str | Reference) -> str:
+    """A tag reference without its registry: what Podman's short names are tried on."""
+    try:
+        reference = name if isinstance(name, Reference) else parse_reference(name)
+    except ImageServiceError as e:
+        raise NotImplementedError(f"a name the service cannot parse: {name!r}") from e
+    return f"{reference.full_name.partition('/')[2].removeprefix('library/')}:{reference.tag}"
 
 
 def _resolve(value: str, entries: Sequence[IndexEntry], store: Store) -> IndexEntry:
@@ -349,11 +419,7 @@ def _resolve(value: str, entries: Sequence[IndexEntry], store: Store) -> IndexEn
     prefix = short[1] if short else None
     by_id = [e for e in entries if prefix and e.id.removeprefix("sha256:").startswith(prefix)]
     if by_tag is not None:
-        if store is Store.PODMAN and any(e.id != by_tag.id for e in by_id):
-            raise NotImplementedError("Podman may prefer an id prefix to a name")
         return by_tag
-    if store is Store.PODMAN:
-        raise NotImplementedError("Podman resolves short names and ids its own way")
     if not by_id or prefix is None:
         return _not_found(value, store)
     if len(by_id) > 1:
@@ -375,8 +441,6 @@ def _resolve_digested(value: str, entries: Sequence[IndexEntry], store: Store) -
             if entry.id == reference.digest and any(_repository_of(n) == repository for n in names):
                 return entry
         return _not_found(value, store)
-    if store is Store.PODMAN:
-        raise NotImplementedError("Podman resolves digests its own way")
     # The classic store looks the digest reference up (a tag beside it is ignored).
     name = f"{repository}@{reference.digest}"
     by_digest = _one(e for e in entries if name in e.image.repo_digests)
@@ -394,8 +458,6 @@ def _one(entries: Iterable[IndexEntry]) -> IndexEntry | None:
 def _not_found(value: str, store: Store) -> IndexEntry:
     """The Engine's error for a before/since image it does not have, as the service
     returns it (engine/errors.py): dockerd's "No such image: <familiar name>"."""
-    if store is Store.PODMAN:
-        raise NotImplementedError("Podman's error wording")
     full = _FULL_ID.fullmatch(value)
     if full:
         shown = f"sha256:{full[1]}"
