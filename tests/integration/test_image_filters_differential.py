@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from devtools.engine_kinds import EngineKind
-from devtools.sandbox import BuiltImage, SandboxEngine
+from devtools.sandbox import BuiltImage, Registry, SandboxEngine
 from imagesvc.core.errors import NotFoundError
 from imagesvc.core.image_entries import IndexEntry
 from imagesvc.core.image_filters import select_images
@@ -36,6 +36,7 @@ from imagesvc.core.paging import sort_key
 from imagesvc.v1 import image_service_pb2 as pb
 from tests.integration.local_images import Stub, Throwaway, unique_repo
 from tests.integration.rpc_errors import error_info
+from tests.integration.transfers import pushed_manifest_type, registry_manifest
 
 # The API contract: runs once per engine kind (tests/integration/conftest.py).
 pytestmark = pytest.mark.contract
@@ -45,7 +46,8 @@ _EXAMPLES = 60
 
 @dataclass(frozen=True)
 class ImageSet:
-    prefix: str  # repositories f"{prefix}-alpha", -beta, -gamma
+    prefix: str  # repositories f"{prefix}-alpha", -beta, -gamma; -delta in the registry
+    registry: str  # host:port
     scope_label: str  # key=value on every image of the set
     built: tuple[BuiltImage, ...]  # oldest first
     identifiers: tuple[str, ...]  # what before/since name: tags, ids, short ids, missing
@@ -57,11 +59,28 @@ def _next_second() -> None:
     time.sleep(1.02 - time.time() % 1)
 
 
+def _pushed_digest(
+    engine: SandboxEngine, engine_kind: EngineKind, registry: Registry, repository: str, tag: str
+) -> str:
+    """Pushes repository:tag to the registry and returns the digest it serves it by."""
+    engine.docker("push", f"{registry.address}/{repository}:{tag}")
+    manifest = registry_manifest(registry, repository, tag, pushed_manifest_type(engine_kind))
+    return manifest.digest
+
+
 @pytest.fixture(scope="module")
-def image_set(engine: SandboxEngine, busybox_image: BuiltImage) -> Iterator[ImageSet]:
+def image_set(
+    engine: SandboxEngine,
+    engine_kind: EngineKind,
+    busybox_image: BuiltImage,
+    open_registry: Registry,
+) -> Iterator[ImageSet]:
     throwaway = Throwaway(engine)
     prefix = unique_repo("filters")
     alpha, beta, gamma = (f"{prefix}-{name}" for name in ("alpha", "beta", "gamma"))
+    # In the registry: repository digests, and an image known by its digest only.
+    delta = f"{prefix}-delta"
+    pushed = f"{open_registry.address}/{delta}"
     try:
         built: list[BuiltImage] = []
         # Intermediate images (classic builder): the LABEL and ENV steps.
@@ -88,6 +107,14 @@ def image_set(engine: SandboxEngine, busybox_image: BuiltImage) -> Iterator[Imag
         built.append(
             throwaway.build(f"{beta}:3", extra_lines=["ENV THREE=3"], labels={"parity": "odd"})
         )
+        # beta:2 gains a repository digest; beta:3 is left with a digest and no tag.
+        engine.docker("tag", f"{beta}:2", f"{pushed}:2")
+        digest_2 = _pushed_digest(engine, engine_kind, open_registry, delta, "2")
+        engine.docker("tag", f"{beta}:3", f"{pushed}:3")
+        digest_3 = _pushed_digest(engine, engine_kind, open_registry, delta, "3")
+        engine.docker("image", "rm", f"{beta}:3")
+        engine.docker("pull", f"{pushed}@{digest_3}")
+        engine.docker("image", "rm", f"{pushed}:3")
         identifiers = (
             f"{alpha}:1",
             alpha,  # :latest
@@ -100,8 +127,12 @@ def image_set(engine: SandboxEngine, busybox_image: BuiltImage) -> Iterator[Imag
             built[5].id.removeprefix("sha256:")[:12],
             f"{gamma}:9",  # missing
             f"{prefix}-missing",
+            f"{pushed}@{digest_2}",
+            f"{pushed}:2@{digest_2}",
+            f"{pushed}@{digest_3}",
+            f"{beta}@{built[1].id}",  # the id as a digest: the containerd store's digest
         )
-        yield ImageSet(prefix, throwaway.label, tuple(built), identifiers)
+        yield ImageSet(prefix, open_registry.address, throwaway.label, tuple(built), identifiers)
     finally:
         throwaway.cleanup()
 
@@ -117,6 +148,9 @@ def _filters(image_set: ImageSet) -> st.SearchStrategy[tuple[ImageFilter, bool]]
             f"{prefix}-beta:[23]",
             f"{prefix}-gamma:1",
             f"{prefix}-alpha@*",
+            "*/*/*-delta",
+            f"{image_set.registry}/*/*@*",
+            f"{image_set.registry}/*/*:*",
             "imagesvc-test/*",
             "*",
             "nothing-here",

@@ -177,9 +177,7 @@ class _Selection:
             and any(_untagged(e) and e.id in parents for e in entries)
         ):
             raise NotImplementedError("dangling=true over untagged parents, store unknown")
-        # The Engine resolves before, then since: the first missing one is the error.
-        before = _bound("before", image_filter.before, entries, store)
-        since = _bound("since", image_filter.since, entries, store)
+        before, since = _bounds(image_filter, entries, store)
         return cls(
             store=store,
             patterns=patterns,
@@ -352,6 +350,32 @@ def _containerd_reference(entry: IndexEntry, pattern: re.Pattern[str]) -> IndexE
 # --------------------------------------------------------------------------- before/since
 
 
+def _bounds(
+    image_filter: ImageFilter, entries: Sequence[IndexEntry], store: Store
+) -> tuple[_Bound | None, _Bound | None]:
+    """The before and since images. dockerd resolves before, then since: the first
+    missing one is the error; Podman resolves them in random order (a Go map)."""
+    if store is not Store.PODMAN:
+        return (
+            _bound("before", image_filter.before, entries, store),
+            _bound("since", image_filter.since, entries, store),
+        )
+    try:
+        before = _bound("before", image_filter.before, entries, store)
+    except NotFoundError:
+        if image_filter.since and _bound_or_none("since", image_filter.since, entries) is None:
+            raise NotImplementedError("Podman names either missing image") from None
+        raise
+    return before, _bound("since", image_filter.since, entries, store)
+
+
+def _bound_or_none(key: str, value: str, entries: Sequence[IndexEntry]) -> _Bound | None:
+    try:
+        return _bound(key, value, entries, Store.PODMAN)
+    except NotFoundError:
+        return None
+
+
 def _bound(key: str, value: str, entries: Sequence[IndexEntry], store: Store) -> _Bound | None:
     if not value:
         return None
@@ -387,9 +411,10 @@ def _resolve_on_podman(key: str, value: str, entries: Sequence[IndexEntry]) -> I
             return same[0]
         if same:
             raise NotImplementedError("Podman's short-name resolution among registries")
-    # Podman's words (libimage), which the service passes on.
+    # Podman's words (libimage), which the service passes on; a digest wins over a tag.
+    named = f"{reference.name}@{reference.digest}" if reference.digest else value
     raise NotFoundError(
-        f'could not find local image for filter filter "{key}"="{value}": {value}: image not known',
+        f'could not find local image for filter filter "{key}"="{value}": {named}: image not known',
         reason=Reason.IMAGE_NOT_FOUND,
     )
 
