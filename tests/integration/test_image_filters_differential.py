@@ -41,7 +41,7 @@ from tests.integration.transfers import pushed_manifest_type, registry_manifest
 # The API contract: runs once per engine kind (tests/integration/conftest.py).
 pytestmark = pytest.mark.contract
 
-_EXAMPLES = 60
+_EXAMPLES = 100
 
 
 @dataclass(frozen=True)

@@ -404,19 +404,35 @@ def _resolve_on_podman(key: str, value: str, entries: Sequence[IndexEntry]) -> I
         if any(_digest_of(d) == reference.digest for e in entries for d in e.image.repo_digests):
             raise NotImplementedError("Podman resolves digests its own way")
     else:
-        wanted = _path_and_tag(reference.with_default_tag())
-        same = [e for e in entries for t in e.image.repo_tags if _path_and_tag(t) == wanted]
         tag = familiar(reference.with_default_tag().normalized())
-        if len({e.id for e in same}) == 1 and tag in same[0].image.repo_tags:
-            return same[0]
-        if same:
-            raise NotImplementedError("Podman's short-name resolution among registries")
+        exact = _one(e for e in entries if tag in e.image.repo_tags)
+        if reference.domain:
+            if exact is not None:
+                return exact
+        else:
+            # A short name: Podman tries it in localhost/ and docker.io/ (and in the
+            # search registries of its registries.conf).
+            wanted = _path_and_tag(reference.with_default_tag())
+            same = {
+                _domain_of(t): e
+                for e in entries
+                for t in e.image.repo_tags
+                if _path_and_tag(t) == wanted
+            }
+            if len({e.id for e in same.values()}) == 1 and set(same) <= {"localhost", "docker.io"}:
+                return next(iter(same.values()))
+            if same:
+                raise NotImplementedError("Podman's short-name resolution among registries")
     # Podman's words (libimage), which the service passes on; a digest wins over a tag.
     named = f"{reference.name}@{reference.digest}" if reference.digest else value
     raise NotFoundError(
         f'could not find local image for filter filter "{key}"="{value}": {named}: image not known',
         reason=Reason.IMAGE_NOT_FOUND,
     )
+
+
+def _domain_of(name: str) -> str:
+    return parse_reference(name).full_name.partition("/")[0]
 
 
 def _path_and_tag(name: str | Reference) -> str:
