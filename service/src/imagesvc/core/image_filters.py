@@ -84,12 +84,10 @@ def select_images(
     (`IndexEntry.image`; `summary` stays the Engine's unfiltered document).
     Order is not significant (the caller sorts)."""
     entries = list(entries)
+    if image_filter == ImageFilter():  # the common case, kept quick
+        return _visible(entries, _parents(entries), all=all)
     selection = _Selection.of(image_filter, entries, all=all)
-    if not all:
-        # Without `all` the Engine hides untagged images that are another's parent (the
-        # classic builder's intermediate images).
-        entries = [e for e in entries if not (_untagged(e) and e.id in selection.parents)]
-    shown = (selection.shown(entry) for entry in entries)
+    shown = (selection.shown(e) for e in _visible(entries, selection.parents, all=all))
     return [entry for entry in shown if entry is not None]
 
 
@@ -167,7 +165,7 @@ class _Selection:
         engine_label = image_filter.labels[0] if image_filter.labels else None
         if engine_label is not None:
             _check_label(engine_label, store)
-        parents = frozenset(e.image.parent for e in entries if e.image.parent)
+        parents = _parents(entries)
         # The classic store and Podman never call an image with children dangling, the
         # containerd store does (and lists it with `all`).
         if (
@@ -264,6 +262,18 @@ def _check_label(condition: str, store: Store) -> None:
         Store.UNKNOWN,
     ):
         raise NotImplementedError("the containerd store refuses a label this long")
+
+
+def _visible(entries: list[IndexEntry], parents: frozenset[str], *, all: bool) -> list[IndexEntry]:
+    """Without `all` the Engine hides untagged images that are another's parent (the
+    classic builder's intermediate images)."""
+    if all:
+        return entries
+    return [e for e in entries if e.id not in parents or not _untagged(e)]
+
+
+def _parents(entries: Iterable[IndexEntry]) -> frozenset[str]:
+    return frozenset(e.image.parent for e in entries if e.image.parent)
 
 
 def _untagged(entry: IndexEntry) -> bool:
