@@ -223,6 +223,7 @@ def test_an_image_in_the_bounds_second_is_undecidable() -> None:
     # ...unless another filter leaves it out anyway, or it is the bound itself.
     assert select(same, before="app:1", references=("acc/*",)) == set()
     assert select(same, since="app:1", labels=("tier",)) == {4, 5}
+    assert select(same, since="app:1", before=hex_id(2), all=True) == set()
 
 
 def test_a_time_the_summary_cannot_tell_is_undecidable() -> None:

@@ -234,23 +234,27 @@ class _Selection:
     def _within_bounds(self, entry: IndexEntry) -> bool:
         """Created strictly after `since` and strictly before `before`, as the Engine
         compares them: in nanoseconds, which the summary's whole seconds cannot always
-        tell."""
-        if self.before is None and self.since is None:
-            return True
+        tell (undecidable only when no bound excludes the image for sure)."""
         created = _created(entry)
-        if self.since is not None and created <= self.since.created:
-            if created == self.since.created and entry.id != self.since.id:
-                raise NotImplementedError("created in the same second as the since image")
-            return False
+        decisions = []
+        if self.since is not None:
+            decisions.append(_compare(entry, created, self.since, after=True))
         if self.before is not None:
-            if created == 0:
-                # No creation time (never before anything) or 1970-01-01T00:00:00Z.
-                raise NotImplementedError("an image without a creation time, with before")
-            if created >= self.before.created:
-                if created == self.before.created and entry.id != self.before.id:
-                    raise NotImplementedError("created in the same second as the before image")
-                return False
+            # No creation time (never before anything) or 1970-01-01T00:00:00Z, both 0.
+            before = None if created == 0 else _compare(entry, created, self.before, after=False)
+            decisions.append(before)
+        if False in decisions:
+            return False
+        if None in decisions:
+            raise NotImplementedError("created in the same second as the before/since image")
         return True
+
+
+def _compare(entry: IndexEntry, created: int, bound: _Bound, *, after: bool) -> bool | None:
+    """Whether the image was created after (before) the bound; None: undecidable."""
+    if created == bound.created:
+        return False if entry.id == bound.id else None
+    return created > bound.created if after else created < bound.created
 
 
 def _check_label(condition: str, store: Store) -> None:
