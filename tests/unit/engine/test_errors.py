@@ -125,6 +125,8 @@ Expected = tuple[type[ImageServiceError], Reason]
         ),
         # A registry that accepts the connection and closes it without an answer.
         ('Get "http://127.0.0.1:5001/v2/": EOF', REGISTRY_DOWN),
+        # The registry gone in the middle of a layer (after the Engine's retries).
+        ("EOF", REGISTRY_DOWN),
         (
             'Get "https://nosuch.invalid/v2/": dial tcp: lookup nosuch.invalid: no such host',
             REGISTRY_DOWN,
