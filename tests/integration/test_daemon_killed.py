@@ -64,9 +64,7 @@ def own_stub(own_channel: grpc.Channel) -> Stub:
 
 
 @pytest.fixture(scope="module")
-def big_repository(
-    own_engine: Engine, own_busybox: BuiltImage, open_registry: Registry
-) -> Iterator[str]:
+def big_repository(own_engine: Engine, own_busybox: BuiltImage, open_registry: Registry) -> str:
     """A repository in the open registry holding an image with an 8 MiB random layer."""
     repository = unique("faults/big-")
     direct = f"{open_registry.address}/{repository}:1"
@@ -75,7 +73,7 @@ def big_repository(
     )
     own_engine.docker("push", direct)
     remove_local(own_engine, direct)
-    yield repository
+    return repository
 
 
 @pytest.fixture
@@ -237,6 +235,7 @@ def test_list(own_engine: Engine, own_channel: grpc.Channel, own_stub: Stub) -> 
     assert not outcome, "the list ended while the daemon was frozen"
     killed = _kill(own_engine)
     thread.join(timeout=30)
-    assert outcome and isinstance(outcome[0], grpc.RpcError), outcome
+    assert outcome, "the list did not end after the kill"
+    assert isinstance(outcome[0], grpc.RpcError), outcome
     _assert_unavailable_soon(outcome[0], killed, ended[0], "ListImages")
     _restart_and_check(own_engine, own_channel, own_stub)

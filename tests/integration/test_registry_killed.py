@@ -59,12 +59,13 @@ def _big_image(engine: Engine, reference: str) -> None:
     )
 
 
-def _drain(call: Iterator[object], errors: list[grpc.RpcError]) -> None:
+def _drain(call: Iterator[object], errors: list[grpc.RpcError], ended: list[float]) -> None:
     try:
         for _ in call:
             pass
     except grpc.RpcError as error:
         errors.append(error)
+    ended.append(time.monotonic())
 
 
 def test_registry_killed_mid_pull_and_mid_push(
@@ -99,9 +100,11 @@ def test_registry_killed_mid_pull_and_mid_push(
         killed = time.monotonic()
         pull_errors: list[grpc.RpcError] = []
         push_errors: list[grpc.RpcError] = []
+        pull_ended: list[float] = []
+        push_ended: list[float] = []
         threads = [
-            threading.Thread(target=_drain, args=(pull, pull_errors)),
-            threading.Thread(target=_drain, args=(push, push_errors)),
+            threading.Thread(target=_drain, args=(pull, pull_errors, pull_ended)),
+            threading.Thread(target=_drain, args=(push, push_errors, push_ended)),
         ]
         for thread in threads:
             thread.start()
@@ -109,10 +112,14 @@ def test_registry_killed_mid_pull_and_mid_push(
             thread.join(timeout=GIVES_UP_WITHIN)
         took = time.monotonic() - killed
         assert not any(thread.is_alive() for thread in threads), f"still running after {took}s"
-        for call, errors in (("PullImage", pull_errors), ("PushImage", push_errors)):
+        for call, errors, ended in (
+            ("PullImage", pull_errors, pull_ended),
+            ("PushImage", push_errors, push_ended),
+        ):
             assert errors, f"{call} succeeded though its registry was killed"
             error = errors[0]
-            print(f"\n{call}: {error.code().name} ({took:.1f}s after the kill): {error.details()}")
+            after = ended[0] - killed
+            print(f"\n{call}: {error.code().name} {after:.1f}s after the kill: {error.details()}")
             assert error.code() is grpc.StatusCode.UNAVAILABLE, error.details()
             assert error_info(error).reason == "REGISTRY_UNAVAILABLE"
             assert f"the registry {proxy.address} is unavailable" in str(error.details())
