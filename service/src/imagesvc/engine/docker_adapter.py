@@ -92,11 +92,34 @@ def _getresponse_abortable(self: Any, *args: Any, **kwargs: Any) -> Any:
     """
     stream = _waiting.stream
     if stream is not None and isinstance(self.sock, socket.socket):
+        setattr(self, _CARRIED_A_STREAM, True)
         stream._attach(self.sock)
     return _urllib3_getresponse(self, *args, **kwargs)
 
 
 docker.transport.unixconn.UnixHTTPConnection.getresponse = _getresponse_abortable
+
+_CARRIED_A_STREAM = "_imagesvc_carried_a_stream"
+_urllib3_put_conn = docker.transport.unixconn.UnixHTTPConnectionPool._put_conn
+
+
+def _put_conn_unless_it_carried_a_stream(self: Any, conn: Any) -> None:
+    """A connection that carried a pull, push or build never goes back to the pool.
+
+    `DockerEngineStream.close()` shuts its socket down to abort the Engine's work. urllib3
+    hands the connection back to the pool as soon as the body has been read (the end
+    of the stream, or an HTTP error's body), so a close() after that, or racing with it,
+    would cut whichever call took the connection next: it failed with "Remote end closed
+    connection without response", or the daemon saw its pull cancelled ("error creating
+    temporary lease: context canceled"). One new unix connection per stream is cheap.
+    """
+    if conn is not None and getattr(conn, _CARRIED_A_STREAM, False):
+        conn.close()
+        conn = None  # urllib3's token for a free slot
+    _urllib3_put_conn(self, conn)
+
+
+docker.transport.unixconn.UnixHTTPConnectionPool._put_conn = _put_conn_unless_it_carried_a_stream
 
 
 def _explanation(exc: docker.errors.APIError) -> str:
