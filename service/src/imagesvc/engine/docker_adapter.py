@@ -109,8 +109,9 @@ def _put_conn_unless_it_carried_a_stream(self: Any, conn: Any) -> None:
     `DockerEngineStream.close()` shuts its socket down to abort the Engine's work. urllib3
     hands the connection back to the pool as soon as the body has been read (the end
     of the stream, or an HTTP error's body), so a close() after that, or racing with it,
-    would cut whichever call took the connection next: it failed with "Remote end closed
-    connection without response", or the daemon saw its pull cancelled ("error creating
+    would cut whichever call took the connection next. docker-py pools per URL, so that
+    is an identical call, typically a pull of the same image: it failed with "Remote end
+    closed connection without response", or the daemon saw it cancelled ("error creating
     temporary lease: context canceled"). One new unix connection per stream is cheap.
     """
     if conn is not None and getattr(conn, _CARRIED_A_STREAM, False):
