@@ -52,6 +52,19 @@ def _unix_socket_inodes() -> set[str]:
     return inodes
 
 
+def accepted_connections(socket_path: str | Path) -> int:
+    """Connections a unix socket's listener holds open (accepted and not yet closed):
+    for a Docker daemon's socket, the requests and idle keep-alive connections of every
+    client."""
+    connected = 0
+    for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
+        fields = line.split()
+        # Num RefCount Protocol Flags Type St Inode Path; St 03 is connected.
+        if len(fields) >= 8 and fields[5] == "03" and fields[7] == str(socket_path):
+            connected += 1
+    return connected
+
+
 def process_figures(pid: int) -> ProcessFigures:
     status = Path(f"/proc/{pid}/status").read_text()
     values = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
