@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from devtools.sandbox import Sandbox, build_busybox_image
+from devtools.sandbox import Registry, Sandbox, SandboxEngine, build_busybox_image
 from devtools.served import ProcessFigures, ServedProcess
 from imagesvc.v1 import image_service_pb2 as pb
 from imagesvc.v1 import image_service_pb2_grpc
@@ -187,7 +187,9 @@ class SoakResult:
         return "\n".join(lines)
 
 
-def soak(
+def soak_against(
+    engine: SandboxEngine,
+    registry: Registry,
     *,
     clients: int,
     seconds: float,
@@ -195,38 +197,49 @@ def soak(
     max_calls: int,
     settle_seconds: float = 2.0,
 ) -> SoakResult:
+    """Runs the soak against a sandboxed engine and a registry without auth (both on
+    loopback), with a server of its own."""
+    build_busybox_image(engine, BASE)
+    small = f"{registry.address}/imagesvc-soak/small:1"
+    engine.docker("tag", BASE, small)
+    engine.docker("push", small)
+    engine.docker("image", "rm", small)
+    workload = Workload(pull_reference=small)
+    with ServedProcess(engine.host) as served:
+        # The warm-up fills the thread pools, connection pools and caches; its calls
+        # count for errors but not for the figures or the latencies.
+        warmup = Tally()
+        _drive(served.grpc_address, workload, clients, warmup_seconds, max_calls, warmup)
+        time.sleep(settle_seconds)
+        before = served.figures()
+        tally = Tally()
+        started = time.monotonic()
+        _drive(served.grpc_address, workload, clients, seconds, max_calls, tally)
+        took = time.monotonic() - started
+        time.sleep(settle_seconds)
+        after = served.figures()
+        tally.errors.update(warmup.errors)
+        for key, example in warmup.examples.items():
+            tally.examples.setdefault(key, example)
+        if tally.errors:
+            failures = [line for line in served.log_text().splitlines() if "call failed" in line]
+            for line in failures[:10]:
+                print(f"server: {line}", file=sys.stderr)
+    engine.docker("image", "rm", "--force", small, BASE, check=False)
+    return SoakResult(tally, before, after, took)
+
+
+def soak(*, clients: int, seconds: float, warmup_seconds: float, max_calls: int) -> SoakResult:
     """Runs the soak on a sandboxed engine and registry of its own."""
     with Sandbox() as sandbox:
-        engine, registry = sandbox.engine, sandbox.open_registry
-        build_busybox_image(engine, BASE)
-        small = f"{registry.address}/imagesvc-soak/small:1"
-        engine.docker("tag", BASE, small)
-        engine.docker("push", small)
-        engine.docker("image", "rm", small)
-        workload = Workload(pull_reference=small)
-        with ServedProcess(engine.host) as served:
-            # The warm-up fills the thread pools, connection pools and caches; its calls
-            # count for errors but not for the figures or the latencies.
-            warmup = Tally()
-            _drive(served.grpc_address, workload, clients, warmup_seconds, max_calls, warmup)
-            time.sleep(settle_seconds)
-            before = served.figures()
-            tally = Tally()
-            started = time.monotonic()
-            _drive(served.grpc_address, workload, clients, seconds, max_calls, tally)
-            took = time.monotonic() - started
-            time.sleep(settle_seconds)
-            after = served.figures()
-            tally.errors.update(warmup.errors)
-            for key, example in warmup.examples.items():
-                tally.examples.setdefault(key, example)
-            if tally.errors:
-                failures = [
-                    line for line in served.log_text().splitlines() if "call failed" in line
-                ]
-                for line in failures[:10]:
-                    print(f"server: {line}", file=sys.stderr)
-    return SoakResult(tally, before, after, took)
+        return soak_against(
+            sandbox.engine,
+            sandbox.open_registry,
+            clients=clients,
+            seconds=seconds,
+            warmup_seconds=warmup_seconds,
+            max_calls=max_calls,
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
