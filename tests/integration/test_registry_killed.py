@@ -3,9 +3,10 @@ UNAVAILABLE / REGISTRY_UNAVAILABLE with a message naming the registry (host:port
 reference wrote it).
 
 The registry is the module's own, behind a throttling proxy (so both transfers are
-under way when it dies); the Engine and the server are the shared pool's. The Engine
-retries a dropped transfer several times with growing back-off before it gives up
-(Engine 20.10: about 75 s for a pull, 50 s for a push), so both calls run at once.
+under way when it dies), and so are the Engine and the server. The Engine retries a
+dropped transfer with growing back-off before it gives up: a push about 50 s on Engine
+20.10, a pull five times (about 115 s), so this Engine makes one download attempt
+(`max-download-attempts`, about 5 s) and both calls run at once.
 """
 
 from __future__ import annotations
@@ -17,14 +18,23 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import pytest
 
-from devtools.sandbox import BuiltImage, Engine, Registry, build_busybox_image
+from devtools.sandbox import (
+    DOCKER_SYSTEM,
+    DockerKind,
+    Engine,
+    Registry,
+    build_busybox_image,
+)
+from imagesvc.server import ThreadedServer
 from imagesvc.v1 import image_service_pb2 as pb
 from imagesvc.v1 import image_service_pb2_grpc
+from tests.integration.conftest import BUSYBOX_TAG, server_settings
 from tests.integration.rpc_errors import error_info
 from tests.integration.throttle_proxy import ThrottleProxy
 from tests.integration.transfers import local_image, remove_local, unique
@@ -33,8 +43,41 @@ Stub = image_service_pb2_grpc.ImageServiceStub
 
 LAYER_MIB = 8
 SLOW_RATE = 100 * 1024  # bytes a second, each way: a layer would take ~80 s
-# The Engine's retries with back-off, and some margin for a busy machine.
-GIVES_UP_WITHIN = 150.0
+# The Engine's retries of the push with back-off, and a margin for a busy machine.
+GIVES_UP_WITHIN = 120.0
+
+
+@dataclass(frozen=True)
+class _OneDownloadAttempt(DockerKind):
+    def daemon_config(self) -> dict[str, object]:
+        return {**super().daemon_config(), "max-download-attempts": 1}
+
+
+@pytest.fixture(scope="module")
+def quick_engine() -> Iterator[Engine]:
+    base = Path(tempfile.mkdtemp(prefix="isv-quick-", dir="/tmp"))
+    engine = Engine(
+        base / "engine",
+        kind=_OneDownloadAttempt(DOCKER_SYSTEM.name, DOCKER_SYSTEM.version_prefix),
+    )
+    engine.start()
+    try:
+        build_busybox_image(engine, BUSYBOX_TAG)
+        yield engine
+    finally:
+        engine.stop()
+        assert not engine.leftover_processes()
+        shutil.rmtree(base)
+
+
+@pytest.fixture(scope="module")
+def stub(quick_engine: Engine) -> Iterator[Stub]:
+    server = ThreadedServer(server_settings(quick_engine.host))
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            yield image_service_pb2_grpc.ImageServiceStub(channel)
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -69,12 +112,9 @@ def _drain(call: Iterator[object], errors: list[grpc.RpcError], ended: list[floa
 
 
 def test_registry_killed_mid_pull_and_mid_push(
-    stub: Stub,
-    engine: Engine,
-    busybox_image: BuiltImage,
-    own_registry: Registry,
-    proxy: ThrottleProxy,
+    stub: Stub, quick_engine: Engine, own_registry: Registry, proxy: ThrottleProxy
 ) -> None:
+    engine = quick_engine
     # In the registry, directly: the image to pull.
     pulled = f"{unique('faults/pulled-')}:1"
     _big_image(engine, f"{own_registry.address}/{pulled}")
