@@ -32,6 +32,10 @@ class ProcessFigures:
     rss_bytes: int
     fds: int
     threads: int
+    # Threads of the server's Engine thread pools (named docker_N, docker-stream_N,
+    # docker-ping_N in the kernel): bounded by --docker-workers and the stream workers,
+    # they grow in bursts and never shrink.
+    pool_threads: int
     # Unix sockets among the descriptors: the server's only ones are its connections
     # to a unix:// Docker daemon.
     unix_sockets: int
@@ -40,6 +44,7 @@ class ProcessFigures:
         return (
             f"RSS {self.rss_bytes / 2**20:.1f} MiB, {self.fds} fds"
             f" ({self.unix_sockets} unix sockets), {self.threads} threads"
+            f" ({self.pool_threads} in the Engine pools)"
         )
 
 
@@ -70,6 +75,13 @@ def process_figures(pid: int) -> ProcessFigures:
     values = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
     rss_kib = int(values["VmRSS"].split()[0])
     threads = int(values["Threads"])
+    pool_threads = 0
+    for task in os.scandir(f"/proc/{pid}/task"):
+        try:
+            comm = Path(task.path, "comm").read_text().strip()
+        except OSError:
+            continue
+        pool_threads += comm.startswith("docker")
     unix = _unix_socket_inodes()
     fds = 0
     unix_sockets = 0
@@ -81,7 +93,7 @@ def process_figures(pid: int) -> ProcessFigures:
             continue
         if target.startswith("socket:[") and target[8:-1] in unix:
             unix_sockets += 1
-    return ProcessFigures(rss_kib * 1024, fds, threads, unix_sockets)
+    return ProcessFigures(rss_kib * 1024, fds, threads, pool_threads, unix_sockets)
 
 
 class ServedProcess:
