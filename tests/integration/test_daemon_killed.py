@@ -2,7 +2,8 @@
 kill, health goes NOT_SERVING, and once dockerd is back on the same socket the same
 server (not restarted) serves again.
 
-Each test kills the module's own dockerd (never the shared pool's) while one call is
+On Engine 20.10, 26 and 26 with the containerd image store (each selected kind), each
+test kills the module's own dockerd (never the shared pool's) while one call is
 under way: a pull slowed by a throttling proxy in front of the registry, a push whose
 registry answers are held back, a build whose RUN step sleeps, and a list the daemon
 cannot answer because it is frozen (SIGSTOP) when the kill comes.
@@ -11,15 +12,19 @@ cannot answer because it is frozen (SIGSTOP) when the kill comes.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from devtools.engine_kinds import kinds_named
 from devtools.sandbox import BuiltImage, Engine, Registry, build_busybox_image
 from imagesvc.server import ThreadedServer
 from imagesvc.v1 import image_service_pb2 as pb
@@ -32,12 +37,32 @@ from tests.integration.transfers import remove_local, unique
 
 Stub = image_service_pb2_grpc.ImageServiceStub
 
+DOCKER_KINDS = ["docker-20.10", "docker-26", "docker-26-containerd"]
 # The issue's bound: from the kill to the caller's status.
 STATUS_WITHIN = 2.0
 # The server pings every 0.2 s (server_settings); a flip may take a few pings.
 HEALTH_FLIP_WITHIN = 5.0
 LAYER_MIB = 8
 SLOW_RATE = 100 * 1024  # bytes a second: the layer would take ~80 s
+
+
+@pytest.fixture(
+    scope="module",
+    params=[pytest.param(name, marks=pytest.mark.engine_kinds(name)) for name in DOCKER_KINDS],
+)
+def own_engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
+    """A dockerd of this kind for the module alone, which its tests kill."""
+    (kind,) = kinds_named([request.param])
+    base = Path(tempfile.mkdtemp(prefix="isv-kill-", dir="/tmp"))
+    engine = kind.make(base / "engine")
+    assert isinstance(engine, Engine)
+    engine.start()
+    try:
+        yield engine
+    finally:
+        engine.stop()
+        assert not engine.leftover_processes()
+        shutil.rmtree(base)
 
 
 @pytest.fixture(scope="module")
