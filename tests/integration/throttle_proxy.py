@@ -35,14 +35,18 @@ class ThrottleProxy:
     ``rate`` limits the bytes a second sent from upstream to the client, for each
     connection; ``None`` forwards at full speed and ``0`` stalls (holds everything
     back, as a registry that stopped answering). ``set_rate`` changes it at any time.
+    ``upload_rate`` limits the other way (client to upstream, e.g. a push's layers).
     """
 
-    def __init__(self, upstream: str, *, rate: float | None) -> None:
+    def __init__(
+        self, upstream: str, *, rate: float | None, upload_rate: float | None = None
+    ) -> None:
         host, _, port = upstream.rpartition(":")
         if host != "127.0.0.1":
             raise ValueError(f"the proxy only forwards to 127.0.0.1, not {host!r}")
         self._upstream = (host, int(port))
         self._rate = rate
+        self._upload_rate = upload_rate
         self._lock = threading.Lock()
         self._connections: list[ConnectionRecord] = []
         self._threads: list[threading.Thread] = []
@@ -62,6 +66,10 @@ class ThrottleProxy:
     def set_rate(self, rate: float | None) -> None:
         with self._lock:
             self._rate = rate
+
+    def set_upload_rate(self, rate: float | None) -> None:
+        with self._lock:
+            self._upload_rate = rate
 
     # Observations ---------------------------------------------------------------
 
@@ -133,14 +141,18 @@ class ThrottleProxy:
             return self._rate == 0
 
     def _upstream_pump(self, record: ConnectionRecord) -> None:
-        """Client -> upstream (the requests), at full speed."""
+        """Client -> upstream (the requests), paced to the upload rate."""
         client, upstream = record.sockets
         try:
             while True:
-                data = client.recv(65536)
+                with self._lock:
+                    upload_rate = self._upload_rate
+                data = client.recv(_CHUNK if upload_rate else 65536)
                 if not data:
                     break
                 upstream.sendall(data)
+                if upload_rate:
+                    time.sleep(len(data) / upload_rate)
         except OSError:
             pass
         finally:

@@ -223,6 +223,20 @@ variable (config.py), so the image's entry point needs no arguments.
   value: {{ .Values.server.dockerWorkers | int64 | toString | quote }}
 - name: IMAGESVC_MAX_MESSAGE_BYTES
   value: {{ .Values.server.maxMessageBytes | int64 | toString | quote }}
+- name: IMAGESVC_GRPC_MAX_CONNECTION_IDLE_SECONDS
+  value: {{ .Values.server.grpcMaxConnectionIdleSeconds | toString | quote }}
+- name: IMAGESVC_GRPC_MAX_CONNECTION_AGE_SECONDS
+  value: {{ .Values.server.grpcMaxConnectionAgeSeconds | toString | quote }}
+- name: IMAGESVC_GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS
+  value: {{ .Values.server.grpcMaxConnectionAgeGraceSeconds | toString | quote }}
+- name: IMAGESVC_GRPC_MIN_PING_INTERVAL_SECONDS
+  value: {{ .Values.server.grpcMinPingIntervalSeconds | toString | quote }}
+- name: IMAGESVC_HTTP_HEADER_TIMEOUT_SECONDS
+  value: {{ .Values.server.httpHeaderTimeoutSeconds | toString | quote }}
+- name: IMAGESVC_HTTP_KEEPALIVE_TIMEOUT_SECONDS
+  value: {{ .Values.server.httpKeepaliveTimeoutSeconds | toString | quote }}
+- name: IMAGESVC_HTTP_MAX_CONNECTIONS
+  value: {{ .Values.server.httpMaxConnections | int64 | toString | quote }}
 - name: IMAGESVC_BUILD_SPOOL_DIR
   value: /tmp
 {{- if .Values.auth.tokens.enabled }}
@@ -290,6 +304,10 @@ variable (config.py), so the image's entry point needs no arguments.
   value: {{ .Values.limits.rateLimitPerSecond | toString | quote }}
 - name: IMAGESVC_RATE_LIMIT_BURST
   value: {{ .Values.limits.rateLimitBurst | int64 | toString | quote }}
+- name: IMAGESVC_MAX_QUEUED_CALLS
+  value: {{ .Values.limits.maxQueuedCalls | int64 | toString | quote }}
+- name: IMAGESVC_MAX_QUEUE_WAIT_SECONDS
+  value: {{ .Values.limits.maxQueueWaitSeconds | toString | quote }}
 {{- with .Values.server.extraEnv }}
 {{ toYaml . }}
 {{- end }}

@@ -29,6 +29,7 @@ from imagesvc.core.image_core import CoreSettings, ImageCore
 from imagesvc.core.port import DockerPort
 from imagesvc.engine.instrumented import InstrumentedDockerPort
 from imagesvc.metrics import ImagesvcMetrics, new_registry
+from imagesvc.native_threads import name_native_thread
 from imagesvc.server_policy import ServerPolicy
 from imagesvc.server_security import ServerSecurity
 from imagesvc.transport.access_guard import GuardedServicer
@@ -80,6 +81,13 @@ def _docker_engine(settings: Settings) -> DockerPort:
     )
 
 
+def _pool(workers: int, prefix: str) -> ThreadPoolExecutor:
+    """A pool whose threads carry their name in the kernel too (``docker_3``)."""
+    return ThreadPoolExecutor(
+        max_workers=workers, thread_name_prefix=prefix, initializer=name_native_thread
+    )
+
+
 class ImageServer:
     """One gRPC server in the running event loop. `start()`, then `stop()`."""
 
@@ -103,11 +111,9 @@ class ImageServer:
             engine if engine is not None else _docker_engine(settings), self.metrics
         )
         self._executors = (
-            ThreadPoolExecutor(max_workers=settings.docker_workers, thread_name_prefix="docker"),
-            ThreadPoolExecutor(
-                max_workers=settings.stream_workers, thread_name_prefix="docker-stream"
-            ),
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="docker-ping"),
+            _pool(settings.docker_workers, "docker"),
+            _pool(settings.stream_workers, "docker-stream"),
+            _pool(1, "docker-ping"),
         )
         unary, streams, pings = self._executors
         self.core = ImageCore(

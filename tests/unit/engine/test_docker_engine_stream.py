@@ -11,20 +11,20 @@ from typing import Any
 import pytest
 import requests
 
-from imagesvc.core.errors import FailedPreconditionError, NotFoundError, Reason
+from imagesvc.core.errors import FailedPreconditionError, NotFoundError, Reason, UnavailableError
 from imagesvc.engine.docker_adapter import DockerEngineStream
 
 STEP_FAILED = "The command '/bin/sh -c false' returned a non-zero code: 1"
 
 
-def _stream(lines: list[Any], operation: str) -> DockerEngineStream:
+def _stream(lines: list[Any], operation: str, registry: str = "") -> DockerEngineStream:
     def start() -> requests.Response:
         response = requests.Response()
         response.status_code = 200
         response.raw = io.BytesIO(b"".join(json.dumps(line).encode() + b"\r\n" for line in lines))
         return response
 
-    return DockerEngineStream(start, operation)
+    return DockerEngineStream(start, operation, registry=registry)
 
 
 def test_progress_lines_are_handed_out_in_order() -> None:
@@ -58,3 +58,24 @@ def test_a_build_error_line_is_a_build_failure() -> None:
         next(stream)
     assert caught.value.reason is Reason.BUILD_FAILED
     assert caught.value.message == STEP_FAILED
+
+
+RESET = "read tcp 127.0.0.1:58618->127.0.0.1:5000: read: connection reset by peer"
+
+
+@pytest.mark.parametrize("operation", ["pull", "push"])
+def test_an_unreachable_registry_is_named(operation: str) -> None:
+    stream = _stream([{"errorDetail": {"message": RESET}}], operation, "127.0.0.1:5000")
+    with pytest.raises(UnavailableError) as caught:
+        next(stream)
+    assert caught.value.reason is Reason.REGISTRY_UNAVAILABLE
+    assert caught.value.message == (
+        f"the registry 127.0.0.1:5000 is unavailable ({operation}): {RESET}"
+    )
+
+
+def test_other_errors_keep_the_engine_s_words() -> None:
+    stream = _stream([{"errorDetail": {"message": "manifest unknown"}}], "pull", "127.0.0.1:5000")
+    with pytest.raises(NotFoundError) as caught:
+        next(stream)
+    assert caught.value.message == "manifest unknown"

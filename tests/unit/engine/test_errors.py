@@ -10,6 +10,7 @@ from imagesvc.core.errors import (
     NotFoundError,
     PermissionDeniedError,
     Reason,
+    ResourceExhaustedError,
     UnauthenticatedError,
     UnavailableError,
 )
@@ -125,6 +126,8 @@ Expected = tuple[type[ImageServiceError], Reason]
         ),
         # A registry that accepts the connection and closes it without an answer.
         ('Get "http://127.0.0.1:5001/v2/": EOF', REGISTRY_DOWN),
+        # The registry gone in the middle of a layer (after the Engine's retries).
+        ("EOF", REGISTRY_DOWN),
         (
             'Get "https://nosuch.invalid/v2/": dial tcp: lookup nosuch.invalid: no such host',
             REGISTRY_DOWN,
@@ -317,3 +320,23 @@ def test_a_build_error_line_is_classified_as_a_build_failure() -> None:
 )
 def test_other_lines_report_no_failure(line: dict[str, object]) -> None:
     assert stream_failure(line) is None
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        # Engine 20.10 and 26, classic store.
+        "write /var/lib/docker/tmp/GetImageBlob484980452: no space left on device",
+        # Engine 26, containerd store.
+        "failed to copy: failed to send write: write /var/lib/docker/containerd/daemon/"
+        "io.containerd.content.v1.content/ingest/8653/data: no space left on device: unknown",
+    ],
+)
+@pytest.mark.parametrize("building", [False, True])
+def test_a_full_daemon_disk_is_resource_exhausted_and_says_so(message: str, building: bool) -> None:
+    error = classify_engine_message(message, http_status=500, building=building)
+    assert type(error) is ResourceExhaustedError
+    assert error.reason is Reason.DAEMON_DISK_FULL
+    assert error.message == (
+        f"the Docker daemon's disk is full (its data root has no space left): {message}"
+    )

@@ -467,7 +467,18 @@ def test_server_settings_reflect_the_values() -> None:
     variables = env(
         render(
             {
-                "server": {"logLevel": "DEBUG", "shutdownGraceSeconds": 12.5, "dockerWorkers": 3},
+                "server": {
+                    "logLevel": "DEBUG",
+                    "shutdownGraceSeconds": 12.5,
+                    "dockerWorkers": 3,
+                    "grpcMaxConnectionIdleSeconds": 0,
+                    "grpcMaxConnectionAgeSeconds": 600.5,
+                    "grpcMaxConnectionAgeGraceSeconds": 120,
+                    "grpcMinPingIntervalSeconds": 10,
+                    "httpHeaderTimeoutSeconds": 2.5,
+                    "httpKeepaliveTimeoutSeconds": 30,
+                    "httpMaxConnections": 5000,
+                },
                 "policy": {
                     "pullAllowlist": ["registry.example.org/base/**", "docker.io/library/*"],
                     "pushAllowlist": ["registry.example.org/team/*"],
@@ -489,6 +500,8 @@ def test_server_settings_reflect_the_values() -> None:
                     "maxConcurrentBuilds": 0,
                     "rateLimitPerSecond": 2.5,
                     "rateLimitBurst": 9,
+                    "maxQueuedCalls": 0,
+                    "maxQueueWaitSeconds": 7.5,
                 },
             }
         )
@@ -513,6 +526,15 @@ def test_server_settings_reflect_the_values() -> None:
         "IMAGESVC_MAX_CONCURRENT_BUILDS": "0",
         "IMAGESVC_RATE_LIMIT_PER_SECOND": "2.5",
         "IMAGESVC_RATE_LIMIT_BURST": "9",
+        "IMAGESVC_MAX_QUEUED_CALLS": "0",
+        "IMAGESVC_MAX_QUEUE_WAIT_SECONDS": "7.5",
+        "IMAGESVC_GRPC_MAX_CONNECTION_IDLE_SECONDS": "0",
+        "IMAGESVC_GRPC_MAX_CONNECTION_AGE_SECONDS": "600.5",
+        "IMAGESVC_GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS": "120",
+        "IMAGESVC_GRPC_MIN_PING_INTERVAL_SECONDS": "10",
+        "IMAGESVC_HTTP_HEADER_TIMEOUT_SECONDS": "2.5",
+        "IMAGESVC_HTTP_KEEPALIVE_TIMEOUT_SECONDS": "30",
+        "IMAGESVC_HTTP_MAX_CONNECTIONS": "5000",
     }
     assert {name: variables.get(name) for name in expected} == expected
 
@@ -543,6 +565,15 @@ def test_default_server_settings_are_the_servers_own_defaults() -> None:
         "rate_limit_burst",
         "docker_workers",
         "max_message_bytes",
+        "max_queued_calls",
+        "max_queue_wait_seconds",
+        "grpc_max_connection_idle_seconds",
+        "grpc_max_connection_age_seconds",
+        "grpc_max_connection_age_grace_seconds",
+        "grpc_min_ping_interval_seconds",
+        "http_header_timeout_seconds",
+        "http_keepalive_timeout_seconds",
+        "http_max_connections",
         "shutdown_grace_seconds",
         "log_level",
     ):

@@ -35,6 +35,9 @@ class Reason(StrEnum):
     REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
     # The server's disk where build contexts are spooled is full (RESOURCE_EXHAUSTED).
     SPOOL_FULL = "SPOOL_FULL"
+    # The Docker daemon's own disk (its data root) is full (RESOURCE_EXHAUSTED): a pull,
+    # build or push that writes there fails until an operator frees space.
+    DAEMON_DISK_FULL = "DAEMON_DISK_FULL"
     # The caller of this service: no valid credentials / its roles lack the RPC.
     CALLER_UNAUTHENTICATED = "CALLER_UNAUTHENTICATED"
     CALLER_PERMISSION_DENIED = "CALLER_PERMISSION_DENIED"

@@ -41,6 +41,7 @@ from imagesvc.core.errors import (
 )
 from imagesvc.core.models import BuildLimits, RegistryAuth
 from imagesvc.core.port import BuildRequest, JsonDocument
+from imagesvc.core.references import parse_reference
 from imagesvc.engine.errors import classify_engine_message, stream_failure
 
 log = logging.getLogger(__name__)
@@ -91,11 +92,35 @@ def _getresponse_abortable(self: Any, *args: Any, **kwargs: Any) -> Any:
     """
     stream = _waiting.stream
     if stream is not None and isinstance(self.sock, socket.socket):
+        setattr(self, _CARRIED_A_STREAM, True)
         stream._attach(self.sock)
     return _urllib3_getresponse(self, *args, **kwargs)
 
 
 docker.transport.unixconn.UnixHTTPConnection.getresponse = _getresponse_abortable
+
+_CARRIED_A_STREAM = "_imagesvc_carried_a_stream"
+_urllib3_put_conn = docker.transport.unixconn.UnixHTTPConnectionPool._put_conn
+
+
+def _put_conn_unless_it_carried_a_stream(self: Any, conn: Any) -> None:
+    """A connection that carried a pull, push or build never goes back to the pool.
+
+    `DockerEngineStream.close()` shuts its socket down to abort the Engine's work. urllib3
+    hands the connection back to the pool as soon as the body has been read (the end
+    of the stream, or an HTTP error's body), so a close() after that, or racing with it,
+    would cut whichever call took the connection next. docker-py pools per URL, so that
+    is an identical call, typically a pull of the same image: it failed with "Remote end
+    closed connection without response", or the daemon saw it cancelled ("error creating
+    temporary lease: context canceled"). One new unix connection per stream is cheap.
+    """
+    if conn is not None and getattr(conn, _CARRIED_A_STREAM, False):
+        conn.close()
+        conn = None  # urllib3's token for a free slot
+    _urllib3_put_conn(self, conn)
+
+
+docker.transport.unixconn.UnixHTTPConnectionPool._put_conn = _put_conn_unless_it_carried_a_stream
 
 
 def _explanation(exc: docker.errors.APIError) -> str:
@@ -195,9 +220,13 @@ class DockerEngineStream:
     error line (`errorDetail`) is raised as its core error, never handed out.
     """
 
-    def __init__(self, start: Callable[[], requests.Response], operation: str) -> None:
+    def __init__(
+        self, start: Callable[[], requests.Response], operation: str, *, registry: str = ""
+    ) -> None:
         self._start = start
         self._operation = operation
+        # The registry a pull or push talks to, named when it turns out unreachable.
+        self._registry = registry
         self._lock = threading.Lock()
         self._response: requests.Response | None = None
         self._socket: socket.socket | None = None
@@ -240,10 +269,10 @@ class DockerEngineStream:
             except StopIteration:
                 self.close()
                 raise
-            except ImageServiceError:
+            except ImageServiceError as error:
                 if self._closed.is_set():  # reading failed because we closed it
                     raise StopIteration from None
-                raise
+                raise self._named(error) from error.__cause__
             if not line.strip():
                 continue
             try:
@@ -254,8 +283,18 @@ class DockerEngineStream:
                 return {"stream": str(message)}
             failure = stream_failure(message, building=self._operation == "build")
             if failure is not None:
-                raise failure
+                raise self._named(failure)
             return message
+
+    def _named(self, error: ImageServiceError) -> ImageServiceError:
+        """The error, saying which registry when it is one that could not be reached: the
+        Engine's own words ("read tcp 127.0.0.1:58618->127.0.0.1:5000: connection reset
+        by peer") do not say which end is the registry."""
+        if error.reason is not Reason.REGISTRY_UNAVAILABLE or not self._registry:
+            return error
+        return error.with_message(
+            f"the registry {self._registry} is unavailable ({self._operation}): {error.message}"
+        )
 
     def close(self) -> None:
         """Thread-safe: shuts the socket down so a blocked send or read returns at once."""
@@ -268,6 +307,14 @@ class DockerEngineStream:
             _shutdown(sock)
         if response is not None:
             response.close()
+
+
+def _registry_of(name: str) -> str:
+    """The registry host[:port] of a repository name (docker.io when it names none)."""
+    try:
+        return parse_reference(name).registry
+    except ImageServiceError:
+        return ""
 
 
 def _shutdown(sock: socket.socket) -> None:
@@ -410,6 +457,7 @@ class DockerAdapter:
         params: Mapping[str, Any],
         headers: Mapping[str, str],
         data: Any = None,
+        registry: str = "",
     ) -> DockerEngineStream:
         url = self._url(path, *args)
 
@@ -427,7 +475,7 @@ class DockerAdapter:
             return response
 
         # Sent by the stream's first read (errors of the request surface there).
-        return DockerEngineStream(start, operation)
+        return DockerEngineStream(start, operation, registry=registry)
 
     def ping(self) -> bool:
         try:
@@ -475,6 +523,7 @@ class DockerAdapter:
             "/images/create",
             params=params,
             headers={"X-Registry-Auth": _auth_header(auth)},
+            registry=_registry_of(name),
         )
 
     def push(self, name: str, tag: str, *, auth: RegistryAuth | None) -> DockerEngineStream:
@@ -484,6 +533,7 @@ class DockerAdapter:
             name,
             params={"tag": tag},
             headers={"X-Registry-Auth": _auth_header(auth)},
+            registry=_registry_of(name),
         )
 
     def tag(self, source: str, repository: str, tag: str) -> None:

@@ -21,6 +21,7 @@ from imagesvc.core.errors import (
     NotFoundError,
     PermissionDeniedError,
     Reason,
+    ResourceExhaustedError,
     UnauthenticatedError,
     UnavailableError,
 )
@@ -31,10 +32,18 @@ class _Rule:
     pattern: re.Pattern[str]
     kind: type[ImageServiceError]
     reason: Reason
+    # Said before the Engine's words when they alone would not tell the caller what broke.
+    explanation: str = ""
+
+    def error(self, text: str) -> ImageServiceError:
+        message = f"{self.explanation}: {text}" if self.explanation else text
+        return self.kind(message, reason=self.reason)
 
 
-def _rule(pattern: str, kind: type[ImageServiceError], reason: Reason) -> _Rule:
-    return _Rule(re.compile(pattern, re.IGNORECASE), kind, reason)
+def _rule(
+    pattern: str, kind: type[ImageServiceError], reason: Reason, explanation: str = ""
+) -> _Rule:
+    return _Rule(re.compile(pattern, re.IGNORECASE), kind, reason, explanation)
 
 
 # Order matters: the first match wins. "pull access denied ... repository does not
@@ -46,6 +55,15 @@ def _rule(pattern: str, kind: type[ImageServiceError], reason: Reason) -> _Rule:
 # authorization failed: no basic auth credentials": the registry did ask for credentials,
 # so that comes before missing images too.
 _RULES: tuple[_Rule, ...] = (
+    # ENOSPC from the daemon's data root ("write /var/lib/docker/tmp/GetImageBlob...: no
+    # space left on device"; the containerd store: "failed to copy: ... ingest/.../data:
+    # no space left on device: unknown"): nothing the caller can fix by retrying at once.
+    _rule(
+        r"no space left on device",
+        ResourceExhaustedError,
+        Reason.DAEMON_DISK_FULL,
+        "the Docker daemon's disk is full (its data root has no space left)",
+    ),
     _rule(
         r"invalid reference format|invalid tag format|repository name must"
         r"|invalid repository name|invalid platform|unknown operating system"
@@ -89,7 +107,10 @@ _RULES: tuple[_Rule, ...] = (
         r"connection refused|no such host|i/o timeout|dial tcp|network is unreachable"
         r"|server gave http response to https client|tls: |x509:|connection reset"
         r"|service unavailable|context deadline exceeded while|unexpected eof"
-        r'|/v2/": eof$',  # Go's error for a connection closed before any answer
+        r'|/v2/": eof$'  # Go's error for a connection closed before any answer
+        # and its bare "EOF" for a registry connection dropped mid-transfer (the registry
+        # killed during a pull or a push, after the Engine's retries).
+        r"|^eof$",
         UnavailableError,
         Reason.REGISTRY_UNAVAILABLE,
     ),
@@ -130,7 +151,7 @@ def classify_engine_message(
         return FailedPreconditionError(text, reason=Reason.BUILD_FAILED)
     for rule in (*_BUILD_RULES, *_RULES) if building else _RULES:
         if rule.pattern.search(text):
-            return rule.kind(text, reason=rule.reason)
+            return rule.error(text)
     if http_status == 404:
         return NotFoundError(text, reason=Reason.IMAGE_NOT_FOUND)
     if http_status == 409:
