@@ -21,7 +21,8 @@ import docker
 import grpc
 import httpx
 
-from devtools.sandbox import Engine, build_busybox_image
+from bench.images import ensure_images
+from devtools.sandbox import Engine
 from imagesvc.config import Settings
 from imagesvc.server import ThreadedServer
 from imagesvc.v1 import image_service_pb2 as pb
@@ -38,22 +39,6 @@ def _median_ms(fn: Callable[[], object], rounds: int) -> float:
     return statistics.median(samples)
 
 
-def _ensure_images(engine_host: str, engine: Engine | None, count: int) -> None:
-    client = docker.APIClient(base_url=engine_host, version="1.41")
-    existing = len(client.images(filters={"label": "imagesvc-bench"}))
-    if existing >= count or engine is None:
-        return
-    base = "imagesvc-bench/base:1"
-    build_busybox_image(engine, base, labels={"imagesvc-bench": "base"})
-    for index in range(existing, count):
-        build_busybox_image(
-            engine,
-            f"imagesvc-bench/img{index}:1",
-            extra_lines=(f"LABEL n={index}",),
-            labels={"imagesvc-bench": str(index)},
-        )
-
-
 def run(docker_host: str | None, images: int, rounds: int) -> None:
     engine: Engine | None = None
     tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -63,7 +48,7 @@ def run(docker_host: str | None, images: int, rounds: int) -> None:
         engine.start()
         docker_host = engine.host
     try:
-        _ensure_images(docker_host, engine, images)
+        ensure_images(docker_host, engine, images)
         client = docker.APIClient(base_url=docker_host, version="1.41")
         high = docker.DockerClient(base_url=docker_host, version="1.41")
         server = ThreadedServer(

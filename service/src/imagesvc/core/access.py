@@ -7,6 +7,7 @@ Both transports reach the same servicer, so this is checked once, there
 
 from __future__ import annotations
 
+import functools
 from enum import IntEnum
 
 from imagesvc.core.errors import PermissionDeniedError, Reason, UnauthenticatedError
@@ -60,7 +61,13 @@ ALL_ROLES = ROLE_LABELS
 
 
 def highest_role(identity: Identity) -> Role | None:
-    ranked = [Role.parse(label) for label in identity.roles if label in ROLE_LABELS]
+    return _highest_of(identity.roles)
+
+
+@functools.lru_cache(maxsize=256)
+def _highest_of(roles: frozenset[str]) -> Role | None:
+    # Asked on every call; callers hold one of a few role sets.
+    ranked = [Role.parse(label) for label in roles if label in ROLE_LABELS]
     return max(ranked, default=None)
 
 

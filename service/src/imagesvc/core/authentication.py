@@ -57,6 +57,11 @@ class Authenticator:
     def enabled(self) -> bool:
         return self._tokens is not None or self._client_certificates
 
+    @property
+    def client_certificates(self) -> bool:
+        """Whether a verified client certificate can identify a caller (mTLS on)."""
+        return self._client_certificates
+
     def authenticate(
         self, authorization: str | None, certificate: CertificateNames | None
     ) -> Authentication:

@@ -59,7 +59,8 @@ class ImageConfig:
     healthcheck: Healthcheck | None = None
 
 
-@dataclass(frozen=True, slots=True)
+# weakref_slot: the transport caches each Image's wire message while the Image lives.
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class Image:
     id: str
     repo_tags: tuple[str, ...] = ()

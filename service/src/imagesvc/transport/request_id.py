@@ -4,8 +4,8 @@ line; `current_request_id` holds it while the request runs, for other log lines.
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from contextvars import ContextVar
 
 REQUEST_ID_KEY = "x-request-id"
@@ -23,4 +23,4 @@ def request_id_from(value: str | None) -> str:
     """The caller's id when it is valid, else a new one."""
     if value is not None and _VALID.fullmatch(value):
         return value
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # as random as a uuid4's hex, without building a UUID

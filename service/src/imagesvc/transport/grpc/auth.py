@@ -53,4 +53,8 @@ def establish_caller(
     context: Context, authenticator: Authenticator, request_id: str, peer: str
 ) -> Authentication:
     current_origin.set(CallOrigin("grpc", request_id, peer))
-    return authenticator.establish(_authorization(context), certificate_names(context))
+    authorization = _authorization(context)
+    # A bearer token wins over a certificate; without mTLS there is none to read.
+    wants_certificate = authorization is None and authenticator.client_certificates
+    certificate = certificate_names(context) if wants_certificate else None
+    return authenticator.establish(authorization, certificate)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from imagesvc.core import models
+from imagesvc.transport.grpc.message_cache import MessageCache
 from imagesvc.v1 import image_pb2, image_service_pb2
 
 
@@ -75,7 +76,7 @@ def _config(config: models.ImageConfig) -> image_pb2.ImageConfig:
     return message
 
 
-def image(value: models.Image) -> image_pb2.Image:
+def _image_message(value: models.Image) -> image_pb2.Image:
     message = image_pb2.Image(
         id=value.id,
         repo_tags=value.repo_tags,
@@ -97,6 +98,15 @@ def image(value: models.Image) -> image_pb2.Image:
     if value.config is not None:
         message.config.CopyFrom(_config(value.config))
     return message
+
+
+_IMAGES: MessageCache[models.Image, image_pb2.Image] = MessageCache(_image_message)
+
+
+def image(value: models.Image) -> image_pb2.Image:
+    """The message of `value`, converted once while the Image lives (the index keeps an
+    unchanged image's object). Shared: copy it into a response, never mutate it."""
+    return _IMAGES.get(value)
 
 
 def history(entries: Iterable[models.HistoryEntry]) -> image_service_pb2.GetImageHistoryResponse:

@@ -172,6 +172,9 @@ class CallLifecycleInterceptor(grpc.aio.ServerInterceptor):
         self._services = wrapped_services
         self._authenticator = authenticator
         self.drain = drain if drain is not None else Drain()
+        # Per method: the handler found and the one wrapping it, built on the first call
+        # rather than on every call (the same handler is found each time).
+        self._wrapped: dict[str, tuple[Any, grpc.RpcMethodHandler[Any, Any]]] = {}
 
     async def intercept_service(
         self,
@@ -181,9 +184,21 @@ class CallLifecycleInterceptor(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         original = await continuation(handler_call_details)
+        if original is None:
+            return None
         method = handler_call_details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is not None and wrapped[0] is original:
+            return wrapped[1]
+        handler = self._wrap(method, original)
+        self._wrapped[method] = (original, handler)
+        return handler
+
+    def _wrap(
+        self, method: str, original: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         service = method.rsplit("/", 2)[1] if method.count("/") >= 2 else ""
-        if original is None or service not in self._services:
+        if service not in self._services:
             return original
         behaviour = behaviour_of(original)
         wrap = _wrap_stream if original.response_streaming else _wrap_unary

@@ -173,12 +173,22 @@ class _MethodMetrics:
         self.sent = metrics.msg_sent.labels(*labels)
         self.seconds = metrics.handling_seconds.labels(*labels)
 
+        # grpc_server_handled_total's child of each code, made on first use.
+        self._handled: dict[grpc.StatusCode, Counter] = {}
+
     def initialize(self) -> None:
-        for code in GO_CODE_NAMES.values():
-            self._metrics.handled.labels(*self._labels, code)
+        for code in GO_CODE_NAMES:
+            self._handled_child(code)
+
+    def _handled_child(self, code: grpc.StatusCode) -> Counter:
+        child = self._handled.get(code)
+        if child is None:
+            child = self._metrics.handled.labels(*self._labels, GO_CODE_NAMES.get(code, "Unknown"))
+            self._handled[code] = child
+        return child
 
     def handled(self, code: grpc.StatusCode, seconds: float) -> None:
-        self._metrics.handled.labels(*self._labels, GO_CODE_NAMES.get(code, "Unknown")).inc()
+        self._handled_child(code).inc()
         self.seconds.observe(seconds)
 
 
@@ -269,6 +279,9 @@ class GrpcMetricsInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, metrics: GrpcServerMetrics) -> None:
         self._metrics = metrics
+        # Per method: the handler gRPC found and the one wrapping it, built on the first
+        # call rather than on every call (gRPC finds the same handler each time).
+        self._wrapped: dict[str, tuple[Any, grpc.RpcMethodHandler[Any, Any]]] = {}
 
     async def intercept_service(
         self,
@@ -280,6 +293,16 @@ class GrpcMetricsInterceptor(grpc.aio.ServerInterceptor):
         original = await continuation(handler_call_details)
         if original is None:
             return None
+        wrapped = self._wrapped.get(handler_call_details.method)
+        if wrapped is not None and wrapped[0] is original:
+            return wrapped[1]
+        handler = self._wrap(handler_call_details.method, original)
+        self._wrapped[handler_call_details.method] = (original, handler)
+        return handler
+
+    def _wrap(
+        self, method: str, original: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         streaming_request = bool(original.request_streaming)
         streaming_response = bool(original.response_streaming)
         behaviour = behaviour_of(original)
@@ -291,7 +314,7 @@ class GrpcMetricsInterceptor(grpc.aio.ServerInterceptor):
         if not asynchronous:
             return original  # every service here is grpc.aio; leave anything else alone
         metrics = self._metrics.method(
-            handler_call_details.method,
+            method,
             grpc_type(client_streaming=streaming_request, server_streaming=streaming_response),
         )
         wrap = _streaming_response if streaming_response else _unary_response
