@@ -225,11 +225,23 @@ def test_one_access_line_per_rpc_with_its_request_id(stub: Stub, busybox_image: 
                 timeout=10,
             )
         rpc_lines = _access_lines(logs, "rpc", wait_for=2)
-    assert dict(given.initial_metadata())["x-request-id"] == "grpc-trace-7"
+    # Unary calls: with the answer, in the trailing metadata (one write, no extra batch).
+    assert dict(given.trailing_metadata())["x-request-id"] == "grpc-trace-7"
+    assert "x-request-id" not in dict(given.initial_metadata())
     error = missing.value
     assert isinstance(error, grpc.Call)
-    made = dict(error.initial_metadata())["x-request-id"]
+    made = dict(error.trailing_metadata())["x-request-id"]
     assert GENERATED_ID.fullmatch(made)
+    # Streams: in the response header, before the first message (here: before the error).
+    with pytest.raises(grpc.RpcError) as refused:
+        for _ in stub.PullImage(
+            pb.PullImageRequest(reference="Not/A/Valid:Reference"),
+            metadata=(("x-request-id", "grpc-stream-3"),),
+            timeout=10,
+        ):
+            pass
+    assert isinstance(refused.value, grpc.Call)
+    assert dict(refused.value.initial_metadata())["x-request-id"] == "grpc-stream-3"
 
     assert [(line["grpc_code"], line["request_id"]) for line in rpc_lines] == [
         ("OK", "grpc-trace-7"),
