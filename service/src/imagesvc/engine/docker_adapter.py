@@ -187,6 +187,22 @@ def _response_socket(response: requests.Response) -> socket.socket | None:
     return None
 
 
+def _keep_connection(response: requests.Response) -> None:
+    """Keeps the stream's connection out of the pool until it is closed with the stream.
+
+    urllib3 gives a connection back to its pool as soon as a response has been read to
+    its end (the last chunk, or an error body read by raise_for_status), and
+    `DockerEngineStream.close()` shuts the socket down after that: the pool may have
+    handed the connection to another request by then (docker-py keeps a pool per URL,
+    so the next pull of the same image), whose request the shutdown aborted. The Engine
+    logged "context canceled" for that pull and its caller got UNAVAILABLE. A stream's
+    connection is therefore its own: closed by `close()`, never reused.
+    """
+    raw = response.raw
+    if getattr(raw, "_pool", None) is not None:
+        raw._pool = None
+
+
 class DockerEngineStream:
     """Decoded JSON messages of a streamed Engine response; `close()` aborts it.
 
@@ -225,7 +241,7 @@ class DockerEngineStream:
             self._socket = _response_socket(response) or self._socket
             closed = self._closed.is_set()
         if closed:
-            response.close()
+            _close_response(response)
         return response.iter_lines(chunk_size=None)
 
     def __next__(self) -> JsonDocument:
@@ -267,7 +283,14 @@ class DockerEngineStream:
         if sock is not None:
             _shutdown(sock)
         if response is not None:
-            response.close()
+            _close_response(response)
+
+
+def _close_response(response: requests.Response) -> None:
+    """Closes the response and its connection (requests closes neither once the body
+    was read to its end: it leaves that to the pool the stream's connection left)."""
+    response.raw.close()
+    response.close()
 
 
 def _shutdown(sock: socket.socket) -> None:
@@ -423,7 +446,12 @@ class DockerAdapter:
                 # No limit on the whole stream (the RPC deadline bounds it), only on silence.
                 timeout=(_CONNECT_TIMEOUT, self._stream_idle_timeout),
             )
-            self._client._raise_for_status(response)
+            _keep_connection(response)
+            try:
+                self._client._raise_for_status(response)
+            except BaseException:
+                _close_response(response)
+                raise
             return response
 
         # Sent by the stream's first read (errors of the request surface there).
