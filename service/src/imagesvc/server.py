@@ -120,6 +120,7 @@ class ImageServer:
                     spool_dir=settings.build_spool_dir,
                 ),
                 progress_interval_seconds=settings.progress_interval_seconds,
+                transfer_stall_timeout_seconds=settings.transfer_stall_timeout_seconds,
                 registry_policy=self.policy.registry,
                 build_restrictions=self.policy.build,
                 limits=self.policy.limits,

@@ -487,6 +487,7 @@ def test_server_settings_reflect_the_values() -> None:
                     "maxConcurrentPulls": 1,
                     "maxConcurrentPushes": 2,
                     "maxConcurrentBuilds": 0,
+                    "transferStallTimeoutSeconds": 42.5,
                     "rateLimitPerSecond": 2.5,
                     "rateLimitBurst": 9,
                 },
@@ -511,6 +512,7 @@ def test_server_settings_reflect_the_values() -> None:
         "IMAGESVC_MAX_CONCURRENT_PULLS": "1",
         "IMAGESVC_MAX_CONCURRENT_PUSHES": "2",
         "IMAGESVC_MAX_CONCURRENT_BUILDS": "0",
+        "IMAGESVC_TRANSFER_STALL_TIMEOUT_SECONDS": "42.5",
         "IMAGESVC_RATE_LIMIT_PER_SECOND": "2.5",
         "IMAGESVC_RATE_LIMIT_BURST": "9",
     }
@@ -539,6 +541,7 @@ def test_default_server_settings_are_the_servers_own_defaults() -> None:
         "max_concurrent_pulls",
         "max_concurrent_pushes",
         "max_concurrent_builds",
+        "transfer_stall_timeout_seconds",
         "rate_limit_per_second",
         "rate_limit_burst",
         "docker_workers",

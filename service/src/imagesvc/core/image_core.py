@@ -72,6 +72,7 @@ from imagesvc.core.references import (
     validate_platform,
 )
 from imagesvc.core.registry_policy import RegistryPolicy, registry_of_server_address
+from imagesvc.core.transfer_stall import StallWatch
 
 T = TypeVar("T")
 
@@ -89,6 +90,8 @@ _END = object()
 class CoreSettings:
     build_context: ContextLimits
     progress_interval_seconds: float = 0.1
+    # A pull or push that moves nothing this long ends TRANSFER_STALLED (0: never).
+    transfer_stall_timeout_seconds: float = 300.0
     # Security (SECURITY.md): which repositories, what builds may do, how much at once.
     # The defaults allow everything; the server configures them from its settings.
     registry_policy: RegistryPolicy = field(default_factory=RegistryPolicy)
@@ -205,13 +208,20 @@ class ImageCore:
         self._settings.limits.admit()
 
     async def _messages(
-        self, stream: EngineStream, deadline: _Deadline | None = None
+        self,
+        stream: EngineStream,
+        deadline: _Deadline | None = None,
+        stall: StallWatch | None = None,
     ) -> AsyncGenerator[JsonDocument, None]:
         """The stream's messages; closes the Engine response however iteration ends
-        (which aborts the work on the daemon, also when the deadline passes)."""
+        (which aborts the work on the daemon, also when the deadline passes or the
+        transfer stalls)."""
         try:
             while True:
-                async with _enforced(deadline):
+                async with (
+                    _enforced(deadline),
+                    stall.waiting() if stall else contextlib.nullcontext(),
+                ):
                     message = await self._call_in(self._stream_executor, next, stream, _END)
                 if message is _END:
                     return
@@ -220,12 +230,17 @@ class ImageCore:
             stream.close()
 
     async def _transfer(
-        self, stream: EngineStream, tracker: TransferTracker
+        self, stream: EngineStream, tracker: TransferTracker, operation: str
     ) -> AsyncGenerator[TransferProgress, None]:
-        """Coalesced progress of a pull or push (a failure line is raised by the stream)."""
-        async with contextlib.aclosing(self._messages(stream)) as messages:
+        """Coalesced progress of a pull or push (a failure line is raised by the stream);
+        ends TRANSFER_STALLED when it stops moving."""
+        stall = StallWatch(self._settings.transfer_stall_timeout_seconds, operation)
+        async with contextlib.aclosing(self._messages(stream, stall=stall)) as messages:
             async for message in messages:
+                moves = tracker.moves
                 progress = tracker.feed(message)
+                if tracker.moves != moves:
+                    stall.moved()
                 if progress is not None:
                     yield progress
         final = tracker.finish()
@@ -386,7 +401,7 @@ class ImageCore:
                     platform=platform,
                     auth=auth,
                 )
-                async with contextlib.aclosing(self._transfer(stream, tracker)) as progress:
+                async with contextlib.aclosing(self._transfer(stream, tracker, "pull")) as progress:
                     async for item in progress:
                         yield item
                 document = await self._call(self._engine.inspect_image, str(reference))
@@ -429,7 +444,7 @@ class ImageCore:
                 stream = await self._call(
                     self._engine.push, reference.name, reference.tag, auth=auth
                 )
-                async with contextlib.aclosing(self._transfer(stream, tracker)) as progress:
+                async with contextlib.aclosing(self._transfer(stream, tracker, "push")) as progress:
                     async for item in progress:
                         yield item
         yield self._push_result(reference.name, reference.tag, tracker)
