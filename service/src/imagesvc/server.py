@@ -27,6 +27,7 @@ from imagesvc.config import Settings, SettingsError
 from imagesvc.core.build_context import ContextLimits, check_spool_dir
 from imagesvc.core.image_core import CoreSettings, ImageCore
 from imagesvc.core.port import DockerPort
+from imagesvc.core.pull_flights import PullFlights
 from imagesvc.engine.instrumented import InstrumentedDockerPort
 from imagesvc.metrics import ImagesvcMetrics, new_registry
 from imagesvc.server_policy import ServerPolicy
@@ -124,6 +125,7 @@ class ImageServer:
                 registry_policy=self.policy.registry,
                 build_restrictions=self.policy.build,
                 limits=self.policy.limits,
+                pull_flights=PullFlights(self.metrics),
             ),
             stream_executor=streams,
             health_executor=pings,

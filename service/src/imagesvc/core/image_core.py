@@ -60,6 +60,7 @@ from imagesvc.core.models import (
 from imagesvc.core.paging import page_window, query_fingerprint, sort_key
 from imagesvc.core.port import DockerPort, EngineStream, JsonDocument
 from imagesvc.core.progress import TransferTracker
+from imagesvc.core.pull_flights import PullFlights
 from imagesvc.core.redaction import redacting_errors
 from imagesvc.core.references import (
     Reference,
@@ -97,6 +98,8 @@ class CoreSettings:
     registry_policy: RegistryPolicy = field(default_factory=RegistryPolicy)
     build_restrictions: BuildRestrictions = field(default_factory=BuildRestrictions)
     limits: Limits = field(default_factory=Limits)
+    # Identical pulls running at once share one Engine pull.
+    pull_flights: PullFlights = field(default_factory=PullFlights)
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,10 +391,29 @@ class ImageCore:
         reference = parse_reference(reference_text).with_default_tag()
         validate_platform(platform)
         self._settings.registry_policy.check_pull(reference, what=f"pulling {reference_text!r}")
-        secrets = auth.secrets() if auth else ()
+        # Checked and admitted: the caller joins an identical pull running now, if any.
         tracker = TransferTracker(
             pushing=False, min_interval=self._settings.progress_interval_seconds
         )
+        flights = self._settings.pull_flights
+        flight = flights.join(
+            flights.key(reference.normalized(), platform, auth),
+            functools.partial(self._pull_once, reference, platform, auth, tracker),
+            tracker.snapshot,
+        )
+        async with contextlib.aclosing(flight) as items:
+            async for item in items:
+                yield item
+
+    async def _pull_once(
+        self,
+        reference: Reference,
+        platform: str,
+        auth: RegistryAuth | None,
+        tracker: TransferTracker,
+    ) -> AsyncGenerator[TransferProgress | PullResult, None]:
+        """One Engine pull, in one concurrency slot, for every caller that joins it."""
+        secrets = auth.secrets() if auth else ()
         async with self._settings.limits.pulls.slot():
             with redacting_errors(secrets):
                 stream = await self._call(
