@@ -11,9 +11,14 @@ from typing import Any
 
 import pytest
 
-from imagesvc.core.errors import ImageServiceError, Reason, UnauthenticatedError
+from imagesvc.core.errors import (
+    ImageServiceError,
+    Reason,
+    ResourceExhaustedError,
+    UnauthenticatedError,
+)
 from imagesvc.core.image_core import CoreSettings, ImageCore
-from imagesvc.core.limits import ConcurrencyLimit, Limits
+from imagesvc.core.limits import ConcurrencyLimit, Limits, RateLimiter
 from imagesvc.core.models import PullResult, RegistryAuth, TransferProgress
 from imagesvc.core.pull_flights import MAX_BACKLOG, PullFlights, _Caller
 from tests.unit.aio import run
@@ -303,3 +308,32 @@ def test_a_caller_that_reads_slowly_holds_a_bounded_backlog() -> None:
     assert len(backlog) <= MAX_BACKLOG
     assert backlog[0] == -1  # the snapshot instead of what it had not read
     assert backlog[-1] == MAX_BACKLOG + 9
+
+
+def test_each_caller_is_checked_before_it_joins(
+    port: FakeDockerPort, executor: ThreadPoolExecutor, settings: CoreSettings, observer: Observer
+) -> None:
+    """A caller over its rate never joins: the checks come before the join."""
+    port.add(engine_image(7, tags=[REFERENCE], digests=[]))
+    stream = GatedStream(pull_script("1", "team/app"), gate_at=2)
+    port.pull_streams.append(stream)
+    limits = Limits(rate=RateLimiter(0.001, 1, clock=lambda: 0.0))
+    core = ImageCore(
+        port,
+        executor,
+        dataclasses.replace(settings, limits=limits, pull_flights=PullFlights(observer)),
+    )
+
+    async def scenario() -> list[object]:
+        first = asyncio.create_task(drain(core))
+        await until(stream.waiting)
+        with pytest.raises(ResourceExhaustedError) as caught:
+            await drain(core)
+        assert caught.value.reason is Reason.TOO_MANY_REQUESTS
+        stream.gate.set()
+        return await asyncio.wait_for(first, 5)
+
+    items = run(scenario())
+    assert isinstance(items[-1], PullResult)
+    assert observer.joined == 0
+    assert port.methods_called.count("pull") == 1
