@@ -300,6 +300,8 @@ variable (config.py), so the image's entry point needs no arguments.
   value: {{ .Values.limits.maxConcurrentPushes | int64 | toString | quote }}
 - name: IMAGESVC_MAX_CONCURRENT_BUILDS
   value: {{ .Values.limits.maxConcurrentBuilds | int64 | toString | quote }}
+- name: IMAGESVC_TRANSFER_STALL_TIMEOUT_SECONDS
+  value: {{ .Values.limits.transferStallTimeoutSeconds | toString | quote }}
 - name: IMAGESVC_RATE_LIMIT_PER_SECOND
   value: {{ .Values.limits.rateLimitPerSecond | toString | quote }}
 - name: IMAGESVC_RATE_LIMIT_BURST

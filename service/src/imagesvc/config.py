@@ -159,6 +159,13 @@ class Settings:
         1000,
         "open connections of the HTTP port; over it, new ones are closed at once (0: no limit)",
     )
+    transfer_stall_timeout_seconds: float = setting(
+        300.0,
+        "a pull or push that moves no byte and changes no layer for this long ends with"
+        " `DEADLINE_EXCEEDED` (`TRANSFER_STALLED`); one still moving, however slowly, is never"
+        " cut (0: no limit)",
+        Section.POLICY,
+    )
     progress_interval_seconds: float = setting(
         0.1, "least time between two progress messages of one layer", has_flag=False
     )

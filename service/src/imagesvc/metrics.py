@@ -149,6 +149,17 @@ class ImagesvcMetrics:
             buckets=QUEUE_WAIT_BUCKETS,
             registry=registry,
         )
+        self.pull_joins = Counter(
+            "imagesvc_pull_joins",
+            "Pulls that joined an identical pull already running (same image, platform and"
+            " credentials) instead of making their own Engine pull.",
+            registry=registry,
+        )
+        self.pull_flights = Gauge(
+            "imagesvc_pull_flights",
+            "Engine pulls running now for one or more callers (identical pulls join one).",
+            registry=registry,
+        )
         self.daemon_up = Gauge(
             "imagesvc_docker_daemon_up",
             "1 when the Docker daemon answered its last ping, else 0 (readiness).",
@@ -192,6 +203,13 @@ class ImagesvcMetrics:
 
     def queue_wait(self, operation: str, seconds: float) -> None:
         self.limit_queue_wait.labels(operation).observe(seconds)
+
+    # The FlightObserver of identical pulls (core/pull_flights.py).
+    def pull_joined(self) -> None:
+        self.pull_joins.inc()
+
+    def flights_running(self, count: int) -> None:
+        self.pull_flights.set(count)
 
     def set_engine_info(self, labels: dict[str, str]) -> None:
         """The one series of the info metric, replacing any other Engine version."""

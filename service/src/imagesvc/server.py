@@ -27,6 +27,7 @@ from imagesvc.config import Settings, SettingsError
 from imagesvc.core.build_context import ContextLimits, check_spool_dir
 from imagesvc.core.image_core import CoreSettings, ImageCore
 from imagesvc.core.port import DockerPort
+from imagesvc.core.pull_flights import PullFlights
 from imagesvc.engine.instrumented import InstrumentedDockerPort
 from imagesvc.metrics import ImagesvcMetrics, new_registry
 from imagesvc.native_threads import name_native_thread
@@ -126,9 +127,11 @@ class ImageServer:
                     spool_dir=settings.build_spool_dir,
                 ),
                 progress_interval_seconds=settings.progress_interval_seconds,
+                transfer_stall_timeout_seconds=settings.transfer_stall_timeout_seconds,
                 registry_policy=self.policy.registry,
                 build_restrictions=self.policy.build,
                 limits=self.policy.limits,
+                pull_flights=PullFlights(self.metrics),
             ),
             stream_executor=streams,
             health_executor=pings,

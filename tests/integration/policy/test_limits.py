@@ -45,20 +45,26 @@ def one_pull_at_a_time(engine: Engine) -> Iterator[Running]:
         yield server
 
 
+# Tags of one image: pulls of different references, which never join one another.
+TAGS = ("1", "2", "3", "4")
+
+
 @pytest.fixture
 def small_image(engine: Engine, open_registry: Registry) -> Iterator[tuple[str, str]]:
-    """(repository, digest) of an image with a 1 MiB random layer in the open registry,
-    not on the Engine."""
+    """(repository, digest) of an image with a 1 MiB random layer in the open registry
+    under each of TAGS, not on the Engine."""
     repository = unique("team/queued-")
-    direct = f"{open_registry.address}/{repository}:1"
+    direct = [f"{open_registry.address}/{repository}:{tag}" for tag in TAGS]
     build_busybox_image(
-        engine, direct, extra_lines=["RUN dd if=/dev/urandom of=/blob bs=1M count=1"]
+        engine, direct[0], extra_lines=["RUN dd if=/dev/urandom of=/blob bs=1M count=1"]
     )
-    engine.docker("push", direct)
+    for reference in direct[1:]:
+        engine.docker("tag", direct[0], reference)
+    engine.docker("push", "--all-tags", f"{open_registry.address}/{repository}")
     digest = registry_manifest(open_registry, repository, "1").digest
-    remove_local(engine, direct)
+    remove_local(engine, *direct)
     yield repository, digest
-    remove_local(engine, direct)
+    remove_local(engine, *direct)
 
 
 def test_pulls_over_the_concurrency_limit_wait_their_turn_then_succeed(
@@ -72,19 +78,21 @@ def test_pulls_over_the_concurrency_limit_wait_their_turn_then_succeed(
         request = pb.PullImageRequest(reference=reference)
         return read_pull(stub.PullImage(request, timeout=120))[1]
 
-    # The registry stalls behind the proxy: the pull that gets the slot holds it.
+    # The registry stalls behind the proxy: the pull that gets the slot holds it. Pulls
+    # of different references (identical pulls would join the running one instead).
     with ThrottleProxy(open_registry.address, rate=0) as proxy:
-        reference = f"{proxy.address}/{repository}:1"
+        references = [f"{proxy.address}/{repository}:{tag}" for tag in TAGS]
         with ThreadPoolExecutor(max_workers=3) as pool:
-            pulls = [pool.submit(pull, reference) for _ in range(3)]
+            pulls = [pool.submit(pull, reference) for reference in references[:3]]
             deadline = time.monotonic() + 30
             while scrape(port).value("imagesvc_limit_queue_length", PULL) != 2:
                 assert time.monotonic() < deadline, "the pulls over the limit never queued"
                 assert not any(p.done() for p in pulls), [p.exception() for p in pulls]
                 time.sleep(0.1)
             # A queued pull whose deadline passes leaves the queue, taking no one's turn.
+            late_request = pb.PullImageRequest(reference=references[3])
             with pytest.raises(grpc.RpcError) as late:
-                read_pull(stub.PullImage(pb.PullImageRequest(reference=reference), timeout=1))
+                read_pull(stub.PullImage(late_request, timeout=1))
             assert late.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
             assert scrape(port).value("imagesvc_limit_queue_length", PULL) == 2
             time.sleep(1.5)  # longer than a refusal's RetryInfo: still waiting, not refused

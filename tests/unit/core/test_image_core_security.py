@@ -260,7 +260,8 @@ def test_concurrent_pulls_over_the_limit_are_refused_with_a_retry_delay(
         running = core.pull_image("127.0.0.1:5000/a", platform="", auth=None)
         await anext(running)  # holds the one slot
         with pytest.raises(ResourceExhaustedError) as caught:
-            await anext(core.pull_image("127.0.0.1:5000/a", platform="", auth=None))
+            # Another image (a pull of the same one would join the running pull).
+            await anext(core.pull_image("127.0.0.1:5000/b", platform="", auth=None))
         assert caught.value.reason is Reason.CONCURRENCY_LIMIT
         assert caught.value.retry_after_seconds is not None
         first.close()
@@ -279,7 +280,7 @@ def test_a_pull_over_the_limit_waits_and_a_cancelled_waiter_makes_no_engine_call
 ) -> None:
     first = FakeEngineStream([{"status": "Pulling"}, {"status": "Status: done"}], block_at=1)
     port.pull_streams += [first, FakeEngineStream([{"status": "Status: done"}])]
-    port.add(engine_image(1, tags=["127.0.0.1:5000/a:latest"]))
+    port.add(engine_image(1, tags=["127.0.0.1:5000/a:latest", "127.0.0.1:5000/a:2"]))
     limit = ConcurrencyLimit("pull", 1, max_queued=4, max_wait_seconds=30)
     core = make_core(port, pool, limits=Limits(pulls=limit))
 
@@ -289,8 +290,9 @@ def test_a_pull_over_the_limit_waits_and_a_cancelled_waiter_makes_no_engine_call
     async def scenario() -> None:
         running = core.pull_image("127.0.0.1:5000/a", platform="", auth=None)
         await anext(running)  # holds the one slot
-        cancelled = asyncio.create_task(drain("127.0.0.1:5000/a"))
-        waiting = asyncio.create_task(drain("127.0.0.1:5000/a"))
+        # Other images (pulls of the same one would join the running pull).
+        cancelled = asyncio.create_task(drain("127.0.0.1:5000/b"))
+        waiting = asyncio.create_task(drain("127.0.0.1:5000/a:2"))
         for _ in range(5):  # both reach the queue without an Engine call
             await asyncio.sleep(0)
         assert limit.queued == 2

@@ -21,6 +21,8 @@ class Reason(StrEnum):
     BUILD_FAILED = "BUILD_FAILED"
     # The build ran longer than the server's build time limit and was stopped.
     BUILD_TIMEOUT = "BUILD_TIMEOUT"
+    # A pull or push moved nothing for the transfer stall timeout and was stopped.
+    TRANSFER_STALLED = "TRANSFER_STALLED"
     # Registry policy and build restrictions (PERMISSION_DENIED): a reference outside the
     # pull or tag/push allowlist, a base image the policy cannot determine, a build option
     # or build argument the server does not allow.

@@ -61,6 +61,7 @@ from imagesvc.core.models import (
 from imagesvc.core.paging import page_window, query_fingerprint, sort_key
 from imagesvc.core.port import DockerPort, EngineStream, JsonDocument
 from imagesvc.core.progress import TransferTracker
+from imagesvc.core.pull_flights import PullFlights
 from imagesvc.core.redaction import redacting_errors
 from imagesvc.core.references import (
     Reference,
@@ -72,6 +73,7 @@ from imagesvc.core.references import (
     validate_platform,
 )
 from imagesvc.core.registry_policy import RegistryPolicy, registry_of_server_address
+from imagesvc.core.transfer_stall import StallWatch
 
 T = TypeVar("T")
 
@@ -89,11 +91,15 @@ _END = object()
 class CoreSettings:
     build_context: ContextLimits
     progress_interval_seconds: float = 0.1
+    # A pull or push that moves nothing this long ends TRANSFER_STALLED (0: never).
+    transfer_stall_timeout_seconds: float = 300.0
     # Security (SECURITY.md): which repositories, what builds may do, how much at once.
     # The defaults allow everything; the server configures them from its settings.
     registry_policy: RegistryPolicy = field(default_factory=RegistryPolicy)
     build_restrictions: BuildRestrictions = field(default_factory=BuildRestrictions)
     limits: Limits = field(default_factory=Limits)
+    # Identical pulls running at once share one Engine pull.
+    pull_flights: PullFlights = field(default_factory=PullFlights)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,13 +191,20 @@ class ImageCore:
         self._settings.limits.admit()
 
     async def _messages(
-        self, stream: EngineStream, deadline: _Deadline | None = None
+        self,
+        stream: EngineStream,
+        deadline: _Deadline | None = None,
+        stall: StallWatch | None = None,
     ) -> AsyncGenerator[JsonDocument, None]:
         """The stream's messages; closes the Engine response however iteration ends
-        (which aborts the work on the daemon, also when the deadline passes)."""
+        (which aborts the work on the daemon, also when the deadline passes or the
+        transfer stalls)."""
         try:
             while True:
-                async with _enforced(deadline):
+                async with (
+                    _enforced(deadline),
+                    stall.waiting() if stall else contextlib.nullcontext(),
+                ):
                     message = await self._call_in(self._stream_executor, next, stream, _END)
                 if message is _END:
                     return
@@ -200,12 +213,17 @@ class ImageCore:
             stream.close()
 
     async def _transfer(
-        self, stream: EngineStream, tracker: TransferTracker
+        self, stream: EngineStream, tracker: TransferTracker, operation: str
     ) -> AsyncGenerator[TransferProgress, None]:
-        """Coalesced progress of a pull or push (a failure line is raised by the stream)."""
-        async with contextlib.aclosing(self._messages(stream)) as messages:
+        """Coalesced progress of a pull or push (a failure line is raised by the stream);
+        ends TRANSFER_STALLED when it stops moving."""
+        stall = StallWatch(self._settings.transfer_stall_timeout_seconds, operation)
+        async with contextlib.aclosing(self._messages(stream, stall=stall)) as messages:
             async for message in messages:
+                moves = tracker.moves
                 progress = tracker.feed(message)
+                if tracker.moves != moves:
+                    stall.moved()
                 if progress is not None:
                     yield progress
         final = tracker.finish()
@@ -353,10 +371,29 @@ class ImageCore:
         reference = parse_reference(reference_text).with_default_tag()
         validate_platform(platform)
         self._settings.registry_policy.check_pull(reference, what=f"pulling {reference_text!r}")
-        secrets = auth.secrets() if auth else ()
+        # Checked and admitted: the caller joins an identical pull running now, if any.
         tracker = TransferTracker(
             pushing=False, min_interval=self._settings.progress_interval_seconds
         )
+        flights = self._settings.pull_flights
+        flight = flights.join(
+            flights.key(reference.normalized(), platform, auth),
+            functools.partial(self._pull_once, reference, platform, auth, tracker),
+            tracker.snapshot,
+        )
+        async with contextlib.aclosing(flight) as items:
+            async for item in items:
+                yield item
+
+    async def _pull_once(
+        self,
+        reference: Reference,
+        platform: str,
+        auth: RegistryAuth | None,
+        tracker: TransferTracker,
+    ) -> AsyncGenerator[TransferProgress | PullResult, None]:
+        """One Engine pull, in one concurrency slot, for every caller that joins it."""
+        secrets = auth.secrets() if auth else ()
         async with self._settings.limits.pulls.slot():
             with redacting_errors(secrets):
                 stream = await self._call(
@@ -366,7 +403,7 @@ class ImageCore:
                     platform=platform,
                     auth=auth,
                 )
-                async with contextlib.aclosing(self._transfer(stream, tracker)) as progress:
+                async with contextlib.aclosing(self._transfer(stream, tracker, "pull")) as progress:
                     async for item in progress:
                         yield item
                 document = await self._call(self._engine.inspect_image, str(reference))
@@ -409,7 +446,7 @@ class ImageCore:
                 stream = await self._call(
                     self._engine.push, reference.name, reference.tag, auth=auth
                 )
-                async with contextlib.aclosing(self._transfer(stream, tracker)) as progress:
+                async with contextlib.aclosing(self._transfer(stream, tracker, "push")) as progress:
                     async for item in progress:
                         yield item
         yield self._push_result(reference.name, reference.tag, tracker)

@@ -57,12 +57,16 @@ class TransferTracker:
         self._ended = False
         self.status_lines: list[str] = []
         self.aux: dict[str, Any] = {}
+        # Messages that said something new (bytes moved, a state changed, a status line):
+        # what the stall timeout watches.
+        self.moves = 0
 
     def feed(self, message: dict[str, Any]) -> TransferProgress | None:
         """Takes one Engine message; returns progress to send now, or None to hold back."""
         aux = message.get("aux")
         if isinstance(aux, dict):
             self.aux.update(aux)
+            self.moves += 1
             return None
         status = str(message.get("status") or "")
         layer_id = str(message.get("id") or "")
@@ -70,6 +74,7 @@ class TransferTracker:
             if not status:
                 return None
             self.status_lines.append(status)
+            self.moves += 1
             line = f"{layer_id}: {status}" if layer_id else status
             return self._snapshot(status=line, force_layers=False)
         return self._feed_layer(layer_id, status, message.get("progressDetail"))
@@ -77,6 +82,7 @@ class TransferTracker:
     def _feed_layer(self, layer_id: str, state: str, detail: object) -> TransferProgress | None:
         layer = self._layers.setdefault(layer_id, _Layer())
         changed = state != layer.state
+        current_before = layer.current
         layer.state = state
         layer.state_changed = layer.state_changed or changed
         if isinstance(detail, dict):
@@ -86,6 +92,8 @@ class TransferTracker:
                 layer.total = total
         else:
             layer.current = 0
+        if changed or layer.current != current_before:
+            self.moves += 1
         if state in _TRANSFER_STATES:
             layer.done_bytes = layer.current
         elif state in _DOWNLOADED_STATES or self._finished(state):
@@ -129,6 +137,29 @@ class TransferTracker:
             return None
         return self._snapshot(status="", force_layers=True)
 
+    def snapshot(self) -> TransferProgress | None:
+        """Where the transfer stands, every layer as last reported (for a consumer that
+        joins it mid-way); None before the first layer. Changes nothing."""
+        if not self._layers:
+            return None
+        layers = tuple(
+            LayerProgress(layer_id, layer.state, layer.current, layer.total)
+            for layer_id, layer in self._layers.items()
+        )
+        return self._progress(layers, status="")
+
+    def _progress(self, layers: tuple[LayerProgress, ...], *, status: str) -> TransferProgress:
+        return TransferProgress(
+            layers=layers,
+            bytes_done=self.bytes_done,
+            bytes_total=sum(layer.total for layer in self._layers.values()),
+            layers_done=sum(
+                1 for layer in self._layers.values() if self._ended or self._finished(layer.state)
+            ),
+            layers_total=len(self._layers),
+            status=status,
+        )
+
     def _snapshot(self, *, status: str, force_layers: bool) -> TransferProgress:
         now = self._clock()
         changed: list[LayerProgress] = []
@@ -138,13 +169,4 @@ class TransferTracker:
                 changed.append(LayerProgress(layer_id, layer.state, layer.current, layer.total))
                 layer.dirty = layer.state_changed = False
                 layer.last_emit = now
-        return TransferProgress(
-            layers=tuple(changed),
-            bytes_done=self.bytes_done,
-            bytes_total=sum(layer.total for layer in self._layers.values()),
-            layers_done=sum(
-                1 for layer in self._layers.values() if self._ended or self._finished(layer.state)
-            ),
-            layers_total=len(self._layers),
-            status=status,
-        )
+        return self._progress(tuple(changed), status=status)

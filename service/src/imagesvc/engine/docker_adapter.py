@@ -92,35 +92,11 @@ def _getresponse_abortable(self: Any, *args: Any, **kwargs: Any) -> Any:
     """
     stream = _waiting.stream
     if stream is not None and isinstance(self.sock, socket.socket):
-        setattr(self, _CARRIED_A_STREAM, True)
         stream._attach(self.sock)
     return _urllib3_getresponse(self, *args, **kwargs)
 
 
 docker.transport.unixconn.UnixHTTPConnection.getresponse = _getresponse_abortable
-
-_CARRIED_A_STREAM = "_imagesvc_carried_a_stream"
-_urllib3_put_conn = docker.transport.unixconn.UnixHTTPConnectionPool._put_conn
-
-
-def _put_conn_unless_it_carried_a_stream(self: Any, conn: Any) -> None:
-    """A connection that carried a pull, push or build never goes back to the pool.
-
-    `DockerEngineStream.close()` shuts its socket down to abort the Engine's work. urllib3
-    hands the connection back to the pool as soon as the body has been read (the end
-    of the stream, or an HTTP error's body), so a close() after that, or racing with it,
-    would cut whichever call took the connection next. docker-py pools per URL, so that
-    is an identical call, typically a pull of the same image: it failed with "Remote end
-    closed connection without response", or the daemon saw it cancelled ("error creating
-    temporary lease: context canceled"). One new unix connection per stream is cheap.
-    """
-    if conn is not None and getattr(conn, _CARRIED_A_STREAM, False):
-        conn.close()
-        conn = None  # urllib3's token for a free slot
-    _urllib3_put_conn(self, conn)
-
-
-docker.transport.unixconn.UnixHTTPConnectionPool._put_conn = _put_conn_unless_it_carried_a_stream
 
 
 def _explanation(exc: docker.errors.APIError) -> str:
@@ -212,6 +188,22 @@ def _response_socket(response: requests.Response) -> socket.socket | None:
     return None
 
 
+def _keep_connection(response: requests.Response) -> None:
+    """Keeps the stream's connection out of the pool until it is closed with the stream.
+
+    urllib3 gives a connection back to its pool as soon as a response has been read to
+    its end (the last chunk, or an error body read by raise_for_status), and
+    `DockerEngineStream.close()` shuts the socket down after that: the pool may have
+    handed the connection to another request by then (docker-py keeps a pool per URL,
+    so the next pull of the same image), whose request the shutdown aborted. The Engine
+    logged "context canceled" for that pull and its caller got UNAVAILABLE. A stream's
+    connection is therefore its own: closed by `close()`, never reused.
+    """
+    raw = response.raw
+    if getattr(raw, "_pool", None) is not None:
+        raw._pool = None
+
+
 class DockerEngineStream:
     """Decoded JSON messages of a streamed Engine response; `close()` aborts it.
 
@@ -254,7 +246,7 @@ class DockerEngineStream:
             self._socket = _response_socket(response) or self._socket
             closed = self._closed.is_set()
         if closed:
-            response.close()
+            _close_response(response)
         return response.iter_lines(chunk_size=None)
 
     def __next__(self) -> JsonDocument:
@@ -306,7 +298,14 @@ class DockerEngineStream:
         if sock is not None:
             _shutdown(sock)
         if response is not None:
-            response.close()
+            _close_response(response)
+
+
+def _close_response(response: requests.Response) -> None:
+    """Closes the response and its connection (requests closes neither once the body
+    was read to its end: it leaves that to the pool the stream's connection left)."""
+    response.raw.close()
+    response.close()
 
 
 def _registry_of(name: str) -> str:
@@ -471,7 +470,12 @@ class DockerAdapter:
                 # No limit on the whole stream (the RPC deadline bounds it), only on silence.
                 timeout=(_CONNECT_TIMEOUT, self._stream_idle_timeout),
             )
-            self._client._raise_for_status(response)
+            _keep_connection(response)
+            try:
+                self._client._raise_for_status(response)
+            except BaseException:
+                _close_response(response)
+                raise
             return response
 
         # Sent by the stream's first read (errors of the request surface there).
