@@ -121,11 +121,18 @@ class ImageServer:
         )
         unary, streams, pings = self._executors
         # The change feed of WatchImages. CONNECTION POINT of the live image index (issue
-        # 14): the index publishes every change it applies here (it is the index's
-        # ChangeSink: `ImageIndex(..., changes=self.image_changes)`, on the event loop, in
-        # apply order) and its entries are the snapshot (`image_snapshot=index.entries`).
-        # Until the index is wired only tests pass a snapshot and publish themselves;
-        # without one WatchImages answers UNAVAILABLE (WATCH_UNAVAILABLE).
+        # 14), to wire at merge:
+        # - the index gets `self.image_changes` as its ChangeSink and calls `publish` for
+        #   every change it applies, on the event loop, in apply order, in the same step
+        #   (no await) as it changes its entries;
+        # - `image_snapshot` is a plain callable giving the index's entries as of the last
+        #   publish (it may raise UnavailableError(reason=WATCH_UNAVAILABLE) while the
+        #   index is not in step with the Engine);
+        # - a resync that corrects the index publishes its corrections like any change
+        #   (watchers go on); an index rebuilt without them calls
+        #   `self.image_changes.reset(why)` (watchers and tokens get WATCH_EXPIRED).
+        # Until then only tests pass a snapshot and publish themselves; without one
+        # WatchImages answers UNAVAILABLE (WATCH_UNAVAILABLE).
         self.image_changes = ImageChangeLog(observer=self.metrics)
         self.core = ImageCore(
             self._docker,
