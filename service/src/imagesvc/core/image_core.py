@@ -306,14 +306,17 @@ class ImageCore:
     ) -> AsyncGenerator[WatchEvent, None]:
         """The changes of the images matching `image_filter` (ImageChangeLog.watch)."""
         self._admit()
+        # A malformed request is refused as such, whether or not the index runs.
+        for value in (image_filter.before, image_filter.since):
+            if value:
+                validate_image_identifier(value)
+        for pattern in image_filter.references:
+            reference_pattern(pattern)
         if self._image_changes is None or self._image_snapshot is None:
             raise UnavailableError(
                 "WatchImages needs the live image index, which this server does not run",
                 reason=Reason.WATCH_UNAVAILABLE,
             )
-        for value in (image_filter.before, image_filter.since):
-            if value:
-                validate_image_identifier(value)
         events = self._image_changes.watch(
             image_filter,
             send_initial=send_initial,
