@@ -154,6 +154,13 @@ class MessageInfo:
     path: tuple[int, ...]  # source location path of the message
 
 
+@dataclass(frozen=True)
+class EnumInfo:
+    proto: descriptor_pb2.EnumDescriptorProto
+    file: descriptor_pb2.FileDescriptorProto
+    path: tuple[int, ...]  # source location path of the enum
+
+
 class Registry:
     """Every message of the image (and Status, Any) by fully qualified name (".a.b.C")."""
 
@@ -161,13 +168,14 @@ class Registry:
         self.files = {f.name: f for f in files}
         self.messages: dict[str, MessageInfo] = {}
         self.enums: list[str] = []
+        self.enum_infos: dict[str, EnumInfo] = {}
         self.methods: list[str] = []
         for file in self.files.values():
             prefix = f".{file.package}" if file.package else ""
             for index, message in enumerate(file.message_type):
                 self._add(message, file, prefix, (4, index))
-            for enum in file.enum_type:
-                self.enums.append(f"{prefix}.{enum.name}")
+            for index, enum in enumerate(file.enum_type):
+                self._add_enum(f"{prefix}.{enum.name}", enum, file, (5, index))
             for service in file.service:
                 for method in service.method:
                     self.methods.append(f"{prefix}.{service.name}.{method.name}")
@@ -187,8 +195,18 @@ class Registry:
         self.messages[name] = MessageInfo(message, file, path)
         for index, nested in enumerate(message.nested_type):
             self._add(nested, file, name, (*path, 3, index))
-        for enum in message.enum_type:
-            self.enums.append(f"{name}.{enum.name}")
+        for index, enum in enumerate(message.enum_type):
+            self._add_enum(f"{name}.{enum.name}", enum, file, (*path, 4, index))
+
+    def _add_enum(
+        self,
+        name: str,
+        enum: descriptor_pb2.EnumDescriptorProto,
+        file: descriptor_pb2.FileDescriptorProto,
+        path: tuple[int, ...],
+    ) -> None:
+        self.enums.append(name)
+        self.enum_infos[name] = EnumInfo(enum, file, path)
 
     def comments(self, file: descriptor_pb2.FileDescriptorProto, path: tuple[int, ...]) -> str:
         """protoc-gen-openapiv2's protoComments: leading comment trimmed, one leading
@@ -384,16 +402,38 @@ class Generator:
         wanted |= bodies
         result: Json = {}
         for type_name in sorted(wanted, key=lambda n: self.names[n]):
+            if type_name in self.registry.enum_infos:
+                result[self.names[type_name]] = self.enum_schema(type_name)
+                continue
             info = self.registry.messages[type_name]
             if type_name in _WKT_SCHEMAS or info.proto.options.map_entry:
                 continue
             result[self.names[type_name]] = self.message_schema(type_name)
         return result
 
+    def enum_schema(self, type_name: str) -> Json:
+        """renderEnumerationsAsDefinition: the value names, the first as the default, and
+        the enum's comment followed by a " - NAME: comment" line per commented value."""
+        info = self.registry.enum_infos[type_name]
+        names = [value.name for value in info.proto.value]
+        comment = self.registry.comments(info.file, info.path)
+        values = [
+            f"{value.name}: {text}"
+            for index, value in enumerate(info.proto.value)
+            if (text := self.registry.comments(info.file, (*info.path, 2, index)))
+        ]
+        if values:
+            comment = (comment + "\n\n " + "- " + "\n - ".join(values)).lstrip("\n")
+        schema: Json = {"type": "string", "enum": names, "default": names[0]}
+        _apply_comments(schema, comment, has_summary=False)
+        return _ordered(schema, _SCHEMA_KEYS)
+
     def _nested(self, type_name: str, found: set[str]) -> None:
         for field in self.registry.messages[type_name].proto.field:
             name = field.type_name
-            if name and name not in found and name in self.registry.messages:
+            if name and name not in found and name in self.registry.enum_infos:
+                found.add(name)
+            elif name and name not in found and name in self.registry.messages:
                 found.add(name)
                 self._nested(name, found)
 

@@ -1,6 +1,7 @@
 // A small layer over the generated ImageService client: a gRPC (HTTP/2) transport with
 // TLS options and an optional bearer token, every page of ListImages, pulls/pushes that
-// report progress and resolve to their result, and the server's error details (reason).
+// report progress and resolve to their result, WatchImages as plain events, and the
+// server's error details (reason).
 import {
   Code,
   ConnectError,
@@ -13,8 +14,11 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { ErrorInfoSchema, RetryInfoSchema } from "./gen/google/rpc/error_details_pb.js";
 import type { Image, TransferProgress } from "./gen/imagesvc/v1/image_pb.js";
 import {
+  ChangeType,
   ImageService,
   type ListImagesRequest,
+  type WatchImagesRequest,
+  type WatchImagesResponse,
   type PullImageRequest,
   type PullImageResult,
   type PushImageRequest,
@@ -146,4 +150,58 @@ export async function pushImage(
   }
   if (!result) throw new ConnectError("the push stream ended without a result", Code.Internal);
   return result;
+}
+
+/** One message of a WatchImages stream: an image `added`, `updated` or `deleted` (for a
+ * filtered watch: started matching, changed, stopped matching), or `live`, the marker
+ * after the initial images. `resumeToken` is where the stream stands after it ("" on the
+ * initial images): pass it as `resumeToken` to a new watch to get every later change. */
+export type WatchEvent =
+  | { type: "added" | "updated" | "deleted"; image: Image; resumeToken: string }
+  | { type: "live"; resumeToken: string };
+
+const CHANGE_NAMES = {
+  [ChangeType.ADDED]: "added",
+  [ChangeType.UPDATED]: "updated",
+  [ChangeType.DELETED]: "deleted",
+} as const;
+
+/** Watches images (WatchImages): with `sendInitialImages` every matching image first, then
+ * the `live` marker, then each change until `options.signal` aborts or the caller stops
+ * iterating (either ends the call). A token the server
+ * cannot resume from rejects with Code.FailedPrecondition and reason "WATCH_EXPIRED"
+ * (`errorDetails`): list the images again and start anew. */
+export async function* watchImages(
+  client: ImageServiceClient,
+  request: Init<WatchImagesRequest> = {},
+  options?: CallOptions,
+): AsyncGenerator<WatchEvent> {
+  // Ends the call however iteration stops (a `break` too), not only on the caller's signal.
+  const ending = new AbortController();
+  const stop = () => ending.abort(options?.signal?.reason);
+  if (options?.signal?.aborted) stop();
+  options?.signal?.addEventListener("abort", stop, { once: true });
+  try {
+    yield* watchEvents(client.watchImages(request, { ...options, signal: ending.signal }));
+  } finally {
+    options?.signal?.removeEventListener("abort", stop);
+    ending.abort();
+  }
+}
+
+async function* watchEvents(
+  messages: AsyncIterable<WatchImagesResponse>,
+): AsyncGenerator<WatchEvent> {
+  for await (const message of messages) {
+    const resumeToken = message.resumeToken;
+    if (message.event.case === "live") {
+      yield { type: "live", resumeToken };
+    } else if (message.event.case === "change") {
+      const { type, image } = message.event.value;
+      if (type === ChangeType.UNSPECIFIED || !image) {
+        throw new ConnectError("the watch sent a change without a type or image", Code.Internal);
+      }
+      yield { type: CHANGE_NAMES[type], image, resumeToken };
+    }
+  }
 }

@@ -22,6 +22,8 @@ from prometheus_client import (
     disable_created_metrics,
 )
 
+from imagesvc.core.image_changes import ExpiryCause
+
 # Engine calls range from a millisecond (inspect) to half an hour (a big pull or build).
 ENGINE_CALL_BUCKETS = (
     0.005,
@@ -185,6 +187,27 @@ class ImagesvcMetrics:
             " reports them (layers shared by several images count once per image).",
             registry=registry,
         )
+        self.image_watchers = Gauge(
+            "imagesvc_image_watchers",
+            "WatchImages streams open now.",
+            registry=registry,
+        )
+        self.image_changes_published = Counter(
+            "imagesvc_image_changes_published",
+            "Changes the live image index applied and published to WatchImages (one per"
+            " image added, changed or deleted).",
+            registry=registry,
+        )
+        self.image_watch_expirations = Counter(
+            "imagesvc_image_watch_expirations",
+            "WatchImages calls ended or refused with WATCH_EXPIRED, by cause: a resume token"
+            " of another generation or older than the changes kept, a watcher that fell"
+            " behind them, or an index reset.",
+            ("cause",),
+            registry=registry,
+        )
+        for cause in ExpiryCause:
+            self.image_watch_expirations.labels(str(cause))
         self.stream_outcomes = {"pull": self.pulls, "push": self.pushes, "build": self.builds}
         for operation in ENGINE_OPERATIONS:
             self.engine_call_duration.labels(operation)
@@ -210,6 +233,16 @@ class ImagesvcMetrics:
 
     def flights_running(self, count: int) -> None:
         self.pull_flights.set(count)
+
+    # The WatchObserver of the change log behind WatchImages (core/image_changes.py).
+    def watchers_open(self, count: int) -> None:
+        self.image_watchers.set(count)
+
+    def change_published(self) -> None:
+        self.image_changes_published.inc()
+
+    def watch_expired(self, cause: ExpiryCause) -> None:
+        self.image_watch_expirations.labels(str(cause)).inc()
 
     def set_engine_info(self, labels: dict[str, str]) -> None:
         """The one series of the info metric, replacing any other Engine version."""

@@ -25,6 +25,8 @@ from starlette.middleware import Middleware
 
 from imagesvc.config import Settings, SettingsError
 from imagesvc.core.build_context import ContextLimits, check_spool_dir
+from imagesvc.core.errors import Reason, UnavailableError
+from imagesvc.core.image_changes import ImageChangeLog, Snapshot
 from imagesvc.core.image_core import CoreSettings, ImageCore
 from imagesvc.core.port import DockerPort
 from imagesvc.core.pull_flights import PullFlights
@@ -92,9 +94,17 @@ def _pool(workers: int, prefix: str) -> ThreadPoolExecutor:
 class ImageServer:
     """One gRPC server in the running event loop. `start()`, then `stop()`."""
 
-    def __init__(self, settings: Settings, engine: DockerPort | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: DockerPort | None = None,
+        *,
+        image_snapshot: Snapshot | None = None,
+    ) -> None:
         """`engine`: the Docker Engine to manage (default: docker-py's, at
-        settings.docker_host); `.port` and `.http_port` are the TCP ports once started."""
+        settings.docker_host); `.port` and `.http_port` are the TCP ports once started.
+        `image_snapshot`: the live image index's entries, for WatchImages (see
+        `image_changes` below)."""
         self.settings = settings
         # First: refuses unusable security settings before anything is started.
         self.security = ServerSecurity(settings)
@@ -117,6 +127,20 @@ class ImageServer:
             _pool(1, "docker-ping"),
         )
         unary, streams, pings = self._executors
+        # The change feed of WatchImages. CONNECTION POINT of the live image index (issue
+        # 14), to wire at merge:
+        # - the index gets `self.image_changes` as its ChangeSink and calls `publish` for
+        #   every change it applies, on the event loop, in apply order, in the same step
+        #   (no await) as it changes its entries;
+        # - `image_snapshot` is a plain callable giving the index's entries as of the last
+        #   publish (it may raise UnavailableError(reason=WATCH_UNAVAILABLE) while the
+        #   index is not in step with the Engine);
+        # - a resync that corrects the index publishes its corrections like any change
+        #   (watchers go on); an index rebuilt without them calls
+        #   `self.image_changes.reset(why)` (watchers and tokens get WATCH_EXPIRED).
+        # Until then only tests pass a snapshot and publish themselves; without one
+        # WatchImages answers UNAVAILABLE (WATCH_UNAVAILABLE).
+        self.image_changes = ImageChangeLog(observer=self.metrics)
         self.core = ImageCore(
             self._docker,
             unary,
@@ -135,6 +159,8 @@ class ImageServer:
             ),
             stream_executor=streams,
             health_executor=pings,
+            image_changes=self.image_changes,
+            image_snapshot=image_snapshot,
         )
         self.health = health.aio.HealthServicer()
         # gRPC and the REST gateway both call this one: authorization and audit in one place.
@@ -267,6 +293,15 @@ class ImageServer:
         for refreshing in self._refreshing.values():
             refreshing.cancel()
         await self.health.enter_graceful_shutdown()
+        # Watches never end by themselves: end them now, so that their clients resume
+        # elsewhere at once instead of holding the drain for the whole grace period.
+        self.image_changes.close(
+            UnavailableError(
+                "imagesvc is shutting down; watch again (on another replica: list first,"
+                " resume tokens are per server)",
+                reason=Reason.SHUTTING_DOWN,
+            )
+        )
         grace = self.settings.shutdown_grace_seconds if grace is None else grace
         stopping: list[Coroutine[Any, Any, Any]] = []
         if self._server is not None:
@@ -310,20 +345,37 @@ class ThreadedServer:
     """An ImageServer on its own event loop in a background thread, for sync callers
     (tests, benchmarks). `port` and `http_port` are the bound ports; `stop()` shuts it down."""
 
-    def __init__(self, settings: Settings, engine: DockerPort | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: DockerPort | None = None,
+        *,
+        image_snapshot: Snapshot | None = None,
+    ) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="imagesvc", daemon=True)
         self._thread.start()
         try:
-            self.server = self._run(self._create(settings, engine))
+            self.server = self._run(self._create(settings, engine, image_snapshot))
         except BaseException:
             self._close_loop()
             raise
         self.port = self._run(self.server.start())
         self.http_port = self.server.http_port
 
-    async def _create(self, settings: Settings, engine: DockerPort | None) -> ImageServer:
-        return ImageServer(settings, engine)
+    async def _create(
+        self, settings: Settings, engine: DockerPort | None, image_snapshot: Snapshot | None
+    ) -> ImageServer:
+        return ImageServer(settings, engine, image_snapshot=image_snapshot)
+
+    def run_on_loop(self, callback: Callable[[], object]) -> None:
+        """Runs `callback` on the server's event loop and waits for it (e.g. publishing
+        a change to `server.image_changes`, which only the loop may do)."""
+
+        async def run() -> None:
+            callback()
+
+        self._run(run())
 
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()

@@ -25,6 +25,8 @@ Metadata = tuple[tuple[str, str], ...]
 
 ABSENT_IMAGE = "imagesvc-test/authz-absent:0"
 NO_MATCH_LABEL = "imagesvc-test.authz-never-set=1"
+# Refused before anything is read (a watch that started would never end by itself).
+MALFORMED_REFERENCE = "UPPER/Case"
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,17 @@ def grpc_probes(open_registry: Registry, auth_registry: Registry) -> dict[str, P
             grpc.StatusCode.NOT_FOUND,
             lambda stub, md: stub.GetImageHistory(
                 pb.GetImageHistoryRequest(image=ABSENT_IMAGE), metadata=md, timeout=30
+            ),
+        ),
+        Probe(
+            "WatchImages",
+            grpc.StatusCode.INVALID_ARGUMENT,
+            lambda stub, md: _drain(
+                stub.WatchImages(
+                    pb.WatchImagesRequest(filter=pb.ImageFilter(before=MALFORMED_REFERENCE)),
+                    metadata=md,
+                    timeout=30,
+                )
             ),
         ),
         Probe(
@@ -193,6 +206,12 @@ def rest_probes(open_registry: Registry, auth_registry: Registry) -> dict[str, R
         RestProbe("GetImage", grpc.StatusCode.NOT_FOUND, "GET", f"/v1/images/{image}"),
         RestProbe(
             "GetImageHistory", grpc.StatusCode.NOT_FOUND, "GET", f"/v1/images/{image}/history"
+        ),
+        RestProbe(
+            "WatchImages",
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "GET",
+            f"/v1/images:watch?filter.before={quote(MALFORMED_REFERENCE, safe='')}",
         ),
         RestProbe(
             "PullImage",

@@ -37,6 +37,7 @@ ALLOWED: dict[str, set[str]] = {
     "ListImages": VIEWER,
     "GetImage": VIEWER,
     "GetImageHistory": VIEWER,
+    "WatchImages": VIEWER,
     "PullImage": PULLER,
     "CheckRegistryAuth": PULLER,
     "BuildImage": BUILDER,

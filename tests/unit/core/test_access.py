@@ -43,6 +43,7 @@ def test_the_ladder_is_the_issue_s() -> None:
         "ListImages",
         "GetImage",
         "GetImageHistory",
+        "WatchImages",
     }
     assert {rpc for rpc, role in REQUIRED_ROLE.items() if role is Role.PULLER} == {
         "PullImage",

@@ -130,6 +130,17 @@ def test_definitions() -> None:
         "properties": {"@type": {"type": "string"}},
         "additionalProperties": {},
     }
+    # Enums as protoc-gen-openapiv2 renders them: names, the first as default, comments.
+    change_type = definitions["v1ChangeType"]
+    assert change_type["type"] == "string"
+    assert change_type["enum"] == [
+        "CHANGE_TYPE_UNSPECIFIED",
+        "CHANGE_TYPE_ADDED",
+        "CHANGE_TYPE_UPDATED",
+        "CHANGE_TYPE_DELETED",
+    ]
+    assert change_type["default"] == "CHANGE_TYPE_UNSPECIFIED"
+    assert "\n - CHANGE_TYPE_ADDED: The image is new" in change_type["description"]
     # Every reference resolves.
     text = json.dumps(doc)
     for ref in set(part.split('"')[0] for part in text.split('"$ref": "#/definitions/')[1:]):

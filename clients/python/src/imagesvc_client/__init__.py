@@ -30,12 +30,15 @@ from imagesvc_client.errors import (
     Unknown,
 )
 from imagesvc_client.operations import AsyncOperation, Operation
+from imagesvc_client.watch import WATCH_EXPIRED, AsyncImageWatch, ImageWatch
 
 __all__ = [
+    "WATCH_EXPIRED",
     "Aborted",
     "AlreadyExists",
     "AsyncBuildOperation",
     "AsyncImageClient",
+    "AsyncImageWatch",
     "AsyncOperation",
     "AsyncPullOperation",
     "AsyncPushOperation",
@@ -47,6 +50,7 @@ __all__ = [
     "DeadlineExceeded",
     "FailedPrecondition",
     "ImageClient",
+    "ImageWatch",
     "ImagesvcError",
     "Internal",
     "InvalidArgument",

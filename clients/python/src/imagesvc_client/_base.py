@@ -191,6 +191,28 @@ class BaseClient:
         return pb.ListImagesRequest(filter=image_filter, all=all, page_size=page_size)
 
     @staticmethod
+    def _watch_request(
+        *,
+        references: Iterable[str],
+        labels: Iterable[str],
+        dangling: bool | None,
+        before: str,
+        since: str,
+        send_initial_images: bool,
+        resume_token: str,
+    ) -> pb.WatchImagesRequest:
+        image_filter = pb.ImageFilter(
+            references=list(references), labels=list(labels), before=before, since=since
+        )
+        if dangling is not None:
+            image_filter.dangling = dangling
+        return pb.WatchImagesRequest(
+            filter=image_filter,
+            send_initial_images=send_initial_images,
+            resume_token=resume_token,
+        )
+
+    @staticmethod
     def _list_page(
         request: pb.ListImagesRequest,
     ) -> Unary[pb.ListImagesResponse, pb.ListImagesResponse]:

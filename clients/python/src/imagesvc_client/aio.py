@@ -36,6 +36,7 @@ from imagesvc_client._common import DEFAULT_CHUNK_SIZE, AuthLike, Connection
 from imagesvc_client.operations import AsyncOperation
 from imagesvc_client.v1 import image_pb2, image_service_pb2_grpc
 from imagesvc_client.v1 import image_service_pb2 as pb
+from imagesvc_client.watch import AsyncImageWatch
 
 __all__ = [
     "AsyncBuildOperation",
@@ -127,6 +128,34 @@ class AsyncImageClient(BaseClient):
             for image in page.images:
                 yield image
             request = next_page(request, page)
+
+    def watch(
+        self,
+        *,
+        references: Iterable[str] = (),
+        labels: Iterable[str] = (),
+        dangling: bool | None = None,
+        before: str = "",
+        since: str = "",
+        send_initial_images: bool = False,
+        resume_token: str = "",
+        timeout: float | None = None,
+    ) -> AsyncImageWatch:
+        """Watches the images matching the filter (as ``list`` filters them, intermediate
+        images included): with ``send_initial_images`` every one first, then the live
+        marker, then each change; or, from ``resume_token``, every change after it. No
+        deadline unless ``timeout`` sets one. See imagesvc_client.watch."""
+        request = self._watch_request(
+            references=references,
+            labels=labels,
+            dangling=dangling,
+            before=before,
+            since=since,
+            send_initial_images=send_initial_images,
+            resume_token=resume_token,
+        )
+        call = self._stub.WatchImages(request, **self._stream_options(timeout))
+        return AsyncImageWatch(call, resume_token)
 
     async def get(self, image: str, *, timeout: float | None = None) -> image_pb2.Image:
         return await self._call(self._get(image), timeout)

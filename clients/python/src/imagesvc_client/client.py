@@ -33,6 +33,7 @@ from imagesvc_client._common import DEFAULT_CHUNK_SIZE, AuthLike, Connection
 from imagesvc_client.operations import Operation
 from imagesvc_client.v1 import image_pb2, image_service_pb2_grpc
 from imagesvc_client.v1 import image_service_pb2 as pb
+from imagesvc_client.watch import ImageWatch
 
 __all__ = ["BuildOperation", "ContextSource", "ImageClient", "PullOperation", "PushOperation"]
 
@@ -120,6 +121,34 @@ class ImageClient(BaseClient):
             page = self._call(self._list_page(request), timeout)
             yield from page.images
             request = next_page(request, page)
+
+    def watch(
+        self,
+        *,
+        references: Iterable[str] = (),
+        labels: Iterable[str] = (),
+        dangling: bool | None = None,
+        before: str = "",
+        since: str = "",
+        send_initial_images: bool = False,
+        resume_token: str = "",
+        timeout: float | None = None,
+    ) -> ImageWatch:
+        """Watches the images matching the filter (as ``list`` filters them, intermediate
+        images included): with ``send_initial_images`` every one first, then the live
+        marker, then each change; or, from ``resume_token``, every change after it. No
+        deadline unless ``timeout`` sets one. See imagesvc_client.watch."""
+        request = self._watch_request(
+            references=references,
+            labels=labels,
+            dangling=dangling,
+            before=before,
+            since=since,
+            send_initial_images=send_initial_images,
+            resume_token=resume_token,
+        )
+        responses = self._stub.WatchImages(request, **self._stream_options(timeout))
+        return ImageWatch(responses, resume_token)
 
     def get(self, image: str, *, timeout: float | None = None) -> image_pb2.Image:
         """The image (a reference or an id), every field filled, like ``docker image inspect``."""

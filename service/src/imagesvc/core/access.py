@@ -43,6 +43,7 @@ REQUIRED_ROLE: dict[str, Role] = {
     "ListImages": Role.VIEWER,
     "GetImage": Role.VIEWER,
     "GetImageHistory": Role.VIEWER,
+    "WatchImages": Role.VIEWER,
     "PullImage": Role.PULLER,
     "CheckRegistryAuth": Role.PULLER,
     "BuildImage": Role.BUILDER,

@@ -48,6 +48,13 @@ class Reason(StrEnum):
     REGISTRY_UNAVAILABLE = "REGISTRY_UNAVAILABLE"
     IMAGE_IN_USE = "IMAGE_IN_USE"
     CONFLICT = "CONFLICT"
+    # WatchImages (FAILED_PRECONDITION): the resume token is from another server or index
+    # generation, or older than the changes kept, or the watcher fell that far behind;
+    # the client lists again (Kubernetes' 410 Gone).
+    WATCH_EXPIRED = "WATCH_EXPIRED"
+    # WatchImages (UNAVAILABLE): the live image index it reads is not running or not in
+    # step with the Engine now; retry later.
+    WATCH_UNAVAILABLE = "WATCH_UNAVAILABLE"
     DAEMON_UNAVAILABLE = "DAEMON_UNAVAILABLE"
     DAEMON_TIMEOUT = "DAEMON_TIMEOUT"
     # The server is draining before it stops (UNAVAILABLE): retry, e.g. on another replica.

@@ -38,7 +38,9 @@ from imagesvc.core.errors import (
     ImageServiceError,
     InvalidArgumentError,
     Reason,
+    UnavailableError,
 )
+from imagesvc.core.image_changes import ImageChangeLog, Snapshot, WatchEvent
 from imagesvc.core.image_filters import has_labels, matching_names
 from imagesvc.core.limits import Limits
 from imagesvc.core.models import (
@@ -167,12 +169,19 @@ class ImageCore:
         *,
         stream_executor: Executor | None = None,
         health_executor: Executor | None = None,
+        image_changes: ImageChangeLog | None = None,
+        image_snapshot: Snapshot | None = None,
     ) -> None:
         """`engine` is the Docker Engine; `executor` runs its unary calls. Reads of long
         pulls, pushes and builds can go to `stream_executor` and pings to
         `health_executor`, so that many slow streams neither starve quick calls nor make
-        a busy service look unhealthy."""
+        a busy service look unhealthy. WatchImages reads `image_changes`, the change
+        log the live image index publishes to, and `image_snapshot`, the index's
+        entries (it may raise UNAVAILABLE while the index is not in step); without both
+        it answers UNAVAILABLE."""
         self._engine = engine
+        self._image_changes = image_changes
+        self._image_snapshot = image_snapshot
         self._executor = executor
         self._stream_executor = stream_executor or executor
         self._health_executor = health_executor or executor
@@ -289,6 +298,32 @@ class ImageCore:
         self._admit()
         entries = await self._call(self._engine.image_history, validate_image_identifier(image))
         return documents.history_from_engine(entries)
+
+    async def watch_images(
+        self, image_filter: ImageFilter, *, send_initial: bool, resume_token: str
+    ) -> AsyncGenerator[WatchEvent, None]:
+        """The changes of the images matching `image_filter` (ImageChangeLog.watch)."""
+        self._admit()
+        # A malformed request is refused as such, whether or not the index runs.
+        for value in (image_filter.before, image_filter.since):
+            if value:
+                validate_image_identifier(value)
+        for pattern in image_filter.references:
+            reference_pattern(pattern)
+        if self._image_changes is None or self._image_snapshot is None:
+            raise UnavailableError(
+                "WatchImages needs the live image index, which this server does not run",
+                reason=Reason.WATCH_UNAVAILABLE,
+            )
+        events = self._image_changes.watch(
+            image_filter,
+            send_initial=send_initial,
+            resume_token=resume_token,
+            snapshot=self._image_snapshot,
+        )
+        async with contextlib.aclosing(events):
+            async for event in events:
+                yield event
 
     # Writes -------------------------------------------------------------------------
 

@@ -99,6 +99,15 @@ class GuardedServicer(ImageServiceServicer):
         _authorize_read("GetImageHistory")
         return await self._inner.GetImageHistory(request, context)
 
+    async def WatchImages(
+        self, request: pb.WatchImagesRequest, context: Context
+    ) -> AsyncIterator[pb.WatchImagesResponse]:
+        async with _guarded("WatchImages"):
+            items = self._inner.WatchImages(request, context)
+            async with _closing(items):
+                async for item in items:
+                    yield item
+
     async def PullImage(
         self, request: pb.PullImageRequest, context: Context
     ) -> AsyncIterator[pb.PullImageResponse]:

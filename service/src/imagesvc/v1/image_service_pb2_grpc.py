@@ -44,8 +44,9 @@ class ImageServiceStub:
     BUILD_OPTION_NOT_ALLOWED, TOO_MANY_REQUESTS, CONCURRENCY_LIMIT, REQUEST_TOO_LARGE,
     SPOOL_FULL, DAEMON_DISK_FULL,
     CALLER_UNAUTHENTICATED, CALLER_PERMISSION_DENIED, REGISTRY_UNAUTHENTICATED,
-    REGISTRY_DENIED, REGISTRY_UNAVAILABLE, IMAGE_IN_USE, CONFLICT, DAEMON_UNAVAILABLE,
-    DAEMON_TIMEOUT, SHUTTING_DOWN, ENGINE_ERROR, INTERNAL. RESOURCE_EXHAUSTED answers of the limits also carry a `google.rpc.RetryInfo`.
+    REGISTRY_DENIED, REGISTRY_UNAVAILABLE, IMAGE_IN_USE, CONFLICT, WATCH_EXPIRED,
+    WATCH_UNAVAILABLE, DAEMON_UNAVAILABLE, DAEMON_TIMEOUT, SHUTTING_DOWN, ENGINE_ERROR,
+    INTERNAL. RESOURCE_EXHAUSTED answers of the limits also carry a `google.rpc.RetryInfo`.
 
     Callers authenticate with `authorization: Bearer <token>` metadata (an `Authorization`
     header over REST) or a client certificate; each RPC needs a role (viewer, puller,
@@ -72,6 +73,11 @@ class ImageServiceStub:
                 '/imagesvc.v1.ImageService/GetImageHistory',
                 request_serializer=imagesvc_dot_v1_dot_image__service__pb2.GetImageHistoryRequest.SerializeToString,
                 response_deserializer=imagesvc_dot_v1_dot_image__service__pb2.GetImageHistoryResponse.FromString,
+                _registered_method=True)
+        self.WatchImages = channel.unary_stream(
+                '/imagesvc.v1.ImageService/WatchImages',
+                request_serializer=imagesvc_dot_v1_dot_image__service__pb2.WatchImagesRequest.SerializeToString,
+                response_deserializer=imagesvc_dot_v1_dot_image__service__pb2.WatchImagesResponse.FromString,
                 _registered_method=True)
         self.PullImage = channel.unary_stream(
                 '/imagesvc.v1.ImageService/PullImage',
@@ -129,8 +135,9 @@ class ImageServiceServicer:
     BUILD_OPTION_NOT_ALLOWED, TOO_MANY_REQUESTS, CONCURRENCY_LIMIT, REQUEST_TOO_LARGE,
     SPOOL_FULL, DAEMON_DISK_FULL,
     CALLER_UNAUTHENTICATED, CALLER_PERMISSION_DENIED, REGISTRY_UNAUTHENTICATED,
-    REGISTRY_DENIED, REGISTRY_UNAVAILABLE, IMAGE_IN_USE, CONFLICT, DAEMON_UNAVAILABLE,
-    DAEMON_TIMEOUT, SHUTTING_DOWN, ENGINE_ERROR, INTERNAL. RESOURCE_EXHAUSTED answers of the limits also carry a `google.rpc.RetryInfo`.
+    REGISTRY_DENIED, REGISTRY_UNAVAILABLE, IMAGE_IN_USE, CONFLICT, WATCH_EXPIRED,
+    WATCH_UNAVAILABLE, DAEMON_UNAVAILABLE, DAEMON_TIMEOUT, SHUTTING_DOWN, ENGINE_ERROR,
+    INTERNAL. RESOURCE_EXHAUSTED answers of the limits also carry a `google.rpc.RetryInfo`.
 
     Callers authenticate with `authorization: Bearer <token>` metadata (an `Authorization`
     header over REST) or a client certificate; each RPC needs a role (viewer, puller,
@@ -153,6 +160,22 @@ class ImageServiceServicer:
 
     def GetImageHistory(self, request, context):
         """Shows the layers of an image, newest first, like `docker image history`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchImages(self, request, context):
+        """Streams changes to the images, like `docker events --filter type=image` but with each
+        image's state: optionally every matching image first, then a "live" marker, then each
+        change as the service's live image index applies it, in that order. Each change
+        carries a resume token; a new watch from it gets every later change, none missed
+        and none repeated. A token this server cannot resume from (it restarted, its index
+        was rebuilt, or the change is older than the changes it keeps), and a watch read so
+        slowly that it fell behind by more than those, end with FAILED_PRECONDITION and
+        reason WATCH_EXPIRED: list the images again, then watch anew (like Kubernetes' 410
+        Gone). When the server stops, a watch ends with UNAVAILABLE (SHUTTING_DOWN). Over
+        REST the stream is newline-delimited JSON, one `{"result": ...}` line per message.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -227,6 +250,11 @@ def add_ImageServiceServicer_to_server(servicer, server):
                     request_deserializer=imagesvc_dot_v1_dot_image__service__pb2.GetImageHistoryRequest.FromString,
                     response_serializer=imagesvc_dot_v1_dot_image__service__pb2.GetImageHistoryResponse.SerializeToString,
             ),
+            'WatchImages': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchImages,
+                    request_deserializer=imagesvc_dot_v1_dot_image__service__pb2.WatchImagesRequest.FromString,
+                    response_serializer=imagesvc_dot_v1_dot_image__service__pb2.WatchImagesResponse.SerializeToString,
+            ),
             'PullImage': grpc.unary_stream_rpc_method_handler(
                     servicer.PullImage,
                     request_deserializer=imagesvc_dot_v1_dot_image__service__pb2.PullImageRequest.FromString,
@@ -289,8 +317,9 @@ class ImageService:
     BUILD_OPTION_NOT_ALLOWED, TOO_MANY_REQUESTS, CONCURRENCY_LIMIT, REQUEST_TOO_LARGE,
     SPOOL_FULL, DAEMON_DISK_FULL,
     CALLER_UNAUTHENTICATED, CALLER_PERMISSION_DENIED, REGISTRY_UNAUTHENTICATED,
-    REGISTRY_DENIED, REGISTRY_UNAVAILABLE, IMAGE_IN_USE, CONFLICT, DAEMON_UNAVAILABLE,
-    DAEMON_TIMEOUT, SHUTTING_DOWN, ENGINE_ERROR, INTERNAL. RESOURCE_EXHAUSTED answers of the limits also carry a `google.rpc.RetryInfo`.
+    REGISTRY_DENIED, REGISTRY_UNAVAILABLE, IMAGE_IN_USE, CONFLICT, WATCH_EXPIRED,
+    WATCH_UNAVAILABLE, DAEMON_UNAVAILABLE, DAEMON_TIMEOUT, SHUTTING_DOWN, ENGINE_ERROR,
+    INTERNAL. RESOURCE_EXHAUSTED answers of the limits also carry a `google.rpc.RetryInfo`.
 
     Callers authenticate with `authorization: Bearer <token>` metadata (an `Authorization`
     header over REST) or a client certificate; each RPC needs a role (viewer, puller,
@@ -368,6 +397,33 @@ class ImageService:
             '/imagesvc.v1.ImageService/GetImageHistory',
             imagesvc_dot_v1_dot_image__service__pb2.GetImageHistoryRequest.SerializeToString,
             imagesvc_dot_v1_dot_image__service__pb2.GetImageHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchImages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/imagesvc.v1.ImageService/WatchImages',
+            imagesvc_dot_v1_dot_image__service__pb2.WatchImagesRequest.SerializeToString,
+            imagesvc_dot_v1_dot_image__service__pb2.WatchImagesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -36,6 +36,7 @@ def test_every_annotated_rpc_has_its_route(router: Router) -> None:
         ("GET", "/v1/images"): "ListImages",
         ("GET", "/v1/images/{image}"): "GetImage",
         ("GET", "/v1/images/{image}/history"): "GetImageHistory",
+        ("GET", "/v1/images:watch"): "WatchImages",
         ("POST", "/v1/images:pull"): "PullImage",
         ("POST", "/v1/images:tag"): "TagImage",
         ("POST", "/v1/images:push"): "PushImage",

@@ -32,6 +32,7 @@ from imagesvc_client.cli.stdin_context import stdin_context
 from imagesvc_client.client import ContextSource, ImageClient
 from imagesvc_client.errors import ImagesvcError, Unavailable
 from imagesvc_client.v1 import image_pb2
+from imagesvc_client.v1 import image_service_pb2 as pb
 
 # Names of environment variables, not secrets.
 PASSWORD_ENV = "IMAGESVC_REGISTRY_PASSWORD"  # noqa: S105
@@ -114,11 +115,10 @@ def _console() -> Console:
 # Verbs ------------------------------------------------------------------------------
 
 
-def ls(args: argparse.Namespace) -> int:
-    query: dict[str, Any] = {"references": [], "labels": [], "all": args.all}
-    if args.reference:
-        query["references"].append(args.reference)
-    for condition in args.filter:
+def _image_filter(conditions: list[str], *, event_types: bool = False) -> dict[str, Any]:
+    """The keyword arguments of ImageClient.list / watch for ls-style --filter values."""
+    query: dict[str, Any] = {"references": [], "labels": []}
+    for condition in conditions:
         key, _, value = condition.partition("=")
         if key == "dangling" and value in ("true", "false"):
             query["dangling"] = value == "true"
@@ -128,8 +128,18 @@ def ls(args: argparse.Namespace) -> int:
             query["references"].append(value)
         elif key in ("before", "since") and value:
             query[key] = value
+        elif event_types and key == "type" and value == "image":
+            pass  # `docker events --filter type=image`: only image events exist here
         else:
             raise UsageError(f"invalid filter {condition!r}")
+    return query
+
+
+def ls(args: argparse.Namespace) -> int:
+    query = _image_filter(args.filter)
+    query["all"] = args.all
+    if args.reference:
+        query["references"].append(args.reference)
     with connect(args) as client:
         images = list(client.list(**query))
     if args.output == "json":
@@ -159,6 +169,46 @@ def ls(args: argparse.Namespace) -> int:
             )
     print_table([*header, "CREATED", "SIZE"], rows)
     return 0
+
+
+_CHANGE_NAMES = {
+    pb.CHANGE_TYPE_ADDED: "added",
+    pb.CHANGE_TYPE_UPDATED: "updated",
+    pb.CHANGE_TYPE_DELETED: "deleted",
+}
+
+
+def events(args: argparse.Namespace) -> int:
+    """Prints each change until interrupted (or the server ends the watch)."""
+    query = _image_filter(args.filter, event_types=True)
+    as_json = args.format == "json" or (args.format is None and args.output == "json")
+    with connect(args) as client:
+        watch = client.watch(
+            **query, send_initial_images=args.initial, resume_token=args.since_token
+        )
+        try:
+            with watch:
+                for message in watch:
+                    if as_json:
+                        print(json.dumps(to_json(message), separators=(",", ":")), flush=True)
+                    elif message.HasField("change"):
+                        print(event_line(message.change), flush=True)
+        finally:
+            if not as_json and watch.resume_token:
+                print(
+                    f"imagesvc-cli: resume with --since-token {watch.resume_token}",
+                    file=sys.stderr,
+                )
+    return 0
+
+
+def event_line(change: pb.ImageChange, now: datetime | None = None) -> str:
+    """One change as a human line, in the manner of `docker events`: time (when it was
+    received), "image", what happened, the short id and the image's names."""
+    at = (now or datetime.now(UTC)).isoformat(timespec="microseconds")
+    names = ", ".join([*change.image.repo_tags, *change.image.repo_digests]) or "<none>"
+    what = _CHANGE_NAMES.get(change.type, "changed")
+    return f"{at} image {what} {short_id(change.image.id)} ({names})"
 
 
 def image_rows(image: image_pb2.Image, *, digests: bool) -> list[tuple[str, str, str]]:

@@ -100,6 +100,38 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--digests", action="store_true", help="show digests")
     ls.set_defaults(run=commands.ls)
 
+    events = verb(
+        "events", "Stream changes to the images, like `docker events --filter type=image`"
+    )
+    events.add_argument(
+        "-f",
+        "--filter",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="as ls takes them: dangling=, label=, reference=, before=, since= (repeatable;"
+        " type=image is accepted)",
+    )
+    events.add_argument(
+        "--format",
+        choices=("human", "json"),
+        default=None,
+        help="human lines (default), or json: one JSON message per line as the API sends it",
+    )
+    events.add_argument(
+        "--initial",
+        action="store_true",
+        help="first print every matching image as added, then watch",
+    )
+    events.add_argument(
+        "--since-token",
+        default="",
+        metavar="TOKEN",
+        help="resume after the change this token came with (printed with each change in"
+        " json, and on stderr when a human stream ends)",
+    )
+    events.set_defaults(run=commands.events)
+
     history = verb("history", "Show the layers of an image")
     history.add_argument("image")
     history.add_argument("-q", "--quiet", action="store_true", help="only layer ids")

@@ -5,12 +5,24 @@ from google.api import field_behavior_pb2 as _field_behavior_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from imagesvc_client.v1 import image_pb2 as _image_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class ChangeType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CHANGE_TYPE_UNSPECIFIED: _ClassVar[ChangeType]
+    CHANGE_TYPE_ADDED: _ClassVar[ChangeType]
+    CHANGE_TYPE_UPDATED: _ClassVar[ChangeType]
+    CHANGE_TYPE_DELETED: _ClassVar[ChangeType]
+CHANGE_TYPE_UNSPECIFIED: ChangeType
+CHANGE_TYPE_ADDED: ChangeType
+CHANGE_TYPE_UPDATED: ChangeType
+CHANGE_TYPE_DELETED: ChangeType
 
 class ImageFilter(_message.Message):
     __slots__ = ("references", "labels", "dangling", "before", "since")
@@ -47,6 +59,38 @@ class ListImagesResponse(_message.Message):
     next_page_token: str
     total_size: int
     def __init__(self, images: _Optional[_Iterable[_Union[_image_pb2.Image, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_size: _Optional[int] = ...) -> None: ...
+
+class WatchImagesRequest(_message.Message):
+    __slots__ = ("filter", "send_initial_images", "resume_token")
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    SEND_INITIAL_IMAGES_FIELD_NUMBER: _ClassVar[int]
+    RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    filter: ImageFilter
+    send_initial_images: bool
+    resume_token: str
+    def __init__(self, filter: _Optional[_Union[ImageFilter, _Mapping]] = ..., send_initial_images: _Optional[bool] = ..., resume_token: _Optional[str] = ...) -> None: ...
+
+class ImageChange(_message.Message):
+    __slots__ = ("type", "image")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    type: ChangeType
+    image: _image_pb2.Image
+    def __init__(self, type: _Optional[_Union[ChangeType, str]] = ..., image: _Optional[_Union[_image_pb2.Image, _Mapping]] = ...) -> None: ...
+
+class WatchLive(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WatchImagesResponse(_message.Message):
+    __slots__ = ("change", "live", "resume_token")
+    CHANGE_FIELD_NUMBER: _ClassVar[int]
+    LIVE_FIELD_NUMBER: _ClassVar[int]
+    RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    change: ImageChange
+    live: WatchLive
+    resume_token: str
+    def __init__(self, change: _Optional[_Union[ImageChange, _Mapping]] = ..., live: _Optional[_Union[WatchLive, _Mapping]] = ..., resume_token: _Optional[str] = ...) -> None: ...
 
 class GetImageRequest(_message.Message):
     __slots__ = ("image",)

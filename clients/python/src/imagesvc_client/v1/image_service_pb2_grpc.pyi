@@ -45,8 +45,9 @@ class ImageServiceStub:
     BUILD_OPTION_NOT_ALLOWED, TOO_MANY_REQUESTS, CONCURRENCY_LIMIT, REQUEST_TOO_LARGE,
     SPOOL_FULL, DAEMON_DISK_FULL,
     CALLER_UNAUTHENTICATED, CALLER_PERMISSION_DENIED, REGISTRY_UNAUTHENTICATED,
-    REGISTRY_DENIED, REGISTRY_UNAVAILABLE, IMAGE_IN_USE, CONFLICT, DAEMON_UNAVAILABLE,
-    DAEMON_TIMEOUT, SHUTTING_DOWN, ENGINE_ERROR, INTERNAL. RESOURCE_EXHAUSTED answers of the limits also carry a `google.rpc.RetryInfo`.
+    REGISTRY_DENIED, REGISTRY_UNAVAILABLE, IMAGE_IN_USE, CONFLICT, WATCH_EXPIRED,
+    WATCH_UNAVAILABLE, DAEMON_UNAVAILABLE, DAEMON_TIMEOUT, SHUTTING_DOWN, ENGINE_ERROR,
+    INTERNAL. RESOURCE_EXHAUSTED answers of the limits also carry a `google.rpc.RetryInfo`.
 
     Callers authenticate with `authorization: Bearer <token>` metadata (an `Authorization`
     header over REST) or a client certificate; each RPC needs a role (viewer, puller,
@@ -63,6 +64,18 @@ class ImageServiceStub:
     """Inspects one image, like `docker image inspect`."""
     GetImageHistory: _grpc.UnaryUnaryMultiCallable[_image_service_pb2.GetImageHistoryRequest, _image_service_pb2.GetImageHistoryResponse]
     """Shows the layers of an image, newest first, like `docker image history`."""
+    WatchImages: _grpc.UnaryStreamMultiCallable[_image_service_pb2.WatchImagesRequest, _image_service_pb2.WatchImagesResponse]
+    """Streams changes to the images, like `docker events --filter type=image` but with each
+    image's state: optionally every matching image first, then a "live" marker, then each
+    change as the service's live image index applies it, in that order. Each change
+    carries a resume token; a new watch from it gets every later change, none missed
+    and none repeated. A token this server cannot resume from (it restarted, its index
+    was rebuilt, or the change is older than the changes it keeps), and a watch read so
+    slowly that it fell behind by more than those, end with FAILED_PRECONDITION and
+    reason WATCH_EXPIRED: list the images again, then watch anew (like Kubernetes' 410
+    Gone). When the server stops, a watch ends with UNAVAILABLE (SHUTTING_DOWN). Over
+    REST the stream is newline-delimited JSON, one `{"result": ...}` line per message.
+    """
     PullImage: _grpc.UnaryStreamMultiCallable[_image_service_pb2.PullImageRequest, _image_service_pb2.PullImageResponse]
     """Pulls an image, like `docker pull`, streaming progress. The last message carries the result."""
     TagImage: _grpc.UnaryUnaryMultiCallable[_image_service_pb2.TagImageRequest, _image_service_pb2.TagImageResponse]
@@ -101,8 +114,9 @@ class ImageServiceAsyncStub(ImageServiceStub):
     BUILD_OPTION_NOT_ALLOWED, TOO_MANY_REQUESTS, CONCURRENCY_LIMIT, REQUEST_TOO_LARGE,
     SPOOL_FULL, DAEMON_DISK_FULL,
     CALLER_UNAUTHENTICATED, CALLER_PERMISSION_DENIED, REGISTRY_UNAUTHENTICATED,
-    REGISTRY_DENIED, REGISTRY_UNAVAILABLE, IMAGE_IN_USE, CONFLICT, DAEMON_UNAVAILABLE,
-    DAEMON_TIMEOUT, SHUTTING_DOWN, ENGINE_ERROR, INTERNAL. RESOURCE_EXHAUSTED answers of the limits also carry a `google.rpc.RetryInfo`.
+    REGISTRY_DENIED, REGISTRY_UNAVAILABLE, IMAGE_IN_USE, CONFLICT, WATCH_EXPIRED,
+    WATCH_UNAVAILABLE, DAEMON_UNAVAILABLE, DAEMON_TIMEOUT, SHUTTING_DOWN, ENGINE_ERROR,
+    INTERNAL. RESOURCE_EXHAUSTED answers of the limits also carry a `google.rpc.RetryInfo`.
 
     Callers authenticate with `authorization: Bearer <token>` metadata (an `Authorization`
     header over REST) or a client certificate; each RPC needs a role (viewer, puller,
@@ -116,6 +130,18 @@ class ImageServiceAsyncStub(ImageServiceStub):
     """Inspects one image, like `docker image inspect`."""
     GetImageHistory: _aio.UnaryUnaryMultiCallable[_image_service_pb2.GetImageHistoryRequest, _image_service_pb2.GetImageHistoryResponse]  # type: ignore[assignment]
     """Shows the layers of an image, newest first, like `docker image history`."""
+    WatchImages: _aio.UnaryStreamMultiCallable[_image_service_pb2.WatchImagesRequest, _image_service_pb2.WatchImagesResponse]  # type: ignore[assignment]
+    """Streams changes to the images, like `docker events --filter type=image` but with each
+    image's state: optionally every matching image first, then a "live" marker, then each
+    change as the service's live image index applies it, in that order. Each change
+    carries a resume token; a new watch from it gets every later change, none missed
+    and none repeated. A token this server cannot resume from (it restarted, its index
+    was rebuilt, or the change is older than the changes it keeps), and a watch read so
+    slowly that it fell behind by more than those, end with FAILED_PRECONDITION and
+    reason WATCH_EXPIRED: list the images again, then watch anew (like Kubernetes' 410
+    Gone). When the server stops, a watch ends with UNAVAILABLE (SHUTTING_DOWN). Over
+    REST the stream is newline-delimited JSON, one `{"result": ...}` line per message.
+    """
     PullImage: _aio.UnaryStreamMultiCallable[_image_service_pb2.PullImageRequest, _image_service_pb2.PullImageResponse]  # type: ignore[assignment]
     """Pulls an image, like `docker pull`, streaming progress. The last message carries the result."""
     TagImage: _aio.UnaryUnaryMultiCallable[_image_service_pb2.TagImageRequest, _image_service_pb2.TagImageResponse]  # type: ignore[assignment]
@@ -153,8 +179,9 @@ class ImageServiceServicer(metaclass=_abc_1.ABCMeta):
     BUILD_OPTION_NOT_ALLOWED, TOO_MANY_REQUESTS, CONCURRENCY_LIMIT, REQUEST_TOO_LARGE,
     SPOOL_FULL, DAEMON_DISK_FULL,
     CALLER_UNAUTHENTICATED, CALLER_PERMISSION_DENIED, REGISTRY_UNAUTHENTICATED,
-    REGISTRY_DENIED, REGISTRY_UNAVAILABLE, IMAGE_IN_USE, CONFLICT, DAEMON_UNAVAILABLE,
-    DAEMON_TIMEOUT, SHUTTING_DOWN, ENGINE_ERROR, INTERNAL. RESOURCE_EXHAUSTED answers of the limits also carry a `google.rpc.RetryInfo`.
+    REGISTRY_DENIED, REGISTRY_UNAVAILABLE, IMAGE_IN_USE, CONFLICT, WATCH_EXPIRED,
+    WATCH_UNAVAILABLE, DAEMON_UNAVAILABLE, DAEMON_TIMEOUT, SHUTTING_DOWN, ENGINE_ERROR,
+    INTERNAL. RESOURCE_EXHAUSTED answers of the limits also carry a `google.rpc.RetryInfo`.
 
     Callers authenticate with `authorization: Bearer <token>` metadata (an `Authorization`
     header over REST) or a client certificate; each RPC needs a role (viewer, puller,
@@ -184,6 +211,24 @@ class ImageServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_image_service_pb2.GetImageHistoryResponse, _abc.Awaitable[_image_service_pb2.GetImageHistoryResponse]]:
         """Shows the layers of an image, newest first, like `docker image history`."""
+
+    @_abc_1.abstractmethod
+    def WatchImages(
+        self,
+        request: _image_service_pb2.WatchImagesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_image_service_pb2.WatchImagesResponse], _abc.AsyncIterator[_image_service_pb2.WatchImagesResponse]]:
+        """Streams changes to the images, like `docker events --filter type=image` but with each
+        image's state: optionally every matching image first, then a "live" marker, then each
+        change as the service's live image index applies it, in that order. Each change
+        carries a resume token; a new watch from it gets every later change, none missed
+        and none repeated. A token this server cannot resume from (it restarted, its index
+        was rebuilt, or the change is older than the changes it keeps), and a watch read so
+        slowly that it fell behind by more than those, end with FAILED_PRECONDITION and
+        reason WATCH_EXPIRED: list the images again, then watch anew (like Kubernetes' 410
+        Gone). When the server stops, a watch ends with UNAVAILABLE (SHUTTING_DOWN). Over
+        REST the stream is newline-delimited JSON, one `{"result": ...}` line per message.
+        """
 
     @_abc_1.abstractmethod
     def PullImage(

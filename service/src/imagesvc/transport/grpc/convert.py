@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from imagesvc.core import models
+from imagesvc.core.image_changes import ChangeKind, ImageChange, Live
 from imagesvc.transport.grpc.message_cache import MessageCache
 from imagesvc.v1 import image_pb2, image_service_pb2
 
@@ -198,4 +199,24 @@ def prune_options(message: image_service_pb2.PruneImagesRequest) -> models.Prune
         labels=tuple(message.labels),
         exclude_labels=tuple(message.exclude_labels),
         until=until,
+    )
+
+
+_CHANGE_TYPES = {
+    ChangeKind.ADDED: image_service_pb2.CHANGE_TYPE_ADDED,
+    ChangeKind.UPDATED: image_service_pb2.CHANGE_TYPE_UPDATED,
+    ChangeKind.DELETED: image_service_pb2.CHANGE_TYPE_DELETED,
+}
+
+
+def watch_response(event: ImageChange | Live) -> image_service_pb2.WatchImagesResponse:
+    if isinstance(event, Live):
+        return image_service_pb2.WatchImagesResponse(
+            live=image_service_pb2.WatchLive(), resume_token=event.resume_token
+        )
+    return image_service_pb2.WatchImagesResponse(
+        change=image_service_pb2.ImageChange(
+            type=_CHANGE_TYPES[event.kind], image=image(event.image)
+        ),
+        resume_token=event.resume_token,
     )

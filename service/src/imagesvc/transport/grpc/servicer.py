@@ -53,6 +53,18 @@ class ImageServiceServicer(image_service_pb2_grpc.ImageServiceServicer):
     ) -> pb.GetImageHistoryResponse:
         return convert.history(await self._core.image_history(_required(request.image, "image")))
 
+    async def WatchImages(
+        self, request: pb.WatchImagesRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> AsyncIterator[pb.WatchImagesResponse]:
+        events = self._core.watch_images(
+            convert.image_filter(request.filter),
+            send_initial=request.send_initial_images,
+            resume_token=request.resume_token,
+        )
+        async with contextlib.aclosing(events):
+            async for event in events:
+                yield convert.watch_response(event)
+
     async def PullImage(
         self, request: pb.PullImageRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> AsyncIterator[pb.PullImageResponse]:

@@ -2,8 +2,8 @@
 // @generated from file imagesvc/v1/image_service.proto (package imagesvc.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_google_api_annotations } from "../../google/api/annotations_pb.js";
 import { file_google_api_field_behavior } from "../../google/api/field_behavior_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file imagesvc/v1/image_service.proto.
  */
 export const file_imagesvc_v1_image_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9pbWFnZXN2Yy92MS9pbWFnZV9zZXJ2aWNlLnByb3RvEgtpbWFnZXN2Yy52MSJ0CgtJbWFnZUZpbHRlchISCgpyZWZlcmVuY2VzGAEgAygJEg4KBmxhYmVscxgCIAMoCRIVCghkYW5nbGluZxgDIAEoCEgAiAEBEg4KBmJlZm9yZRgEIAEoCRINCgVzaW5jZRgFIAEoCUILCglfZGFuZ2xpbmcicQoRTGlzdEltYWdlc1JlcXVlc3QSKAoGZmlsdGVyGAEgASgLMhguaW1hZ2VzdmMudjEuSW1hZ2VGaWx0ZXISCwoDYWxsGAIgASgIEhEKCXBhZ2Vfc2l6ZRgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJImUKEkxpc3RJbWFnZXNSZXNwb25zZRIiCgZpbWFnZXMYASADKAsyEi5pbWFnZXN2Yy52MS5JbWFnZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSEgoKdG90YWxfc2l6ZRgDIAEoBSImCg9HZXRJbWFnZVJlcXVlc3QSEwoFaW1hZ2UYASABKAlCBOJBAQIiNQoQR2V0SW1hZ2VSZXNwb25zZRIhCgVpbWFnZRgBIAEoCzISLmltYWdlc3ZjLnYxLkltYWdlIi0KFkdldEltYWdlSGlzdG9yeVJlcXVlc3QSEwoFaW1hZ2UYASABKAlCBOJBAQIiRQoXR2V0SW1hZ2VIaXN0b3J5UmVzcG9uc2USKgoHZW50cmllcxgBIAMoCzIZLmltYWdlc3ZjLnYxLkhpc3RvcnlFbnRyeSJmChBQdWxsSW1hZ2VSZXF1ZXN0EhcKCXJlZmVyZW5jZRgBIAEoCUIE4kEBAhIQCghwbGF0Zm9ybRgCIAEoCRInCgRhdXRoGAMgASgLMhkuaW1hZ2VzdmMudjEuUmVnaXN0cnlBdXRoIn4KEVB1bGxJbWFnZVJlc3BvbnNlEjEKCHByb2dyZXNzGAEgASgLMh0uaW1hZ2VzdmMudjEuVHJhbnNmZXJQcm9ncmVzc0gAEi4KBnJlc3VsdBgCIAEoCzIcLmltYWdlc3ZjLnYxLlB1bGxJbWFnZVJlc3VsdEgAQgYKBGtpbmQiVgoPUHVsbEltYWdlUmVzdWx0EhAKCGltYWdlX2lkGAEgASgJEg4KBmRpZ2VzdBgCIAEoCRIRCglyZWZlcmVuY2UYAyABKAkSDgoGc3RhdHVzGAQgASgJIj0KD1RhZ0ltYWdlUmVxdWVzdBIUCgZzb3VyY2UYASABKAlCBOJBAQISFAoGdGFyZ2V0GAIgASgJQgTiQQECIi4KEFRhZ0ltYWdlUmVzcG9uc2USCgoCaWQYASABKAkSDgoGdGFyZ2V0GAIgASgJIlQKEFB1c2hJbWFnZVJlcXVlc3QSFwoJcmVmZXJlbmNlGAEgASgJQgTiQQECEicKBGF1dGgYAiABKAsyGS5pbWFnZXN2Yy52MS5SZWdpc3RyeUF1dGgifgoRUHVzaEltYWdlUmVzcG9uc2USMQoIcHJvZ3Jlc3MYASABKAsyHS5pbWFnZXN2Yy52MS5UcmFuc2ZlclByb2dyZXNzSAASLgoGcmVzdWx0GAIgASgLMhwuaW1hZ2VzdmMudjEuUHVzaEltYWdlUmVzdWx0SABCBgoEa2luZCJPCg9QdXNoSW1hZ2VSZXN1bHQSDgoGZGlnZXN0GAEgASgJEgwKBHNpemUYAiABKAMSCwoDdGFnGAMgASgJEhEKCXJlZmVyZW5jZRgEIAEoCSKRAwoMQnVpbGRPcHRpb25zEgwKBHRhZ3MYASADKAkSEgoKZG9ja2VyZmlsZRgCIAEoCRI8CgpidWlsZF9hcmdzGAMgAygLMiguaW1hZ2VzdmMudjEuQnVpbGRPcHRpb25zLkJ1aWxkQXJnc0VudHJ5EjUKBmxhYmVscxgEIAMoCzIlLmltYWdlc3ZjLnYxLkJ1aWxkT3B0aW9ucy5MYWJlbHNFbnRyeRIOCgZ0YXJnZXQYBSABKAkSEAoIbm9fY2FjaGUYBiABKAgSDAoEcHVsbBgHIAEoCBIQCghwbGF0Zm9ybRgIIAEoCRIUCgxuZXR3b3JrX21vZGUYCSABKAkSMQoOcmVnaXN0cnlfYXV0aHMYCiADKAsyGS5pbWFnZXN2Yy52MS5SZWdpc3RyeUF1dGgaMAoOQnVpbGRBcmdzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ARotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBImUKEUJ1aWxkSW1hZ2VSZXF1ZXN0EiwKB29wdGlvbnMYASABKAsyGS5pbWFnZXN2Yy52MS5CdWlsZE9wdGlvbnNIABIXCg1jb250ZXh0X2NodW5rGAIgASgMSABCCQoHcGF5bG9hZCJcChJCdWlsZEltYWdlUmVzcG9uc2USDQoDbG9nGAEgASgJSAASLwoGcmVzdWx0GAIgASgLMh0uaW1hZ2VzdmMudjEuQnVpbGRJbWFnZVJlc3VsdEgAQgYKBGtpbmQiMgoQQnVpbGRJbWFnZVJlc3VsdBIQCghpbWFnZV9pZBgBIAEoCRIMCgR0YWdzGAIgAygJIkoKElJlbW92ZUltYWdlUmVxdWVzdBITCgVpbWFnZRgBIAEoCUIE4kEBAhINCgVmb3JjZRgCIAEoCBIQCghub19wcnVuZRgDIAEoCCI4ChNSZW1vdmVJbWFnZVJlc3BvbnNlEhAKCHVudGFnZ2VkGAEgAygJEg8KB2RlbGV0ZWQYAiADKAkidAoSUHJ1bmVJbWFnZXNSZXF1ZXN0EgsKA2FsbBgBIAEoCBIOCgZsYWJlbHMYAiADKAkSFgoOZXhjbHVkZV9sYWJlbHMYAyADKAkSKQoFdW50aWwYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlcKE1BydW5lSW1hZ2VzUmVzcG9uc2USDwoHZGVsZXRlZBgBIAMoCRIQCgh1bnRhZ2dlZBgCIAMoCRIdChVzcGFjZV9yZWNsYWltZWRfYnl0ZXMYAyABKAMiSQoYQ2hlY2tSZWdpc3RyeUF1dGhSZXF1ZXN0Ei0KBGF1dGgYASABKAsyGS5pbWFnZXN2Yy52MS5SZWdpc3RyeUF1dGhCBOJBAQIiSAoZQ2hlY2tSZWdpc3RyeUF1dGhSZXNwb25zZRIOCgZzdGF0dXMYASABKAkSGwoOaWRlbnRpdHlfdG9rZW4YAiABKAlCA4ABATLoCAoMSW1hZ2VTZXJ2aWNlEmEKCkxpc3RJbWFnZXMSHi5pbWFnZXN2Yy52MS5MaXN0SW1hZ2VzUmVxdWVzdBofLmltYWdlc3ZjLnYxLkxpc3RJbWFnZXNSZXNwb25zZSISgtPkkwIMEgovdjEvaW1hZ2VzEmMKCEdldEltYWdlEhwuaW1hZ2VzdmMudjEuR2V0SW1hZ2VSZXF1ZXN0Gh0uaW1hZ2VzdmMudjEuR2V0SW1hZ2VSZXNwb25zZSIagtPkkwIUEhIvdjEvaW1hZ2VzL3tpbWFnZX0SgAEKD0dldEltYWdlSGlzdG9yeRIjLmltYWdlc3ZjLnYxLkdldEltYWdlSGlzdG9yeVJlcXVlc3QaJC5pbWFnZXN2Yy52MS5HZXRJbWFnZUhpc3RvcnlSZXNwb25zZSIigtPkkwIcEhovdjEvaW1hZ2VzL3tpbWFnZX0vaGlzdG9yeRJoCglQdWxsSW1hZ2USHS5pbWFnZXN2Yy52MS5QdWxsSW1hZ2VSZXF1ZXN0Gh4uaW1hZ2VzdmMudjEuUHVsbEltYWdlUmVzcG9uc2UiGoLT5JMCFDoBKiIPL3YxL2ltYWdlczpwdWxsMAESYgoIVGFnSW1hZ2USHC5pbWFnZXN2Yy52MS5UYWdJbWFnZVJlcXVlc3QaHS5pbWFnZXN2Yy52MS5UYWdJbWFnZVJlc3BvbnNlIhmC0+STAhM6ASoiDi92MS9pbWFnZXM6dGFnEmgKCVB1c2hJbWFnZRIdLmltYWdlc3ZjLnYxLlB1c2hJbWFnZVJlcXVlc3QaHi5pbWFnZXN2Yy52MS5QdXNoSW1hZ2VSZXNwb25zZSIagtPkkwIUOgEqIg8vdjEvaW1hZ2VzOnB1c2gwARJuCgpCdWlsZEltYWdlEh4uaW1hZ2VzdmMudjEuQnVpbGRJbWFnZVJlcXVlc3QaHy5pbWFnZXN2Yy52MS5CdWlsZEltYWdlUmVzcG9uc2UiG4LT5JMCFToBKiIQL3YxL2ltYWdlczpidWlsZCgBMAESbAoLUmVtb3ZlSW1hZ2USHy5pbWFnZXN2Yy52MS5SZW1vdmVJbWFnZVJlcXVlc3QaIC5pbWFnZXN2Yy52MS5SZW1vdmVJbWFnZVJlc3BvbnNlIhqC0+STAhQqEi92MS9pbWFnZXMve2ltYWdlfRJtCgtQcnVuZUltYWdlcxIfLmltYWdlc3ZjLnYxLlBydW5lSW1hZ2VzUmVxdWVzdBogLmltYWdlc3ZjLnYxLlBydW5lSW1hZ2VzUmVzcG9uc2UiG4LT5JMCFToBKiIQL3YxL2ltYWdlczpwcnVuZRKHAQoRQ2hlY2tSZWdpc3RyeUF1dGgSJS5pbWFnZXN2Yy52MS5DaGVja1JlZ2lzdHJ5QXV0aFJlcXVlc3QaJi5pbWFnZXN2Yy52MS5DaGVja1JlZ2lzdHJ5QXV0aFJlc3BvbnNlIiOC0+STAh06ASoiGC92MS9yZWdpc3RyaWVzOmNoZWNrQXV0aGIGcHJvdG8z", [file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_timestamp, file_imagesvc_v1_image]);
+  fileDesc("Ch9pbWFnZXN2Yy92MS9pbWFnZV9zZXJ2aWNlLnByb3RvEgtpbWFnZXN2Yy52MSJ0CgtJbWFnZUZpbHRlchISCgpyZWZlcmVuY2VzGAEgAygJEg4KBmxhYmVscxgCIAMoCRIVCghkYW5nbGluZxgDIAEoCEgAiAEBEg4KBmJlZm9yZRgEIAEoCRINCgVzaW5jZRgFIAEoCUILCglfZGFuZ2xpbmcicQoRTGlzdEltYWdlc1JlcXVlc3QSKAoGZmlsdGVyGAEgASgLMhguaW1hZ2VzdmMudjEuSW1hZ2VGaWx0ZXISCwoDYWxsGAIgASgIEhEKCXBhZ2Vfc2l6ZRgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJImUKEkxpc3RJbWFnZXNSZXNwb25zZRIiCgZpbWFnZXMYASADKAsyEi5pbWFnZXN2Yy52MS5JbWFnZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSEgoKdG90YWxfc2l6ZRgDIAEoBSJxChJXYXRjaEltYWdlc1JlcXVlc3QSKAoGZmlsdGVyGAEgASgLMhguaW1hZ2VzdmMudjEuSW1hZ2VGaWx0ZXISGwoTc2VuZF9pbml0aWFsX2ltYWdlcxgCIAEoCBIUCgxyZXN1bWVfdG9rZW4YAyABKAkiVwoLSW1hZ2VDaGFuZ2USJQoEdHlwZRgBIAEoDjIXLmltYWdlc3ZjLnYxLkNoYW5nZVR5cGUSIQoFaW1hZ2UYAiABKAsyEi5pbWFnZXN2Yy52MS5JbWFnZSILCglXYXRjaExpdmUiiAEKE1dhdGNoSW1hZ2VzUmVzcG9uc2USKgoGY2hhbmdlGAEgASgLMhguaW1hZ2VzdmMudjEuSW1hZ2VDaGFuZ2VIABImCgRsaXZlGAIgASgLMhYuaW1hZ2VzdmMudjEuV2F0Y2hMaXZlSAASFAoMcmVzdW1lX3Rva2VuGAMgASgJQgcKBWV2ZW50IiYKD0dldEltYWdlUmVxdWVzdBITCgVpbWFnZRgBIAEoCUIE4kEBAiI1ChBHZXRJbWFnZVJlc3BvbnNlEiEKBWltYWdlGAEgASgLMhIuaW1hZ2VzdmMudjEuSW1hZ2UiLQoWR2V0SW1hZ2VIaXN0b3J5UmVxdWVzdBITCgVpbWFnZRgBIAEoCUIE4kEBAiJFChdHZXRJbWFnZUhpc3RvcnlSZXNwb25zZRIqCgdlbnRyaWVzGAEgAygLMhkuaW1hZ2VzdmMudjEuSGlzdG9yeUVudHJ5ImYKEFB1bGxJbWFnZVJlcXVlc3QSFwoJcmVmZXJlbmNlGAEgASgJQgTiQQECEhAKCHBsYXRmb3JtGAIgASgJEicKBGF1dGgYAyABKAsyGS5pbWFnZXN2Yy52MS5SZWdpc3RyeUF1dGgifgoRUHVsbEltYWdlUmVzcG9uc2USMQoIcHJvZ3Jlc3MYASABKAsyHS5pbWFnZXN2Yy52MS5UcmFuc2ZlclByb2dyZXNzSAASLgoGcmVzdWx0GAIgASgLMhwuaW1hZ2VzdmMudjEuUHVsbEltYWdlUmVzdWx0SABCBgoEa2luZCJWCg9QdWxsSW1hZ2VSZXN1bHQSEAoIaW1hZ2VfaWQYASABKAkSDgoGZGlnZXN0GAIgASgJEhEKCXJlZmVyZW5jZRgDIAEoCRIOCgZzdGF0dXMYBCABKAkiPQoPVGFnSW1hZ2VSZXF1ZXN0EhQKBnNvdXJjZRgBIAEoCUIE4kEBAhIUCgZ0YXJnZXQYAiABKAlCBOJBAQIiLgoQVGFnSW1hZ2VSZXNwb25zZRIKCgJpZBgBIAEoCRIOCgZ0YXJnZXQYAiABKAkiVAoQUHVzaEltYWdlUmVxdWVzdBIXCglyZWZlcmVuY2UYASABKAlCBOJBAQISJwoEYXV0aBgCIAEoCzIZLmltYWdlc3ZjLnYxLlJlZ2lzdHJ5QXV0aCJ+ChFQdXNoSW1hZ2VSZXNwb25zZRIxCghwcm9ncmVzcxgBIAEoCzIdLmltYWdlc3ZjLnYxLlRyYW5zZmVyUHJvZ3Jlc3NIABIuCgZyZXN1bHQYAiABKAsyHC5pbWFnZXN2Yy52MS5QdXNoSW1hZ2VSZXN1bHRIAEIGCgRraW5kIk8KD1B1c2hJbWFnZVJlc3VsdBIOCgZkaWdlc3QYASABKAkSDAoEc2l6ZRgCIAEoAxILCgN0YWcYAyABKAkSEQoJcmVmZXJlbmNlGAQgASgJIpEDCgxCdWlsZE9wdGlvbnMSDAoEdGFncxgBIAMoCRISCgpkb2NrZXJmaWxlGAIgASgJEjwKCmJ1aWxkX2FyZ3MYAyADKAsyKC5pbWFnZXN2Yy52MS5CdWlsZE9wdGlvbnMuQnVpbGRBcmdzRW50cnkSNQoGbGFiZWxzGAQgAygLMiUuaW1hZ2VzdmMudjEuQnVpbGRPcHRpb25zLkxhYmVsc0VudHJ5Eg4KBnRhcmdldBgFIAEoCRIQCghub19jYWNoZRgGIAEoCBIMCgRwdWxsGAcgASgIEhAKCHBsYXRmb3JtGAggASgJEhQKDG5ldHdvcmtfbW9kZRgJIAEoCRIxCg5yZWdpc3RyeV9hdXRocxgKIAMoCzIZLmltYWdlc3ZjLnYxLlJlZ2lzdHJ5QXV0aBowCg5CdWlsZEFyZ3NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiZQoRQnVpbGRJbWFnZVJlcXVlc3QSLAoHb3B0aW9ucxgBIAEoCzIZLmltYWdlc3ZjLnYxLkJ1aWxkT3B0aW9uc0gAEhcKDWNvbnRleHRfY2h1bmsYAiABKAxIAEIJCgdwYXlsb2FkIlwKEkJ1aWxkSW1hZ2VSZXNwb25zZRINCgNsb2cYASABKAlIABIvCgZyZXN1bHQYAiABKAsyHS5pbWFnZXN2Yy52MS5CdWlsZEltYWdlUmVzdWx0SABCBgoEa2luZCIyChBCdWlsZEltYWdlUmVzdWx0EhAKCGltYWdlX2lkGAEgASgJEgwKBHRhZ3MYAiADKAkiSgoSUmVtb3ZlSW1hZ2VSZXF1ZXN0EhMKBWltYWdlGAEgASgJQgTiQQECEg0KBWZvcmNlGAIgASgIEhAKCG5vX3BydW5lGAMgASgIIjgKE1JlbW92ZUltYWdlUmVzcG9uc2USEAoIdW50YWdnZWQYASADKAkSDwoHZGVsZXRlZBgCIAMoCSJ0ChJQcnVuZUltYWdlc1JlcXVlc3QSCwoDYWxsGAEgASgIEg4KBmxhYmVscxgCIAMoCRIWCg5leGNsdWRlX2xhYmVscxgDIAMoCRIpCgV1bnRpbBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiVwoTUHJ1bmVJbWFnZXNSZXNwb25zZRIPCgdkZWxldGVkGAEgAygJEhAKCHVudGFnZ2VkGAIgAygJEh0KFXNwYWNlX3JlY2xhaW1lZF9ieXRlcxgDIAEoAyJJChhDaGVja1JlZ2lzdHJ5QXV0aFJlcXVlc3QSLQoEYXV0aBgBIAEoCzIZLmltYWdlc3ZjLnYxLlJlZ2lzdHJ5QXV0aEIE4kEBAiJIChlDaGVja1JlZ2lzdHJ5QXV0aFJlc3BvbnNlEg4KBnN0YXR1cxgBIAEoCRIbCg5pZGVudGl0eV90b2tlbhgCIAEoCUIDgAEBKnIKCkNoYW5nZVR5cGUSGwoXQ0hBTkdFX1RZUEVfVU5TUEVDSUZJRUQQABIVChFDSEFOR0VfVFlQRV9BRERFRBABEhcKE0NIQU5HRV9UWVBFX1VQREFURUQQAhIXChNDSEFOR0VfVFlQRV9ERUxFVEVEEAMy1gkKDEltYWdlU2VydmljZRJhCgpMaXN0SW1hZ2VzEh4uaW1hZ2VzdmMudjEuTGlzdEltYWdlc1JlcXVlc3QaHy5pbWFnZXN2Yy52MS5MaXN0SW1hZ2VzUmVzcG9uc2UiEoLT5JMCDBIKL3YxL2ltYWdlcxJjCghHZXRJbWFnZRIcLmltYWdlc3ZjLnYxLkdldEltYWdlUmVxdWVzdBodLmltYWdlc3ZjLnYxLkdldEltYWdlUmVzcG9uc2UiGoLT5JMCFBISL3YxL2ltYWdlcy97aW1hZ2V9EoABCg9HZXRJbWFnZUhpc3RvcnkSIy5pbWFnZXN2Yy52MS5HZXRJbWFnZUhpc3RvcnlSZXF1ZXN0GiQuaW1hZ2VzdmMudjEuR2V0SW1hZ2VIaXN0b3J5UmVzcG9uc2UiIoLT5JMCHBIaL3YxL2ltYWdlcy97aW1hZ2V9L2hpc3RvcnkSbAoLV2F0Y2hJbWFnZXMSHy5pbWFnZXN2Yy52MS5XYXRjaEltYWdlc1JlcXVlc3QaIC5pbWFnZXN2Yy52MS5XYXRjaEltYWdlc1Jlc3BvbnNlIhiC0+STAhISEC92MS9pbWFnZXM6d2F0Y2gwARJoCglQdWxsSW1hZ2USHS5pbWFnZXN2Yy52MS5QdWxsSW1hZ2VSZXF1ZXN0Gh4uaW1hZ2VzdmMudjEuUHVsbEltYWdlUmVzcG9uc2UiGoLT5JMCFDoBKiIPL3YxL2ltYWdlczpwdWxsMAESYgoIVGFnSW1hZ2USHC5pbWFnZXN2Yy52MS5UYWdJbWFnZVJlcXVlc3QaHS5pbWFnZXN2Yy52MS5UYWdJbWFnZVJlc3BvbnNlIhmC0+STAhM6ASoiDi92MS9pbWFnZXM6dGFnEmgKCVB1c2hJbWFnZRIdLmltYWdlc3ZjLnYxLlB1c2hJbWFnZVJlcXVlc3QaHi5pbWFnZXN2Yy52MS5QdXNoSW1hZ2VSZXNwb25zZSIagtPkkwIUOgEqIg8vdjEvaW1hZ2VzOnB1c2gwARJuCgpCdWlsZEltYWdlEh4uaW1hZ2VzdmMudjEuQnVpbGRJbWFnZVJlcXVlc3QaHy5pbWFnZXN2Yy52MS5CdWlsZEltYWdlUmVzcG9uc2UiG4LT5JMCFToBKiIQL3YxL2ltYWdlczpidWlsZCgBMAESbAoLUmVtb3ZlSW1hZ2USHy5pbWFnZXN2Yy52MS5SZW1vdmVJbWFnZVJlcXVlc3QaIC5pbWFnZXN2Yy52MS5SZW1vdmVJbWFnZVJlc3BvbnNlIhqC0+STAhQqEi92MS9pbWFnZXMve2ltYWdlfRJtCgtQcnVuZUltYWdlcxIfLmltYWdlc3ZjLnYxLlBydW5lSW1hZ2VzUmVxdWVzdBogLmltYWdlc3ZjLnYxLlBydW5lSW1hZ2VzUmVzcG9uc2UiG4LT5JMCFToBKiIQL3YxL2ltYWdlczpwcnVuZRKHAQoRQ2hlY2tSZWdpc3RyeUF1dGgSJS5pbWFnZXN2Yy52MS5DaGVja1JlZ2lzdHJ5QXV0aFJlcXVlc3QaJi5pbWFnZXN2Yy52MS5DaGVja1JlZ2lzdHJ5QXV0aFJlc3BvbnNlIiOC0+STAh06ASoiGC92MS9yZWdpc3RyaWVzOmNoZWNrQXV0aGIGcHJvdG8z", [file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_timestamp, file_imagesvc_v1_image]);
 
 /**
  * Which images to list. Conditions of different fields must all hold.
@@ -145,6 +145,139 @@ export const ListImagesResponseSchema: GenMessage<ListImagesResponse> = /*@__PUR
   messageDesc(file_imagesvc_v1_image_service, 2);
 
 /**
+ * Request of WatchImages.
+ *
+ * @generated from message imagesvc.v1.WatchImagesRequest
+ */
+export type WatchImagesRequest = Message<"imagesvc.v1.WatchImagesRequest"> & {
+  /**
+   * Which images to watch, as ListImages filters them (with `all`: intermediate images
+   * included). A change is sent when an image starts matching (ADDED), changes while
+   * matching (UPDATED) or stops matching or is deleted (DELETED). `before` and `since`
+   * are resolved once, when the watch starts; an image created in the same second as
+   * that image is left out (the Engine compares nanoseconds, its list shows seconds).
+   *
+   * @generated from field: imagesvc.v1.ImageFilter filter = 1;
+   */
+  filter?: ImageFilter | undefined;
+
+  /**
+   * First send every matching image as an ADDED change (newest first), then the live
+   * marker. Not with resume_token.
+   *
+   * @generated from field: bool send_initial_images = 2;
+   */
+  sendInitialImages: boolean;
+
+  /**
+   * Continue after the change this token came with (the resume_token of an earlier
+   * response of this server): every later change is sent, none is repeated. Empty
+   * starts from now.
+   *
+   * @generated from field: string resume_token = 3;
+   */
+  resumeToken: string;
+};
+
+/**
+ * Describes the message imagesvc.v1.WatchImagesRequest.
+ * Use `create(WatchImagesRequestSchema)` to create a new message.
+ */
+export const WatchImagesRequestSchema: GenMessage<WatchImagesRequest> = /*@__PURE__*/
+  messageDesc(file_imagesvc_v1_image_service, 3);
+
+/**
+ * One change of an image.
+ *
+ * @generated from message imagesvc.v1.ImageChange
+ */
+export type ImageChange = Message<"imagesvc.v1.ImageChange"> & {
+  /**
+   * What happened.
+   *
+   * @generated from field: imagesvc.v1.ChangeType type = 1;
+   */
+  type: ChangeType;
+
+  /**
+   * The image after the change, as ListImages lists it, with all its tags and digests;
+   * for DELETED, the image as it last matched.
+   *
+   * @generated from field: imagesvc.v1.Image image = 2;
+   */
+  image?: Image | undefined;
+};
+
+/**
+ * Describes the message imagesvc.v1.ImageChange.
+ * Use `create(ImageChangeSchema)` to create a new message.
+ */
+export const ImageChangeSchema: GenMessage<ImageChange> = /*@__PURE__*/
+  messageDesc(file_imagesvc_v1_image_service, 4);
+
+/**
+ * The marker that the initial images (if asked for) are all sent: changes follow as the
+ * index applies them.
+ *
+ * @generated from message imagesvc.v1.WatchLive
+ */
+export type WatchLive = Message<"imagesvc.v1.WatchLive"> & {
+};
+
+/**
+ * Describes the message imagesvc.v1.WatchLive.
+ * Use `create(WatchLiveSchema)` to create a new message.
+ */
+export const WatchLiveSchema: GenMessage<WatchLive> = /*@__PURE__*/
+  messageDesc(file_imagesvc_v1_image_service, 5);
+
+/**
+ * One message of the WatchImages stream: a change, or the live marker.
+ *
+ * @generated from message imagesvc.v1.WatchImagesResponse
+ */
+export type WatchImagesResponse = Message<"imagesvc.v1.WatchImagesResponse"> & {
+  /**
+   * A change or the marker.
+   *
+   * @generated from oneof imagesvc.v1.WatchImagesResponse.event
+   */
+  event: {
+    /**
+     * A change of one image.
+     *
+     * @generated from field: imagesvc.v1.ImageChange change = 1;
+     */
+    value: ImageChange;
+    case: "change";
+  } | {
+    /**
+     * Sent once, after the initial images (first when none were asked for).
+     *
+     * @generated from field: imagesvc.v1.WatchLive live = 2;
+     */
+    value: WatchLive;
+    case: "live";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * Where the stream stands after this message: pass it as WatchImagesRequest.resume_token
+   * to continue after it. Empty on the initial images (a watch cut before the live marker
+   * must start again). Opaque; valid only on the server that sent it.
+   *
+   * @generated from field: string resume_token = 3;
+   */
+  resumeToken: string;
+};
+
+/**
+ * Describes the message imagesvc.v1.WatchImagesResponse.
+ * Use `create(WatchImagesResponseSchema)` to create a new message.
+ */
+export const WatchImagesResponseSchema: GenMessage<WatchImagesResponse> = /*@__PURE__*/
+  messageDesc(file_imagesvc_v1_image_service, 6);
+
+/**
  * Request of GetImage.
  *
  * @generated from message imagesvc.v1.GetImageRequest
@@ -163,7 +296,7 @@ export type GetImageRequest = Message<"imagesvc.v1.GetImageRequest"> & {
  * Use `create(GetImageRequestSchema)` to create a new message.
  */
 export const GetImageRequestSchema: GenMessage<GetImageRequest> = /*@__PURE__*/
-  messageDesc(file_imagesvc_v1_image_service, 3);
+  messageDesc(file_imagesvc_v1_image_service, 7);
 
 /**
  * Response of GetImage.
@@ -184,7 +317,7 @@ export type GetImageResponse = Message<"imagesvc.v1.GetImageResponse"> & {
  * Use `create(GetImageResponseSchema)` to create a new message.
  */
 export const GetImageResponseSchema: GenMessage<GetImageResponse> = /*@__PURE__*/
-  messageDesc(file_imagesvc_v1_image_service, 4);
+  messageDesc(file_imagesvc_v1_image_service, 8);
 
 /**
  * Request of GetImageHistory.
@@ -205,7 +338,7 @@ export type GetImageHistoryRequest = Message<"imagesvc.v1.GetImageHistoryRequest
  * Use `create(GetImageHistoryRequestSchema)` to create a new message.
  */
 export const GetImageHistoryRequestSchema: GenMessage<GetImageHistoryRequest> = /*@__PURE__*/
-  messageDesc(file_imagesvc_v1_image_service, 5);
+  messageDesc(file_imagesvc_v1_image_service, 9);
 
 /**
  * Response of GetImageHistory.
@@ -226,7 +359,7 @@ export type GetImageHistoryResponse = Message<"imagesvc.v1.GetImageHistoryRespon
  * Use `create(GetImageHistoryResponseSchema)` to create a new message.
  */
 export const GetImageHistoryResponseSchema: GenMessage<GetImageHistoryResponse> = /*@__PURE__*/
-  messageDesc(file_imagesvc_v1_image_service, 6);
+  messageDesc(file_imagesvc_v1_image_service, 10);
 
 /**
  * Request of PullImage.
@@ -262,7 +395,7 @@ export type PullImageRequest = Message<"imagesvc.v1.PullImageRequest"> & {
  * Use `create(PullImageRequestSchema)` to create a new message.
  */
 export const PullImageRequestSchema: GenMessage<PullImageRequest> = /*@__PURE__*/
-  messageDesc(file_imagesvc_v1_image_service, 7);
+  messageDesc(file_imagesvc_v1_image_service, 11);
 
 /**
  * One message of the PullImage stream: progress, and last the result.
@@ -299,7 +432,7 @@ export type PullImageResponse = Message<"imagesvc.v1.PullImageResponse"> & {
  * Use `create(PullImageResponseSchema)` to create a new message.
  */
 export const PullImageResponseSchema: GenMessage<PullImageResponse> = /*@__PURE__*/
-  messageDesc(file_imagesvc_v1_image_service, 8);
+  messageDesc(file_imagesvc_v1_image_service, 12);
 
 /**
  * Outcome of a pull.
@@ -341,7 +474,7 @@ export type PullImageResult = Message<"imagesvc.v1.PullImageResult"> & {
  * Use `create(PullImageResultSchema)` to create a new message.
  */
 export const PullImageResultSchema: GenMessage<PullImageResult> = /*@__PURE__*/
-  messageDesc(file_imagesvc_v1_image_service, 9);
+  messageDesc(file_imagesvc_v1_image_service, 13);
 
 /**
  * Request of TagImage.
@@ -369,7 +502,7 @@ export type TagImageRequest = Message<"imagesvc.v1.TagImageRequest"> & {
  * Use `create(TagImageRequestSchema)` to create a new message.
  */
 export const TagImageRequestSchema: GenMessage<TagImageRequest> = /*@__PURE__*/
-  messageDesc(file_imagesvc_v1_image_service, 10);
+  messageDesc(file_imagesvc_v1_image_service, 14);
 
 /**
  * Response of TagImage.
@@ -397,7 +530,7 @@ export type TagImageResponse = Message<"imagesvc.v1.TagImageResponse"> & {
  * Use `create(TagImageResponseSchema)` to create a new message.
  */
 export const TagImageResponseSchema: GenMessage<TagImageResponse> = /*@__PURE__*/
-  messageDesc(file_imagesvc_v1_image_service, 11);
+  messageDesc(file_imagesvc_v1_image_service, 15);
 
 /**
  * Request of PushImage.
@@ -425,7 +558,7 @@ export type PushImageRequest = Message<"imagesvc.v1.PushImageRequest"> & {
  * Use `create(PushImageRequestSchema)` to create a new message.
  */
 export const PushImageRequestSchema: GenMessage<PushImageRequest> = /*@__PURE__*/
-  messageDesc(file_imagesvc_v1_image_service, 12);
+  messageDesc(file_imagesvc_v1_image_service, 16);
 
 /**
  * One message of the PushImage stream: progress, and last the result.
@@ -462,7 +595,7 @@ export type PushImageResponse = Message<"imagesvc.v1.PushImageResponse"> & {
  * Use `create(PushImageResponseSchema)` to create a new message.
  */
 export const PushImageResponseSchema: GenMessage<PushImageResponse> = /*@__PURE__*/
-  messageDesc(file_imagesvc_v1_image_service, 13);
+  messageDesc(file_imagesvc_v1_image_service, 17);
 
 /**
  * Outcome of a push.
@@ -504,7 +637,7 @@ export type PushImageResult = Message<"imagesvc.v1.PushImageResult"> & {
  * Use `create(PushImageResultSchema)` to create a new message.
  */
 export const PushImageResultSchema: GenMessage<PushImageResult> = /*@__PURE__*/
-  messageDesc(file_imagesvc_v1_image_service, 14);
+  messageDesc(file_imagesvc_v1_image_service, 18);
 
 /**
  * Options of a build, like the flags of `docker build`.
@@ -589,7 +722,7 @@ export type BuildOptions = Message<"imagesvc.v1.BuildOptions"> & {
  * Use `create(BuildOptionsSchema)` to create a new message.
  */
 export const BuildOptionsSchema: GenMessage<BuildOptions> = /*@__PURE__*/
-  messageDesc(file_imagesvc_v1_image_service, 15);
+  messageDesc(file_imagesvc_v1_image_service, 19);
 
 /**
  * One message of the BuildImage request stream.
@@ -626,7 +759,7 @@ export type BuildImageRequest = Message<"imagesvc.v1.BuildImageRequest"> & {
  * Use `create(BuildImageRequestSchema)` to create a new message.
  */
 export const BuildImageRequestSchema: GenMessage<BuildImageRequest> = /*@__PURE__*/
-  messageDesc(file_imagesvc_v1_image_service, 16);
+  messageDesc(file_imagesvc_v1_image_service, 20);
 
 /**
  * One message of the BuildImage response stream.
@@ -663,7 +796,7 @@ export type BuildImageResponse = Message<"imagesvc.v1.BuildImageResponse"> & {
  * Use `create(BuildImageResponseSchema)` to create a new message.
  */
 export const BuildImageResponseSchema: GenMessage<BuildImageResponse> = /*@__PURE__*/
-  messageDesc(file_imagesvc_v1_image_service, 17);
+  messageDesc(file_imagesvc_v1_image_service, 21);
 
 /**
  * Outcome of a build.
@@ -691,7 +824,7 @@ export type BuildImageResult = Message<"imagesvc.v1.BuildImageResult"> & {
  * Use `create(BuildImageResultSchema)` to create a new message.
  */
 export const BuildImageResultSchema: GenMessage<BuildImageResult> = /*@__PURE__*/
-  messageDesc(file_imagesvc_v1_image_service, 18);
+  messageDesc(file_imagesvc_v1_image_service, 22);
 
 /**
  * Request of RemoveImage.
@@ -726,7 +859,7 @@ export type RemoveImageRequest = Message<"imagesvc.v1.RemoveImageRequest"> & {
  * Use `create(RemoveImageRequestSchema)` to create a new message.
  */
 export const RemoveImageRequestSchema: GenMessage<RemoveImageRequest> = /*@__PURE__*/
-  messageDesc(file_imagesvc_v1_image_service, 19);
+  messageDesc(file_imagesvc_v1_image_service, 23);
 
 /**
  * Response of RemoveImage.
@@ -754,7 +887,7 @@ export type RemoveImageResponse = Message<"imagesvc.v1.RemoveImageResponse"> & {
  * Use `create(RemoveImageResponseSchema)` to create a new message.
  */
 export const RemoveImageResponseSchema: GenMessage<RemoveImageResponse> = /*@__PURE__*/
-  messageDesc(file_imagesvc_v1_image_service, 20);
+  messageDesc(file_imagesvc_v1_image_service, 24);
 
 /**
  * Request of PruneImages.
@@ -797,7 +930,7 @@ export type PruneImagesRequest = Message<"imagesvc.v1.PruneImagesRequest"> & {
  * Use `create(PruneImagesRequestSchema)` to create a new message.
  */
 export const PruneImagesRequestSchema: GenMessage<PruneImagesRequest> = /*@__PURE__*/
-  messageDesc(file_imagesvc_v1_image_service, 21);
+  messageDesc(file_imagesvc_v1_image_service, 25);
 
 /**
  * Response of PruneImages.
@@ -832,7 +965,7 @@ export type PruneImagesResponse = Message<"imagesvc.v1.PruneImagesResponse"> & {
  * Use `create(PruneImagesResponseSchema)` to create a new message.
  */
 export const PruneImagesResponseSchema: GenMessage<PruneImagesResponse> = /*@__PURE__*/
-  messageDesc(file_imagesvc_v1_image_service, 22);
+  messageDesc(file_imagesvc_v1_image_service, 26);
 
 /**
  * Request of CheckRegistryAuth.
@@ -853,7 +986,7 @@ export type CheckRegistryAuthRequest = Message<"imagesvc.v1.CheckRegistryAuthReq
  * Use `create(CheckRegistryAuthRequestSchema)` to create a new message.
  */
 export const CheckRegistryAuthRequestSchema: GenMessage<CheckRegistryAuthRequest> = /*@__PURE__*/
-  messageDesc(file_imagesvc_v1_image_service, 23);
+  messageDesc(file_imagesvc_v1_image_service, 27);
 
 /**
  * Response of CheckRegistryAuth.
@@ -881,7 +1014,48 @@ export type CheckRegistryAuthResponse = Message<"imagesvc.v1.CheckRegistryAuthRe
  * Use `create(CheckRegistryAuthResponseSchema)` to create a new message.
  */
 export const CheckRegistryAuthResponseSchema: GenMessage<CheckRegistryAuthResponse> = /*@__PURE__*/
-  messageDesc(file_imagesvc_v1_image_service, 24);
+  messageDesc(file_imagesvc_v1_image_service, 28);
+
+/**
+ * What happened to an image, from the watcher's filter's point of view.
+ *
+ * @generated from enum imagesvc.v1.ChangeType
+ */
+export enum ChangeType {
+  /**
+   * Never sent.
+   *
+   * @generated from enum value: CHANGE_TYPE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The image is new, or started matching the filter.
+   *
+   * @generated from enum value: CHANGE_TYPE_ADDED = 1;
+   */
+  ADDED = 1,
+
+  /**
+   * The image changed (e.g. a tag was added or removed) and still matches.
+   *
+   * @generated from enum value: CHANGE_TYPE_UPDATED = 2;
+   */
+  UPDATED = 2,
+
+  /**
+   * The image was deleted, or stopped matching the filter.
+   *
+   * @generated from enum value: CHANGE_TYPE_DELETED = 3;
+   */
+  DELETED = 3,
+}
+
+/**
+ * Describes the enum imagesvc.v1.ChangeType.
+ */
+export const ChangeTypeSchema: GenEnum<ChangeType> = /*@__PURE__*/
+  enumDesc(file_imagesvc_v1_image_service, 0);
 
 /**
  * Manages the container images of one Docker daemon: what `docker image ls`, `history`,
@@ -902,8 +1076,9 @@ export const CheckRegistryAuthResponseSchema: GenMessage<CheckRegistryAuthRespon
  * BUILD_OPTION_NOT_ALLOWED, TOO_MANY_REQUESTS, CONCURRENCY_LIMIT, REQUEST_TOO_LARGE,
  * SPOOL_FULL, DAEMON_DISK_FULL,
  * CALLER_UNAUTHENTICATED, CALLER_PERMISSION_DENIED, REGISTRY_UNAUTHENTICATED,
- * REGISTRY_DENIED, REGISTRY_UNAVAILABLE, IMAGE_IN_USE, CONFLICT, DAEMON_UNAVAILABLE,
- * DAEMON_TIMEOUT, SHUTTING_DOWN, ENGINE_ERROR, INTERNAL. RESOURCE_EXHAUSTED answers of the limits also carry a `google.rpc.RetryInfo`.
+ * REGISTRY_DENIED, REGISTRY_UNAVAILABLE, IMAGE_IN_USE, CONFLICT, WATCH_EXPIRED,
+ * WATCH_UNAVAILABLE, DAEMON_UNAVAILABLE, DAEMON_TIMEOUT, SHUTTING_DOWN, ENGINE_ERROR,
+ * INTERNAL. RESOURCE_EXHAUSTED answers of the limits also carry a `google.rpc.RetryInfo`.
  *
  * Callers authenticate with `authorization: Bearer <token>` metadata (an `Authorization`
  * header over REST) or a client certificate; each RPC needs a role (viewer, puller,
@@ -941,6 +1116,25 @@ export const ImageService: GenService<{
     methodKind: "unary";
     input: typeof GetImageHistoryRequestSchema;
     output: typeof GetImageHistoryResponseSchema;
+  },
+  /**
+   * Streams changes to the images, like `docker events --filter type=image` but with each
+   * image's state: optionally every matching image first, then a "live" marker, then each
+   * change as the service's live image index applies it, in that order. Each change
+   * carries a resume token; a new watch from it gets every later change, none missed
+   * and none repeated. A token this server cannot resume from (it restarted, its index
+   * was rebuilt, or the change is older than the changes it keeps), and a watch read so
+   * slowly that it fell behind by more than those, end with FAILED_PRECONDITION and
+   * reason WATCH_EXPIRED: list the images again, then watch anew (like Kubernetes' 410
+   * Gone). When the server stops, a watch ends with UNAVAILABLE (SHUTTING_DOWN). Over
+   * REST the stream is newline-delimited JSON, one `{"result": ...}` line per message.
+   *
+   * @generated from rpc imagesvc.v1.ImageService.WatchImages
+   */
+  watchImages: {
+    methodKind: "server_streaming";
+    input: typeof WatchImagesRequestSchema;
+    output: typeof WatchImagesResponseSchema;
   },
   /**
    * Pulls an image, like `docker pull`, streaming progress. The last message carries the result.
