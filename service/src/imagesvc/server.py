@@ -26,6 +26,7 @@ from starlette.middleware import Middleware
 from imagesvc.config import Settings, SettingsError
 from imagesvc.core.build_context import ContextLimits, check_spool_dir
 from imagesvc.core.image_core import CoreSettings, ImageCore
+from imagesvc.core.image_index import ImageIndex, IndexSettings
 from imagesvc.core.port import DockerPort
 from imagesvc.engine.instrumented import InstrumentedDockerPort
 from imagesvc.metrics import ImagesvcMetrics, new_registry
@@ -108,8 +109,21 @@ class ImageServer:
                 max_workers=settings.stream_workers, thread_name_prefix="docker-stream"
             ),
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="docker-ping"),
+            # The image index's reader of the Engine's event stream (blocks while it lasts).
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="docker-events"),
         )
-        unary, streams, pings = self._executors
+        unary, streams, pings, events = self._executors
+        self.index: ImageIndex | None = None
+        if not settings.disable_image_index:
+            self.index = ImageIndex(
+                self._docker,
+                unary,
+                events,
+                settings=IndexSettings(
+                    reconcile_interval_seconds=settings.image_index_reconcile_seconds
+                ),
+                observer=self.metrics,
+            )
         self.core = ImageCore(
             self._docker,
             unary,
@@ -126,6 +140,7 @@ class ImageServer:
             ),
             stream_executor=streams,
             health_executor=pings,
+            index=self.index,
         )
         self.health = health.aio.HealthServicer()
         # gRPC and the REST gateway both call this one: authorization and audit in one place.
@@ -134,6 +149,7 @@ class ImageServer:
         self._http: HttpServer | None = None
         self._drain = Drain()
         self._health_task: asyncio.Task[None] | None = None
+        self._index_task: asyncio.Task[None] | None = None
         self._daemon_up: bool | None = None
         self._refreshing: dict[str, asyncio.Future[None]] = {}
         self.port = 0
@@ -203,6 +219,8 @@ class ImageServer:
         self.http_port = await http.start()
         self._http = http
         self._health_task = asyncio.create_task(self._watch_daemon(), name="daemon-health")
+        if self.index is not None:
+            self._index_task = asyncio.create_task(self.index.run(), name="image-index")
         log.info(
             "serving",
             extra={
@@ -257,6 +275,7 @@ class ImageServer:
                 await self._health_task
         for refreshing in self._refreshing.values():
             refreshing.cancel()
+        await self._stop_index()
         await self.health.enter_graceful_shutdown()
         grace = self.settings.shutdown_grace_seconds if grace is None else grace
         stopping: list[Coroutine[Any, Any, Any]] = []
@@ -270,6 +289,21 @@ class ImageServer:
         close = getattr(self._docker, "close", None)
         if callable(close):
             close()
+
+    async def _stop_index(self) -> None:
+        """Closes the event stream (its reader thread ends) and ends the index's task.
+        Reads go to the Engine from here on."""
+        if self.index is None or self._index_task is None:
+            return
+        self.index.stop()
+        try:
+            async with asyncio.timeout(5):
+                await asyncio.shield(self._index_task)
+        except TimeoutError:
+            self._index_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._index_task
+        self._index_task = None
 
     async def _stop_grpc(self, server: grpc.aio.Server, grace: float) -> None:
         started = time.monotonic()
