@@ -214,6 +214,10 @@ def _normalise_tag(reference: str) -> str:
     return reference if ":" in last or "@" in reference else f"{reference}:latest"
 
 
+def _names_match(references: Sequence[str], name: str, separator: str) -> bool:
+    return any(ref in (name, name.rsplit(separator, 1)[0]) for ref in references)
+
+
 @dataclass
 class FakeDockerPort:
     """A Docker Engine in memory. Script streams and answers through the public fields."""
@@ -237,6 +241,8 @@ class FakeDockerPort:
     # Called at the start of every list_images (e.g. to change images "meanwhile").
     list_hook: Callable[[Mapping[str, list[str]]], None] | None = None
     event_streams: list[FakeEventStream] = field(default_factory=list)
+    # Whether a list filtered by reference shows only the matching names (Docker does).
+    narrows_reference_lists: bool = False
 
     calls: list[Call] = field(default_factory=list)
     builds: list[BuildCall] = field(default_factory=list)
@@ -345,11 +351,22 @@ class FakeDockerPort:
         self._record("list_images", all=all, filters={k: list(v) for k, v in filters.items()})
         if self.list_hook is not None:
             self.list_hook(filters)
-        return [
+        summaries = [
             self._summary(document)
             for document in self.images.values()
             if self._matches(document, filters)
         ]
+        references = filters.get("reference")
+        if references and self.narrows_reference_lists:
+            # Like Docker, a reference filter lists only the names that match it.
+            for summary in summaries:
+                summary["RepoTags"] = [
+                    t for t in summary["RepoTags"] or [] if _names_match(references, t, ":")
+                ] or None
+                summary["RepoDigests"] = [
+                    d for d in summary["RepoDigests"] if _names_match(references, d, "@")
+                ]
+        return summaries
 
     def inspect_image(self, image: str) -> JsonDocument:
         self._record("inspect_image", image)

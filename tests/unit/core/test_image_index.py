@@ -93,6 +93,7 @@ class Running:
 @asynccontextmanager
 async def running(fake: FakeDockerPort, settings: IndexSettings = FAST) -> AsyncIterator[Running]:
     recorder = Recorder()
+    fake.narrows_reference_lists = True
     with ThreadPoolExecutor(4) as pool, ThreadPoolExecutor(1) as events:
         index = ImageIndex(fake, pool, events, settings=settings, sink=recorder, observer=recorder)
         core = ImageCore(fake, pool, CoreSettings(build_context=LIMITS), index=index)
@@ -159,6 +160,7 @@ def test_tag_over_another_images_tag_moves_it_in_the_index() -> None:
             # The Engine tells only the new holder (as Engine 20.10 and 26 do).
             fake.tag(image_id(1), "db", "latest")
             await r.until(lambda: "db:latest" in r.tags(1))
+            assert set(r.tags(1)) == {"app:1", "db:latest"}  # every name, not the matching
             assert r.tags(2) == ("db:2",)
             assert r.index.lookup("db") == image_id(1)
             assert r.recorder.lags

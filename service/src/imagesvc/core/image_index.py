@@ -8,12 +8,15 @@ fails, it is not live (reads go to the Engine) until it has subscribed again and
 re-listed everything. A full re-list also runs every `reconcile_interval_seconds`; what
 a re-list changes that no event explains is counted as a correction (should stay 0).
 
-Events are applied by a targeted refresh of what they name, never by re-listing: on the
+Events are applied by a targeted refresh of what they name, not by re-listing: on the
 containerd image store one full list of 400 images costs about 2.3 s, a list filtered
 by one reference 20 ms and an inspect 7 ms (Engine 20.10: 42 ms, 37 ms and 1 ms). The
 refresh asks the Engine for its own list summaries (filtered by reference, or the
 dangling images) rather than building them from an inspect, so that an entry is always
-what the Engine itself lists. One applier runs every refresh, one at a time and in
+what the Engine itself lists (with the names of the image's inspect document: a list
+filtered by reference shows only the matching names); only an untagged image with
+children (a classic build's intermediate images, which no event announces) needs a
+full list. One applier runs every refresh, one at a time and in
 order, so an older refresh can never overwrite a newer one; inspect documents and
 histories fetched lazily by readers are kept only when their entry did not change in
 the meantime (per-entry sequence numbers).
@@ -37,7 +40,6 @@ from typing import Any, Protocol, TypeVar
 from imagesvc.core import documents
 from imagesvc.core.errors import (
     ImageServiceError,
-    InternalError,
     InvalidArgumentError,
     NotFoundError,
     Reason,
@@ -54,6 +56,7 @@ _FULL_ID = re.compile(r"(?:sha256:)?[0-9a-f]{64}")
 # Events that change nothing an image list shows, when they name nothing to refresh
 # (a prune is followed by a delete or untag event per image).
 _HARMLESS_ACTIONS = frozenset({"prune", "save"})
+_NO_NAMES = frozenset({"<none>:<none>", "<none>@<none>"})
 
 
 class IndexState(enum.StrEnum):
@@ -183,6 +186,25 @@ def _event_keys(event: JsonDocument) -> tuple[set[str], set[str]]:
     return ids, names
 
 
+def _with_names(summary: JsonDocument, document: JsonDocument) -> JsonDocument:
+    """A list summary with every name of the image's inspect document: a list filtered by
+    reference shows only the names that match it."""
+    merged = dict(summary)
+    merged["RepoTags"] = list(document.get("RepoTags") or [])
+    merged["RepoDigests"] = list(document.get("RepoDigests") or [])
+    return merged
+
+
+def _comparable(summary: JsonDocument) -> JsonDocument:
+    """A summary as far as it matters whether it changed: names as a sorted list, without
+    the "<none>" placeholders older Engines list (or null for none)."""
+    comparable = dict(summary)
+    for key in ("RepoTags", "RepoDigests"):
+        names = summary.get(key) or []
+        comparable[key] = sorted(n for n in names if n not in _NO_NAMES)
+    return comparable
+
+
 def _event_time(event: JsonDocument) -> float | None:
     nanos = event.get("timeNano")
     if isinstance(nanos, int) and nanos > 0:
@@ -247,8 +269,9 @@ class ImageIndex:
         level = logging.INFO if state in (IndexState.LIVE, IndexState.STOPPED) else logging.WARNING
         log.log(
             level,
-            "image index is %s",
+            "image index is %s%s",
             state.value,
+            f" ({why})" if why else "",
             extra={"index_state": state.value, "previous_state": previous.value, "why": why},
         )
         self._observer.index_state(state)
@@ -340,10 +363,11 @@ class ImageIndex:
             async with asyncio.timeout(self._settings.write_sync_timeout_seconds):
                 await asyncio.shield(done)
         except TimeoutError:
-            self._lose("a write waited too long for the index")
+            self.resync("a write waited too long for the index")
 
-    def _lose(self, why: str) -> None:
-        """Stop answering from memory and start over (re-subscribe, re-list)."""
+    def resync(self, why: str) -> None:
+        """Stops answering from memory and starts over: subscribes again, then re-lists
+        (on the event loop)."""
         if self.live:
             self._set_state(IndexState.RESYNCING, why)
         stream = self._stream
@@ -561,7 +585,7 @@ class ImageIndex:
             key = _reference_key(name)
             if key is not None:
                 ids |= self._by_name.get(key, set())
-        summaries: dict[str, JsonDocument] = {}
+        listed: dict[str, JsonDocument] = {}
         listed_names: set[str] = set()
         dangling_listed = False
 
@@ -573,12 +597,13 @@ class ImageIndex:
                 self._engine.list_images, all=True, filters={"reference": [name]}
             )
             for summary in found:
-                summaries[documents.image_id(summary.get("Id"))] = summary
+                listed[documents.image_id(summary.get("Id"))] = summary
 
         for name in sorted(names):
             await list_named(name)
         gone: set[str] = set()
-        pending = sorted(ids - summaries.keys())
+        current: dict[str, JsonDocument] = {}
+        pending = sorted(ids | listed.keys())
         seen = set(pending)
         while pending:
             image_id = pending.pop()
@@ -589,17 +614,20 @@ class ImageIndex:
                 continue
             image = documents.image_from_inspect(document)
             names_now = [*image.repo_tags, *image.repo_digests]
-            if image_id not in summaries and names_now:
+            if image_id not in listed and names_now:
                 await list_named(names_now[0])
-            if image_id not in summaries and not dangling_listed:
+            if image_id not in listed and not dangling_listed:
                 dangling_listed = True
                 for summary in await self._call(
                     self._engine.list_images, all=True, filters={"dangling": ["true"]}
                 ):
-                    summaries.setdefault(documents.image_id(summary.get("Id")), summary)
-            if image_id not in summaries:
-                # Inspected but not listed: it changed between the calls. Start over.
-                raise InternalError(f"image {image_id} was inspected but not listed")
+                    listed.setdefault(documents.image_id(summary.get("Id")), summary)
+            if image_id not in listed:
+                # An untagged image with children (a classic build's intermediate image):
+                # only a full list shows it as the Engine does.
+                await self._relist()
+                return
+            current[image_id] = _with_names(listed[image_id], document)
             # A new image's parents may be new too (a build's intermediate images make
             # no image events).
             parent = image.parent
@@ -608,9 +636,20 @@ class ImageIndex:
                 pending.append(parent)
         for image_id in sorted(gone):
             self._remove(image_id)
-        for image_id, summary in summaries.items():
-            self._put(image_id, summary)
+        for image_id, summary in current.items():
+            if not self._put(image_id, summary):
+                self._forget_documents(image_id)
         self._observer.index_images(len(self._slots))
+
+    def _forget_documents(self, image_id: str) -> None:
+        """An event named the image: its inspect document may have changed even where its
+        summary did not (a tag set again moves its LastTagTime)."""
+        slot = self._slots.get(image_id)
+        if slot is not None:
+            self._versions += 1
+            slot.version = self._versions
+            slot.inspected = None
+            slot.history = None
 
     def _keys_of(self, image_id: str) -> set[str]:
         slot = self._slots.get(image_id)
@@ -622,7 +661,7 @@ class ImageIndex:
     def _put(self, image_id: str, summary: JsonDocument) -> bool:
         """Sets an entry from the Engine's summary; True when it changed (published)."""
         previous = self._slots.get(image_id)
-        if previous is not None and previous.entry.summary == summary:
+        if previous is not None and _comparable(previous.entry.summary) == _comparable(summary):
             return False
         entry = IndexEntry.from_summary(summary)
         if previous is not None:
