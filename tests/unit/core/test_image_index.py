@@ -433,6 +433,7 @@ def test_a_failed_refresh_stops_answering_from_memory() -> None:
         fake.emits_events = False
         async with running(fake) as r:
             await r.live()
+            fake.failures["inspect_image"] = UnavailableError("gone")
             fake.failures["list_images"] = UnavailableError("gone")
             fake.tag(image_id(1), "app", "2")
             await r.index.refreshed([image_id(1)], ["app:2"])
@@ -441,6 +442,7 @@ def test_a_failed_refresh_stops_answering_from_memory() -> None:
             with pytest.raises(UnavailableError):
                 await r.core.list_images(ImageFilter(), all=False, page_size=0, page_token="")
             del fake.failures["list_images"]
+            del fake.failures["inspect_image"]
             await r.live()
             assert "app:2" in r.tags(1)
 
@@ -466,5 +468,28 @@ def test_stop_closes_the_stream_while_subscribing() -> None:
         async with running(fake) as r:
             await r.until(lambda: bool(fake.event_streams))
             assert r.index.state is IndexState.STARTING
+
+    run(scenario())
+
+
+def test_a_known_image_is_refreshed_by_inspect_a_new_one_by_a_filtered_list() -> None:
+    async def scenario() -> None:
+        fake = two_images()
+        async with running(fake) as r:
+            await r.live()
+            calls = len(fake.calls)
+            fake.tag(image_id(1), "app", "2")
+            await r.until(lambda: "app:2" in r.tags(1))
+            refresh = [c.method for c in fake.calls[calls:] if c.method != "tag"]
+            assert refresh == ["inspect_image"]  # by the name the event gives, no list
+            calls = len(fake.calls)
+            fake.add(engine_image(3, tags=["pulled:1"], labels={"a": "b"}))
+            fake.emit(image_event("pull", "pulled:1"))
+            await r.until(lambda: image_id(3) in r.ids())
+            lists = [c.kwargs for c in fake.calls[calls:] if c.method == "list_images"]
+            assert lists == [{"all": True, "filters": {"reference": ["pulled:1"]}}]
+            [entry] = [e for e in r.index.entries() if e.id == image_id(3)]
+            assert entry.summary["Labels"] == {"a": "b"}
+            assert entry.summary["Created"] == 1_700_000_000
 
     run(scenario())

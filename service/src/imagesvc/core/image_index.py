@@ -11,15 +11,15 @@ a re-list changes that no event explains is counted as a correction (should stay
 Events are applied by a targeted refresh of what they name, not by re-listing: on the
 containerd image store one full list of 400 images costs about 2.3 s, a list filtered
 by one reference 20 ms and an inspect 7 ms (Engine 20.10: 42 ms, 37 ms and 1 ms). The
-refresh asks the Engine for its own list summaries (filtered by reference, or the
-dangling images) rather than building them from an inspect, so that an entry is always
-what the Engine itself lists (with the names of the image's inspect document: a list
-filtered by reference shows only the matching names); only an untagged image with
-children (a classic build's intermediate images, which no event announces) needs a
-full list. One applier runs every refresh, one at a time and in
-order, so an older refresh can never overwrite a newer one; inspect documents and
-histories fetched lazily by readers are kept only when their entry did not change in
-the meantime (per-entry sequence numbers).
+refresh inspects each image concerned: one the index knows keeps its list summary with
+the inspect document's names (nothing else in a summary changes for an image id); one
+new to the index gets the Engine's own summary from a list filtered by one of its names
+(or of the dangling images), since a list filtered by reference shows only the
+matching names. An untagged image with children (a classic build's intermediate
+images, which no event announces) is only found by a full list. One applier runs every
+refresh, one at a time and in order, so an older refresh can never overwrite a newer
+one; inspect documents and histories fetched lazily by readers are kept only when their
+entry did not change in the meantime (per-entry sequence numbers).
 """
 
 from __future__ import annotations
@@ -578,44 +578,51 @@ class ImageIndex:
         return changes
 
     async def _refresh(self, ids: set[str], names: set[str]) -> None:
-        """Re-reads the named images from the Engine: the images that hold each name now
-        and held it before, and each id (gone when the Engine no longer has it)."""
+        """Re-reads the named images from the Engine: the image each name finds now, the
+        images that held it before, and each id (gone when the Engine no longer has it).
+
+        An image the index knows keeps its summary but for its names, which come from its
+        inspect document (the rest of a summary never changes for an image id); only an
+        image new to the index costs a list, filtered by one of its names."""
         ids = set(ids)
-        for name in names:
+        documents_of: dict[str, JsonDocument] = {}
+        for name in sorted(names):
             key = _reference_key(name)
             if key is not None:
                 ids |= self._by_name.get(key, set())
+            with contextlib.suppress(NotFoundError):
+                document = await self._call(self._engine.inspect_image, name)
+                image_id = documents.image_id(document.get("Id"))
+                documents_of[image_id] = document
+                ids.add(image_id)
         listed: dict[str, JsonDocument] = {}
         listed_names: set[str] = set()
         dangling_listed = False
-
-        async def list_named(name: str) -> None:
-            if name in listed_names:
-                return
-            listed_names.add(name)
-            found = await self._call(
-                self._engine.list_images, all=True, filters={"reference": [name]}
-            )
-            for summary in found:
-                listed[documents.image_id(summary.get("Id"))] = summary
-
-        for name in sorted(names):
-            await list_named(name)
         gone: set[str] = set()
         current: dict[str, JsonDocument] = {}
-        pending = sorted(ids | listed.keys())
+        pending = sorted(ids)
         seen = set(pending)
         while pending:
             image_id = pending.pop()
-            try:
-                document = await self._call(self._engine.inspect_image, image_id)
-            except NotFoundError:
-                gone.add(image_id)
-                continue
+            document = documents_of.get(image_id)
+            if document is None:
+                try:
+                    document = await self._call(self._engine.inspect_image, image_id)
+                except NotFoundError:
+                    gone.add(image_id)
+                    continue
             image = documents.image_from_inspect(document)
+            known = self._slots.get(image_id)
+            if known is not None:
+                current[image_id] = _with_names(known.entry.summary, document)
+                continue
             names_now = [*image.repo_tags, *image.repo_digests]
-            if image_id not in listed and names_now:
-                await list_named(names_now[0])
+            if names_now and names_now[0] not in listed_names:
+                listed_names.add(names_now[0])
+                for summary in await self._call(
+                    self._engine.list_images, all=True, filters={"reference": [names_now[0]]}
+                ):
+                    listed[documents.image_id(summary.get("Id"))] = summary
             if image_id not in listed and not dangling_listed:
                 dangling_listed = True
                 for summary in await self._call(
