@@ -591,10 +591,10 @@ class ImageIndex:
             if key is not None:
                 ids |= self._by_name.get(key, set())
             with contextlib.suppress(NotFoundError):
-                document = await self._call(self._engine.inspect_image, name)
-                image_id = documents.image_id(document.get("Id"))
-                documents_of[image_id] = document
-                ids.add(image_id)
+                found = await self._call(self._engine.inspect_image, name)
+                found_id = documents.image_id(found.get("Id"))
+                documents_of[found_id] = found
+                ids.add(found_id)
         listed: dict[str, JsonDocument] = {}
         listed_names: set[str] = set()
         dangling_listed = False
