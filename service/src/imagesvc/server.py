@@ -26,7 +26,9 @@ from starlette.middleware import Middleware
 from imagesvc.config import Settings, SettingsError
 from imagesvc.core.build_context import ContextLimits, check_spool_dir
 from imagesvc.core.image_core import CoreSettings, ImageCore
+from imagesvc.core.image_filters import select_images
 from imagesvc.core.image_index import ImageIndex, IndexSettings
+from imagesvc.core.models import ImageFilter
 from imagesvc.core.port import DockerPort
 from imagesvc.engine.instrumented import InstrumentedDockerPort
 from imagesvc.metrics import ImagesvcMetrics, new_registry
@@ -261,10 +263,20 @@ class ImageServer:
         while True:
             await asyncio.sleep(self.settings.health_interval_seconds)
             await self._set_health(await self.core.ping())
-            if self._daemon_up and self._docker.image_stats_due(
+            if self.index is not None and self.index.live:
+                self._count_indexed_images()
+            elif self._daemon_up and self._docker.image_stats_due(
                 self.settings.image_stats_interval_seconds
             ):
                 self._refresh_gauges("images", self._docker.refresh_image_stats)
+
+    def _count_indexed_images(self) -> None:
+        """The image gauges from the live index: no Engine list (on the containerd store
+        one costs seconds at a few hundred images)."""
+        assert self.index is not None
+        listed = select_images(self.index.entries(), ImageFilter(), all=False)
+        self.metrics.images.set(len(listed))
+        self.metrics.images_size.set(sum(entry.image.size for entry in listed))
 
     async def stop(self, grace: float | None = None) -> None:
         """NOT_SERVING first, then refuse new calls (UNAVAILABLE) while running ones get
