@@ -493,3 +493,38 @@ def test_a_known_image_is_refreshed_by_inspect_a_new_one_by_a_filtered_list() ->
             assert entry.summary["Created"] == 1_700_000_000
 
     run(scenario())
+
+
+class SlowFirstList(FakeDockerPort):
+    """The first full list is taken at once but answered only when `gate` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listing = threading.Event()
+        self.gate = threading.Event()
+
+    def list_images(self, *, all: bool, filters: Mapping[str, list[str]]) -> list[JsonDocument]:
+        listed = copy.deepcopy(super().list_images(all=all, filters=filters))
+        if len(self.calls_to("list_images")) == 1:
+            self.listing.set()
+            self.gate.wait(5)
+        return listed
+
+
+def test_a_write_while_the_index_starts_returns_once_it_shows_it() -> None:
+    async def scenario() -> None:
+        fake = SlowFirstList()
+        fake.add(engine_image(1, tags=["app:1"]))
+        fake.emits_events = False
+        async with running(fake) as r:
+            await r.until(fake.listing.is_set)
+            write = asyncio.create_task(r.core.tag_image("app:1", "app:2"))
+            await asyncio.sleep(0.1)
+            assert not write.done()  # its refresh waits for the list taken before it
+            fake.gate.set()
+            await write
+            assert r.index.live
+            page = await r.core.list_images(ImageFilter(), all=False, page_size=0, page_token="")
+            assert set(page.images[0].repo_tags) == {"app:1", "app:2"}
+
+    run(scenario())

@@ -342,7 +342,9 @@ class ImageIndex:
         """Returns once the index shows the Engine's state of these images (after a write
         through this service), or once it is no longer live (reads then go to the
         Engine). Never raises: a failed refresh makes the index re-list."""
-        if not self.live or self._work is None:
+        # Also while a session starts: its list may predate the write; the refresh runs
+        # after that list, and the write returns after the refresh.
+        if self._work is None:
             return
         work = _Work()
         for key in (*ids, *names):
