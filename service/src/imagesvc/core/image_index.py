@@ -296,12 +296,12 @@ class ImageIndex:
             # Podman also finds localhost/x:1 by x:1: a name it might resolve otherwise.
             if holders and len(holders) == 1 and f"localhost/{key}" not in self._by_name:
                 return next(iter(holders))
-            if holders or "/" in key.split(":", 1)[0]:
+            if holders:
                 return None
-        if is_image_id(text):
+        if is_image_id(text):  # no image has it as a name: an id prefix, if unique
             prefix = documents.image_id(text) if text.startswith("sha256:") else f"sha256:{text}"
             found = [image_id for image_id in self._slots if image_id.startswith(prefix)]
-            if len(found) == 1 and key not in self._by_name:
+            if len(found) == 1:
                 return found[0]
         return None
 
