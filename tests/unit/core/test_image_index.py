@@ -528,3 +528,21 @@ def test_a_write_while_the_index_starts_returns_once_it_shows_it() -> None:
             assert set(page.images[0].repo_tags) == {"app:1", "app:2"}
 
     run(scenario())
+
+
+def test_untagged_parents_deleted_with_their_image_without_events_go_too() -> None:
+    async def scenario() -> None:
+        fake = FakeDockerPort()
+        fake.add(engine_image(1, tags=["base:1"]))
+        fake.add(engine_image(2, parent=image_id(1)))  # a build step
+        fake.add(engine_image(3, tags=["app:1"], parent=image_id(2)))
+        async with running(fake) as r:
+            await r.live()
+            # As the containerd store does: one event, for the image named.
+            del fake.images[image_id(3)]
+            del fake.images[image_id(2)]
+            fake.emit(image_event("delete", image_id(3)))
+            await r.until(lambda: image_id(3) not in r.ids())
+            assert r.ids() == {image_id(1)}
+
+    run(scenario())

@@ -612,6 +612,13 @@ class ImageIndex:
                     document = await self._call(self._engine.inspect_image, image_id)
                 except NotFoundError:
                     gone.add(image_id)
+                    # Its untagged parents may have gone with it: the containerd store
+                    # sends an event for the image removed, none for them.
+                    slot = self._slots.get(image_id)
+                    parent = slot.entry.image.parent if slot is not None else ""
+                    if parent in self._slots and parent not in seen:
+                        seen.add(parent)
+                        pending.append(parent)
                     continue
             image = documents.image_from_inspect(document)
             known = self._slots.get(image_id)
