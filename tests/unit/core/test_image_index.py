@@ -546,3 +546,28 @@ def test_untagged_parents_deleted_with_their_image_without_events_go_too() -> No
             assert r.ids() == {image_id(1)}
 
     run(scenario())
+
+
+def test_children_of_a_parent_that_goes_and_comes_back_show_the_engines_parent() -> None:
+    async def scenario() -> None:
+        fake = FakeDockerPort()
+        fake.add(engine_image(2))
+        fake.add(engine_image(3, tags=["app:1"], parent=image_id(2)))
+        async with running(fake) as r:
+            await r.live()
+            step = fake.images.pop(image_id(2))
+            fake.images[image_id(3)]["Parent"] = ""  # as the containerd store shows it
+            fake.emit(image_event("delete", image_id(2)))
+            await r.until(lambda: image_id(2) not in r.ids())
+            await r.until(lambda: r.index.entries()[0].image.parent == "")
+            fake.add(step)
+            fake.images[image_id(3)]["Parent"] = image_id(2)
+            fake.emit(image_event("load", image_id(2)))
+            await r.until(lambda: image_id(2) in r.ids())
+            await r.until(
+                lambda: (
+                    {e.id: e.image.parent for e in r.index.entries()}[image_id(3)] == image_id(2)
+                )
+            )
+
+    run(scenario())

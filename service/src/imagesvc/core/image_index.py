@@ -56,6 +56,8 @@ _FULL_ID = re.compile(r"(?:sha256:)?[0-9a-f]{64}")
 # Events that change nothing an image list shows, when they name nothing to refresh
 # (a prune is followed by a delete or untag event per image).
 _HARMLESS_ACTIONS = frozenset({"prune", "save"})
+# Removed parents whose children are remembered, in case the parent comes back.
+_MAX_ORPHANED_PARENTS = 1000
 _NO_NAMES = frozenset({"<none>:<none>", "<none>@<none>"})
 
 
@@ -192,6 +194,10 @@ def _with_names(summary: JsonDocument, document: JsonDocument) -> JsonDocument:
     merged = dict(summary)
     merged["RepoTags"] = list(document.get("RepoTags") or [])
     merged["RepoDigests"] = list(document.get("RepoDigests") or [])
+    # The containerd store shows a parent only while it exists: as of the document.
+    parent = documents.image_id(document.get("Parent"))
+    if parent != documents.image_id(summary.get("ParentId")):
+        merged["ParentId"] = parent
     return merged
 
 
@@ -199,6 +205,7 @@ def _comparable(summary: JsonDocument) -> JsonDocument:
     """A summary as far as it matters whether it changed: names as a sorted list, without
     the "<none>" placeholders older Engines list (or null for none)."""
     comparable = dict(summary)
+    comparable["ParentId"] = documents.image_id(summary.get("ParentId"))
     for key in ("RepoTags", "RepoDigests"):
         names = summary.get(key) or []
         comparable[key] = sorted(n for n in names if n not in _NO_NAMES)
@@ -240,6 +247,8 @@ class ImageIndex:
         self._observer: IndexObserver = observer or _NoObserver()
         self._clock = clock
         self._slots: dict[str, _Slot] = {}
+        # Removed image id -> the images that had it as parent (see _refresh).
+        self._orphans: dict[str, set[str]] = {}
         self._by_name: dict[str, set[str]] = {}
         self._versions = 0
         self._state = IndexState.STARTING
@@ -650,12 +659,29 @@ class ImageIndex:
             if parent and parent not in self._slots and parent not in seen:
                 seen.add(parent)
                 pending.append(parent)
+        # The containerd store shows an image's parent only while the parent exists:
+        # the children of an image that went, or came back, show another ParentId.
+        relinked: set[str] = set()
         for image_id in sorted(gone):
+            children = {
+                child
+                for child, slot in self._slots.items()
+                if slot.entry.image.parent == image_id and child not in gone
+            }
+            if children:
+                self._orphans[image_id] = children
+                while len(self._orphans) > _MAX_ORPHANED_PARENTS:
+                    del self._orphans[next(iter(self._orphans))]
+            relinked |= children
             self._remove(image_id)
         for image_id, summary in current.items():
+            relinked |= self._orphans.pop(image_id, set())
             if not self._put(image_id, summary):
                 self._forget_documents(image_id)
         self._observer.index_images(len(self._slots))
+        relinked = {i for i in relinked if i in self._slots and i not in current}
+        if relinked:
+            await self._refresh(relinked, set())
 
     def _forget_documents(self, image_id: str) -> None:
         """An event named the image: its inspect document may have changed even where its
