@@ -247,6 +247,7 @@ class ImageIndex:
         self._observer: IndexObserver = observer or _NoObserver()
         self._clock = clock
         self._slots: dict[str, _Slot] = {}
+        self._counting: set[asyncio.Task[None]] = set()
         # Removed image id -> the images that had it as parent (see _refresh).
         self._orphans: dict[str, set[str]] = {}
         self._by_name: dict[str, set[str]] = {}
@@ -416,6 +417,8 @@ class ImageIndex:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._settings.retry_max_seconds)
         finally:
+            for task in self._counting:
+                task.cancel()
             self._set_state(IndexState.STOPPED)
 
     def stop(self) -> None:
@@ -451,7 +454,7 @@ class ImageIndex:
             changes = await self._relist()
             if not first:
                 self._observer.index_resynced()
-                await self._count_corrections(changes, started)
+                self._count_corrections_later(changes, started)
             self._set_state(IndexState.LIVE)
             await self._apply(work)
             return True
@@ -519,7 +522,7 @@ class ImageIndex:
                 started = time.monotonic() - 5
                 changes = await self._relist()
                 self._observer.index_resynced()
-                await self._count_corrections(changes, started)
+                self._count_corrections_later(changes, started)
                 next_reconcile = time.monotonic() + interval
                 continue
             if isinstance(item, _StreamEnded):
@@ -546,6 +549,13 @@ class ImageIndex:
             if item.event_times:
                 self._observer.index_events_applied(len(item.event_times))
             _release(item)
+
+    def _count_corrections_later(self, changes: list[tuple[str, set[str]]], since: float) -> None:
+        """Counts after a grace for the explaining events, without holding up the applier."""
+        if changes:
+            task = asyncio.create_task(self._count_corrections(changes, since))
+            self._counting.add(task)
+            task.add_done_callback(self._counting.discard)
 
     async def _count_corrections(self, changes: list[tuple[str, set[str]]], since: float) -> None:
         """Counts the changes of a re-list that no event received from `since` (monotonic
