@@ -12,7 +12,8 @@ Events are applied by a targeted refresh of what they name, not by re-listing: o
 containerd image store one full list of 400 images costs about 2.3 s, a list filtered
 by one reference 20 ms and an inspect 7 ms (Engine 20.10: 42 ms, 37 ms and 1 ms). The
 refresh inspects each image concerned: one the index knows keeps its list summary with
-the inspect document's names (nothing else in a summary changes for an image id); one
+the inspect document's names and parent (nothing else in a summary changes for an image
+id); one
 new to the index gets the Engine's own summary from a list filtered by one of its names
 (or of the dangling images), since a list filtered by reference shows only the
 matching names. An untagged image with children (a classic build's intermediate
