@@ -468,6 +468,9 @@ class CountingPort:
         self._count("check_auth")
         return self._inner.check_auth(auth)
 
+    def image_events(self, *, since: str = "") -> DockerEngineStream:
+        return self._inner.image_events(since=since)
+
 
 @dataclass(frozen=True)
 class CountedServer:
@@ -480,7 +483,10 @@ def counted(engine: SandboxEngine) -> Iterator[CountedServer]:
     port = CountingPort(DockerAdapter(engine.host))
     # The health loop's periodic gauge refresh is an unfiltered list of its own, not one
     # a request made: put it out of this module's reach so the counts are the requests'.
-    settings = server_settings(engine.host, image_stats_interval_seconds=24 * 3600.0)
+    # The Engine path is what this counts: no image index answering from memory.
+    settings = server_settings(
+        engine.host, image_stats_interval_seconds=24 * 3600.0, disable_image_index=True
+    )
     running = ThreadedServer(settings, engine=port)
     try:
         # ...and let the one it makes at start (the gauges begin stale) be done first.

@@ -9,8 +9,10 @@ Engine error line as its core error (through the same table, imagesvc.engine.err
 
 from __future__ import annotations
 
+import queue
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -125,6 +127,71 @@ class FakeEngineStream:
         self._closed.set()
 
 
+_END_OF_EVENTS = object()
+
+
+class FakeEventStream:
+    """The Engine's event stream: what the test (or the fake port's own writes) emits,
+    until `end()`, `fail()` or `close()` (from any thread)."""
+
+    def __init__(self, since: str = "") -> None:
+        self.since = since
+        self._events: queue.Queue[object] = queue.Queue()
+        self._closed = threading.Event()
+        self.opened = threading.Event()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    def open(self) -> None:
+        self.opened.set()
+
+    def __iter__(self) -> Iterator[JsonDocument]:
+        return self
+
+    def __next__(self) -> JsonDocument:
+        while not self.closed:
+            try:
+                item = self._events.get(timeout=0.02)
+            except queue.Empty:
+                continue
+            if item is _END_OF_EVENTS:
+                raise StopIteration
+            if isinstance(item, BaseException):
+                raise item
+            assert isinstance(item, dict)
+            return item
+        raise StopIteration
+
+    def emit(self, event: JsonDocument) -> None:
+        self._events.put(event)
+
+    def end(self) -> None:
+        self._events.put(_END_OF_EVENTS)
+
+    def fail(self, error: BaseException) -> None:
+        self._events.put(error)
+
+    def close(self) -> None:
+        self._closed.set()
+
+
+def image_event(action: str, actor_id: str, name: str = "") -> JsonDocument:
+    """An image event as Engine 20.10 sends it."""
+    nanos = time.time_ns()
+    return {
+        "status": action,
+        "id": actor_id,
+        "Type": "image",
+        "Action": action,
+        "Actor": {"ID": actor_id, "Attributes": {"name": name or actor_id}},
+        "scope": "local",
+        "time": nanos // 1_000_000_000,
+        "timeNano": nanos,
+    }
+
+
 @dataclass(slots=True)
 class BuildCall:
     context: bytes
@@ -147,6 +214,10 @@ def _normalise_tag(reference: str) -> str:
     return reference if ":" in last or "@" in reference else f"{reference}:latest"
 
 
+def _names_match(references: Sequence[str], name: str, separator: str) -> bool:
+    return any(ref in (name, name.rsplit(separator, 1)[0]) for ref in references)
+
+
 @dataclass
 class FakeDockerPort:
     """A Docker Engine in memory. Script streams and answers through the public fields."""
@@ -165,6 +236,13 @@ class FakeDockerPort:
     # When set, the named method raises this error instead of answering.
     failures: dict[str, ImageServiceError] = field(default_factory=dict)
     alive: bool = True
+    # Whether tag and remove_image emit their events on the open event streams.
+    emits_events: bool = True
+    # Called at the start of every list_images (e.g. to change images "meanwhile").
+    list_hook: Callable[[Mapping[str, list[str]]], None] | None = None
+    event_streams: list[FakeEventStream] = field(default_factory=list)
+    # Whether a list filtered by reference shows only the matching names (Docker does).
+    narrows_reference_lists: bool = False
 
     calls: list[Call] = field(default_factory=list)
     builds: list[BuildCall] = field(default_factory=list)
@@ -233,7 +311,8 @@ class FakeDockerPort:
         references = filters.get("reference", [])
         if references:
             names = {tag.rsplit(":", 1)[0] for tag in document["RepoTags"]}
-            if not any(ref in names or ref in document["RepoTags"] for ref in references):
+            refs = {*names, *document["RepoTags"], *document["RepoDigests"]}
+            if not any(ref in refs for ref in references):
                 return False
         return True
 
@@ -248,13 +327,46 @@ class FakeDockerPort:
         self._record("version")
         return {"Version": "27.3.1", "ApiVersion": "1.47", "Os": "linux", "Arch": "amd64"}
 
+    def emit(self, event: JsonDocument) -> None:
+        """An event on every open event stream."""
+        with self._lock:
+            streams = [s for s in self.event_streams if not s.closed]
+        for stream in streams:
+            stream.emit(event)
+
+    @property
+    def event_stream(self) -> FakeEventStream:
+        """The last event stream opened."""
+        with self._lock:
+            return self.event_streams[-1]
+
+    def image_events(self, *, since: str = "") -> FakeEventStream:
+        self._record("image_events", since=since)
+        stream = FakeEventStream(since)
+        with self._lock:
+            self.event_streams.append(stream)
+        return stream
+
     def list_images(self, *, all: bool, filters: Mapping[str, list[str]]) -> list[JsonDocument]:
         self._record("list_images", all=all, filters={k: list(v) for k, v in filters.items()})
-        return [
+        if self.list_hook is not None:
+            self.list_hook(filters)
+        summaries = [
             self._summary(document)
             for document in self.images.values()
             if self._matches(document, filters)
         ]
+        references = filters.get("reference")
+        if references and self.narrows_reference_lists:
+            # Like Docker, a reference filter lists only the names that match it.
+            for summary in summaries:
+                summary["RepoTags"] = [
+                    t for t in summary["RepoTags"] or [] if _names_match(references, t, ":")
+                ] or None
+                summary["RepoDigests"] = [
+                    d for d in summary["RepoDigests"] if _names_match(references, d, "@")
+                ]
+        return summaries
 
     def inspect_image(self, image: str) -> JsonDocument:
         self._record("inspect_image", image)
@@ -292,6 +404,8 @@ class FakeDockerPort:
             if target in other["RepoTags"]:
                 other["RepoTags"].remove(target)
         document["RepoTags"].append(target)
+        if self.emits_events:
+            self.emit(image_event("tag", str(document["Id"]), target))
 
     def build(self, context: IO[bytes], *, gzip: bool, request: BuildRequest) -> FakeEngineStream:
         self._record("build", gzip=gzip, request=request)
@@ -325,6 +439,8 @@ class FakeDockerPort:
         tag = _normalise_tag(image)
         if tag in document["RepoTags"] and len(document["RepoTags"]) > 1:
             document["RepoTags"].remove(tag)
+            if self.emits_events:
+                self.emit(image_event("untag", str(document["Id"])))
             return [{"Untagged": tag}]
         if document["_containers"] > 0 and not force:
             raise FailedPreconditionError(
@@ -332,6 +448,9 @@ class FakeDockerPort:
                 " - image is being used by stopped container 0123456789ab"
             )
         del self.images[str(document["Id"])]
+        if self.emits_events:
+            self.emit(image_event("untag", str(document["Id"])))
+            self.emit(image_event("delete", str(document["Id"])))
         untagged: list[JsonDocument] = [{"Untagged": t} for t in document["RepoTags"]]
         return [*untagged, {"Deleted": document["Id"]}]
 

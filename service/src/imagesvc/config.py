@@ -122,6 +122,18 @@ class Settings:
         " and right after this service changed the images",
         has_flag=False,
     )
+    disable_image_index: bool = setting(
+        False,
+        "answer every read (ListImages, GetImage, GetImageHistory) from the Docker daemon"
+        " instead of the live image index kept in memory from the daemon's events",
+    )
+    image_index_reconcile_seconds: float = setting(
+        300.0,
+        "how often the image index checks itself against a full image list (it also does"
+        " on every reconnection to the daemon); what that corrects is counted in"
+        " `imagesvc_image_index_corrections_total`",
+        has_flag=False,
+    )
     shutdown_grace_seconds: float = setting(20.0, "time running RPCs get on SIGTERM")
     # Connection bounds of both ports (docs/operations.md#connections).
     grpc_max_connection_idle_seconds: float = setting(

@@ -69,6 +69,10 @@ ENGINE_INFO_LABELS = ("version", "api_version", "min_api_version", "os", "arch")
 # How an Engine stream ended: to its end, with an error, or closed early by the service
 # (the caller cancelled, its deadline passed, or the stream went silent too long).
 STREAM_OUTCOMES = ("success", "failure", "canceled")
+# The image index's states (core/image_index.py IndexState).
+INDEX_STATES = ("starting", "live", "resyncing", "down", "stopped")
+# From the Engine's event to the index showing it: milliseconds, up to a slow refresh.
+INDEX_LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 def new_registry() -> CollectorRegistry:
@@ -208,6 +212,43 @@ class ImagesvcMetrics:
         )
         for cause in ExpiryCause:
             self.image_watch_expirations.labels(str(cause))
+        self.image_index_state = Gauge(
+            "imagesvc_image_index_state",
+            "1 for the image index's current state, 0 for the others: reads answer from"
+            " memory only while it is `live` (else from the Docker daemon).",
+            ("state",),
+            registry=registry,
+        )
+        self.image_index_images = Gauge(
+            "imagesvc_image_index_images",
+            "Images in the image index (every image, intermediate ones included).",
+            registry=registry,
+        )
+        self.image_index_events = Counter(
+            "imagesvc_image_index_events_applied",
+            "Image events of the Docker daemon the image index applied.",
+            registry=registry,
+        )
+        self.image_index_resyncs = Counter(
+            "imagesvc_image_index_resyncs",
+            "Full image lists the image index checked itself against (on reconnecting to the"
+            " daemon and periodically).",
+            registry=registry,
+        )
+        self.image_index_corrections = Counter(
+            "imagesvc_image_index_corrections",
+            "Images a full list found different from the index with no event to explain it"
+            " (missed events; should stay 0).",
+            registry=registry,
+        )
+        self.image_index_lag = Histogram(
+            "imagesvc_image_index_lag_seconds",
+            "From an image event (the daemon's timestamp) to the index showing its effect.",
+            buckets=INDEX_LAG_BUCKETS,
+            registry=registry,
+        )
+        for state in INDEX_STATES:
+            self.image_index_state.labels(state)
         self.stream_outcomes = {"pull": self.pulls, "push": self.pushes, "build": self.builds}
         for operation in ENGINE_OPERATIONS:
             self.engine_call_duration.labels(operation)
@@ -243,6 +284,26 @@ class ImagesvcMetrics:
 
     def watch_expired(self, cause: ExpiryCause) -> None:
         self.image_watch_expirations.labels(str(cause)).inc()
+
+    # The IndexObserver of the image index (core/image_index.py).
+    def index_state(self, state: str) -> None:
+        for name in INDEX_STATES:
+            self.image_index_state.labels(name).set(1 if name == state else 0)
+
+    def index_images(self, count: int) -> None:
+        self.image_index_images.set(count)
+
+    def index_events_applied(self, count: int) -> None:
+        self.image_index_events.inc(count)
+
+    def index_resynced(self) -> None:
+        self.image_index_resyncs.inc()
+
+    def index_corrected(self, count: int) -> None:
+        self.image_index_corrections.inc(count)
+
+    def index_lag(self, seconds: float) -> None:
+        self.image_index_lag.observe(seconds)
 
     def set_engine_info(self, labels: dict[str, str]) -> None:
         """The one series of the info metric, replacing any other Engine version."""

@@ -28,6 +28,9 @@ from imagesvc.core.build_context import ContextLimits, check_spool_dir
 from imagesvc.core.errors import Reason, UnavailableError
 from imagesvc.core.image_changes import ImageChangeLog, Snapshot
 from imagesvc.core.image_core import CoreSettings, ImageCore
+from imagesvc.core.image_filters import select_images
+from imagesvc.core.image_index import ImageIndex, IndexSettings
+from imagesvc.core.models import ImageFilter
 from imagesvc.core.port import DockerPort
 from imagesvc.core.pull_flights import PullFlights
 from imagesvc.engine.instrumented import InstrumentedDockerPort
@@ -103,8 +106,8 @@ class ImageServer:
     ) -> None:
         """`engine`: the Docker Engine to manage (default: docker-py's, at
         settings.docker_host); `.port` and `.http_port` are the TCP ports once started.
-        `image_snapshot`: the live image index's entries, for WatchImages (see
-        `image_changes` below)."""
+        `image_snapshot`: a stand-in for the live image index's entries as WatchImages'
+        source (tests; see `image_changes` below)."""
         self.settings = settings
         # First: refuses unusable security settings before anything is started.
         self.security = ServerSecurity(settings)
@@ -125,22 +128,29 @@ class ImageServer:
             _pool(settings.docker_workers, "docker"),
             _pool(settings.stream_workers, "docker-stream"),
             _pool(1, "docker-ping"),
+            # The image index's reader of the Engine's event stream (blocks while it lasts).
+            _pool(1, "docker-events"),
         )
-        unary, streams, pings = self._executors
-        # The change feed of WatchImages. CONNECTION POINT of the live image index (issue
-        # 14), to wire at merge:
-        # - the index gets `self.image_changes` as its ChangeSink and calls `publish` for
-        #   every change it applies, on the event loop, in apply order, in the same step
-        #   (no await) as it changes its entries;
-        # - `image_snapshot` is a plain callable giving the index's entries as of the last
-        #   publish (it may raise UnavailableError(reason=WATCH_UNAVAILABLE) while the
-        #   index is not in step with the Engine);
-        # - a resync that corrects the index publishes its corrections like any change
-        #   (watchers go on); an index rebuilt without them calls
-        #   `self.image_changes.reset(why)` (watchers and tokens get WATCH_EXPIRED).
-        # Until then only tests pass a snapshot and publish themselves; without one
-        # WatchImages answers UNAVAILABLE (WATCH_UNAVAILABLE).
+        unary, streams, pings, events = self._executors
+        # The change feed of WatchImages: the live image index publishes to it every
+        # change it applies, the corrections of a resync included (so watchers go on
+        # through a resync). A given `image_snapshot` stands in for the index as the
+        # feed's source (tests publish their own changes); the index then tells it nothing.
         self.image_changes = ImageChangeLog(observer=self.metrics)
+        self.index: ImageIndex | None = None
+        if not settings.disable_image_index:
+            self.index = ImageIndex(
+                self._docker,
+                unary,
+                events,
+                settings=IndexSettings(
+                    reconcile_interval_seconds=settings.image_index_reconcile_seconds
+                ),
+                sink=self.image_changes if image_snapshot is None else None,
+                observer=self.metrics,
+            )
+            if image_snapshot is None:
+                image_snapshot = self.index.live_entries
         self.core = ImageCore(
             self._docker,
             unary,
@@ -161,6 +171,7 @@ class ImageServer:
             health_executor=pings,
             image_changes=self.image_changes,
             image_snapshot=image_snapshot,
+            index=self.index,
         )
         self.health = health.aio.HealthServicer()
         # gRPC and the REST gateway both call this one: authorization and audit in one place.
@@ -169,6 +180,7 @@ class ImageServer:
         self._http: HttpServer | None = None
         self._drain = Drain()
         self._health_task: asyncio.Task[None] | None = None
+        self._index_task: asyncio.Task[None] | None = None
         self._daemon_up: bool | None = None
         self._refreshing: dict[str, asyncio.Future[None]] = {}
         self.port = 0
@@ -238,6 +250,8 @@ class ImageServer:
         self.http_port = await http.start()
         self._http = http
         self._health_task = asyncio.create_task(self._watch_daemon(), name="daemon-health")
+        if self.index is not None:
+            self._index_task = asyncio.create_task(self.index.run(), name="image-index")
         log.info(
             "serving",
             extra={
@@ -278,10 +292,20 @@ class ImageServer:
         while True:
             await asyncio.sleep(self.settings.health_interval_seconds)
             await self._set_health(await self.core.ping())
-            if self._daemon_up and self._docker.image_stats_due(
+            if self.index is not None and self.index.live:
+                self._count_indexed_images()
+            elif self._daemon_up and self._docker.image_stats_due(
                 self.settings.image_stats_interval_seconds
             ):
                 self._refresh_gauges("images", self._docker.refresh_image_stats)
+
+    def _count_indexed_images(self) -> None:
+        """The image gauges from the live index: no Engine list (on the containerd store
+        one costs seconds at a few hundred images)."""
+        assert self.index is not None
+        listed = select_images(self.index.entries(), ImageFilter(), all=False)
+        self.metrics.images.set(len(listed))
+        self.metrics.images_size.set(sum(entry.image.size for entry in listed))
 
     async def stop(self, grace: float | None = None) -> None:
         """NOT_SERVING first, then refuse new calls (UNAVAILABLE) while running ones get
@@ -292,6 +316,7 @@ class ImageServer:
                 await self._health_task
         for refreshing in self._refreshing.values():
             refreshing.cancel()
+        await self._stop_index()
         await self.health.enter_graceful_shutdown()
         # Watches never end by themselves: end them now, so that their clients resume
         # elsewhere at once instead of holding the drain for the whole grace period.
@@ -314,6 +339,21 @@ class ImageServer:
         close = getattr(self._docker, "close", None)
         if callable(close):
             close()
+
+    async def _stop_index(self) -> None:
+        """Closes the event stream (its reader thread ends) and ends the index's task.
+        Reads go to the Engine from here on."""
+        if self.index is None or self._index_task is None:
+            return
+        self.index.stop()
+        try:
+            async with asyncio.timeout(5):
+                await asyncio.shield(self._index_task)
+        except TimeoutError:
+            self._index_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._index_task
+        self._index_task = None
 
     async def _stop_grpc(self, server: grpc.aio.Server, grace: float) -> None:
         started = time.monotonic()

@@ -59,7 +59,11 @@ class Served:
     def __init__(self, *, with_index: bool = True) -> None:
         self.entries: dict[str, IndexEntry] = {}
         self.threaded = ThreadedServer(
-            Settings(grpc_address="127.0.0.1:0", http_address="127.0.0.1:0"),
+            Settings(
+                grpc_address="127.0.0.1:0",
+                http_address="127.0.0.1:0",
+                disable_image_index=not with_index,
+            ),
             FakeDockerPort(),
             image_snapshot=self.snapshot if with_index else None,
         )

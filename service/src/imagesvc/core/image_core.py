@@ -14,7 +14,7 @@ import contextlib
 import dataclasses
 import functools
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -37,11 +37,14 @@ from imagesvc.core.errors import (
     EngineError,
     ImageServiceError,
     InvalidArgumentError,
+    NotFoundError,
     Reason,
     UnavailableError,
 )
 from imagesvc.core.image_changes import ImageChangeLog, Snapshot, WatchEvent
-from imagesvc.core.image_filters import has_labels, matching_names
+from imagesvc.core.image_entries import IndexEntry
+from imagesvc.core.image_filters import has_labels, matching_names, select_images
+from imagesvc.core.image_index import ImageIndex
 from imagesvc.core.limits import Limits
 from imagesvc.core.models import (
     AuthCheckResult,
@@ -171,15 +174,18 @@ class ImageCore:
         health_executor: Executor | None = None,
         image_changes: ImageChangeLog | None = None,
         image_snapshot: Snapshot | None = None,
+        index: ImageIndex | None = None,
     ) -> None:
         """`engine` is the Docker Engine; `executor` runs its unary calls. Reads of long
         pulls, pushes and builds can go to `stream_executor` and pings to
         `health_executor`, so that many slow streams neither starve quick calls nor make
-        a busy service look unhealthy. WatchImages reads `image_changes`, the change
-        log the live image index publishes to, and `image_snapshot`, the index's
-        entries (it may raise UNAVAILABLE while the index is not in step); without both
-        it answers UNAVAILABLE."""
+        a busy service look unhealthy. Reads answer from `index` while it is live, and
+        writes return once it shows their effect (read-your-writes). WatchImages reads
+        `image_changes`, the change log the live image index publishes to, and
+        `image_snapshot`, the index's entries (it may raise UNAVAILABLE while the index is
+        not in step); without both it answers UNAVAILABLE."""
         self._engine = engine
+        self._index = index
         self._image_changes = image_changes
         self._image_snapshot = image_snapshot
         self._executor = executor
@@ -264,6 +270,46 @@ class ImageCore:
         # Validate the token before spending an Engine call on the list.
         page_window((), page_size=page_size, page_token=page_token, fingerprint=fingerprint)
         patterns = [reference_pattern(p) for p in image_filter.references]
+        listed = self._listed_from_index(image_filter, all=all)
+        if listed is None:
+            listed = await self._listed_from_engine(
+                image_filter, filters, all=all, patterns=patterns
+            )
+        ordered = sorted(
+            ((sort_key(documents.created_unix(s), str(s.get("Id", ""))), i) for s, i in listed),
+            key=lambda pair: pair[0],
+        )
+        keys = [key for key, _ in ordered]
+        window = page_window(
+            keys, page_size=page_size, page_token=page_token, fingerprint=fingerprint
+        )
+        images = tuple(image for _, image in ordered[window.start : window.stop])
+        return ImagePage(images, window.next_token, len(ordered))
+
+    def _listed_from_index(
+        self, image_filter: ImageFilter, *, all: bool
+    ) -> list[tuple[JsonDocument, Image]] | None:
+        """The list from memory, or None when the index cannot answer (not live, or a
+        filter it does not evaluate): then the Engine answers."""
+        index = self._index
+        if index is None or not index.live:
+            return None
+        try:
+            selected: list[IndexEntry] = select_images(index.entries(), image_filter, all=all)
+        except NotImplementedError:
+            return None
+        # select_images shows each image as the list does (only the names a reference
+        # filter matches), so the same Image objects come back while nothing changes.
+        return [(entry.summary, entry.image) for entry in selected]
+
+    async def _listed_from_engine(
+        self,
+        image_filter: ImageFilter,
+        filters: dict[str, list[str]],
+        *,
+        all: bool,
+        patterns: list[re.Pattern[str]],
+    ) -> list[tuple[JsonDocument, Image]]:
         summaries = await self._call(
             self._engine.list_images, all=all, filters=_narrowing_filters(filters)
         )
@@ -278,25 +324,32 @@ class ImageCore:
                 image = matching_names(image, patterns)
             if image is not None:
                 listed.append((summary, image))
-        ordered = sorted(
-            ((sort_key(documents.created_unix(s), str(s.get("Id", ""))), i) for s, i in listed),
-            key=lambda pair: pair[0],
-        )
-        keys = [key for key, _ in ordered]
-        window = page_window(
-            keys, page_size=page_size, page_token=page_token, fingerprint=fingerprint
-        )
-        images = tuple(image for _, image in ordered[window.start : window.stop])
-        return ImagePage(images, window.next_token, len(ordered))
+        return listed
 
     async def get_image(self, image: str) -> Image:
         self._admit()
-        document = await self._call(self._engine.inspect_image, validate_image_identifier(image))
+        text = validate_image_identifier(image)
+        index = self._index
+        if index is not None and index.live and (image_id := index.lookup(text)) is not None:
+            cached = index.inspected(image_id)
+            if cached is not None:
+                return cached
+            with contextlib.suppress(NotFoundError):  # gone meanwhile: as the Engine says
+                return await index.inspect(image_id)
+        document = await self._call(self._engine.inspect_image, text)
         return documents.image_from_inspect(document)
 
     async def image_history(self, image: str) -> tuple[HistoryEntry, ...]:
         self._admit()
-        entries = await self._call(self._engine.image_history, validate_image_identifier(image))
+        text = validate_image_identifier(image)
+        index = self._index
+        if index is not None and index.live and (image_id := index.lookup(text)) is not None:
+            cached = index.history(image_id)
+            if cached is not None:
+                return cached
+            with contextlib.suppress(NotFoundError):
+                return await index.load_history(image_id)
+        entries = await self._call(self._engine.image_history, text)
         return documents.history_from_engine(entries)
 
     async def watch_images(
@@ -325,6 +378,11 @@ class ImageCore:
             async for event in events:
                 yield event
 
+    async def _index_shows(self, ids: Sequence[str] = (), names: Sequence[str] = ()) -> None:
+        """Returns once the index shows what a write changed (read-your-writes)."""
+        if self._index is not None:
+            await self._index.refreshed(ids, names)
+
     # Writes -------------------------------------------------------------------------
 
     async def tag_image(self, source: str, target: str) -> TagResult:
@@ -334,6 +392,8 @@ class ImageCore:
         self._settings.registry_policy.check_target(reference, what=f"tagging as {target!r}")
         await self._call(self._engine.tag, source, reference.name, reference.tag)
         document = await self._call(self._engine.inspect_image, str(reference))
+        image_id = documents.image_id(document.get("Id"))
+        await self._index_shows([image_id], [str(reference)])
         return TagResult(id=str(document.get("Id", "")), target=str(reference))
 
     async def remove_image(self, image: str, *, force: bool, no_prune: bool) -> RemoveResult:
@@ -344,10 +404,12 @@ class ImageCore:
             force=force,
             no_prune=no_prune,
         )
-        return RemoveResult(
+        result = RemoveResult(
             untagged=tuple(familiar(str(i["Untagged"])) for i in items if i.get("Untagged")),
             deleted=tuple(documents.image_id(i["Deleted"]) for i in items if i.get("Deleted")),
         )
+        await self._index_shows(result.deleted, result.untagged)
+        return result
 
     async def prune_images(self, options: PruneOptions) -> PruneResult:
         self._admit()
@@ -367,6 +429,10 @@ class ImageCore:
             filters["until"] = [str(seconds)]
         report = await self._call(self._engine.prune_images, filters)
         items = report.get("ImagesDeleted") or []
+        await self._index_shows(
+            [documents.image_id(i["Deleted"]) for i in items if i.get("Deleted")],
+            [str(i["Untagged"]) for i in items if i.get("Untagged")],
+        )
         return PruneResult(
             deleted=tuple(documents.image_id(i["Deleted"]) for i in items if i.get("Deleted")),
             # The containerd store "untags" a dangling image by its bare id: no reference.
@@ -453,6 +519,7 @@ class ImageCore:
         status = next(
             (line for line in reversed(tracker.status_lines) if line.startswith("Status:")), ""
         )
+        await self._index_shows([documents.image_id(document.get("Id"))], [str(reference)])
         yield PullResult(
             image_id=documents.image_id(document.get("Id")),
             digest=digest,
@@ -484,7 +551,9 @@ class ImageCore:
                 async with contextlib.aclosing(self._transfer(stream, tracker, "push")) as progress:
                     async for item in progress:
                         yield item
-        yield self._push_result(reference.name, reference.tag, tracker)
+        result = self._push_result(reference.name, reference.tag, tracker)
+        await self._index_shows(names=[str(reference)])  # the image gains a repo digest
+        yield result
 
     @staticmethod
     def _push_result(name: str, tag: str, tracker: TransferTracker) -> PushResult:
@@ -558,6 +627,7 @@ class ImageCore:
                 "the Engine finished the build without reporting the image id",
                 reason=Reason.ENGINE_ERROR,
             )
+        await self._index_shows([image_id], options.tags)
         yield BuildResult(image_id=image_id, tags=options.tags)
 
     async def _prepared_context(

@@ -30,6 +30,19 @@ class EngineStream(Protocol):
     def close(self) -> None: ...
 
 
+class EventStream(EngineStream, Protocol):
+    """The Engine's event stream (`GET /events`): decoded JSON events, one per read,
+    for as long as the connection lasts; it ends (StopIteration) when the Engine
+    closes it and raises a core error when the connection fails.
+
+    `open()` sends the request and returns once the Engine has answered, i.e. once the
+    subscription exists: what changes after it returns is in the stream. `close()` may
+    be called from another thread at any time, also while `open()` or a read blocks.
+    """
+
+    def open(self) -> None: ...
+
+
 class BuildRequest(Protocol):
     """What the adapter needs to start a build (validated by the core)."""
 
@@ -77,4 +90,10 @@ class DockerPort(Protocol):
 
     def check_auth(self, auth: RegistryAuth) -> JsonDocument:
         """POST /auth with these credentials; never stores them."""
+        ...
+
+    def image_events(self, *, since: str = "") -> EventStream:
+        """GET /events for image events only, not sent yet (`open()` sends it); `since`
+        (Unix seconds, fraction allowed) asks for the events the Engine still holds from
+        then on as well."""
         ...

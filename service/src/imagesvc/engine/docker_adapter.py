@@ -249,6 +249,20 @@ class DockerEngineStream:
             _close_response(response)
         return response.iter_lines(chunk_size=None)
 
+    def open(self) -> None:
+        """Sends the request now, once, and returns when the Engine has answered (an
+        event stream's subscription then exists). Closed meanwhile: returns quietly, and
+        the next read ends the iteration."""
+        if self._lines is not None or self._closed.is_set():
+            return
+        try:
+            with _translate_errors(self._operation):
+                self._lines = self._open()
+        except ImageServiceError:
+            if self._closed.is_set():
+                return
+            raise
+
     def __next__(self) -> JsonDocument:
         while True:
             if self._closed.is_set():
@@ -457,18 +471,22 @@ class DockerAdapter:
         headers: Mapping[str, str],
         data: Any = None,
         registry: str = "",
+        get: bool = False,
+        idle_timeout: float | None = None,
     ) -> DockerEngineStream:
         url = self._url(path, *args)
+        send = self._client._get if get else self._client._post
+        idle = idle_timeout if get else self._stream_idle_timeout
 
         def start() -> requests.Response:
-            response: requests.Response = self._client._post(
+            response: requests.Response = send(
                 url,
                 params=dict(params),
                 headers=dict(headers),
                 data=data,
                 stream=True,
                 # No limit on the whole stream (the RPC deadline bounds it), only on silence.
-                timeout=(_CONNECT_TIMEOUT, self._stream_idle_timeout),
+                timeout=(_CONNECT_TIMEOUT, idle),
             )
             _keep_connection(response)
             try:
@@ -598,6 +616,13 @@ class DockerAdapter:
                 self._url("/images/prune"), params={"filters": json.dumps(filters)}
             )
             return dict(self._client._result(response, json=True) or {})
+
+    def image_events(self, *, since: str = "") -> DockerEngineStream:
+        params = {"filters": json.dumps({"type": ["image"]})}
+        if since:
+            params["since"] = since
+        # An event stream is silent for as long as nothing changes: no read timeout.
+        return self._stream("events", "/events", params=params, headers={}, get=True)
 
     def check_auth(self, auth: RegistryAuth) -> JsonDocument:
         # POST /auth directly: docker-py's login() would keep the credentials on the client.

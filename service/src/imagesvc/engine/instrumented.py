@@ -23,7 +23,13 @@ from typing import IO
 
 from imagesvc.core.errors import ImageServiceError, Reason
 from imagesvc.core.models import RegistryAuth
-from imagesvc.core.port import BuildRequest, DockerPort, EngineStream, JsonDocument
+from imagesvc.core.port import (
+    BuildRequest,
+    DockerPort,
+    EngineStream,
+    EventStream,
+    JsonDocument,
+)
 from imagesvc.core.progress import TransferTracker
 from imagesvc.metrics import ImagesvcMetrics
 
@@ -222,6 +228,10 @@ class InstrumentedDockerPort:
     def check_auth(self, auth: RegistryAuth) -> JsonDocument:
         with self._measured("check_auth"):
             return self._engine.check_auth(auth)
+
+    def image_events(self, *, since: str = "") -> EventStream:
+        # Not timed: it lasts as long as the service runs. The image index reports on it.
+        return self._engine.image_events(since=since)
 
     def close(self) -> None:
         close = getattr(self._engine, "close", None)
