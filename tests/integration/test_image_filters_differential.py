@@ -178,6 +178,19 @@ def _entries(engine: SandboxEngine) -> list[IndexEntry]:
     return [IndexEntry.from_summary(summary) for summary in listed]
 
 
+def _settled_entries(engine: SandboxEngine, stub: Stub) -> list[IndexEntry]:
+    """The Engine's images once the service lists the same: its live image index
+    follows the Engine's events, a few milliseconds behind the set-up's last change."""
+    deadline = time.monotonic() + 10
+    while True:
+        entries = _entries(engine)
+        listed = stub.ListImages(_request(ImageFilter(), True), timeout=30)
+        if {image.id for image in listed.images} == {entry.id for entry in entries}:
+            return entries
+        assert time.monotonic() < deadline, "the service never listed the Engine's images"
+        time.sleep(0.05)
+
+
 def _request(image_filter: ImageFilter, all: bool) -> pb.ListImagesRequest:
     return pb.ListImagesRequest(
         filter=pb.ImageFilter(
@@ -231,7 +244,7 @@ def test_in_memory_filters_answer_as_the_service_does(
     image_set: ImageSet,
     outcomes: Counter[str],
 ) -> None:
-    entries = _entries(engine)
+    entries = _settled_entries(engine, stub)
     created = {entry.id: int(entry.summary.get("Created") or 0) for entry in entries}
 
     @settings(
