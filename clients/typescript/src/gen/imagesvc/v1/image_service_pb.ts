@@ -1068,6 +1068,16 @@ export const ChangeTypeSchema: GenEnum<ChangeType> = /*@__PURE__*/
  * The service keeps no login state: registry credentials travel with each request
  * (`auth` on pull and push, `registry_auths` on build).
  *
+ * Consistency: ListImages, GetImage and GetImageHistory answer from an image index kept
+ * in memory from the daemon's event stream.
+ * - Read-your-writes: after a pull, tag, build, push, remove or prune through the
+ *   service returns, every later read through it sees the result.
+ * - Changes made on the daemon by others (the docker CLI, kubelet) are visible within
+ *   250 ms p99 of the daemon's event (what the daemon sends no event for, such as a
+ *   prune on the containerd image store, at the next reconciliation, within 300 s).
+ * - Never stale: while the event stream is down or the index is resyncing, reads go to
+ *   the daemon directly.
+ *
  * Every failure ends the call with a non-OK status whose details hold a
  * `google.rpc.ErrorInfo` with domain "imagesvc" and one of these reasons:
  * IMAGE_NOT_FOUND, INVALID_REFERENCE, INVALID_ARGUMENT, INVALID_PAGE_TOKEN,
