@@ -9,6 +9,7 @@ the test left it in. The session busybox image carries no label, so it is never 
 from __future__ import annotations
 
 import re
+import time
 import urllib.parse
 import uuid
 from collections.abc import Mapping, Sequence
@@ -127,6 +128,37 @@ def expect_error(
     assert error.code() == code, (error.code(), error.details())
     assert error_info(error).reason == reason, error.details()
     return error
+
+
+def in_step(stub: Stub, engine: SandboxEngine, *, within: float = 10.0) -> None:
+    """Returns once the service lists what the Engine lists (ids and tags, with `all`).
+
+    For tests that change images on the Engine directly, as others (the docker CLI,
+    kubelet) do: the service's live image index shows such a change a few milliseconds
+    after the Engine's event, not at once (README, Consistency). A change the index
+    never shows fails here."""
+    deadline = time.monotonic() + within
+    while True:
+        summaries = engine.api_get("/images/json?all=1")
+        assert isinstance(summaries, list)
+        engine_view = {
+            full_id(str(s["Id"])): [t for t in s.get("RepoTags") or () if t != "<none>:<none>"]
+            for s in summaries
+        }
+        reply = stub.ListImages(pb.ListImagesRequest(all=True, page_size=1000), timeout=20)
+        service_view = {image.id: sorted(image.repo_tags) for image in reply.images}
+        if _familiar_view(service_view) == _familiar_view(engine_view):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"the service does not list the Engine's images after {within:g} s:"
+                f" service {service_view}, Engine {engine_view}"
+            )
+        time.sleep(0.02)
+
+
+def _familiar_view(view: Mapping[str, list[str]]) -> dict[str, list[str]]:
+    return {image_id: sorted(familiar_name(t) for t in tags) for image_id, tags in view.items()}
 
 
 def assert_serving(stub: Stub, busybox: BuiltImage) -> None:

@@ -29,6 +29,7 @@ from tests.integration.local_images import (
     cli_list_ids,
     engine_time,
     expect_error,
+    in_step,
     inspect,
     unique_repo,
 )
@@ -67,7 +68,7 @@ class Catalogue:
 
 
 @pytest.fixture(scope="module")
-def catalogue(engine: SandboxEngine, busybox_image: BuiltImage) -> Iterator[Catalogue]:
+def catalogue(engine: SandboxEngine, busybox_image: BuiltImage, stub: Stub) -> Iterator[Catalogue]:
     throwaway = Throwaway(engine)
     prefix = unique_repo("list")
     try:
@@ -82,6 +83,7 @@ def catalogue(engine: SandboxEngine, busybox_image: BuiltImage) -> Iterator[Cata
         replaced = throwaway.build(gamma, extra_lines=["ENV VERSION=1"])
         replacement = throwaway.build(gamma, extra_lines=["ENV VERSION=2"])
         assert inspect(engine, replaced.id)["RepoTags"] == []
+        in_step(stub, engine)  # built on the Engine directly, as others do
         yield Catalogue(throwaway, prefix, images, replaced, replacement)
     finally:
         throwaway.cleanup()
@@ -373,6 +375,7 @@ def test_all_lists_intermediate_images(
         assert top_only == {built.id}
         assert len(with_intermediates) == 4  # LABEL, ENV, ENV, and the final --label step
         assert top_only < with_intermediates
+        in_step(stub, engine)  # built on the Engine directly
 
         plain = _list(stub, pb.ListImagesRequest(filter=pb.ImageFilter(labels=[marker])))
         assert set(_ids(plain)) == top_only
