@@ -185,7 +185,14 @@ def _settled_entries(engine: SandboxEngine, stub: Stub) -> list[IndexEntry]:
     while True:
         entries = _entries(engine)
         listed = stub.ListImages(_request(ImageFilter(), True), timeout=30)
-        if {image.id for image in listed.images} == {entry.id for entry in entries}:
+        service = {
+            (i.id, tuple(sorted(i.repo_tags)), tuple(sorted(i.repo_digests))) for i in listed.images
+        }
+        own = {
+            (e.id, tuple(sorted(e.image.repo_tags)), tuple(sorted(e.image.repo_digests)))
+            for e in entries
+        }
+        if service == own:
             return entries
         assert time.monotonic() < deadline, "the service never listed the Engine's images"
         time.sleep(0.05)

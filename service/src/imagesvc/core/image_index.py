@@ -47,6 +47,7 @@ from imagesvc.core.errors import (
     UnavailableError,
 )
 from imagesvc.core.image_entries import ChangeSink, IndexEntry
+from imagesvc.core.image_filters import Store, image_store
 from imagesvc.core.models import HistoryEntry, Image
 from imagesvc.core.port import DockerPort, EventStream, JsonDocument
 from imagesvc.core.references import familiar, is_image_id, parse_reference
@@ -123,6 +124,9 @@ class IndexSettings:
     # How long a re-list waits for events that explain its differences before counting
     # them as corrections.
     explain_grace_seconds: float = 0.25
+    # On stores whose lists name images otherwise than their inspect documents: how long
+    # after the last targeted refresh a full list makes the names the Engine's own.
+    names_settle_seconds: float = 0.5
 
 
 @dataclass(slots=True)
@@ -258,6 +262,7 @@ class ImageIndex:
         self._work: asyncio.Queue[_Work | _StreamEnded] | None = None
         self._stream: EventStream | None = None
         self._stopping = False
+        self._settle_handle: asyncio.TimerHandle | None = None
         self._last_event_time: float | None = None
         # (monotonic time received, keys it names or None for "anything"), for telling
         # corrections from changes events explain; only the last minute is kept.
@@ -437,6 +442,8 @@ class ImageIndex:
     def stop(self) -> None:
         """Ends `run` soon: closes the event stream (which ends its reader thread)."""
         self._stopping = True
+        if self._settle_handle is not None:
+            self._settle_handle.cancel()
         stream = self._stream
         if stream is not None:
             stream.close()
@@ -551,6 +558,7 @@ class ImageIndex:
                     await self._relist()
                 else:
                     await self._refresh(item.ids, item.names)
+                    self._settle_names_later(work)
             except BaseException as error:
                 # Not live before a waiting write returns: its reads go to the Engine.
                 self._set_state(IndexState.RESYNCING, f"a refresh failed: {error}")
@@ -562,6 +570,19 @@ class ImageIndex:
             if item.event_times:
                 self._observer.index_events_applied(len(item.event_times))
             _release(item)
+
+    def _settle_names_later(self, work: asyncio.Queue[_Work | _StreamEnded]) -> None:
+        """On the containerd image store and Podman, an image's list names are not its
+        inspect document's (their lists show fewer repo digests): a full list, shortly
+        after the last targeted refresh, makes them the Engine's own again. The classic
+        store lists exactly the inspect document's names."""
+        if image_store(self.entries()) is Store.CLASSIC:
+            return
+        if self._settle_handle is not None:
+            self._settle_handle.cancel()
+        self._settle_handle = asyncio.get_running_loop().call_later(
+            self._settings.names_settle_seconds, work.put_nowait, _Work(everything=True)
+        )
 
     def _count_corrections_later(self, changes: list[tuple[str, set[str]]], since: float) -> None:
         """Counts after a grace for the explaining events, without holding up the applier."""
