@@ -94,7 +94,7 @@ class Watch:
     """A watch read by a thread of its own, so that the test notes when each message
     arrived while it runs the docker CLI."""
 
-    def __init__(self, messages: Iterable[Seen], cancel: Callable[[], None]) -> None:
+    def __init__(self, messages: Iterable[Seen], cancel: Callable[[], object]) -> None:
         self._messages = messages
         self._cancel = cancel
         self._queue: queue.Queue[Seen | BaseException | None] = queue.Queue()
