@@ -115,7 +115,9 @@ class Watch:
         try:
             item = self._queue.get(timeout=timeout)
         except queue.Empty:
-            raise AssertionError(f"no watch message within {timeout} s") from None
+            raise AssertionError(
+                f"no watch message within {timeout} s after {self.received}"
+            ) from None
         if item is None:
             raise AssertionError("the watch ended")
         if isinstance(item, BaseException):
@@ -528,12 +530,13 @@ def test_the_engine_stopped_and_started(
     own_engine: SandboxEngine,
     watches: list[Watch],
 ) -> None:
-    busy = full_id(build_busybox_image(own_engine, BUSYBOX_TAG))
     index = _live(own_server)
     repo = _repo("restart")
     watch = grpc_watch(own_stub, pb.WatchImagesRequest())
     watches.append(watch)
     assert watch.next().kind == LIVE
+    busy = full_id(build_busybox_image(own_engine, BUSYBOX_TAG))
+    watch.until(_is("ADDED", busy, BUSYBOX_TAG))
     own_engine.docker("tag", BUSYBOX_TAG, f"{repo}:1")
     before = watch.until(_is("UPDATED", busy, f"{repo}:1"))
     own_engine.stop()
