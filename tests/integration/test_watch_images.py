@@ -592,24 +592,19 @@ def test_cli_events_shows_a_docker_tag(
         stderr=subprocess.PIPE,
         text=True,
     )
+    assert process.stdout is not None
+    # Each line is a WatchImagesResponse in the JSON mapping, as REST's `result` is.
+    lines = (_from_rest(json.loads(line)) for line in process.stdout)
+    printed = Watch(lines, process.terminate)
     try:
-        assert process.stdout is not None
-        first = json.loads(process.stdout.readline())
-        assert first["live"] == {}
+        first = printed.next()
+        assert first.kind == LIVE
+        assert first.token
         engine.docker("tag", busybox_image.tag, target)
-        for line in process.stdout:
-            message = json.loads(line)
-            change = message.get("change", {})
-            if target in change.get("image", {}).get("repoTags", []):
-                break
-        else:
-            raise AssertionError(
-                f"the CLI ended: {process.stderr.read() if process.stderr else ''}"
-            )
-        assert change["type"] == "CHANGE_TYPE_UPDATED"
-        assert change["image"]["id"] == busybox_image.id
-        assert message["resumeToken"]
+        seen = printed.until(lambda seen: target in seen.tags)
+        assert (seen.kind, seen.image_id) == ("UPDATED", busybox_image.id)
+        assert seen.token not in ("", first.token)
     finally:
-        process.terminate()
+        printed.close()
         process.communicate(timeout=10)
         engine.docker("image", "rm", target, check=False)
