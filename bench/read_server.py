@@ -20,15 +20,22 @@ from imagesvc.logs import configure_logging
 from imagesvc.server import ImageServer
 
 
+async def _index_live(server: ImageServer) -> None:
+    """Returns once the index is live (polled: it has no event to wait on)."""
+    deadline = asyncio.get_running_loop().time() + 600
+    while server.index is None or not server.index.live:
+        if asyncio.get_running_loop().time() > deadline:
+            raise SystemExit("the image index did not become live")
+        await asyncio.sleep(0.05)
+
+
 async def _serve(docker_host: str, ready_file: Path) -> None:
     settings = Settings(
         grpc_address="127.0.0.1:0", http_address="127.0.0.1:0", docker_host=docker_host
     )
     server = ImageServer(settings)
     await server.start()
-    async with asyncio.timeout(600):
-        while server.index is None or not server.index.live:
-            await asyncio.sleep(0.05)
+    await _index_live(server)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
