@@ -17,10 +17,10 @@ process measures, each figure beside the Engine's in the same run:
 
 The REST rows are for information. The Engine is called over its socket with a bare
 HTTP/1.1 keep-alive client, not docker-py. Figures are medians of interleaved rounds;
-on a shared machine read the ratios. `--snapshot` serves the reads from a snapshot
-taken at start (bench/read_server.py), a stand-in for the live image index.
+on a shared machine read the ratios. The service answers once its live image index is
+live, so the reads measured are the index's.
 
-    .venv/bin/python -m bench.reads [--images 40,400] [--snapshot] [--docker-host URL]
+    .venv/bin/python -m bench.reads [--images 40,400] [--docker-host URL]
 """
 
 from __future__ import annotations
@@ -160,12 +160,12 @@ def _engine_calls_per_second(docker_host: str, path: str, in_flight: int, second
 
 
 @contextmanager
-def _service(docker_host: str, *, snapshot: bool) -> Iterator[dict[str, int]]:
+def service(docker_host: str) -> Iterator[dict[str, int]]:
     """bench/read_server.py in its own process; yields its ports."""
     with tempfile.TemporaryDirectory(prefix="imagesvc-reads-") as tmp:
         ready = Path(tmp, "ready.json")
         command = [sys.executable, "-m", "bench.read_server", "--docker-host", docker_host]
-        command += ["--ready-file", str(ready), *(["--snapshot"] if snapshot else [])]
+        command += ["--ready-file", str(ready)]
         process = subprocess.Popen(
             command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
@@ -185,7 +185,7 @@ def measure(docker_host: str, count: int, args: argparse.Namespace) -> list[Row]
     engine = EngineConnection(docker_host)
     listed = json.loads(engine.get("/images/json"))
     one = next(i["Id"] for i in listed if i.get("RepoTags"))
-    with _service(docker_host, snapshot=args.snapshot) as ports:
+    with service(docker_host) as ports:
         target = f"127.0.0.1:{ports['grpc_port']}"
         channel = grpc.insecure_channel(target)
         stub = image_service_pb2_grpc.ImageServiceStub(channel)
@@ -312,9 +312,8 @@ async def _rates(
         return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def _print(rows: list[Row], *, snapshot: bool) -> None:
-    mode = "reads from a snapshot (--snapshot)" if snapshot else "the service as `imagesvc serve`"
-    print(f"imagesvc reads beside the Engine's own; {mode}; medians")
+def _print(rows: list[Row]) -> None:
+    print("imagesvc reads (live image index) beside the Engine's own; medians")
     header = (
         f"{'images':>6}  {'imagesvc':38} {'value':>9}  {'beside':24} {'value':>9}"
         f" {'ratio':>7}  {'target':17} result"
@@ -349,7 +348,7 @@ def run(args: argparse.Namespace) -> int:
             engine.stop()
         if tmp is not None:
             tmp.cleanup()
-    _print(rows, snapshot=args.snapshot)
+    _print(rows)
     return 0 if all(row.passed is not False for row in rows) else 1
 
 
@@ -362,7 +361,6 @@ def main() -> None:
         default=[40, 400],
         help="image counts, comma-separated (default 40,400)",
     )
-    parser.add_argument("--snapshot", action="store_true", help="reads from a snapshot")
     parser.add_argument("--get-rounds", type=int, default=300)
     parser.add_argument("--list-rounds", type=int, default=40)
     parser.add_argument("--rate-rounds", type=int, default=3)

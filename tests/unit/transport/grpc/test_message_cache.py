@@ -7,7 +7,7 @@ import dataclasses
 import gc
 from datetime import UTC, datetime
 
-from imagesvc.core.models import Image, ImageConfig
+from imagesvc.core.models import Image, ImageConfig, ImagePage
 from imagesvc.transport.grpc import convert
 from imagesvc.transport.grpc.message_cache import MessageCache
 from imagesvc.v1 import image_pb2
@@ -74,7 +74,7 @@ def test_an_entry_goes_with_its_image() -> None:
 def test_convert_image_answers_the_full_message_and_responses_hold_copies() -> None:
     image = _image()
     message = convert.image(image)
-    assert convert.image(image) is message
+    assert convert.image(image) == message
     assert message.id == image.id
     assert message.created.seconds == int(image.created.timestamp())  # type: ignore[union-attr]
     assert list(message.config.cmd) == ["sh"]
@@ -84,3 +84,22 @@ def test_convert_image_answers_the_full_message_and_responses_hold_copies() -> N
     single.image.size = 1
     assert list(convert.image(image).repo_tags) == ["acme/app:1"]
     assert convert.image(image).size == 1234
+
+
+def test_responses_built_from_the_kept_wire_form_equal_the_converted_messages() -> None:
+    # Lengths of one, two and three varint bytes.
+    images = (
+        _image(1),
+        dataclasses.replace(_image(2), inspect_json="x" * 300),
+        dataclasses.replace(_image(3), inspect_json="x" * 20_000),
+    )
+    page = ImagePage(images, "next", 7)
+    listed = convert.list_images_response(page)
+    assert listed == pb.ListImagesResponse(
+        images=[convert.image(image) for image in images], next_page_token="next", total_size=7
+    )
+    assert [message.id for message in listed.images] == [image.id for image in images]
+    got = convert.get_image_response(images[0])
+    assert got == pb.GetImageResponse(image=convert.image(images[0]))
+    got.image.size = 1
+    assert convert.get_image_response(images[0]).image.size == 1234

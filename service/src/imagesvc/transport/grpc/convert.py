@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf.message import Message
 
 from imagesvc.core import models
 from imagesvc.core.image_changes import ChangeKind, ImageChange, Live
@@ -101,13 +102,56 @@ def _image_message(value: models.Image) -> image_pb2.Image:
     return message
 
 
-_IMAGES: MessageCache[models.Image, image_pb2.Image] = MessageCache(_image_message)
+def _image_wire(value: models.Image) -> bytes:
+    return _image_message(value).SerializeToString()
+
+
+# The wire form, not the message: a kept message costs about 7 KB of arena for an
+# inspected image (1.8 KB serialized), 3.8 times what its bytes do.
+_IMAGES: MessageCache[models.Image, bytes] = MessageCache(_image_wire)
+
+
+def _field_tag(message: type[Message], field: str) -> int:
+    """The tag byte of a length-delimited `field` (numbers below 16)."""
+    number: int = message.DESCRIPTOR.fields_by_name[field].number
+    assert number < 16
+    return number << 3 | 2
+
+
+_GET_IMAGE_TAG = _field_tag(image_service_pb2.GetImageResponse, "image")
+_LIST_IMAGES_TAG = _field_tag(image_service_pb2.ListImagesResponse, "images")
+
+
+def _field(tag: int, wire: bytes) -> bytes:
+    """`wire` (a serialized message) as the field of `tag`."""
+    prefix = bytearray([tag])
+    length = len(wire)
+    while length >= 0x80:
+        prefix.append(length & 0x7F | 0x80)
+        length >>= 7
+    prefix.append(length)
+    return bytes(prefix) + wire
 
 
 def image(value: models.Image) -> image_pb2.Image:
-    """The message of `value`, converted once while the Image lives (the index keeps an
-    unchanged image's object). Shared: copy it into a response, never mutate it."""
-    return _IMAGES.get(value)
+    """The message of `value`, parsed from its wire form, converted once while the
+    Image lives (the index keeps an unchanged image's object)."""
+    return image_pb2.Image.FromString(_IMAGES.get(value))
+
+
+def get_image_response(value: models.Image) -> image_service_pb2.GetImageResponse:
+    return image_service_pb2.GetImageResponse.FromString(_field(_GET_IMAGE_TAG, _IMAGES.get(value)))
+
+
+def list_images_response(page: models.ImagePage) -> image_service_pb2.ListImagesResponse:
+    """The page, its images parsed in one go from their kept wire forms."""
+    response = image_service_pb2.ListImagesResponse(
+        next_page_token=page.next_page_token, total_size=page.total_size
+    )
+    response.MergeFromString(
+        b"".join(_field(_LIST_IMAGES_TAG, _IMAGES.get(value)) for value in page.images)
+    )
+    return response
 
 
 def history(entries: Iterable[models.HistoryEntry]) -> image_service_pb2.GetImageHistoryResponse:

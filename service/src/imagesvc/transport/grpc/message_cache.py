@@ -1,9 +1,10 @@
 """Wire messages converted once per immutable core object.
 
 The live image index keeps one frozen `models.Image` per image until that image
-changes, so every read of an unchanged image can reuse the message converted the first
-time: a ListImages of 400 images then copies 400 messages instead of converting 400
-images. Entries are keyed by the object's identity and dropped when the object is
+changes, so every read of an unchanged image can reuse what was converted the first
+time (convert.py keeps the serialized message, far smaller than a message object): a
+ListImages of 400 images then parses 400 kept wire forms in one go instead of
+converting 400 images. Entries are keyed by the object's identity and dropped when the object is
 garbage-collected (a weak reference): a changed image is a new object, converted afresh,
 and the cache never holds more than the objects still alive elsewhere. Objects made
 for one call (an Engine answer) come and go with it.

@@ -36,17 +36,13 @@ class ImageServiceServicer(image_service_pb2_grpc.ImageServiceServicer):
             page_size=request.page_size,
             page_token=request.page_token,
         )
-        return pb.ListImagesResponse(
-            images=[convert.image(image) for image in page.images],
-            next_page_token=page.next_page_token,
-            total_size=page.total_size,
-        )
+        return convert.list_images_response(page)
 
     async def GetImage(
         self, request: pb.GetImageRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> pb.GetImageResponse:
         image = await self._core.get_image(_required(request.image, "image"))
-        return pb.GetImageResponse(image=convert.image(image))
+        return convert.get_image_response(image)
 
     async def GetImageHistory(
         self, request: pb.GetImageHistoryRequest, context: grpc.aio.ServicerContext[object, object]
