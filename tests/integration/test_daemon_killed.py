@@ -239,27 +239,33 @@ def test_build(
 
 
 def test_list(own_engine: Engine, own_channel: grpc.Channel, own_stub: Stub) -> None:
+    # A list the Engine answers: with the live image index a list answers from memory
+    # and never waits on the daemon.
+    engine_lists = ThreadedServer(server_settings(own_engine.host, disable_image_index=True))
     pid = own_engine.pid
     assert pid is not None
-    # Frozen, the daemon takes the connection (the kernel accepts it) but never answers:
-    # the list is under way, waiting on it, when the kill comes.
-    os.kill(pid, signal.SIGSTOP)
-    outcome: list[grpc.RpcError | pb.ListImagesResponse] = []
-    ended: list[float] = []
+    with grpc.insecure_channel(f"127.0.0.1:{engine_lists.port}") as channel:
+        stub = image_service_pb2_grpc.ImageServiceStub(channel)
+        # Frozen, the daemon takes the connection (the kernel accepts it) but never
+        # answers: the list is under way, waiting on it, when the kill comes.
+        os.kill(pid, signal.SIGSTOP)
+        outcome: list[grpc.RpcError | pb.ListImagesResponse] = []
+        ended: list[float] = []
 
-    def list_images() -> None:
-        try:
-            outcome.append(own_stub.ListImages(pb.ListImagesRequest(), timeout=30))
-        except grpc.RpcError as error:
-            outcome.append(error)
-        ended.append(time.monotonic())
+        def list_images() -> None:
+            try:
+                outcome.append(stub.ListImages(pb.ListImagesRequest(), timeout=30))
+            except grpc.RpcError as error:
+                outcome.append(error)
+            ended.append(time.monotonic())
 
-    thread = threading.Thread(target=list_images)
-    thread.start()
-    time.sleep(1.0)
-    assert not outcome, "the list ended while the daemon was frozen"
-    killed = _kill(own_engine)
-    thread.join(timeout=30)
+        thread = threading.Thread(target=list_images)
+        thread.start()
+        time.sleep(1.0)
+        assert not outcome, "the list ended while the daemon was frozen"
+        killed = _kill(own_engine)
+        thread.join(timeout=30)
+    engine_lists.stop()
     assert outcome, "the list did not end after the kill"
     assert isinstance(outcome[0], grpc.RpcError), outcome
     _assert_unavailable_soon(outcome[0], killed, ended[0], "ListImages")
