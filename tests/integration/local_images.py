@@ -171,9 +171,11 @@ class Throwaway:
     """Builds images labelled with a scope of their own; ``cleanup()`` removes them all,
     every tag set on them and the containers created through ``create_container``."""
 
-    def __init__(self, engine: SandboxEngine) -> None:
+    def __init__(self, engine: SandboxEngine, stub: Stub | None = None) -> None:
+        """With `stub`, each build returns once the service lists it (`in_step`)."""
         self.engine = engine
         self.scope = uuid.uuid4().hex[:16]
+        self._stub = stub
         self._containers: list[str] = []
 
     @property
@@ -194,6 +196,8 @@ class Throwaway:
             extra_lines=extra_lines,
             labels={SCOPE_LABEL: self.scope, **(labels or {})},
         )
+        if self._stub is not None:
+            in_step(self._stub, self.engine)
         return BuiltImage(tag=tag, id=image_id)
 
     def create_container(self, image: str) -> str:

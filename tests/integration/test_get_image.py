@@ -53,9 +53,9 @@ class Rich:
 
 
 @pytest.fixture(scope="module")
-def rich(engine: SandboxEngine, busybox_image: BuiltImage) -> Iterator[Rich]:
+def rich(engine: SandboxEngine, busybox_image: BuiltImage, stub: Stub) -> Iterator[Rich]:
     """An image whose config sets every field GetImage reports, under two tags."""
-    throwaway = Throwaway(engine)
+    throwaway = Throwaway(engine, stub)
     repo = unique_repo("get")
     try:
         image = throwaway.build(

@@ -32,8 +32,8 @@ from tests.integration.rest.conftest import expect_status, segment
 
 
 @pytest.fixture
-def throwaway(engine: Engine) -> Iterator[Throwaway]:
-    made = Throwaway(engine)
+def throwaway(engine: Engine, stub: Stub) -> Iterator[Throwaway]:
+    made = Throwaway(engine, stub)
     yield made
     made.cleanup()
 
