@@ -125,8 +125,10 @@ class IndexSettings:
     # them as corrections.
     explain_grace_seconds: float = 0.25
     # On stores whose lists name images otherwise than their inspect documents: how long
-    # after the last targeted refresh a full list makes the names the Engine's own.
-    names_settle_seconds: float = 0.5
+    # after the last targeted refresh a full list makes the names the Engine's own. An
+    # event that arrives during that list waits for it: long enough that a burst of
+    # changes (a CLI script, a CI job) is over first.
+    names_settle_seconds: float = 2.0
 
 
 @dataclass(slots=True)
