@@ -129,6 +129,11 @@ Expected = tuple[type[ImageServiceError], Reason]
         # The registry gone in the middle of a layer (after the Engine's retries).
         ("EOF", REGISTRY_DOWN),
         (
+            'Get "http://127.0.0.1:33629/v2/faults/pulled/blobs/sha256:f61d": http: server'
+            " closed idle connection",
+            REGISTRY_DOWN,
+        ),
+        (
             'Get "https://nosuch.invalid/v2/": dial tcp: lookup nosuch.invalid: no such host',
             REGISTRY_DOWN,
         ),

@@ -107,6 +107,8 @@ _RULES: tuple[_Rule, ...] = (
         r"connection refused|no such host|i/o timeout|dial tcp|network is unreachable"
         r"|server gave http response to https client|tls: |x509:|connection reset"
         r"|service unavailable|context deadline exceeded while|unexpected eof"
+        # Go's net/http when the registry closed a kept-alive connection as it died.
+        r"|server closed idle connection"
         r'|/v2/": eof$'  # Go's error for a connection closed before any answer
         # and its bare "EOF" for a registry connection dropped mid-transfer (the registry
         # killed during a pull or a push, after the Engine's retries).
