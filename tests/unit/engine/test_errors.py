@@ -128,6 +128,7 @@ Expected = tuple[type[ImageServiceError], Reason]
         ('Get "http://127.0.0.1:5001/v2/": EOF', REGISTRY_DOWN),
         # The registry gone in the middle of a layer (after the Engine's retries).
         ("EOF", REGISTRY_DOWN),
+        ('Get "http://127.0.0.1:43707/v2/faults/pulled/blobs/sha256:2382": EOF', REGISTRY_DOWN),
         (
             'Get "http://127.0.0.1:33629/v2/faults/pulled/blobs/sha256:f61d": http: server'
             " closed idle connection",

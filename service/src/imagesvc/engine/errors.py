@@ -109,7 +109,7 @@ _RULES: tuple[_Rule, ...] = (
         r"|service unavailable|context deadline exceeded while|unexpected eof"
         # Go's net/http when the registry closed a kept-alive connection as it died.
         r"|server closed idle connection"
-        r'|/v2/": eof$'  # Go's error for a connection closed before any answer
+        r'|": eof$'  # Go's `Get "<registry URL>": EOF`: the connection closed unanswered
         # and its bare "EOF" for a registry connection dropped mid-transfer (the registry
         # killed during a pull or a push, after the Engine's retries).
         r"|^eof$",
