@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from imagesvc.transport.request_id import current_request_id
 
 _STANDARD = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+# One encoder for every line: json.dumps(..., default=str) builds a new one each call.
+_ENCODER = json.JSONEncoder(default=str)
 
 
 class JsonFormatter(logging.Formatter):
@@ -31,7 +33,7 @@ class JsonFormatter(logging.Formatter):
             entry["request_id"] = request_id
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return _ENCODER.encode(entry)
 
 
 def configure_logging(level: str = "INFO") -> None:

@@ -115,7 +115,13 @@ class _Call:
         identity = current_identity.get()
         if identity is not None:
             fields["identity"] = identity.name
-        log.info("rpc", extra=fields)
+        # Written on the loop's next turn, once gRPC has the answer on its way: the line
+        # (a record, JSON, a write) cost a unary call ~0.05 ms of its latency.
+        asyncio.get_running_loop().call_soon(_write_access_line, fields)
+
+
+def _write_access_line(fields: dict[str, object]) -> None:
+    log.info("rpc", extra=fields)
 
 
 @contextlib.asynccontextmanager
