@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -569,5 +570,66 @@ def test_children_of_a_parent_that_goes_and_comes_back_show_the_engines_parent()
                     {e.id: e.image.parent for e in r.index.entries()}[image_id(3)] == image_id(2)
                 )
             )
+
+    run(scenario())
+
+
+LIST_ONLY_DIGEST = f"db@sha256:{'d' * 64}"
+
+
+@dataclass
+class PodmanLikePort(FakeDockerPort):
+    """Lists as Podman does (its own summary keys), with a repo digest of image 2 that
+    only the full list shows; each full list, once `hold_lists` is set, is computed and
+    then held until the test releases its gate (an Engine slow to answer a list)."""
+
+    hold_lists: bool = False
+    gates: list[threading.Event] = field(default_factory=list)
+
+    def list_images(self, *, all: bool, filters: Mapping[str, list[str]]) -> list[JsonDocument]:
+        summaries = super().list_images(all=all, filters=filters)
+        for summary in summaries:
+            summary["Digest"] = summary["Id"]
+            if not filters and summary["Id"] == image_id(2):
+                summary["RepoDigests"] = [*summary["RepoDigests"], LIST_ONLY_DIGEST]
+        if self.hold_lists and not filters:
+            gate = threading.Event()
+            with self._lock:
+                self.gates.append(gate)
+            gate.wait(10)
+        return summaries
+
+
+def digests(r: Running, n: int) -> tuple[str, ...]:
+    return next(e.image.repo_digests for e in r.index.entries() if e.id == image_id(n))
+
+
+def test_names_settle_from_a_full_list_and_events_never_wait_for_it() -> None:
+    """Where lists name images otherwise than inspect, a full list after the last refresh
+    settles the names; it runs beside the applier, so an event arriving meanwhile is
+    applied at once, and the list (older than that event's refresh) does not undo it."""
+
+    async def scenario() -> None:
+        fake = PodmanLikePort()
+        fake.add(engine_image(1, tags=["app:1"]))
+        fake.add(engine_image(2, tags=["db:2"]))
+        settings = dataclasses.replace(FAST, names_settle_seconds=0.05)
+        async with running(fake, settings) as r:
+            await r.live()
+            assert LIST_ONLY_DIGEST in digests(r, 2)  # the first list's names
+            fake.hold_lists = True
+            fake.tag(image_id(2), "db", "3")
+            await r.until(lambda: "db:3" in r.tags(2))
+            assert LIST_ONLY_DIGEST not in digests(r, 2)  # inspect's names, until settled
+            await r.until(lambda: len(fake.gates) == 1)  # the settling list is out
+            fake.tag(image_id(1), "app", "2")
+            await r.until(lambda: "app:2" in r.tags(1))  # not held up by that list
+            fake.gates[0].set()
+            await r.until(lambda: LIST_ONLY_DIGEST in digests(r, 2))
+            # The list was taken before "app:2": image 1 keeps what its refresh found.
+            assert set(r.tags(1)) == {"app:1", "app:2"}
+            fake.hold_lists = False
+            for gate in fake.gates:
+                gate.set()
 
     run(scenario())

@@ -125,9 +125,9 @@ class IndexSettings:
     # them as corrections.
     explain_grace_seconds: float = 0.25
     # On stores whose lists name images otherwise than their inspect documents: how long
-    # after the last targeted refresh a full list makes the names the Engine's own. An
-    # event that arrives during that list waits for it: long enough that a burst of
-    # changes (a CLI script, a CI job) is over first.
+    # after the last targeted refresh a full list makes the names the Engine's own. The
+    # list runs beside the applier (events never wait for it); long enough that a burst
+    # of changes (a CLI script, a CI job) is over first, so one list settles it all.
     names_settle_seconds: float = 2.0
 
 
@@ -146,6 +146,8 @@ class _Work:
     ids: set[str] = field(default_factory=set)
     names: set[str] = field(default_factory=set)
     everything: bool = False
+    # A names-settling list: the index's version when it began, and what it listed.
+    settled: tuple[int, dict[str, JsonDocument]] | None = None
     event_times: list[float] = field(default_factory=list)  # Unix seconds, for the lag
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
 
@@ -153,6 +155,7 @@ class _Work:
         self.ids |= other.ids
         self.names |= other.names
         self.everything = self.everything or other.everything
+        self.settled = other.settled or self.settled
         self.event_times += other.event_times
         self.waiters += other.waiters
 
@@ -265,6 +268,7 @@ class ImageIndex:
         self._stream: EventStream | None = None
         self._stopping = False
         self._settle_handle: asyncio.TimerHandle | None = None
+        self._settling: asyncio.Task[None] | None = None
         self._last_event_time: float | None = None
         # (monotonic time received, keys it names or None for "anything"), for telling
         # corrections from changes events explain; only the last minute is kept.
@@ -439,6 +443,8 @@ class ImageIndex:
         finally:
             for task in self._counting:
                 task.cancel()
+            if self._settling is not None:
+                self._settling.cancel()
             self._set_state(IndexState.STOPPED)
 
     def stop(self) -> None:
@@ -558,9 +564,11 @@ class ImageIndex:
             try:
                 if item.everything:
                     await self._relist()
-                else:
+                elif item.ids or item.names:
                     await self._refresh(item.ids, item.names)
                     self._settle_names_later(work)
+                if item.settled is not None and not item.everything:
+                    self._adopt_listed_names(*item.settled)
             except BaseException as error:
                 # Not live before a waiting write returns: its reads go to the Engine.
                 self._set_state(IndexState.RESYNCING, f"a refresh failed: {error}")
@@ -583,8 +591,42 @@ class ImageIndex:
         if self._settle_handle is not None:
             self._settle_handle.cancel()
         self._settle_handle = asyncio.get_running_loop().call_later(
-            self._settings.names_settle_seconds, work.put_nowait, _Work(everything=True)
+            self._settings.names_settle_seconds, self._start_settling, work
         )
+
+    def _start_settling(self, work: asyncio.Queue[_Work | _StreamEnded]) -> None:
+        if self._stopping or self._work is not work:
+            return  # that session is over: the next one lists anyway
+        if self._settling is not None and not self._settling.done():
+            self._settle_names_later(work)  # once this one is done
+            return
+        self._settling = asyncio.create_task(self._settle_names(work), name="image-index-names")
+
+    async def _settle_names(self, work: asyncio.Queue[_Work | _StreamEnded]) -> None:
+        """A full list beside the applier (on the containerd store it takes seconds at a
+        few hundred images, which events must not wait for); the applier adopts it in
+        order with the events (`_adopt_listed_names`)."""
+        since = self._versions
+        try:
+            summaries = await self._call(self._engine.list_images, all=True, filters={})
+        except ImageServiceError as error:
+            # The event stream fails too when the Engine is gone; its re-list settles.
+            log.info(
+                "the names-settling list failed: %s", error, extra={"reason": str(error.reason)}
+            )
+            return
+        listed = {documents.image_id(s.get("Id")): s for s in summaries}
+        if self._work is work:
+            work.put_nowait(_Work(settled=(since, listed)))
+
+    def _adopt_listed_names(self, since: int, listed: dict[str, JsonDocument]) -> None:
+        """The listed summary of every image no refresh changed since the list began (a
+        later refresh knows better; an image added or removed meanwhile is the events'
+        and the reconcile's business)."""
+        for image_id, summary in listed.items():
+            slot = self._slots.get(image_id)
+            if slot is not None and slot.version <= since:
+                self._put(image_id, summary)
 
     def _count_corrections_later(self, changes: list[tuple[str, set[str]]], since: float) -> None:
         """Counts after a grace for the explaining events, without holding up the applier."""
