@@ -354,7 +354,11 @@ def test_update_check_follows_the_registry_tag(
 
 
 def test_update_check_answers_each_image_on_its_own(
-    stub: Stub, engine: SandboxEngine, open_registry: Registry, busybox_image: BuiltImage
+    stub: Stub,
+    engine: SandboxEngine,
+    engine_kind: EngineKind,
+    open_registry: Registry,
+    busybox_image: BuiltImage,
 ) -> None:
     repository = unique("inspect/each-")
     fine = f"{open_registry.address}/{repository}:1"
@@ -375,14 +379,18 @@ def test_update_check_answers_each_image_on_its_own(
         engine.docker("tag", fine, gone)
         engine.docker("tag", busybox_image.tag, never_pushed)
         absent = f"{open_registry.address}/{repository}:absent"
+        never_pushed_reason = (
+            "IMAGE_NOT_FOUND" if engine_kind.containerd_store else "NO_REGISTRY_DIGEST"
+        )
         updates = _check(stub, fine, down, gone, never_pushed, absent)
         assert [(u.status, u.reason) for u in updates] == [
             (pb.UPDATE_STATUS_UP_TO_DATE, ""),
             (pb.UPDATE_STATUS_UNKNOWN, "REGISTRY_UNAVAILABLE"),
             # Tagged here, never pushed: the registry has no such tag.
             (pb.UPDATE_STATUS_UNKNOWN, "IMAGE_NOT_FOUND"),
-            # Built here: no digest of that repository to compare.
-            (pb.UPDATE_STATUS_UNKNOWN, "NO_REGISTRY_DIGEST"),
+            # Built here: no digest of that repository to compare (the containerd store
+            # names every tag with the image's manifest digest: the registry is asked).
+            (pb.UPDATE_STATUS_UNKNOWN, never_pushed_reason),
             # No such local image.
             (pb.UPDATE_STATUS_UNKNOWN, "IMAGE_NOT_FOUND"),
         ]
