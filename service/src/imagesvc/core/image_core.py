@@ -750,10 +750,8 @@ class ImageCore:
             if not local:  # nothing to compare with: the registry is not asked
                 return compare_digests(reference, local, "")
             served = await self._resolve_at_registry(reference, auth)
-        except (DeadlineExceededError, UnavailableError) as error:
+        except ImageServiceError as error:
             if error.reason is Reason.DAEMON_UNAVAILABLE:
                 raise  # the daemon, not a registry: every answer would be the same
-            return update_unknown(reference, local, error.reason, error.message)
-        except ImageServiceError as error:
             return update_unknown(reference, local, error.reason, error.message)
         return compare_digests(reference, local, served.digest)
