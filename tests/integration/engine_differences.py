@@ -142,6 +142,7 @@ DIFFERENCES: tuple[Difference, ...] = (
             "test_registry_inspect.py::test_inspect_of_what_the_registry_lacks_is_not_found",
             "test_registry_inspect.py::test_inspect_at_a_registry_that_is_down_is_unavailable",
             "test_registry_inspect.py::test_update_check_follows_the_registry_tag",
+            "test_registry_inspect.py::test_update_check_of_a_pulled_index",
             "test_registry_inspect.py::test_update_check_answers_each_image_on_its_own",
             "test_registry_inspect.py::test_update_check_with_bad_credentials_says_so_per_image",
         ),

@@ -41,6 +41,7 @@ pytestmark = pytest.mark.contract
 Stub = image_service_pb2_grpc.ImageServiceStub
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -125,12 +126,16 @@ def pushed(engine: SandboxEngine, open_registry: Registry) -> Iterator[tuple[str
     remove_local(engine, reference)
 
 
-@pytest.fixture
+@pytest.fixture(params=[OCI_INDEX, DOCKER_MANIFEST_LIST], ids=["oci-index", "docker-list"])
 def index(
-    engine: SandboxEngine, engine_kind: EngineKind, open_registry: Registry
-) -> Iterator[tuple[str, str, bytes]]:
-    """(reference, repository, index bytes) of an OCI index of two manifests, put to the
-    open registry as a multi-platform image."""
+    engine: SandboxEngine,
+    engine_kind: EngineKind,
+    open_registry: Registry,
+    request: pytest.FixtureRequest,
+) -> Iterator[tuple[str, str, str, bytes]]:
+    """(reference, repository, media type, bytes) of an index of two manifests (an OCI
+    index or Docker's manifest list), put to the open registry as a multi-platform image."""
+    index_type: str = request.param
     repository = unique("inspect/multi-")
     entries = []
     references = []
@@ -152,10 +157,10 @@ def index(
             }
         )
     body = json.dumps(
-        {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}, indent=3
+        {"schemaVersion": 2, "mediaType": index_type, "manifests": entries}, indent=3
     ).encode()
-    _put_manifest(open_registry, repository, "multi", OCI_INDEX, body)
-    yield f"{open_registry.address}/{repository}:multi", repository, body
+    _put_manifest(open_registry, repository, "multi", index_type, body)
+    yield f"{open_registry.address}/{repository}:multi", repository, index_type, body
     remove_local(engine, *references)
 
 
@@ -191,16 +196,16 @@ def test_inspect_single_manifest_names_its_platform(
 
 
 def test_inspect_index_is_what_the_registry_serves(
-    stub: Stub, open_registry: Registry, index: tuple[str, str, bytes]
+    stub: Stub, open_registry: Registry, index: tuple[str, str, str, bytes]
 ) -> None:
-    reference, repository, body = index
-    served = _get_manifest(open_registry, repository, "multi", OCI_INDEX)
+    reference, repository, index_type, body = index
+    served = _get_manifest(open_registry, repository, "multi", index_type)
     assert served == body
     found = stub.InspectRegistryImage(
         pb.InspectRegistryImageRequest(reference=reference), timeout=30
     )
     assert found.digest == "sha256:" + hashlib.sha256(served).hexdigest()
-    assert (found.media_type, found.size_bytes) == (OCI_INDEX, len(served))
+    assert (found.media_type, found.size_bytes) == (index_type, len(served))
     assert _platforms(found) == [("linux", "amd64", ""), ("linux", "arm64", "v8")]
 
 
@@ -351,6 +356,22 @@ def test_update_check_follows_the_registry_tag(
         )
     finally:
         remove_local(engine, tag_1, tag_2)
+
+
+def test_update_check_of_a_pulled_index(
+    stub: Stub, engine: SandboxEngine, index: tuple[str, str, str, bytes]
+) -> None:
+    # A multi-platform image is known by its index's digest, locally and at the registry.
+    reference, _, _, body = index
+    digest = "sha256:" + hashlib.sha256(body).hexdigest()
+    try:
+        _, pulled = read_pull(stub.PullImage(pb.PullImageRequest(reference=reference), timeout=60))
+        assert pulled.digest == digest
+        [update] = _check(stub, reference)
+        assert (update.status, update.registry_digest) == (pb.UPDATE_STATUS_UP_TO_DATE, digest)
+        assert digest in update.local_digests
+    finally:
+        remove_local(engine, reference)
 
 
 def test_update_check_answers_each_image_on_its_own(
