@@ -25,6 +25,7 @@ AREAS = (
     "build",
     "registry auth",
     "errors, malformed references",
+    "registry inspect, update checks",
 )
 
 
@@ -117,6 +118,39 @@ DIFFERENCES: tuple[Difference, ...] = (
             "CheckRegistryAuth against a plain-HTTP registry is UNAVAILABLE: Podman's login "
             "demands TLS of every registry but localhost:<port>, whatever registries.conf says "
             "(pushes and pulls do honour it)."
+        ),
+    ),
+    Difference(
+        kind="docker-26-containerd",
+        area="registry inspect, update checks",
+        tests=("test_registry_inspect.py::test_inspect_single_manifest_names_its_platform",),
+        what=(
+            "The containerd image store reports no platform for a single-platform image at "
+            "its registry: InspectRegistryImage's platforms is empty (an index's are listed)."
+        ),
+    ),
+    Difference(
+        kind="podman",
+        area="registry inspect, update checks",
+        tests=(
+            "test_registry_inspect.py::test_inspect_single_manifest_is_what_the_registry_serves",
+            "test_registry_inspect.py::test_inspect_single_manifest_names_its_platform",
+            "test_registry_inspect.py::test_inspect_index_is_what_the_registry_serves",
+            "test_registry_inspect.py::test_inspect_by_digest",
+            "test_registry_inspect.py::test_inspect_with_credentials",
+            "test_registry_inspect.py::test_inspect_without_valid_credentials_is_unauthenticated",
+            "test_registry_inspect.py::test_inspect_of_what_the_registry_lacks_is_not_found",
+            "test_registry_inspect.py::test_inspect_at_a_registry_that_is_down_is_unavailable",
+            "test_registry_inspect.py::test_update_check_follows_the_registry_tag",
+            "test_registry_inspect.py::test_update_check_of_a_pulled_index",
+            "test_registry_inspect.py::test_update_check_answers_each_image_on_its_own",
+            "test_registry_inspect.py::test_update_check_with_bad_credentials_says_so_per_image",
+        ),
+        what=(
+            "Podman's Docker API has no registry inspect (GET /distribution/{name}/json answers "
+            "404 for every name): InspectRegistryImage is FAILED_PRECONDITION (ENGINE_ERROR) and "
+            "CheckImageUpdates answers UNKNOWN (ENGINE_ERROR) for every image it would ask a "
+            "registry about."
         ),
     ),
 )

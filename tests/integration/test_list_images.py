@@ -471,6 +471,10 @@ class CountingPort:
         self._count("check_auth")
         return self._inner.check_auth(auth)
 
+    def inspect_distribution(self, name: str, *, auth: RegistryAuth | None) -> JsonDocument:
+        self._count("inspect_distribution")
+        return self._inner.inspect_distribution(name, auth=auth)
+
     def image_events(self, *, since: str = "") -> DockerEngineStream:
         return self._inner.image_events(since=since)
 

@@ -173,6 +173,8 @@ def test_every_method_of_every_service_has_its_series_at_start(engine: Engine) -
         (IMAGES, "RemoveImage", "unary"),
         (IMAGES, "PruneImages", "unary"),
         (IMAGES, "CheckRegistryAuth", "unary"),
+        (IMAGES, "InspectRegistryImage", "unary"),
+        (IMAGES, "CheckImageUpdates", "unary"),
         (HEALTH, "Check", "unary"),
         (HEALTH, "Watch", "server_stream"),
         (REFLECTION, "ServerReflectionInfo", "bidi_stream"),

@@ -19,6 +19,7 @@ from imagesvc.v1 import image_service_pb2 as pb
 from imagesvc.v1 import image_service_pb2_grpc
 from tests.integration.builds import dockerfile, make_tar, run_build, unique_repo
 from tests.integration.conftest import server_settings
+from tests.integration.rpc_errors import error_info
 from tests.integration.transfers import read_pull
 
 pytestmark = pytest.mark.engine_kinds("podman")
@@ -147,3 +148,29 @@ def test_prunes_podman_would_get_wrong_are_refused(
     assert "Podman" in (error.details() or "")
     assert refused in (error.details() or "")
     assert podman.docker("image", "ls", "--all", "--quiet", "--no-trunc").stdout == before
+
+
+def test_registry_inspect_is_refused_saying_why(
+    stub: image_service_pb2_grpc.ImageServiceStub, podman: PodmanEngine, open_registry: Registry
+) -> None:
+    # Podman's Docker API answers 404 to GET /distribution/{name}/json for every name.
+    reference = f"{open_registry.address}/{unique_repo('podman-inspect')}:1"
+    built = _built(podman, reference, run=reference)
+    podman.docker("push", reference)
+    podman.docker("image", "rm", "--force", built)
+    try:
+        read_pull(stub.PullImage(pb.PullImageRequest(reference=reference), timeout=60))
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.InspectRegistryImage(pb.InspectRegistryImageRequest(reference=reference))
+        assert caught.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+        assert error_info(caught.value).reason == "ENGINE_ERROR"
+        assert "Podman's Docker API has no registry inspect" in str(caught.value.details())
+
+        [update] = stub.CheckImageUpdates(
+            pb.CheckImageUpdatesRequest(references=[reference])
+        ).updates
+        assert (update.status, update.reason) == (pb.UPDATE_STATUS_UNKNOWN, "ENGINE_ERROR")
+        assert update.local_digests
+        assert "Podman's Docker API has no registry inspect" in update.message
+    finally:
+        podman.docker("image", "rm", "--force", reference, check=False)

@@ -331,10 +331,35 @@ def test_secrets_never_leak(
             for where, text in _call_texts(check_call):
                 _assert_absent(forbidden, f"the CheckRegistryAuth {where}", text)
 
+            # 5. InspectRegistryImage and CheckImageUpdates with the wrong password, and
+            # an inspect that works.
+            with pytest.raises(grpc.RpcError) as inspect_error:
+                stub.InspectRegistryImage(
+                    pb.InspectRegistryImageRequest(
+                        reference=reference, auth=_auth(secret_registry, password=wrong)
+                    ),
+                    timeout=30,
+                )
+            assert inspect_error.value.code() is grpc.StatusCode.UNAUTHENTICATED
+            found = stub.InspectRegistryImage(
+                pb.InspectRegistryImageRequest(reference=reference, auth=_auth(secret_registry)),
+                timeout=30,
+            )
+            assert found.digest == pushed.digest
+            checked = stub.CheckImageUpdates(
+                pb.CheckImageUpdatesRequest(
+                    references=[reference],
+                    registry_auths=[_auth(secret_registry, password=wrong)],
+                ),
+                timeout=30,
+            )
+            _assert_absent(forbidden, "the CheckImageUpdates reply", checked.SerializeToString())
+
         for name, error in (
             ("push", push_error.value),
             ("pull", pull_error.value),
             ("CheckRegistryAuth", check_error.value),
+            ("InspectRegistryImage", inspect_error.value),
         ):
             assert isinstance(error, grpc.Call)
             for where, text in _call_texts(error):
@@ -345,6 +370,7 @@ def test_secrets_never_leak(
         joined = "\n".join(logs.lines)
         assert "/push" in joined
         assert "/auth" in joined
+        assert "/distribution/" in joined
         assert "UNAUTHENTICATED" in joined
         for line in logs.lines:
             _assert_absent(forbidden, "the server's logs", line)

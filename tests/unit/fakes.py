@@ -243,6 +243,9 @@ class FakeDockerPort:
     event_streams: list[FakeEventStream] = field(default_factory=list)
     # Whether a list filtered by reference shows only the matching names (Docker does).
     narrows_reference_lists: bool = False
+    # Registry inspection: the Engine's distribution documents and failures, by name.
+    distributions: dict[str, JsonDocument] = field(default_factory=dict)
+    distribution_failures: dict[str, ImageServiceError] = field(default_factory=dict)
 
     calls: list[Call] = field(default_factory=list)
     builds: list[BuildCall] = field(default_factory=list)
@@ -461,6 +464,19 @@ class FakeDockerPort:
     def check_auth(self, auth: RegistryAuth) -> JsonDocument:
         self._record("check_auth", auth)
         return dict(self.auth_answer)
+
+    # Registry inspection (issue 16) -----------------------------------------------------
+
+    def inspect_distribution(self, name: str, *, auth: RegistryAuth | None) -> JsonDocument:
+        """The document in ``distributions[name]``; a name missing there is the Engine's
+        "manifest unknown"; a failure per name in ``distribution_failures``."""
+        self._record("inspect_distribution", name, auth=auth)
+        failure = self.distribution_failures.get(name)
+        if failure is not None:
+            raise failure
+        if name not in self.distributions:
+            raise NotFoundError(f"{name}: manifest unknown: manifest unknown")
+        return dict(self.distributions[name])
 
 
 def _conforms(port: FakeDockerPort) -> DockerPort:

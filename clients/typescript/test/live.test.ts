@@ -16,6 +16,7 @@ import {
   listAllImages,
   pullImage,
   type TransferProgress,
+  UpdateStatus,
 } from "../src/index.js";
 
 function environment(name: string): string {
@@ -34,8 +35,17 @@ test("lists images, pulls one while reading its progress, and inspects it", asyn
   assert.ok(before.length >= 1, "the session's images are listed");
   assert.ok(!before.some((image) => image.repoTags.includes(reference)), "not pulled yet");
 
+  // Asked at the registry without pulling (docker manifest inspect).
+  const atRegistry = await client.inspectRegistryImage({ reference });
+  assert.equal(atRegistry.digest, digest);
+  assert.ok(atRegistry.sizeBytes > 0n);
+
   const progress: TransferProgress[] = [];
   const result = await pullImage(client, { reference }, (message) => progress.push(message));
+  const { updates } = await client.checkImageUpdates({ references: [reference] });
+  assert.equal(updates.length, 1);
+  assert.equal(updates[0].status, UpdateStatus.UP_TO_DATE);
+  assert.equal(updates[0].registryDigest, digest);
 
   assert.match(result.imageId, /^sha256:[0-9a-f]{64}$/);
   assert.equal(result.digest, digest);

@@ -63,6 +63,7 @@ ENGINE_OPERATIONS = (
     "remove_image",
     "prune_images",
     "check_auth",
+    "inspect_distribution",
 )
 STREAM_OPERATIONS = ("pull", "push", "build")
 ENGINE_INFO_LABELS = ("version", "api_version", "min_api_version", "os", "arch")

@@ -8,8 +8,9 @@ Random input must not reach the outside world or the shared session images:
 - the server under test has an engine of its own (a second sandboxed dockerd, in a
   directory of its own), so random DELETE and prune calls destroy nothing shared;
 - every request that makes the engine contact a registry is confined to 127.0.0.1:1
-  (closed): the pull/push `reference` is prefixed with it, which makes it the registry
-  host whatever the generated rest is, and checkAuth's `auth.serverAddress` is set to it
+  (closed): the pull/push/inspectRegistry `reference` and each checkUpdates reference
+  are prefixed with it, which makes it the registry host whatever the generated rest
+  is, and checkAuth's `auth.serverAddress` is set to it
   (an empty one would mean Docker Hub). A reference without a registry host would
   mean Docker Hub too, so nothing is sent unconfined;
 - WatchImages runs until its client ends it: each fuzzed one gets a short Grpc-Timeout;
@@ -78,10 +79,20 @@ def confine(case: FuzzCase) -> None:
     if not isinstance(body, dict):
         return
     operation = case.operation.definition.raw.get("operationId")
-    if operation in ("ImageService_PullImage", "ImageService_PushImage"):
+    if operation in (
+        "ImageService_PullImage",
+        "ImageService_PushImage",
+        "ImageService_InspectRegistryImage",
+    ):
         reference = body.get("reference")
         if isinstance(reference, str):
             body["reference"] = f"{CLOSED_REGISTRY}/{reference}"
+    elif operation == "ImageService_CheckImageUpdates":
+        references = body.get("references")
+        if isinstance(references, list):
+            body["references"] = [
+                f"{CLOSED_REGISTRY}/{r}" if isinstance(r, str) else r for r in references
+            ]
     elif operation == "ImageService_CheckRegistryAuth":
         auth = body.get("auth")
         body["auth"] = {

@@ -107,6 +107,20 @@ def grpc_probes(open_registry: Registry, auth_registry: Registry) -> dict[str, P
             ),
         ),
         Probe(
+            "InspectRegistryImage",
+            grpc.StatusCode.NOT_FOUND,
+            lambda stub, md: stub.InspectRegistryImage(
+                pb.InspectRegistryImageRequest(reference=absent_remote), metadata=md, timeout=60
+            ),
+        ),
+        Probe(
+            "CheckImageUpdates",
+            grpc.StatusCode.OK,  # the absent local image is that image's UNKNOWN answer
+            lambda stub, md: stub.CheckImageUpdates(
+                pb.CheckImageUpdatesRequest(references=[absent_remote]), metadata=md, timeout=60
+            ),
+        ),
+        Probe(
             "BuildImage",
             grpc.StatusCode.INVALID_ARGUMENT,
             lambda stub, md: _drain(stub.BuildImage(_build_requests(), metadata=md, timeout=60)),
@@ -256,6 +270,20 @@ def rest_probes(open_registry: Registry, auth_registry: Registry) -> dict[str, R
             "POST",
             "/v1/images:prune",
             {"labels": [NO_MATCH_LABEL]},
+        ),
+        RestProbe(
+            "InspectRegistryImage",
+            grpc.StatusCode.NOT_FOUND,
+            "POST",
+            "/v1/images:inspectRegistry",
+            {"reference": absent_remote},
+        ),
+        RestProbe(
+            "CheckImageUpdates",
+            grpc.StatusCode.OK,
+            "POST",
+            "/v1/images:checkUpdates",
+            {"references": [absent_remote]},
         ),
     ]
     return {probe.rpc: probe for probe in probes}

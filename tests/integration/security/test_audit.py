@@ -12,7 +12,7 @@ import grpc
 import httpx
 import pytest
 
-from devtools.sandbox import BuiltImage, Registry
+from devtools.sandbox import BuiltImage, Engine, Registry
 from imagesvc.server import ThreadedServer
 from imagesvc.v1 import image_pb2
 from imagesvc.v1 import image_service_pb2 as pb
@@ -265,3 +265,41 @@ def test_a_forwarded_for_header_does_not_change_the_audited_peer(
     assert response.status_code == 404
     [record] = _audit_of(logs, request_id)
     assert record["peer"].startswith("ipv4:127.0.0.1:"), record["peer"]
+
+
+def test_inspect_registry_image_is_audited_without_credentials(
+    token_stub: Stub,
+    tokens: Tokens,
+    logs: CapturedLogs,
+    auth_registry: Registry,
+    default_engine: Engine,
+    default_busybox_image: BuiltImage,
+) -> None:
+    assert auth_registry.password is not None
+    reference = f"{auth_registry.address}/team/audit-inspect-{uuid.uuid4().hex[:8]}:1"
+    auth = image_pb2.RegistryAuth(
+        username=auth_registry.username or "",
+        password=auth_registry.password,
+        server_address=auth_registry.address,
+    )
+    default_engine.docker("tag", default_busybox_image.tag, reference)
+    try:
+        for _ in token_stub.PushImage(
+            pb.PushImageRequest(reference=reference, auth=auth),
+            metadata=_metadata(tokens, "admin", uuid.uuid4().hex),
+            timeout=60,
+        ):
+            pass
+        request_id = uuid.uuid4().hex
+        found = token_stub.InspectRegistryImage(
+            pb.InspectRegistryImageRequest(reference=reference, auth=auth),
+            metadata=_metadata(tokens, "puller", request_id),
+            timeout=60,
+        )
+    finally:
+        default_engine.docker("image", "rm", reference)
+    [record] = _audit_of(logs, request_id)
+    assert record["subject"] == {"reference": reference}
+    assert record["result"] == {"digest": found.digest}
+    assert record["outcome"] == "ok"
+    assert auth_registry.password not in json.dumps(record)

@@ -40,6 +40,8 @@ ALLOWED: dict[str, set[str]] = {
     "WatchImages": VIEWER,
     "PullImage": PULLER,
     "CheckRegistryAuth": PULLER,
+    "InspectRegistryImage": PULLER,
+    "CheckImageUpdates": PULLER,
     "BuildImage": BUILDER,
     "TagImage": BUILDER,
     "PushImage": PUSHER,

@@ -23,6 +23,8 @@ def test_the_writes_are_what_a_viewer_may_not_call() -> None:
     assert {
         "PullImage",
         "CheckRegistryAuth",
+        "InspectRegistryImage",
+        "CheckImageUpdates",
         "BuildImage",
         "TagImage",
         "PushImage",
@@ -48,6 +50,8 @@ def test_the_ladder_is_the_issue_s() -> None:
     assert {rpc for rpc, role in REQUIRED_ROLE.items() if role is Role.PULLER} == {
         "PullImage",
         "CheckRegistryAuth",
+        "InspectRegistryImage",
+        "CheckImageUpdates",
     }
     assert {rpc for rpc, role in REQUIRED_ROLE.items() if role is Role.BUILDER} == {
         "BuildImage",

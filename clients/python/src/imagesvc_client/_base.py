@@ -306,6 +306,23 @@ class BaseClient:
         )
         return Stream("build", "BuildImage", BuildInput(options, chunks), split_build)
 
+    # Registry inspection (issue 16) -------------------------------------------------
+
+    @staticmethod
+    def _inspect_registry(
+        reference: str, auth: AuthLike | None
+    ) -> Unary[pb.InspectRegistryImageResponse, pb.InspectRegistryImageResponse]:
+        request = pb.InspectRegistryImageRequest(reference=reference, auth=auth_proto(auth))
+        return Unary("InspectRegistryImage", request, _same)
+
+    @staticmethod
+    def _check_updates(
+        references: Iterable[str], registry_auths: Iterable[AuthLike]
+    ) -> Unary[pb.CheckImageUpdatesResponse, list[pb.ImageUpdate]]:
+        auths = [a for a in (auth_proto(x) for x in registry_auths) if a is not None]
+        request = pb.CheckImageUpdatesRequest(references=list(references), registry_auths=auths)
+        return Unary("CheckImageUpdates", request, lambda reply: list(reply.updates))
+
 
 def _same(reply: ReplyT) -> ReplyT:
     return reply

@@ -253,6 +253,22 @@ class AsyncImageClient(BaseClient):
             "build", call, _responses(call), plan.split, local_error=lambda: requests.error
         )
 
+    # Registry inspection (issue 16) -------------------------------------------------
+
+    async def inspect_registry_image(
+        self, reference: str, *, auth: AuthLike | None = None, timeout: float | None = None
+    ) -> pb.InspectRegistryImageResponse:
+        return await self._call(self._inspect_registry(reference, auth), timeout)
+
+    async def check_image_updates(
+        self,
+        references: Iterable[str],
+        *,
+        registry_auths: Iterable[AuthLike] = (),
+        timeout: float | None = None,
+    ) -> builtins.list[pb.ImageUpdate]:
+        return await self._call(self._check_updates(references, registry_auths), timeout)
+
     # --------------------------------------------------------------------------------
 
     async def _call(self, plan: Unary[Any, ResultT], timeout: float | None) -> ResultT:

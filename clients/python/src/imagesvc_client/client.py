@@ -250,6 +250,26 @@ class ImageClient(BaseClient):
         responses = self._stub.BuildImage(iter(requests), **self._stream_options(timeout))
         return Operation("build", responses, plan.split, local_error=lambda: requests.error)
 
+    # Registry inspection (issue 16) -------------------------------------------------
+
+    def inspect_registry_image(
+        self, reference: str, *, auth: AuthLike | None = None, timeout: float | None = None
+    ) -> pb.InspectRegistryImageResponse:
+        """What the registry serves for ``reference`` (digest, media type, size, platforms),
+        without pulling it, like ``docker manifest inspect``."""
+        return self._call(self._inspect_registry(reference, auth), timeout)
+
+    def check_image_updates(
+        self,
+        references: Iterable[str],
+        *,
+        registry_auths: Iterable[AuthLike] = (),
+        timeout: float | None = None,
+    ) -> builtins.list[pb.ImageUpdate]:
+        """Whether each local tag still points at what its registry serves under it (one
+        answer per reference, in order; a registry that fails makes its answers UNKNOWN)."""
+        return self._call(self._check_updates(references, registry_auths), timeout)
+
     # --------------------------------------------------------------------------------
 
     def _call(self, plan: Unary[Any, ResultT], timeout: float | None) -> ResultT:

@@ -46,6 +46,8 @@ REQUIRED_ROLE: dict[str, Role] = {
     "WatchImages": Role.VIEWER,
     "PullImage": Role.PULLER,
     "CheckRegistryAuth": Role.PULLER,
+    "InspectRegistryImage": Role.PULLER,
+    "CheckImageUpdates": Role.PULLER,
     "BuildImage": Role.BUILDER,
     "TagImage": Role.BUILDER,
     "PushImage": Role.PUSHER,

@@ -54,11 +54,13 @@ from imagesvc.core.models import (
     Image,
     ImageFilter,
     ImagePage,
+    ImageUpdate,
     PruneOptions,
     PruneResult,
     PullResult,
     PushResult,
     RegistryAuth,
+    RegistryImage,
     RemoveResult,
     TagResult,
     TransferProgress,
@@ -77,6 +79,9 @@ from imagesvc.core.references import (
     validate_image_identifier,
     validate_platform,
 )
+from imagesvc.core.registry_images import compare as compare_digests
+from imagesvc.core.registry_images import local_digests, registry_image
+from imagesvc.core.registry_images import unknown as update_unknown
 from imagesvc.core.registry_policy import RegistryPolicy, registry_of_server_address
 from imagesvc.core.transfer_stall import StallWatch
 
@@ -90,6 +95,9 @@ _PULL_DIGEST_LINE = re.compile(r"Digest: (?P<digest>sha256:[0-9a-f]{64})")
 # "sha256:<id>"), though no reference was untagged; the classic store names none.
 _DANGLING_IMAGE_NAME = re.compile(r"sha256:[0-9a-f]{64}")
 _END = object()
+# CheckImageUpdates: references per call, and registry requests at once.
+MAX_UPDATE_CHECKS = 100
+UPDATE_CHECKS_AT_ONCE = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -674,3 +682,76 @@ class ImageCore:
         except asyncio.CancelledError:
             work.add_done_callback(close_abandoned)
             raise
+
+    # Registry inspection (issue 16) -----------------------------------------------------
+
+    async def inspect_registry_image(
+        self, reference_text: str, *, auth: RegistryAuth | None
+    ) -> RegistryImage:
+        """What the registry serves for the reference, without pulling it (the daemon asks
+        the registry, so its mirrors, proxies and insecure registries apply)."""
+        self._admit()
+        reference = parse_reference(reference_text).with_default_tag()
+        self._settings.registry_policy.check_pull(
+            reference, what=f"inspecting {reference_text!r} at its registry"
+        )
+        return await self._resolve_at_registry(reference, auth)
+
+    async def _resolve_at_registry(
+        self, reference: Reference, auth: RegistryAuth | None
+    ) -> RegistryImage:
+        with redacting_errors(auth.secrets() if auth else ()):
+            document = await self._call(
+                self._engine.inspect_distribution, str(reference), auth=auth
+            )
+        return registry_image(reference, document)
+
+    async def check_image_updates(
+        self, references: Sequence[str], *, registry_auths: Sequence[RegistryAuth]
+    ) -> tuple[ImageUpdate, ...]:
+        """For each local tag, whether its registry still serves the local image under it.
+        One tag's failure (its registry down, refused, the tag gone) is that tag's UNKNOWN
+        answer, never the call's; at most UPDATE_CHECKS_AT_ONCE registry requests at once."""
+        self._admit()
+        if not references:
+            raise InvalidArgumentError(
+                "references must name at least one local tag", reason=Reason.INVALID_ARGUMENT
+            )
+        if len(references) > MAX_UPDATE_CHECKS:
+            raise InvalidArgumentError(
+                f"at most {MAX_UPDATE_CHECKS} references per call (got {len(references)})",
+                reason=Reason.INVALID_ARGUMENT,
+                metadata={"field": "references"},
+            )
+        parsed = [parse_reference(text).with_default_tag() for text in references]
+        for text, reference in zip(references, parsed, strict=True):
+            if reference.digest:
+                raise InvalidArgumentError(
+                    f"{text!r} names a digest, which always points at the same image: check a tag",
+                    reason=Reason.INVALID_REFERENCE,
+                )
+        auths = {registry_of_server_address(a.server_address): a for a in registry_auths}
+        slots = asyncio.Semaphore(UPDATE_CHECKS_AT_ONCE)
+
+        async def check(reference: Reference) -> ImageUpdate:
+            async with slots:
+                return await self._update_of(reference, auths.get(reference.registry))
+
+        return tuple(await asyncio.gather(*(check(reference) for reference in parsed)))
+
+    async def _update_of(self, reference: Reference, auth: RegistryAuth | None) -> ImageUpdate:
+        local: tuple[str, ...] = ()
+        try:
+            self._settings.registry_policy.check_pull(
+                reference, what=f"checking {str(reference)!r} for updates"
+            )
+            document = await self._call(self._engine.inspect_image, str(reference))
+            local = local_digests(reference, document)
+            if not local:  # nothing to compare with: the registry is not asked
+                return compare_digests(reference, local, "")
+            served = await self._resolve_at_registry(reference, auth)
+        except ImageServiceError as error:
+            if error.reason is Reason.DAEMON_UNAVAILABLE:
+                raise  # the daemon, not a registry: every answer would be the same
+            return update_unknown(reference, local, error.reason, error.message)
+        return compare_digests(reference, local, served.digest)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,3 +207,44 @@ class PruneResult:
 class AuthCheckResult:
     status: str
     identity_token: str = field(default="", repr=False)
+
+
+# Registry inspection (issue 16) -----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Platform:
+    os: str = ""
+    architecture: str = ""
+    variant: str = ""
+    os_version: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryImage:
+    """What a registry serves for a reference: its manifest's (or index's) descriptor."""
+
+    reference: str
+    digest: str
+    media_type: str
+    size_bytes: int
+    platforms: tuple[Platform, ...] = ()
+
+
+class UpdateStatus(StrEnum):
+    UP_TO_DATE = "UP_TO_DATE"
+    UPDATE_AVAILABLE = "UPDATE_AVAILABLE"
+    UNKNOWN = "UNKNOWN"
+
+
+@dataclass(frozen=True, slots=True)
+class ImageUpdate:
+    """Whether one local tag still points at what its registry serves under it."""
+
+    reference: str
+    status: UpdateStatus
+    local_digests: tuple[str, ...] = ()
+    registry_digest: str = ""
+    # For UNKNOWN: an error reason (or NO_REGISTRY_DIGEST) and what went wrong.
+    reason: str = ""
+    message: str = ""

@@ -97,3 +97,10 @@ class DockerPort(Protocol):
         (Unix seconds, fraction allowed) asks for the events the Engine still holds from
         then on as well."""
         ...
+
+    # Registry inspection (issue 16) -----------------------------------------------------
+
+    def inspect_distribution(self, name: str, *, auth: RegistryAuth | None) -> JsonDocument:
+        """GET /distribution/{name}/json: the descriptor and platforms the registry serves
+        for `name` (with its tag or digest), with these credentials; nothing is pulled."""
+        ...

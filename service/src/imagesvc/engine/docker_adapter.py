@@ -629,3 +629,20 @@ class DockerAdapter:
         with _translate_errors("check registry credentials"):
             response = self._client._post_json(self._url("/auth"), data=auth.engine_document())
             return dict(self._client._result(response, json=True) or {})
+
+    # Registry inspection (issue 16) -----------------------------------------------------
+
+    def inspect_distribution(self, name: str, *, auth: RegistryAuth | None) -> JsonDocument:
+        with _translate_errors("inspect at the registry"):
+            if self._is_podman():
+                # Podman's compat API (4.3 to at least 5) answers 404 for every name.
+                raise FailedPreconditionError(
+                    "Podman's Docker API has no registry inspect (GET /distribution/{name}"
+                    "/json): resolving an image at its registry needs a Docker Engine",
+                    reason=Reason.ENGINE_ERROR,
+                )
+            response = self._client._get(
+                self._url("/distribution/{0}/json", name),
+                headers={"X-Registry-Auth": _auth_header(auth)},
+            )
+            return dict(self._client._result(response, json=True) or {})

@@ -277,3 +277,9 @@ class InstrumentedDockerPort:
                 "arch": str(version.get("Arch") or ""),
             }
         )
+
+    # Registry inspection (issue 16) -----------------------------------------------------
+
+    def inspect_distribution(self, name: str, *, auth: RegistryAuth | None) -> JsonDocument:
+        with self._measured("inspect_distribution"):
+            return self._engine.inspect_distribution(name, auth=auth)

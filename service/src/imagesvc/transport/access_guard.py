@@ -185,3 +185,20 @@ class GuardedServicer(ImageServiceServicer):
         # The registry only: never the user name's secrets (password, tokens).
         async with _guarded("CheckRegistryAuth", registry=request.auth.server_address):
             return await self._inner.CheckRegistryAuth(request, context)
+
+    # Registry inspection (issue 16) ---------------------------------------------------
+
+    async def InspectRegistryImage(
+        self, request: pb.InspectRegistryImageRequest, context: Context
+    ) -> pb.InspectRegistryImageResponse:
+        # The reference only: never the credentials' secrets.
+        async with _guarded("InspectRegistryImage", reference=request.reference) as event:
+            response = await self._inner.InspectRegistryImage(request, context)
+            event.result.update(digest=response.digest)
+            return response
+
+    async def CheckImageUpdates(
+        self, request: pb.CheckImageUpdatesRequest, context: Context
+    ) -> pb.CheckImageUpdatesResponse:
+        async with _guarded("CheckImageUpdates", references=len(request.references)):
+            return await self._inner.CheckImageUpdates(request, context)

@@ -19,10 +19,21 @@ class ChangeType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CHANGE_TYPE_ADDED: _ClassVar[ChangeType]
     CHANGE_TYPE_UPDATED: _ClassVar[ChangeType]
     CHANGE_TYPE_DELETED: _ClassVar[ChangeType]
+
+class UpdateStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    UPDATE_STATUS_UNSPECIFIED: _ClassVar[UpdateStatus]
+    UPDATE_STATUS_UP_TO_DATE: _ClassVar[UpdateStatus]
+    UPDATE_STATUS_UPDATE_AVAILABLE: _ClassVar[UpdateStatus]
+    UPDATE_STATUS_UNKNOWN: _ClassVar[UpdateStatus]
 CHANGE_TYPE_UNSPECIFIED: ChangeType
 CHANGE_TYPE_ADDED: ChangeType
 CHANGE_TYPE_UPDATED: ChangeType
 CHANGE_TYPE_DELETED: ChangeType
+UPDATE_STATUS_UNSPECIFIED: UpdateStatus
+UPDATE_STATUS_UP_TO_DATE: UpdateStatus
+UPDATE_STATUS_UPDATE_AVAILABLE: UpdateStatus
+UPDATE_STATUS_UNKNOWN: UpdateStatus
 
 class ImageFilter(_message.Message):
     __slots__ = ("references", "labels", "dangling", "before", "since")
@@ -305,3 +316,67 @@ class CheckRegistryAuthResponse(_message.Message):
     status: str
     identity_token: str
     def __init__(self, status: _Optional[str] = ..., identity_token: _Optional[str] = ...) -> None: ...
+
+class InspectRegistryImageRequest(_message.Message):
+    __slots__ = ("reference", "auth")
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    AUTH_FIELD_NUMBER: _ClassVar[int]
+    reference: str
+    auth: _image_pb2.RegistryAuth
+    def __init__(self, reference: _Optional[str] = ..., auth: _Optional[_Union[_image_pb2.RegistryAuth, _Mapping]] = ...) -> None: ...
+
+class Platform(_message.Message):
+    __slots__ = ("os", "architecture", "variant", "os_version")
+    OS_FIELD_NUMBER: _ClassVar[int]
+    ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_FIELD_NUMBER: _ClassVar[int]
+    OS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    os: str
+    architecture: str
+    variant: str
+    os_version: str
+    def __init__(self, os: _Optional[str] = ..., architecture: _Optional[str] = ..., variant: _Optional[str] = ..., os_version: _Optional[str] = ...) -> None: ...
+
+class InspectRegistryImageResponse(_message.Message):
+    __slots__ = ("reference", "digest", "media_type", "size_bytes", "platforms")
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    MEDIA_TYPE_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PLATFORMS_FIELD_NUMBER: _ClassVar[int]
+    reference: str
+    digest: str
+    media_type: str
+    size_bytes: int
+    platforms: _containers.RepeatedCompositeFieldContainer[Platform]
+    def __init__(self, reference: _Optional[str] = ..., digest: _Optional[str] = ..., media_type: _Optional[str] = ..., size_bytes: _Optional[int] = ..., platforms: _Optional[_Iterable[_Union[Platform, _Mapping]]] = ...) -> None: ...
+
+class CheckImageUpdatesRequest(_message.Message):
+    __slots__ = ("references", "registry_auths")
+    REFERENCES_FIELD_NUMBER: _ClassVar[int]
+    REGISTRY_AUTHS_FIELD_NUMBER: _ClassVar[int]
+    references: _containers.RepeatedScalarFieldContainer[str]
+    registry_auths: _containers.RepeatedCompositeFieldContainer[_image_pb2.RegistryAuth]
+    def __init__(self, references: _Optional[_Iterable[str]] = ..., registry_auths: _Optional[_Iterable[_Union[_image_pb2.RegistryAuth, _Mapping]]] = ...) -> None: ...
+
+class ImageUpdate(_message.Message):
+    __slots__ = ("reference", "status", "local_digests", "registry_digest", "reason", "message")
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_DIGESTS_FIELD_NUMBER: _ClassVar[int]
+    REGISTRY_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    reference: str
+    status: UpdateStatus
+    local_digests: _containers.RepeatedScalarFieldContainer[str]
+    registry_digest: str
+    reason: str
+    message: str
+    def __init__(self, reference: _Optional[str] = ..., status: _Optional[_Union[UpdateStatus, str]] = ..., local_digests: _Optional[_Iterable[str]] = ..., registry_digest: _Optional[str] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class CheckImageUpdatesResponse(_message.Message):
+    __slots__ = ("updates",)
+    UPDATES_FIELD_NUMBER: _ClassVar[int]
+    updates: _containers.RepeatedCompositeFieldContainer[ImageUpdate]
+    def __init__(self, updates: _Optional[_Iterable[_Union[ImageUpdate, _Mapping]]] = ...) -> None: ...

@@ -124,6 +124,16 @@ class ImageServiceStub:
                 request_serializer=imagesvc_dot_v1_dot_image__service__pb2.CheckRegistryAuthRequest.SerializeToString,
                 response_deserializer=imagesvc_dot_v1_dot_image__service__pb2.CheckRegistryAuthResponse.FromString,
                 _registered_method=True)
+        self.InspectRegistryImage = channel.unary_unary(
+                '/imagesvc.v1.ImageService/InspectRegistryImage',
+                request_serializer=imagesvc_dot_v1_dot_image__service__pb2.InspectRegistryImageRequest.SerializeToString,
+                response_deserializer=imagesvc_dot_v1_dot_image__service__pb2.InspectRegistryImageResponse.FromString,
+                _registered_method=True)
+        self.CheckImageUpdates = channel.unary_unary(
+                '/imagesvc.v1.ImageService/CheckImageUpdates',
+                request_serializer=imagesvc_dot_v1_dot_image__service__pb2.CheckImageUpdatesRequest.SerializeToString,
+                response_deserializer=imagesvc_dot_v1_dot_image__service__pb2.CheckImageUpdatesResponse.FromString,
+                _registered_method=True)
 
 
 class ImageServiceServicer:
@@ -252,6 +262,27 @@ class ImageServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def InspectRegistryImage(self, request, context):
+        """Registry inspection (issue 16) ------------------------------------------------
+
+        Resolves a reference at its registry without pulling it, like `docker manifest
+        inspect` (the Engine's `GET /distribution/{name}/json`, so the daemon's registry
+        configuration applies): the digest, media type and size of what the tag names, and
+        the platforms of an index. Subject to the pull allowlist.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckImageUpdates(self, request, context):
+        """Whether local tags still point at what their registry serves under that tag (the
+        local image's RepoDigests against InspectRegistryImage's digest). A registry that
+        fails answers UNKNOWN for its images, with the reason; the call itself succeeds.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ImageServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -309,6 +340,16 @@ def add_ImageServiceServicer_to_server(servicer, server):
                     servicer.CheckRegistryAuth,
                     request_deserializer=imagesvc_dot_v1_dot_image__service__pb2.CheckRegistryAuthRequest.FromString,
                     response_serializer=imagesvc_dot_v1_dot_image__service__pb2.CheckRegistryAuthResponse.SerializeToString,
+            ),
+            'InspectRegistryImage': grpc.unary_unary_rpc_method_handler(
+                    servicer.InspectRegistryImage,
+                    request_deserializer=imagesvc_dot_v1_dot_image__service__pb2.InspectRegistryImageRequest.FromString,
+                    response_serializer=imagesvc_dot_v1_dot_image__service__pb2.InspectRegistryImageResponse.SerializeToString,
+            ),
+            'CheckImageUpdates': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckImageUpdates,
+                    request_deserializer=imagesvc_dot_v1_dot_image__service__pb2.CheckImageUpdatesRequest.FromString,
+                    response_serializer=imagesvc_dot_v1_dot_image__service__pb2.CheckImageUpdatesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -643,6 +684,60 @@ class ImageService:
             '/imagesvc.v1.ImageService/CheckRegistryAuth',
             imagesvc_dot_v1_dot_image__service__pb2.CheckRegistryAuthRequest.SerializeToString,
             imagesvc_dot_v1_dot_image__service__pb2.CheckRegistryAuthResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InspectRegistryImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/imagesvc.v1.ImageService/InspectRegistryImage',
+            imagesvc_dot_v1_dot_image__service__pb2.InspectRegistryImageRequest.SerializeToString,
+            imagesvc_dot_v1_dot_image__service__pb2.InspectRegistryImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckImageUpdates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/imagesvc.v1.ImageService/CheckImageUpdates',
+            imagesvc_dot_v1_dot_image__service__pb2.CheckImageUpdatesRequest.SerializeToString,
+            imagesvc_dot_v1_dot_image__service__pb2.CheckImageUpdatesResponse.FromString,
             options,
             channel_credentials,
             insecure,

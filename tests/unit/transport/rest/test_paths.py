@@ -44,6 +44,8 @@ def test_every_annotated_rpc_has_its_route(router: Router) -> None:
         ("DELETE", "/v1/images/{image}"): "RemoveImage",
         ("POST", "/v1/images:prune"): "PruneImages",
         ("POST", "/v1/registries:checkAuth"): "CheckRegistryAuth",
+        ("POST", "/v1/images:inspectRegistry"): "InspectRegistryImage",
+        ("POST", "/v1/images:checkUpdates"): "CheckImageUpdates",
     }
     assert {m.name for m in SERVICE.methods} == set(routes.values())
     build = next(b for b in router.bindings if b.rpc == "BuildImage")

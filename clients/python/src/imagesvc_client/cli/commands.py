@@ -140,10 +140,24 @@ def ls(args: argparse.Namespace) -> int:
     query["all"] = args.all
     if args.reference:
         query["references"].append(args.reference)
+    if not args.check_updates and (args.username or args.registry):
+        raise UsageError("--username and --registry go with --check-updates")
+    if args.check_updates and args.quiet:
+        raise UsageError("--check-updates shows a column: not with --quiet")
+    auth = _registry_auth(args, args.registry)
+    if auth is not None and not args.registry:
+        raise UsageError("--username needs --registry: the registry the credentials are for")
     with connect(args) as client:
         images = list(client.list(**query))
+        updates = _updates(client, images, auth) if args.check_updates else None
     if args.output == "json":
-        print_json([to_json(image) for image in images])
+        listed = [to_json(image) for image in images]
+        if updates is not None:
+            for image, document in zip(images, listed, strict=True):
+                document["updates"] = [
+                    to_json(updates[tag]) for tag in image.repo_tags if tag in updates
+                ]
+        print_json(listed)
         return 0
     if args.quiet:
         seen: set[str] = set()
@@ -165,10 +179,44 @@ def ls(args: argparse.Namespace) -> int:
                     short_id(image.id, no_trunc=args.no_trunc),
                     human_age(image.created),
                     human_size(image.size),
+                    *([update_text(updates, repository, tag)] if updates is not None else []),
                 ]
             )
-    print_table([*header, "CREATED", "SIZE"], rows)
+    print_table([*header, "CREATED", "SIZE", *(["UPDATE"] if updates is not None else [])], rows)
     return 0
+
+
+# CheckImageUpdates takes at most this many references per call.
+_UPDATE_CHECKS_PER_CALL = 100
+
+
+def _updates(
+    client: ImageClient, images: list[image_pb2.Image], auth: RegistryAuth | None
+) -> dict[str, pb.ImageUpdate]:
+    """The update check of every tag listed, by tag as the list names it."""
+    tags = list(
+        dict.fromkeys(tag for image in images for tag in image.repo_tags if "<none>" not in tag)
+    )
+    found: dict[str, pb.ImageUpdate] = {}
+    for start in range(0, len(tags), _UPDATE_CHECKS_PER_CALL):
+        batch = tags[start : start + _UPDATE_CHECKS_PER_CALL]
+        answers = client.check_image_updates(batch, registry_auths=[auth] if auth else [])
+        found.update(zip(batch, answers, strict=True))
+    return found
+
+
+_UPDATE_WORDS = {
+    pb.UPDATE_STATUS_UP_TO_DATE: "up to date",
+    pb.UPDATE_STATUS_UPDATE_AVAILABLE: "update available",
+}
+
+
+def update_text(updates: dict[str, pb.ImageUpdate], repository: str, tag: str) -> str:
+    """The UPDATE column of one row: blank for an untagged row."""
+    update = updates.get(f"{repository}:{tag}")
+    if update is None:
+        return ""
+    return _UPDATE_WORDS.get(update.status) or f"unknown ({update.reason or 'no answer'})"
 
 
 _CHANGE_NAMES = {
@@ -542,4 +590,22 @@ def login(args: argparse.Namespace) -> int:
         print_json(to_json(reply))
     else:
         print(reply.status or "Login Succeeded")
+    return 0
+
+
+def manifest_inspect(args: argparse.Namespace) -> int:
+    auth = _registry_auth(args)
+    with connect(args) as client:
+        found = client.inspect_registry_image(args.reference, auth=auth)
+    if args.output == "json":
+        print_json(to_json(found))
+        return 0
+    platforms = [
+        "/".join(p for p in (x.os, x.architecture, x.variant) if p) for x in found.platforms
+    ]
+    print(f"Name:       {found.reference}")
+    print(f"Digest:     {found.digest}")
+    print(f"MediaType:  {found.media_type}")
+    print(f"Size:       {found.size_bytes}")
+    print(f"Platforms:  {', '.join(platforms) or '(not reported)'}")
     return 0

@@ -98,6 +98,18 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("-q", "--quiet", action="store_true", help="only image ids")
     ls.add_argument("--no-trunc", action="store_true", help="full image ids")
     ls.add_argument("--digests", action="store_true", help="show digests")
+    ls.add_argument(
+        "--check-updates",
+        action="store_true",
+        help="ask each tag's registry whether it still serves the local image (an UPDATE"
+        " column: up to date, update available, unknown (reason))",
+    )
+    ls.add_argument(
+        "--registry",
+        default="",
+        help="with --check-updates and --username: the registry host[:port] of the credentials",
+    )
+    _registry_credentials(ls)
     ls.set_defaults(run=commands.ls)
 
     events = verb(
@@ -198,6 +210,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prune.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
     prune.set_defaults(run=commands.prune)
+
+    manifest = verb("manifest", "Inspect images at their registry, without pulling")
+    manifest_verbs = manifest.add_subparsers(dest="manifest_verb", required=True, metavar="COMMAND")
+    manifest_inspect = manifest_verbs.add_parser(
+        "inspect",
+        help="Digest, media type, size and platforms the registry serves for a reference",
+        description="What the registry serves for REFERENCE, like `docker manifest inspect`.",
+    )
+    _connection_options(manifest_inspect, top=False)
+    manifest_inspect.add_argument("reference", help="[REGISTRY/]REPOSITORY[:TAG|@DIGEST]")
+    _registry_credentials(manifest_inspect)
+    manifest_inspect.set_defaults(run=commands.manifest_inspect)
 
     login = verb("login", "Check registry credentials (nothing is stored)")
     login.add_argument("registry", help="registry host[:port]")

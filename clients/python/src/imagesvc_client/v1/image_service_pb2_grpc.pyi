@@ -103,6 +103,19 @@ class ImageServiceStub:
     """Removes unused images, like `docker image prune`."""
     CheckRegistryAuth: _grpc.UnaryUnaryMultiCallable[_image_service_pb2.CheckRegistryAuthRequest, _image_service_pb2.CheckRegistryAuthResponse]
     """Checks registry credentials, like `docker login`, without storing them anywhere."""
+    InspectRegistryImage: _grpc.UnaryUnaryMultiCallable[_image_service_pb2.InspectRegistryImageRequest, _image_service_pb2.InspectRegistryImageResponse]
+    """Registry inspection (issue 16) ------------------------------------------------
+
+    Resolves a reference at its registry without pulling it, like `docker manifest
+    inspect` (the Engine's `GET /distribution/{name}/json`, so the daemon's registry
+    configuration applies): the digest, media type and size of what the tag names, and
+    the platforms of an index. Subject to the pull allowlist.
+    """
+    CheckImageUpdates: _grpc.UnaryUnaryMultiCallable[_image_service_pb2.CheckImageUpdatesRequest, _image_service_pb2.CheckImageUpdatesResponse]
+    """Whether local tags still point at what their registry serves under that tag (the
+    local image's RepoDigests against InspectRegistryImage's digest). A registry that
+    fails answers UNKNOWN for its images, with the reason; the call itself succeeds.
+    """
 
 @_typing.type_check_only
 class ImageServiceAsyncStub(ImageServiceStub):
@@ -179,6 +192,19 @@ class ImageServiceAsyncStub(ImageServiceStub):
     """Removes unused images, like `docker image prune`."""
     CheckRegistryAuth: _aio.UnaryUnaryMultiCallable[_image_service_pb2.CheckRegistryAuthRequest, _image_service_pb2.CheckRegistryAuthResponse]  # type: ignore[assignment]
     """Checks registry credentials, like `docker login`, without storing them anywhere."""
+    InspectRegistryImage: _aio.UnaryUnaryMultiCallable[_image_service_pb2.InspectRegistryImageRequest, _image_service_pb2.InspectRegistryImageResponse]  # type: ignore[assignment]
+    """Registry inspection (issue 16) ------------------------------------------------
+
+    Resolves a reference at its registry without pulling it, like `docker manifest
+    inspect` (the Engine's `GET /distribution/{name}/json`, so the daemon's registry
+    configuration applies): the digest, media type and size of what the tag names, and
+    the platforms of an index. Subject to the pull allowlist.
+    """
+    CheckImageUpdates: _aio.UnaryUnaryMultiCallable[_image_service_pb2.CheckImageUpdatesRequest, _image_service_pb2.CheckImageUpdatesResponse]  # type: ignore[assignment]
+    """Whether local tags still point at what their registry serves under that tag (the
+    local image's RepoDigests against InspectRegistryImage's digest). A registry that
+    fails answers UNKNOWN for its images, with the reason; the call itself succeeds.
+    """
 
 class ImageServiceServicer(metaclass=_abc_1.ABCMeta):
     """Manages the container images of one Docker daemon: what `docker image ls`, `history`,
@@ -318,5 +344,30 @@ class ImageServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_image_service_pb2.CheckRegistryAuthResponse, _abc.Awaitable[_image_service_pb2.CheckRegistryAuthResponse]]:
         """Checks registry credentials, like `docker login`, without storing them anywhere."""
+
+    @_abc_1.abstractmethod
+    def InspectRegistryImage(
+        self,
+        request: _image_service_pb2.InspectRegistryImageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_image_service_pb2.InspectRegistryImageResponse, _abc.Awaitable[_image_service_pb2.InspectRegistryImageResponse]]:
+        """Registry inspection (issue 16) ------------------------------------------------
+
+        Resolves a reference at its registry without pulling it, like `docker manifest
+        inspect` (the Engine's `GET /distribution/{name}/json`, so the daemon's registry
+        configuration applies): the digest, media type and size of what the tag names, and
+        the platforms of an index. Subject to the pull allowlist.
+        """
+
+    @_abc_1.abstractmethod
+    def CheckImageUpdates(
+        self,
+        request: _image_service_pb2.CheckImageUpdatesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_image_service_pb2.CheckImageUpdatesResponse, _abc.Awaitable[_image_service_pb2.CheckImageUpdatesResponse]]:
+        """Whether local tags still point at what their registry serves under that tag (the
+        local image's RepoDigests against InspectRegistryImage's digest). A registry that
+        fails answers UNKNOWN for its images, with the reason; the call itself succeeds.
+        """
 
 def add_ImageServiceServicer_to_server(servicer: ImageServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

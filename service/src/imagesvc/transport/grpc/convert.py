@@ -264,3 +264,48 @@ def watch_response(event: ImageChange | Live) -> image_service_pb2.WatchImagesRe
         ),
         resume_token=event.resume_token,
     )
+
+
+# Registry inspection (issue 16) -------------------------------------------------------
+
+
+def registry_image_response(
+    found: models.RegistryImage,
+) -> image_service_pb2.InspectRegistryImageResponse:
+    return image_service_pb2.InspectRegistryImageResponse(
+        reference=found.reference,
+        digest=found.digest,
+        media_type=found.media_type,
+        size_bytes=found.size_bytes,
+        platforms=[
+            image_service_pb2.Platform(
+                os=p.os, architecture=p.architecture, variant=p.variant, os_version=p.os_version
+            )
+            for p in found.platforms
+        ],
+    )
+
+
+_UPDATE_STATUSES = {
+    models.UpdateStatus.UP_TO_DATE: image_service_pb2.UPDATE_STATUS_UP_TO_DATE,
+    models.UpdateStatus.UPDATE_AVAILABLE: image_service_pb2.UPDATE_STATUS_UPDATE_AVAILABLE,
+    models.UpdateStatus.UNKNOWN: image_service_pb2.UPDATE_STATUS_UNKNOWN,
+}
+
+
+def image_updates_response(
+    updates: Iterable[models.ImageUpdate],
+) -> image_service_pb2.CheckImageUpdatesResponse:
+    return image_service_pb2.CheckImageUpdatesResponse(
+        updates=[
+            image_service_pb2.ImageUpdate(
+                reference=u.reference,
+                status=_UPDATE_STATUSES[u.status],
+                local_digests=u.local_digests,
+                registry_digest=u.registry_digest,
+                reason=u.reason,
+                message=u.message,
+            )
+            for u in updates
+        ]
+    )

@@ -148,3 +148,27 @@ class ImageServiceServicer(image_service_pb2_grpc.ImageServiceServicer):
         return pb.CheckRegistryAuthResponse(
             status=result.status, identity_token=result.identity_token
         )
+
+    # Registry inspection (issue 16) ---------------------------------------------------
+
+    async def InspectRegistryImage(
+        self,
+        request: pb.InspectRegistryImageRequest,
+        context: grpc.aio.ServicerContext[object, object],
+    ) -> pb.InspectRegistryImageResponse:
+        found = await self._core.inspect_registry_image(
+            _required(request.reference, "reference"),
+            auth=convert.optional_auth(request.HasField("auth"), request.auth),
+        )
+        return convert.registry_image_response(found)
+
+    async def CheckImageUpdates(
+        self,
+        request: pb.CheckImageUpdatesRequest,
+        context: grpc.aio.ServicerContext[object, object],
+    ) -> pb.CheckImageUpdatesResponse:
+        updates = await self._core.check_image_updates(
+            list(request.references),
+            registry_auths=[convert.registry_auth(a) for a in request.registry_auths],
+        )
+        return convert.image_updates_response(updates)

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file imagesvc/v1/image_service.proto.
  */
 export const file_imagesvc_v1_image_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9pbWFnZXN2Yy92MS9pbWFnZV9zZXJ2aWNlLnByb3RvEgtpbWFnZXN2Yy52MSJ0CgtJbWFnZUZpbHRlchISCgpyZWZlcmVuY2VzGAEgAygJEg4KBmxhYmVscxgCIAMoCRIVCghkYW5nbGluZxgDIAEoCEgAiAEBEg4KBmJlZm9yZRgEIAEoCRINCgVzaW5jZRgFIAEoCUILCglfZGFuZ2xpbmcicQoRTGlzdEltYWdlc1JlcXVlc3QSKAoGZmlsdGVyGAEgASgLMhguaW1hZ2VzdmMudjEuSW1hZ2VGaWx0ZXISCwoDYWxsGAIgASgIEhEKCXBhZ2Vfc2l6ZRgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJImUKEkxpc3RJbWFnZXNSZXNwb25zZRIiCgZpbWFnZXMYASADKAsyEi5pbWFnZXN2Yy52MS5JbWFnZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSEgoKdG90YWxfc2l6ZRgDIAEoBSJxChJXYXRjaEltYWdlc1JlcXVlc3QSKAoGZmlsdGVyGAEgASgLMhguaW1hZ2VzdmMudjEuSW1hZ2VGaWx0ZXISGwoTc2VuZF9pbml0aWFsX2ltYWdlcxgCIAEoCBIUCgxyZXN1bWVfdG9rZW4YAyABKAkiVwoLSW1hZ2VDaGFuZ2USJQoEdHlwZRgBIAEoDjIXLmltYWdlc3ZjLnYxLkNoYW5nZVR5cGUSIQoFaW1hZ2UYAiABKAsyEi5pbWFnZXN2Yy52MS5JbWFnZSILCglXYXRjaExpdmUiiAEKE1dhdGNoSW1hZ2VzUmVzcG9uc2USKgoGY2hhbmdlGAEgASgLMhguaW1hZ2VzdmMudjEuSW1hZ2VDaGFuZ2VIABImCgRsaXZlGAIgASgLMhYuaW1hZ2VzdmMudjEuV2F0Y2hMaXZlSAASFAoMcmVzdW1lX3Rva2VuGAMgASgJQgcKBWV2ZW50IiYKD0dldEltYWdlUmVxdWVzdBITCgVpbWFnZRgBIAEoCUIE4kEBAiI1ChBHZXRJbWFnZVJlc3BvbnNlEiEKBWltYWdlGAEgASgLMhIuaW1hZ2VzdmMudjEuSW1hZ2UiLQoWR2V0SW1hZ2VIaXN0b3J5UmVxdWVzdBITCgVpbWFnZRgBIAEoCUIE4kEBAiJFChdHZXRJbWFnZUhpc3RvcnlSZXNwb25zZRIqCgdlbnRyaWVzGAEgAygLMhkuaW1hZ2VzdmMudjEuSGlzdG9yeUVudHJ5ImYKEFB1bGxJbWFnZVJlcXVlc3QSFwoJcmVmZXJlbmNlGAEgASgJQgTiQQECEhAKCHBsYXRmb3JtGAIgASgJEicKBGF1dGgYAyABKAsyGS5pbWFnZXN2Yy52MS5SZWdpc3RyeUF1dGgifgoRUHVsbEltYWdlUmVzcG9uc2USMQoIcHJvZ3Jlc3MYASABKAsyHS5pbWFnZXN2Yy52MS5UcmFuc2ZlclByb2dyZXNzSAASLgoGcmVzdWx0GAIgASgLMhwuaW1hZ2VzdmMudjEuUHVsbEltYWdlUmVzdWx0SABCBgoEa2luZCJWCg9QdWxsSW1hZ2VSZXN1bHQSEAoIaW1hZ2VfaWQYASABKAkSDgoGZGlnZXN0GAIgASgJEhEKCXJlZmVyZW5jZRgDIAEoCRIOCgZzdGF0dXMYBCABKAkiPQoPVGFnSW1hZ2VSZXF1ZXN0EhQKBnNvdXJjZRgBIAEoCUIE4kEBAhIUCgZ0YXJnZXQYAiABKAlCBOJBAQIiLgoQVGFnSW1hZ2VSZXNwb25zZRIKCgJpZBgBIAEoCRIOCgZ0YXJnZXQYAiABKAkiVAoQUHVzaEltYWdlUmVxdWVzdBIXCglyZWZlcmVuY2UYASABKAlCBOJBAQISJwoEYXV0aBgCIAEoCzIZLmltYWdlc3ZjLnYxLlJlZ2lzdHJ5QXV0aCJ+ChFQdXNoSW1hZ2VSZXNwb25zZRIxCghwcm9ncmVzcxgBIAEoCzIdLmltYWdlc3ZjLnYxLlRyYW5zZmVyUHJvZ3Jlc3NIABIuCgZyZXN1bHQYAiABKAsyHC5pbWFnZXN2Yy52MS5QdXNoSW1hZ2VSZXN1bHRIAEIGCgRraW5kIk8KD1B1c2hJbWFnZVJlc3VsdBIOCgZkaWdlc3QYASABKAkSDAoEc2l6ZRgCIAEoAxILCgN0YWcYAyABKAkSEQoJcmVmZXJlbmNlGAQgASgJIpEDCgxCdWlsZE9wdGlvbnMSDAoEdGFncxgBIAMoCRISCgpkb2NrZXJmaWxlGAIgASgJEjwKCmJ1aWxkX2FyZ3MYAyADKAsyKC5pbWFnZXN2Yy52MS5CdWlsZE9wdGlvbnMuQnVpbGRBcmdzRW50cnkSNQoGbGFiZWxzGAQgAygLMiUuaW1hZ2VzdmMudjEuQnVpbGRPcHRpb25zLkxhYmVsc0VudHJ5Eg4KBnRhcmdldBgFIAEoCRIQCghub19jYWNoZRgGIAEoCBIMCgRwdWxsGAcgASgIEhAKCHBsYXRmb3JtGAggASgJEhQKDG5ldHdvcmtfbW9kZRgJIAEoCRIxCg5yZWdpc3RyeV9hdXRocxgKIAMoCzIZLmltYWdlc3ZjLnYxLlJlZ2lzdHJ5QXV0aBowCg5CdWlsZEFyZ3NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiZQoRQnVpbGRJbWFnZVJlcXVlc3QSLAoHb3B0aW9ucxgBIAEoCzIZLmltYWdlc3ZjLnYxLkJ1aWxkT3B0aW9uc0gAEhcKDWNvbnRleHRfY2h1bmsYAiABKAxIAEIJCgdwYXlsb2FkIlwKEkJ1aWxkSW1hZ2VSZXNwb25zZRINCgNsb2cYASABKAlIABIvCgZyZXN1bHQYAiABKAsyHS5pbWFnZXN2Yy52MS5CdWlsZEltYWdlUmVzdWx0SABCBgoEa2luZCIyChBCdWlsZEltYWdlUmVzdWx0EhAKCGltYWdlX2lkGAEgASgJEgwKBHRhZ3MYAiADKAkiSgoSUmVtb3ZlSW1hZ2VSZXF1ZXN0EhMKBWltYWdlGAEgASgJQgTiQQECEg0KBWZvcmNlGAIgASgIEhAKCG5vX3BydW5lGAMgASgIIjgKE1JlbW92ZUltYWdlUmVzcG9uc2USEAoIdW50YWdnZWQYASADKAkSDwoHZGVsZXRlZBgCIAMoCSJ0ChJQcnVuZUltYWdlc1JlcXVlc3QSCwoDYWxsGAEgASgIEg4KBmxhYmVscxgCIAMoCRIWCg5leGNsdWRlX2xhYmVscxgDIAMoCRIpCgV1bnRpbBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiVwoTUHJ1bmVJbWFnZXNSZXNwb25zZRIPCgdkZWxldGVkGAEgAygJEhAKCHVudGFnZ2VkGAIgAygJEh0KFXNwYWNlX3JlY2xhaW1lZF9ieXRlcxgDIAEoAyJJChhDaGVja1JlZ2lzdHJ5QXV0aFJlcXVlc3QSLQoEYXV0aBgBIAEoCzIZLmltYWdlc3ZjLnYxLlJlZ2lzdHJ5QXV0aEIE4kEBAiJIChlDaGVja1JlZ2lzdHJ5QXV0aFJlc3BvbnNlEg4KBnN0YXR1cxgBIAEoCRIbCg5pZGVudGl0eV90b2tlbhgCIAEoCUIDgAEBKnIKCkNoYW5nZVR5cGUSGwoXQ0hBTkdFX1RZUEVfVU5TUEVDSUZJRUQQABIVChFDSEFOR0VfVFlQRV9BRERFRBABEhcKE0NIQU5HRV9UWVBFX1VQREFURUQQAhIXChNDSEFOR0VfVFlQRV9ERUxFVEVEEAMy1gkKDEltYWdlU2VydmljZRJhCgpMaXN0SW1hZ2VzEh4uaW1hZ2VzdmMudjEuTGlzdEltYWdlc1JlcXVlc3QaHy5pbWFnZXN2Yy52MS5MaXN0SW1hZ2VzUmVzcG9uc2UiEoLT5JMCDBIKL3YxL2ltYWdlcxJjCghHZXRJbWFnZRIcLmltYWdlc3ZjLnYxLkdldEltYWdlUmVxdWVzdBodLmltYWdlc3ZjLnYxLkdldEltYWdlUmVzcG9uc2UiGoLT5JMCFBISL3YxL2ltYWdlcy97aW1hZ2V9EoABCg9HZXRJbWFnZUhpc3RvcnkSIy5pbWFnZXN2Yy52MS5HZXRJbWFnZUhpc3RvcnlSZXF1ZXN0GiQuaW1hZ2VzdmMudjEuR2V0SW1hZ2VIaXN0b3J5UmVzcG9uc2UiIoLT5JMCHBIaL3YxL2ltYWdlcy97aW1hZ2V9L2hpc3RvcnkSbAoLV2F0Y2hJbWFnZXMSHy5pbWFnZXN2Yy52MS5XYXRjaEltYWdlc1JlcXVlc3QaIC5pbWFnZXN2Yy52MS5XYXRjaEltYWdlc1Jlc3BvbnNlIhiC0+STAhISEC92MS9pbWFnZXM6d2F0Y2gwARJoCglQdWxsSW1hZ2USHS5pbWFnZXN2Yy52MS5QdWxsSW1hZ2VSZXF1ZXN0Gh4uaW1hZ2VzdmMudjEuUHVsbEltYWdlUmVzcG9uc2UiGoLT5JMCFDoBKiIPL3YxL2ltYWdlczpwdWxsMAESYgoIVGFnSW1hZ2USHC5pbWFnZXN2Yy52MS5UYWdJbWFnZVJlcXVlc3QaHS5pbWFnZXN2Yy52MS5UYWdJbWFnZVJlc3BvbnNlIhmC0+STAhM6ASoiDi92MS9pbWFnZXM6dGFnEmgKCVB1c2hJbWFnZRIdLmltYWdlc3ZjLnYxLlB1c2hJbWFnZVJlcXVlc3QaHi5pbWFnZXN2Yy52MS5QdXNoSW1hZ2VSZXNwb25zZSIagtPkkwIUOgEqIg8vdjEvaW1hZ2VzOnB1c2gwARJuCgpCdWlsZEltYWdlEh4uaW1hZ2VzdmMudjEuQnVpbGRJbWFnZVJlcXVlc3QaHy5pbWFnZXN2Yy52MS5CdWlsZEltYWdlUmVzcG9uc2UiG4LT5JMCFToBKiIQL3YxL2ltYWdlczpidWlsZCgBMAESbAoLUmVtb3ZlSW1hZ2USHy5pbWFnZXN2Yy52MS5SZW1vdmVJbWFnZVJlcXVlc3QaIC5pbWFnZXN2Yy52MS5SZW1vdmVJbWFnZVJlc3BvbnNlIhqC0+STAhQqEi92MS9pbWFnZXMve2ltYWdlfRJtCgtQcnVuZUltYWdlcxIfLmltYWdlc3ZjLnYxLlBydW5lSW1hZ2VzUmVxdWVzdBogLmltYWdlc3ZjLnYxLlBydW5lSW1hZ2VzUmVzcG9uc2UiG4LT5JMCFToBKiIQL3YxL2ltYWdlczpwcnVuZRKHAQoRQ2hlY2tSZWdpc3RyeUF1dGgSJS5pbWFnZXN2Yy52MS5DaGVja1JlZ2lzdHJ5QXV0aFJlcXVlc3QaJi5pbWFnZXN2Yy52MS5DaGVja1JlZ2lzdHJ5QXV0aFJlc3BvbnNlIiOC0+STAh06ASoiGC92MS9yZWdpc3RyaWVzOmNoZWNrQXV0aGIGcHJvdG8z", [file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_timestamp, file_imagesvc_v1_image]);
+  fileDesc("Ch9pbWFnZXN2Yy92MS9pbWFnZV9zZXJ2aWNlLnByb3RvEgtpbWFnZXN2Yy52MSJ0CgtJbWFnZUZpbHRlchISCgpyZWZlcmVuY2VzGAEgAygJEg4KBmxhYmVscxgCIAMoCRIVCghkYW5nbGluZxgDIAEoCEgAiAEBEg4KBmJlZm9yZRgEIAEoCRINCgVzaW5jZRgFIAEoCUILCglfZGFuZ2xpbmcicQoRTGlzdEltYWdlc1JlcXVlc3QSKAoGZmlsdGVyGAEgASgLMhguaW1hZ2VzdmMudjEuSW1hZ2VGaWx0ZXISCwoDYWxsGAIgASgIEhEKCXBhZ2Vfc2l6ZRgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJImUKEkxpc3RJbWFnZXNSZXNwb25zZRIiCgZpbWFnZXMYASADKAsyEi5pbWFnZXN2Yy52MS5JbWFnZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSEgoKdG90YWxfc2l6ZRgDIAEoBSJxChJXYXRjaEltYWdlc1JlcXVlc3QSKAoGZmlsdGVyGAEgASgLMhguaW1hZ2VzdmMudjEuSW1hZ2VGaWx0ZXISGwoTc2VuZF9pbml0aWFsX2ltYWdlcxgCIAEoCBIUCgxyZXN1bWVfdG9rZW4YAyABKAkiVwoLSW1hZ2VDaGFuZ2USJQoEdHlwZRgBIAEoDjIXLmltYWdlc3ZjLnYxLkNoYW5nZVR5cGUSIQoFaW1hZ2UYAiABKAsyEi5pbWFnZXN2Yy52MS5JbWFnZSILCglXYXRjaExpdmUiiAEKE1dhdGNoSW1hZ2VzUmVzcG9uc2USKgoGY2hhbmdlGAEgASgLMhguaW1hZ2VzdmMudjEuSW1hZ2VDaGFuZ2VIABImCgRsaXZlGAIgASgLMhYuaW1hZ2VzdmMudjEuV2F0Y2hMaXZlSAASFAoMcmVzdW1lX3Rva2VuGAMgASgJQgcKBWV2ZW50IiYKD0dldEltYWdlUmVxdWVzdBITCgVpbWFnZRgBIAEoCUIE4kEBAiI1ChBHZXRJbWFnZVJlc3BvbnNlEiEKBWltYWdlGAEgASgLMhIuaW1hZ2VzdmMudjEuSW1hZ2UiLQoWR2V0SW1hZ2VIaXN0b3J5UmVxdWVzdBITCgVpbWFnZRgBIAEoCUIE4kEBAiJFChdHZXRJbWFnZUhpc3RvcnlSZXNwb25zZRIqCgdlbnRyaWVzGAEgAygLMhkuaW1hZ2VzdmMudjEuSGlzdG9yeUVudHJ5ImYKEFB1bGxJbWFnZVJlcXVlc3QSFwoJcmVmZXJlbmNlGAEgASgJQgTiQQECEhAKCHBsYXRmb3JtGAIgASgJEicKBGF1dGgYAyABKAsyGS5pbWFnZXN2Yy52MS5SZWdpc3RyeUF1dGgifgoRUHVsbEltYWdlUmVzcG9uc2USMQoIcHJvZ3Jlc3MYASABKAsyHS5pbWFnZXN2Yy52MS5UcmFuc2ZlclByb2dyZXNzSAASLgoGcmVzdWx0GAIgASgLMhwuaW1hZ2VzdmMudjEuUHVsbEltYWdlUmVzdWx0SABCBgoEa2luZCJWCg9QdWxsSW1hZ2VSZXN1bHQSEAoIaW1hZ2VfaWQYASABKAkSDgoGZGlnZXN0GAIgASgJEhEKCXJlZmVyZW5jZRgDIAEoCRIOCgZzdGF0dXMYBCABKAkiPQoPVGFnSW1hZ2VSZXF1ZXN0EhQKBnNvdXJjZRgBIAEoCUIE4kEBAhIUCgZ0YXJnZXQYAiABKAlCBOJBAQIiLgoQVGFnSW1hZ2VSZXNwb25zZRIKCgJpZBgBIAEoCRIOCgZ0YXJnZXQYAiABKAkiVAoQUHVzaEltYWdlUmVxdWVzdBIXCglyZWZlcmVuY2UYASABKAlCBOJBAQISJwoEYXV0aBgCIAEoCzIZLmltYWdlc3ZjLnYxLlJlZ2lzdHJ5QXV0aCJ+ChFQdXNoSW1hZ2VSZXNwb25zZRIxCghwcm9ncmVzcxgBIAEoCzIdLmltYWdlc3ZjLnYxLlRyYW5zZmVyUHJvZ3Jlc3NIABIuCgZyZXN1bHQYAiABKAsyHC5pbWFnZXN2Yy52MS5QdXNoSW1hZ2VSZXN1bHRIAEIGCgRraW5kIk8KD1B1c2hJbWFnZVJlc3VsdBIOCgZkaWdlc3QYASABKAkSDAoEc2l6ZRgCIAEoAxILCgN0YWcYAyABKAkSEQoJcmVmZXJlbmNlGAQgASgJIpEDCgxCdWlsZE9wdGlvbnMSDAoEdGFncxgBIAMoCRISCgpkb2NrZXJmaWxlGAIgASgJEjwKCmJ1aWxkX2FyZ3MYAyADKAsyKC5pbWFnZXN2Yy52MS5CdWlsZE9wdGlvbnMuQnVpbGRBcmdzRW50cnkSNQoGbGFiZWxzGAQgAygLMiUuaW1hZ2VzdmMudjEuQnVpbGRPcHRpb25zLkxhYmVsc0VudHJ5Eg4KBnRhcmdldBgFIAEoCRIQCghub19jYWNoZRgGIAEoCBIMCgRwdWxsGAcgASgIEhAKCHBsYXRmb3JtGAggASgJEhQKDG5ldHdvcmtfbW9kZRgJIAEoCRIxCg5yZWdpc3RyeV9hdXRocxgKIAMoCzIZLmltYWdlc3ZjLnYxLlJlZ2lzdHJ5QXV0aBowCg5CdWlsZEFyZ3NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiZQoRQnVpbGRJbWFnZVJlcXVlc3QSLAoHb3B0aW9ucxgBIAEoCzIZLmltYWdlc3ZjLnYxLkJ1aWxkT3B0aW9uc0gAEhcKDWNvbnRleHRfY2h1bmsYAiABKAxIAEIJCgdwYXlsb2FkIlwKEkJ1aWxkSW1hZ2VSZXNwb25zZRINCgNsb2cYASABKAlIABIvCgZyZXN1bHQYAiABKAsyHS5pbWFnZXN2Yy52MS5CdWlsZEltYWdlUmVzdWx0SABCBgoEa2luZCIyChBCdWlsZEltYWdlUmVzdWx0EhAKCGltYWdlX2lkGAEgASgJEgwKBHRhZ3MYAiADKAkiSgoSUmVtb3ZlSW1hZ2VSZXF1ZXN0EhMKBWltYWdlGAEgASgJQgTiQQECEg0KBWZvcmNlGAIgASgIEhAKCG5vX3BydW5lGAMgASgIIjgKE1JlbW92ZUltYWdlUmVzcG9uc2USEAoIdW50YWdnZWQYASADKAkSDwoHZGVsZXRlZBgCIAMoCSJ0ChJQcnVuZUltYWdlc1JlcXVlc3QSCwoDYWxsGAEgASgIEg4KBmxhYmVscxgCIAMoCRIWCg5leGNsdWRlX2xhYmVscxgDIAMoCRIpCgV1bnRpbBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiVwoTUHJ1bmVJbWFnZXNSZXNwb25zZRIPCgdkZWxldGVkGAEgAygJEhAKCHVudGFnZ2VkGAIgAygJEh0KFXNwYWNlX3JlY2xhaW1lZF9ieXRlcxgDIAEoAyJJChhDaGVja1JlZ2lzdHJ5QXV0aFJlcXVlc3QSLQoEYXV0aBgBIAEoCzIZLmltYWdlc3ZjLnYxLlJlZ2lzdHJ5QXV0aEIE4kEBAiJIChlDaGVja1JlZ2lzdHJ5QXV0aFJlc3BvbnNlEg4KBnN0YXR1cxgBIAEoCRIbCg5pZGVudGl0eV90b2tlbhgCIAEoCUIDgAEBIl8KG0luc3BlY3RSZWdpc3RyeUltYWdlUmVxdWVzdBIXCglyZWZlcmVuY2UYASABKAlCBOJBAQISJwoEYXV0aBgCIAEoCzIZLmltYWdlc3ZjLnYxLlJlZ2lzdHJ5QXV0aCJRCghQbGF0Zm9ybRIKCgJvcxgBIAEoCRIUCgxhcmNoaXRlY3R1cmUYAiABKAkSDwoHdmFyaWFudBgDIAEoCRISCgpvc192ZXJzaW9uGAQgASgJIpMBChxJbnNwZWN0UmVnaXN0cnlJbWFnZVJlc3BvbnNlEhEKCXJlZmVyZW5jZRgBIAEoCRIOCgZkaWdlc3QYAiABKAkSEgoKbWVkaWFfdHlwZRgDIAEoCRISCgpzaXplX2J5dGVzGAQgASgDEigKCXBsYXRmb3JtcxgFIAMoCzIVLmltYWdlc3ZjLnYxLlBsYXRmb3JtImcKGENoZWNrSW1hZ2VVcGRhdGVzUmVxdWVzdBIYCgpyZWZlcmVuY2VzGAEgAygJQgTiQQECEjEKDnJlZ2lzdHJ5X2F1dGhzGAIgAygLMhkuaW1hZ2VzdmMudjEuUmVnaXN0cnlBdXRoIpwBCgtJbWFnZVVwZGF0ZRIRCglyZWZlcmVuY2UYASABKAkSKQoGc3RhdHVzGAIgASgOMhkuaW1hZ2VzdmMudjEuVXBkYXRlU3RhdHVzEhUKDWxvY2FsX2RpZ2VzdHMYAyADKAkSFwoPcmVnaXN0cnlfZGlnZXN0GAQgASgJEg4KBnJlYXNvbhgFIAEoCRIPCgdtZXNzYWdlGAYgASgJIkYKGUNoZWNrSW1hZ2VVcGRhdGVzUmVzcG9uc2USKQoHdXBkYXRlcxgBIAMoCzIYLmltYWdlc3ZjLnYxLkltYWdlVXBkYXRlKnIKCkNoYW5nZVR5cGUSGwoXQ0hBTkdFX1RZUEVfVU5TUEVDSUZJRUQQABIVChFDSEFOR0VfVFlQRV9BRERFRBABEhcKE0NIQU5HRV9UWVBFX1VQREFURUQQAhIXChNDSEFOR0VfVFlQRV9ERUxFVEVEEAMqigEKDFVwZGF0ZVN0YXR1cxIdChlVUERBVEVfU1RBVFVTX1VOU1BFQ0lGSUVEEAASHAoYVVBEQVRFX1NUQVRVU19VUF9UT19EQVRFEAESIgoeVVBEQVRFX1NUQVRVU19VUERBVEVfQVZBSUxBQkxFEAISGQoVVVBEQVRFX1NUQVRVU19VTktOT1dOEAMy9AsKDEltYWdlU2VydmljZRJhCgpMaXN0SW1hZ2VzEh4uaW1hZ2VzdmMudjEuTGlzdEltYWdlc1JlcXVlc3QaHy5pbWFnZXN2Yy52MS5MaXN0SW1hZ2VzUmVzcG9uc2UiEoLT5JMCDBIKL3YxL2ltYWdlcxJjCghHZXRJbWFnZRIcLmltYWdlc3ZjLnYxLkdldEltYWdlUmVxdWVzdBodLmltYWdlc3ZjLnYxLkdldEltYWdlUmVzcG9uc2UiGoLT5JMCFBISL3YxL2ltYWdlcy97aW1hZ2V9EoABCg9HZXRJbWFnZUhpc3RvcnkSIy5pbWFnZXN2Yy52MS5HZXRJbWFnZUhpc3RvcnlSZXF1ZXN0GiQuaW1hZ2VzdmMudjEuR2V0SW1hZ2VIaXN0b3J5UmVzcG9uc2UiIoLT5JMCHBIaL3YxL2ltYWdlcy97aW1hZ2V9L2hpc3RvcnkSbAoLV2F0Y2hJbWFnZXMSHy5pbWFnZXN2Yy52MS5XYXRjaEltYWdlc1JlcXVlc3QaIC5pbWFnZXN2Yy52MS5XYXRjaEltYWdlc1Jlc3BvbnNlIhiC0+STAhISEC92MS9pbWFnZXM6d2F0Y2gwARJoCglQdWxsSW1hZ2USHS5pbWFnZXN2Yy52MS5QdWxsSW1hZ2VSZXF1ZXN0Gh4uaW1hZ2VzdmMudjEuUHVsbEltYWdlUmVzcG9uc2UiGoLT5JMCFDoBKiIPL3YxL2ltYWdlczpwdWxsMAESYgoIVGFnSW1hZ2USHC5pbWFnZXN2Yy52MS5UYWdJbWFnZVJlcXVlc3QaHS5pbWFnZXN2Yy52MS5UYWdJbWFnZVJlc3BvbnNlIhmC0+STAhM6ASoiDi92MS9pbWFnZXM6dGFnEmgKCVB1c2hJbWFnZRIdLmltYWdlc3ZjLnYxLlB1c2hJbWFnZVJlcXVlc3QaHi5pbWFnZXN2Yy52MS5QdXNoSW1hZ2VSZXNwb25zZSIagtPkkwIUOgEqIg8vdjEvaW1hZ2VzOnB1c2gwARJuCgpCdWlsZEltYWdlEh4uaW1hZ2VzdmMudjEuQnVpbGRJbWFnZVJlcXVlc3QaHy5pbWFnZXN2Yy52MS5CdWlsZEltYWdlUmVzcG9uc2UiG4LT5JMCFToBKiIQL3YxL2ltYWdlczpidWlsZCgBMAESbAoLUmVtb3ZlSW1hZ2USHy5pbWFnZXN2Yy52MS5SZW1vdmVJbWFnZVJlcXVlc3QaIC5pbWFnZXN2Yy52MS5SZW1vdmVJbWFnZVJlc3BvbnNlIhqC0+STAhQqEi92MS9pbWFnZXMve2ltYWdlfRJtCgtQcnVuZUltYWdlcxIfLmltYWdlc3ZjLnYxLlBydW5lSW1hZ2VzUmVxdWVzdBogLmltYWdlc3ZjLnYxLlBydW5lSW1hZ2VzUmVzcG9uc2UiG4LT5JMCFToBKiIQL3YxL2ltYWdlczpwcnVuZRKHAQoRQ2hlY2tSZWdpc3RyeUF1dGgSJS5pbWFnZXN2Yy52MS5DaGVja1JlZ2lzdHJ5QXV0aFJlcXVlc3QaJi5pbWFnZXN2Yy52MS5DaGVja1JlZ2lzdHJ5QXV0aFJlc3BvbnNlIiOC0+STAh06ASoiGC92MS9yZWdpc3RyaWVzOmNoZWNrQXV0aBKSAQoUSW5zcGVjdFJlZ2lzdHJ5SW1hZ2USKC5pbWFnZXN2Yy52MS5JbnNwZWN0UmVnaXN0cnlJbWFnZVJlcXVlc3QaKS5pbWFnZXN2Yy52MS5JbnNwZWN0UmVnaXN0cnlJbWFnZVJlc3BvbnNlIiWC0+STAh86ASoiGi92MS9pbWFnZXM6aW5zcGVjdFJlZ2lzdHJ5EoYBChFDaGVja0ltYWdlVXBkYXRlcxIlLmltYWdlc3ZjLnYxLkNoZWNrSW1hZ2VVcGRhdGVzUmVxdWVzdBomLmltYWdlc3ZjLnYxLkNoZWNrSW1hZ2VVcGRhdGVzUmVzcG9uc2UiIoLT5JMCHDoBKiIXL3YxL2ltYWdlczpjaGVja1VwZGF0ZXNiBnByb3RvMw", [file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_timestamp, file_imagesvc_v1_image]);
 
 /**
  * Which images to list. Conditions of different fields must all hold.
@@ -1017,6 +1017,234 @@ export const CheckRegistryAuthResponseSchema: GenMessage<CheckRegistryAuthRespon
   messageDesc(file_imagesvc_v1_image_service, 28);
 
 /**
+ * Request of InspectRegistryImage.
+ *
+ * @generated from message imagesvc.v1.InspectRegistryImageRequest
+ */
+export type InspectRegistryImageRequest = Message<"imagesvc.v1.InspectRegistryImageRequest"> & {
+  /**
+   * What to resolve, "[registry/]repository[:tag|@digest]"; neither a tag nor a digest
+   * means ":latest".
+   *
+   * @generated from field: string reference = 1;
+   */
+  reference: string;
+
+  /**
+   * Credentials for the registry, when it needs them.
+   *
+   * @generated from field: imagesvc.v1.RegistryAuth auth = 2;
+   */
+  auth?: RegistryAuth | undefined;
+};
+
+/**
+ * Describes the message imagesvc.v1.InspectRegistryImageRequest.
+ * Use `create(InspectRegistryImageRequestSchema)` to create a new message.
+ */
+export const InspectRegistryImageRequestSchema: GenMessage<InspectRegistryImageRequest> = /*@__PURE__*/
+  messageDesc(file_imagesvc_v1_image_service, 29);
+
+/**
+ * A platform an image is built for.
+ *
+ * @generated from message imagesvc.v1.Platform
+ */
+export type Platform = Message<"imagesvc.v1.Platform"> & {
+  /**
+   * Operating system, e.g. "linux".
+   *
+   * @generated from field: string os = 1;
+   */
+  os: string;
+
+  /**
+   * CPU architecture, e.g. "amd64", "arm64".
+   *
+   * @generated from field: string architecture = 2;
+   */
+  architecture: string;
+
+  /**
+   * CPU variant, e.g. "v8"; often empty.
+   *
+   * @generated from field: string variant = 3;
+   */
+  variant: string;
+
+  /**
+   * Operating system version, e.g. for Windows images; often empty.
+   *
+   * @generated from field: string os_version = 4;
+   */
+  osVersion: string;
+};
+
+/**
+ * Describes the message imagesvc.v1.Platform.
+ * Use `create(PlatformSchema)` to create a new message.
+ */
+export const PlatformSchema: GenMessage<Platform> = /*@__PURE__*/
+  messageDesc(file_imagesvc_v1_image_service, 30);
+
+/**
+ * Response of InspectRegistryImage: the descriptor the registry serves for the reference.
+ *
+ * @generated from message imagesvc.v1.InspectRegistryImageResponse
+ */
+export type InspectRegistryImageResponse = Message<"imagesvc.v1.InspectRegistryImageResponse"> & {
+  /**
+   * The reference resolved, normalised, with its tag or digest.
+   *
+   * @generated from field: string reference = 1;
+   */
+  reference: string;
+
+  /**
+   * Digest of the manifest or index, "sha256:<hex>": what a pull by digest would fetch.
+   *
+   * @generated from field: string digest = 2;
+   */
+  digest: string;
+
+  /**
+   * Its media type, e.g. "application/vnd.oci.image.index.v1+json" for a multi-platform index.
+   *
+   * @generated from field: string media_type = 3;
+   */
+  mediaType: string;
+
+  /**
+   * Size of the manifest or index document, in bytes (not of the layers).
+   *
+   * @generated from field: int64 size_bytes = 4;
+   */
+  sizeBytes: bigint;
+
+  /**
+   * The platforms: each manifest's of an index, the image's of a single manifest. The
+   * containerd image store reports none for a single manifest.
+   *
+   * @generated from field: repeated imagesvc.v1.Platform platforms = 5;
+   */
+  platforms: Platform[];
+};
+
+/**
+ * Describes the message imagesvc.v1.InspectRegistryImageResponse.
+ * Use `create(InspectRegistryImageResponseSchema)` to create a new message.
+ */
+export const InspectRegistryImageResponseSchema: GenMessage<InspectRegistryImageResponse> = /*@__PURE__*/
+  messageDesc(file_imagesvc_v1_image_service, 31);
+
+/**
+ * Request of CheckImageUpdates.
+ *
+ * @generated from message imagesvc.v1.CheckImageUpdatesRequest
+ */
+export type CheckImageUpdatesRequest = Message<"imagesvc.v1.CheckImageUpdatesRequest"> & {
+  /**
+   * Local tags to check, "[registry/]repository[:tag]"; at most 100.
+   *
+   * @generated from field: repeated string references = 1;
+   */
+  references: string[];
+
+  /**
+   * Credentials for the registries that need them, matched by server_address.
+   *
+   * @generated from field: repeated imagesvc.v1.RegistryAuth registry_auths = 2;
+   */
+  registryAuths: RegistryAuth[];
+};
+
+/**
+ * Describes the message imagesvc.v1.CheckImageUpdatesRequest.
+ * Use `create(CheckImageUpdatesRequestSchema)` to create a new message.
+ */
+export const CheckImageUpdatesRequestSchema: GenMessage<CheckImageUpdatesRequest> = /*@__PURE__*/
+  messageDesc(file_imagesvc_v1_image_service, 32);
+
+/**
+ * The update check of one local tag.
+ *
+ * @generated from message imagesvc.v1.ImageUpdate
+ */
+export type ImageUpdate = Message<"imagesvc.v1.ImageUpdate"> & {
+  /**
+   * The tag checked, normalised.
+   *
+   * @generated from field: string reference = 1;
+   */
+  reference: string;
+
+  /**
+   * The answer.
+   *
+   * @generated from field: imagesvc.v1.UpdateStatus status = 2;
+   */
+  status: UpdateStatus;
+
+  /**
+   * The local image's digests in the tag's repository (its RepoDigests there).
+   *
+   * @generated from field: repeated string local_digests = 3;
+   */
+  localDigests: string[];
+
+  /**
+   * What the registry serves under the tag, "sha256:<hex>"; empty when unknown.
+   *
+   * @generated from field: string registry_digest = 4;
+   */
+  registryDigest: string;
+
+  /**
+   * For UNKNOWN: the reason, as in an error's ErrorInfo (e.g. REGISTRY_UNAVAILABLE,
+   * IMAGE_NOT_FOUND, REGISTRY_NOT_ALLOWED), or NO_REGISTRY_DIGEST when the local image
+   * was never pushed to or pulled from that repository.
+   *
+   * @generated from field: string reason = 5;
+   */
+  reason: string;
+
+  /**
+   * For UNKNOWN: what went wrong, in words.
+   *
+   * @generated from field: string message = 6;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message imagesvc.v1.ImageUpdate.
+ * Use `create(ImageUpdateSchema)` to create a new message.
+ */
+export const ImageUpdateSchema: GenMessage<ImageUpdate> = /*@__PURE__*/
+  messageDesc(file_imagesvc_v1_image_service, 33);
+
+/**
+ * Response of CheckImageUpdates.
+ *
+ * @generated from message imagesvc.v1.CheckImageUpdatesResponse
+ */
+export type CheckImageUpdatesResponse = Message<"imagesvc.v1.CheckImageUpdatesResponse"> & {
+  /**
+   * One per requested reference, in the request's order.
+   *
+   * @generated from field: repeated imagesvc.v1.ImageUpdate updates = 1;
+   */
+  updates: ImageUpdate[];
+};
+
+/**
+ * Describes the message imagesvc.v1.CheckImageUpdatesResponse.
+ * Use `create(CheckImageUpdatesResponseSchema)` to create a new message.
+ */
+export const CheckImageUpdatesResponseSchema: GenMessage<CheckImageUpdatesResponse> = /*@__PURE__*/
+  messageDesc(file_imagesvc_v1_image_service, 34);
+
+/**
  * What happened to an image, from the watcher's filter's point of view.
  *
  * @generated from enum imagesvc.v1.ChangeType
@@ -1056,6 +1284,47 @@ export enum ChangeType {
  */
 export const ChangeTypeSchema: GenEnum<ChangeType> = /*@__PURE__*/
   enumDesc(file_imagesvc_v1_image_service, 0);
+
+/**
+ * Whether a local tag still points at what its registry serves.
+ *
+ * @generated from enum imagesvc.v1.UpdateStatus
+ */
+export enum UpdateStatus {
+  /**
+   * Not set.
+   *
+   * @generated from enum value: UPDATE_STATUS_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The local image is what the registry serves under the tag.
+   *
+   * @generated from enum value: UPDATE_STATUS_UP_TO_DATE = 1;
+   */
+  UP_TO_DATE = 1,
+
+  /**
+   * The registry serves something else under the tag: a pull would change the image.
+   *
+   * @generated from enum value: UPDATE_STATUS_UPDATE_AVAILABLE = 2;
+   */
+  UPDATE_AVAILABLE = 2,
+
+  /**
+   * Could not tell: see reason and message.
+   *
+   * @generated from enum value: UPDATE_STATUS_UNKNOWN = 3;
+   */
+  UNKNOWN = 3,
+}
+
+/**
+ * Describes the enum imagesvc.v1.UpdateStatus.
+ */
+export const UpdateStatusSchema: GenEnum<UpdateStatus> = /*@__PURE__*/
+  enumDesc(file_imagesvc_v1_image_service, 1);
 
 /**
  * Manages the container images of one Docker daemon: what `docker image ls`, `history`,
@@ -1217,6 +1486,31 @@ export const ImageService: GenService<{
     methodKind: "unary";
     input: typeof CheckRegistryAuthRequestSchema;
     output: typeof CheckRegistryAuthResponseSchema;
+  },
+  /**
+   * Resolves a reference at its registry without pulling it, like `docker manifest
+   * inspect` (the Engine's `GET /distribution/{name}/json`, so the daemon's registry
+   * configuration applies): the digest, media type and size of what the tag names, and
+   * the platforms of an index. Subject to the pull allowlist.
+   *
+   * @generated from rpc imagesvc.v1.ImageService.InspectRegistryImage
+   */
+  inspectRegistryImage: {
+    methodKind: "unary";
+    input: typeof InspectRegistryImageRequestSchema;
+    output: typeof InspectRegistryImageResponseSchema;
+  },
+  /**
+   * Whether local tags still point at what their registry serves under that tag (the
+   * local image's RepoDigests against InspectRegistryImage's digest). A registry that
+   * fails answers UNKNOWN for its images, with the reason; the call itself succeeds.
+   *
+   * @generated from rpc imagesvc.v1.ImageService.CheckImageUpdates
+   */
+  checkImageUpdates: {
+    methodKind: "unary";
+    input: typeof CheckImageUpdatesRequestSchema;
+    output: typeof CheckImageUpdatesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_imagesvc_v1_image_service, 0);
