@@ -242,6 +242,9 @@ class _Tree:
     directories: set[str] = field(default_factory=set)
     linkable: set[str] = field(default_factory=set)
     symlinks: dict[str, str] = field(default_factory=dict)
+    # Every symlink the rewritten archive holds, replaced ones too: each is unpacked
+    # before what replaces it, so none may lead out either.
+    written_symlinks: list[tuple[str, str]] = field(default_factory=list)
 
     def add(self, path: str, member: TarMember, shown: str) -> None:
         for ancestor in _ancestors(path):
@@ -260,11 +263,13 @@ class _Tree:
         self.linkable.add(path)
         if member.kind is Kind.SYMLINK:
             self.symlinks[path] = member.linkname
+            self.written_symlinks.append((path, member.linkname))
         else:
             self.symlinks.pop(path, None)
 
-    def resolve(self, path: str) -> None:
-        """Refuses the symlink at `path` if it resolves outside the context."""
+    def resolve(self, path: str, link_target: str) -> None:
+        """Refuses the symlink at `path` to `link_target` if it resolves outside the
+        context (the other links as the whole archive leaves them)."""
         hops = 0
 
         def walk(base: list[str], target: str) -> list[str]:
@@ -291,7 +296,7 @@ class _Tree:
                     stack = walk(stack[:-1], self.symlinks[joined])
             return stack
 
-        walk(path.split("/")[:-1], self.symlinks[path])
+        walk(path.split("/")[:-1], link_target)
 
 
 # The rewritten archive is written with tarfile's TarInfo.tobuf: public, documented and
@@ -366,8 +371,8 @@ def check_context(source: IO[bytes], dockerfile: str, limits: ContextLimits) -> 
                 # The last member of that name counts, as when the Engine unpacks it;
                 # None when it is not a regular file.
                 found = content
-        for path in tree.symlinks:
-            tree.resolve(path)
+        for path, link_target in tree.written_symlinks:
+            tree.resolve(path, link_target)
         writer.write(b"\0" * (2 * BLOCK))
         if found is None:
             if wanted in tree.linkable:
