@@ -23,6 +23,7 @@ def test_the_writes_are_what_a_viewer_may_not_call() -> None:
     assert {
         "PullImage",
         "CheckRegistryAuth",
+        "ExportImages",
         "BuildImage",
         "TagImage",
         "PushImage",
@@ -44,10 +45,12 @@ def test_the_ladder_is_the_issue_s() -> None:
         "GetImage",
         "GetImageHistory",
         "WatchImages",
+        "GetDiskUsage",
     }
     assert {rpc for rpc, role in REQUIRED_ROLE.items() if role is Role.PULLER} == {
         "PullImage",
         "CheckRegistryAuth",
+        "ExportImages",
     }
     assert {rpc for rpc, role in REQUIRED_ROLE.items() if role is Role.BUILDER} == {
         "BuildImage",

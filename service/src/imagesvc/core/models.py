@@ -206,3 +206,34 @@ class PruneResult:
 class AuthCheckResult:
     status: str
     identity_token: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ImageDiskUsage:
+    """One image's disk space. None: the Engine does not know (it reported -1)."""
+
+    id: str
+    repo_tags: tuple[str, ...]
+    created: datetime | None
+    size_bytes: int
+    shared_size_bytes: int | None
+    containers: int | None
+
+    @property
+    def unique_size_bytes(self) -> int | None:
+        """The bytes only this image has: what removing it alone frees."""
+        if self.shared_size_bytes is None:
+            return None
+        return self.size_bytes - self.shared_size_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DiskUsage:
+    """The images' disk space, like `docker system df -v`: each layer counted once in
+    the total."""
+
+    images: tuple[ImageDiskUsage, ...]
+    image_count: int
+    active_image_count: int
+    total_size_bytes: int
+    reclaimable_bytes: int
