@@ -98,3 +98,11 @@ def test_core_answers_from_one_engine_call(core: ImageCore, port: FakeDockerPort
     usage = run(core.disk_usage())
     assert usage.total_size_bytes == 1_350
     assert port.methods_called == ["disk_usage"]
+
+
+def test_a_zero_layers_size_beside_images_of_some_size_is_unknown() -> None:
+    # Podman 4 answers LayersSize 0 whatever its images weigh.
+    usage = disk_usage({"LayersSize": 0, "Images": [BASE, APP]})
+    assert usage.total_size_bytes is None
+    assert usage.reclaimable_bytes is None
+    assert disk_usage({"LayersSize": 0, "Images": []}).total_size_bytes == 0

@@ -9,8 +9,9 @@
   `ActiveCount`, `TotalSize` and `Reclaimable`, and the summaries under `Items` (asked
   for with `verbose=1`); `LayersSize` and `Images` are gone.
 
-Podman and the containerd image store report a figure they do not know as -1: such a
-figure is None here (and unset on the wire), never a number.
+Podman and the containerd image store report a figure they do not know as -1, and
+Podman 4 a `LayersSize` of 0 however big its images: such a figure is None here (and
+unset on the wire), never a number.
 """
 
 from __future__ import annotations
@@ -72,8 +73,8 @@ def disk_usage(document: Mapping[str, Any]) -> DiskUsage:
     images = [image_usage(s) for s in summaries if isinstance(s, Mapping)]
     active = [i for i in images if i.containers]
     total = _known(document.get("LayersSize"))
-    if total is None:
-        total = sum(i.size_bytes for i in images)
+    if total == 0 and any(i.size_bytes for i in images):
+        total = None  # Podman 4 does not add the layers up: it answers 0
     # The CLI's RECLAIMABLE: an image in use whose shared size is unknown counts nothing.
     in_use = sum(i.unique_size_bytes or 0 for i in active)
     return DiskUsage(
@@ -81,5 +82,5 @@ def disk_usage(document: Mapping[str, Any]) -> DiskUsage:
         image_count=len(images),
         active_image_count=len(active),
         total_size_bytes=total,
-        reclaimable_bytes=max(total - in_use, 0),
+        reclaimable_bytes=None if total is None else max(total - in_use, 0),
     )

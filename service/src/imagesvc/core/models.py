@@ -235,5 +235,6 @@ class DiskUsage:
     images: tuple[ImageDiskUsage, ...]
     image_count: int
     active_image_count: int
-    total_size_bytes: int
-    reclaimable_bytes: int
+    # None: the Engine does not report the layers' size (and so nothing is known to free).
+    total_size_bytes: int | None
+    reclaimable_bytes: int | None

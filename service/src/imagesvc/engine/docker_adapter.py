@@ -699,7 +699,22 @@ class DockerAdapter:
             if api >= (1, 52):
                 params["verbose"] = "1"  # the per-image Items of ImagesDiskUsage
             response = self._client._get(self._url("/system/df"), params=params)
-            return dict(self._client._result(response, json=True) or {})
+            document = dict(self._client._result(response, json=True) or {})
+            if self._podman:
+                self._podman_df_tags(document)
+            return document
+
+    def _podman_df_tags(self, document: JsonDocument) -> None:
+        """Podman (4.3) puts only the tag ("1.0") in its /system/df RepoTags and a bare
+        hex id: both are taken from its image list instead, which has them right."""
+        listed = self._client._result(
+            self._client._get(self._url("/images/json"), params={"all": "1"}), json=True
+        )
+        tags = {str(i.get("Id", "")).removeprefix("sha256:"): i.get("RepoTags") for i in listed}
+        for image in document.get("Images") or []:
+            bare = str(image.get("Id", "")).removeprefix("sha256:")
+            image["Id"] = f"sha256:{bare}"
+            image["RepoTags"] = tags.get(bare) or []
 
     def image_events(self, *, since: str = "") -> DockerEngineStream:
         params = {"filters": json.dumps({"type": ["image"]})}

@@ -288,8 +288,9 @@ def df(args: argparse.Namespace) -> int:
     if args.output == "json":
         print_json(to_json(usage))
         return 0
-    total = usage.total_size_bytes
-    share = f" ({usage.reclaimable_bytes * 100 // total}%)" if total else ""
+    known = usage.HasField("total_size_bytes")
+    total, reclaimable = usage.total_size_bytes, usage.reclaimable_bytes
+    share = f" ({reclaimable * 100 // total}%)" if known and total else ""
     print_table(
         ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
         [
@@ -297,8 +298,8 @@ def df(args: argparse.Namespace) -> int:
                 "Images",
                 str(usage.image_count),
                 str(usage.active_image_count),
-                human_size(total),
-                human_size(usage.reclaimable_bytes) + share,
+                human_size(total) if known else "N/A",
+                human_size(reclaimable) + share if known else "N/A",
             ]
         ],
     )
