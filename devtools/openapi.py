@@ -161,6 +161,9 @@ class EnumInfo:
     path: tuple[int, ...]  # source location path of the enum
 
 
+_HTTP_BODY = ".google.api.HttpBody"
+
+
 class Registry:
     """Every message of the image (and Status, Any) by fully qualified name (".a.b.C")."""
 
@@ -225,7 +228,9 @@ class Registry:
 
 
 def _remove_internal_comments(text: str) -> str:
-    return re.sub(r"[ \t]*\n?[ \t]*\(--.*?--\)", "", text, flags=re.DOTALL)
+    text = re.sub(r"[ \t]*\n?[ \t]*\(--.*?--\)", "", text, flags=re.DOTALL)
+    # buf's lint directives are for buf, not for readers of the API.
+    return re.sub(r"\n?[ \t]*buf:lint:ignore [A-Z_]+[ \t]*", "", text)
 
 
 def legacy_names(names: Iterable[str]) -> dict[str, str]:
@@ -395,9 +400,10 @@ class Generator:
                     continue
                 if any(b.body for b in bindings):
                     bodies.add(method.input_type)
-                wanted.add(method.output_type)
                 self._nested(method.input_type, wanted)
-                self._nested(method.output_type, wanted)
+                if method.output_type != _HTTP_BODY:  # raw bytes: no schema of its own
+                    wanted.add(method.output_type)
+                    self._nested(method.output_type, wanted)
         self._nested(".google.rpc.Status", wanted)
         wanted |= bodies
         result: Json = {}
@@ -535,7 +541,12 @@ class Generator:
 
         description = "A successful response."
         schema: Json = {"$ref": self.ref(method.output_type)}
-        if method.server_streaming:
+        if method.output_type == _HTTP_BODY:
+            # grpc-gateway serves HttpBody as its raw bytes, streamed or not.
+            if method.server_streaming:
+                description += "(streaming responses)"
+            schema = {"type": "string", "format": "binary"}
+        elif method.server_streaming:
             description += "(streaming responses)"
             schema = {
                 "type": "object",
@@ -834,9 +845,14 @@ def _status_files() -> list[descriptor_pb2.FileDescriptorProto]:
 
 
 def generate(image: bytes, source: str = SOURCE) -> Json:
-    files = list(descriptor_pb2.FileDescriptorSet.FromString(image).file)
-    names = {f.name for f in files}
-    registry = Registry([*files, *(f for f in _status_files() if f.name not in names)])
+    # Status and Any as protoc-gen-openapiv2 knows them (without their source comments),
+    # also when the image carries any.proto (google.api.HttpBody imports it).
+    status_files = _status_files()
+    replaced = {f.name for f in status_files}
+    files = [
+        f for f in descriptor_pb2.FileDescriptorSet.FromString(image).file if f.name not in replaced
+    ]
+    registry = Registry([*files, *status_files])
     return Generator(registry, registry.files[source]).document()
 
 

@@ -36,6 +36,8 @@ class EngineRequestCounter:
         )
         self._lock = threading.Lock()
         self._count = 0
+        # Connections that carried a counted request and are still open (both ways).
+        self._open_counted: set[int] = set()
         self._sockets: list[socket.socket] = []
         self._threads: list[threading.Thread] = []
         # Unix socket paths are short (108 bytes): a directory of its own under /tmp.
@@ -55,6 +57,12 @@ class EngineRequestCounter:
     def count(self) -> int:
         with self._lock:
             return self._count
+
+    @property
+    def open_connections(self) -> int:
+        """Connections that sent a counted request and neither end has closed yet."""
+        with self._lock:
+            return len(self._open_counted)
 
     def _accept_loop(self) -> None:
         while True:
@@ -90,10 +98,13 @@ class EngineRequestCounter:
                     if found:
                         with self._lock:
                             self._count += found
+                            self._open_counted.add(id(source))
                 target.sendall(data)
         except OSError:
             pass
         finally:
+            with self._lock:
+                self._open_counted.discard(id(source) if counted else id(target))
             for sock in (source, target):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)

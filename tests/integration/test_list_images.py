@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO
 
@@ -17,7 +17,7 @@ from devtools.engine_kinds import EngineKind
 from devtools.sandbox import BuiltImage, SandboxEngine
 from imagesvc.core.models import RegistryAuth
 from imagesvc.core.port import BuildRequest, JsonDocument
-from imagesvc.engine.docker_adapter import DockerAdapter, DockerEngineStream
+from imagesvc.engine.docker_adapter import DockerAdapter, DockerEngineBytes, DockerEngineStream
 from imagesvc.server import ThreadedServer
 from imagesvc.v1 import image_pb2, image_service_pb2_grpc
 from imagesvc.v1 import image_service_pb2 as pb
@@ -474,6 +474,14 @@ class CountingPort:
     def inspect_distribution(self, name: str, *, auth: RegistryAuth | None) -> JsonDocument:
         self._count("inspect_distribution")
         return self._inner.inspect_distribution(name, auth=auth)
+
+    def export_images(self, images: Sequence[str], *, chunk_size: int) -> DockerEngineBytes:
+        self._count("export_images")
+        return self._inner.export_images(images, chunk_size=chunk_size)
+
+    def disk_usage(self) -> JsonDocument:
+        self._count("disk_usage")
+        return self._inner.disk_usage()
 
     def image_events(self, *, since: str = "") -> DockerEngineStream:
         return self._inner.image_events(since=since)

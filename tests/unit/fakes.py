@@ -127,6 +127,41 @@ class FakeEngineStream:
         self._closed.set()
 
 
+class FakeEngineBytes:
+    """Scripted chunks of an Engine archive; an exception in the script is raised when
+    reached. With `block_at=i`, reading chunk i blocks until `close()` (any thread)."""
+
+    def __init__(
+        self, chunks: Iterable[bytes | BaseException], *, block_at: int | None = None
+    ) -> None:
+        self._chunks = list(chunks)
+        self._index = 0
+        self._block_at = block_at
+        self._closed = threading.Event()
+        self.blocked = threading.Event()
+        self.reads = 0
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    def read(self) -> bytes:
+        self.reads += 1
+        if self._block_at is not None and self._index == self._block_at and not self.closed:
+            self.blocked.set()
+            self._closed.wait(timeout=10)
+        if self.closed or self._index >= len(self._chunks):
+            return b""
+        item = self._chunks[self._index]
+        self._index += 1
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._closed.set()
+
+
 _END_OF_EVENTS = object()
 
 
@@ -230,6 +265,9 @@ class FakeDockerPort:
     prune_report: JsonDocument = field(
         default_factory=lambda: {"ImagesDeleted": None, "SpaceReclaimed": 0}
     )
+    # What export_images answers (each call takes the next) and system/df answers.
+    export_archives: list[FakeEngineBytes] = field(default_factory=list)
+    disk_usage_answer: JsonDocument = field(default_factory=dict)
     auth_answer: JsonDocument = field(
         default_factory=lambda: {"Status": "Login Succeeded", "IdentityToken": ""}
     )
@@ -477,6 +515,16 @@ class FakeDockerPort:
         if name not in self.distributions:
             raise NotFoundError(f"{name}: manifest unknown: manifest unknown")
         return dict(self.distributions[name])
+
+    def export_images(self, images: Sequence[str], *, chunk_size: int) -> FakeEngineBytes:
+        self._record("export_images", list(images), chunk_size=chunk_size)
+        if not self.export_archives:
+            raise AssertionError("no export archive scripted")
+        return self.export_archives.pop(0)
+
+    def disk_usage(self) -> JsonDocument:
+        self._record("disk_usage")
+        return dict(self.disk_usage_answer)
 
 
 def _conforms(port: FakeDockerPort) -> DockerPort:

@@ -23,6 +23,7 @@ import {
   type PullImageResult,
   type PushImageRequest,
   type PushImageResult,
+  type ExportImagesRequest,
 } from "./gen/imagesvc/v1/image_service_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { GenMessage } from "@bufbuild/protobuf/codegenv2";
@@ -150,6 +151,25 @@ export async function pushImage(
   }
   if (!result) throw new ConnectError("the push stream ended without a result", Code.Internal);
   return result;
+}
+
+/** Exports images as one tar archive (`docker save`), writing each chunk to `sink` as
+ * it arrives (e.g. `(chunk) => file.write(chunk)`; a returned promise is awaited, which
+ * holds the stream: flow control then holds the server and the daemon). Resolves to the
+ * bytes written. `options.signal` (an AbortSignal) cancels it, which stops the daemon's
+ * export too. An image not found rejects with Code.NotFound before any byte. */
+export async function exportImages(
+  client: ImageServiceClient,
+  request: Init<ExportImagesRequest>,
+  sink: (chunk: Uint8Array) => void | Promise<void>,
+  options?: CallOptions,
+): Promise<number> {
+  let written = 0;
+  for await (const message of client.exportImages(request, options)) {
+    await sink(message.data);
+    written += message.data.length;
+  }
+  return written;
 }
 
 /** One message of a WatchImages stream: an image `added`, `updated` or `deleted` (for a

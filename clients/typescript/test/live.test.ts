@@ -13,6 +13,7 @@ import {
   ConnectError,
   createImageClient,
   errorDetails,
+  exportImages,
   listAllImages,
   pullImage,
   type TransferProgress,
@@ -87,6 +88,36 @@ test("lists images, pulls one while reading its progress, and inspects it", asyn
     assert.equal(errorDetails(error).reason, "INVALID_REFERENCE");
     return true;
   });
+});
+
+test("exports an image as a tar archive, shows disk usage; an unknown image is NotFound", async () => {
+  const client = createImageClient(environment("IMAGESVC_ADDRESS"));
+  let tag = "";
+  for await (const image of listAllImages(client)) {
+    if (image.repoTags.length) {
+      tag = image.repoTags[0];
+      break;
+    }
+  }
+  assert.ok(tag, "a tagged image to export");
+  const chunks: Uint8Array[] = [];
+  const written = await exportImages(client, { images: [tag] }, (chunk) => {
+    chunks.push(chunk);
+  });
+  const archive = Buffer.concat(chunks);
+  assert.equal(archive.length, written);
+  assert.equal(archive.subarray(257, 262).toString(), "ustar", "a tar archive");
+  assert.ok(archive.includes(Buffer.from("manifest.json")), "docker load's manifest");
+
+  const usage = await client.getDiskUsage({});
+  assert.ok(usage.imageCount >= 1);
+  assert.ok(usage.totalSizeBytes !== undefined && usage.totalSizeBytes > 0n, "layers counted");
+  assert.ok(usage.images.some((image) => image.repoTags.includes(tag)));
+
+  await assert.rejects(
+    exportImages(client, { images: ["imagesvc-test/absent-export:1"] }, () => {}),
+    (error: unknown) => error instanceof ConnectError && error.code === Code.NotFound,
+  );
 });
 
 test("aborting a pull ends it with Canceled", async () => {

@@ -64,6 +64,8 @@ ENGINE_OPERATIONS = (
     "prune_images",
     "check_auth",
     "inspect_distribution",
+    "export_images",
+    "disk_usage",
 )
 STREAM_OPERATIONS = ("pull", "push", "build")
 ENGINE_INFO_LABELS = ("version", "api_version", "min_api_version", "os", "arch")
@@ -118,6 +120,11 @@ class ImagesvcMetrics:
             "imagesvc_pushed_bytes",
             "Layer bytes uploaded to registries by pushes (layers the registry already had"
             " count nothing).",
+            registry=registry,
+        )
+        self.exported_bytes = Counter(
+            "imagesvc_exported_bytes",
+            "Bytes of image archives the Engine exported (ExportImages, like docker save).",
             registry=registry,
         )
         self.pulls = Counter(

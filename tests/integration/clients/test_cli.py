@@ -465,3 +465,36 @@ def test_an_error_message_into_a_closed_pipe_ends_quietly(address: str) -> None:
     missing = f"{unique_repo('cli-missing')}:1"
     ended = run_into_closed_pipe([str(CLI)], address, "inspect", missing, stream="stderr")
     assert_ended_quietly(ended)
+
+
+def test_save_writes_a_loadable_archive_to_a_file_or_stdout(
+    address: str, engine: Engine, busybox_image: BuiltImage, tmp_path: Path
+) -> None:
+    path = tmp_path / "busybox.tar"
+    assert cli(address, "save", "-o", str(path), busybox_image.tag).stdout == ""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("IMAGESVC_")}
+    piped = subprocess.run(
+        [str(CLI), "save", busybox_image.tag],
+        capture_output=True,
+        env={**environment, "IMAGESVC_SERVER": address},
+        timeout=180,
+        check=True,
+    )
+    assert piped.stdout == path.read_bytes()
+    assert busybox_image.tag in engine.docker("load", "--input", str(path)).stdout
+    missing = cli(address, "save", "-o", str(tmp_path / "none.tar"), "imagesvc-test/no:1", code=1)
+    assert "not found" in missing.stderr
+    assert not (tmp_path / "none.tar").exists()
+
+
+def test_df_shows_totals_and_per_image_sizes(address: str, busybox_image: BuiltImage) -> None:
+    summary = cli(address, "df").stdout.splitlines()
+    assert summary[0].split() == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
+    assert summary[1].startswith("Images")
+    verbose = cli(address, "df", "-v").stdout
+    assert "SHARED SIZE" in verbose
+    repository, tag = busybox_image.tag.rsplit(":", 1)
+    assert any(line.split()[:2] == [repository, tag] for line in verbose.splitlines())
+    document = cli_json(address, "df")
+    [busybox] = [i for i in document["images"] if i["id"] == busybox_image.id]
+    assert int(busybox["sizeBytes"]) > 0

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 import re
+import tarfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -360,3 +362,39 @@ def test_build_failures(client: ImageClient, busybox_image: BuiltImage, tmp_path
         client.build(make_tar({"other": "x"})).wait()
     assert server_side.value.reason == "INVALID_BUILD_OPTIONS"
     assert "Dockerfile" in server_side.value.message
+
+
+def test_export_writes_a_loadable_archive_to_a_path_or_a_file(
+    client: ImageClient, engine: Engine, busybox_image: BuiltImage, tmp_path: Path
+) -> None:
+    path = tmp_path / "busybox.tar"
+    written = client.export(busybox_image.tag, path)
+    assert path.stat().st_size == written
+    with tarfile.open(path) as tar:
+        manifest = tar.extractfile("manifest.json")
+        assert manifest is not None
+        [entry] = json.load(manifest)
+    assert entry["RepoTags"] == [busybox_image.tag]
+    buffer = io.BytesIO()
+    assert client.export([busybox_image.tag], buffer) == written
+    assert buffer.getvalue() == path.read_bytes()
+    loaded = engine.docker("load", "--input", str(path)).stdout
+    assert busybox_image.tag in loaded
+
+
+def test_a_failed_export_leaves_no_file(client: ImageClient, tmp_path: Path) -> None:
+    path = tmp_path / "missing.tar"
+    with pytest.raises(NotFound):
+        client.export(f"{unique_repo('missing')}:1", path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_disk_usage_lists_the_images_with_their_shared_and_unique_bytes(
+    client: ImageClient, busybox_image: BuiltImage
+) -> None:
+    usage = client.disk_usage()
+    [busybox] = [image for image in usage.images if image.id == busybox_image.id]
+    assert busybox_image.tag in busybox.repo_tags
+    assert busybox.size_bytes > 0
+    assert usage.image_count == len(usage.images)
+    assert usage.total_size_bytes > 0

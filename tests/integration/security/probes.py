@@ -157,6 +157,20 @@ def grpc_probes(open_registry: Registry, auth_registry: Registry) -> dict[str, P
                 pb.PruneImagesRequest(labels=[NO_MATCH_LABEL]), metadata=md, timeout=60
             ),
         ),
+        Probe(
+            "ExportImages",
+            grpc.StatusCode.NOT_FOUND,
+            lambda stub, md: _drain(
+                stub.ExportImages(
+                    pb.ExportImagesRequest(images=[ABSENT_IMAGE]), metadata=md, timeout=30
+                )
+            ),
+        ),
+        Probe(
+            "GetDiskUsage",
+            grpc.StatusCode.OK,
+            lambda stub, md: stub.GetDiskUsage(pb.GetDiskUsageRequest(), metadata=md, timeout=60),
+        ),
     ]
     return {probe.rpc: probe for probe in probes}
 
@@ -285,6 +299,10 @@ def rest_probes(open_registry: Registry, auth_registry: Registry) -> dict[str, R
             "/v1/images:checkUpdates",
             {"references": [absent_remote]},
         ),
+        RestProbe(
+            "ExportImages", grpc.StatusCode.NOT_FOUND, "GET", f"/v1/images:export?images={image}"
+        ),
+        RestProbe("GetDiskUsage", grpc.StatusCode.OK, "GET", "/v1/diskUsage"),
     ]
     return {probe.rpc: probe for probe in probes}
 

@@ -47,6 +47,8 @@ ALLOWED: dict[str, set[str]] = {
     "PushImage": PUSHER,
     "RemoveImage": ADMIN,
     "PruneImages": ADMIN,
+    "ExportImages": PULLER,
+    "GetDiskUsage": VIEWER,
 }
 LEAST_ROLE = {
     rpc: min(allowed, key=["viewer", "puller", "builder", "pusher", "admin"].index)

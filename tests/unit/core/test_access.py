@@ -25,6 +25,7 @@ def test_the_writes_are_what_a_viewer_may_not_call() -> None:
         "CheckRegistryAuth",
         "InspectRegistryImage",
         "CheckImageUpdates",
+        "ExportImages",
         "BuildImage",
         "TagImage",
         "PushImage",
@@ -46,12 +47,14 @@ def test_the_ladder_is_the_issue_s() -> None:
         "GetImage",
         "GetImageHistory",
         "WatchImages",
+        "GetDiskUsage",
     }
     assert {rpc for rpc, role in REQUIRED_ROLE.items() if role is Role.PULLER} == {
         "PullImage",
         "CheckRegistryAuth",
         "InspectRegistryImage",
         "CheckImageUpdates",
+        "ExportImages",
     }
     assert {rpc for rpc, role in REQUIRED_ROLE.items() if role is Role.BUILDER} == {
         "BuildImage",

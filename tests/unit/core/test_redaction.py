@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import contextvars
+
 import pytest
 
 from imagesvc.core.errors import (
@@ -10,7 +12,13 @@ from imagesvc.core.errors import (
     UnavailableError,
 )
 from imagesvc.core.models import RegistryAuth
-from imagesvc.core.redaction import REDACTED, redact, redacting_errors, without_userinfo
+from imagesvc.core.redaction import (
+    REDACTED,
+    collecting_call_secrets,
+    redact,
+    redacting_errors,
+    without_userinfo,
+)
 
 
 def test_redact_replaces_every_occurrence() -> None:
@@ -123,3 +131,11 @@ DIGEST = "sha256:" + "a" * 64
 )
 def test_without_userinfo_hides_user_information_and_keeps_digests(text: str, shown: str) -> None:
     assert without_userinfo(text) == shown
+
+
+def test_collecting_call_secrets_ends_quietly_in_another_context() -> None:
+    # A server stream cancelled while grpc waits to send is finalised by the event
+    # loop in a context of its own: ending the block there must not raise.
+    block = collecting_call_secrets()
+    block.__enter__()
+    contextvars.Context().run(block.__exit__, None, None, None)

@@ -261,6 +261,15 @@ class BaseClient:
         return Unary("CheckRegistryAuth", request, _same)
 
     @staticmethod
+    def _export_request(images: Iterable[str]) -> pb.ExportImagesRequest:
+        names = [images] if isinstance(images, str) else list(images)
+        return pb.ExportImagesRequest(images=names)
+
+    @staticmethod
+    def _disk_usage() -> Unary[pb.GetDiskUsageResponse, pb.GetDiskUsageResponse]:
+        return Unary("GetDiskUsage", pb.GetDiskUsageRequest(), _same)
+
+    @staticmethod
     def _pull(
         reference: str, platform: str, auth: AuthLike | None
     ) -> Stream[pb.PullImageRequest, image_pb2.TransferProgress, pb.PullImageResult]:

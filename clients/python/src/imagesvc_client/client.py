@@ -30,6 +30,7 @@ from imagesvc_client._base import (
 )
 from imagesvc_client._base import context_chunks as context_chunks  # imported from here before
 from imagesvc_client._common import DEFAULT_CHUNK_SIZE, AuthLike, Connection
+from imagesvc_client.archive import ArchiveDestination, archive_writer
 from imagesvc_client.operations import Operation
 from imagesvc_client.v1 import image_pb2, image_service_pb2_grpc
 from imagesvc_client.v1 import image_service_pb2 as pb
@@ -186,6 +187,41 @@ class ImageClient(BaseClient):
     ) -> pb.PruneImagesResponse:
         """Removes dangling images, or with ``all`` every unused one."""
         return self._call(self._prune(all, labels, exclude_labels, until), timeout)
+
+    def export(
+        self,
+        images: str | Iterable[str],
+        destination: ArchiveDestination,
+        *,
+        timeout: float | None = None,
+    ) -> int:
+        """Writes the images (references or ids) as one tar archive, like ``docker
+        save``, to ``destination`` (a path, created only once the whole archive arrived,
+        or a binary file); returns the bytes written. No deadline unless ``timeout``."""
+        request = self._export_request(images)
+        written = 0
+        with archive_writer(destination) as file:
+            for chunk in self.export_chunks(request, timeout=timeout):
+                file.write(chunk)
+                written += len(chunk)
+        return written
+
+    def export_chunks(
+        self, request: pb.ExportImagesRequest, *, timeout: float | None = None
+    ) -> Iterator[bytes]:
+        """The archive of an ExportImages request, chunk by chunk as it arrives."""
+        responses = self._stub.ExportImages(request, **self._stream_options(timeout))
+        try:
+            with rpc_errors():
+                for message in responses:
+                    yield message.data
+        finally:
+            responses.cancel()  # a consumer that stops early stops the export
+
+    def disk_usage(self, *, timeout: float | None = None) -> pb.GetDiskUsageResponse:
+        """The images' disk usage, like ``docker system df -v``: per image its size,
+        shared and unique bytes and containers; each layer counted once in the total."""
+        return self._call(self._disk_usage(), timeout)
 
     # Registries ---------------------------------------------------------------------
 

@@ -48,6 +48,8 @@ REQUIRED_ROLE: dict[str, Role] = {
     "CheckRegistryAuth": Role.PULLER,
     "InspectRegistryImage": Role.PULLER,
     "CheckImageUpdates": Role.PULLER,
+    "ExportImages": Role.PULLER,
+    "GetDiskUsage": Role.VIEWER,
     "BuildImage": Role.BUILDER,
     "TagImage": Role.BUILDER,
     "PushImage": Role.PUSHER,
@@ -56,7 +58,8 @@ REQUIRED_ROLE: dict[str, Role] = {
 }
 
 # The RPCs that change something (the daemon's images, or its registry logins for
-# CheckRegistryAuth), each audited: all but what a viewer may call.
+# CheckRegistryAuth) or take image content out (ExportImages), each audited: all but
+# what a viewer may call.
 WRITE_RPCS = frozenset(rpc for rpc, role in REQUIRED_ROLE.items() if role > Role.VIEWER)
 
 # Every role, for the anonymous caller when authentication is off.

@@ -37,6 +37,11 @@ def _tags(value: object) -> tuple[str, ...]:
     return tuple(familiar(tag) for tag in _strings(value) if tag not in _NONE_TAGS)
 
 
+def repo_tags(value: object) -> tuple[str, ...]:
+    """An Engine document's RepoTags, familiar, without placeholders."""
+    return _tags(value)
+
+
 def image_id(value: object) -> str:
     """An image id as Docker writes it: Podman reports some (removed, pruned) as bare hex."""
     text = str(value or "")

@@ -31,6 +31,7 @@ from imagesvc.core.build_context import (
 from imagesvc.core.build_log import BuildLog
 from imagesvc.core.build_options import validate_build_options
 from imagesvc.core.build_policy import BuildRestrictions
+from imagesvc.core.disk_usage import disk_usage
 from imagesvc.core.dockerfile_sources import dockerfile_sources
 from imagesvc.core.errors import (
     DeadlineExceededError,
@@ -50,6 +51,7 @@ from imagesvc.core.models import (
     AuthCheckResult,
     BuildOptions,
     BuildResult,
+    DiskUsage,
     HistoryEntry,
     Image,
     ImageFilter,
@@ -98,6 +100,11 @@ _END = object()
 # CheckImageUpdates: references per call, and registry requests at once.
 MAX_UPDATE_CHECKS = 100
 UPDATE_CHECKS_AT_ONCE = 4
+# ExportImages' chunks: big enough that a 1 GiB archive is a few thousand messages
+# (per-message cost dominates below ~64 KiB), small against gRPC's 4 MiB message limit.
+EXPORT_CHUNK_BYTES = 256 * 1024
+# More names than any `docker save` command line holds; bounds the Engine request.
+MAX_EXPORT_IMAGES = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,6 +366,48 @@ class ImageCore:
                 return await index.load_history(image_id)
         entries = await self._call(self._engine.image_history, text)
         return documents.history_from_engine(entries)
+
+    async def disk_usage(self) -> DiskUsage:
+        """The images' disk usage, like `docker system df -v` (core/disk_usage.py)."""
+        self._admit()
+        return disk_usage(await self._call(self._engine.disk_usage))
+
+    async def export_images(self, images: Sequence[str]) -> AsyncGenerator[bytes, None]:
+        """The images as one tar archive (`docker save`), in chunks as the Engine writes
+        it, one chunk read ahead (the consumer's pace is the Engine's: nothing piles
+        up). Every image is looked up first, so that one not found is NOT_FOUND before
+        any byte. Closing the generator closes the Engine response, which stops the
+        export on the daemon."""
+        self._admit()
+        if not images:
+            raise InvalidArgumentError(
+                "images is required: name at least one image to export",
+                metadata={"field": "images"},
+            )
+        if len(images) > MAX_EXPORT_IMAGES:
+            raise InvalidArgumentError(
+                f"at most {MAX_EXPORT_IMAGES} images can be exported at once ({len(images)} named)",
+                metadata={"field": "images"},
+            )
+        names = list(dict.fromkeys(validate_image_identifier(image) for image in images))
+        for name in names:
+            await self._call(self._engine.inspect_image, name)
+        archive = self._engine.export_images(names, chunk_size=EXPORT_CHUNK_BYTES)
+        loop = asyncio.get_running_loop()
+        # One read ahead: the next chunk comes from the Engine while this one is sent, so
+        # the two overlap; at most two chunks are held, and a consumer that stops
+        # reading stops the reads (flow control reaches the Engine).
+        ahead = loop.run_in_executor(self._stream_executor, archive.read)
+        try:
+            while chunk := await ahead:
+                ahead = loop.run_in_executor(self._stream_executor, archive.read)
+                yield chunk
+        finally:
+            archive.close()  # also ends a read still running ahead
+            if not ahead.done():
+                ahead.cancel()
+            elif not ahead.cancelled():
+                ahead.exception()  # retrieved: a read failing after the close is moot
 
     async def watch_images(
         self, image_filter: ImageFilter, *, send_initial: bool, resume_token: str

@@ -248,3 +248,35 @@ class ImageUpdate:
     # For UNKNOWN: an error reason (or NO_REGISTRY_DIGEST) and what went wrong.
     reason: str = ""
     message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ImageDiskUsage:
+    """One image's disk space. None: the Engine does not know (it reported -1)."""
+
+    id: str
+    repo_tags: tuple[str, ...]
+    created: datetime | None
+    size_bytes: int
+    shared_size_bytes: int | None
+    containers: int | None
+
+    @property
+    def unique_size_bytes(self) -> int | None:
+        """The bytes only this image has: what removing it alone frees."""
+        if self.shared_size_bytes is None:
+            return None
+        return self.size_bytes - self.shared_size_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DiskUsage:
+    """The images' disk space, like `docker system df -v`: each layer counted once in
+    the total."""
+
+    images: tuple[ImageDiskUsage, ...]
+    image_count: int
+    active_image_count: int
+    # None: the Engine does not report the layers' size (and so nothing is known to free).
+    total_size_bytes: int | None
+    reclaimable_bytes: int | None

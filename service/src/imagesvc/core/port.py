@@ -30,6 +30,20 @@ class EngineStream(Protocol):
     def close(self) -> None: ...
 
 
+class EngineBytes(Protocol):
+    """A streamed raw Engine response (an image archive), read chunk by chunk.
+
+    `read()` sends the request on its first call and returns the next chunk, b"" at the
+    end; an Engine failure is raised as its core error. `close()` may be called from
+    another thread while a read blocks; it aborts the HTTP response, which makes the
+    daemon stop the work, and later reads return b"".
+    """
+
+    def read(self) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
 class EventStream(EngineStream, Protocol):
     """The Engine's event stream (`GET /events`): decoded JSON events, one per read,
     for as long as the connection lasts; it ends (StopIteration) when the Engine
@@ -87,6 +101,15 @@ class DockerPort(Protocol):
     def remove_image(self, image: str, *, force: bool, no_prune: bool) -> list[JsonDocument]: ...
 
     def prune_images(self, filters: Mapping[str, list[str]]) -> JsonDocument: ...
+
+    def export_images(self, images: Sequence[str], *, chunk_size: int) -> EngineBytes:
+        """GET /images/get of these images (`docker save`), not sent yet (the first
+        read sends it); chunks of about `chunk_size` bytes."""
+        ...
+
+    def disk_usage(self) -> JsonDocument:
+        """GET /system/df for images (`docker system df -v`), in the Engine's own shape."""
+        ...
 
     def check_auth(self, auth: RegistryAuth) -> JsonDocument:
         """POST /auth with these credentials; never stores them."""

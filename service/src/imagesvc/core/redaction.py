@@ -69,7 +69,13 @@ def collecting_call_secrets() -> Iterator[set[str]]:
     try:
         yield collected
     finally:
-        _call_secrets.reset(token)
+        try:
+            _call_secrets.reset(token)
+        except ValueError:
+            # A server stream cancelled while grpc waited to send its next message is
+            # closed by the event loop's generator finaliser, in a context of its own
+            # that is discarded afterwards: nothing to restore there.
+            _call_secrets.set(None)
 
 
 def call_secrets() -> frozenset[str]:

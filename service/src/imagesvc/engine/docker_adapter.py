@@ -20,7 +20,7 @@ import logging
 import re
 import socket
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import IO, Any
 
@@ -75,7 +75,7 @@ docker.transport.unixconn.UnixHTTPConnection.connect = _connect_unix
 class _WaitingStream(threading.local):
     """The stream whose request this thread sends, while it waits for the answer."""
 
-    stream: DockerEngineStream | None = None
+    stream: _AbortableResponse | None = None
 
 
 _waiting = _WaitingStream()
@@ -204,29 +204,17 @@ def _keep_connection(response: requests.Response) -> None:
         raw._pool = None
 
 
-class DockerEngineStream:
-    """Decoded JSON messages of a streamed Engine response; `close()` aborts it.
+class _AbortableResponse:
+    """A streamed Engine response that `close()` aborts from any thread, at any point:
+    before the request is sent, while waiting for the Engine's answer, or mid-body."""
 
-    The request is sent by the first `next()`, so that `close()` can abort it at any
-    point: before it is sent, while waiting for the Engine's answer, or mid-stream. An
-    error line (`errorDetail`) is raised as its core error, never handed out.
-    """
-
-    def __init__(
-        self, start: Callable[[], requests.Response], operation: str, *, registry: str = ""
-    ) -> None:
+    def __init__(self, start: Callable[[], requests.Response], operation: str) -> None:
         self._start = start
         self._operation = operation
-        # The registry a pull or push talks to, named when it turns out unreachable.
-        self._registry = registry
         self._lock = threading.Lock()
         self._response: requests.Response | None = None
         self._socket: socket.socket | None = None
-        self._lines: Iterator[bytes] | None = None
         self._closed = threading.Event()
-
-    def __iter__(self) -> DockerEngineStream:
-        return self
 
     def _attach(self, sock: socket.socket) -> None:
         with self._lock:
@@ -235,7 +223,7 @@ class DockerEngineStream:
         if closed:
             _shutdown(sock)
 
-    def _open(self) -> Iterator[bytes]:
+    def _open_response(self) -> requests.Response:
         _waiting.stream = self
         try:
             response = self._start()
@@ -247,7 +235,41 @@ class DockerEngineStream:
             closed = self._closed.is_set()
         if closed:
             _close_response(response)
-        return response.iter_lines(chunk_size=None)
+        return response
+
+    def close(self) -> None:
+        """Thread-safe: shuts the socket down so a blocked send or read returns at once."""
+        with self._lock:
+            if self._closed.is_set():
+                return
+            self._closed.set()
+            sock, response = self._socket, self._response
+        if sock is not None:
+            _shutdown(sock)
+        if response is not None:
+            _close_response(response)
+
+
+class DockerEngineStream(_AbortableResponse):
+    """Decoded JSON messages of a streamed Engine response; `close()` aborts it.
+
+    The request is sent by the first `next()`, so that `close()` can abort it at any
+    point. An error line (`errorDetail`) is raised as its core error, never handed out.
+    """
+
+    def __init__(
+        self, start: Callable[[], requests.Response], operation: str, *, registry: str = ""
+    ) -> None:
+        super().__init__(start, operation)
+        # The registry a pull or push talks to, named when it turns out unreachable.
+        self._registry = registry
+        self._lines: Iterator[bytes] | None = None
+
+    def __iter__(self) -> DockerEngineStream:
+        return self
+
+    def _open(self) -> Iterator[bytes]:
+        return self._open_response().iter_lines(chunk_size=None)
 
     def open(self) -> None:
         """Sends the request now, once, and returns when the Engine has answered (an
@@ -302,17 +324,45 @@ class DockerEngineStream:
             f"the registry {self._registry} is unavailable ({self._operation}): {error.message}"
         )
 
-    def close(self) -> None:
-        """Thread-safe: shuts the socket down so a blocked send or read returns at once."""
-        with self._lock:
+
+class DockerEngineBytes(_AbortableResponse):
+    """The raw body of a streamed Engine response (an image archive), read in chunks of
+    about `chunk_size` bytes; `close()` aborts it, which stops the Engine's work.
+
+    The request is sent by the first `read()`. A chunk is whatever the body delivered
+    once `chunk_size` bytes are there or the body ended (b"" after the end, or once
+    closed).
+    """
+
+    def __init__(
+        self, start: Callable[[], requests.Response], operation: str, *, chunk_size: int
+    ) -> None:
+        super().__init__(start, operation)
+        self._chunk_size = chunk_size
+        self._body: Any = None
+
+    def read(self) -> bytes:
+        if self._closed.is_set():
+            return b""
+        try:
+            with _translate_errors(self._operation):
+                if self._body is None:
+                    self._body = self._open_response().raw
+                chunk = bytes(self._body.read(self._chunk_size))
+        except ImageServiceError:
+            if self._closed.is_set():  # reading failed because we closed it
+                return b""
+            raise
+        except urllib3.exceptions.HTTPError as exc:
             if self._closed.is_set():
-                return
-            self._closed.set()
-            sock, response = self._socket, self._response
-        if sock is not None:
-            _shutdown(sock)
-        if response is not None:
-            _close_response(response)
+                return b""
+            raise UnavailableError(
+                f"the connection to the Docker daemon failed during {self._operation}",
+                reason=Reason.DAEMON_UNAVAILABLE,
+            ) from exc
+        if not chunk:
+            self.close()
+        return chunk
 
 
 def _close_response(response: requests.Response) -> None:
@@ -616,6 +666,55 @@ class DockerAdapter:
                 self._url("/images/prune"), params={"filters": json.dumps(filters)}
             )
             return dict(self._client._result(response, json=True) or {})
+
+    def export_images(self, images: Sequence[str], *, chunk_size: int) -> DockerEngineBytes:
+        names = [self._engine_image(image) for image in images]
+        url = self._url("/images/get")
+
+        def start() -> requests.Response:
+            response: requests.Response = self._client._get(
+                url,
+                params={"names": names},
+                stream=True,
+                timeout=(_CONNECT_TIMEOUT, self._stream_idle_timeout),
+            )
+            _keep_connection(response)
+            try:
+                self._client._raise_for_status(response)
+            except BaseException:
+                _close_response(response)
+                raise
+            return response
+
+        return DockerEngineBytes(start, "export images", chunk_size=chunk_size)
+
+    def disk_usage(self) -> JsonDocument:
+        with _translate_errors("disk usage"):
+            if not self._negotiated:
+                self._negotiate_version()
+            api = _version_tuple(str(self._client._version))
+            params: dict[str, Any] = {}
+            if api >= (1, 42):
+                params["type"] = "image"  # skips the containers' and volumes' sizes
+            if api >= (1, 52):
+                params["verbose"] = "1"  # the per-image Items of ImagesDiskUsage
+            response = self._client._get(self._url("/system/df"), params=params)
+            document = dict(self._client._result(response, json=True) or {})
+            if self._podman:
+                self._podman_df_tags(document)
+            return document
+
+    def _podman_df_tags(self, document: JsonDocument) -> None:
+        """Podman (4.3) puts only the tag ("1.0") in its /system/df RepoTags and a bare
+        hex id: both are taken from its image list instead, which has them right."""
+        listed = self._client._result(
+            self._client._get(self._url("/images/json"), params={"all": "1"}), json=True
+        )
+        tags = {str(i.get("Id", "")).removeprefix("sha256:"): i.get("RepoTags") for i in listed}
+        for image in document.get("Images") or []:
+            bare = str(image.get("Id", "")).removeprefix("sha256:")
+            image["Id"] = f"sha256:{bare}"
+            image["RepoTags"] = tags.get(bare) or []
 
     def image_events(self, *, since: str = "") -> DockerEngineStream:
         params = {"filters": json.dumps({"type": ["image"]})}

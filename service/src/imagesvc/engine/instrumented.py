@@ -18,7 +18,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import IO
 
 from imagesvc.core.errors import ImageServiceError, Reason
@@ -26,6 +26,7 @@ from imagesvc.core.models import RegistryAuth
 from imagesvc.core.port import (
     BuildRequest,
     DockerPort,
+    EngineBytes,
     EngineStream,
     EventStream,
     JsonDocument,
@@ -118,6 +119,42 @@ class InstrumentedStream:
             metrics.build_duration.labels(outcome).observe(seconds)
         if self._operation != "push":
             self._engine.images_changed()
+
+
+class InstrumentedBytes:
+    """An export's EngineBytes, timed from its first read to its end, bytes counted."""
+
+    def __init__(self, operation: str, inner: EngineBytes, metrics: ImagesvcMetrics) -> None:
+        self._operation = operation
+        self._inner = inner
+        self._metrics = metrics
+        self._started_at: float | None = None
+        self._finished = False
+
+    def read(self) -> bytes:
+        if self._started_at is None:
+            self._started_at = time.perf_counter()
+        try:
+            chunk = self._inner.read()
+        except ImageServiceError as error:
+            self._metrics.engine_call_errors.labels(self._operation, str(error.reason)).inc()
+            self._finish()
+            raise
+        if chunk:
+            self._metrics.exported_bytes.inc(len(chunk))
+        else:
+            self._finish()
+        return chunk
+
+    def _finish(self) -> None:
+        if self._finished or self._started_at is None:
+            return
+        self._finished = True
+        seconds = time.perf_counter() - self._started_at
+        self._metrics.engine_call_duration.labels(self._operation).observe(seconds)
+
+    def close(self) -> None:
+        self._inner.close()
 
 
 class InstrumentedDockerPort:
@@ -228,6 +265,14 @@ class InstrumentedDockerPort:
     def check_auth(self, auth: RegistryAuth) -> JsonDocument:
         with self._measured("check_auth"):
             return self._engine.check_auth(auth)
+
+    def export_images(self, images: Sequence[str], *, chunk_size: int) -> EngineBytes:
+        inner = self._engine.export_images(images, chunk_size=chunk_size)
+        return InstrumentedBytes("export_images", inner, self.metrics)
+
+    def disk_usage(self) -> JsonDocument:
+        with self._measured("disk_usage"):
+            return self._engine.disk_usage()
 
     def image_events(self, *, since: str = "") -> EventStream:
         # Not timed: it lasts as long as the service runs. The image index reports on it.

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from typing import TypeVar
 
 import grpc
+from google.api import httpbody_pb2
 
 from imagesvc.core.access import WRITE_RPCS, authorize
 from imagesvc.core.audit import AuditEvent, Value
@@ -202,3 +203,23 @@ class GuardedServicer(ImageServiceServicer):
     ) -> pb.CheckImageUpdatesResponse:
         async with _guarded("CheckImageUpdates", references=len(request.references)):
             return await self._inner.CheckImageUpdates(request, context)
+
+    async def ExportImages(
+        self, request: pb.ExportImagesRequest, context: Context
+    ) -> AsyncIterator[httpbody_pb2.HttpBody]:
+        async with _guarded("ExportImages", images=list(request.images)) as event:
+            items = self._inner.ExportImages(request, context)
+            sent = 0
+            try:
+                async with _closing(items):
+                    async for item in items:
+                        sent += len(item.data)
+                        yield item
+            finally:
+                event.result.update(bytes=sent)
+
+    async def GetDiskUsage(
+        self, request: pb.GetDiskUsageRequest, context: Context
+    ) -> pb.GetDiskUsageResponse:
+        _authorize_read("GetDiskUsage")
+        return await self._inner.GetDiskUsage(request, context)

@@ -2,6 +2,7 @@ import datetime
 
 from google.api import annotations_pb2 as _annotations_pb2
 from google.api import field_behavior_pb2 as _field_behavior_pb2
+from google.api import httpbody_pb2 as _httpbody_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from imagesvc.v1 import image_pb2 as _image_pb2
 from google.protobuf.internal import containers as _containers
@@ -380,3 +381,45 @@ class CheckImageUpdatesResponse(_message.Message):
     UPDATES_FIELD_NUMBER: _ClassVar[int]
     updates: _containers.RepeatedCompositeFieldContainer[ImageUpdate]
     def __init__(self, updates: _Optional[_Iterable[_Union[ImageUpdate, _Mapping]]] = ...) -> None: ...
+
+class ExportImagesRequest(_message.Message):
+    __slots__ = ("images",)
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    images: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, images: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetDiskUsageRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ImageDiskUsage(_message.Message):
+    __slots__ = ("id", "repo_tags", "create_time", "size_bytes", "shared_size_bytes", "unique_size_bytes", "containers")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    REPO_TAGS_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHARED_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    UNIQUE_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CONTAINERS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    repo_tags: _containers.RepeatedScalarFieldContainer[str]
+    create_time: _timestamp_pb2.Timestamp
+    size_bytes: int
+    shared_size_bytes: int
+    unique_size_bytes: int
+    containers: int
+    def __init__(self, id: _Optional[str] = ..., repo_tags: _Optional[_Iterable[str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., size_bytes: _Optional[int] = ..., shared_size_bytes: _Optional[int] = ..., unique_size_bytes: _Optional[int] = ..., containers: _Optional[int] = ...) -> None: ...
+
+class GetDiskUsageResponse(_message.Message):
+    __slots__ = ("images", "image_count", "active_image_count", "total_size_bytes", "reclaimable_bytes")
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_IMAGE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    RECLAIMABLE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    images: _containers.RepeatedCompositeFieldContainer[ImageDiskUsage]
+    image_count: int
+    active_image_count: int
+    total_size_bytes: int
+    reclaimable_bytes: int
+    def __init__(self, images: _Optional[_Iterable[_Union[ImageDiskUsage, _Mapping]]] = ..., image_count: _Optional[int] = ..., active_image_count: _Optional[int] = ..., total_size_bytes: _Optional[int] = ..., reclaimable_bytes: _Optional[int] = ...) -> None: ...

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from imagesvc.v1 import image_service_pb2 as imagesvc_dot_v1_dot_image__service__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -133,6 +134,16 @@ class ImageServiceStub:
                 '/imagesvc.v1.ImageService/CheckImageUpdates',
                 request_serializer=imagesvc_dot_v1_dot_image__service__pb2.CheckImageUpdatesRequest.SerializeToString,
                 response_deserializer=imagesvc_dot_v1_dot_image__service__pb2.CheckImageUpdatesResponse.FromString,
+                _registered_method=True)
+        self.ExportImages = channel.unary_stream(
+                '/imagesvc.v1.ImageService/ExportImages',
+                request_serializer=imagesvc_dot_v1_dot_image__service__pb2.ExportImagesRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
+        self.GetDiskUsage = channel.unary_unary(
+                '/imagesvc.v1.ImageService/GetDiskUsage',
+                request_serializer=imagesvc_dot_v1_dot_image__service__pb2.GetDiskUsageRequest.SerializeToString,
+                response_deserializer=imagesvc_dot_v1_dot_image__service__pb2.GetDiskUsageResponse.FromString,
                 _registered_method=True)
 
 
@@ -283,6 +294,34 @@ class ImageServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportImages(self, request, context):
+        """Save and disk usage (issue 16) -------------------------------------------------
+
+        Exports images as one tar archive, like `docker save`: the archive `docker load` (and
+        ImportImages) reads, with the tags the request names. Streams the archive's bytes as
+        the Engine writes it, in chunks of at most 256 KiB; the first message's content_type
+        is "application/x-tar". An image that is not found ends the call with NOT_FOUND
+        before any byte is sent. A cancelled call stops the Engine's export. Over REST the
+        response body is the archive itself (`Content-Type: application/x-tar`), as
+        grpc-gateway serves a stream of google.api.HttpBody; a failure after the first byte
+        cuts the connection, so the archive is visibly incomplete.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDiskUsage(self, request, context):
+        """Shows the disk space the images take, like `docker system df -v` (its images part):
+        per image its size, the bytes it shares with other images and its own, and how many
+        containers use it; in total each layer counted once, and what removing the images
+        no container uses would free.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ImageServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -350,6 +389,16 @@ def add_ImageServiceServicer_to_server(servicer, server):
                     servicer.CheckImageUpdates,
                     request_deserializer=imagesvc_dot_v1_dot_image__service__pb2.CheckImageUpdatesRequest.FromString,
                     response_serializer=imagesvc_dot_v1_dot_image__service__pb2.CheckImageUpdatesResponse.SerializeToString,
+            ),
+            'ExportImages': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportImages,
+                    request_deserializer=imagesvc_dot_v1_dot_image__service__pb2.ExportImagesRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'GetDiskUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDiskUsage,
+                    request_deserializer=imagesvc_dot_v1_dot_image__service__pb2.GetDiskUsageRequest.FromString,
+                    response_serializer=imagesvc_dot_v1_dot_image__service__pb2.GetDiskUsageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -738,6 +787,60 @@ class ImageService:
             '/imagesvc.v1.ImageService/CheckImageUpdates',
             imagesvc_dot_v1_dot_image__service__pb2.CheckImageUpdatesRequest.SerializeToString,
             imagesvc_dot_v1_dot_image__service__pb2.CheckImageUpdatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportImages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/imagesvc.v1.ImageService/ExportImages',
+            imagesvc_dot_v1_dot_image__service__pb2.ExportImagesRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDiskUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/imagesvc.v1.ImageService/GetDiskUsage',
+            imagesvc_dot_v1_dot_image__service__pb2.GetDiskUsageRequest.SerializeToString,
+            imagesvc_dot_v1_dot_image__service__pb2.GetDiskUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from google.api import httpbody_pb2 as _httpbody_pb2
 from grpc import aio as _aio
 from imagesvc.v1 import image_service_pb2 as _image_service_pb2
 import abc as _abc_1
@@ -116,6 +117,26 @@ class ImageServiceStub:
     local image's RepoDigests against InspectRegistryImage's digest). A registry that
     fails answers UNKNOWN for its images, with the reason; the call itself succeeds.
     """
+    ExportImages: _grpc.UnaryStreamMultiCallable[_image_service_pb2.ExportImagesRequest, _httpbody_pb2.HttpBody]
+    """Save and disk usage (issue 16) -------------------------------------------------
+
+    Exports images as one tar archive, like `docker save`: the archive `docker load` (and
+    ImportImages) reads, with the tags the request names. Streams the archive's bytes as
+    the Engine writes it, in chunks of at most 256 KiB; the first message's content_type
+    is "application/x-tar". An image that is not found ends the call with NOT_FOUND
+    before any byte is sent. A cancelled call stops the Engine's export. Over REST the
+    response body is the archive itself (`Content-Type: application/x-tar`), as
+    grpc-gateway serves a stream of google.api.HttpBody; a failure after the first byte
+    cuts the connection, so the archive is visibly incomplete.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
+    GetDiskUsage: _grpc.UnaryUnaryMultiCallable[_image_service_pb2.GetDiskUsageRequest, _image_service_pb2.GetDiskUsageResponse]
+    """Shows the disk space the images take, like `docker system df -v` (its images part):
+    per image its size, the bytes it shares with other images and its own, and how many
+    containers use it; in total each layer counted once, and what removing the images
+    no container uses would free.
+    """
 
 @_typing.type_check_only
 class ImageServiceAsyncStub(ImageServiceStub):
@@ -204,6 +225,26 @@ class ImageServiceAsyncStub(ImageServiceStub):
     """Whether local tags still point at what their registry serves under that tag (the
     local image's RepoDigests against InspectRegistryImage's digest). A registry that
     fails answers UNKNOWN for its images, with the reason; the call itself succeeds.
+    """
+    ExportImages: _aio.UnaryStreamMultiCallable[_image_service_pb2.ExportImagesRequest, _httpbody_pb2.HttpBody]  # type: ignore[assignment]
+    """Save and disk usage (issue 16) -------------------------------------------------
+
+    Exports images as one tar archive, like `docker save`: the archive `docker load` (and
+    ImportImages) reads, with the tags the request names. Streams the archive's bytes as
+    the Engine writes it, in chunks of at most 256 KiB; the first message's content_type
+    is "application/x-tar". An image that is not found ends the call with NOT_FOUND
+    before any byte is sent. A cancelled call stops the Engine's export. Over REST the
+    response body is the archive itself (`Content-Type: application/x-tar`), as
+    grpc-gateway serves a stream of google.api.HttpBody; a failure after the first byte
+    cuts the connection, so the archive is visibly incomplete.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
+    GetDiskUsage: _aio.UnaryUnaryMultiCallable[_image_service_pb2.GetDiskUsageRequest, _image_service_pb2.GetDiskUsageResponse]  # type: ignore[assignment]
+    """Shows the disk space the images take, like `docker system df -v` (its images part):
+    per image its size, the bytes it shares with other images and its own, and how many
+    containers use it; in total each layer counted once, and what removing the images
+    no container uses would free.
     """
 
 class ImageServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -368,6 +409,38 @@ class ImageServiceServicer(metaclass=_abc_1.ABCMeta):
         """Whether local tags still point at what their registry serves under that tag (the
         local image's RepoDigests against InspectRegistryImage's digest). A registry that
         fails answers UNKNOWN for its images, with the reason; the call itself succeeds.
+        """
+
+    @_abc_1.abstractmethod
+    def ExportImages(
+        self,
+        request: _image_service_pb2.ExportImagesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_httpbody_pb2.HttpBody], _abc.AsyncIterator[_httpbody_pb2.HttpBody]]:
+        """Save and disk usage (issue 16) -------------------------------------------------
+
+        Exports images as one tar archive, like `docker save`: the archive `docker load` (and
+        ImportImages) reads, with the tags the request names. Streams the archive's bytes as
+        the Engine writes it, in chunks of at most 256 KiB; the first message's content_type
+        is "application/x-tar". An image that is not found ends the call with NOT_FOUND
+        before any byte is sent. A cancelled call stops the Engine's export. Over REST the
+        response body is the archive itself (`Content-Type: application/x-tar`), as
+        grpc-gateway serves a stream of google.api.HttpBody; a failure after the first byte
+        cuts the connection, so the archive is visibly incomplete.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+
+    @_abc_1.abstractmethod
+    def GetDiskUsage(
+        self,
+        request: _image_service_pb2.GetDiskUsageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_image_service_pb2.GetDiskUsageResponse, _abc.Awaitable[_image_service_pb2.GetDiskUsageResponse]]:
+        """Shows the disk space the images take, like `docker system df -v` (its images part):
+        per image its size, the bytes it shares with other images and its own, and how many
+        containers use it; in total each layer counted once, and what removing the images
+        no container uses would free.
         """
 
 def add_ImageServiceServicer_to_server(servicer: ImageServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -27,8 +27,19 @@ from imagesvc.transport.grpc.servicer import ImageServiceServicer
 from imagesvc.transport.http.app import create_http_app
 from imagesvc.transport.http.metrics import HttpMetrics
 from imagesvc.transport.http.observability import HttpObservability
-from imagesvc.transport.rest.gateway import ROUTE_SCOPE_KEY, openapi_document, rest_routes
-from tests.unit.fakes import FakeDockerPort, FakeEngineStream, engine_image, image_id
+from imagesvc.transport.rest.gateway import (
+    ROUTE_SCOPE_KEY,
+    BodyCutShort,
+    openapi_document,
+    rest_routes,
+)
+from tests.unit.fakes import (
+    FakeDockerPort,
+    FakeEngineBytes,
+    FakeEngineStream,
+    engine_image,
+    image_id,
+)
 from tests.unit.tarballs import context_tar, regular_files
 
 REFERENCE = "127.0.0.1:5000/team/app:1.0"
@@ -561,3 +572,35 @@ def test_json_bodies_are_bounded_by_the_message_limit(core: ImageCore) -> None:
     assert status["code"] == 8
     assert status["details"][0]["reason"] == "REQUEST_TOO_LARGE"
     assert "over 64 bytes" in status["message"]
+
+
+# Raw bodies (google.api.HttpBody) ----------------------------------------------------------
+
+
+def test_export_streams_the_raw_archive(port: FakeDockerPort, app: Starlette) -> None:
+    port.add(engine_image(1, tags=[REFERENCE]))
+    port.export_archives.append(FakeEngineBytes([b"tar-part-1|", b"tar-part-2"]))
+    response = call(app, "GET", f"/v1/images:export?images={ENCODED}")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/x-tar"
+    assert response.content == b"tar-part-1|tar-part-2"
+
+
+def test_an_export_failing_before_its_first_byte_is_a_status(app: Starlette) -> None:
+    response = call(app, "GET", f"/v1/images:export?images={ENCODED}")
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["details"][0]["reason"] == "IMAGE_NOT_FOUND"
+
+
+def test_an_export_failing_midway_cuts_the_response_short(
+    port: FakeDockerPort, app: Starlette
+) -> None:
+    port.add(engine_image(1, tags=[REFERENCE]))
+    archive = FakeEngineBytes([b"tar-part-1", UnavailableError("daemon went away")])
+    port.export_archives.append(archive)
+    # No clean end of the body: the server drops the connection (here the ASGI
+    # transport raises what the server would turn into a cut connection).
+    with pytest.raises(BodyCutShort, match="daemon went away"):
+        call(app, "GET", f"/v1/images:export?images={ENCODED}")
+    assert archive.closed

@@ -37,6 +37,8 @@ def test_every_annotated_rpc_has_its_route(router: Router) -> None:
         ("GET", "/v1/images/{image}"): "GetImage",
         ("GET", "/v1/images/{image}/history"): "GetImageHistory",
         ("GET", "/v1/images:watch"): "WatchImages",
+        ("GET", "/v1/images:export"): "ExportImages",
+        ("GET", "/v1/diskUsage"): "GetDiskUsage",
         ("POST", "/v1/images:pull"): "PullImage",
         ("POST", "/v1/images:tag"): "TagImage",
         ("POST", "/v1/images:push"): "PushImage",
@@ -166,3 +168,8 @@ def test_method_override_on_a_form_post(router: Router) -> None:
     # Only a form POST may override its method.
     with pytest.raises(RestError):
         router.route("POST", "/v1/images/x", override="DELETE")
+
+
+def test_only_export_images_is_served_as_raw_bytes(router: Router) -> None:
+    # google.api.HttpBody responses are the body itself, as grpc-gateway serves them.
+    assert {b.rpc for b in router.bindings if b.http_body} == {"ExportImages"}

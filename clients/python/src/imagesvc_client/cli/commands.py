@@ -313,6 +313,68 @@ def history(args: argparse.Namespace) -> int:
     return 0
 
 
+def save(args: argparse.Namespace) -> int:
+    if args.output_file is None and sys.stdout.isatty():
+        raise UsageError("refusing to write a tar archive to a terminal: use -o FILE or a pipe")
+    with connect(args) as client:
+        if args.output_file is not None:
+            client.export(args.images, args.output_file)
+        else:
+            sys.stdout.flush()
+            client.export(args.images, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+    return 0
+
+
+def _known_size(message: pb.ImageDiskUsage, field: str) -> str:
+    return human_size(getattr(message, field)) if message.HasField(field) else "N/A"
+
+
+def df(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        usage = client.disk_usage()
+    if args.output == "json":
+        print_json(to_json(usage))
+        return 0
+    known = usage.HasField("total_size_bytes")
+    total, reclaimable = usage.total_size_bytes, usage.reclaimable_bytes
+    share = f" ({reclaimable * 100 // total}%)" if known and total else ""
+    print_table(
+        ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
+        [
+            [
+                "Images",
+                str(usage.image_count),
+                str(usage.active_image_count),
+                human_size(total) if known else "N/A",
+                human_size(reclaimable) + share if known else "N/A",
+            ]
+        ],
+    )
+    if not args.verbose:
+        return 0
+    rows = []
+    for image in usage.images:
+        names = [split_reference(tag) for tag in image.repo_tags] or [("<none>", "<none>")]
+        for repository, tag in names:
+            rows.append(
+                [
+                    repository,
+                    tag,
+                    short_id(image.id),
+                    human_age(image.create_time),
+                    human_size(image.size_bytes),
+                    _known_size(image, "shared_size_bytes"),
+                    _known_size(image, "unique_size_bytes"),
+                    str(image.containers) if image.HasField("containers") else "N/A",
+                ]
+            )
+    print("\nImages space usage:\n")
+    headers = ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "SHARED SIZE", "UNIQUE SIZE"]
+    print_table([*headers, "CONTAINERS"], rows)
+    return 0
+
+
 def inspect(args: argparse.Namespace) -> int:
     found: list[image_pb2.Image] = []
     failed = False

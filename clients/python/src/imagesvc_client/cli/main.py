@@ -78,8 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
     _connection_options(parser, top=True)
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
 
-    def verb(name: str, help: str, *, aliases: Sequence[str] = ()) -> argparse.ArgumentParser:
-        sub = verbs.add_parser(name, help=help, description=help, aliases=list(aliases))
+    def verb(
+        name: str, help: str, *, aliases: Sequence[str] = (), conflict_handler: str = "error"
+    ) -> argparse.ArgumentParser:
+        sub = verbs.add_parser(
+            name,
+            help=help,
+            description=help,
+            aliases=list(aliases),
+            conflict_handler=conflict_handler,
+        )
         _connection_options(sub, top=False)
         return sub
 
@@ -222,6 +230,22 @@ def build_parser() -> argparse.ArgumentParser:
     manifest_inspect.add_argument("reference", help="[REGISTRY/]REPOSITORY[:TAG|@DIGEST]")
     _registry_credentials(manifest_inspect)
     manifest_inspect.set_defaults(run=commands.manifest_inspect)
+
+    # -o is the file here, as for `docker save` (the output format stays --output).
+    save = verb(
+        "save",
+        "Save images to a tar archive (stdout by default), like `docker save`",
+        conflict_handler="resolve",
+    )
+    save.add_argument("images", nargs="+", metavar="IMAGE", help="references or ids")
+    save.add_argument(
+        "-o", "--output-file", dest="output_file", metavar="FILE", help="write to FILE, not stdout"
+    )
+    save.set_defaults(run=commands.save)
+
+    df = verb("df", "Show the disk space images take, like `docker system df`")
+    df.add_argument("-v", "--verbose", action="store_true", help="per image too")
+    df.set_defaults(run=commands.df)
 
     login = verb("login", "Check registry credentials (nothing is stored)")
     login.add_argument("registry", help="registry host[:port]")

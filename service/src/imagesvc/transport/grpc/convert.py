@@ -309,3 +309,24 @@ def image_updates_response(
             for u in updates
         ]
     )
+
+
+def disk_usage_response(value: models.DiskUsage) -> image_service_pb2.GetDiskUsageResponse:
+    return image_service_pb2.GetDiskUsageResponse(
+        images=[
+            image_service_pb2.ImageDiskUsage(
+                id=image.id,
+                repo_tags=image.repo_tags,
+                create_time=_timestamp(image.created),
+                size_bytes=image.size_bytes,
+                shared_size_bytes=image.shared_size_bytes,
+                unique_size_bytes=image.unique_size_bytes,
+                containers=image.containers,
+            )
+            for image in value.images
+        ],
+        image_count=value.image_count,
+        active_image_count=value.active_image_count,
+        total_size_bytes=value.total_size_bytes,
+        reclaimable_bytes=value.reclaimable_bytes,
+    )

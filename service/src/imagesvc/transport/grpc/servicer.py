@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import grpc
+from google.api import httpbody_pb2
 
 from imagesvc.core.errors import InvalidArgumentError, Reason
 from imagesvc.core.image_core import ImageCore
@@ -14,6 +15,8 @@ from imagesvc.transport.grpc import convert
 from imagesvc.v1 import image_service_pb2 as pb
 from imagesvc.v1 import image_service_pb2_grpc
 
+# ExportImages' content type, on its first message (as grpc-gateway serves HttpBody).
+TAR_CONTENT_TYPE = "application/x-tar"
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ImageService"].full_name
 
 
@@ -172,3 +175,18 @@ class ImageServiceServicer(image_service_pb2_grpc.ImageServiceServicer):
             registry_auths=[convert.registry_auth(a) for a in request.registry_auths],
         )
         return convert.image_updates_response(updates)
+
+    async def ExportImages(
+        self, request: pb.ExportImagesRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> AsyncIterator[httpbody_pb2.HttpBody]:
+        chunks = self._core.export_images(list(request.images))
+        content_type = TAR_CONTENT_TYPE
+        async with contextlib.aclosing(chunks):
+            async for chunk in chunks:
+                yield httpbody_pb2.HttpBody(content_type=content_type, data=chunk)
+                content_type = ""
+
+    async def GetDiskUsage(
+        self, request: pb.GetDiskUsageRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> pb.GetDiskUsageResponse:
+        return convert.disk_usage_response(await self._core.disk_usage())

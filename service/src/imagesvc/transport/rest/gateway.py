@@ -33,6 +33,7 @@ from importlib import resources
 from typing import Any, TypeVar, cast
 
 import grpc
+from google.api import httpbody_pb2
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 from starlette.requests import Request
@@ -67,6 +68,12 @@ _TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1
 
 class ClientGone(Exception):
     """The client closed the connection."""
+
+
+class BodyCutShort(Exception):
+    """A raw body stream failed after its first byte: the only way left to tell the
+    client is to end the response without its last chunk (the server closes the
+    connection)."""
 
 
 class _RestContext:
@@ -357,10 +364,9 @@ class RestGateway(BaseRoute):
         except Exception as error:  # noqa: BLE001 (every failure is answered as a Status)
             await _send_status(send, _status_of(error, scope, binding))
             return
+        produce = self._produce_body if binding.http_body else self._produce
         producer = asyncio.create_task(
-            self._produce(
-                scope, send, binding, cast("AsyncGenerator[Message, None]", messages), timeout
-            ),
+            produce(scope, send, binding, cast("AsyncGenerator[Message, None]", messages), timeout),
             name=f"rest-{binding.rpc}",
         )
         watcher = asyncio.create_task(body.wait_for_disconnect(), name="rest-disconnect")
@@ -372,6 +378,42 @@ class RestGateway(BaseRoute):
             for task in (producer, watcher):
                 with contextlib.suppress(asyncio.CancelledError, ClientGone):
                     await task
+
+    async def _produce_body(
+        self,
+        scope: Scope,
+        send: Send,
+        binding: Binding,
+        messages: AsyncGenerator[Message, None],
+        seconds: float | None,
+    ) -> None:
+        """A stream of google.api.HttpBody as grpc-gateway serves it: the bytes
+        themselves, with the first message's content type. A failure before the first
+        byte is answered as a Status; after it, the response is cut short (no final
+        chunk), so that the client sees an incomplete body rather than a clean end."""
+        started = False
+        try:
+            async with contextlib.aclosing(messages):
+                async for message in _iterate_within(seconds, messages):
+                    body = cast("httpbody_pb2.HttpBody", message)
+                    if not started:
+                        content_type = body.content_type or "application/octet-stream"
+                        await _start_stream(send, 200, content_type=content_type)
+                        started = True
+                    await send({"type": "http.response.body", "body": body.data, "more_body": True})
+        except (ClientGone, OSError):
+            return  # the client is gone: nothing to tell it
+        except Exception as error:  # every failure is answered as a Status
+            failure = _status_of(error, scope, binding)
+            if started:
+                raise BodyCutShort(failure.message) from error
+            with contextlib.suppress(OSError):
+                await _send_status(send, failure)
+            return
+        with contextlib.suppress(OSError):
+            if not started:
+                await _start_stream(send, 200, content_type="application/octet-stream")
+            await send({"type": "http.response.body", "body": b""})
 
     async def _produce(
         self,
@@ -408,13 +450,21 @@ class RestGateway(BaseRoute):
 
 
 async def _start_stream(
-    send: Send, status: int, headers: list[tuple[bytes, bytes]] | None = None
+    send: Send,
+    status: int,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    *,
+    content_type: str = JSON,
 ) -> None:
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", JSON.encode()), *_metadata_headers(), *(headers or [])],
+            "headers": [
+                (b"content-type", content_type.encode("latin-1")),
+                *_metadata_headers(),
+                *(headers or []),
+            ],
         }
     )
 

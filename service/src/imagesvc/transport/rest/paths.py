@@ -138,10 +138,15 @@ class Binding:
     request_type: type[Message]
     client_streaming: bool
     server_streaming: bool
+    # The response is google.api.HttpBody: served as its raw bytes, not as JSON.
+    http_body: bool = False
 
     @property
     def template(self) -> str:
         return self.path.template
+
+
+HTTP_BODY = "google.api.HttpBody"
 
 
 def bindings_of(service: ServiceDescriptor) -> list[Binding]:
@@ -178,6 +183,7 @@ def _binding(method: MethodDescriptor, rule: http_pb2.HttpRule) -> Binding:
         request_type=message_factory.GetMessageClass(method.input_type),
         client_streaming=method.client_streaming,
         server_streaming=method.server_streaming,
+        http_body=method.output_type.full_name == HTTP_BODY,
     )
 
 

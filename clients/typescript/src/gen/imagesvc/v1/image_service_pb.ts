@@ -6,6 +6,8 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_google_api_annotations } from "../../google/api/annotations_pb.js";
 import { file_google_api_field_behavior } from "../../google/api/field_behavior_pb.js";
+import type { HttpBodySchema } from "../../google/api/httpbody_pb.js";
+import { file_google_api_httpbody } from "../../google/api/httpbody_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { HistoryEntry, Image, RegistryAuth, TransferProgress } from "./image_pb.js";
@@ -16,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file imagesvc/v1/image_service.proto.
  */
 export const file_imagesvc_v1_image_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9pbWFnZXN2Yy92MS9pbWFnZV9zZXJ2aWNlLnByb3RvEgtpbWFnZXN2Yy52MSJ0CgtJbWFnZUZpbHRlchISCgpyZWZlcmVuY2VzGAEgAygJEg4KBmxhYmVscxgCIAMoCRIVCghkYW5nbGluZxgDIAEoCEgAiAEBEg4KBmJlZm9yZRgEIAEoCRINCgVzaW5jZRgFIAEoCUILCglfZGFuZ2xpbmcicQoRTGlzdEltYWdlc1JlcXVlc3QSKAoGZmlsdGVyGAEgASgLMhguaW1hZ2VzdmMudjEuSW1hZ2VGaWx0ZXISCwoDYWxsGAIgASgIEhEKCXBhZ2Vfc2l6ZRgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJImUKEkxpc3RJbWFnZXNSZXNwb25zZRIiCgZpbWFnZXMYASADKAsyEi5pbWFnZXN2Yy52MS5JbWFnZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSEgoKdG90YWxfc2l6ZRgDIAEoBSJxChJXYXRjaEltYWdlc1JlcXVlc3QSKAoGZmlsdGVyGAEgASgLMhguaW1hZ2VzdmMudjEuSW1hZ2VGaWx0ZXISGwoTc2VuZF9pbml0aWFsX2ltYWdlcxgCIAEoCBIUCgxyZXN1bWVfdG9rZW4YAyABKAkiVwoLSW1hZ2VDaGFuZ2USJQoEdHlwZRgBIAEoDjIXLmltYWdlc3ZjLnYxLkNoYW5nZVR5cGUSIQoFaW1hZ2UYAiABKAsyEi5pbWFnZXN2Yy52MS5JbWFnZSILCglXYXRjaExpdmUiiAEKE1dhdGNoSW1hZ2VzUmVzcG9uc2USKgoGY2hhbmdlGAEgASgLMhguaW1hZ2VzdmMudjEuSW1hZ2VDaGFuZ2VIABImCgRsaXZlGAIgASgLMhYuaW1hZ2VzdmMudjEuV2F0Y2hMaXZlSAASFAoMcmVzdW1lX3Rva2VuGAMgASgJQgcKBWV2ZW50IiYKD0dldEltYWdlUmVxdWVzdBITCgVpbWFnZRgBIAEoCUIE4kEBAiI1ChBHZXRJbWFnZVJlc3BvbnNlEiEKBWltYWdlGAEgASgLMhIuaW1hZ2VzdmMudjEuSW1hZ2UiLQoWR2V0SW1hZ2VIaXN0b3J5UmVxdWVzdBITCgVpbWFnZRgBIAEoCUIE4kEBAiJFChdHZXRJbWFnZUhpc3RvcnlSZXNwb25zZRIqCgdlbnRyaWVzGAEgAygLMhkuaW1hZ2VzdmMudjEuSGlzdG9yeUVudHJ5ImYKEFB1bGxJbWFnZVJlcXVlc3QSFwoJcmVmZXJlbmNlGAEgASgJQgTiQQECEhAKCHBsYXRmb3JtGAIgASgJEicKBGF1dGgYAyABKAsyGS5pbWFnZXN2Yy52MS5SZWdpc3RyeUF1dGgifgoRUHVsbEltYWdlUmVzcG9uc2USMQoIcHJvZ3Jlc3MYASABKAsyHS5pbWFnZXN2Yy52MS5UcmFuc2ZlclByb2dyZXNzSAASLgoGcmVzdWx0GAIgASgLMhwuaW1hZ2VzdmMudjEuUHVsbEltYWdlUmVzdWx0SABCBgoEa2luZCJWCg9QdWxsSW1hZ2VSZXN1bHQSEAoIaW1hZ2VfaWQYASABKAkSDgoGZGlnZXN0GAIgASgJEhEKCXJlZmVyZW5jZRgDIAEoCRIOCgZzdGF0dXMYBCABKAkiPQoPVGFnSW1hZ2VSZXF1ZXN0EhQKBnNvdXJjZRgBIAEoCUIE4kEBAhIUCgZ0YXJnZXQYAiABKAlCBOJBAQIiLgoQVGFnSW1hZ2VSZXNwb25zZRIKCgJpZBgBIAEoCRIOCgZ0YXJnZXQYAiABKAkiVAoQUHVzaEltYWdlUmVxdWVzdBIXCglyZWZlcmVuY2UYASABKAlCBOJBAQISJwoEYXV0aBgCIAEoCzIZLmltYWdlc3ZjLnYxLlJlZ2lzdHJ5QXV0aCJ+ChFQdXNoSW1hZ2VSZXNwb25zZRIxCghwcm9ncmVzcxgBIAEoCzIdLmltYWdlc3ZjLnYxLlRyYW5zZmVyUHJvZ3Jlc3NIABIuCgZyZXN1bHQYAiABKAsyHC5pbWFnZXN2Yy52MS5QdXNoSW1hZ2VSZXN1bHRIAEIGCgRraW5kIk8KD1B1c2hJbWFnZVJlc3VsdBIOCgZkaWdlc3QYASABKAkSDAoEc2l6ZRgCIAEoAxILCgN0YWcYAyABKAkSEQoJcmVmZXJlbmNlGAQgASgJIpEDCgxCdWlsZE9wdGlvbnMSDAoEdGFncxgBIAMoCRISCgpkb2NrZXJmaWxlGAIgASgJEjwKCmJ1aWxkX2FyZ3MYAyADKAsyKC5pbWFnZXN2Yy52MS5CdWlsZE9wdGlvbnMuQnVpbGRBcmdzRW50cnkSNQoGbGFiZWxzGAQgAygLMiUuaW1hZ2VzdmMudjEuQnVpbGRPcHRpb25zLkxhYmVsc0VudHJ5Eg4KBnRhcmdldBgFIAEoCRIQCghub19jYWNoZRgGIAEoCBIMCgRwdWxsGAcgASgIEhAKCHBsYXRmb3JtGAggASgJEhQKDG5ldHdvcmtfbW9kZRgJIAEoCRIxCg5yZWdpc3RyeV9hdXRocxgKIAMoCzIZLmltYWdlc3ZjLnYxLlJlZ2lzdHJ5QXV0aBowCg5CdWlsZEFyZ3NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiZQoRQnVpbGRJbWFnZVJlcXVlc3QSLAoHb3B0aW9ucxgBIAEoCzIZLmltYWdlc3ZjLnYxLkJ1aWxkT3B0aW9uc0gAEhcKDWNvbnRleHRfY2h1bmsYAiABKAxIAEIJCgdwYXlsb2FkIlwKEkJ1aWxkSW1hZ2VSZXNwb25zZRINCgNsb2cYASABKAlIABIvCgZyZXN1bHQYAiABKAsyHS5pbWFnZXN2Yy52MS5CdWlsZEltYWdlUmVzdWx0SABCBgoEa2luZCIyChBCdWlsZEltYWdlUmVzdWx0EhAKCGltYWdlX2lkGAEgASgJEgwKBHRhZ3MYAiADKAkiSgoSUmVtb3ZlSW1hZ2VSZXF1ZXN0EhMKBWltYWdlGAEgASgJQgTiQQECEg0KBWZvcmNlGAIgASgIEhAKCG5vX3BydW5lGAMgASgIIjgKE1JlbW92ZUltYWdlUmVzcG9uc2USEAoIdW50YWdnZWQYASADKAkSDwoHZGVsZXRlZBgCIAMoCSJ0ChJQcnVuZUltYWdlc1JlcXVlc3QSCwoDYWxsGAEgASgIEg4KBmxhYmVscxgCIAMoCRIWCg5leGNsdWRlX2xhYmVscxgDIAMoCRIpCgV1bnRpbBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiVwoTUHJ1bmVJbWFnZXNSZXNwb25zZRIPCgdkZWxldGVkGAEgAygJEhAKCHVudGFnZ2VkGAIgAygJEh0KFXNwYWNlX3JlY2xhaW1lZF9ieXRlcxgDIAEoAyJJChhDaGVja1JlZ2lzdHJ5QXV0aFJlcXVlc3QSLQoEYXV0aBgBIAEoCzIZLmltYWdlc3ZjLnYxLlJlZ2lzdHJ5QXV0aEIE4kEBAiJIChlDaGVja1JlZ2lzdHJ5QXV0aFJlc3BvbnNlEg4KBnN0YXR1cxgBIAEoCRIbCg5pZGVudGl0eV90b2tlbhgCIAEoCUIDgAEBIl8KG0luc3BlY3RSZWdpc3RyeUltYWdlUmVxdWVzdBIXCglyZWZlcmVuY2UYASABKAlCBOJBAQISJwoEYXV0aBgCIAEoCzIZLmltYWdlc3ZjLnYxLlJlZ2lzdHJ5QXV0aCJRCghQbGF0Zm9ybRIKCgJvcxgBIAEoCRIUCgxhcmNoaXRlY3R1cmUYAiABKAkSDwoHdmFyaWFudBgDIAEoCRISCgpvc192ZXJzaW9uGAQgASgJIpMBChxJbnNwZWN0UmVnaXN0cnlJbWFnZVJlc3BvbnNlEhEKCXJlZmVyZW5jZRgBIAEoCRIOCgZkaWdlc3QYAiABKAkSEgoKbWVkaWFfdHlwZRgDIAEoCRISCgpzaXplX2J5dGVzGAQgASgDEigKCXBsYXRmb3JtcxgFIAMoCzIVLmltYWdlc3ZjLnYxLlBsYXRmb3JtImcKGENoZWNrSW1hZ2VVcGRhdGVzUmVxdWVzdBIYCgpyZWZlcmVuY2VzGAEgAygJQgTiQQECEjEKDnJlZ2lzdHJ5X2F1dGhzGAIgAygLMhkuaW1hZ2VzdmMudjEuUmVnaXN0cnlBdXRoIpwBCgtJbWFnZVVwZGF0ZRIRCglyZWZlcmVuY2UYASABKAkSKQoGc3RhdHVzGAIgASgOMhkuaW1hZ2VzdmMudjEuVXBkYXRlU3RhdHVzEhUKDWxvY2FsX2RpZ2VzdHMYAyADKAkSFwoPcmVnaXN0cnlfZGlnZXN0GAQgASgJEg4KBnJlYXNvbhgFIAEoCRIPCgdtZXNzYWdlGAYgASgJIkYKGUNoZWNrSW1hZ2VVcGRhdGVzUmVzcG9uc2USKQoHdXBkYXRlcxgBIAMoCzIYLmltYWdlc3ZjLnYxLkltYWdlVXBkYXRlKnIKCkNoYW5nZVR5cGUSGwoXQ0hBTkdFX1RZUEVfVU5TUEVDSUZJRUQQABIVChFDSEFOR0VfVFlQRV9BRERFRBABEhcKE0NIQU5HRV9UWVBFX1VQREFURUQQAhIXChNDSEFOR0VfVFlQRV9ERUxFVEVEEAMqigEKDFVwZGF0ZVN0YXR1cxIdChlVUERBVEVfU1RBVFVTX1VOU1BFQ0lGSUVEEAASHAoYVVBEQVRFX1NUQVRVU19VUF9UT19EQVRFEAESIgoeVVBEQVRFX1NUQVRVU19VUERBVEVfQVZBSUxBQkxFEAISGQoVVVBEQVRFX1NUQVRVU19VTktOT1dOEAMy9AsKDEltYWdlU2VydmljZRJhCgpMaXN0SW1hZ2VzEh4uaW1hZ2VzdmMudjEuTGlzdEltYWdlc1JlcXVlc3QaHy5pbWFnZXN2Yy52MS5MaXN0SW1hZ2VzUmVzcG9uc2UiEoLT5JMCDBIKL3YxL2ltYWdlcxJjCghHZXRJbWFnZRIcLmltYWdlc3ZjLnYxLkdldEltYWdlUmVxdWVzdBodLmltYWdlc3ZjLnYxLkdldEltYWdlUmVzcG9uc2UiGoLT5JMCFBISL3YxL2ltYWdlcy97aW1hZ2V9EoABCg9HZXRJbWFnZUhpc3RvcnkSIy5pbWFnZXN2Yy52MS5HZXRJbWFnZUhpc3RvcnlSZXF1ZXN0GiQuaW1hZ2VzdmMudjEuR2V0SW1hZ2VIaXN0b3J5UmVzcG9uc2UiIoLT5JMCHBIaL3YxL2ltYWdlcy97aW1hZ2V9L2hpc3RvcnkSbAoLV2F0Y2hJbWFnZXMSHy5pbWFnZXN2Yy52MS5XYXRjaEltYWdlc1JlcXVlc3QaIC5pbWFnZXN2Yy52MS5XYXRjaEltYWdlc1Jlc3BvbnNlIhiC0+STAhISEC92MS9pbWFnZXM6d2F0Y2gwARJoCglQdWxsSW1hZ2USHS5pbWFnZXN2Yy52MS5QdWxsSW1hZ2VSZXF1ZXN0Gh4uaW1hZ2VzdmMudjEuUHVsbEltYWdlUmVzcG9uc2UiGoLT5JMCFDoBKiIPL3YxL2ltYWdlczpwdWxsMAESYgoIVGFnSW1hZ2USHC5pbWFnZXN2Yy52MS5UYWdJbWFnZVJlcXVlc3QaHS5pbWFnZXN2Yy52MS5UYWdJbWFnZVJlc3BvbnNlIhmC0+STAhM6ASoiDi92MS9pbWFnZXM6dGFnEmgKCVB1c2hJbWFnZRIdLmltYWdlc3ZjLnYxLlB1c2hJbWFnZVJlcXVlc3QaHi5pbWFnZXN2Yy52MS5QdXNoSW1hZ2VSZXNwb25zZSIagtPkkwIUOgEqIg8vdjEvaW1hZ2VzOnB1c2gwARJuCgpCdWlsZEltYWdlEh4uaW1hZ2VzdmMudjEuQnVpbGRJbWFnZVJlcXVlc3QaHy5pbWFnZXN2Yy52MS5CdWlsZEltYWdlUmVzcG9uc2UiG4LT5JMCFToBKiIQL3YxL2ltYWdlczpidWlsZCgBMAESbAoLUmVtb3ZlSW1hZ2USHy5pbWFnZXN2Yy52MS5SZW1vdmVJbWFnZVJlcXVlc3QaIC5pbWFnZXN2Yy52MS5SZW1vdmVJbWFnZVJlc3BvbnNlIhqC0+STAhQqEi92MS9pbWFnZXMve2ltYWdlfRJtCgtQcnVuZUltYWdlcxIfLmltYWdlc3ZjLnYxLlBydW5lSW1hZ2VzUmVxdWVzdBogLmltYWdlc3ZjLnYxLlBydW5lSW1hZ2VzUmVzcG9uc2UiG4LT5JMCFToBKiIQL3YxL2ltYWdlczpwcnVuZRKHAQoRQ2hlY2tSZWdpc3RyeUF1dGgSJS5pbWFnZXN2Yy52MS5DaGVja1JlZ2lzdHJ5QXV0aFJlcXVlc3QaJi5pbWFnZXN2Yy52MS5DaGVja1JlZ2lzdHJ5QXV0aFJlc3BvbnNlIiOC0+STAh06ASoiGC92MS9yZWdpc3RyaWVzOmNoZWNrQXV0aBKSAQoUSW5zcGVjdFJlZ2lzdHJ5SW1hZ2USKC5pbWFnZXN2Yy52MS5JbnNwZWN0UmVnaXN0cnlJbWFnZVJlcXVlc3QaKS5pbWFnZXN2Yy52MS5JbnNwZWN0UmVnaXN0cnlJbWFnZVJlc3BvbnNlIiWC0+STAh86ASoiGi92MS9pbWFnZXM6aW5zcGVjdFJlZ2lzdHJ5EoYBChFDaGVja0ltYWdlVXBkYXRlcxIlLmltYWdlc3ZjLnYxLkNoZWNrSW1hZ2VVcGRhdGVzUmVxdWVzdBomLmltYWdlc3ZjLnYxLkNoZWNrSW1hZ2VVcGRhdGVzUmVzcG9uc2UiIoLT5JMCHDoBKiIXL3YxL2ltYWdlczpjaGVja1VwZGF0ZXNiBnByb3RvMw", [file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_timestamp, file_imagesvc_v1_image]);
+  fileDesc("Ch9pbWFnZXN2Yy92MS9pbWFnZV9zZXJ2aWNlLnByb3RvEgtpbWFnZXN2Yy52MSJ0CgtJbWFnZUZpbHRlchISCgpyZWZlcmVuY2VzGAEgAygJEg4KBmxhYmVscxgCIAMoCRIVCghkYW5nbGluZxgDIAEoCEgAiAEBEg4KBmJlZm9yZRgEIAEoCRINCgVzaW5jZRgFIAEoCUILCglfZGFuZ2xpbmcicQoRTGlzdEltYWdlc1JlcXVlc3QSKAoGZmlsdGVyGAEgASgLMhguaW1hZ2VzdmMudjEuSW1hZ2VGaWx0ZXISCwoDYWxsGAIgASgIEhEKCXBhZ2Vfc2l6ZRgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJImUKEkxpc3RJbWFnZXNSZXNwb25zZRIiCgZpbWFnZXMYASADKAsyEi5pbWFnZXN2Yy52MS5JbWFnZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSEgoKdG90YWxfc2l6ZRgDIAEoBSJxChJXYXRjaEltYWdlc1JlcXVlc3QSKAoGZmlsdGVyGAEgASgLMhguaW1hZ2VzdmMudjEuSW1hZ2VGaWx0ZXISGwoTc2VuZF9pbml0aWFsX2ltYWdlcxgCIAEoCBIUCgxyZXN1bWVfdG9rZW4YAyABKAkiVwoLSW1hZ2VDaGFuZ2USJQoEdHlwZRgBIAEoDjIXLmltYWdlc3ZjLnYxLkNoYW5nZVR5cGUSIQoFaW1hZ2UYAiABKAsyEi5pbWFnZXN2Yy52MS5JbWFnZSILCglXYXRjaExpdmUiiAEKE1dhdGNoSW1hZ2VzUmVzcG9uc2USKgoGY2hhbmdlGAEgASgLMhguaW1hZ2VzdmMudjEuSW1hZ2VDaGFuZ2VIABImCgRsaXZlGAIgASgLMhYuaW1hZ2VzdmMudjEuV2F0Y2hMaXZlSAASFAoMcmVzdW1lX3Rva2VuGAMgASgJQgcKBWV2ZW50IiYKD0dldEltYWdlUmVxdWVzdBITCgVpbWFnZRgBIAEoCUIE4kEBAiI1ChBHZXRJbWFnZVJlc3BvbnNlEiEKBWltYWdlGAEgASgLMhIuaW1hZ2VzdmMudjEuSW1hZ2UiLQoWR2V0SW1hZ2VIaXN0b3J5UmVxdWVzdBITCgVpbWFnZRgBIAEoCUIE4kEBAiJFChdHZXRJbWFnZUhpc3RvcnlSZXNwb25zZRIqCgdlbnRyaWVzGAEgAygLMhkuaW1hZ2VzdmMudjEuSGlzdG9yeUVudHJ5ImYKEFB1bGxJbWFnZVJlcXVlc3QSFwoJcmVmZXJlbmNlGAEgASgJQgTiQQECEhAKCHBsYXRmb3JtGAIgASgJEicKBGF1dGgYAyABKAsyGS5pbWFnZXN2Yy52MS5SZWdpc3RyeUF1dGgifgoRUHVsbEltYWdlUmVzcG9uc2USMQoIcHJvZ3Jlc3MYASABKAsyHS5pbWFnZXN2Yy52MS5UcmFuc2ZlclByb2dyZXNzSAASLgoGcmVzdWx0GAIgASgLMhwuaW1hZ2VzdmMudjEuUHVsbEltYWdlUmVzdWx0SABCBgoEa2luZCJWCg9QdWxsSW1hZ2VSZXN1bHQSEAoIaW1hZ2VfaWQYASABKAkSDgoGZGlnZXN0GAIgASgJEhEKCXJlZmVyZW5jZRgDIAEoCRIOCgZzdGF0dXMYBCABKAkiPQoPVGFnSW1hZ2VSZXF1ZXN0EhQKBnNvdXJjZRgBIAEoCUIE4kEBAhIUCgZ0YXJnZXQYAiABKAlCBOJBAQIiLgoQVGFnSW1hZ2VSZXNwb25zZRIKCgJpZBgBIAEoCRIOCgZ0YXJnZXQYAiABKAkiVAoQUHVzaEltYWdlUmVxdWVzdBIXCglyZWZlcmVuY2UYASABKAlCBOJBAQISJwoEYXV0aBgCIAEoCzIZLmltYWdlc3ZjLnYxLlJlZ2lzdHJ5QXV0aCJ+ChFQdXNoSW1hZ2VSZXNwb25zZRIxCghwcm9ncmVzcxgBIAEoCzIdLmltYWdlc3ZjLnYxLlRyYW5zZmVyUHJvZ3Jlc3NIABIuCgZyZXN1bHQYAiABKAsyHC5pbWFnZXN2Yy52MS5QdXNoSW1hZ2VSZXN1bHRIAEIGCgRraW5kIk8KD1B1c2hJbWFnZVJlc3VsdBIOCgZkaWdlc3QYASABKAkSDAoEc2l6ZRgCIAEoAxILCgN0YWcYAyABKAkSEQoJcmVmZXJlbmNlGAQgASgJIpEDCgxCdWlsZE9wdGlvbnMSDAoEdGFncxgBIAMoCRISCgpkb2NrZXJmaWxlGAIgASgJEjwKCmJ1aWxkX2FyZ3MYAyADKAsyKC5pbWFnZXN2Yy52MS5CdWlsZE9wdGlvbnMuQnVpbGRBcmdzRW50cnkSNQoGbGFiZWxzGAQgAygLMiUuaW1hZ2VzdmMudjEuQnVpbGRPcHRpb25zLkxhYmVsc0VudHJ5Eg4KBnRhcmdldBgFIAEoCRIQCghub19jYWNoZRgGIAEoCBIMCgRwdWxsGAcgASgIEhAKCHBsYXRmb3JtGAggASgJEhQKDG5ldHdvcmtfbW9kZRgJIAEoCRIxCg5yZWdpc3RyeV9hdXRocxgKIAMoCzIZLmltYWdlc3ZjLnYxLlJlZ2lzdHJ5QXV0aBowCg5CdWlsZEFyZ3NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiZQoRQnVpbGRJbWFnZVJlcXVlc3QSLAoHb3B0aW9ucxgBIAEoCzIZLmltYWdlc3ZjLnYxLkJ1aWxkT3B0aW9uc0gAEhcKDWNvbnRleHRfY2h1bmsYAiABKAxIAEIJCgdwYXlsb2FkIlwKEkJ1aWxkSW1hZ2VSZXNwb25zZRINCgNsb2cYASABKAlIABIvCgZyZXN1bHQYAiABKAsyHS5pbWFnZXN2Yy52MS5CdWlsZEltYWdlUmVzdWx0SABCBgoEa2luZCIyChBCdWlsZEltYWdlUmVzdWx0EhAKCGltYWdlX2lkGAEgASgJEgwKBHRhZ3MYAiADKAkiSgoSUmVtb3ZlSW1hZ2VSZXF1ZXN0EhMKBWltYWdlGAEgASgJQgTiQQECEg0KBWZvcmNlGAIgASgIEhAKCG5vX3BydW5lGAMgASgIIjgKE1JlbW92ZUltYWdlUmVzcG9uc2USEAoIdW50YWdnZWQYASADKAkSDwoHZGVsZXRlZBgCIAMoCSJ0ChJQcnVuZUltYWdlc1JlcXVlc3QSCwoDYWxsGAEgASgIEg4KBmxhYmVscxgCIAMoCRIWCg5leGNsdWRlX2xhYmVscxgDIAMoCRIpCgV1bnRpbBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiVwoTUHJ1bmVJbWFnZXNSZXNwb25zZRIPCgdkZWxldGVkGAEgAygJEhAKCHVudGFnZ2VkGAIgAygJEh0KFXNwYWNlX3JlY2xhaW1lZF9ieXRlcxgDIAEoAyJJChhDaGVja1JlZ2lzdHJ5QXV0aFJlcXVlc3QSLQoEYXV0aBgBIAEoCzIZLmltYWdlc3ZjLnYxLlJlZ2lzdHJ5QXV0aEIE4kEBAiJIChlDaGVja1JlZ2lzdHJ5QXV0aFJlc3BvbnNlEg4KBnN0YXR1cxgBIAEoCRIbCg5pZGVudGl0eV90b2tlbhgCIAEoCUIDgAEBIl8KG0luc3BlY3RSZWdpc3RyeUltYWdlUmVxdWVzdBIXCglyZWZlcmVuY2UYASABKAlCBOJBAQISJwoEYXV0aBgCIAEoCzIZLmltYWdlc3ZjLnYxLlJlZ2lzdHJ5QXV0aCJRCghQbGF0Zm9ybRIKCgJvcxgBIAEoCRIUCgxhcmNoaXRlY3R1cmUYAiABKAkSDwoHdmFyaWFudBgDIAEoCRISCgpvc192ZXJzaW9uGAQgASgJIpMBChxJbnNwZWN0UmVnaXN0cnlJbWFnZVJlc3BvbnNlEhEKCXJlZmVyZW5jZRgBIAEoCRIOCgZkaWdlc3QYAiABKAkSEgoKbWVkaWFfdHlwZRgDIAEoCRISCgpzaXplX2J5dGVzGAQgASgDEigKCXBsYXRmb3JtcxgFIAMoCzIVLmltYWdlc3ZjLnYxLlBsYXRmb3JtImcKGENoZWNrSW1hZ2VVcGRhdGVzUmVxdWVzdBIYCgpyZWZlcmVuY2VzGAEgAygJQgTiQQECEjEKDnJlZ2lzdHJ5X2F1dGhzGAIgAygLMhkuaW1hZ2VzdmMudjEuUmVnaXN0cnlBdXRoIpwBCgtJbWFnZVVwZGF0ZRIRCglyZWZlcmVuY2UYASABKAkSKQoGc3RhdHVzGAIgASgOMhkuaW1hZ2VzdmMudjEuVXBkYXRlU3RhdHVzEhUKDWxvY2FsX2RpZ2VzdHMYAyADKAkSFwoPcmVnaXN0cnlfZGlnZXN0GAQgASgJEg4KBnJlYXNvbhgFIAEoCRIPCgdtZXNzYWdlGAYgASgJIkYKGUNoZWNrSW1hZ2VVcGRhdGVzUmVzcG9uc2USKQoHdXBkYXRlcxgBIAMoCzIYLmltYWdlc3ZjLnYxLkltYWdlVXBkYXRlIisKE0V4cG9ydEltYWdlc1JlcXVlc3QSFAoGaW1hZ2VzGAEgAygJQgTiQQECIhUKE0dldERpc2tVc2FnZVJlcXVlc3QiiAIKDkltYWdlRGlza1VzYWdlEgoKAmlkGAEgASgJEhEKCXJlcG9fdGFncxgCIAMoCRIvCgtjcmVhdGVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKc2l6ZV9ieXRlcxgEIAEoAxIeChFzaGFyZWRfc2l6ZV9ieXRlcxgFIAEoA0gAiAEBEh4KEXVuaXF1ZV9zaXplX2J5dGVzGAYgASgDSAGIAQESFwoKY29udGFpbmVycxgHIAEoA0gCiAEBQhQKEl9zaGFyZWRfc2l6ZV9ieXRlc0IUChJfdW5pcXVlX3NpemVfYnl0ZXNCDQoLX2NvbnRhaW5lcnMi3gEKFEdldERpc2tVc2FnZVJlc3BvbnNlEisKBmltYWdlcxgBIAMoCzIbLmltYWdlc3ZjLnYxLkltYWdlRGlza1VzYWdlEhMKC2ltYWdlX2NvdW50GAIgASgFEhoKEmFjdGl2ZV9pbWFnZV9jb3VudBgDIAEoBRIdChB0b3RhbF9zaXplX2J5dGVzGAQgASgDSACIAQESHgoRcmVjbGFpbWFibGVfYnl0ZXMYBSABKANIAYgBAUITChFfdG90YWxfc2l6ZV9ieXRlc0IUChJfcmVjbGFpbWFibGVfYnl0ZXMqcgoKQ2hhbmdlVHlwZRIbChdDSEFOR0VfVFlQRV9VTlNQRUNJRklFRBAAEhUKEUNIQU5HRV9UWVBFX0FEREVEEAESFwoTQ0hBTkdFX1RZUEVfVVBEQVRFRBACEhcKE0NIQU5HRV9UWVBFX0RFTEVURUQQAyqKAQoMVXBkYXRlU3RhdHVzEh0KGVVQREFURV9TVEFUVVNfVU5TUEVDSUZJRUQQABIcChhVUERBVEVfU1RBVFVTX1VQX1RPX0RBVEUQARIiCh5VUERBVEVfU1RBVFVTX1VQREFURV9BVkFJTEFCTEUQAhIZChVVUERBVEVfU1RBVFVTX1VOS05PV04QAzLFDQoMSW1hZ2VTZXJ2aWNlEmEKCkxpc3RJbWFnZXMSHi5pbWFnZXN2Yy52MS5MaXN0SW1hZ2VzUmVxdWVzdBofLmltYWdlc3ZjLnYxLkxpc3RJbWFnZXNSZXNwb25zZSISgtPkkwIMEgovdjEvaW1hZ2VzEmMKCEdldEltYWdlEhwuaW1hZ2VzdmMudjEuR2V0SW1hZ2VSZXF1ZXN0Gh0uaW1hZ2VzdmMudjEuR2V0SW1hZ2VSZXNwb25zZSIagtPkkwIUEhIvdjEvaW1hZ2VzL3tpbWFnZX0SgAEKD0dldEltYWdlSGlzdG9yeRIjLmltYWdlc3ZjLnYxLkdldEltYWdlSGlzdG9yeVJlcXVlc3QaJC5pbWFnZXN2Yy52MS5HZXRJbWFnZUhpc3RvcnlSZXNwb25zZSIigtPkkwIcEhovdjEvaW1hZ2VzL3tpbWFnZX0vaGlzdG9yeRJsCgtXYXRjaEltYWdlcxIfLmltYWdlc3ZjLnYxLldhdGNoSW1hZ2VzUmVxdWVzdBogLmltYWdlc3ZjLnYxLldhdGNoSW1hZ2VzUmVzcG9uc2UiGILT5JMCEhIQL3YxL2ltYWdlczp3YXRjaDABEmgKCVB1bGxJbWFnZRIdLmltYWdlc3ZjLnYxLlB1bGxJbWFnZVJlcXVlc3QaHi5pbWFnZXN2Yy52MS5QdWxsSW1hZ2VSZXNwb25zZSIagtPkkwIUOgEqIg8vdjEvaW1hZ2VzOnB1bGwwARJiCghUYWdJbWFnZRIcLmltYWdlc3ZjLnYxLlRhZ0ltYWdlUmVxdWVzdBodLmltYWdlc3ZjLnYxLlRhZ0ltYWdlUmVzcG9uc2UiGYLT5JMCEzoBKiIOL3YxL2ltYWdlczp0YWcSaAoJUHVzaEltYWdlEh0uaW1hZ2VzdmMudjEuUHVzaEltYWdlUmVxdWVzdBoeLmltYWdlc3ZjLnYxLlB1c2hJbWFnZVJlc3BvbnNlIhqC0+STAhQ6ASoiDy92MS9pbWFnZXM6cHVzaDABEm4KCkJ1aWxkSW1hZ2USHi5pbWFnZXN2Yy52MS5CdWlsZEltYWdlUmVxdWVzdBofLmltYWdlc3ZjLnYxLkJ1aWxkSW1hZ2VSZXNwb25zZSIbgtPkkwIVOgEqIhAvdjEvaW1hZ2VzOmJ1aWxkKAEwARJsCgtSZW1vdmVJbWFnZRIfLmltYWdlc3ZjLnYxLlJlbW92ZUltYWdlUmVxdWVzdBogLmltYWdlc3ZjLnYxLlJlbW92ZUltYWdlUmVzcG9uc2UiGoLT5JMCFCoSL3YxL2ltYWdlcy97aW1hZ2V9Em0KC1BydW5lSW1hZ2VzEh8uaW1hZ2VzdmMudjEuUHJ1bmVJbWFnZXNSZXF1ZXN0GiAuaW1hZ2VzdmMudjEuUHJ1bmVJbWFnZXNSZXNwb25zZSIbgtPkkwIVOgEqIhAvdjEvaW1hZ2VzOnBydW5lEocBChFDaGVja1JlZ2lzdHJ5QXV0aBIlLmltYWdlc3ZjLnYxLkNoZWNrUmVnaXN0cnlBdXRoUmVxdWVzdBomLmltYWdlc3ZjLnYxLkNoZWNrUmVnaXN0cnlBdXRoUmVzcG9uc2UiI4LT5JMCHToBKiIYL3YxL3JlZ2lzdHJpZXM6Y2hlY2tBdXRoEpIBChRJbnNwZWN0UmVnaXN0cnlJbWFnZRIoLmltYWdlc3ZjLnYxLkluc3BlY3RSZWdpc3RyeUltYWdlUmVxdWVzdBopLmltYWdlc3ZjLnYxLkluc3BlY3RSZWdpc3RyeUltYWdlUmVzcG9uc2UiJYLT5JMCHzoBKiIaL3YxL2ltYWdlczppbnNwZWN0UmVnaXN0cnkShgEKEUNoZWNrSW1hZ2VVcGRhdGVzEiUuaW1hZ2VzdmMudjEuQ2hlY2tJbWFnZVVwZGF0ZXNSZXF1ZXN0GiYuaW1hZ2VzdmMudjEuQ2hlY2tJbWFnZVVwZGF0ZXNSZXNwb25zZSIigtPkkwIcOgEqIhcvdjEvaW1hZ2VzOmNoZWNrVXBkYXRlcxJjCgxFeHBvcnRJbWFnZXMSIC5pbWFnZXN2Yy52MS5FeHBvcnRJbWFnZXNSZXF1ZXN0GhQuZ29vZ2xlLmFwaS5IdHRwQm9keSIZgtPkkwITEhEvdjEvaW1hZ2VzOmV4cG9ydDABEmoKDEdldERpc2tVc2FnZRIgLmltYWdlc3ZjLnYxLkdldERpc2tVc2FnZVJlcXVlc3QaIS5pbWFnZXN2Yy52MS5HZXREaXNrVXNhZ2VSZXNwb25zZSIVgtPkkwIPEg0vdjEvZGlza1VzYWdlYgZwcm90bzM", [file_google_api_annotations, file_google_api_field_behavior, file_google_api_httpbody, file_google_protobuf_timestamp, file_imagesvc_v1_image]);
 
 /**
  * Which images to list. Conditions of different fields must all hold.
@@ -1245,6 +1247,163 @@ export const CheckImageUpdatesResponseSchema: GenMessage<CheckImageUpdatesRespon
   messageDesc(file_imagesvc_v1_image_service, 34);
 
 /**
+ * Request of ExportImages.
+ *
+ * @generated from message imagesvc.v1.ExportImagesRequest
+ */
+export type ExportImagesRequest = Message<"imagesvc.v1.ExportImagesRequest"> & {
+  /**
+   * Images to export: references ("repository[:tag]", "name@digest") or ids (full or a
+   * unique prefix), at least one. A reference puts its tag in the archive (`docker load`
+   * restores it); an id exports the image without tags. Over REST: repeated
+   * `images=...` query parameters.
+   *
+   * @generated from field: repeated string images = 1;
+   */
+  images: string[];
+};
+
+/**
+ * Describes the message imagesvc.v1.ExportImagesRequest.
+ * Use `create(ExportImagesRequestSchema)` to create a new message.
+ */
+export const ExportImagesRequestSchema: GenMessage<ExportImagesRequest> = /*@__PURE__*/
+  messageDesc(file_imagesvc_v1_image_service, 35);
+
+/**
+ * Request of GetDiskUsage.
+ *
+ * @generated from message imagesvc.v1.GetDiskUsageRequest
+ */
+export type GetDiskUsageRequest = Message<"imagesvc.v1.GetDiskUsageRequest"> & {
+};
+
+/**
+ * Describes the message imagesvc.v1.GetDiskUsageRequest.
+ * Use `create(GetDiskUsageRequestSchema)` to create a new message.
+ */
+export const GetDiskUsageRequestSchema: GenMessage<GetDiskUsageRequest> = /*@__PURE__*/
+  messageDesc(file_imagesvc_v1_image_service, 36);
+
+/**
+ * The disk space of one image. A figure the Engine does not know (Podman and the
+ * containerd image store report some as -1) is left unset rather than guessed.
+ *
+ * @generated from message imagesvc.v1.ImageDiskUsage
+ */
+export type ImageDiskUsage = Message<"imagesvc.v1.ImageDiskUsage"> & {
+  /**
+   * Image id, "sha256:<hex>".
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * Its tags, "repository:tag".
+   *
+   * @generated from field: repeated string repo_tags = 2;
+   */
+  repoTags: string[];
+
+  /**
+   * When it was created.
+   *
+   * @generated from field: google.protobuf.Timestamp create_time = 3;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * Bytes of all its layers (`docker system df -v`'s SIZE).
+   *
+   * @generated from field: int64 size_bytes = 4;
+   */
+  sizeBytes: bigint;
+
+  /**
+   * Bytes of the layers it shares with at least one other image (SHARED SIZE).
+   *
+   * @generated from field: optional int64 shared_size_bytes = 5;
+   */
+  sharedSizeBytes?: bigint | undefined;
+
+  /**
+   * Bytes of the layers only it has: size_bytes - shared_size_bytes (UNIQUE SIZE); what
+   * removing it alone frees.
+   *
+   * @generated from field: optional int64 unique_size_bytes = 6;
+   */
+  uniqueSizeBytes?: bigint | undefined;
+
+  /**
+   * Number of containers, running or not, that use it (CONTAINERS).
+   *
+   * @generated from field: optional int64 containers = 7;
+   */
+  containers?: bigint | undefined;
+};
+
+/**
+ * Describes the message imagesvc.v1.ImageDiskUsage.
+ * Use `create(ImageDiskUsageSchema)` to create a new message.
+ */
+export const ImageDiskUsageSchema: GenMessage<ImageDiskUsage> = /*@__PURE__*/
+  messageDesc(file_imagesvc_v1_image_service, 37);
+
+/**
+ * Response of GetDiskUsage.
+ *
+ * @generated from message imagesvc.v1.GetDiskUsageResponse
+ */
+export type GetDiskUsageResponse = Message<"imagesvc.v1.GetDiskUsageResponse"> & {
+  /**
+   * Every image, newest first.
+   *
+   * @generated from field: repeated imagesvc.v1.ImageDiskUsage images = 1;
+   */
+  images: ImageDiskUsage[];
+
+  /**
+   * Number of images.
+   *
+   * @generated from field: int32 image_count = 2;
+   */
+  imageCount: number;
+
+  /**
+   * Number of images at least one container uses (`docker system df`'s ACTIVE).
+   *
+   * @generated from field: int32 active_image_count = 3;
+   */
+  activeImageCount: number;
+
+  /**
+   * Bytes the images take on disk, each layer counted once however many images share it
+   * (`docker system df`'s SIZE): less than the sum of the images' sizes when they share
+   * layers. Unset when the Engine does not report it (Podman 4 reports 0 for images of
+   * any size).
+   *
+   * @generated from field: optional int64 total_size_bytes = 4;
+   */
+  totalSizeBytes?: bigint | undefined;
+
+  /**
+   * Bytes that removing every image no container uses would free (RECLAIMABLE): the
+   * total minus the unique bytes of the images in use. Unset when the total is.
+   *
+   * @generated from field: optional int64 reclaimable_bytes = 5;
+   */
+  reclaimableBytes?: bigint | undefined;
+};
+
+/**
+ * Describes the message imagesvc.v1.GetDiskUsageResponse.
+ * Use `create(GetDiskUsageResponseSchema)` to create a new message.
+ */
+export const GetDiskUsageResponseSchema: GenMessage<GetDiskUsageResponse> = /*@__PURE__*/
+  messageDesc(file_imagesvc_v1_image_service, 38);
+
+/**
  * What happened to an image, from the watcher's filter's point of view.
  *
  * @generated from enum imagesvc.v1.ChangeType
@@ -1511,6 +1670,38 @@ export const ImageService: GenService<{
     methodKind: "unary";
     input: typeof CheckImageUpdatesRequestSchema;
     output: typeof CheckImageUpdatesResponseSchema;
+  },
+  /**
+   * Exports images as one tar archive, like `docker save`: the archive `docker load` (and
+   * ImportImages) reads, with the tags the request names. Streams the archive's bytes as
+   * the Engine writes it, in chunks of at most 256 KiB; the first message's content_type
+   * is "application/x-tar". An image that is not found ends the call with NOT_FOUND
+   * before any byte is sent. A cancelled call stops the Engine's export. Over REST the
+   * response body is the archive itself (`Content-Type: application/x-tar`), as
+   * grpc-gateway serves a stream of google.api.HttpBody; a failure after the first byte
+   * cuts the connection, so the archive is visibly incomplete.
+   * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+   * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+   *
+   * @generated from rpc imagesvc.v1.ImageService.ExportImages
+   */
+  exportImages: {
+    methodKind: "server_streaming";
+    input: typeof ExportImagesRequestSchema;
+    output: typeof HttpBodySchema;
+  },
+  /**
+   * Shows the disk space the images take, like `docker system df -v` (its images part):
+   * per image its size, the bytes it shares with other images and its own, and how many
+   * containers use it; in total each layer counted once, and what removing the images
+   * no container uses would free.
+   *
+   * @generated from rpc imagesvc.v1.ImageService.GetDiskUsage
+   */
+  getDiskUsage: {
+    methodKind: "unary";
+    input: typeof GetDiskUsageRequestSchema;
+    output: typeof GetDiskUsageResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_imagesvc_v1_image_service, 0);
