@@ -21,7 +21,9 @@ class Role(IntEnum):
     PULLER = 2
     BUILDER = 3
     PUSHER = 4
-    ADMIN = 5
+    # Operations across every node of the fleet (FleetService), beside all of the above.
+    FLEET = 5
+    ADMIN = 6
 
     @property
     def label(self) -> str:
@@ -55,6 +57,13 @@ REQUIRED_ROLE: dict[str, Role] = {
     "PruneImages": Role.ADMIN,
 }
 
+# The least role each FleetService RPC needs (every fleet call is audited: the node
+# that received it and each node that acted).
+FLEET_REQUIRED_ROLE: dict[str, Role] = {
+    "ListNodes": Role.FLEET,
+    "FindImage": Role.FLEET,
+}
+
 # The RPCs that change something (the daemon's images, or its registry logins for
 # CheckRegistryAuth), each audited: all but what a viewer may call.
 WRITE_RPCS = frozenset(rpc for rpc, role in REQUIRED_ROLE.items() if role > Role.VIEWER)
@@ -85,7 +94,7 @@ def authorize(rpc: str, identity: Identity | None, credential_problem: str | Non
             " or a client certificate",
             reason=Reason.CALLER_UNAUTHENTICATED,
         )
-    required = REQUIRED_ROLE[rpc]
+    required = REQUIRED_ROLE.get(rpc) or FLEET_REQUIRED_ROLE[rpc]
     held = highest_role(identity)
     if held is None or held < required:
         raise PermissionDeniedError(
