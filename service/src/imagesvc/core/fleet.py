@@ -102,8 +102,7 @@ async def fan_out(
                     address,
                     failure=NodeFailure(
                         NODE_TIMEOUT,
-                        f"node {address} did not answer within"
-                        f" {limits.node_timeout_seconds:g} s",
+                        f"node {address} did not answer within {limits.node_timeout_seconds:g} s",
                     ),
                 )
             except Exception:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import random
+import secrets
 import socket
 import struct
 import time
@@ -103,7 +103,7 @@ async def _resolve(target: DnsTarget) -> set[str]:
 
 def _query(server: tuple[str, int], name: str, record_type: int) -> set[str]:
     """One DNS question over UDP (RFC 1035), the addresses of the answer."""
-    ident = random.randrange(1 << 16)
+    ident = secrets.randbelow(1 << 16)
     question = b"".join(
         bytes([len(label)]) + label.encode("idna") for label in name.rstrip(".").split(".")
     )

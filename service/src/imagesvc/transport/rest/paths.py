@@ -138,6 +138,8 @@ class Binding:
     request_type: type[Message]
     client_streaming: bool
     server_streaming: bool
+    # The RPC's service, e.g. "imagesvc.v1.FleetService": which servicer answers it.
+    service: str = ""
 
     @property
     def template(self) -> str:
@@ -178,6 +180,7 @@ def _binding(method: MethodDescriptor, rule: http_pb2.HttpRule) -> Binding:
         request_type=message_factory.GetMessageClass(method.input_type),
         client_streaming=method.client_streaming,
         server_streaming=method.server_streaming,
+        service=method.containing_service.full_name,
     )
 
 
