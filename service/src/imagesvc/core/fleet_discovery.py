@@ -94,10 +94,18 @@ async def _resolve(target: DnsTarget) -> set[str]:
         return {str(info[4][0]) for info in infos}
     server = target.server
     found: set[str] = set()
+    problems: list[str] = []
     for record_type in (_A, _AAAA):
-        found |= await loop.run_in_executor(None, _query, server, target.name, record_type)
+        try:
+            found |= await loop.run_in_executor(None, _query, server, target.name, record_type)
+        except (OSError, DiscoveryError) as error:
+            # A server may refuse the type it has no record of (dnsmasq without upstream).
+            problems.append(str(error) or type(error).__name__)
     if not found:
-        raise DiscoveryError(f"no A or AAAA record for {target.name} at {server[0]}:{server[1]}")
+        why = f" ({'; '.join(problems)})" if problems else ""
+        raise DiscoveryError(
+            f"no A or AAAA record for {target.name} at {server[0]}:{server[1]}{why}"
+        )
     return found
 
 
