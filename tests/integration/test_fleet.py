@@ -10,11 +10,14 @@ what reached it, and the peers' audit lines name the server's identity.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import os
 import secrets
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -31,6 +34,7 @@ from imagesvc.core.credential_files import hash_token
 from imagesvc.server import ThreadedServer
 from imagesvc.v1 import fleet_service_pb2 as pb
 from imagesvc.v1 import fleet_service_pb2_grpc
+from imagesvc_client import AsyncImageClient, ImageClient
 from tests.integration.conftest import server_settings
 from tests.integration.log_capture import CapturedLogs, capture_logs
 
@@ -39,6 +43,7 @@ IMAGE = "fleet-test/app:1.0"
 NODE_TIMEOUT_SECONDS = 2.0
 PEER_IDENTITY = "imagesvc-fleet"
 DNS_NAME = "imagesvc-peers.fleet.test"
+CLI = Path(sys.executable).with_name("imagesvc-cli")
 
 
 @dataclass(frozen=True)
@@ -337,3 +342,47 @@ def test_rest_routes_reach_the_fleet(fleet: Fleet, credentials: Credentials) -> 
     assert [node["name"] for node in nodes] == ["node-0", "node-1", "node-2"]
     assert all(node["ready"] for node in nodes)
     assert [node["present"] for node in found] == [True, True, False]
+
+
+def test_the_python_clients_and_the_cli_reach_the_fleet(
+    fleet: Fleet, engines: list[Engine], credentials: Credentials
+) -> None:
+    address = f"{HOSTS[0]}:{fleet.port}"
+    with ImageClient(address, token=credentials.caller) as client:
+        listed = client.list_nodes()
+        found = client.find_image(IMAGE)
+    assert [node.name for node in listed] == ["node-0", "node-1", "node-2"]
+    assert [node.present for node in found] == [True, True, False]
+
+    async def from_async() -> tuple[list[str], list[str]]:
+        async with AsyncImageClient(address, token=credentials.caller) as client:
+            nodes = await client.list_nodes()
+            images = await client.find_image(IMAGE)
+        return [node.name for node in nodes], [image.image_id for image in images]
+
+    names, ids = asyncio.run(from_async())
+    assert names == ["node-0", "node-1", "node-2"]
+    assert ids == [found[0].image_id, found[1].image_id, ""]
+
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("IMAGESVC_")}
+    environment.update({"IMAGESVC_SERVER": address, "IMAGESVC_TOKEN": credentials.caller})
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(CLI), *args], capture_output=True, text=True, env=environment, timeout=60
+        )
+
+    table = cli("nodes")
+    assert table.returncode == 0, table.stderr
+    assert [line.split()[0] for line in table.stdout.splitlines()] == [
+        "NODE",
+        "node-0",
+        "node-1",
+        "node-2",
+    ]
+    documents = json.loads(cli("--output", "json", "find", IMAGE).stdout)
+    assert [d["present"] for d in documents] == [True, True, False]
+    assert [d["imageId"] for d in documents[:2]] == [found[0].image_id, found[1].image_id]
+    found_table = cli("find", "--no-trunc", IMAGE)
+    assert found_table.returncode == 0, found_table.stderr
+    assert found[0].image_id in found_table.stdout
