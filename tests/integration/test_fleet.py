@@ -16,6 +16,7 @@ import json
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,8 @@ from tests.integration.conftest import server_settings
 from tests.integration.log_capture import CapturedLogs, capture_logs
 
 HOSTS = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+# A peer that accepts connections and never speaks.
+HUNG_HOST = "127.0.0.5"
 IMAGE = "fleet-test/app:1.0"
 NODE_TIMEOUT_SECONDS = 2.0
 PEER_IDENTITY = "imagesvc-fleet"
@@ -303,30 +306,44 @@ def test_peers_see_the_servers_identity_never_the_callers_token(
     logs.assert_free_of([credentials.caller, credentials.viewer, credentials.peer])
 
 
-def test_a_stopped_instance_is_unreachable_within_the_node_timeout(
+def test_a_stopped_or_hung_instance_is_reported_within_the_node_timeout(
     engines: list[Engine], credentials: Credentials
 ) -> None:
+    """The third instance stopped (nothing listens: NODE_UNREACHABLE at once); a fourth
+    peer that accepts connections and never answers (NODE_TIMEOUT after the node
+    timeout); the others answer all the same."""
     port = free_port()
-    stopped = start_fleet(engines, credentials, ",".join(f"{h}:PORT" for h in HOSTS), port)
-    try:
-        stopped.servers[2].stop()
-        with grpc.insecure_channel(f"{HOSTS[0]}:{port}") as channel:
-            stub = fleet_service_pb2_grpc.FleetServiceStub(channel)
-            started = time.monotonic()
-            response = stub.ListNodes(
-                pb.ListNodesRequest(), metadata=credentials.metadata(credentials.caller), timeout=30
-            )
-            elapsed = time.monotonic() - started
-        assert elapsed < NODE_TIMEOUT_SECONDS + 1.0
-        assert [node.ready for node in response.nodes] == [True, True, False]
-        down = response.nodes[2]
-        assert down.address == f"{HOSTS[2]}:{port}"
-        assert down.error.reason == "NODE_UNREACHABLE"
-        assert down.name == ""
-        assert response.nodes[1].engine_version
-    finally:
-        for server in stopped.servers[:2]:
-            server.stop()
+    hung = HUNG_HOST
+    peers = ",".join(f"{host}:PORT" for host in [*HOSTS, hung])
+    with socket.create_server((hung, port), backlog=16):
+        stopped = start_fleet(engines, credentials, peers, port)
+        try:
+            stopped.servers[2].stop()
+            with grpc.insecure_channel(f"{HOSTS[0]}:{port}") as channel:
+                stub = fleet_service_pb2_grpc.FleetServiceStub(channel)
+                started = time.monotonic()
+                response = stub.ListNodes(
+                    pb.ListNodesRequest(),
+                    metadata=credentials.metadata(credentials.caller),
+                    timeout=30,
+                )
+                elapsed = time.monotonic() - started
+        finally:
+            for server in stopped.servers[:2]:
+                server.stop()
+    assert NODE_TIMEOUT_SECONDS <= elapsed < NODE_TIMEOUT_SECONDS + 1.0
+    assert [node.address for node in response.nodes] == [
+        f"{host}:{port}" for host in [*HOSTS, hung]
+    ]
+    assert [node.ready for node in response.nodes] == [True, True, False, False]
+    assert [node.error.reason for node in response.nodes] == [
+        "",
+        "",
+        "NODE_UNREACHABLE",
+        "NODE_TIMEOUT",
+    ]
+    assert [node.name for node in response.nodes] == ["node-0", "node-1", "", ""]
+    assert response.nodes[1].engine_version == _api(engines[1], "/version")["Version"]
 
 
 def test_rest_routes_reach_the_fleet(fleet: Fleet, credentials: Credentials) -> None:
