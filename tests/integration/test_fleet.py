@@ -36,6 +36,7 @@ from imagesvc.server import ThreadedServer
 from imagesvc.v1 import fleet_service_pb2 as pb
 from imagesvc.v1 import fleet_service_pb2_grpc
 from imagesvc_client import AsyncImageClient, ImageClient
+from tests.integration.certificates import new_ca
 from tests.integration.conftest import server_settings
 from tests.integration.log_capture import CapturedLogs, capture_logs
 
@@ -403,3 +404,65 @@ def test_the_python_clients_and_the_cli_reach_the_fleet(
     found_table = cli("find", "--no-trunc", IMAGE)
     assert found_table.returncode == 0, found_table.stderr
     assert found[0].image_id in found_table.stdout
+
+
+def test_under_mutual_tls_peers_are_called_with_the_servers_own_certificate(
+    engines: list[Engine], tmp_path: Path, logs: CapturedLogs
+) -> None:
+    """No fleet token: each node presents its own server certificate (issued for both
+    uses) to its peers, which map it to an identity with the fleet role."""
+    ca = new_ca(tmp_path, "fleet-ca")
+    node_cert = ca.issue(
+        tmp_path, "node", common_name="imagesvc-node", ips=tuple(HOSTS), server=True, client=True
+    )
+    caller_cert = ca.issue(tmp_path, "caller", common_name="ci-fleet")
+    roles = tmp_path / "client-roles.json"
+    write_json(
+        roles,
+        {
+            "clients": [
+                {"identity": "node-cert", "roles": ["fleet"], "match": ["CN=imagesvc-node"]},
+                {"identity": "cert-caller", "roles": ["fleet"], "match": ["CN=ci-fleet"]},
+            ]
+        },
+    )
+    port = free_port()
+    servers = [
+        ThreadedServer(
+            server_settings(
+                engine.host,
+                grpc_address=f"{host}:{port}",
+                http_address=f"{host}:0",
+                tls_cert_file=str(node_cert.cert),
+                tls_key_file=str(node_cert.key),
+                tls_client_ca_file=str(ca.cert),
+                client_cert_roles_file=str(roles),
+                node_name=f"node-{index}",
+                fleet_peers=",".join(f"{h}:{port}" for h in HOSTS),
+                fleet_tls_ca_file=str(ca.cert),
+                fleet_node_timeout_seconds=NODE_TIMEOUT_SECONDS,
+            )
+        )
+        for index, (host, engine) in enumerate(zip(HOSTS, engines, strict=True))
+    ]
+    try:
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=ca.cert_pem,
+            private_key=caller_cert.key_pem,
+            certificate_chain=caller_cert.cert_pem,
+        )
+        mark = logs.mark()
+        with grpc.secure_channel(f"{HOSTS[0]}:{port}", credentials) as channel:
+            stub = fleet_service_pb2_grpc.FleetServiceStub(channel)
+            response = stub.FindImage(pb.FindImageRequest(image=IMAGE), timeout=30)
+    finally:
+        for server in servers:
+            server.stop()
+    assert [node.error.reason for node in response.nodes] == ["", "", ""]
+    assert [node.present for node in response.nodes] == [True, True, False]
+    audit = [r for r in logs.since(mark) if r["logger"] == "imagesvc.audit"]
+    acted = [r for r in audit if r["subject"]["local_only"] == "true"]
+    assert sorted(r["subject"]["node"] for r in acted) == ["node-1", "node-2"]
+    assert {(r["identity"], r["via"]) for r in acted} == {("node-cert", "mtls")}
+    received = [r for r in audit if r["subject"]["local_only"] == "false"]
+    assert [r["identity"] for r in received] == ["cert-caller"]
