@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
+from imagesvc.core import fleet_discovery
 from imagesvc.core.fleet import (
     NODE_ERROR,
     NODE_TIMEOUT,
@@ -14,7 +16,7 @@ from imagesvc.core.fleet import (
     NodeFailure,
     fan_out,
 )
-from imagesvc.core.fleet_discovery import DnsTarget, PeerDiscovery, parse_peers
+from imagesvc.core.fleet_discovery import DiscoveryError, DnsTarget, PeerDiscovery, parse_peers
 
 
 def test_outcomes_keep_the_order_and_each_failure_stays_its_nodes() -> None:
@@ -83,3 +85,51 @@ def test_peers_are_a_dns_name_or_a_static_list() -> None:
 
 def test_a_static_list_needs_no_resolution() -> None:
     assert asyncio.run(PeerDiscovery("b:2,a:1").peers()) == ("b:2", "a:1")
+
+
+def test_dns_answers_are_cached_then_re_resolved(monkeypatch: pytest.MonkeyPatch) -> None:
+    answers = [{"10.0.0.2", "10.0.0.1"}, {"10.0.0.3"}]
+    asked: list[DnsTarget] = []
+
+    async def resolve(target: DnsTarget) -> set[str]:
+        asked.append(target)
+        return answers[len(asked) - 1]
+
+    monkeypatch.setattr(fleet_discovery, "_resolve", resolve)
+    clock = [100.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    discovery = PeerDiscovery("dns:///peers.test:50051", cache_seconds=5.0)
+
+    async def twice() -> list[tuple[str, ...]]:
+        first = await discovery.peers()
+        clock[0] += 4.9
+        cached = await discovery.peers()
+        clock[0] += 0.2
+        return [first, cached, await discovery.peers()]
+
+    assert asyncio.run(twice()) == [
+        ("10.0.0.1:50051", "10.0.0.2:50051"),
+        ("10.0.0.1:50051", "10.0.0.2:50051"),
+        ("10.0.0.3:50051",),
+    ]
+    assert len(asked) == 2
+
+
+def test_a_failed_resolution_keeps_the_last_good_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = 0
+
+    async def resolve(target: DnsTarget) -> set[str]:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            raise OSError("no route")
+        return {"10.0.0.1"}
+
+    monkeypatch.setattr(fleet_discovery, "_resolve", resolve)
+    discovery = PeerDiscovery("dns:///peers.test:1", cache_seconds=0.0)
+    assert asyncio.run(discovery.peers()) == ("10.0.0.1:1",)
+    assert asyncio.run(discovery.peers()) == ("10.0.0.1:1",)
+    assert calls == 2
+    never = PeerDiscovery("dns:///peers.test:1")
+    with pytest.raises(DiscoveryError, match=r"cannot resolve peers\.test"):
+        asyncio.run(never.peers())

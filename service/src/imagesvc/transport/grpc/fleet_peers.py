@@ -6,6 +6,7 @@ failure becomes its typed NodeFailure (core/fleet.py)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,6 +115,13 @@ class PeerClient:
         if len(response.nodes) != 1:
             raise NodeFailure(NODE_ERROR, f"node {address} answered {len(response.nodes)} nodes")
         return response.nodes[0]
+
+    async def keep_only(self, addresses: Iterable[str]) -> None:
+        """Closes the channels of peers no longer listed (a DaemonSet's pods come and go
+        with new addresses)."""
+        current = set(addresses)
+        for address in [a for a in self._channels if a not in current]:
+            await self._channels.pop(address).close()
 
     async def close(self) -> None:
         channels, self._channels = self._channels, {}

@@ -84,6 +84,7 @@ class FleetServiceServicer(fleet_service_pb2_grpc.FleetServiceServicer):
             return [], [str(error)]
         asked = [address for address in found if address != own]
         event.subject["peers"] = asked
+        await self._peers.keep_only(asked)
         return asked, []
 
     async def ListNodes(
