@@ -466,3 +466,17 @@ def test_under_mutual_tls_peers_are_called_with_the_servers_own_certificate(
     assert {(r["identity"], r["via"]) for r in acted} == {("node-cert", "mtls")}
     received = [r for r in audit if r["subject"]["local_only"] == "false"]
     assert [r["identity"] for r in received] == ["cert-caller"]
+
+
+def test_a_malformed_or_missing_image_fails_the_call_before_any_peer_is_asked(
+    stub: fleet_service_pb2_grpc.FleetServiceStub, credentials: Credentials, logs: CapturedLogs
+) -> None:
+    metadata = credentials.metadata(credentials.caller)
+    mark = logs.mark()
+    for image in ("UPPER/case", ""):
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.FindImage(pb.FindImageRequest(image=image), metadata=metadata, timeout=30)
+        assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    time.sleep(0.2)
+    audit = [r for r in logs.since(mark) if r["logger"] == "imagesvc.audit"]
+    assert [(r["subject"]["node"], r["outcome"]) for r in audit] == [("node-0", "failed")] * 2
