@@ -46,6 +46,9 @@ from devtools.generated_file import generator_parser, write_or_check
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE = ROOT / "proto" / "imagesvc.v1.binpb"
 SOURCE = "imagesvc/v1/image_service.proto"
+# Served beside ImageService by every instance; merged into the one document, as
+# protoc-gen-openapiv2's allow_merge does.
+MERGED_SOURCES = ("imagesvc/v1/fleet_service.proto",)
 OUT = ROOT / "service" / "src" / "imagesvc" / "v1" / "image_service.swagger.json"
 
 # Extension field numbers (google/api/annotations.proto, google/api/field_behavior.proto).
@@ -856,6 +859,19 @@ def generate(image: bytes, source: str = SOURCE) -> Json:
     return Generator(registry, registry.files[source]).document()
 
 
+def merged(image: bytes, sources: Sequence[str] = MERGED_SOURCES) -> Json:
+    """The document of SOURCE with the paths, tags and definitions of `sources` added."""
+    document = generate(image)
+    for source in sources:
+        other = generate(image, source)
+        document["tags"] = [*document["tags"], *other["tags"]]
+        paths = {**document["paths"], **other["paths"]}
+        document["paths"] = {path: paths[path] for path in sorted(paths)}
+        definitions = {**document["definitions"], **other["definitions"]}
+        document["definitions"] = {name: definitions[name] for name in sorted(definitions)}
+    return document
+
+
 def render(document: Json) -> str:
     """Go's json.Encoder with a two-space indent: <, > and & escaped, a final newline."""
     text = json.dumps(document, indent=2, ensure_ascii=False)
@@ -868,7 +884,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = generator_parser(__doc__, OUT)
     parser.add_argument("--image", type=Path, default=IMAGE)
     args = parser.parse_args(argv)
-    text = render(generate(args.image.read_bytes()))
+    text = render(merged(args.image.read_bytes()))
     return write_or_check(args.out, text, check=args.check, regenerate="scripts/gen-proto")
 
 

@@ -54,19 +54,24 @@ class CertificateAuthority:
         ips: tuple[str, ...] = (),
         uris: tuple[str, ...] = (),
         server: bool = False,
+        client: bool = False,
     ) -> KeyPair:
+        """A server certificate (`server`), a client certificate (the default), or both
+        (`server` and `client`: a server that also calls its peers with it)."""
         key = ec.generate_private_key(ec.SECP256R1())
         names: list[x509.GeneralName] = [x509.DNSName(name) for name in dns]
         names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
         names += [x509.UniformResourceIdentifier(uri) for uri in uris]
-        usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+        usages = [ExtendedKeyUsageOID.SERVER_AUTH] if server else []
+        if client or not server:
+            usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
         ca_key_id = self._certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
         builder = (
             _builder(common_name, key.public_key())
             .issuer_name(self._certificate.subject)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(_key_usage(digital_signature=True), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_key_id.value),
                 critical=False,

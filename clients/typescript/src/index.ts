@@ -25,15 +25,18 @@ import {
   type PushImageResult,
   type ExportImagesRequest,
 } from "./gen/imagesvc/v1/image_service_pb.js";
+import { FleetService } from "./gen/imagesvc/v1/fleet_service_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { GenMessage } from "@bufbuild/protobuf/codegenv2";
 
 export * from "./gen/imagesvc/v1/image_pb.js";
 export * from "./gen/imagesvc/v1/image_service_pb.js";
+export * from "./gen/imagesvc/v1/fleet_service_pb.js";
 export { ErrorInfoSchema, RetryInfoSchema };
 export { Code, ConnectError };
 
 export type ImageServiceClient = Client<typeof ImageService>;
+export type FleetServiceClient = Client<typeof FleetService>;
 
 export interface ImageClientOptions {
   /** Sent as `authorization: Bearer <token>` with every call ("" sends none). */
@@ -54,6 +57,19 @@ export function createImageClient(
   address: string,
   options: ImageClientOptions = {},
 ): ImageServiceClient {
+  return createClient(ImageService, grpcTransport(address, options));
+}
+
+/** A client of the fleet (FleetService: ListNodes, FindImage; the `fleet` role) at
+ * `address`, with the same options. */
+export function createFleetClient(
+  address: string,
+  options: ImageClientOptions = {},
+): FleetServiceClient {
+  return createClient(FleetService, grpcTransport(address, options));
+}
+
+function grpcTransport(address: string, options: ImageClientOptions) {
   const interceptors: Interceptor[] = [];
   const token = options.token;
   if (token) {
@@ -67,12 +83,11 @@ export function createImageClient(
     throw new TypeError("cert and key go together");
   }
   const tls = options.tls || [ca, cert, key, serverName].some((value) => value !== undefined);
-  const transport = createGrpcTransport({
+  return createGrpcTransport({
     baseUrl: `${tls ? "https" : "http"}://${address}`,
     interceptors,
     nodeOptions: tls ? { ca, cert, key, servername: serverName } : {},
   });
-  return createClient(ImageService, transport);
 }
 
 /** What the server said about a failed call: `reason` ("IMAGE_NOT_FOUND",

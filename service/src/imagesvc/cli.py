@@ -28,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
         Section.POLICY: serve.add_argument_group(
             "registry policy, build restrictions and limits (see SECURITY.md)"
         ),
+        Section.FLEET: serve.add_argument_group("the fleet (see docs/api.md, Fleet)"),
     }
     for spec in SETTINGS:
         if spec.flag is not None:

@@ -28,6 +28,7 @@ class Section(enum.Enum):
     SERVICE = "Service"
     SECURITY = "Authentication and TLS"
     POLICY = "Registry policy, build restrictions and limits"
+    FLEET = "Fleet"
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +285,52 @@ class Settings:
         0.0, "requests per second per caller (0: no rate limit)", Section.POLICY
     )
     rate_limit_burst: int = setting(50, "requests at once per caller", Section.POLICY)
+    # The fleet (docs/api.md#fleet).
+    node_name: str | None = setting(
+        None,
+        "this node's name in FleetService answers",
+        Section.FLEET,
+        shown_default="`$NODE_NAME` (the downward API), else the host name",
+        fallback_env="NODE_NAME",
+    )
+    fleet_peers: str = setting(
+        "",
+        "the other instances: `dns:///NAME:PORT` (every A/AAAA record of NAME, e.g. a headless"
+        " Service, re-resolved on every fleet call; `dns://SERVER:PORT/NAME:PORT` asks that DNS"
+        " server) or a comma-separated `host:port` list; this node's own address may be among"
+        " them",
+        Section.FLEET,
+        shown_default="none: the fleet is this node",
+    )
+    fleet_address: str | None = setting(
+        None,
+        "this node's gRPC address as its peers know it, `host:port` (a peer at this address is"
+        " answered locally, never called)",
+        Section.FLEET,
+        shown_default="the gRPC listen address, or `$POD_IP` with its port when it listens on"
+        " every address",
+    )
+    fleet_token_file: str | None = setting(
+        None,
+        "the bearer token this server presents to its peers (one line; it needs the `fleet` role"
+        " there); never the caller's",
+        Section.FLEET,
+        shown_default="none",
+    )
+    fleet_tls_ca_file: str | None = setting(
+        None,
+        "CA of the peers' server certificates (PEM): peers are called over TLS, with this"
+        " server's own certificate as client certificate when it has one",
+        Section.FLEET,
+        shown_default="none: plain gRPC",
+    )
+    fleet_node_timeout_seconds: float = setting(
+        5.0, "time each peer gets to answer a fleet call", Section.FLEET
+    )
+    fleet_parallelism: int = setting(16, "peers called at once by a fleet call", Section.FLEET)
+    fleet_dns_cache_seconds: float = setting(
+        5.0, "how long a DNS answer for `--fleet-peers` is reused", Section.FLEET, has_flag=False
+    )
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:

@@ -36,11 +36,13 @@ from imagesvc.core.pull_flights import PullFlights
 from imagesvc.engine.instrumented import InstrumentedDockerPort
 from imagesvc.metrics import ImagesvcMetrics, new_registry
 from imagesvc.native_threads import name_native_thread
+from imagesvc.server_fleet import ServerFleet
 from imagesvc.server_policy import ServerPolicy
 from imagesvc.server_security import ServerSecurity
 from imagesvc.transport.access_guard import GuardedServicer
 from imagesvc.transport.grpc.connections import ConnectionBounds
 from imagesvc.transport.grpc.drain import Drain
+from imagesvc.transport.grpc.fleet_servicer import FLEET_SERVICE_NAME
 from imagesvc.transport.grpc.interceptor import CallLifecycleInterceptor
 from imagesvc.transport.grpc.metrics import GrpcMetricsInterceptor, GrpcServerMetrics
 from imagesvc.transport.grpc.servicer import SERVICE_NAME, ImageServiceServicer
@@ -52,7 +54,12 @@ from imagesvc.transport.http.observability import HttpObservability
 from imagesvc.transport.http.ops import ops_routes
 from imagesvc.transport.http.server import HttpServer
 from imagesvc.transport.rest.gateway import rest_routes
-from imagesvc.v1 import image_service_pb2, image_service_pb2_grpc
+from imagesvc.v1 import (
+    fleet_service_pb2,
+    fleet_service_pb2_grpc,
+    image_service_pb2,
+    image_service_pb2_grpc,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -68,6 +75,7 @@ _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 # Every service the gRPC server registers: reflection lists them, metrics start at zero.
 _SERVICES = (
     image_service_pb2.DESCRIPTOR.services_by_name["ImageService"],
+    fleet_service_pb2.DESCRIPTOR.services_by_name["FleetService"],
     health_pb2.DESCRIPTOR.services_by_name["Health"],
     reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"],
 )
@@ -176,6 +184,8 @@ class ImageServer:
         self.health = health.aio.HealthServicer()
         # gRPC and the REST gateway both call this one: authorization and audit in one place.
         self.servicer = GuardedServicer(ImageServiceServicer(self.core))
+        # FleetService: this node locally, its peers over gRPC (authorized and audited there).
+        self.fleet = ServerFleet(settings, self.core, self._docker, unary, lambda: self.daemon_up)
         self._server: grpc.aio.Server | None = None
         self._http: HttpServer | None = None
         self._drain = Drain()
@@ -206,11 +216,14 @@ class ImageServer:
         interceptors = [
             GrpcMetricsInterceptor(self._grpc_metrics),  # first: sees the final status
             CallLifecycleInterceptor(
-                frozenset({SERVICE_NAME}), self.security.authenticator, drain=self._drain
+                frozenset({SERVICE_NAME, FLEET_SERVICE_NAME}),
+                self.security.authenticator,
+                drain=self._drain,
             ),
         ]
         server = grpc.aio.server(interceptors=interceptors, options=options)
         image_service_pb2_grpc.add_ImageServiceServicer_to_server(self.servicer, server)
+        fleet_service_pb2_grpc.add_FleetServiceServicer_to_server(self.fleet.servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(tuple(s.full_name for s in _SERVICES), server)
         self._grpc_metrics.initialize(_SERVICES)
@@ -219,10 +232,15 @@ class ImageServer:
         self.port = self.security.add_grpc_port(server, self.settings.grpc_address)
         if self.port == 0:
             raise OSError(f"cannot listen on {self.settings.grpc_address}")
+        self.fleet.bind(self.port)
         await self.health.set(LIVENESS_SERVICE, _SERVING)
         await self._set_health(await self.core.ping())
         routes = [
-            *rest_routes(self.servicer, max_body_bytes=self.settings.max_message_bytes),
+            *rest_routes(
+                self.servicer,
+                max_body_bytes=self.settings.max_message_bytes,
+                fleet_servicer=self.fleet.servicer,
+            ),
             *ops_routes(lambda: self.daemon_up),
             *metrics_routes(self.registry),
         ]
@@ -334,6 +352,7 @@ class ImageServer:
         if self._http is not None:
             stopping.append(self._http.stop(grace))
         await asyncio.gather(*stopping)
+        await self.fleet.close()
         for executor in self._executors:
             executor.shutdown(wait=False, cancel_futures=True)
         close = getattr(self._docker, "close", None)

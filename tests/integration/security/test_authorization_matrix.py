@@ -28,7 +28,7 @@ from tests.integration.security.probes import (
 )
 
 # The table, written out: who may call what (roles are cumulative).
-VIEWER = {"viewer", "puller", "builder", "pusher", "admin"}
+VIEWER = {"viewer", "puller", "builder", "pusher", "fleet", "admin"}
 PULLER = VIEWER - {"viewer"}
 BUILDER = PULLER - {"puller"}
 PUSHER = BUILDER - {"builder"}
@@ -51,7 +51,7 @@ ALLOWED: dict[str, set[str]] = {
     "GetDiskUsage": VIEWER,
 }
 LEAST_ROLE = {
-    rpc: min(allowed, key=["viewer", "puller", "builder", "pusher", "admin"].index)
+    rpc: min(allowed, key=["viewer", "puller", "builder", "pusher", "fleet", "admin"].index)
     for rpc, allowed in ALLOWED.items()
 }
 HTTP_STATUS = {
@@ -59,7 +59,7 @@ HTTP_STATUS = {
     grpc.StatusCode.INVALID_ARGUMENT: 400,
     grpc.StatusCode.NOT_FOUND: 404,
 }
-CALLERS = ["no token", "viewer", "puller", "builder", "pusher", "admin"]
+CALLERS = ["no token", "viewer", "puller", "builder", "pusher", "fleet", "admin"]
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from imagesvc.core.access import REQUIRED_ROLE, WRITE_RPCS, Role, authorize
+from imagesvc.core.access import FLEET_REQUIRED_ROLE, REQUIRED_ROLE, WRITE_RPCS, Role, authorize
 from imagesvc.core.errors import PermissionDeniedError, Reason, UnauthenticatedError
 from imagesvc.core.identity import Identity
+from imagesvc.v1 import fleet_service_pb2
 from imagesvc.v1 import image_service_pb2 as pb
 
 
@@ -40,6 +41,7 @@ def test_the_ladder_is_the_issue_s() -> None:
         "puller",
         "builder",
         "pusher",
+        "fleet",
         "admin",
     ]
     assert {rpc for rpc, role in REQUIRED_ROLE.items() if role is Role.VIEWER} == {
@@ -67,11 +69,20 @@ def test_the_ladder_is_the_issue_s() -> None:
     }
 
 
-@pytest.mark.parametrize("rpc", list(REQUIRED_ROLE))
+def test_every_fleet_rpc_needs_the_fleet_role() -> None:
+    service = fleet_service_pb2.DESCRIPTOR.services_by_name["FleetService"]
+    assert {method.name for method in service.methods} == set(FLEET_REQUIRED_ROLE)
+    assert set(FLEET_REQUIRED_ROLE.values()) == {Role.FLEET}
+    assert Role.PUSHER < Role.FLEET < Role.ADMIN
+    assert not set(FLEET_REQUIRED_ROLE) & WRITE_RPCS
+
+
+@pytest.mark.parametrize("rpc", [*REQUIRED_ROLE, *FLEET_REQUIRED_ROLE])
 @pytest.mark.parametrize("role", list(Role))
 def test_roles_are_cumulative(rpc: str, role: Role) -> None:
     caller = _caller(role.label)
-    if role >= REQUIRED_ROLE[rpc]:
+    required = {**REQUIRED_ROLE, **FLEET_REQUIRED_ROLE}[rpc]
+    if role >= required:
         assert authorize(rpc, caller, None) is caller
     else:
         with pytest.raises(PermissionDeniedError) as refused:
@@ -79,7 +90,7 @@ def test_roles_are_cumulative(rpc: str, role: Role) -> None:
         assert refused.value.reason is Reason.CALLER_PERMISSION_DENIED
         assert refused.value.metadata == {
             "rpc": rpc,
-            "required_role": REQUIRED_ROLE[rpc].label,
+            "required_role": required.label,
         }
 
 
@@ -108,5 +119,5 @@ def test_a_credential_problem_wins_over_an_identity() -> None:
 
 def test_role_labels_parse_case_insensitively_and_unknown_ones_say_what_exists() -> None:
     assert Role.parse("Builder") is Role.BUILDER
-    with pytest.raises(ValueError, match="known: viewer, puller, builder, pusher, admin"):
+    with pytest.raises(ValueError, match="known: viewer, puller, builder, pusher, fleet, admin"):
         Role.parse("root")

@@ -112,7 +112,7 @@ def test_without_authentication_everyone_is_anonymous_with_every_role() -> None:
     off = Authenticator()
     assert not off.enabled
     assert off.authenticate("Bearer whatever-0123456789", None).identity is ANONYMOUS
-    assert ANONYMOUS.roles == frozenset({"viewer", "puller", "builder", "pusher", "admin"})
+    assert ANONYMOUS.roles == frozenset({"viewer", "puller", "builder", "pusher", "fleet", "admin"})
 
 
 def test_establish_sets_the_context_variables(authenticator: Authenticator) -> None:

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from devtools.openapi import IMAGE, generate, legacy_names, render
+from devtools.openapi import IMAGE, legacy_names, merged, render
 from imagesvc.transport.rest.gateway import openapi_document
 from imagesvc.transport.rest.paths import bindings_of
+from imagesvc.v1 import fleet_service_pb2
 from imagesvc.v1 import image_service_pb2 as pb
 
 SERVICE = pb.DESCRIPTOR.services_by_name["ImageService"]
+FLEET = fleet_service_pb2.DESCRIPTOR.services_by_name["FleetService"]
 
 
 def document() -> dict[str, Any]:
@@ -20,7 +22,7 @@ def document() -> dict[str, Any]:
 
 
 def test_the_served_document_is_the_generated_one() -> None:
-    assert openapi_document().decode() == render(generate(IMAGE.read_bytes()))
+    assert openapi_document().decode() == render(merged(IMAGE.read_bytes()))
 
 
 def test_render_is_go_json_encoder_output() -> None:
@@ -40,17 +42,21 @@ def test_legacy_names() -> None:
 
 def test_every_route_is_an_operation_and_nothing_else() -> None:
     paths = document()["paths"]
-    served = {(b.http_method.lower(), b.template, b.rpc) for b in bindings_of(SERVICE)}
+    served = {
+        (b.http_method.lower(), b.template, b.service.rsplit(".", 1)[-1], b.rpc)
+        for b in [*bindings_of(SERVICE), *bindings_of(FLEET)]
+    }
     documented = {
-        (method, path, operation["operationId"].removeprefix("ImageService_"))
+        (method, path, *operation["operationId"].split("_", 1))
         for path, item in paths.items()
         for method, operation in item.items()
     }
     assert documented == served
     assert list(paths) == sorted(paths)
+    assert [tag["name"] for tag in document()["tags"]] == ["ImageService", "FleetService"]
     for item in paths.values():
         for operation in item.values():
-            assert operation["tags"] == ["ImageService"]
+            assert operation["tags"] == [operation["operationId"].split("_", 1)[0]]
             assert operation["summary"]
             responses = operation["responses"]
             assert list(responses) == ["200", "503", "default"]

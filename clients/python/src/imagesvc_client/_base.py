@@ -28,6 +28,7 @@ from imagesvc_client._common import (
 from imagesvc_client.build_context import BuildContext
 from imagesvc_client.errors import error_from_rpc
 from imagesvc_client.operations import Splitter
+from imagesvc_client.v1 import fleet_service_pb2 as fleet_pb
 from imagesvc_client.v1 import image_pb2
 from imagesvc_client.v1 import image_service_pb2 as pb
 
@@ -57,6 +58,8 @@ class Unary(Generic[ReplyT, ResultT]):
     rpc: str
     request: Any
     result: Callable[[ReplyT], ResultT]
+    # Which service's stub: "image" (ImageService) or "fleet" (FleetService).
+    service: str = "image"
 
 
 @dataclass(frozen=True)
@@ -323,6 +326,15 @@ class BaseClient:
     ) -> Unary[pb.InspectRegistryImageResponse, pb.InspectRegistryImageResponse]:
         request = pb.InspectRegistryImageRequest(reference=reference, auth=auth_proto(auth))
         return Unary("InspectRegistryImage", request, _same)
+
+    @staticmethod
+    def _list_nodes() -> Unary[fleet_pb.ListNodesResponse, list[fleet_pb.Node]]:
+        return Unary("ListNodes", fleet_pb.ListNodesRequest(), lambda r: list(r.nodes), "fleet")
+
+    @staticmethod
+    def _find_image(image: str) -> Unary[fleet_pb.FindImageResponse, list[fleet_pb.NodeImage]]:
+        request = fleet_pb.FindImageRequest(image=image)
+        return Unary("FindImage", request, lambda reply: list(reply.nodes), "fleet")
 
     @staticmethod
     def _check_updates(

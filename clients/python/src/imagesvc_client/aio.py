@@ -35,7 +35,8 @@ from imagesvc_client._base import (
 from imagesvc_client._common import DEFAULT_CHUNK_SIZE, AuthLike, Connection
 from imagesvc_client.archive import ArchiveDestination, archive_writer
 from imagesvc_client.operations import AsyncOperation
-from imagesvc_client.v1 import image_pb2, image_service_pb2_grpc
+from imagesvc_client.v1 import fleet_service_pb2 as fleet_pb
+from imagesvc_client.v1 import fleet_service_pb2_grpc, image_pb2, image_service_pb2_grpc
 from imagesvc_client.v1 import image_service_pb2 as pb
 from imagesvc_client.watch import AsyncImageWatch
 
@@ -85,6 +86,7 @@ class AsyncImageClient(BaseClient):
             else grpc.aio.insecure_channel(address, options=options)
         )
         self._stub = image_service_pb2_grpc.ImageServiceStub(self._channel)
+        self._fleet_stub = fleet_service_pb2_grpc.FleetServiceStub(self._channel)
 
     async def close(self) -> None:
         await self._channel.close()
@@ -308,11 +310,22 @@ class AsyncImageClient(BaseClient):
 
     # --------------------------------------------------------------------------------
 
+    # The fleet (FleetService; the caller needs the fleet role) ------------------------
+
+    async def list_nodes(self, *, timeout: float | None = None) -> builtins.list[fleet_pb.Node]:
+        """Every node the server reaches, itself first (see ImageClient.list_nodes)."""
+        return await self._call(self._list_nodes(), timeout)
+
+    async def find_image(
+        self, image: str, *, timeout: float | None = None
+    ) -> builtins.list[fleet_pb.NodeImage]:
+        """Which nodes hold ``image`` (see ImageClient.find_image)."""
+        return await self._call(self._find_image(image), timeout)
+
     async def _call(self, plan: Unary[Any, ResultT], timeout: float | None) -> ResultT:
+        stub = self._fleet_stub if plan.service == "fleet" else self._stub
         with rpc_errors():
-            reply = await getattr(self._stub, plan.rpc)(
-                plan.request, **self._unary_options(timeout)
-            )
+            reply = await getattr(stub, plan.rpc)(plan.request, **self._unary_options(timeout))
         return plan.result(reply)
 
     def _start(

@@ -32,7 +32,8 @@ from imagesvc_client._base import context_chunks as context_chunks  # imported f
 from imagesvc_client._common import DEFAULT_CHUNK_SIZE, AuthLike, Connection
 from imagesvc_client.archive import ArchiveDestination, archive_writer
 from imagesvc_client.operations import Operation
-from imagesvc_client.v1 import image_pb2, image_service_pb2_grpc
+from imagesvc_client.v1 import fleet_service_pb2 as fleet_pb
+from imagesvc_client.v1 import fleet_service_pb2_grpc, image_pb2, image_service_pb2_grpc
 from imagesvc_client.v1 import image_service_pb2 as pb
 from imagesvc_client.watch import ImageWatch
 
@@ -79,6 +80,7 @@ class ImageClient(BaseClient):
             else grpc.insecure_channel(address, options=options)
         )
         self._stub = image_service_pb2_grpc.ImageServiceStub(self._channel)
+        self._fleet_stub = fleet_service_pb2_grpc.FleetServiceStub(self._channel)
 
     def close(self) -> None:
         self._channel.close()
@@ -306,11 +308,27 @@ class ImageClient(BaseClient):
         answer per reference, in order; a registry that fails makes its answers UNKNOWN)."""
         return self._call(self._check_updates(references, registry_auths), timeout)
 
+    # The fleet (FleetService; the caller needs the fleet role) ------------------------
+
+    def list_nodes(self, *, timeout: float | None = None) -> builtins.list[fleet_pb.Node]:
+        """Every node the server reaches, itself first: name, address, readiness (and why
+        not), Engine version, image count and disk usage."""
+        return self._call(self._list_nodes(), timeout)
+
+    def find_image(
+        self, image: str, *, timeout: float | None = None
+    ) -> builtins.list[fleet_pb.NodeImage]:
+        """Which nodes hold ``image`` (a reference, id or ``name@digest``): one entry per
+        node, with its image id and repo digests; a node that could not answer has
+        ``error`` set."""
+        return self._call(self._find_image(image), timeout)
+
     # --------------------------------------------------------------------------------
 
     def _call(self, plan: Unary[Any, ResultT], timeout: float | None) -> ResultT:
+        stub = self._fleet_stub if plan.service == "fleet" else self._stub
         with rpc_errors():
-            reply = getattr(self._stub, plan.rpc)(plan.request, **self._unary_options(timeout))
+            reply = getattr(stub, plan.rpc)(plan.request, **self._unary_options(timeout))
         return plan.result(reply)
 
     def _start(

@@ -21,7 +21,9 @@ class Role(IntEnum):
     PULLER = 2
     BUILDER = 3
     PUSHER = 4
-    ADMIN = 5
+    # Operations across every node of the fleet (FleetService), beside all of the above.
+    FLEET = 5
+    ADMIN = 6
 
     @property
     def label(self) -> str:
@@ -57,6 +59,13 @@ REQUIRED_ROLE: dict[str, Role] = {
     "PruneImages": Role.ADMIN,
 }
 
+# The least role each FleetService RPC needs (every fleet call is audited: the node
+# that received it and each node that acted).
+FLEET_REQUIRED_ROLE: dict[str, Role] = {
+    "ListNodes": Role.FLEET,
+    "FindImage": Role.FLEET,
+}
+
 # The RPCs that change something (the daemon's images, or its registry logins for
 # CheckRegistryAuth) or take image content out (ExportImages), each audited: all but
 # what a viewer may call.
@@ -88,7 +97,7 @@ def authorize(rpc: str, identity: Identity | None, credential_problem: str | Non
             " or a client certificate",
             reason=Reason.CALLER_UNAUTHENTICATED,
         )
-    required = REQUIRED_ROLE[rpc]
+    required = REQUIRED_ROLE.get(rpc) or FLEET_REQUIRED_ROLE[rpc]
     held = highest_role(identity)
     if held is None or held < required:
         raise PermissionDeniedError(

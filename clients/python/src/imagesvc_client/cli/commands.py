@@ -285,6 +285,54 @@ def image_rows(image: image_pb2.Image, *, digests: bool) -> list[tuple[str, str,
     return rows or [("<none>", "<none>", "<none>")]
 
 
+def nodes(args: argparse.Namespace) -> int:
+    """Exit 1 when a node is not ready."""
+    with connect(args) as client:
+        listed = client.list_nodes()
+    if args.output == "json":
+        print_json([to_json(node) for node in listed])
+    else:
+        rows = [
+            [
+                node.name or "?",
+                node.address,
+                "ready" if node.ready else f"not ready: {node.error.reason}",
+                node.engine_version,
+                str(node.image_count) if node.ready else "",
+                human_size(node.images_size_bytes) if node.ready else "",
+            ]
+            for node in listed
+        ]
+        print_table(["NODE", "ADDRESS", "STATUS", "ENGINE", "IMAGES", "SIZE"], rows)
+        for node in listed:
+            if not node.ready:
+                print(f"{node.address}: {node.error.message}", file=sys.stderr)
+    return 0 if all(node.ready for node in listed) else 1
+
+
+def find(args: argparse.Namespace) -> int:
+    """Exit 1 when a node could not answer."""
+    with connect(args) as client:
+        found = client.find_image(args.image)
+    if args.output == "json":
+        print_json([to_json(node) for node in found])
+    else:
+        rows = []
+        for node in found:
+            if node.HasField("error"):
+                state, image_id = f"error: {node.error.reason}", ""
+            else:
+                state = "present" if node.present else "absent"
+                image_id = short_id(node.image_id, no_trunc=args.no_trunc) if node.present else ""
+            digests = ", ".join(node.repo_digests)
+            rows.append([node.node or "?", node.address, state, image_id, digests])
+        print_table(["NODE", "ADDRESS", "IMAGE", "IMAGE ID", "DIGESTS"], rows)
+        for node in found:
+            if node.HasField("error"):
+                print(f"{node.address}: {node.error.message}", file=sys.stderr)
+    return 1 if any(node.HasField("error") for node in found) else 0
+
+
 def history(args: argparse.Namespace) -> int:
     with connect(args) as client:
         entries = client.history(args.image)

@@ -152,6 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     events.set_defaults(run=commands.events)
 
+    nodes = verb("nodes", "List every node of the fleet (FleetService; the fleet role)")
+    nodes.set_defaults(run=commands.nodes)
+
+    find = verb("find", "Show which nodes of the fleet hold an image, with its id on each")
+    find.add_argument("image", help="a reference, an image id or NAME@DIGEST")
+    find.add_argument("--no-trunc", action="store_true", help="full image ids")
+    find.set_defaults(run=commands.find)
+
     history = verb("history", "Show the layers of an image")
     history.add_argument("image")
     history.add_argument("-q", "--quiet", action="store_true", help="only layer ids")

@@ -1,4 +1,4 @@
-"""REST/JSON gateway for imagesvc.v1.ImageService: routes generated from the
+"""REST/JSON gateway for imagesvc.v1.ImageService (and FleetService): routes generated from the
 google.api.http annotations, calling the same servicer as gRPC, on grpc-gateway v2's
 wire format (a client written for grpc-gateway in front of this API works unchanged).
 
@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from importlib import resources
 from typing import Any, TypeVar, cast
 
@@ -53,7 +53,7 @@ from imagesvc.transport.rest import json as rest_json
 from imagesvc.transport.rest.errors import RestError, core_error_status, http_status, status_code
 from imagesvc.transport.rest.paths import Binding, RouteMatch, Router, bindings_of
 from imagesvc.transport.rest.query import QueryItems, parse_int, parse_query, populate
-from imagesvc.v1 import image_service_pb2
+from imagesvc.v1 import fleet_service_pb2, image_service_pb2
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -252,8 +252,12 @@ class RestGateway(BaseRoute):
         bindings: list[Binding],
         *,
         max_body_bytes: int,
+        other_servicers: Mapping[str, object] | None = None,
     ) -> None:
+        """`servicer` answers ImageService's bindings; `other_servicers` the bindings of
+        other services, by the service's full name."""
         self._servicer = servicer
+        self._other_servicers = dict(other_servicers or {})
         self._max_body_bytes = max_body_bytes
         self._router = Router(bindings)
         self._prefixes = frozenset(
@@ -332,7 +336,8 @@ class RestGateway(BaseRoute):
     # Calls ---------------------------------------------------------------------------
 
     def _method(self, binding: Binding) -> Callable[..., Any]:
-        method: Callable[..., Any] = getattr(self._servicer, binding.rpc)
+        servicer = self._other_servicers.get(binding.service, self._servicer)
+        method: Callable[..., Any] = getattr(servicer, binding.rpc)
         return method
 
     async def _unary(self, scope: Scope, body: _Body, send: Send, match: RouteMatch) -> None:
@@ -519,8 +524,14 @@ def openapi_document() -> bytes:
     return resources.files("imagesvc.v1").joinpath(OPENAPI_RESOURCE).read_bytes()
 
 
-def rest_routes(servicer: ImageServiceServicer, *, max_body_bytes: int) -> list[BaseRoute]:
-    """The gateway for every annotated RPC of ImageService, and GET /openapi.json.
+def rest_routes(
+    servicer: ImageServiceServicer,
+    *,
+    max_body_bytes: int,
+    fleet_servicer: object | None = None,
+) -> list[BaseRoute]:
+    """The gateway for every annotated RPC of ImageService (and of FleetService, given
+    its servicer), and GET /openapi.json.
     `max_body_bytes` bounds a JSON body and each message of a JSON client stream (the
     server passes its gRPC message limit, so both transports accept the same requests);
     a raw build context is bounded by the core."""
@@ -529,8 +540,13 @@ def rest_routes(servicer: ImageServiceServicer, *, max_body_bytes: int) -> list[
     async def openapi(request: Request) -> Response:
         return Response(document, media_type=JSON)
 
-    service = image_service_pb2.DESCRIPTOR.services_by_name["ImageService"]
+    bindings = bindings_of(image_service_pb2.DESCRIPTOR.services_by_name["ImageService"])
+    others: dict[str, object] = {}
+    if fleet_servicer is not None:
+        fleet = fleet_service_pb2.DESCRIPTOR.services_by_name["FleetService"]
+        bindings += bindings_of(fleet)
+        others[fleet.full_name] = fleet_servicer
     return [
         Route(OPENAPI_PATH, openapi, methods=["GET"]),
-        RestGateway(servicer, bindings_of(service), max_body_bytes=max_body_bytes),
+        RestGateway(servicer, bindings, max_body_bytes=max_body_bytes, other_servicers=others),
     ]

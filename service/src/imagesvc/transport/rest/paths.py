@@ -140,6 +140,8 @@ class Binding:
     server_streaming: bool
     # The response is google.api.HttpBody: served as its raw bytes, not as JSON.
     http_body: bool = False
+    # The RPC's service, e.g. "imagesvc.v1.FleetService": which servicer answers it.
+    service: str = ""
 
     @property
     def template(self) -> str:
@@ -184,6 +186,7 @@ def _binding(method: MethodDescriptor, rule: http_pb2.HttpRule) -> Binding:
         client_streaming=method.client_streaming,
         server_streaming=method.server_streaming,
         http_body=method.output_type.full_name == HTTP_BODY,
+        service=method.containing_service.full_name,
     )
 
 

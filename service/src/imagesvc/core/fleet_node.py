@@ -1,0 +1,98 @@
+"""This node's own answers to the fleet RPCs: what a peer would answer for it, computed
+in this process (a node never calls itself over the network)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import Executor
+
+from imagesvc.core.errors import ImageServiceError, NotFoundError, Reason
+from imagesvc.core.fleet import NodeFailure, NodeImage, NodeStatus
+from imagesvc.core.image_core import ImageCore
+from imagesvc.core.models import ImageFilter
+from imagesvc.core.paging import MAX_PAGE_SIZE
+from imagesvc.core.port import DockerPort
+
+
+def failure_of(error: ImageServiceError) -> NodeFailure:
+    return NodeFailure(str(error.reason), str(error))
+
+
+class LocalNode:
+    """This node: its name and address as peers know it, its Engine and its images."""
+
+    def __init__(
+        self,
+        name: str,
+        address: str,
+        core: ImageCore,
+        engine: DockerPort,
+        executor: Executor,
+        daemon_up: Callable[[], bool],
+    ) -> None:
+        self.name = name
+        self.address = address
+        self._core = core
+        self._engine = engine
+        self._executor = executor
+        self._daemon_up = daemon_up
+
+    async def status(self) -> NodeStatus:
+        if not self._daemon_up():
+            return NodeStatus(
+                self.address,
+                self.name,
+                failure=NodeFailure(
+                    str(Reason.DAEMON_UNAVAILABLE), "the node's Docker daemon is not answering"
+                ),
+            )
+        try:
+            loop = asyncio.get_running_loop()
+            version = await loop.run_in_executor(self._executor, self._engine.version)
+            count, size = await self._image_totals()
+        except ImageServiceError as error:
+            return NodeStatus(self.address, self.name, failure=failure_of(error))
+        return NodeStatus(
+            self.address,
+            self.name,
+            ready=True,
+            engine_version=str(version.get("Version", "")),
+            engine_api_version=str(version.get("ApiVersion", "")),
+            image_count=count,
+            images_size_bytes=size,
+        )
+
+    async def _image_totals(self) -> tuple[int, int]:
+        """Images as `docker image ls` lists them (from the live index when it is live)."""
+        count = size = 0
+        token = ""
+        while True:
+            page = await self._core.list_images(
+                ImageFilter(), all=False, page_size=MAX_PAGE_SIZE, page_token=token
+            )
+            count += len(page.images)
+            size += sum(image.size for image in page.images)
+            token = page.next_page_token
+            if not token:
+                return count, size
+
+    async def find(self, image: str) -> NodeImage:
+        """Whether this node holds `image`. A malformed reference is the caller's error
+        (raised), anything else this node's."""
+        try:
+            found = await self._core.get_image(image)
+        except NotFoundError:
+            return NodeImage(self.address, self.name)
+        except ImageServiceError as error:
+            if error.reason in (Reason.INVALID_REFERENCE, Reason.INVALID_ARGUMENT):
+                raise
+            return NodeImage(self.address, self.name, failure=failure_of(error))
+        return NodeImage(
+            self.address,
+            self.name,
+            present=True,
+            image_id=found.id,
+            repo_digests=found.repo_digests,
+            repo_tags=found.repo_tags,
+        )

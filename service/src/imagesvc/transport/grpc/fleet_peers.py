@@ -1,0 +1,159 @@
+"""Calls to the fleet's peers: FleetService with `local_only` set, on a channel per peer,
+with this server's own credentials (the fleet token as bearer, the server's certificate
+under mutual TLS) and never anything of the caller's but the request id. A peer's
+failure becomes its typed NodeFailure (core/fleet.py)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from google.rpc import error_details_pb2, status_pb2
+
+from imagesvc.core.fleet import (
+    NODE_DENIED,
+    NODE_ERROR,
+    NODE_TIMEOUT,
+    NODE_UNREACHABLE,
+    NodeFailure,
+)
+from imagesvc.transport.request_id import REQUEST_ID_KEY, current_request_id
+from imagesvc.v1 import fleet_service_pb2 as pb
+from imagesvc.v1 import fleet_service_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+_STATUS_DETAILS_KEY = "grpc-status-details-bin"
+# A stopped peer must fail at once, not wait for a connection within the deadline.
+_CHANNEL_OPTIONS = [
+    ("grpc.enable_retries", 0),
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class PeerCredentials:
+    """What this server presents to its peers."""
+
+    token_file: str | None = None
+    ca_file: str | None = None  # None: plain gRPC
+    cert_file: str | None = None  # with key_file: the client certificate under mTLS
+    key_file: str | None = None
+
+    def token(self) -> str | None:
+        """Read on every call, so that a rotated Secret applies at once."""
+        if not self.token_file:
+            return None
+        return Path(self.token_file).read_text().strip() or None
+
+    def channel_credentials(self) -> grpc.ChannelCredentials | None:
+        if not self.ca_file:
+            return None
+        key = Path(self.key_file).read_bytes() if self.key_file and self.cert_file else None
+        chain = Path(self.cert_file).read_bytes() if key is not None and self.cert_file else None
+        return grpc.ssl_channel_credentials(
+            root_certificates=Path(self.ca_file).read_bytes(),
+            private_key=key,
+            certificate_chain=chain,
+        )
+
+
+class PeerClient:
+    """A channel per peer address, kept while the server runs."""
+
+    def __init__(self, credentials: PeerCredentials) -> None:
+        self._credentials = credentials
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    def _stub(self, address: str) -> fleet_service_pb2_grpc.FleetServiceAsyncStub:
+        channel = self._channels.get(address)
+        if channel is None:
+            secure = self._credentials.channel_credentials()
+            channel = (
+                grpc.aio.secure_channel(address, secure, options=_CHANNEL_OPTIONS)
+                if secure is not None
+                else grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
+            )
+            self._channels[address] = channel
+        stub: fleet_service_pb2_grpc.FleetServiceAsyncStub = (
+            fleet_service_pb2_grpc.FleetServiceStub(channel)
+        )
+        return stub
+
+    def _metadata(self) -> tuple[tuple[str, str], ...]:
+        metadata: list[tuple[str, str]] = []
+        if request_id := current_request_id.get():
+            metadata.append((REQUEST_ID_KEY, request_id))
+        if token := self._credentials.token():
+            metadata.append(("authorization", f"Bearer {token}"))
+        return tuple(metadata)
+
+    async def list_node(self, address: str, seconds: float) -> pb.Node:
+        try:
+            response = await self._stub(address).ListNodes(
+                pb.ListNodesRequest(local_only=True), metadata=self._metadata(), timeout=seconds
+            )
+        except grpc.aio.AioRpcError as error:
+            raise failure_of(address, error) from None
+        if len(response.nodes) != 1:
+            raise NodeFailure(NODE_ERROR, f"node {address} answered {len(response.nodes)} nodes")
+        return response.nodes[0]
+
+    async def find_image(self, address: str, image: str, seconds: float) -> pb.NodeImage:
+        try:
+            response = await self._stub(address).FindImage(
+                pb.FindImageRequest(image=image, local_only=True),
+                metadata=self._metadata(),
+                timeout=seconds,
+            )
+        except grpc.aio.AioRpcError as error:
+            raise failure_of(address, error) from None
+        if len(response.nodes) != 1:
+            raise NodeFailure(NODE_ERROR, f"node {address} answered {len(response.nodes)} nodes")
+        return response.nodes[0]
+
+    async def keep_only(self, addresses: Iterable[str]) -> None:
+        """Closes the channels of peers no longer listed (a DaemonSet's pods come and go
+        with new addresses)."""
+        current = set(addresses)
+        for address in [a for a in self._channels if a not in current]:
+            await self._channels.pop(address).close()
+
+    async def close(self) -> None:
+        channels, self._channels = self._channels, {}
+        for channel in channels.values():
+            await channel.close()
+
+
+def failure_of(address: str, error: grpc.aio.AioRpcError) -> NodeFailure:
+    """A peer's status as that node's failure."""
+    code = error.code()
+    where = f"node {address}"
+    if code is grpc.StatusCode.UNAVAILABLE and _error_reason(error) in ("", None):
+        return NodeFailure(NODE_UNREACHABLE, f"{where} is unreachable: {error.details()}")
+    if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+        return NodeFailure(NODE_TIMEOUT, f"{where} did not answer in time")
+    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+        # The peer refused this server's fleet credentials (never the caller's).
+        return NodeFailure(NODE_DENIED, f"{where} refused this server's fleet credentials")
+    reason = _error_reason(error)
+    if reason:
+        return NodeFailure(reason, f"{where}: {error.details()}")
+    return NodeFailure(NODE_ERROR, f"{where}: {code.name}: {error.details()}")
+
+
+def _error_reason(error: grpc.aio.AioRpcError) -> str | None:
+    """The ErrorInfo reason of imagesvc's status details, if any."""
+    for key, value in error.trailing_metadata() or ():
+        if key != _STATUS_DETAILS_KEY or not isinstance(value, bytes):
+            continue
+        status = status_pb2.Status.FromString(value)
+        for detail in status.details:
+            info = error_details_pb2.ErrorInfo()
+            if detail.Unpack(info) and info.domain == "imagesvc":
+                return str(info.reason)
+    return None
