@@ -459,6 +459,10 @@ class CountingPort:
         self._count("build")
         return self._inner.build(context, gzip=gzip, request=request)
 
+    def load(self, archive: IO[bytes]) -> DockerEngineStream:
+        self._count("load")
+        return self._inner.load(archive)
+
     def remove_image(self, image: str, *, force: bool, no_prune: bool) -> list[JsonDocument]:
         self._count("remove_image")
         return self._inner.remove_image(image, force=force, no_prune=no_prune)

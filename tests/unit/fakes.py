@@ -247,6 +247,9 @@ class FakeDockerPort:
     calls: list[Call] = field(default_factory=list)
     builds: list[BuildCall] = field(default_factory=list)
     build_files: list[IO[bytes]] = field(default_factory=list)
+    # ImportImages: the scripted load streams and each archive the Engine received.
+    load_streams: list[FakeEngineStream] = field(default_factory=list)
+    loads: list[bytes] = field(default_factory=list)
     streams_opened: list[FakeEngineStream] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -432,6 +435,13 @@ class FakeDockerPort:
         stream = self._next_stream(self.build_streams, "build")
         stream.building = True
         return stream
+
+    def load(self, archive: IO[bytes]) -> FakeEngineStream:
+        self._record("load")
+        data = archive.read()
+        with self._lock:
+            self.loads.append(data)
+        return self._next_stream(self.load_streams, "load")
 
     def remove_image(self, image: str, *, force: bool, no_prune: bool) -> list[JsonDocument]:
         self._record("remove_image", image, force=force, no_prune=no_prune)

@@ -24,6 +24,7 @@ def test_the_writes_are_what_a_viewer_may_not_call() -> None:
         "PullImage",
         "CheckRegistryAuth",
         "BuildImage",
+        "ImportImages",
         "TagImage",
         "PushImage",
         "RemoveImage",
@@ -51,6 +52,7 @@ def test_the_ladder_is_the_issue_s() -> None:
     }
     assert {rpc for rpc, role in REQUIRED_ROLE.items() if role is Role.BUILDER} == {
         "BuildImage",
+        "ImportImages",
         "TagImage",
     }
     assert {rpc for rpc, role in REQUIRED_ROLE.items() if role is Role.PUSHER} == {"PushImage"}

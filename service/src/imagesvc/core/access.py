@@ -47,6 +47,7 @@ REQUIRED_ROLE: dict[str, Role] = {
     "PullImage": Role.PULLER,
     "CheckRegistryAuth": Role.PULLER,
     "BuildImage": Role.BUILDER,
+    "ImportImages": Role.BUILDER,
     "TagImage": Role.BUILDER,
     "PushImage": Role.PUSHER,
     "RemoveImage": Role.ADMIN,

@@ -21,13 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from imagesvc.core import documents
-from imagesvc.core.build_context import (
-    CheckedContext,
-    ContextLimits,
-    SpooledContext,
-    check_context,
-    spool_context,
-)
+from imagesvc.core.build_context import CheckedContext, ContextLimits, receive_context
 from imagesvc.core.build_log import BuildLog
 from imagesvc.core.build_options import validate_build_options
 from imagesvc.core.build_policy import BuildRestrictions
@@ -40,6 +34,14 @@ from imagesvc.core.errors import (
     NotFoundError,
     Reason,
     UnavailableError,
+)
+from imagesvc.core.image_archive import (
+    IMAGE_ARCHIVE,
+    KEPT_FILES,
+    LoadedNames,
+    LoadProgress,
+    archive_names,
+    loaded_names,
 )
 from imagesvc.core.image_changes import ImageChangeLog, Snapshot, WatchEvent
 from imagesvc.core.image_entries import IndexEntry
@@ -54,6 +56,8 @@ from imagesvc.core.models import (
     Image,
     ImageFilter,
     ImagePage,
+    ImportedImage,
+    ImportResult,
     PruneOptions,
     PruneResult,
     PullResult,
@@ -78,6 +82,7 @@ from imagesvc.core.references import (
     validate_platform,
 )
 from imagesvc.core.registry_policy import RegistryPolicy, registry_of_server_address
+from imagesvc.core.tar_check import RewrittenArchive, receive_archive
 from imagesvc.core.transfer_stall import StallWatch
 
 T = TypeVar("T")
@@ -95,6 +100,10 @@ _END = object()
 @dataclass(frozen=True, slots=True)
 class CoreSettings:
     build_context: ContextLimits
+    # Image archives for ImportImages: their own size cap, the build context's spool.
+    import_archive: ContextLimits = field(
+        default_factory=lambda: ContextLimits(max_bytes=4 * 1024**3)
+    )
     progress_interval_seconds: float = 0.1
     # A pull or push that moves nothing this long ends TRANSFER_STALLED (0: never).
     transfer_stall_timeout_seconds: float = 300.0
@@ -630,17 +639,77 @@ class ImageCore:
         await self._index_shows([image_id], options.tags)
         yield BuildResult(image_id=image_id, tags=options.tags)
 
+    async def import_images(
+        self, archive_chunks: AsyncIterator[bytes]
+    ) -> AsyncGenerator[str | ImportResult, None]:
+        """Loads the images of an archive (`docker load`): checked and rewritten while it
+        arrives, every name it gives an image passed through the tag allowlist, and only
+        then sent to the Engine. Yields progress lines, then the loaded images."""
+        self._admit()
+        policy = self._settings.registry_policy
+
+        def vet_names(archive: RewrittenArchive) -> None:
+            for reference in archive_names(archive.kept):
+                policy.check_target(reference, what=f"importing an image named {reference}")
+
+        # A load unpacks layers like a build: it takes a build slot.
+        async with self._settings.limits.builds.slot():
+            archive = await receive_archive(
+                archive_chunks,
+                subject=IMAGE_ARCHIVE,
+                limits=self._settings.import_archive,
+                keep=KEPT_FILES,
+                executor=self._stream_executor,
+                finish=vet_names,
+            )
+            reported: list[str] = []
+            try:
+                stream = await self._call(self._engine.load, archive.file)
+                progress = LoadProgress()
+                async with contextlib.aclosing(self._messages(stream)) as messages:
+                    async for message in messages:
+                        for line in progress.feed(message):
+                            reported.append(line)
+                            yield line
+            finally:
+                archive.close()
+        result = await self._imported(loaded_names(reported))
+        await self._index_shows(
+            [image.id for image in result.images],
+            [tag for image in result.images for tag in image.tags],
+        )
+        yield result
+
+    async def _imported(self, loaded: LoadedNames) -> ImportResult:
+        """The loaded images by id, each with its names (asked of the Engine: the output
+        names them, not always with their ids)."""
+        names_of: dict[str, list[str]] = {image_id: [] for image_id in loaded.ids}
+        for name in loaded.names:
+            document = await self._call(self._engine.inspect_image, name)
+            image_id = documents.image_id(document.get("Id"))
+            names_of.setdefault(image_id, []).append(familiar(name))
+        return ImportResult(
+            images=tuple(
+                ImportedImage(id=image_id, tags=tuple(names))
+                for image_id, names in names_of.items()
+            )
+        )
+
     async def _prepared_context(
         self,
         options: BuildOptions,
         context_chunks: AsyncIterator[bytes],
         deadline: _Deadline | None,
     ) -> CheckedContext:
-        """The context as the Engine will get it (spooled, then rewritten by
-        check_context), once its Dockerfile's images and sources passed the policy."""
+        """The context as the Engine will get it (checked and rewritten while it
+        arrives), once its Dockerfile's images and sources passed the policy."""
         async with _enforced(deadline):
-            spooled = await spool_context(context_chunks, self._settings.build_context)
-        context = await self._rewritten(spooled, options.dockerfile)
+            context = await receive_context(
+                context_chunks,
+                options.dockerfile,
+                self._settings.build_context,
+                self._stream_executor,
+            )
         try:
             sources = dockerfile_sources(context.dockerfile, options.build_args)
             self._settings.build_restrictions.check_sources(
@@ -650,27 +719,3 @@ class ImageCore:
             context.close()
             raise
         return context
-
-    async def _rewritten(self, spooled: SpooledContext, dockerfile: str) -> CheckedContext:
-        """check_context in a worker, which closes the spool when done with it. A caller
-        that goes away does not wait for it: what it produces is closed when it ends."""
-        limits = self._settings.build_context
-
-        def rewrite() -> CheckedContext:
-            try:
-                return check_context(spooled.file, dockerfile, limits)
-            finally:
-                spooled.close()
-
-        def close_abandoned(done: asyncio.Future[CheckedContext]) -> None:
-            if done.cancelled():  # never ran (the pool shut down)
-                spooled.close()
-            elif done.exception() is None:
-                done.result().close()
-
-        work = asyncio.get_running_loop().run_in_executor(self._executor, rewrite)
-        try:
-            return await asyncio.shield(work)
-        except asyncio.CancelledError:
-            work.add_done_callback(close_abandoned)
-            raise

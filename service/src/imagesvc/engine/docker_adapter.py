@@ -597,6 +597,16 @@ class DockerAdapter:
             headers["X-Registry-Config"] = _encoded_header(config)
         return self._stream("build", "/build", params=params, headers=headers, data=context)
 
+    def load(self, archive: IO[bytes]) -> DockerEngineStream:
+        # quiet=0: progress as JSON messages, then one "Loaded image" line per image.
+        return self._stream(
+            "load",
+            "/images/load",
+            params={"quiet": "0"},
+            headers={"Content-Type": "application/x-tar"},
+            data=archive,
+        )
+
     def remove_image(self, image: str, *, force: bool, no_prune: bool) -> list[JsonDocument]:
         with _translate_errors("remove image", image):
             removed = self._client.remove_image(

@@ -211,6 +211,9 @@ class InstrumentedDockerPort:
             "build", lambda: self._engine.build(context, gzip=gzip, request=request)
         )
 
+    def load(self, archive: IO[bytes]) -> EngineStream:
+        return self._stream("load", lambda: self._engine.load(archive))
+
     def remove_image(self, image: str, *, force: bool, no_prune: bool) -> list[JsonDocument]:
         try:
             with self._measured("remove_image"):

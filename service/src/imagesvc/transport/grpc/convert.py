@@ -264,3 +264,16 @@ def watch_response(event: ImageChange | Live) -> image_service_pb2.WatchImagesRe
         ),
         resume_token=event.resume_token,
     )
+
+
+def import_response(item: str | models.ImportResult) -> image_service_pb2.ImportImagesResponse:
+    if isinstance(item, models.ImportResult):
+        return image_service_pb2.ImportImagesResponse(
+            result=image_service_pb2.ImportImagesResult(
+                images=[
+                    image_service_pb2.ImportedImage(id=image.id, tags=image.tags)
+                    for image in item.images
+                ]
+            )
+        )
+    return image_service_pb2.ImportImagesResponse(log=item)
