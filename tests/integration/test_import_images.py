@@ -16,9 +16,10 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
-from devtools.engine_kinds import SandboxEngine
-from devtools.sandbox import BuiltImage
+from devtools.sandbox import BuiltImage, SandboxEngine
 from imagesvc.server import ThreadedServer
 from imagesvc.v1 import image_service_pb2 as pb
 from imagesvc.v1 import image_service_pb2_grpc
@@ -90,8 +91,6 @@ def refusal(stub: Stub, data: bytes) -> grpc.RpcError:
 
 
 def reason(error: grpc.RpcError) -> str:
-    from google.rpc import error_details_pb2
-    from grpc_status import rpc_status
 
     assert isinstance(error, grpc.Call)
     status = rpc_status.from_call(error)
