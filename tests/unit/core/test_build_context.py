@@ -21,6 +21,7 @@ from tests.unit.tarballs import (
     DOCKERFILE,
     ChunkSource,
     context_tar,
+    file_of,
     make_tar,
     regular_files,
     split,
@@ -48,13 +49,13 @@ def test_received_context_is_rewritten_and_rewound() -> None:
     chunks = ChunkSource(split(data, 700))
     context = spool(chunks, ContextLimits(max_bytes=len(data)))
     try:
-        assert context.file.tell() == 0
-        assert regular_files(context.file.read())["app.txt"] == blob
+        assert file_of(context).tell() == 0
+        assert regular_files(file_of(context).read())["app.txt"] == blob
         assert context.dockerfile == DOCKERFILE
         assert chunks.taken == chunks.total
     finally:
         context.close()
-    assert context.file.closed
+    assert file_of(context).closed
 
 
 def test_context_exactly_at_the_cap_is_accepted() -> None:
@@ -109,7 +110,7 @@ def test_small_context_stays_in_memory_large_one_rolls_to_disk(tmp_path: Path) -
     try:
         assert not rolled_to_disk(small)
         assert rolled_to_disk(large)
-        assert regular_files(large.file.read())["big"] == b"b" * 10_000
+        assert regular_files(file_of(large).read())["big"] == b"b" * 10_000
     finally:
         small.close()
         large.close()
@@ -158,21 +159,21 @@ def test_check_context_plain_tar_is_rewritten_with_the_same_members() -> None:
     checked = check_context(io.BytesIO(data), "", LIMITS)
     try:
         assert checked.dockerfile == DOCKERFILE
-        assert checked.file.tell() == 0
-        rewritten = checked.file.read()
+        assert file_of(checked).tell() == 0
+        rewritten = file_of(checked).read()
         assert len(rewritten) == checked.size
         assert rewritten[:2] != b"\x1f\x8b"
         assert regular_files(rewritten) == regular_files(data)
     finally:
         checked.close()
-    assert checked.file.closed
+    assert file_of(checked).closed
 
 
 def test_check_context_unpacks_gzip_for_the_engine() -> None:
     data = context_tar(compress=True)
     assert data[:2] == b"\x1f\x8b"
     checked = check_context(io.BytesIO(data), "Dockerfile", LIMITS)
-    rewritten = checked.file.read()
+    rewritten = file_of(checked).read()
     checked.close()
     assert rewritten[:2] != b"\x1f\x8b"
     assert regular_files(rewritten) == {"Dockerfile": DOCKERFILE}
@@ -181,7 +182,7 @@ def test_check_context_unpacks_gzip_for_the_engine() -> None:
 def test_check_context_accepts_dot_slash_member_names() -> None:
     data = make_tar({"./Dockerfile": DOCKERFILE, "./src/main.c": b"int main;"})
     checked = check_context(io.BytesIO(data), "", LIMITS)
-    rewritten = checked.file.read()
+    rewritten = file_of(checked).read()
     checked.close()
     assert checked.dockerfile == DOCKERFILE
     assert regular_files(rewritten) == {"Dockerfile": DOCKERFILE, "src/main.c": b"int main;"}
@@ -233,7 +234,7 @@ def test_check_context_reads_gzip_into_a_spooled_file(tmp_path: Path) -> None:
     try:
         # The rewritten archive is spooled under the same limits.
         assert rolled_to_disk(checked)
-        assert regular_files(checked.file.read())["blob"] == blob
+        assert regular_files(file_of(checked).read())["blob"] == blob
     finally:
         checked.close()
 

@@ -158,7 +158,7 @@ def test_a_name_outside_the_allowlist_is_refused_before_the_engine_is_called() -
         run_collect(core_with(port, policy).import_images(ChunkSource([data])))
     assert caught.value.reason is Reason.REGISTRY_NOT_ALLOWED
     assert "other/evil" in caught.value.message
-    assert port.loads == []
+    assert port.received_no_upload()
 
 
 def test_hostile_and_oversized_archives_never_reach_the_engine() -> None:
@@ -179,7 +179,7 @@ def test_hostile_and_oversized_archives_never_reach_the_engine() -> None:
             )
         )
     assert too_large.value.reason is Reason.IMAGE_ARCHIVE_TOO_LARGE
-    assert port.loads == []
+    assert port.received_no_upload()
 
 
 def test_settings_default_import_cap_is_its_own() -> None:

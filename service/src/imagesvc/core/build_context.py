@@ -17,6 +17,7 @@ from typing import IO
 from imagesvc.core.errors import InvalidArgumentError, Reason
 from imagesvc.core.tar_check import (
     ArchiveLimits,
+    ArchivePipe,
     ArchiveSubject,
     Kept,
     RewrittenArchive,
@@ -66,12 +67,13 @@ def check_spool_dir(spool_dir: str | None) -> str:
 class CheckedContext:
     """The rewritten context (a plain tar at offset 0) and the Dockerfile's bytes."""
 
-    file: IO[bytes]
+    file: IO[bytes] | None
     size: int
     dockerfile: bytes
 
     def close(self) -> None:
-        self.file.close()
+        if self.file is not None:
+            self.file.close()
 
 
 def _wanted(dockerfile: str) -> str:
@@ -124,9 +126,14 @@ def check_context(source: Readable, dockerfile: str, limits: ContextLimits) -> C
 
 
 async def receive_context(
-    chunks: AsyncIterator[bytes], dockerfile: str, limits: ContextLimits, executor: Executor
+    chunks: AsyncIterator[bytes],
+    dockerfile: str,
+    limits: ContextLimits,
+    executor: Executor,
+    pipe: ArchivePipe | None = None,
 ) -> CheckedContext:
-    """`check_context` of the chunks while they arrive (in `executor`)."""
+    """`check_context` of the chunks while they arrive (in `executor`), into a spool
+    file or `pipe` (then `file` is None)."""
     wanted = _wanted(dockerfile)
     archive = await receive_archive(
         chunks,
@@ -134,5 +141,6 @@ async def receive_context(
         limits=limits,
         keep=_keep(wanted),
         executor=executor,
+        pipe=pipe,
     )
     return _checked(archive, wanted)

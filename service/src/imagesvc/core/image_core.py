@@ -14,7 +14,15 @@ import contextlib
 import dataclasses
 import functools
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from concurrent.futures import Executor
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -82,7 +90,12 @@ from imagesvc.core.references import (
     validate_platform,
 )
 from imagesvc.core.registry_policy import RegistryPolicy, registry_of_server_address
-from imagesvc.core.tar_check import RewrittenArchive, receive_archive
+from imagesvc.core.tar_check import (
+    ArchivePipe,
+    PipeClosedError,
+    RewrittenArchive,
+    receive_archive,
+)
 from imagesvc.core.transfer_stall import StallWatch
 
 T = TypeVar("T")
@@ -170,6 +183,12 @@ def _only_digest_of(document: JsonDocument, reference: Reference) -> str:
     repository = familiar(reference.full_name)
     digests = {d.partition("@")[2] for d in image.repo_digests if d.partition("@")[0] == repository}
     return digests.pop() if len(digests) == 1 else ""
+
+
+def _retrieved(done: asyncio.Future[Any]) -> None:
+    """Marks a future's outcome as seen (nobody waits for it any more)."""
+    if not done.cancelled():
+        done.exception()
 
 
 class ImageCore:
@@ -609,23 +628,25 @@ class ImageCore:
                 deadline = _Deadline(
                     loop_time + restrictions.timeout_seconds, restrictions.timeout_seconds
                 )
-            context = await self._prepared_context(options, context_chunks, deadline)
             build_log = BuildLog()
-            try:
-                with redacting_errors(secrets):
-                    stream = await self._call(
-                        self._engine.build, context.file, gzip=False, request=options
-                    )
-                    async with contextlib.aclosing(self._messages(stream, deadline)) as messages:
-                        try:
-                            async for message in messages:
-                                text = build_log.feed(message)
-                                if text is not None:
-                                    yield text
-                        except ImageServiceError as error:
-                            raise build_log.explained(error) from error.__cause__
-            finally:
-                context.close()
+
+            async def receive(pipe: ArchivePipe) -> CheckedContext:
+                return await self._prepared_context(options, context_chunks, pipe)
+
+            with redacting_errors(secrets):
+                messages = self._upload(
+                    functools.partial(self._engine.build, gzip=False, request=options),
+                    receive,
+                    deadline,
+                )
+                async with contextlib.aclosing(messages):
+                    try:
+                        async for message in messages:
+                            text = build_log.feed(message)
+                            if text is not None:
+                                yield text
+                    except ImageServiceError as error:
+                        raise build_log.explained(error) from error.__cause__
         image_id = build_log.image_id
         if not image_id and options.tags:
             # Only older Engines omit the aux message; ask the Engine, never scrape the log.
@@ -652,27 +673,27 @@ class ImageCore:
             for reference in archive_names(archive.kept):
                 policy.check_target(reference, what=f"importing an image named {reference}")
 
-        # A load unpacks layers like a build: it takes a build slot.
-        async with self._settings.limits.builds.slot():
-            archive = await receive_archive(
+        async def receive(pipe: ArchivePipe) -> RewrittenArchive:
+            return await receive_archive(
                 archive_chunks,
                 subject=IMAGE_ARCHIVE,
                 limits=self._settings.import_archive,
                 keep=KEPT_FILES,
                 executor=self._stream_executor,
                 finish=vet_names,
+                pipe=pipe,
             )
+
+        # A load unpacks layers like a build: it takes a build slot.
+        async with self._settings.limits.builds.slot():
             reported: list[str] = []
-            try:
-                stream = await self._call(self._engine.load, archive.file)
-                progress = LoadProgress()
-                async with contextlib.aclosing(self._messages(stream)) as messages:
-                    async for message in messages:
-                        for line in progress.feed(message):
-                            reported.append(line)
-                            yield line
-            finally:
-                archive.close()
+            progress = LoadProgress()
+            messages = self._upload(self._engine.load, receive)
+            async with contextlib.aclosing(messages):
+                async for message in messages:
+                    for line in progress.feed(message):
+                        reported.append(line)
+                        yield line
         result = await self._imported(loaded_names(reported))
         await self._index_shows(
             [image.id for image in result.images],
@@ -695,27 +716,63 @@ class ImageCore:
             )
         )
 
+    async def _upload(
+        self,
+        start: Callable[[Iterator[bytes]], EngineStream],
+        receive: Callable[[ArchivePipe], Awaitable[object]],
+        deadline: _Deadline | None = None,
+    ) -> AsyncGenerator[JsonDocument, None]:
+        """The messages of the Engine request `start`, whose body is the upload as
+        `receive` checks and rewrites it: sent while it arrives, its end only once
+        `receive` returned (ArchivePipe says why that is safe); a refusal cuts the
+        request before its end. Closes the Engine response however iteration ends."""
+        pipe = ArchivePipe()
+        stream = await self._call(start, pipe.body())
+        # The first read sends the request (its body as it comes) and waits for an answer.
+        sending = asyncio.ensure_future(self._call_in(self._stream_executor, next, stream, _END))
+        try:
+            async with _enforced(deadline):
+                await receive(pipe)
+            pipe.release()
+            async with _enforced(deadline):
+                first = await sending
+        except BaseException as error:
+            pipe.abort()
+            stream.close()
+            sending.add_done_callback(_retrieved)
+            if isinstance(error, PipeClosedError) and sending.done() and not sending.cancelled():
+                # The Engine answered before the upload ended: its answer says why.
+                failure = sending.exception()
+                if isinstance(failure, ImageServiceError):
+                    raise failure from None
+            raise
+        try:
+            if first is _END:
+                return
+            yield first
+            async with contextlib.aclosing(self._messages(stream, deadline)) as messages:
+                async for message in messages:
+                    yield message
+        finally:
+            stream.close()
+
     async def _prepared_context(
         self,
         options: BuildOptions,
         context_chunks: AsyncIterator[bytes],
-        deadline: _Deadline | None,
+        pipe: ArchivePipe,
     ) -> CheckedContext:
-        """The context as the Engine will get it (checked and rewritten while it
+        """The context as the Engine gets it (checked and rewritten into `pipe` while it
         arrives), once its Dockerfile's images and sources passed the policy."""
-        async with _enforced(deadline):
-            context = await receive_context(
-                context_chunks,
-                options.dockerfile,
-                self._settings.build_context,
-                self._stream_executor,
-            )
-        try:
-            sources = dockerfile_sources(context.dockerfile, options.build_args)
-            self._settings.build_restrictions.check_sources(
-                sources, self._settings.registry_policy, options.dockerfile or "Dockerfile"
-            )
-        except BaseException:
-            context.close()
-            raise
+        context = await receive_context(
+            context_chunks,
+            options.dockerfile,
+            self._settings.build_context,
+            self._stream_executor,
+            pipe,
+        )
+        sources = dockerfile_sources(context.dockerfile, options.build_args)
+        self._settings.build_restrictions.check_sources(
+            sources, self._settings.registry_policy, options.dockerfile or "Dockerfile"
+        )
         return context

@@ -30,10 +30,10 @@ import tarfile
 import tempfile
 import threading
 import zlib
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, Protocol
 
 from imagesvc.core.errors import (
     ImageServiceError,
@@ -314,13 +314,25 @@ def _kind(member: TarMember) -> str:
     return f"a {member.kind.value}"
 
 
-class _Writer:
-    """The rewritten archive, counted against the cap."""
+class _Sink(Protocol):
+    def write(self, data: bytes, /) -> object: ...
 
-    def __init__(self, limits: ArchiveLimits, subject: ArchiveSubject) -> None:
-        self.file: IO[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115 (closed by the caller)
-            max_size=limits.memory_bytes, dir=limits.spool_dir
-        )
+
+class _Writer:
+    """The rewritten archive, counted against the cap, into a spool file or a pipe."""
+
+    def __init__(
+        self, limits: ArchiveLimits, subject: ArchiveSubject, pipe: ArchivePipe | None
+    ) -> None:
+        self.file: IO[bytes] | None = None
+        self._sink: _Sink
+        if pipe is None:
+            self.file = tempfile.SpooledTemporaryFile(  # noqa: SIM115 (closed by the caller)
+                max_size=limits.memory_bytes, dir=limits.spool_dir
+            )
+            self._sink = self.file
+        else:
+            self._sink = pipe
         self._limit = limits.max_bytes
         self._subject = subject
         self.size = 0
@@ -329,7 +341,93 @@ class _Writer:
         self.size += len(data)
         if self.size > self._limit:
             raise self._subject.too_large_error(self._limit, "unpacks to more")
-        spool_write(self.file, data, self._subject)
+        if self.file is None:
+            self._sink.write(data)
+        else:
+            spool_write(self.file, data, self._subject)
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+class PipeClosedError(Exception):
+    """The other end of an ArchivePipe stopped (the Engine request failed, or the upload
+    was refused)."""
+
+
+class ArchivePipe:
+    """The rewritten archive streamed to the Engine while it is received: the checking
+    worker writes, the Engine request's body reads (in another thread), with at most a
+    few MiB between them.
+
+    The end of the archive (its two zero blocks) is sent only by `release()`, once every
+    check passed; `abort()` makes the body fail instead, which cuts the request: the
+    Engine sees a truncated upload and discards it. Safe because the Engine acts on an
+    uploaded archive only once it has read all of it: the classic builder and Podman
+    unpack the whole context (Docker's load the whole archive) before they build or
+    load anything, and containerd's import names images only at the archive's end.
+    Until then every member reached the Engine only after passing its own checks.
+    """
+
+    END = bytes(2 * BLOCK)
+
+    def __init__(self, max_pending_bytes: int = _MAX_PENDING_BYTES) -> None:
+        self._max_pending = max_pending_bytes
+        self._condition = threading.Condition()
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._pending = 0
+        self._released = False
+        self._aborted = False
+        self._reader_gone = False
+
+    def write(self, data: bytes, /) -> None:
+        with self._condition:
+            while self._pending >= self._max_pending and not (self._aborted or self._reader_gone):
+                self._condition.wait()
+            if self._aborted or self._reader_gone:
+                raise PipeClosedError("the Engine request ended before the archive was sent")
+            self._chunks.append(data)
+            self._pending += len(data)
+            self._condition.notify_all()
+
+    def release(self) -> None:
+        """Every check passed: send the end of the archive, then end the body."""
+        with self._condition:
+            self._chunks.append(self.END)
+            self._released = True
+            self._condition.notify_all()
+
+    def abort(self) -> None:
+        with self._condition:
+            self._aborted = True
+            self._chunks.clear()
+            self._pending = 0
+            self._condition.notify_all()
+
+    def body(self) -> Iterator[bytes]:
+        """The request body: what was written, in pieces of up to 1 MiB."""
+        try:
+            while True:
+                with self._condition:
+                    while not self._chunks and not (self._released or self._aborted):
+                        self._condition.wait()
+                    if self._aborted:
+                        raise PipeClosedError("the upload was refused or abandoned")
+                    if not self._chunks:
+                        return
+                    pieces = [self._chunks.popleft()]
+                    size = len(pieces[0])
+                    while self._chunks and size + len(self._chunks[0]) <= _CHUNK:
+                        size += len(self._chunks[0])
+                        pieces.append(self._chunks.popleft())
+                    self._pending -= size
+                    self._condition.notify_all()
+                yield pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        finally:
+            with self._condition:
+                self._reader_gone = True
+                self._condition.notify_all()
 
 
 @dataclass(slots=True)
@@ -342,17 +440,18 @@ class Kept:
 
 @dataclass(slots=True)
 class RewrittenArchive:
-    """The rewritten archive (a plain tar at offset 0), the bytes of each member kept
-    (every occurrence, in order; None for an occurrence that is not a regular file),
-    and the tree it describes."""
+    """The rewritten archive (a plain tar at offset 0; None when it went to a pipe), the
+    bytes of each member kept (every occurrence, in order; None for an occurrence that
+    is not a regular file), and the tree it describes."""
 
-    file: IO[bytes]
+    file: IO[bytes] | None
     size: int
     kept: dict[str, list[bytes | None]]
     tree: ArchiveTree
 
     def close(self) -> None:
-        self.file.close()
+        if self.file is not None:
+            self.file.close()
 
 
 def rewrite_archive(
@@ -360,8 +459,10 @@ def rewrite_archive(
     subject: ArchiveSubject,
     limits: ArchiveLimits,
     keep: Mapping[str, Kept],
+    pipe: ArchivePipe | None = None,
 ) -> RewrittenArchive:
-    """Reads the archive (plain or gzip) once and writes the plain tar the Engine will get.
+    """Reads the archive (plain or gzip) once and writes the plain tar the Engine will get:
+    to a spool file, or to `pipe` without its end (`ArchivePipe.release` sends that).
 
     Blocking: run it in a worker thread. The caller closes the result.
     """
@@ -370,7 +471,7 @@ def rewrite_archive(
         max_extended_bytes=_MAX_SPECIAL_HEADER_BYTES,
         max_extended_in_a_row=_MAX_SPECIAL_HEADERS_IN_A_ROW,
     )
-    writer = _Writer(limits, subject)
+    writer = _Writer(limits, subject, pipe)
     tree = ArchiveTree(subject)
     kept: dict[str, list[bytes | None]] = {}
     try:
@@ -380,11 +481,13 @@ def rewrite_archive(
                 kept.setdefault(path, []).append(content)
         for path in tree.symlinks:
             tree.resolve(path)
-        writer.write(b"\0" * (2 * BLOCK))
+        if pipe is None:
+            writer.write(ArchivePipe.END)
     except BaseException:
-        writer.file.close()
+        writer.close()
         raise
-    writer.file.seek(0)
+    if writer.file is not None:
+        writer.file.seek(0)
     return RewrittenArchive(writer.file, writer.size, kept, tree)
 
 
@@ -547,6 +650,7 @@ async def receive_archive(
     keep: Mapping[str, Kept],
     executor: Executor,
     finish: Callable[[RewrittenArchive], None] = lambda archive: None,
+    pipe: ArchivePipe | None = None,
 ) -> RewrittenArchive:
     """Checks and rewrites the upload while it arrives (`rewrite_archive` in `executor`),
     stopping as soon as the cap is passed; `finish` runs in the worker on the result
@@ -557,7 +661,7 @@ async def receive_archive(
 
     def work() -> RewrittenArchive:
         try:
-            archive = rewrite_archive(feed, subject, limits, keep)
+            archive = rewrite_archive(feed, subject, limits, keep, pipe)
         finally:
             feed.close()
         try:

@@ -566,7 +566,9 @@ class DockerAdapter:
             )
             self._client._raise_for_status(response)
 
-    def build(self, context: IO[bytes], *, gzip: bool, request: BuildRequest) -> DockerEngineStream:
+    def build(
+        self, context: IO[bytes] | Iterator[bytes], *, gzip: bool, request: BuildRequest
+    ) -> DockerEngineStream:
         params: dict[str, Any] = {
             "t": list(request.tags),
             "dockerfile": request.dockerfile or "Dockerfile",
@@ -597,7 +599,7 @@ class DockerAdapter:
             headers["X-Registry-Config"] = _encoded_header(config)
         return self._stream("build", "/build", params=params, headers=headers, data=context)
 
-    def load(self, archive: IO[bytes]) -> DockerEngineStream:
+    def load(self, archive: IO[bytes] | Iterator[bytes]) -> DockerEngineStream:
         # quiet=0: progress as JSON messages, then one "Loaded image" line per image.
         return self._stream(
             "load",
