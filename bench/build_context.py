@@ -24,6 +24,7 @@ from pathlib import Path
 
 from devtools.sandbox import Sandbox, SandboxEngine
 from devtools.served import ServedProcess
+from imagesvc_client import ImageClient
 
 CLI = Path(sys.executable).parent / "imagesvc-cli"
 _MIB = 1024 * 1024
@@ -56,8 +57,22 @@ def timed(command: Sequence[str], env: dict[str, str] | None = None) -> float:
     return time.perf_counter() - started
 
 
+def client_build(address: str, context: Path, tag: str) -> float:
+    """The Python client in this process: the CLI without its start-up (~0.3 s)."""
+    started = time.perf_counter()
+    with ImageClient(address) as client:
+        client.build(str(context), tags=[tag], no_cache=True).wait()
+    return time.perf_counter() - started
+
+
 def run_size(
-    engine: SandboxEngine, served: ServedProcess, size_mb: int, rounds: int, work: Path
+    engine: SandboxEngine,
+    served: ServedProcess,
+    size_mb: int,
+    rounds: int,
+    work: Path,
+    *,
+    python_client: bool,
 ) -> tuple[float, float]:
     context = make_context(work / f"ctx-{size_mb}", size_mb * _MIB)
     cli_env = {**os.environ, "DOCKER_BUILDKIT": "0"}
@@ -68,7 +83,9 @@ def run_size(
         # Alternate which goes first, so that neither always gets a warmer cache.
         order = ["service", "docker"] if round_number % 2 == 0 else ["docker", "service"]
         for which in order:
-            if which == "service":
+            if which == "service" and python_client:
+                service.append(client_build(served.grpc_address, context, f"{tag}-svc"))
+            elif which == "service":
                 service.append(
                     timed(
                         [
@@ -94,15 +111,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes-mb", default="300", help="context sizes in MiB, e.g. 300,1024")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--client",
+        choices=("cli", "python"),
+        default="cli",
+        help="imagesvc-cli (a process per build) or the Python client in this process",
+    )
     args = parser.parse_args(argv)
     sizes = [int(size) for size in args.sizes_mb.split(",")]
     with Sandbox() as sandbox, tempfile.TemporaryDirectory(prefix="isv-bench-ctx-") as folder:
         engine = sandbox.engine
         limit = str(max(sizes) * _MIB * 2)
         with ServedProcess(engine.host, extra_args=["--build-context-max-bytes", limit]) as served:
-            print(f"{'context':>9} {'imagesvc-cli':>13} {'docker build':>13} {'ratio':>7}")
+            name = "imagesvc-cli" if args.client == "cli" else "python client"
+            print(f"{'context':>9} {name:>13} {'docker build':>13} {'ratio':>7}")
             for size in sizes:
-                service, direct = run_size(engine, served, size, args.rounds, Path(folder))
+                service, direct = run_size(
+                    engine,
+                    served,
+                    size,
+                    args.rounds,
+                    Path(folder),
+                    python_client=args.client == "python",
+                )
                 print(f"{size:>6}MiB {service:>12.2f}s {direct:>12.2f}s {service / direct:>6.2f}x")
             print(f"peak server RSS: {peak_rss_bytes(served.pid) / _MIB:.1f} MiB")
     return 0

@@ -13,7 +13,7 @@ from imagesvc_client.v1 import image_service_pb2 as pb
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 DEFAULT_TIMEOUT = 60.0
-DEFAULT_CHUNK_SIZE = 64 * 1024
+DEFAULT_CHUNK_SIZE = 1024 * 1024
 # Image archives are large: fewer, larger messages (the server takes up to 8 MiB).
 DEFAULT_ARCHIVE_CHUNK_SIZE = 1024 * 1024
 # Build contexts, pulls and pushes move bytes: a message may be as large as a chunk.

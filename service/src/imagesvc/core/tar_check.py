@@ -61,7 +61,7 @@ _MAX_NAME_BYTES = 255
 _MAX_SYMLINK_HOPS = 40
 _CHUNK = 1024 * 1024
 # Received but not yet checked: what the event loop may run ahead of the worker.
-_MAX_PENDING_BYTES = 8 * 1024 * 1024
+_MAX_PENDING_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
