@@ -264,3 +264,13 @@ def test_a_full_spool_disk_is_resource_exhausted_not_internal(small_disk: Path) 
     assert "no disk space left to spool the build context" in str(caught.value)
     assert str(small_disk) not in str(caught.value)  # a caller needs no server paths
     assert not list(small_disk.iterdir())  # nothing left behind
+
+
+def test_what_follows_the_end_of_the_archive_is_read_to_the_end_and_dropped() -> None:
+    # tarfile pads to 10 KiB records: the chunks after the end-of-archive blocks are
+    # still read (counted as received, held to the cap), not left unread in the stream.
+    data = context_tar() + bytes(8192)
+    chunks = ChunkSource(split(data, 512))
+    context = spool(chunks, ContextLimits(max_bytes=len(data)))
+    context.close()
+    assert chunks.taken == chunks.total

@@ -678,12 +678,18 @@ async def receive_archive(
     worker = loop.run_in_executor(executor, work)
     try:
         sent = 0
+        feeding = True
         async for chunk in chunks:
             sent += len(chunk)
             if sent > limits.max_bytes:
                 raise subject.too_large_error(limits.max_bytes, "is larger")
-            if chunk and not await feed.put(chunk):
-                break  # the worker stopped: its outcome says why
+            if feeding and chunk and not await feed.put(chunk):
+                # The worker stopped. After a refusal, reading on is pointless; after the
+                # archive's end, what follows (tar padding) is read to the end and dropped.
+                feeding = False
+                await asyncio.wait([worker])
+                if worker.cancelled() or worker.exception() is not None:
+                    break
         else:
             if sent == 0:
                 raise subject.empty()
