@@ -763,6 +763,13 @@ _BUILD_DESCRIPTION = (
     ' objects, as a grpc-gateway client streams them: `{"options": {...}}` first, then'
     ' `{"contextChunk": "<base64>"}` objects.'
 )
+_IMPORT_DESCRIPTION = (
+    "Two request forms, chosen by Content-Type. With application/x-tar (or gzip:"
+    " application/gzip, application/x-gzip, application/octet-stream) the body is the image"
+    " archive itself, checked as it arrives. With application/json the body is a"
+    " newline-delimited sequence of ImportImagesRequest objects, as a grpc-gateway client"
+    ' streams them: `{"archiveChunk": "<base64>"}` objects.'
+)
 _REGISTRY_CONFIG = (
     "Registry credentials for the raw-body form, as Docker's API takes them: base64url of"
     ' a JSON object mapping each registry to {"username", "password"} (or'
@@ -796,7 +803,10 @@ def _add_service_conventions(
             _PARAMETER_KEYS,
         )
     )
-    if method.client_streaming:
+    if method.client_streaming and method.name == "ImportImages":
+        operation["description"] = _IMPORT_DESCRIPTION
+        operation["consumes"] = ["application/json", *_RAW_CONTEXT_TYPES]
+    elif method.client_streaming:
         operation["description"] = _BUILD_DESCRIPTION
         operation["consumes"] = ["application/json", *_RAW_CONTEXT_TYPES]
         options_type = next(

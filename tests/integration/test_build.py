@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tarfile
 from collections.abc import Iterator
 
 import grpc
@@ -409,6 +410,11 @@ def test_context_over_the_cap_is_refused_early(
     def requests() -> Iterator[pb.BuildImageRequest]:
         nonlocal sent
         yield pb.BuildImageRequest(options=pb.BuildOptions(tags=[f"{unique_repo('big')}:1"]))
+        # A valid tar header first: the context is checked while it arrives, so garbage
+        # would be refused as no tar before the cap is reached.
+        header = tarfile.TarInfo("blob")
+        header.size = total_chunks * len(chunk)
+        yield pb.BuildImageRequest(context_chunk=header.tobuf(tarfile.PAX_FORMAT))
         for _ in range(total_chunks):
             sent += 1
             yield pb.BuildImageRequest(context_chunk=chunk)

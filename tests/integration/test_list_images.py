@@ -455,9 +455,15 @@ class CountingPort:
         self._count("tag")
         self._inner.tag(source, repository, tag)
 
-    def build(self, context: IO[bytes], *, gzip: bool, request: BuildRequest) -> DockerEngineStream:
+    def build(
+        self, context: IO[bytes] | Iterator[bytes], *, gzip: bool, request: BuildRequest
+    ) -> DockerEngineStream:
         self._count("build")
         return self._inner.build(context, gzip=gzip, request=request)
+
+    def load(self, archive: IO[bytes] | Iterator[bytes]) -> DockerEngineStream:
+        self._count("load")
+        return self._inner.load(archive)
 
     def remove_image(self, image: str, *, force: bool, no_prune: bool) -> list[JsonDocument]:
         self._count("remove_image")

@@ -9,6 +9,7 @@ Engine error line as its core error (through the same table, imagesvc.engine.err
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -94,6 +95,8 @@ class FakeEngineStream:
         self.blocked = threading.Event()
         self.close_calls = 0
         self.building = False
+        # Sends the request body at the first read, as the real stream does.
+        self.before_first: Callable[[], None] | None = None
 
     @property
     def closed(self) -> bool:
@@ -108,6 +111,9 @@ class FakeEngineStream:
         return self
 
     def __next__(self) -> JsonDocument:
+        if self.before_first is not None and not self.closed:
+            send, self.before_first = self.before_first, None
+            send()
         if self._block_at is not None and self._index == self._block_at and not self.closed:
             self.blocked.set()
             self._closed.wait(timeout=10)
@@ -160,6 +166,34 @@ class FakeEngineBytes:
 
     def close(self) -> None:
         self._closed.set()
+
+
+class SentBody:
+    """A streamed request body (build context, image archive) as the fake Engine read it:
+    at the stream's first read, to its end."""
+
+    def __init__(self, pieces: Iterator[bytes]) -> None:
+        self._pieces = pieces
+        self.data: bytes | None = None
+
+    def read(self) -> bytes:
+        self.data = b"".join(self._pieces)
+        return self.data
+
+    @property
+    def closed(self) -> bool:
+        """Read to its end, or, never read, ended by the core: reading it then ends at
+        once (the core released or aborted it) instead of waiting for more."""
+        if self.data is not None:
+            return True
+        reader = threading.Thread(target=self._drain, daemon=True)
+        reader.start()
+        reader.join(timeout=5)
+        return not reader.is_alive()
+
+    def _drain(self) -> None:
+        with contextlib.suppress(Exception):
+            b"".join(self._pieces)
 
 
 _END_OF_EVENTS = object()
@@ -287,7 +321,10 @@ class FakeDockerPort:
 
     calls: list[Call] = field(default_factory=list)
     builds: list[BuildCall] = field(default_factory=list)
-    build_files: list[IO[bytes]] = field(default_factory=list)
+    build_files: list[IO[bytes] | SentBody] = field(default_factory=list)
+    # ImportImages: the scripted load streams and each archive the Engine received.
+    load_streams: list[FakeEngineStream] = field(default_factory=list)
+    loads: list[bytes] = field(default_factory=list)
     streams_opened: list[FakeEngineStream] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -296,6 +333,11 @@ class FakeDockerPort:
     def add(self, document: JsonDocument) -> JsonDocument:
         self.images[str(document["Id"])] = document
         return document
+
+    def received_no_upload(self) -> bool:
+        """The Engine got no whole build context or image archive (a request whose
+        upload the core cut short does not count), and every stream it opened is closed."""
+        return not self.builds and not self.loads and all(s.closed for s in self.streams_opened)
 
     def _record(self, method: str, *args: Any, **kwargs: Any) -> None:
         with self._lock:
@@ -448,30 +490,61 @@ class FakeDockerPort:
         if self.emits_events:
             self.emit(image_event("tag", str(document["Id"]), target))
 
-    def build(self, context: IO[bytes], *, gzip: bool, request: BuildRequest) -> FakeEngineStream:
+    def build(
+        self, context: IO[bytes] | Iterator[bytes], *, gzip: bool, request: BuildRequest
+    ) -> FakeEngineStream:
         self._record("build", gzip=gzip, request=request)
-        data = context.read()
-        with self._lock:
-            self.build_files.append(context)
-            self.builds.append(
-                BuildCall(
-                    context=data,
-                    gzip=gzip,
-                    tags=tuple(request.tags),
-                    dockerfile=request.dockerfile,
-                    build_args=dict(request.build_args),
-                    labels=dict(request.labels),
-                    target=request.target,
-                    no_cache=request.no_cache,
-                    pull=request.pull,
-                    platform=request.platform,
-                    network_mode=request.network_mode,
-                    registry_auths=tuple(request.registry_auths),
-                    limits=request.limits,
-                )
-            )
+        # The request opens before the context is checked (its end is held back until
+        # then): a build refused on its context needs no scripted stream.
+        if not self.build_streams:
+            self.build_streams.append(FakeEngineStream([]))
         stream = self._next_stream(self.build_streams, "build")
         stream.building = True
+
+        def received(data: bytes) -> None:
+            with self._lock:
+                self.builds.append(
+                    BuildCall(
+                        context=data,
+                        gzip=gzip,
+                        tags=tuple(request.tags),
+                        dockerfile=request.dockerfile,
+                        build_args=dict(request.build_args),
+                        labels=dict(request.labels),
+                        target=request.target,
+                        no_cache=request.no_cache,
+                        pull=request.pull,
+                        platform=request.platform,
+                        network_mode=request.network_mode,
+                        registry_auths=tuple(request.registry_auths),
+                        limits=request.limits,
+                    )
+                )
+
+        if isinstance(context, Iterator):
+            body = SentBody(context)
+            self.build_files.append(body)
+            stream.before_first = lambda: received(body.read())
+        else:
+            self.build_files.append(context)
+            received(context.read())
+        return stream
+
+    def load(self, archive: IO[bytes] | Iterator[bytes]) -> FakeEngineStream:
+        self._record("load")
+        if not self.load_streams:
+            self.load_streams.append(FakeEngineStream([]))
+        stream = self._next_stream(self.load_streams, "load")
+
+        def received(data: bytes) -> None:
+            with self._lock:
+                self.loads.append(data)
+
+        if isinstance(archive, Iterator):
+            body = SentBody(archive)
+            stream.before_first = lambda: received(body.read())
+        else:
+            received(archive.read())
         return stream
 
     def remove_image(self, image: str, *, force: bool, no_prune: bool) -> list[JsonDocument]:

@@ -6,6 +6,7 @@ import gzip
 import io
 import tarfile
 from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import IO, Any
 
 DOCKERFILE = b"FROM busybox:1.36\nRUN true\n"
 
@@ -74,3 +75,10 @@ class ChunkSource:
     @property
     def total(self) -> int:
         return len(self._chunks)
+
+
+def file_of(context: Any) -> IO[bytes]:
+    """The spool file of a checked context or archive (None only when sent to a pipe)."""
+    file: IO[bytes] | None = context.file
+    assert file is not None
+    return file

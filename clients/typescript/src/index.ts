@@ -24,6 +24,7 @@ import {
   type PushImageRequest,
   type PushImageResult,
   type ExportImagesRequest,
+  type ImportImagesResult,
 } from "./gen/imagesvc/v1/image_service_pb.js";
 import { FleetService } from "./gen/imagesvc/v1/fleet_service_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
@@ -185,6 +186,28 @@ export async function exportImages(
     written += message.data.length;
   }
   return written;
+}
+
+/** Loads the images of an archive (`docker save` or OCI layout tar, plain or gzip), like
+ * `docker load`: `archive` is any (async) iterable of byte chunks, e.g.
+ * `fs.createReadStream(path)`, sent as it is read. Calls `onLog` for each progress line;
+ * resolves to the loaded images (ids and tags). */
+export async function importImages(
+  client: ImageServiceClient,
+  archive: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  onLog?: (line: string) => void,
+  options?: CallOptions,
+): Promise<ImportImagesResult> {
+  async function* requests() {
+    for await (const chunk of archive) yield { archiveChunk: chunk };
+  }
+  let result: ImportImagesResult | undefined;
+  for await (const message of client.importImages(requests(), options)) {
+    if (message.kind.case === "log") onLog?.(message.kind.value);
+    else if (message.kind.case === "result") result = message.kind.value;
+  }
+  if (!result) throw new ConnectError("the import stream ended without a result", Code.Internal);
+  return result;
 }
 
 /** One message of a WatchImages stream: an image `added`, `updated` or `deleted` (for a

@@ -100,7 +100,10 @@ class Settings:
         has_flag=False,
     )
     build_spool_dir: str | None = setting(
-        None, "where build contexts are spooled", shown_default="`$TMPDIR`"
+        None, "where build contexts and image archives are spooled", shown_default="`$TMPDIR`"
+    )
+    import_max_bytes: int = setting(
+        4 * _KIB**3, "largest image archive ImportImages accepts, as sent and as unpacked"
     )
     # The REST gateway takes the same limit, so both transports accept the same requests.
     max_message_bytes: int = setting(

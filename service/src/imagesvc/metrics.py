@@ -60,6 +60,7 @@ ENGINE_OPERATIONS = (
     "push",
     "tag",
     "build",
+    "load",
     "remove_image",
     "prune_images",
     "check_auth",
@@ -67,7 +68,7 @@ ENGINE_OPERATIONS = (
     "export_images",
     "disk_usage",
 )
-STREAM_OPERATIONS = ("pull", "push", "build")
+STREAM_OPERATIONS = ("pull", "push", "build", "load")
 ENGINE_INFO_LABELS = ("version", "api_version", "min_api_version", "os", "arch")
 # How an Engine stream ended: to its end, with an error, or closed early by the service
 # (the caller cancelled, its deadline passed, or the stream went silent too long).
@@ -135,6 +136,12 @@ class ImagesvcMetrics:
         )
         self.builds = Counter(
             "imagesvc_builds", "Builds the Engine ran, by outcome.", ("outcome",), registry=registry
+        )
+        self.loads = Counter(
+            "imagesvc_image_loads",
+            "Image archives the Engine loaded (ImportImages), by outcome.",
+            ("outcome",),
+            registry=registry,
         )
         self.build_duration = Histogram(
             "imagesvc_build_duration_seconds",
@@ -257,7 +264,12 @@ class ImagesvcMetrics:
         )
         for state in INDEX_STATES:
             self.image_index_state.labels(state)
-        self.stream_outcomes = {"pull": self.pulls, "push": self.pushes, "build": self.builds}
+        self.stream_outcomes = {
+            "pull": self.pulls,
+            "push": self.pushes,
+            "build": self.builds,
+            "load": self.loads,
+        }
         for operation in ENGINE_OPERATIONS:
             self.engine_call_duration.labels(operation)
         for operation in STREAM_OPERATIONS:

@@ -168,6 +168,11 @@ class ImageServer:
                     memory_bytes=settings.build_context_memory_bytes,
                     spool_dir=settings.build_spool_dir,
                 ),
+                import_archive=ContextLimits(
+                    max_bytes=settings.import_max_bytes,
+                    memory_bytes=settings.build_context_memory_bytes,
+                    spool_dir=settings.build_spool_dir,
+                ),
                 progress_interval_seconds=settings.progress_interval_seconds,
                 transfer_stall_timeout_seconds=settings.transfer_stall_timeout_seconds,
                 registry_policy=self.policy.registry,

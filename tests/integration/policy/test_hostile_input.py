@@ -83,7 +83,9 @@ class GuardedAdapter(DockerAdapter):
         with self._lock:
             self.built.append(f"{repository}:{tag}")
 
-    def build(self, context: IO[bytes], *, gzip: bool, request: BuildRequest) -> DockerEngineStream:
+    def build(
+        self, context: IO[bytes] | Iterator[bytes], *, gzip: bool, request: BuildRequest
+    ) -> DockerEngineStream:
         self._guard(*request.tags)
         with self._lock:
             self.built += list(request.tags)

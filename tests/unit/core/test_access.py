@@ -28,6 +28,7 @@ def test_the_writes_are_what_a_viewer_may_not_call() -> None:
         "CheckImageUpdates",
         "ExportImages",
         "BuildImage",
+        "ImportImages",
         "TagImage",
         "PushImage",
         "RemoveImage",
@@ -60,6 +61,7 @@ def test_the_ladder_is_the_issue_s() -> None:
     }
     assert {rpc for rpc, role in REQUIRED_ROLE.items() if role is Role.BUILDER} == {
         "BuildImage",
+        "ImportImages",
         "TagImage",
     }
     assert {rpc for rpc, role in REQUIRED_ROLE.items() if role is Role.PUSHER} == {"PushImage"}

@@ -4,6 +4,7 @@ import asyncio
 import io
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -12,52 +13,62 @@ import pytest
 from imagesvc.core.build_context import (
     CheckedContext,
     ContextLimits,
-    SpooledContext,
     check_context,
-    spool_context,
+    receive_context,
 )
 from imagesvc.core.errors import InvalidArgumentError, Reason, ResourceExhaustedError
 from tests.unit.tarballs import (
     DOCKERFILE,
     ChunkSource,
     context_tar,
+    file_of,
     make_tar,
     regular_files,
     split,
 )
 
 
-def spool(chunks: ChunkSource, limits: ContextLimits) -> SpooledContext:
-    return asyncio.run(spool_context(chunks, limits))
+def spool(chunks: ChunkSource, limits: ContextLimits) -> CheckedContext:
+    """receive_context: checked and rewritten while the chunks arrive."""
+
+    async def receive() -> CheckedContext:
+        with ThreadPoolExecutor(1) as executor:
+            return await receive_context(chunks, "Dockerfile", limits, executor)
+
+    return asyncio.run(receive())
 
 
-def rolled_to_disk(context: SpooledContext | CheckedContext) -> bool:
+def rolled_to_disk(context: CheckedContext) -> bool:
     # SpooledTemporaryFile keeps whether it moved from memory to a real file here.
     return bool(vars(context.file)["_rolled"])
 
 
-def test_spool_keeps_every_byte_and_rewinds() -> None:
-    data = context_tar(extra={"app.txt": os.urandom(5000)})
+def test_received_context_is_rewritten_and_rewound() -> None:
+    blob = os.urandom(5000)
+    data = context_tar(extra={"app.txt": blob})
     chunks = ChunkSource(split(data, 700))
     context = spool(chunks, ContextLimits(max_bytes=len(data)))
     try:
-        assert context.size == len(data)
-        assert context.file.tell() == 0
-        assert context.file.read() == data
+        assert file_of(context).tell() == 0
+        assert regular_files(file_of(context).read())["app.txt"] == blob
+        assert context.dockerfile == DOCKERFILE
         assert chunks.taken == chunks.total
     finally:
         context.close()
-    assert context.file.closed
+    assert file_of(context).closed
 
 
-def test_spool_exactly_at_the_cap_is_accepted() -> None:
-    context = spool(ChunkSource([b"a" * 10, b"b" * 10]), ContextLimits(max_bytes=20))
-    assert context.size == 20
+def test_context_exactly_at_the_cap_is_accepted() -> None:
+    data = context_tar()
+    context = spool(ChunkSource(split(data, 100)), ContextLimits(max_bytes=len(data)))
+    # Accepted at the cap as sent; the rewrite (no 10 KiB record padding) is smaller.
+    assert 0 < context.size <= len(data)
     context.close()
 
 
-def test_spool_over_the_cap_stops_at_once_without_reading_the_rest() -> None:
-    chunks = ChunkSource([b"x" * 400] * 10)
+def test_context_over_the_cap_stops_at_once_without_reading_the_rest() -> None:
+    data = context_tar(extra={"big": os.urandom(4000)})
+    chunks = ChunkSource(split(data, 400))
     with pytest.raises(ResourceExhaustedError) as caught:
         spool(chunks, ContextLimits(max_bytes=1000))
     error = caught.value
@@ -83,14 +94,23 @@ def test_empty_context_is_invalid_build_context() -> None:
         assert "empty" in caught.value.message
 
 
+def test_a_bad_archive_is_refused_before_the_rest_is_received() -> None:
+    chunks = ChunkSource([b"\xff" * 1024] + [b"\0" * 1024] * 10_000)
+    with pytest.raises(InvalidArgumentError) as caught:
+        spool(chunks, ContextLimits(max_bytes=10**9))
+    assert caught.value.reason is Reason.INVALID_BUILD_CONTEXT
+    assert chunks.taken < chunks.total
+
+
 def test_small_context_stays_in_memory_large_one_rolls_to_disk(tmp_path: Path) -> None:
-    limits = ContextLimits(max_bytes=1_000_000, memory_bytes=1024, spool_dir=str(tmp_path))
-    small = spool(ChunkSource([b"a" * 1000]), limits)
-    large = spool(ChunkSource([b"b" * 1000, b"c" * 1000]), limits)
+    limits = ContextLimits(max_bytes=1_000_000, memory_bytes=4096, spool_dir=str(tmp_path))
+    small = spool(ChunkSource([context_tar()]), limits)
+    big = context_tar(extra={"big": b"b" * 10_000})
+    large = spool(ChunkSource(split(big, 1000)), limits)
     try:
         assert not rolled_to_disk(small)
         assert rolled_to_disk(large)
-        assert large.file.read() == b"b" * 1000 + b"c" * 1000
+        assert regular_files(file_of(large).read())["big"] == b"b" * 10_000
     finally:
         small.close()
         large.close()
@@ -115,7 +135,7 @@ class FailingSource(ChunkSource):
     ("chunks", "error"),
     [
         (FailingSource([b"abc"]), ConnectionResetError),
-        (ChunkSource([b"x" * 60, b"x" * 60]), ResourceExhaustedError),
+        (ChunkSource(split(context_tar(extra={"a": b"x" * 3000}), 1000)), ResourceExhaustedError),
         (ChunkSource([]), InvalidArgumentError),
     ],
 )
@@ -125,9 +145,10 @@ def test_spool_file_is_closed_whenever_spooling_fails(
     RecordingSpool.instances.clear()
     monkeypatch.setattr(tempfile, "SpooledTemporaryFile", RecordingSpool)
     with pytest.raises(error):
-        spool(chunks, ContextLimits(max_bytes=100))
-    assert len(RecordingSpool.instances) == 1
-    assert RecordingSpool.instances[0].closed
+        spool(chunks, ContextLimits(max_bytes=2500, memory_bytes=100))
+    # Received and checked at once: a spool exists only if the archive got that far.
+    assert len(RecordingSpool.instances) <= 1
+    assert all(spool.closed for spool in RecordingSpool.instances)
 
 
 LIMITS = ContextLimits(max_bytes=10**6, memory_bytes=4096)
@@ -138,21 +159,21 @@ def test_check_context_plain_tar_is_rewritten_with_the_same_members() -> None:
     checked = check_context(io.BytesIO(data), "", LIMITS)
     try:
         assert checked.dockerfile == DOCKERFILE
-        assert checked.file.tell() == 0
-        rewritten = checked.file.read()
+        assert file_of(checked).tell() == 0
+        rewritten = file_of(checked).read()
         assert len(rewritten) == checked.size
         assert rewritten[:2] != b"\x1f\x8b"
         assert regular_files(rewritten) == regular_files(data)
     finally:
         checked.close()
-    assert checked.file.closed
+    assert file_of(checked).closed
 
 
 def test_check_context_unpacks_gzip_for_the_engine() -> None:
     data = context_tar(compress=True)
     assert data[:2] == b"\x1f\x8b"
     checked = check_context(io.BytesIO(data), "Dockerfile", LIMITS)
-    rewritten = checked.file.read()
+    rewritten = file_of(checked).read()
     checked.close()
     assert rewritten[:2] != b"\x1f\x8b"
     assert regular_files(rewritten) == {"Dockerfile": DOCKERFILE}
@@ -161,7 +182,7 @@ def test_check_context_unpacks_gzip_for_the_engine() -> None:
 def test_check_context_accepts_dot_slash_member_names() -> None:
     data = make_tar({"./Dockerfile": DOCKERFILE, "./src/main.c": b"int main;"})
     checked = check_context(io.BytesIO(data), "", LIMITS)
-    rewritten = checked.file.read()
+    rewritten = file_of(checked).read()
     checked.close()
     assert checked.dockerfile == DOCKERFILE
     assert regular_files(rewritten) == {"Dockerfile": DOCKERFILE, "src/main.c": b"int main;"}
@@ -205,20 +226,15 @@ def test_garbage_is_invalid_build_context(data: bytes) -> None:
     assert "not a valid tar archive" in caught.value.message
 
 
-def test_check_context_reads_from_a_spooled_file(tmp_path: Path) -> None:
+def test_check_context_reads_gzip_into_a_spooled_file(tmp_path: Path) -> None:
     blob = os.urandom(20_000)
     data = context_tar(compress=True, extra={"blob": blob})
     limits = ContextLimits(max_bytes=10**6, memory_bytes=1024, spool_dir=str(tmp_path))
-    context = spool(ChunkSource(split(data, 1000)), limits)
-    try:
-        assert rolled_to_disk(context)
-        checked = check_context(context.file, "Dockerfile", limits)
-    finally:
-        context.close()
+    checked = spool(ChunkSource(split(data, 1000)), limits)
     try:
         # The rewritten archive is spooled under the same limits.
         assert rolled_to_disk(checked)
-        assert regular_files(checked.file.read())["blob"] == blob
+        assert regular_files(file_of(checked).read())["blob"] == blob
     finally:
         checked.close()
 
@@ -249,12 +265,12 @@ def test_a_full_spool_disk_is_resource_exhausted_not_internal(small_disk: Path) 
     assert str(small_disk) not in str(caught.value)  # a caller needs no server paths
     assert not list(small_disk.iterdir())  # nothing left behind
 
-    # The rewrite of a context that fitted while spooled fills it as well.
-    spooled = context_tar(extra={"big.bin": os.urandom(40_000)})
-    context = spool(ChunkSource([spooled]), limits)
-    try:
-        with pytest.raises(ResourceExhaustedError) as caught:
-            check_context(context.file, "Dockerfile", limits)
-        assert caught.value.reason is Reason.SPOOL_FULL
-    finally:
-        context.close()
+
+def test_what_follows_the_end_of_the_archive_is_read_to_the_end_and_dropped() -> None:
+    # tarfile pads to 10 KiB records: the chunks after the end-of-archive blocks are
+    # still read (counted as received, held to the cap), not left unread in the stream.
+    data = context_tar() + bytes(8192)
+    chunks = ChunkSource(split(data, 512))
+    context = spool(chunks, ContextLimits(max_bytes=len(data)))
+    context.close()
+    assert chunks.taken == chunks.total

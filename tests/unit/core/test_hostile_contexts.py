@@ -18,7 +18,7 @@ from imagesvc.core.build_context import (
     check_context,
 )
 from imagesvc.core.errors import InvalidArgumentError, Reason, ResourceExhaustedError
-from tests.unit.tarballs import DOCKERFILE, CountingSource, regular_files
+from tests.unit.tarballs import DOCKERFILE, CountingSource, file_of, regular_files
 
 LIMITS = ContextLimits(max_bytes=8 * 1024 * 1024, memory_bytes=64 * 1024)
 
@@ -223,7 +223,7 @@ def test_a_corrupt_header_in_the_middle_is_an_error_not_the_end() -> None:
 def test_data_after_the_end_of_the_archive_is_ignored() -> None:
     data = archive(file("a")) + b"trailing garbage" * 100
     checked = check(data)
-    rewritten = checked.file.read()
+    rewritten = file_of(checked).read()
     checked.close()
     assert b"trailing garbage" not in rewritten
     assert regular_files(rewritten) == {"Dockerfile": DOCKERFILE, "a": b"x"}
@@ -258,7 +258,7 @@ def test_concatenated_gzip_members_are_one_stream() -> None:
     cut = 3 * 512
     data = gzip.compress(raw[:cut]) + gzip.compress(raw[cut:])
     checked = check(data)
-    assert regular_files(checked.file.read()) == {
+    assert regular_files(file_of(checked).read()) == {
         "Dockerfile": DOCKERFILE,
         "a": b"alpha",
         "b": b"beta",

@@ -1062,7 +1062,7 @@ def test_build_oversize_context_is_rejected_before_the_engine(
         run_collect(core.build_image(BuildOptions(), chunks))
     assert caught.value.reason is Reason.BUILD_CONTEXT_TOO_LARGE
     assert chunks.taken == 7
-    assert port.calls == []
+    assert port.received_no_upload()
 
 
 def test_build_invalid_options_are_rejected_before_reading_the_context(
@@ -1091,7 +1091,7 @@ def test_build_bad_context_never_reaches_the_engine(
     with pytest.raises(InvalidArgumentError) as caught:
         run_collect(core.build_image(options, chunks_of(data)))
     assert caught.value.reason is reason
-    assert port.calls == []
+    assert port.received_no_upload()
 
 
 def test_build_without_aux_asks_the_engine_for_the_id(

@@ -169,7 +169,7 @@ def test_a_build_whose_dockerfile_is_refused_never_reaches_the_engine(
         run_collect(core.build_image(options, chunks(make_tar({"Dockerfile": dockerfile}))))
     assert caught.value.reason is reason
     assert text in caught.value.message
-    assert port.calls == []
+    assert port.received_no_upload()
 
 
 def test_an_allowed_multi_stage_build_goes_ahead_with_the_limits(
@@ -242,7 +242,7 @@ def test_a_context_upload_over_the_time_limit_is_stopped(
     with pytest.raises(DeadlineExceededError) as caught:
         run_collect(core.build_image(BuildOptions(), trickle()))
     assert caught.value.reason is Reason.BUILD_TIMEOUT
-    assert port.calls == []
+    assert port.received_no_upload()
 
 
 # Limits -----------------------------------------------------------------------------------

@@ -74,7 +74,9 @@ class AnsweringPort(FakeDockerPort):
         )
         return super().push(name, tag, auth=auth)
 
-    def build(self, context: IO[bytes], *, gzip: bool, request: BuildRequest) -> FakeEngineStream:
+    def build(
+        self, context: IO[bytes] | Iterator[bytes], *, gzip: bool, request: BuildRequest
+    ) -> FakeEngineStream:
         self.build_streams.append(FakeEngineStream([{"aux": {"ID": "sha256:" + "b" * 64}}]))
         return super().build(context, gzip=gzip, request=request)
 

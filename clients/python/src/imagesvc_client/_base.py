@@ -22,6 +22,7 @@ from imagesvc_client._common import (
     PemSource,
     auth_proto,
     split_build,
+    split_import,
     split_pull,
     split_push,
 )
@@ -108,6 +109,41 @@ def context_chunks(
         return prepared.dockerfile, prepared.chunks(chunk_size)
     source = context
     return _dockerfile_name(dockerfile), iter(lambda: source.read(chunk_size), b"")
+
+
+# An image archive (docker save or OCI layout tar, plain or gzip): a file path, bytes, an
+# open binary file, or any iterable of byte chunks; streamed, never read whole.
+ArchiveSource = str | os.PathLike[str] | bytes | IO[bytes] | Iterable[bytes]
+
+
+class ImportRequests:
+    """The ImportImages request messages' chunks; keeps an error raised while reading the
+    archive, so that it is reported instead of the cancellation it makes gRPC send."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self.chunks = chunks
+        self.error: Exception | None = None
+
+
+def archive_chunks(archive: ArchiveSource, chunk_size: int) -> Iterator[bytes]:
+    """The archive's bytes in pieces of at most `chunk_size` (a file is opened lazily, at
+    the first read, and closed at the end)."""
+    if chunk_size <= 0:
+        raise ValueError("chunk_size must be positive")
+    if isinstance(archive, bytes):
+        return (archive[i : i + chunk_size] for i in range(0, len(archive), chunk_size))
+    if isinstance(archive, str | os.PathLike):
+        return _file_chunks(os.fspath(archive), chunk_size)
+    if hasattr(archive, "read"):
+        source: IO[bytes] = archive  # type: ignore[assignment]
+        return iter(lambda: source.read(chunk_size), b"")
+    return (bytes(chunk) for chunk in archive if chunk)
+
+
+def _file_chunks(path: str, chunk_size: int) -> Iterator[bytes]:
+    with open(path, "rb") as file:
+        while chunk := file.read(chunk_size):
+            yield chunk
 
 
 def _dockerfile_name(dockerfile: str | os.PathLike[str] | None) -> str:
@@ -343,6 +379,13 @@ class BaseClient:
         auths = [a for a in (auth_proto(x) for x in registry_auths) if a is not None]
         request = pb.CheckImageUpdatesRequest(references=list(references), registry_auths=auths)
         return Unary("CheckImageUpdates", request, lambda reply: list(reply.updates))
+
+    @staticmethod
+    def _import(
+        archive: ArchiveSource, chunk_size: int
+    ) -> Stream[ImportRequests, str, pb.ImportImagesResult]:
+        requests = ImportRequests(archive_chunks(archive, chunk_size))
+        return Stream("import", "ImportImages", requests, split_import)
 
 
 def _same(reply: ReplyT) -> ReplyT:

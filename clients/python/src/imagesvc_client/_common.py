@@ -13,7 +13,9 @@ from imagesvc_client.v1 import image_service_pb2 as pb
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 DEFAULT_TIMEOUT = 60.0
-DEFAULT_CHUNK_SIZE = 64 * 1024
+DEFAULT_CHUNK_SIZE = 1024 * 1024
+# Image archives are large: fewer, larger messages (the server takes up to 8 MiB).
+DEFAULT_ARCHIVE_CHUNK_SIZE = 1024 * 1024
 # Build contexts, pulls and pushes move bytes: a message may be as large as a chunk.
 _CHANNEL_OPTIONS = (
     ("grpc.max_receive_message_length", 8 * 1024 * 1024),
@@ -150,6 +152,15 @@ def split_push(
 def split_build(
     response: pb.BuildImageResponse,
 ) -> tuple[str | None, pb.BuildImageResult | None]:
+    kind = response.WhichOneof("kind")
+    if kind == "result":
+        return None, response.result
+    return (response.log, None) if kind == "log" else (None, None)
+
+
+def split_import(
+    response: pb.ImportImagesResponse,
+) -> tuple[str | None, pb.ImportImagesResult | None]:
     kind = response.WhichOneof("kind")
     if kind == "result":
         return None, response.result

@@ -24,15 +24,22 @@ from typing import Any, TypeVar
 import grpc
 
 from imagesvc_client._base import (
+    ArchiveSource,
     BaseClient,
     BuildRequests,
     ContextSource,
+    ImportRequests,
     Stream,
     Unary,
     next_page,
     rpc_errors,
 )
-from imagesvc_client._common import DEFAULT_CHUNK_SIZE, AuthLike, Connection
+from imagesvc_client._common import (
+    DEFAULT_ARCHIVE_CHUNK_SIZE,
+    DEFAULT_CHUNK_SIZE,
+    AuthLike,
+    Connection,
+)
 from imagesvc_client.archive import ArchiveDestination, archive_writer
 from imagesvc_client.operations import AsyncOperation
 from imagesvc_client.v1 import fleet_service_pb2 as fleet_pb
@@ -53,6 +60,7 @@ EventT = TypeVar("EventT")
 AsyncPullOperation = AsyncOperation[image_pb2.TransferProgress, pb.PullImageResult]
 AsyncPushOperation = AsyncOperation[image_pb2.TransferProgress, pb.PushImageResult]
 AsyncBuildOperation = AsyncOperation[str, pb.BuildImageResult]
+AsyncImportOperation = AsyncOperation[str, pb.ImportImagesResult]
 
 _END = object()
 
@@ -72,6 +80,20 @@ class _AsyncBuildRequests(BuildRequests):
         except Exception as error:
             self.error = error
             raise
+
+
+async def _import_requests(requests: ImportRequests) -> AsyncIterator[pb.ImportImagesRequest]:
+    """The ImportImages request stream, reading the archive in a worker thread."""
+    try:
+        while True:
+            chunk = await asyncio.to_thread(next, requests.chunks, _END)
+            if chunk is _END:
+                return
+            assert isinstance(chunk, bytes)
+            yield pb.ImportImagesRequest(archive_chunk=chunk)
+    except Exception as error:
+        requests.error = error
+        raise
 
 
 class AsyncImageClient(BaseClient):
@@ -307,6 +329,23 @@ class AsyncImageClient(BaseClient):
         timeout: float | None = None,
     ) -> builtins.list[pb.ImageUpdate]:
         return await self._call(self._check_updates(references, registry_auths), timeout)
+
+    def import_images(
+        self,
+        archive: ArchiveSource,
+        *,
+        chunk_size: int = DEFAULT_ARCHIVE_CHUNK_SIZE,
+        timeout: float | None = None,
+    ) -> AsyncImportOperation:
+        """Starts loading the images of an archive, like ``docker load``: ``async for``
+        the progress lines, then read ``.result.images``."""
+        plan = self._import(archive, chunk_size)
+        call = self._stub.ImportImages(
+            _import_requests(plan.request), **self._stream_options(timeout)
+        )
+        return AsyncOperation(
+            "import", call, _responses(call), plan.split, local_error=lambda: plan.request.error
+        )
 
     # --------------------------------------------------------------------------------
 

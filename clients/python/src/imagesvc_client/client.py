@@ -20,16 +20,23 @@ from typing import Any, TypeVar
 import grpc
 
 from imagesvc_client._base import (
+    ArchiveSource,
     BaseClient,
     BuildRequests,
     ContextSource,
+    ImportRequests,
     Stream,
     Unary,
     next_page,
     rpc_errors,
 )
 from imagesvc_client._base import context_chunks as context_chunks  # imported from here before
-from imagesvc_client._common import DEFAULT_CHUNK_SIZE, AuthLike, Connection
+from imagesvc_client._common import (
+    DEFAULT_ARCHIVE_CHUNK_SIZE,
+    DEFAULT_CHUNK_SIZE,
+    AuthLike,
+    Connection,
+)
 from imagesvc_client.archive import ArchiveDestination, archive_writer
 from imagesvc_client.operations import Operation
 from imagesvc_client.v1 import fleet_service_pb2 as fleet_pb
@@ -37,7 +44,15 @@ from imagesvc_client.v1 import fleet_service_pb2_grpc, image_pb2, image_service_
 from imagesvc_client.v1 import image_service_pb2 as pb
 from imagesvc_client.watch import ImageWatch
 
-__all__ = ["BuildOperation", "ContextSource", "ImageClient", "PullOperation", "PushOperation"]
+__all__ = [
+    "ArchiveSource",
+    "BuildOperation",
+    "ContextSource",
+    "ImageClient",
+    "ImportOperation",
+    "PullOperation",
+    "PushOperation",
+]
 
 ResultT = TypeVar("ResultT")
 EventT = TypeVar("EventT")
@@ -45,6 +60,16 @@ EventT = TypeVar("EventT")
 PullOperation = Operation[image_pb2.TransferProgress, pb.PullImageResult]
 PushOperation = Operation[image_pb2.TransferProgress, pb.PushImageResult]
 BuildOperation = Operation[str, pb.BuildImageResult]
+ImportOperation = Operation[str, pb.ImportImagesResult]
+
+
+def _import_requests(requests: ImportRequests) -> Iterator[pb.ImportImagesRequest]:
+    try:
+        for chunk in requests.chunks:
+            yield pb.ImportImagesRequest(archive_chunk=chunk)
+    except Exception as error:
+        requests.error = error
+        raise
 
 
 class _BuildRequests(BuildRequests):
@@ -322,6 +347,23 @@ class ImageClient(BaseClient):
         node, with its image id and repo digests; a node that could not answer has
         ``error`` set."""
         return self._call(self._find_image(image), timeout)
+
+    def import_images(
+        self,
+        archive: ArchiveSource,
+        *,
+        chunk_size: int = DEFAULT_ARCHIVE_CHUNK_SIZE,
+        timeout: float | None = None,
+    ) -> ImportOperation:
+        """Starts loading the images of an archive, like ``docker load``: iterate the
+        returned operation for progress lines, then read ``.result.images`` (each an id
+        and its tags). ``archive`` is a path, bytes, a binary file or an iterable of byte
+        chunks, of a ``docker save`` or OCI layout tar (plain or gzip), streamed."""
+        plan = self._import(archive, chunk_size)
+        responses = self._stub.ImportImages(
+            _import_requests(plan.request), **self._stream_options(timeout)
+        )
+        return Operation("import", responses, plan.split, local_error=lambda: plan.request.error)
 
     # --------------------------------------------------------------------------------
 

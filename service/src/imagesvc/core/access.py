@@ -53,6 +53,7 @@ REQUIRED_ROLE: dict[str, Role] = {
     "ExportImages": Role.PULLER,
     "GetDiskUsage": Role.VIEWER,
     "BuildImage": Role.BUILDER,
+    "ImportImages": Role.BUILDER,
     "TagImage": Role.BUILDER,
     "PushImage": Role.PUSHER,
     "RemoveImage": Role.ADMIN,

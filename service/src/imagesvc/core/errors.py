@@ -18,6 +18,10 @@ class Reason(StrEnum):
     INVALID_BUILD_OPTIONS = "INVALID_BUILD_OPTIONS"
     INVALID_BUILD_CONTEXT = "INVALID_BUILD_CONTEXT"
     BUILD_CONTEXT_TOO_LARGE = "BUILD_CONTEXT_TOO_LARGE"
+    # ImportImages: an archive refused as a build context would be (INVALID_ARGUMENT), or
+    # over the import size limit (RESOURCE_EXHAUSTED).
+    INVALID_IMAGE_ARCHIVE = "INVALID_IMAGE_ARCHIVE"
+    IMAGE_ARCHIVE_TOO_LARGE = "IMAGE_ARCHIVE_TOO_LARGE"
     BUILD_FAILED = "BUILD_FAILED"
     # The build ran longer than the server's build time limit and was stopped.
     BUILD_TIMEOUT = "BUILD_TIMEOUT"

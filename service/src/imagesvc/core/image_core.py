@@ -14,20 +14,22 @@ import contextlib
 import dataclasses
 import functools
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from concurrent.futures import Executor
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from imagesvc.core import documents
-from imagesvc.core.build_context import (
-    CheckedContext,
-    ContextLimits,
-    SpooledContext,
-    check_context,
-    spool_context,
-)
+from imagesvc.core.build_context import CheckedContext, ContextLimits, receive_context
 from imagesvc.core.build_log import BuildLog
 from imagesvc.core.build_options import validate_build_options
 from imagesvc.core.build_policy import BuildRestrictions
@@ -41,6 +43,14 @@ from imagesvc.core.errors import (
     NotFoundError,
     Reason,
     UnavailableError,
+)
+from imagesvc.core.image_archive import (
+    IMAGE_ARCHIVE,
+    KEPT_FILES,
+    LoadedNames,
+    LoadProgress,
+    archive_names,
+    loaded_names,
 )
 from imagesvc.core.image_changes import ImageChangeLog, Snapshot, WatchEvent
 from imagesvc.core.image_entries import IndexEntry
@@ -57,6 +67,8 @@ from imagesvc.core.models import (
     ImageFilter,
     ImagePage,
     ImageUpdate,
+    ImportedImage,
+    ImportResult,
     PruneOptions,
     PruneResult,
     PullResult,
@@ -85,6 +97,12 @@ from imagesvc.core.registry_images import compare as compare_digests
 from imagesvc.core.registry_images import local_digests, registry_image
 from imagesvc.core.registry_images import unknown as update_unknown
 from imagesvc.core.registry_policy import RegistryPolicy, registry_of_server_address
+from imagesvc.core.tar_check import (
+    ArchivePipe,
+    PipeClosedError,
+    RewrittenArchive,
+    receive_archive,
+)
 from imagesvc.core.transfer_stall import StallWatch
 
 T = TypeVar("T")
@@ -110,6 +128,10 @@ MAX_EXPORT_IMAGES = 256
 @dataclass(frozen=True, slots=True)
 class CoreSettings:
     build_context: ContextLimits
+    # Image archives for ImportImages: their own size cap, the build context's spool.
+    import_archive: ContextLimits = field(
+        default_factory=lambda: ContextLimits(max_bytes=4 * 1024**3)
+    )
     progress_interval_seconds: float = 0.1
     # A pull or push that moves nothing this long ends TRANSFER_STALLED (0: never).
     transfer_stall_timeout_seconds: float = 300.0
@@ -176,6 +198,12 @@ def _only_digest_of(document: JsonDocument, reference: Reference) -> str:
     repository = familiar(reference.full_name)
     digests = {d.partition("@")[2] for d in image.repo_digests if d.partition("@")[0] == repository}
     return digests.pop() if len(digests) == 1 else ""
+
+
+def _retrieved(done: asyncio.Future[Any]) -> None:
+    """Marks a future's outcome as seen (nobody waits for it any more)."""
+    if not done.cancelled():
+        done.exception()
 
 
 class ImageCore:
@@ -657,23 +685,25 @@ class ImageCore:
                 deadline = _Deadline(
                     loop_time + restrictions.timeout_seconds, restrictions.timeout_seconds
                 )
-            context = await self._prepared_context(options, context_chunks, deadline)
             build_log = BuildLog()
-            try:
-                with redacting_errors(secrets):
-                    stream = await self._call(
-                        self._engine.build, context.file, gzip=False, request=options
-                    )
-                    async with contextlib.aclosing(self._messages(stream, deadline)) as messages:
-                        try:
-                            async for message in messages:
-                                text = build_log.feed(message)
-                                if text is not None:
-                                    yield text
-                        except ImageServiceError as error:
-                            raise build_log.explained(error) from error.__cause__
-            finally:
-                context.close()
+
+            async def receive(pipe: ArchivePipe) -> CheckedContext:
+                return await self._prepared_context(options, context_chunks, pipe)
+
+            with redacting_errors(secrets):
+                messages = self._upload(
+                    functools.partial(self._engine.build, gzip=False, request=options),
+                    receive,
+                    deadline,
+                )
+                async with contextlib.aclosing(messages):
+                    try:
+                        async for message in messages:
+                            text = build_log.feed(message)
+                            if text is not None:
+                                yield text
+                    except ImageServiceError as error:
+                        raise build_log.explained(error) from error.__cause__
         image_id = build_log.image_id
         if not image_id and options.tags:
             # Only older Engines omit the aux message; ask the Engine, never scrape the log.
@@ -687,50 +717,122 @@ class ImageCore:
         await self._index_shows([image_id], options.tags)
         yield BuildResult(image_id=image_id, tags=options.tags)
 
+    async def import_images(
+        self, archive_chunks: AsyncIterator[bytes]
+    ) -> AsyncGenerator[str | ImportResult, None]:
+        """Loads the images of an archive (`docker load`): checked and rewritten while it
+        arrives, every name it gives an image passed through the tag allowlist, and only
+        then sent to the Engine. Yields progress lines, then the loaded images."""
+        self._admit()
+        policy = self._settings.registry_policy
+
+        def vet_names(archive: RewrittenArchive) -> None:
+            for reference in archive_names(archive.kept):
+                policy.check_target(reference, what=f"importing an image named {reference}")
+
+        async def receive(pipe: ArchivePipe) -> RewrittenArchive:
+            return await receive_archive(
+                archive_chunks,
+                subject=IMAGE_ARCHIVE,
+                limits=self._settings.import_archive,
+                keep=KEPT_FILES,
+                executor=self._stream_executor,
+                finish=vet_names,
+                pipe=pipe,
+            )
+
+        # A load unpacks layers like a build: it takes a build slot.
+        async with self._settings.limits.builds.slot():
+            reported: list[str] = []
+            progress = LoadProgress()
+            messages = self._upload(self._engine.load, receive)
+            async with contextlib.aclosing(messages):
+                async for message in messages:
+                    for line in progress.feed(message):
+                        reported.append(line)
+                        yield line
+        result = await self._imported(loaded_names(reported))
+        await self._index_shows(
+            [image.id for image in result.images],
+            [tag for image in result.images for tag in image.tags],
+        )
+        yield result
+
+    async def _imported(self, loaded: LoadedNames) -> ImportResult:
+        """The loaded images by id, each with its names (asked of the Engine: the output
+        names them, not always with their ids)."""
+        names_of: dict[str, list[str]] = {image_id: [] for image_id in loaded.ids}
+        for name in loaded.names:
+            document = await self._call(self._engine.inspect_image, name)
+            image_id = documents.image_id(document.get("Id"))
+            names_of.setdefault(image_id, []).append(familiar(name))
+        return ImportResult(
+            images=tuple(
+                ImportedImage(id=image_id, tags=tuple(names))
+                for image_id, names in names_of.items()
+            )
+        )
+
+    async def _upload(
+        self,
+        start: Callable[[Iterator[bytes]], EngineStream],
+        receive: Callable[[ArchivePipe], Awaitable[object]],
+        deadline: _Deadline | None = None,
+    ) -> AsyncGenerator[JsonDocument, None]:
+        """The messages of the Engine request `start`, whose body is the upload as
+        `receive` checks and rewrites it: sent while it arrives, its end only once
+        `receive` returned (ArchivePipe says why that is safe); a refusal cuts the
+        request before its end. Closes the Engine response however iteration ends."""
+        pipe = ArchivePipe()
+        stream = await self._call(start, pipe.body())
+        # The first read sends the request (its body as it comes) and waits for an answer.
+        sending = asyncio.ensure_future(self._call_in(self._stream_executor, next, stream, _END))
+        try:
+            async with _enforced(deadline):
+                await receive(pipe)
+            pipe.release()
+            async with _enforced(deadline):
+                first = await sending
+        except BaseException as error:
+            pipe.abort()
+            stream.close()
+            sending.add_done_callback(_retrieved)
+            if isinstance(error, PipeClosedError) and sending.done() and not sending.cancelled():
+                # The Engine answered before the upload ended: its answer says why.
+                failure = sending.exception()
+                if isinstance(failure, ImageServiceError):
+                    raise failure from None
+            raise
+        try:
+            if first is _END:
+                return
+            yield first
+            async with contextlib.aclosing(self._messages(stream, deadline)) as messages:
+                async for message in messages:
+                    yield message
+        finally:
+            stream.close()
+
     async def _prepared_context(
         self,
         options: BuildOptions,
         context_chunks: AsyncIterator[bytes],
-        deadline: _Deadline | None,
+        pipe: ArchivePipe,
     ) -> CheckedContext:
-        """The context as the Engine will get it (spooled, then rewritten by
-        check_context), once its Dockerfile's images and sources passed the policy."""
-        async with _enforced(deadline):
-            spooled = await spool_context(context_chunks, self._settings.build_context)
-        context = await self._rewritten(spooled, options.dockerfile)
-        try:
-            sources = dockerfile_sources(context.dockerfile, options.build_args)
-            self._settings.build_restrictions.check_sources(
-                sources, self._settings.registry_policy, options.dockerfile or "Dockerfile"
-            )
-        except BaseException:
-            context.close()
-            raise
+        """The context as the Engine gets it (checked and rewritten into `pipe` while it
+        arrives), once its Dockerfile's images and sources passed the policy."""
+        context = await receive_context(
+            context_chunks,
+            options.dockerfile,
+            self._settings.build_context,
+            self._stream_executor,
+            pipe,
+        )
+        sources = dockerfile_sources(context.dockerfile, options.build_args)
+        self._settings.build_restrictions.check_sources(
+            sources, self._settings.registry_policy, options.dockerfile or "Dockerfile"
+        )
         return context
-
-    async def _rewritten(self, spooled: SpooledContext, dockerfile: str) -> CheckedContext:
-        """check_context in a worker, which closes the spool when done with it. A caller
-        that goes away does not wait for it: what it produces is closed when it ends."""
-        limits = self._settings.build_context
-
-        def rewrite() -> CheckedContext:
-            try:
-                return check_context(spooled.file, dockerfile, limits)
-            finally:
-                spooled.close()
-
-        def close_abandoned(done: asyncio.Future[CheckedContext]) -> None:
-            if done.cancelled():  # never ran (the pool shut down)
-                spooled.close()
-            elif done.exception() is None:
-                done.result().close()
-
-        work = asyncio.get_running_loop().run_in_executor(self._executor, rewrite)
-        try:
-            return await asyncio.shield(work)
-        except asyncio.CancelledError:
-            work.add_done_callback(close_abandoned)
-            raise
 
     # Registry inspection (issue 16) -----------------------------------------------------
 

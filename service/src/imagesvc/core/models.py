@@ -183,6 +183,17 @@ class BuildResult:
 
 
 @dataclass(frozen=True, slots=True)
+class ImportedImage:
+    id: str
+    tags: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    images: tuple[ImportedImage, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class RemoveResult:
     untagged: tuple[str, ...]
     deleted: tuple[str, ...]

@@ -58,19 +58,30 @@ class EventStream(EngineStream, Protocol):
 
 
 class BuildRequest(Protocol):
-    """What the adapter needs to start a build (validated by the core)."""
+    """What the adapter needs to start a build (validated by the core), read only."""
 
-    tags: Sequence[str]
-    dockerfile: str
-    build_args: Mapping[str, str]
-    labels: Mapping[str, str]
-    target: str
-    no_cache: bool
-    pull: bool
-    platform: str
-    network_mode: str
-    registry_auths: Sequence[RegistryAuth]
-    limits: BuildLimits
+    @property
+    def tags(self) -> Sequence[str]: ...
+    @property
+    def dockerfile(self) -> str: ...
+    @property
+    def build_args(self) -> Mapping[str, str]: ...
+    @property
+    def labels(self) -> Mapping[str, str]: ...
+    @property
+    def target(self) -> str: ...
+    @property
+    def no_cache(self) -> bool: ...
+    @property
+    def pull(self) -> bool: ...
+    @property
+    def platform(self) -> str: ...
+    @property
+    def network_mode(self) -> str: ...
+    @property
+    def registry_auths(self) -> Sequence[RegistryAuth]: ...
+    @property
+    def limits(self) -> BuildLimits: ...
 
 
 class DockerPort(Protocol):
@@ -96,7 +107,15 @@ class DockerPort(Protocol):
 
     def tag(self, source: str, repository: str, tag: str) -> None: ...
 
-    def build(self, context: IO[bytes], *, gzip: bool, request: BuildRequest) -> EngineStream: ...
+    def build(
+        self, context: IO[bytes] | Iterator[bytes], *, gzip: bool, request: BuildRequest
+    ) -> EngineStream:
+        """POST /build with this tar (a file, or an iterator of pieces sent as they come)."""
+        ...
+
+    def load(self, archive: IO[bytes] | Iterator[bytes]) -> EngineStream:
+        """POST /images/load with this plain tar (read as sent, never held whole)."""
+        ...
 
     def remove_image(self, image: str, *, force: bool, no_prune: bool) -> list[JsonDocument]: ...
 

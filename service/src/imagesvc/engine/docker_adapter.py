@@ -616,7 +616,9 @@ class DockerAdapter:
             )
             self._client._raise_for_status(response)
 
-    def build(self, context: IO[bytes], *, gzip: bool, request: BuildRequest) -> DockerEngineStream:
+    def build(
+        self, context: IO[bytes] | Iterator[bytes], *, gzip: bool, request: BuildRequest
+    ) -> DockerEngineStream:
         params: dict[str, Any] = {
             "t": list(request.tags),
             "dockerfile": request.dockerfile or "Dockerfile",
@@ -646,6 +648,16 @@ class DockerAdapter:
             config = {a.server_address: a.engine_document() for a in request.registry_auths}
             headers["X-Registry-Config"] = _encoded_header(config)
         return self._stream("build", "/build", params=params, headers=headers, data=context)
+
+    def load(self, archive: IO[bytes] | Iterator[bytes]) -> DockerEngineStream:
+        # quiet=0: progress as JSON messages, then one "Loaded image" line per image.
+        return self._stream(
+            "load",
+            "/images/load",
+            params={"quiet": "0"},
+            headers={"Content-Type": "application/x-tar"},
+            data=archive,
+        )
 
     def remove_image(self, image: str, *, force: bool, no_prune: bool) -> list[JsonDocument]:
         with _translate_errors("remove image", image):

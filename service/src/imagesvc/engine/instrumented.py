@@ -243,10 +243,15 @@ class InstrumentedDockerPort:
         finally:
             self.images_changed()
 
-    def build(self, context: IO[bytes], *, gzip: bool, request: BuildRequest) -> EngineStream:
+    def build(
+        self, context: IO[bytes] | Iterator[bytes], *, gzip: bool, request: BuildRequest
+    ) -> EngineStream:
         return self._stream(
             "build", lambda: self._engine.build(context, gzip=gzip, request=request)
         )
+
+    def load(self, archive: IO[bytes] | Iterator[bytes]) -> EngineStream:
+        return self._stream("load", lambda: self._engine.load(archive))
 
     def remove_image(self, image: str, *, force: bool, no_prune: bool) -> list[JsonDocument]:
         try:

@@ -158,6 +158,20 @@ class GuardedServicer(ImageServiceServicer):
                         event.result.update(image_id=item.result.image_id)
                     yield item
 
+    async def ImportImages(
+        self, request_iterator: AsyncIterator[pb.ImportImagesRequest], context: Context
+    ) -> AsyncIterator[pb.ImportImagesResponse]:
+        async with _guarded("ImportImages") as event:
+            items = self._inner.ImportImages(request_iterator, context)
+            async with _closing(items):
+                async for item in items:
+                    if item.HasField("result"):
+                        event.result.update(
+                            image_ids=[image.id for image in item.result.images],
+                            tags=[tag for image in item.result.images for tag in image.tags],
+                        )
+                    yield item
+
     async def RemoveImage(
         self, request: pb.RemoveImageRequest, context: Context
     ) -> pb.RemoveImageResponse:

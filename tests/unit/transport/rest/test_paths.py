@@ -43,6 +43,7 @@ def test_every_annotated_rpc_has_its_route(router: Router) -> None:
         ("POST", "/v1/images:tag"): "TagImage",
         ("POST", "/v1/images:push"): "PushImage",
         ("POST", "/v1/images:build"): "BuildImage",
+        ("POST", "/v1/images:import"): "ImportImages",
         ("DELETE", "/v1/images/{image}"): "RemoveImage",
         ("POST", "/v1/images:prune"): "PruneImages",
         ("POST", "/v1/registries:checkAuth"): "CheckRegistryAuth",

@@ -576,6 +576,31 @@ def build(args: argparse.Namespace) -> int:
     return 0
 
 
+def load(args: argparse.Namespace) -> int:
+    """Like ``docker load``: the archive from -i FILE or stdin; prints each loaded name
+    (or id, for an untagged image) as "Loaded image: ..." lines."""
+    if args.input is None and sys.stdin.isatty():
+        raise UsageError("no archive: give -i FILE or send it on stdin")
+    archive = sys.stdin.buffer if args.input in (None, "-") else args.input
+    with connect(args) as client, client.import_images(archive) as operation:
+        if args.quiet or args.output == "json":
+            result = operation.wait()
+        else:
+            for text in operation:
+                if not text.startswith("Loaded image"):
+                    print(text, flush=True)
+            result = operation.result
+    if args.output == "json":
+        print_json(to_json(result))
+        return 0
+    for image in result.images:
+        for name in image.tags:
+            print(f"Loaded image: {name}")
+        if not image.tags:
+            print(f"Loaded image ID: {image.id}")
+    return 0
+
+
 def _build_args(values: list[str]) -> dict[str, str]:
     """KEY=VALUE, or KEY alone to take the value from the environment (as docker does)."""
     result: dict[str, str] = {}

@@ -209,6 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
     build.set_defaults(run=commands.build)
 
+    load = verb("load", "Load images from a tar archive (docker save or OCI), like docker load")
+    load.add_argument("-i", "--input", default=None, help="archive file (default: stdin)")
+    load.add_argument("-q", "--quiet", action="store_true", help="print only the loaded names")
+    load.set_defaults(run=commands.load)
+
     rm = verb("rm", "Remove images", aliases=["remove"])
     rm.add_argument("images", nargs="+", metavar="IMAGE")
     rm.add_argument("-f", "--force", action="store_true")

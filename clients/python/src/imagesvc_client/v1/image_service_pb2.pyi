@@ -423,3 +423,31 @@ class GetDiskUsageResponse(_message.Message):
     total_size_bytes: int
     reclaimable_bytes: int
     def __init__(self, images: _Optional[_Iterable[_Union[ImageDiskUsage, _Mapping]]] = ..., image_count: _Optional[int] = ..., active_image_count: _Optional[int] = ..., total_size_bytes: _Optional[int] = ..., reclaimable_bytes: _Optional[int] = ...) -> None: ...
+
+class ImportImagesRequest(_message.Message):
+    __slots__ = ("archive_chunk",)
+    ARCHIVE_CHUNK_FIELD_NUMBER: _ClassVar[int]
+    archive_chunk: bytes
+    def __init__(self, archive_chunk: _Optional[bytes] = ...) -> None: ...
+
+class ImportImagesResponse(_message.Message):
+    __slots__ = ("log", "result")
+    LOG_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    log: str
+    result: ImportImagesResult
+    def __init__(self, log: _Optional[str] = ..., result: _Optional[_Union[ImportImagesResult, _Mapping]] = ...) -> None: ...
+
+class ImportImagesResult(_message.Message):
+    __slots__ = ("images",)
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    images: _containers.RepeatedCompositeFieldContainer[ImportedImage]
+    def __init__(self, images: _Optional[_Iterable[_Union[ImportedImage, _Mapping]]] = ...) -> None: ...
+
+class ImportedImage(_message.Message):
+    __slots__ = ("id", "tags")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -53,7 +53,7 @@ class ImageServiceStub:
     INVALID_BUILD_OPTIONS, INVALID_BUILD_CONTEXT, BUILD_CONTEXT_TOO_LARGE, BUILD_FAILED,
     BUILD_TIMEOUT, TRANSFER_STALLED, REGISTRY_NOT_ALLOWED, BASE_IMAGE_UNRESOLVED,
     BUILD_OPTION_NOT_ALLOWED, TOO_MANY_REQUESTS, CONCURRENCY_LIMIT, REQUEST_TOO_LARGE,
-    SPOOL_FULL, DAEMON_DISK_FULL,
+    SPOOL_FULL, DAEMON_DISK_FULL, INVALID_IMAGE_ARCHIVE, IMAGE_ARCHIVE_TOO_LARGE,
     CALLER_UNAUTHENTICATED, CALLER_PERMISSION_DENIED, REGISTRY_UNAUTHENTICATED,
     REGISTRY_DENIED, REGISTRY_UNAVAILABLE, IMAGE_IN_USE, CONFLICT, WATCH_EXPIRED,
     WATCH_UNAVAILABLE, DAEMON_UNAVAILABLE, DAEMON_TIMEOUT, SHUTTING_DOWN, ENGINE_ERROR,
@@ -145,6 +145,11 @@ class ImageServiceStub:
                 request_serializer=imagesvc_dot_v1_dot_image__service__pb2.GetDiskUsageRequest.SerializeToString,
                 response_deserializer=imagesvc_dot_v1_dot_image__service__pb2.GetDiskUsageResponse.FromString,
                 _registered_method=True)
+        self.ImportImages = channel.stream_stream(
+                '/imagesvc.v1.ImageService/ImportImages',
+                request_serializer=imagesvc_dot_v1_dot_image__service__pb2.ImportImagesRequest.SerializeToString,
+                response_deserializer=imagesvc_dot_v1_dot_image__service__pb2.ImportImagesResponse.FromString,
+                _registered_method=True)
 
 
 class ImageServiceServicer:
@@ -174,7 +179,7 @@ class ImageServiceServicer:
     INVALID_BUILD_OPTIONS, INVALID_BUILD_CONTEXT, BUILD_CONTEXT_TOO_LARGE, BUILD_FAILED,
     BUILD_TIMEOUT, TRANSFER_STALLED, REGISTRY_NOT_ALLOWED, BASE_IMAGE_UNRESOLVED,
     BUILD_OPTION_NOT_ALLOWED, TOO_MANY_REQUESTS, CONCURRENCY_LIMIT, REQUEST_TOO_LARGE,
-    SPOOL_FULL, DAEMON_DISK_FULL,
+    SPOOL_FULL, DAEMON_DISK_FULL, INVALID_IMAGE_ARCHIVE, IMAGE_ARCHIVE_TOO_LARGE,
     CALLER_UNAUTHENTICATED, CALLER_PERMISSION_DENIED, REGISTRY_UNAUTHENTICATED,
     REGISTRY_DENIED, REGISTRY_UNAVAILABLE, IMAGE_IN_USE, CONFLICT, WATCH_EXPIRED,
     WATCH_UNAVAILABLE, DAEMON_UNAVAILABLE, DAEMON_TIMEOUT, SHUTTING_DOWN, ENGINE_ERROR,
@@ -322,6 +327,19 @@ class ImageServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImportImages(self, request_iterator, context):
+        """Loads images from an archive, like `docker load`: the request stream carries the
+        archive (a `docker save` tar or an OCI layout tar, plain or gzip-compressed) in
+        chunks. The archive is checked as it arrives (as a build context is) and its image
+        names (manifest.json RepoTags, OCI index.json annotations) must pass the tag
+        allowlist before anything is loaded. Streams the Engine's progress; the last message
+        carries the loaded images. Over REST the body is the archive itself
+        (application/x-tar or application/gzip) and the answer newline-delimited JSON.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ImageServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -400,6 +418,11 @@ def add_ImageServiceServicer_to_server(servicer, server):
                     request_deserializer=imagesvc_dot_v1_dot_image__service__pb2.GetDiskUsageRequest.FromString,
                     response_serializer=imagesvc_dot_v1_dot_image__service__pb2.GetDiskUsageResponse.SerializeToString,
             ),
+            'ImportImages': grpc.stream_stream_rpc_method_handler(
+                    servicer.ImportImages,
+                    request_deserializer=imagesvc_dot_v1_dot_image__service__pb2.ImportImagesRequest.FromString,
+                    response_serializer=imagesvc_dot_v1_dot_image__service__pb2.ImportImagesResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'imagesvc.v1.ImageService', rpc_method_handlers)
@@ -435,7 +458,7 @@ class ImageService:
     INVALID_BUILD_OPTIONS, INVALID_BUILD_CONTEXT, BUILD_CONTEXT_TOO_LARGE, BUILD_FAILED,
     BUILD_TIMEOUT, TRANSFER_STALLED, REGISTRY_NOT_ALLOWED, BASE_IMAGE_UNRESOLVED,
     BUILD_OPTION_NOT_ALLOWED, TOO_MANY_REQUESTS, CONCURRENCY_LIMIT, REQUEST_TOO_LARGE,
-    SPOOL_FULL, DAEMON_DISK_FULL,
+    SPOOL_FULL, DAEMON_DISK_FULL, INVALID_IMAGE_ARCHIVE, IMAGE_ARCHIVE_TOO_LARGE,
     CALLER_UNAUTHENTICATED, CALLER_PERMISSION_DENIED, REGISTRY_UNAUTHENTICATED,
     REGISTRY_DENIED, REGISTRY_UNAVAILABLE, IMAGE_IN_USE, CONFLICT, WATCH_EXPIRED,
     WATCH_UNAVAILABLE, DAEMON_UNAVAILABLE, DAEMON_TIMEOUT, SHUTTING_DOWN, ENGINE_ERROR,
@@ -841,6 +864,33 @@ class ImageService:
             '/imagesvc.v1.ImageService/GetDiskUsage',
             imagesvc_dot_v1_dot_image__service__pb2.GetDiskUsageRequest.SerializeToString,
             imagesvc_dot_v1_dot_image__service__pb2.GetDiskUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportImages(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/imagesvc.v1.ImageService/ImportImages',
+            imagesvc_dot_v1_dot_image__service__pb2.ImportImagesRequest.SerializeToString,
+            imagesvc_dot_v1_dot_image__service__pb2.ImportImagesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -54,7 +54,7 @@ class ImageServiceStub:
     INVALID_BUILD_OPTIONS, INVALID_BUILD_CONTEXT, BUILD_CONTEXT_TOO_LARGE, BUILD_FAILED,
     BUILD_TIMEOUT, TRANSFER_STALLED, REGISTRY_NOT_ALLOWED, BASE_IMAGE_UNRESOLVED,
     BUILD_OPTION_NOT_ALLOWED, TOO_MANY_REQUESTS, CONCURRENCY_LIMIT, REQUEST_TOO_LARGE,
-    SPOOL_FULL, DAEMON_DISK_FULL,
+    SPOOL_FULL, DAEMON_DISK_FULL, INVALID_IMAGE_ARCHIVE, IMAGE_ARCHIVE_TOO_LARGE,
     CALLER_UNAUTHENTICATED, CALLER_PERMISSION_DENIED, REGISTRY_UNAUTHENTICATED,
     REGISTRY_DENIED, REGISTRY_UNAVAILABLE, IMAGE_IN_USE, CONFLICT, WATCH_EXPIRED,
     WATCH_UNAVAILABLE, DAEMON_UNAVAILABLE, DAEMON_TIMEOUT, SHUTTING_DOWN, ENGINE_ERROR,
@@ -137,6 +137,15 @@ class ImageServiceStub:
     containers use it; in total each layer counted once, and what removing the images
     no container uses would free.
     """
+    ImportImages: _grpc.StreamStreamMultiCallable[_image_service_pb2.ImportImagesRequest, _image_service_pb2.ImportImagesResponse]
+    """Loads images from an archive, like `docker load`: the request stream carries the
+    archive (a `docker save` tar or an OCI layout tar, plain or gzip-compressed) in
+    chunks. The archive is checked as it arrives (as a build context is) and its image
+    names (manifest.json RepoTags, OCI index.json annotations) must pass the tag
+    allowlist before anything is loaded. Streams the Engine's progress; the last message
+    carries the loaded images. Over REST the body is the archive itself
+    (application/x-tar or application/gzip) and the answer newline-delimited JSON.
+    """
 
 @_typing.type_check_only
 class ImageServiceAsyncStub(ImageServiceStub):
@@ -166,7 +175,7 @@ class ImageServiceAsyncStub(ImageServiceStub):
     INVALID_BUILD_OPTIONS, INVALID_BUILD_CONTEXT, BUILD_CONTEXT_TOO_LARGE, BUILD_FAILED,
     BUILD_TIMEOUT, TRANSFER_STALLED, REGISTRY_NOT_ALLOWED, BASE_IMAGE_UNRESOLVED,
     BUILD_OPTION_NOT_ALLOWED, TOO_MANY_REQUESTS, CONCURRENCY_LIMIT, REQUEST_TOO_LARGE,
-    SPOOL_FULL, DAEMON_DISK_FULL,
+    SPOOL_FULL, DAEMON_DISK_FULL, INVALID_IMAGE_ARCHIVE, IMAGE_ARCHIVE_TOO_LARGE,
     CALLER_UNAUTHENTICATED, CALLER_PERMISSION_DENIED, REGISTRY_UNAUTHENTICATED,
     REGISTRY_DENIED, REGISTRY_UNAVAILABLE, IMAGE_IN_USE, CONFLICT, WATCH_EXPIRED,
     WATCH_UNAVAILABLE, DAEMON_UNAVAILABLE, DAEMON_TIMEOUT, SHUTTING_DOWN, ENGINE_ERROR,
@@ -246,6 +255,15 @@ class ImageServiceAsyncStub(ImageServiceStub):
     containers use it; in total each layer counted once, and what removing the images
     no container uses would free.
     """
+    ImportImages: _aio.StreamStreamMultiCallable[_image_service_pb2.ImportImagesRequest, _image_service_pb2.ImportImagesResponse]  # type: ignore[assignment]
+    """Loads images from an archive, like `docker load`: the request stream carries the
+    archive (a `docker save` tar or an OCI layout tar, plain or gzip-compressed) in
+    chunks. The archive is checked as it arrives (as a build context is) and its image
+    names (manifest.json RepoTags, OCI index.json annotations) must pass the tag
+    allowlist before anything is loaded. Streams the Engine's progress; the last message
+    carries the loaded images. Over REST the body is the archive itself
+    (application/x-tar or application/gzip) and the answer newline-delimited JSON.
+    """
 
 class ImageServiceServicer(metaclass=_abc_1.ABCMeta):
     """Manages the container images of one Docker daemon: what `docker image ls`, `history`,
@@ -274,7 +292,7 @@ class ImageServiceServicer(metaclass=_abc_1.ABCMeta):
     INVALID_BUILD_OPTIONS, INVALID_BUILD_CONTEXT, BUILD_CONTEXT_TOO_LARGE, BUILD_FAILED,
     BUILD_TIMEOUT, TRANSFER_STALLED, REGISTRY_NOT_ALLOWED, BASE_IMAGE_UNRESOLVED,
     BUILD_OPTION_NOT_ALLOWED, TOO_MANY_REQUESTS, CONCURRENCY_LIMIT, REQUEST_TOO_LARGE,
-    SPOOL_FULL, DAEMON_DISK_FULL,
+    SPOOL_FULL, DAEMON_DISK_FULL, INVALID_IMAGE_ARCHIVE, IMAGE_ARCHIVE_TOO_LARGE,
     CALLER_UNAUTHENTICATED, CALLER_PERMISSION_DENIED, REGISTRY_UNAUTHENTICATED,
     REGISTRY_DENIED, REGISTRY_UNAVAILABLE, IMAGE_IN_USE, CONFLICT, WATCH_EXPIRED,
     WATCH_UNAVAILABLE, DAEMON_UNAVAILABLE, DAEMON_TIMEOUT, SHUTTING_DOWN, ENGINE_ERROR,
@@ -441,6 +459,21 @@ class ImageServiceServicer(metaclass=_abc_1.ABCMeta):
         per image its size, the bytes it shares with other images and its own, and how many
         containers use it; in total each layer counted once, and what removing the images
         no container uses would free.
+        """
+
+    @_abc_1.abstractmethod
+    def ImportImages(
+        self,
+        request_iterator: _MaybeAsyncIterator[_image_service_pb2.ImportImagesRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_image_service_pb2.ImportImagesResponse], _abc.AsyncIterator[_image_service_pb2.ImportImagesResponse]]:
+        """Loads images from an archive, like `docker load`: the request stream carries the
+        archive (a `docker save` tar or an OCI layout tar, plain or gzip-compressed) in
+        chunks. The archive is checked as it arrives (as a build context is) and its image
+        names (manifest.json RepoTags, OCI index.json annotations) must pass the tag
+        allowlist before anything is loaded. Streams the Engine's progress; the last message
+        carries the loaded images. Over REST the body is the archive itself
+        (application/x-tar or application/gzip) and the answer newline-delimited JSON.
         """
 
 def add_ImageServiceServicer_to_server(servicer: ImageServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

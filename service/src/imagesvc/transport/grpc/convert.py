@@ -330,3 +330,16 @@ def disk_usage_response(value: models.DiskUsage) -> image_service_pb2.GetDiskUsa
         total_size_bytes=value.total_size_bytes,
         reclaimable_bytes=value.reclaimable_bytes,
     )
+
+
+def import_response(item: str | models.ImportResult) -> image_service_pb2.ImportImagesResponse:
+    if isinstance(item, models.ImportResult):
+        return image_service_pb2.ImportImagesResponse(
+            result=image_service_pb2.ImportImagesResult(
+                images=[
+                    image_service_pb2.ImportedImage(id=image.id, tags=image.tags)
+                    for image in item.images
+                ]
+            )
+        )
+    return image_service_pb2.ImportImagesResponse(log=item)

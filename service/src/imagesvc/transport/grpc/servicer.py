@@ -124,6 +124,20 @@ class ImageServiceServicer(image_service_pb2_grpc.ImageServiceServicer):
             async for item in items:
                 yield convert.build_response(item)
 
+    async def ImportImages(
+        self,
+        request_iterator: AsyncIterator[pb.ImportImagesRequest],
+        context: grpc.aio.ServicerContext[object, object],
+    ) -> AsyncIterator[pb.ImportImagesResponse]:
+        async def archive_chunks() -> AsyncIterator[bytes]:
+            async for message in request_iterator:
+                yield message.archive_chunk
+
+        items = self._core.import_images(archive_chunks())
+        async with contextlib.aclosing(items):
+            async for item in items:
+                yield convert.import_response(item)
+
     async def RemoveImage(
         self, request: pb.RemoveImageRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> pb.RemoveImageResponse:

@@ -1,4 +1,6 @@
-"""The request side of BuildImage over REST (a client stream, `body: "*"`).
+"""The request side of the client streams over REST (`body: "*"`): BuildImage, and
+ImportImages, whose raw body is the image archive (no options) and whose JSON form is a
+sequence of `{"archiveChunk": "<base64>"}` objects.
 
 Two request forms, chosen by Content-Type:
 
@@ -22,6 +24,9 @@ import base64
 import binascii
 import json
 from collections.abc import AsyncIterator
+from typing import TypeVar
+
+from google.protobuf.message import Message
 
 from imagesvc.core.errors import InvalidArgumentError, Reason
 from imagesvc.transport.rest.json import from_value
@@ -35,6 +40,7 @@ RAW_CONTEXT_TYPES = frozenset(
 REGISTRY_CONFIG_HEADER = "x-registry-config"
 _CREDENTIAL_KEYS = frozenset({"registry_auths", "registryAuths"})
 _DECODER = json.JSONDecoder()
+M = TypeVar("M", bound=Message)
 
 
 def is_raw_context(content_type: str) -> bool:
@@ -165,20 +171,34 @@ class JsonValues:
         return values
 
 
+async def raw_archive_requests(body: AsyncIterator[bytes]) -> AsyncIterator[pb.ImportImagesRequest]:
+    """Each received piece of the body as an archive chunk."""
+    async for chunk in body:
+        yield pb.ImportImagesRequest(archive_chunk=chunk)
+
+
 async def json_requests(
     body: AsyncIterator[bytes], *, max_message_bytes: int
 ) -> AsyncIterator[pb.BuildImageRequest]:
     """BuildImageRequest messages decoded from the body as they complete."""
+    async for message in json_messages(body, pb.BuildImageRequest, max_message_bytes):
+        yield message
+
+
+async def json_messages(
+    body: AsyncIterator[bytes], message_type: type[M], max_message_bytes: int
+) -> AsyncIterator[M]:
+    """Request messages of `message_type` decoded from the body as they complete."""
     values = JsonValues(max_message_bytes)
     async for chunk in body:
         for value in values.feed(chunk):
-            yield _request(value)
+            yield _request(value, message_type)
     for value in values.finish():
-        yield _request(value)
+        yield _request(value, message_type)
 
 
-def _request(value: object) -> pb.BuildImageRequest:
+def _request(value: object, message_type: type[M]) -> M:
     try:
-        return from_value(value, pb.BuildImageRequest())
+        return from_value(value, message_type())
     except InvalidArgumentError as error:
         raise InvalidArgumentError(f"Failed to decode request: {error.message}") from None

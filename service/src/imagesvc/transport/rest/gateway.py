@@ -322,10 +322,18 @@ class RestGateway(BaseRoute):
             setattr(target, field_path[-1], value)
         return request
 
-    def _build_requests(
-        self, scope: Scope, body: _Body
-    ) -> AsyncIterator[image_service_pb2.BuildImageRequest]:
-        if rest_build.is_raw_context(_header(scope, "content-type")):
+    def _stream_requests(
+        self, scope: Scope, body: _Body, binding: Binding
+    ) -> AsyncIterator[Message]:
+        """A client stream's request messages: BuildImage's or ImportImages'."""
+        raw = rest_build.is_raw_context(_header(scope, "content-type"))
+        if binding.rpc == "ImportImages":
+            if raw:
+                return rest_build.raw_archive_requests(body.chunks())
+            return rest_build.json_messages(
+                body.chunks(), image_service_pb2.ImportImagesRequest, self._max_body_bytes
+            )
+        if raw:
             options = rest_build.options_from_query(
                 parse_query(scope.get("query_string", b"")),
                 _header(scope, rest_build.REGISTRY_CONFIG_HEADER) or None,
@@ -358,7 +366,9 @@ class RestGateway(BaseRoute):
         try:
             timeout = _grpc_timeout(_header(scope, "grpc-timeout"))
             if binding.client_streaming:
-                messages = self._method(binding)(self._build_requests(scope, body), _context(scope))
+                messages = self._method(binding)(
+                    self._stream_requests(scope, body, binding), _context(scope)
+                )
             else:
                 request = await self._request(scope, body, match)
                 # Read to its end, so that a disconnect is what receive() reports next.
