@@ -17,6 +17,7 @@ import pytest
 from devtools.sandbox import BuiltImage, Engine, Registry, build_busybox_image
 from imagesvc.core.credential_files import hash_token
 from imagesvc.server import ThreadedServer
+from imagesvc.v1 import image_service_pb2_grpc
 from imagesvc_client import ImageClient
 from tests.integration.certificates import KeyPair, new_ca
 from tests.integration.conftest import server_settings
@@ -43,9 +44,12 @@ def client(address: str) -> Iterator[ImageClient]:
 
 
 @pytest.fixture
-def throwaway(engine: Engine, busybox_image: BuiltImage) -> Iterator[Throwaway]:
-    """Images of one test, all removed afterwards; the session busybox image survives."""
-    made = Throwaway(engine)
+def throwaway(
+    engine: Engine, busybox_image: BuiltImage, stub: image_service_pb2_grpc.ImageServiceStub
+) -> Iterator[Throwaway]:
+    """Images of one test, all removed afterwards; the session busybox image survives.
+    Each build returns once the live server lists it (built beside it, on the Engine)."""
+    made = Throwaway(engine, stub)
     try:
         yield made
     finally:
