@@ -46,6 +46,11 @@ def _build_requests() -> Iterator[pb.BuildImageRequest]:
     yield pb.BuildImageRequest(options=pb.BuildOptions(tags=["imagesvc-test/authz-build:1"]))
 
 
+def _import_requests() -> Iterator[pb.ImportImagesRequest]:
+    # No archive at all, which the core refuses before the Engine.
+    return iter(())
+
+
 def grpc_probes(open_registry: Registry, auth_registry: Registry) -> dict[str, Probe]:
     registry_auth = image_pb2.RegistryAuth(
         username=auth_registry.username or "",
@@ -124,6 +129,11 @@ def grpc_probes(open_registry: Registry, auth_registry: Registry) -> dict[str, P
             "BuildImage",
             grpc.StatusCode.INVALID_ARGUMENT,
             lambda stub, md: _drain(stub.BuildImage(_build_requests(), metadata=md, timeout=60)),
+        ),
+        Probe(
+            "ImportImages",
+            grpc.StatusCode.INVALID_ARGUMENT,
+            lambda stub, md: _drain(stub.ImportImages(_import_requests(), metadata=md, timeout=60)),
         ),
         Probe(
             "TagImage",
@@ -260,6 +270,14 @@ def rest_probes(open_registry: Registry, auth_registry: Registry) -> dict[str, R
             grpc.StatusCode.INVALID_ARGUMENT,
             "POST",
             "/v1/images:build?tags=imagesvc-test%2Fauthz-build%3A1",
+            content=b"",
+            headers=(("content-type", "application/x-tar"),),
+        ),
+        RestProbe(
+            "ImportImages",
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "POST",
+            "/v1/images:import",
             content=b"",
             headers=(("content-type", "application/x-tar"),),
         ),

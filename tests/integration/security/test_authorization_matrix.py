@@ -43,6 +43,7 @@ ALLOWED: dict[str, set[str]] = {
     "InspectRegistryImage": PULLER,
     "CheckImageUpdates": PULLER,
     "BuildImage": BUILDER,
+    "ImportImages": BUILDER,
     "TagImage": BUILDER,
     "PushImage": PUSHER,
     "RemoveImage": ADMIN,

@@ -633,3 +633,23 @@ def test_names_settle_from_a_full_list_and_events_never_wait_for_it() -> None:
                 gate.set()
 
     run(scenario())
+
+
+def test_the_names_settling_list_brings_in_what_no_event_announced() -> None:
+    """The containerd store announces an untagged build's images with no event: the list
+    that settles names after the last refresh finds them (and what went unannounced)."""
+
+    async def scenario() -> None:
+        fake = PodmanLikePort()
+        fake.add(engine_image(1, tags=["app:1"]))
+        fake.add(engine_image(2, tags=["db:2"]))
+        settings = dataclasses.replace(FAST, names_settle_seconds=0.05)
+        async with running(fake, settings) as r:
+            await r.live()
+            fake.add(engine_image(3))  # no event
+            del fake.images[image_id(2)]  # no event
+            fake.tag(image_id(1), "app", "2")
+            await r.until(lambda: r.ids() == {image_id(1), image_id(3)})
+            assert set(r.tags(1)) == {"app:1", "app:2"}
+
+    run(scenario())

@@ -269,6 +269,8 @@ class ImageIndex:
         self._stopping = False
         self._settle_handle: asyncio.TimerHandle | None = None
         self._settling: asyncio.Task[None] | None = None
+        # What the last names-settling list and the index disagreed on the existence of.
+        self._unexplained: set[str] = set()
         self._last_event_time: float | None = None
         # (monotonic time received, keys it names or None for "anything"), for telling
         # corrections from changes events explain; only the last minute is kept.
@@ -568,7 +570,12 @@ class ImageIndex:
                     await self._refresh(item.ids, item.names)
                     self._settle_names_later(work)
                 if item.settled is not None and not item.everything:
-                    self._adopt_listed_names(*item.settled)
+                    unexplained = self._adopt_listed_names(*item.settled)
+                    # A disagreement a refresh did not end is left to the reconcile.
+                    if unexplained and unexplained != self._unexplained:
+                        await self._refresh(unexplained, set())
+                        self._settle_names_later(work)  # the names of what it added
+                    self._unexplained = unexplained
             except BaseException as error:
                 # Not live before a waiting write returns: its reads go to the Engine.
                 self._set_state(IndexState.RESYNCING, f"a refresh failed: {error}")
@@ -619,14 +626,23 @@ class ImageIndex:
         if self._work is work:
             work.put_nowait(_Work(settled=(since, listed)))
 
-    def _adopt_listed_names(self, since: int, listed: dict[str, JsonDocument]) -> None:
-        """The listed summary of every image no refresh changed since the list began (a
-        later refresh knows better; an image added or removed meanwhile is the events'
-        and the reconcile's business)."""
+    def _adopt_listed_names(self, since: int, listed: dict[str, JsonDocument]) -> set[str]:
+        """Takes the listed summary of every image no refresh changed since the list
+        began (a later refresh knows better). Returns the images the list and the index
+        disagree on the existence of, for a targeted refresh: the list may be older than
+        the events applied since, and the daemon announces some changes with no event (an
+        untagged build's images on the containerd store)."""
         for image_id, summary in listed.items():
             slot = self._slots.get(image_id)
             if slot is not None and slot.version <= since:
                 self._put(image_id, summary)
+        unknown = {image_id for image_id in listed if image_id not in self._slots}
+        unlisted = {
+            image_id
+            for image_id, slot in self._slots.items()
+            if image_id not in listed and slot.version <= since
+        }
+        return unknown | unlisted
 
     def _count_corrections_later(self, changes: list[tuple[str, set[str]]], since: float) -> None:
         """Counts after a grace for the explaining events, without holding up the applier."""
