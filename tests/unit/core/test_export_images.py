@@ -124,4 +124,4 @@ def test_a_consumer_that_stops_early_closes_the_engine_response(
 
     assert run(first_only()) == b"a"
     assert archive.closed
-    assert archive.reads == 1  # read on demand: nothing read ahead of the consumer
+    assert archive.reads <= 2  # the chunk sent and the one read ahead

@@ -253,3 +253,21 @@ def test_only_unix_and_plain_tcp_engines_are_read_on_the_loop(
     base_url: str, tls: bool, expected: LoopEndpoint | None
 ) -> None:
     assert loop_endpoint(base_url, tls=tls) == expected
+
+
+def test_closing_under_a_pending_read_ends_the_connection_at_once(socket_dir: Path) -> None:
+    def export(send: Callable[[bytes], None]) -> None:
+        send(answer("200 OK", {"Transfer-Encoding": "chunked"}, chunked(b"first")[:-5]))
+
+    with engine_with(socket_dir, export) as (engine, adapter):
+        archive = adapter.export_images(["a:1"], chunk_size=5)
+
+        async def scenario(archive: EngineBytes) -> tuple[bytes, bytes]:
+            first = await archive.read()
+            reading = asyncio.create_task(archive.read())
+            await asyncio.sleep(0.05)
+            archive.close()  # the read is still pending: the Engine sees the end now
+            assert await asyncio.to_thread(engine.export_closed.wait, 2)
+            return first, await reading
+
+        assert run(scenario(archive)) == (b"first", b"")

@@ -402,7 +402,7 @@ class ImageCore:
 
     async def export_images(self, images: Sequence[str]) -> AsyncGenerator[bytes, None]:
         """The images as one tar archive (`docker save`), in chunks as the Engine writes
-        it, read on the event loop (the consumer's pace is the Engine's: nothing piles
+        it, one chunk read ahead (the consumer's pace is the Engine's: nothing piles
         up). Every image is looked up first, so that one not found is NOT_FOUND before
         any byte. Closing the generator closes the Engine response, which stops the
         export on the daemon."""
@@ -421,14 +421,21 @@ class ImageCore:
         for name in names:
             await self._call(self._engine.inspect_image, name)
         archive = self._engine.export_images(names, chunk_size=EXPORT_CHUNK_BYTES)
-        # The archive is read on the event loop (no thread hands chunks over): the
-        # Engine's socket buffers what comes while a chunk is sent, and a consumer that
-        # stops reading stops the reads (flow control reaches the Engine).
+        # One read ahead, on the event loop (no thread hands chunks over): the next
+        # chunk comes from the Engine while this one is sent, so the two overlap; at most
+        # two chunks are held, and a consumer that stops reading stops the reads (flow
+        # control reaches the Engine).
+        ahead = asyncio.ensure_future(archive.read())
         try:
-            while chunk := await archive.read():
+            while chunk := await ahead:
+                ahead = asyncio.ensure_future(archive.read())
                 yield chunk
         finally:
-            archive.close()
+            if not ahead.done():
+                ahead.cancel()
+            elif not ahead.cancelled():
+                ahead.exception()  # retrieved: a read failing after the close is moot
+            archive.close()  # at once, also under a read still running ahead
 
     async def watch_images(
         self, image_filter: ImageFilter, *, send_initial: bool, resume_token: str

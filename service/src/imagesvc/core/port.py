@@ -35,9 +35,10 @@ class EngineBytes(Protocol):
     event loop.
 
     `read()` sends the request on its first call and returns the next chunk, b"" at the
-    end; an Engine failure is raised as its core error. A read is awaited to its end (or
-    cancelled) before the next one. `close()` closes the connection at once, which makes
-    the daemon stop the work (also after a cancelled read); later reads return b"".
+    end; an Engine failure is raised as its core error. A read is awaited to its end
+    before the next one starts. `close()` closes the connection at once, which makes the
+    daemon stop the work, also while a read is pending (that read may then never end: it
+    is cancelled); later reads return b"".
     """
 
     async def read(self) -> bytes: ...

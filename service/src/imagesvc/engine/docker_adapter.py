@@ -412,30 +412,16 @@ class _LoopArchive:
 class _ThreadedArchive:
     """EngineBytes over docker-py's reader (DockerEngineBytes), for Engines the event
     loop does not speak to (TLS, ssh://): each chunk is read in the loop's default
-    executor, one chunk read ahead so that the next read overlaps the send."""
+    executor (slower: the thread and the loop contend for the GIL, issue 16)."""
 
     def __init__(self, inner: DockerEngineBytes) -> None:
         self._inner = inner
-        self._ahead: asyncio.Future[bytes] | None = None
 
     async def read(self) -> bytes:
-        loop = asyncio.get_running_loop()
-        ahead = self._ahead or loop.run_in_executor(None, self._inner.read)
-        self._ahead = None
-        chunk = await ahead
-        if chunk:
-            self._ahead = loop.run_in_executor(None, self._inner.read)
-        return chunk
+        return await asyncio.get_running_loop().run_in_executor(None, self._inner.read)
 
     def close(self) -> None:
-        self._inner.close()  # also ends a read still running ahead
-        ahead, self._ahead = self._ahead, None
-        if ahead is None:
-            return
-        if not ahead.done():
-            ahead.cancel()
-        elif not ahead.cancelled():
-            ahead.exception()  # retrieved: a read failing after the close is moot
+        self._inner.close()  # also ends a read running in the executor
 
 
 def _close_response(response: requests.Response) -> None:

@@ -102,6 +102,7 @@ class LoopEngineBytes:
         self._idle_timeout = idle_timeout
         self._sock: socket.socket | None = None
         self._closed = False
+        self._reading = False
         self._started = False
         self._buffer = bytearray(_RECEIVE_BYTES)
         self._view = memoryview(self._buffer)
@@ -114,25 +115,38 @@ class LoopEngineBytes:
         self._done = False
 
     def close(self) -> None:
+        """Shuts the connection down at once (the Engine sees it end and stops the work);
+        the descriptor itself is closed here, or by a read still pending once it ends:
+        closing it under that read would leave it in the loop's selector, where a reused
+        descriptor number would then be watched (or unwatched) for the wrong socket."""
         self._closed = True
-        sock, self._sock = self._sock, None
-        if sock is not None:
-            with contextlib.suppress(OSError):  # already closed by the peer
-                sock.shutdown(socket.SHUT_RDWR)
+        sock = self._sock
+        if sock is None:
+            return
+        with contextlib.suppress(OSError):  # already closed by the peer
+            sock.shutdown(socket.SHUT_RDWR)
+        if not self._reading:
+            self._sock = None
             sock.close()
 
     async def read(self) -> bytes:
         if self._closed or self._done:
             return b""
+        self._reading = True
         try:
             if not self._started:
                 self._started = True
                 await self._open()
             chunk = await self._read_body()
-        except BaseException:
+        except BaseException as exc:
+            self._reading = False
+            closed_meanwhile = self._closed
             self.close()
+            if closed_meanwhile and isinstance(exc, Exception):
+                return b""  # the read failed because the connection was closed under it
             raise
-        if not chunk:
+        self._reading = False
+        if not chunk or self._closed:
             self.close()
         return chunk
 
