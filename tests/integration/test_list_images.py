@@ -16,8 +16,8 @@ import pytest
 from devtools.engine_kinds import EngineKind
 from devtools.sandbox import BuiltImage, SandboxEngine
 from imagesvc.core.models import RegistryAuth
-from imagesvc.core.port import BuildRequest, JsonDocument
-from imagesvc.engine.docker_adapter import DockerAdapter, DockerEngineBytes, DockerEngineStream
+from imagesvc.core.port import BuildRequest, EngineBytes, JsonDocument
+from imagesvc.engine.docker_adapter import DockerAdapter, DockerEngineStream
 from imagesvc.server import ThreadedServer
 from imagesvc.v1 import image_pb2, image_service_pb2_grpc
 from imagesvc.v1 import image_service_pb2 as pb
@@ -481,7 +481,7 @@ class CountingPort:
         self._count("inspect_distribution")
         return self._inner.inspect_distribution(name, auth=auth)
 
-    def export_images(self, images: Sequence[str], *, chunk_size: int) -> DockerEngineBytes:
+    def export_images(self, images: Sequence[str], *, chunk_size: int) -> EngineBytes:
         self._count("export_images")
         return self._inner.export_images(images, chunk_size=chunk_size)
 

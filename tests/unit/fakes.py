@@ -9,6 +9,7 @@ Engine error line as its core error (through the same table, imagesvc.engine.err
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import queue
 import threading
@@ -135,7 +136,8 @@ class FakeEngineStream:
 
 class FakeEngineBytes:
     """Scripted chunks of an Engine archive; an exception in the script is raised when
-    reached. With `block_at=i`, reading chunk i blocks until `close()` (any thread)."""
+    reached. With `block_at=i`, reading chunk i waits (on the event loop) until `close()`
+    or its cancellation."""
 
     def __init__(
         self, chunks: Iterable[bytes | BaseException], *, block_at: int | None = None
@@ -143,7 +145,7 @@ class FakeEngineBytes:
         self._chunks = list(chunks)
         self._index = 0
         self._block_at = block_at
-        self._closed = threading.Event()
+        self._closed = asyncio.Event()
         self.blocked = threading.Event()
         self.reads = 0
 
@@ -151,11 +153,12 @@ class FakeEngineBytes:
     def closed(self) -> bool:
         return self._closed.is_set()
 
-    def read(self) -> bytes:
+    async def read(self) -> bytes:
         self.reads += 1
         if self._block_at is not None and self._index == self._block_at and not self.closed:
             self.blocked.set()
-            self._closed.wait(timeout=10)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closed.wait(), timeout=10)
         if self.closed or self._index >= len(self._chunks):
             return b""
         item = self._chunks[self._index]

@@ -84,7 +84,7 @@ def test_a_failure_mid_export_is_raised_and_closes_the_engine_response(
     assert archive.closed
 
 
-def test_a_cancelled_export_closes_the_engine_response_and_frees_the_reading_thread(
+def test_a_cancelled_export_closes_the_engine_response_at_once(
     core: ImageCore, port: FakeDockerPort
 ) -> None:
     port.add(engine_image(1, tags=["team/app:1.0"]))

@@ -421,21 +421,21 @@ class ImageCore:
         for name in names:
             await self._call(self._engine.inspect_image, name)
         archive = self._engine.export_images(names, chunk_size=EXPORT_CHUNK_BYTES)
-        loop = asyncio.get_running_loop()
-        # One read ahead: the next chunk comes from the Engine while this one is sent, so
-        # the two overlap; at most two chunks are held, and a consumer that stops
-        # reading stops the reads (flow control reaches the Engine).
-        ahead = loop.run_in_executor(self._stream_executor, archive.read)
+        # One read ahead, on the event loop (no thread hands chunks over): the next
+        # chunk comes from the Engine while this one is sent, so the two overlap; at most
+        # two chunks are held, and a consumer that stops reading stops the reads (flow
+        # control reaches the Engine).
+        ahead = asyncio.ensure_future(archive.read())
         try:
             while chunk := await ahead:
-                ahead = loop.run_in_executor(self._stream_executor, archive.read)
+                ahead = asyncio.ensure_future(archive.read())
                 yield chunk
         finally:
-            archive.close()  # also ends a read still running ahead
             if not ahead.done():
                 ahead.cancel()
             elif not ahead.cancelled():
                 ahead.exception()  # retrieved: a read failing after the close is moot
+            archive.close()  # at once, also under a read still running ahead
 
     async def watch_images(
         self, image_filter: ImageFilter, *, send_initial: bool, resume_token: str

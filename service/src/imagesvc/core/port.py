@@ -31,15 +31,17 @@ class EngineStream(Protocol):
 
 
 class EngineBytes(Protocol):
-    """A streamed raw Engine response (an image archive), read chunk by chunk.
+    """A streamed raw Engine response (an image archive), read chunk by chunk on the
+    event loop.
 
     `read()` sends the request on its first call and returns the next chunk, b"" at the
-    end; an Engine failure is raised as its core error. `close()` may be called from
-    another thread while a read blocks; it aborts the HTTP response, which makes the
-    daemon stop the work, and later reads return b"".
+    end; an Engine failure is raised as its core error. A read is awaited to its end
+    before the next one starts. `close()` closes the connection at once, which makes the
+    daemon stop the work, also while a read is pending (that read may then never end: it
+    is cancelled); later reads return b"".
     """
 
-    def read(self) -> bytes: ...
+    async def read(self) -> bytes: ...
 
     def close(self) -> None: ...
 

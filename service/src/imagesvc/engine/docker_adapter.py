@@ -13,6 +13,7 @@ through engine.errors. Callers only ever see core errors.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
@@ -23,6 +24,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import IO, Any
+from urllib.parse import urlencode, urlsplit
 
 import docker
 import docker.errors
@@ -43,6 +45,14 @@ from imagesvc.core.models import BuildLimits, RegistryAuth
 from imagesvc.core.port import BuildRequest, JsonDocument
 from imagesvc.core.references import parse_reference
 from imagesvc.engine.errors import classify_engine_message, stream_failure
+from imagesvc.engine.loop_http import (
+    EngineConnectionLost,
+    EngineHTTPError,
+    EngineIdleError,
+    LoopEndpoint,
+    LoopEngineBytes,
+    loop_endpoint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +153,20 @@ def _translate_errors(operation: str, image: str = "") -> Iterator[None]:
         raise classify_engine_message(
             _explanation(exc), http_status=status, building=operation == "build"
         ) from exc
+    except EngineHTTPError as exc:  # the event-loop reader's (loop_http.py) HTTP error
+        raise classify_engine_message(
+            exc.message, http_status=exc.status, building=operation == "build"
+        ) from exc
+    except EngineIdleError as exc:
+        raise DeadlineExceededError(
+            f"the Docker daemon sent nothing for too long during {operation}",
+            reason=Reason.DAEMON_TIMEOUT,
+        ) from exc
+    except EngineConnectionLost as exc:
+        raise UnavailableError(
+            f"the connection to the Docker daemon failed during {operation}",
+            reason=Reason.DAEMON_UNAVAILABLE,
+        ) from exc
     except requests.exceptions.ConnectionError as exc:
         # requests reports a read timeout in the middle of a stream as a ConnectionError.
         if exc.args and isinstance(exc.args[0], urllib3.exceptions.ReadTimeoutError):
@@ -158,6 +182,11 @@ def _translate_errors(operation: str, image: str = "") -> Iterator[None]:
         ) from exc
     except (ConnectionError, FileNotFoundError) as exc:
         raise _unreachable(operation) from exc
+    except TimeoutError as exc:  # the event-loop reader's connect timeout
+        raise DeadlineExceededError(
+            f"the Docker daemon did not answer {operation} in time",
+            reason=Reason.DAEMON_TIMEOUT,
+        ) from exc
     except docker.errors.DockerException as exc:
         raise EngineError(f"{operation} failed: {exc}", reason=Reason.ENGINE_ERROR) from exc
     except requests.exceptions.RequestException as exc:
@@ -365,6 +394,36 @@ class DockerEngineBytes(_AbortableResponse):
         return chunk
 
 
+class _LoopArchive:
+    """EngineBytes read on the event loop (loop_http.py), its failures as core errors."""
+
+    def __init__(self, inner: LoopEngineBytes, operation: str) -> None:
+        self._inner = inner
+        self._operation = operation
+
+    async def read(self) -> bytes:
+        with _translate_errors(self._operation):
+            return await self._inner.read()
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class _ThreadedArchive:
+    """EngineBytes over docker-py's reader (DockerEngineBytes), for Engines the event
+    loop does not speak to (TLS, ssh://): each chunk is read in the loop's default
+    executor (slower: the thread and the loop contend for the GIL, issue 16)."""
+
+    def __init__(self, inner: DockerEngineBytes) -> None:
+        self._inner = inner
+
+    async def read(self) -> bytes:
+        return await asyncio.get_running_loop().run_in_executor(None, self._inner.read)
+
+    def close(self) -> None:
+        self._inner.close()  # also ends a read running in the executor
+
+
 def _close_response(response: requests.Response) -> None:
     """Closes the response and its connection (requests closes neither once the body
     was read to its end: it leaves that to the pool the stream's connection left)."""
@@ -480,6 +539,11 @@ class DockerAdapter:
             **kwargs,
         )
 
+        # Exports are read on the event loop when the Engine is a unix socket or plain
+        # TCP; a TLS Engine keeps docker-py's reader in a thread (slower: issue 16).
+        self._loop_endpoint: LoopEndpoint | None = loop_endpoint(
+            base_url, tls=bool(kwargs.get("tls"))
+        )
         self._negotiated = False
         self._negotiate_lock = threading.Lock()
         self._podman = False
@@ -679,9 +743,21 @@ class DockerAdapter:
             )
             return dict(self._client._result(response, json=True) or {})
 
-    def export_images(self, images: Sequence[str], *, chunk_size: int) -> DockerEngineBytes:
+    def export_images(
+        self, images: Sequence[str], *, chunk_size: int
+    ) -> _LoopArchive | _ThreadedArchive:
         names = [self._engine_image(image) for image in images]
         url = self._url("/images/get")
+        if self._loop_endpoint is not None:
+            target = f"{urlsplit(url).path}?{urlencode([('names', n) for n in names])}"
+            reader = LoopEngineBytes(
+                self._loop_endpoint,
+                target,
+                chunk_size=chunk_size,
+                connect_timeout=_CONNECT_TIMEOUT,
+                idle_timeout=self._stream_idle_timeout,
+            )
+            return _LoopArchive(reader, "export images")
 
         def start() -> requests.Response:
             response: requests.Response = self._client._get(
@@ -698,7 +774,7 @@ class DockerAdapter:
                 raise
             return response
 
-        return DockerEngineBytes(start, "export images", chunk_size=chunk_size)
+        return _ThreadedArchive(DockerEngineBytes(start, "export images", chunk_size=chunk_size))
 
     def disk_usage(self) -> JsonDocument:
         with _translate_errors("disk usage"):

@@ -131,11 +131,11 @@ class InstrumentedBytes:
         self._started_at: float | None = None
         self._finished = False
 
-    def read(self) -> bytes:
+    async def read(self) -> bytes:
         if self._started_at is None:
             self._started_at = time.perf_counter()
         try:
-            chunk = self._inner.read()
+            chunk = await self._inner.read()
         except ImageServiceError as error:
             self._metrics.engine_call_errors.labels(self._operation, str(error.reason)).inc()
             self._finish()
