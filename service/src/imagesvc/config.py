@@ -68,7 +68,8 @@ class Settings:
     docker_host: str = setting(
         "unix:///var/run/docker.sock",
         "Docker daemon (`DOCKER_TLS_VERIFY` and `DOCKER_CERT_PATH` for a TLS daemon, as for"
-        " the docker CLI)",
+        " the docker CLI; over TLS or ssh:// ExportImages reads the archive through docker-py"
+        " in a thread, slower than on a unix socket or plain TCP)",
         fallback_env="DOCKER_HOST",
     )
     docker_timeout_seconds: float = setting(
