@@ -103,6 +103,8 @@ DEBIAN_PACKAGES = (
     "busybox-static",
     "apache2-utils",
     "debootstrap",
+    # The fleet tests' DNS server (tests/integration/test_fleet.py).
+    "dnsmasq-base",
     *_PODMAN_PACKAGES,
 )
 # Running the service on the sandboxed engine needs only the engine (scripts/run).
@@ -114,6 +116,7 @@ _PACKAGE_TOOLS: dict[str, tuple[str, ...]] = {
     "busybox-static": (),
     "apache2-utils": ("htpasswd",),
     "debootstrap": ("debootstrap",),
+    "dnsmasq-base": ("dnsmasq",),
     "podman": ("podman",),
     "containernetworking-plugins": (),  # checked by devtools.podman.podman_missing
 }
