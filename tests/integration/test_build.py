@@ -7,9 +7,7 @@ import tarfile
 from collections.abc import Iterator
 
 import grpc
-import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from devtools.engine_kinds import EngineKind
 from devtools.sandbox import BuiltImage, SandboxEngine
@@ -30,6 +28,7 @@ from tests.integration.builds import (
 from tests.integration.conftest import server_settings
 from tests.integration.local_images import inspect
 from tests.integration.rpc_errors import error_info
+from tests.scrape import scrape
 
 # The API contract: runs once per engine kind (tests/integration/conftest.py).
 pytestmark = pytest.mark.contract
@@ -409,15 +408,14 @@ def small_cap_stub(small_cap_server: ThreadedServer) -> Iterator[Stub]:
 
 def _build_messages_read(server: ThreadedServer) -> float:
     """BuildImage request messages the server's handler has read (its own counter)."""
-    text = httpx.get(f"http://127.0.0.1:{server.http_port}/metrics", timeout=10).text
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if (
-                sample.name == "grpc_server_msg_received_total"
-                and sample.labels.get("grpc_method") == "BuildImage"
-            ):
-                return sample.value
-    return 0.0
+    return scrape(server.http_port).value_or_zero(
+        "grpc_server_msg_received_total",
+        {
+            "grpc_type": "bidi_stream",
+            "grpc_service": "imagesvc.v1.ImageService",
+            "grpc_method": "BuildImage",
+        },
+    )
 
 
 def test_context_over_the_cap_is_refused_early(
