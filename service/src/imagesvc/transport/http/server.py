@@ -20,9 +20,29 @@ from starlette.types import ASGIApp
 
 from imagesvc.transport.http.bounds import bounded_protocol
 from imagesvc.transport.http.tls import server_ssl_options
+from imagesvc.transport.rest.gateway import BodyCutShort
 from imagesvc.transport.server_certificate import ServerCertificate
 
 log = logging.getLogger(__name__)
+# uvicorn's own logger, which reports what an ASGI app raised.
+UVICORN_ERROR_LOGGER = "uvicorn.error"
+
+
+class CutShortFilter(logging.Filter):
+    """Drops uvicorn's "Exception in ASGI application" record for a body the gateway
+    cut short on purpose: raising is how an ASGI app makes uvicorn drop the connection
+    without the last chunk, and the gateway has already logged the cause (with the
+    request id), so uvicorn's traceback would only look like a bug."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        raised = record.exc_info[1] if record.exc_info else None
+        return not isinstance(raised, BodyCutShort)
+
+
+def _filter_cut_short_bodies() -> None:
+    uvicorn_log = logging.getLogger(UVICORN_ERROR_LOGGER)
+    if not any(isinstance(f, CutShortFilter) for f in uvicorn_log.filters):
+        uvicorn_log.addFilter(CutShortFilter())
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -78,6 +98,7 @@ class HttpServer:
         connections are closed after it."""
         self._socket = bind(address)
         self.port: int = self._socket.getsockname()[1]
+        _filter_cut_short_bodies()
         config = uvicorn.Config(
             app,
             # h11 with the TLS connection's client certificate in the scope, closing
