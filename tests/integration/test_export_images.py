@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import io
 import json
-import sys
 import tarfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -26,6 +25,7 @@ from imagesvc.v1 import image_service_pb2 as pb
 from imagesvc.v1 import image_service_pb2_grpc
 from tests.integration.conftest import server_settings
 from tests.integration.engine_proxy import EngineRequestCounter
+from tests.integration.exports import threads_reading_exports, wait_for
 from tests.integration.local_images import (
     Stub,
     Throwaway,
@@ -151,29 +151,6 @@ def test_rest_serves_the_raw_archive_and_not_found_as_a_status(
     assert info["reason"] == "IMAGE_NOT_FOUND"
 
 
-def _threads_reading_exports() -> list[str]:
-    """Threads of this process blocked in (or running) an export's Engine read."""
-    reading = []
-    for thread_id, frame in sys._current_frames().items():
-        current: Any = frame
-        while current is not None:
-            code = current.f_code
-            if code.co_name == "read" and code.co_filename.endswith("docker_adapter.py"):
-                reading.append(str(thread_id))
-                break
-            current = current.f_back
-    return reading
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
 def test_a_cancelled_export_closes_the_engine_connection_and_frees_its_thread(
     engine: SandboxEngine, throwaway: Throwaway
 ) -> None:
@@ -197,10 +174,10 @@ def test_a_cancelled_export_closes_the_engine_connection_and_frees_its_thread(
                 time.sleep(0.5)
                 assert counter.open_connections == 1
                 call.cancel()
-                assert _wait_for(lambda: counter.open_connections == 0, 5), (
+                assert wait_for(lambda: counter.open_connections == 0, 5), (
                     "the Engine's export connection is still open after the cancel"
                 )
-                assert _wait_for(lambda: not _threads_reading_exports(), 5), (
+                assert wait_for(lambda: not threads_reading_exports(), 5), (
                     "a thread still reads the cancelled export"
                 )
                 # The same server exports the whole image afterwards.
