@@ -1,8 +1,10 @@
-"""A unix socket in front of an Engine's socket that forwards everything and counts the
+"""A socket in front of an Engine's unix socket that forwards everything and counts the
 Engine API requests of one kind (e.g. the pulls: ``POST /v1.41/images/create``).
 
 Give the service ``engine_proxy.host`` as its DOCKER_HOST to see how many requests it
-sends the Engine. Threads, one listener plus two pumps per connection.
+sends the Engine. It listens on a unix socket, or on loopback TCP (``tcp=True``), with
+TLS given an ``ssl.SSLContext``: the Engine as a ``tcp://`` or TLS DOCKER_HOST shows it.
+Threads, one listener plus two pumps per connection.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import contextlib
 import re
 import shutil
 import socket
+import ssl
 import tempfile
 import threading
 from pathlib import Path
@@ -26,7 +29,14 @@ class EngineRequestCounter:
     the requests whose method and path (without the API version) match ``request``,
     e.g. ``POST /images/create``."""
 
-    def __init__(self, engine_host: str, *, request: str) -> None:
+    def __init__(
+        self,
+        engine_host: str,
+        *,
+        request: str,
+        tcp: bool = False,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         if not engine_host.startswith("unix://"):
             raise ValueError(f"not a unix socket: {engine_host!r}")
         self._upstream = engine_host.removeprefix("unix://")
@@ -43,14 +53,23 @@ class EngineRequestCounter:
         # Unix socket paths are short (108 bytes): a directory of its own under /tmp.
         self._directory = Path(tempfile.mkdtemp(prefix="isv-ep-", dir="/tmp"))
         self.path = self._directory / "engine.sock"
-        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._listener.bind(str(self.path))
+        self._tls = tls
+        if tcp or tls is not None:
+            self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self._listener.bind(("127.0.0.1", 0))
+            self._tcp_port: int = self._listener.getsockname()[1]
+        else:
+            self._tcp_port = 0
+            self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self._listener.bind(str(self.path))
         self._listener.listen(128)
         self._acceptor = threading.Thread(target=self._accept_loop, name="engine-proxy")
         self._acceptor.start()
 
     @property
     def host(self) -> str:
+        if self._tcp_port:
+            return f"tcp://127.0.0.1:{self._tcp_port}"
         return f"unix://{self.path}"
 
     @property
@@ -70,6 +89,14 @@ class EngineRequestCounter:
                 client, _ = self._listener.accept()
             except OSError:
                 return
+            if self._tls is not None:
+                try:
+                    client.settimeout(10)
+                    client = self._tls.wrap_socket(client, server_side=True)
+                    client.settimeout(None)
+                except (OSError, ssl.SSLError):
+                    client.close()  # a client that could not complete the handshake
+                    continue
             upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 upstream.connect(self._upstream)

@@ -538,6 +538,12 @@ class DockerAdapter:
             max_pool_size=max_pool_size,
             **kwargs,
         )
+        # The Engine is reached as DOCKER_HOST and DOCKER_CERT_PATH say, nothing else:
+        # requests would otherwise let REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE (set in many
+        # images for other HTTPS calls) replace the Engine's CA, failing every call to
+        # a TLS Engine (docker/docker-py#2433); proxy and .netrc settings of the
+        # environment are not for the Engine either.
+        self._client.trust_env = False
 
         # Exports are read on the event loop when the Engine is a unix socket or plain
         # TCP; a TLS Engine keeps docker-py's reader in a thread (slower: issue 16).
