@@ -44,9 +44,9 @@ import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Protocol
 
+from devtools.closing import StartedOnEnter
 from devtools.engine_26 import ENGINE_26_DIR, is_fetched
 
 __all__ = [
@@ -1144,7 +1144,7 @@ def build_busybox_image(
 # --------------------------------------------------------------------------- sandbox
 
 
-class Sandbox:
+class Sandbox(StartedOnEnter):
     """One Engine (the system's dockerd), an open Registry and an htpasswd Registry
     (user ``imagesvc-test``, random password) in one base dir; further engines of other
     kinds on demand (``engine_of``), sharing the registries.
@@ -1222,17 +1222,6 @@ class Sandbox:
                 _safe_rmtree(self.base_dir)
         if errors:
             raise SandboxError("; ".join(str(e) for e in errors)) from errors[0]
-
-    def __enter__(self) -> Sandbox:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def reap_stale_sandboxes(tmp: str | os.PathLike[str] = "/tmp") -> list[Path]:

@@ -15,11 +15,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from devtools.closing import StartedOnEnter
 from devtools.sandbox import free_port
 
 IMAGESVC = Path(sys.executable).parent / "imagesvc"
@@ -96,7 +96,7 @@ def process_figures(pid: int) -> ProcessFigures:
     return ProcessFigures(rss_kib * 1024, fds, threads, pool_threads, unix_sockets)
 
 
-class ServedProcess:
+class ServedProcess(StartedOnEnter):
     """``imagesvc serve`` on two free loopback ports against ``docker_host``; ``start()``
     returns once its gRPC health says SERVING."""
 
@@ -152,7 +152,7 @@ class ServedProcess:
                     raise RuntimeError(f"imagesvc not SERVING within {within}s")
                 time.sleep(0.05)
 
-    def stop(self) -> None:
+    def close(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
@@ -161,14 +161,3 @@ class ServedProcess:
                 self.process.kill()
                 self.process.wait(timeout=10)
         self._log.close()
-
-    def __enter__(self) -> ServedProcess:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

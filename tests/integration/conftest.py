@@ -12,9 +12,10 @@ teardown fails the session if a dockerd, containerd, registry or mount is left b
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -209,13 +210,15 @@ def busybox_image(engine_pool: EnginePool, engine_kind: EngineKind) -> BuiltImag
     return engine_pool.busybox_image(engine_kind)
 
 
-@pytest.fixture(scope="module")
-def own_engine(engine: SandboxEngine) -> Iterator[Engine]:
-    """A second sandboxed dockerd of the requesting module, which it may fill, empty and
-    stop (never the session's engine)."""
-    base = Path(tempfile.mkdtemp(prefix="isv-own-", dir="/tmp"))
-    own = Engine(base / "engine")
-    assert own.host != engine.host
+@contextlib.contextmanager
+def engine_of_its_own(
+    make: Callable[[Path], Engine] = Engine, *, prefix: str = "isv-own-"
+) -> Iterator[Engine]:
+    """A sandboxed dockerd made by ``make(its base dir)`` in a fresh /tmp directory, for a
+    module that kills, stops, fills or empties it (never the session's engines); stopped
+    and removed at the end, which fails if any of its processes is left running."""
+    base = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    own = make(base / "engine")
     own.start()
     try:
         yield own
@@ -223,6 +226,15 @@ def own_engine(engine: SandboxEngine) -> Iterator[Engine]:
         own.stop()
         assert not own.leftover_processes()
         shutil.rmtree(base)
+
+
+@pytest.fixture(scope="module")
+def own_engine(engine: SandboxEngine) -> Iterator[Engine]:
+    """A second sandboxed dockerd of the requesting module, which it may fill, empty and
+    stop (never the session's engine)."""
+    with engine_of_its_own() as own:
+        assert own.host != engine.host
+        yield own
 
 
 @pytest.fixture

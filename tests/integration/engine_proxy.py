@@ -17,14 +17,15 @@ import ssl
 import tempfile
 import threading
 from pathlib import Path
-from types import TracebackType
+
+from devtools.closing import ClosedOnExit
 
 _CHUNK = 65536
 # Longer than any request line counted: a line split between two reads is still seen.
 _TAIL = 512
 
 
-class EngineRequestCounter:
+class EngineRequestCounter(ClosedOnExit):
     """Forwards unix://<path> to the Engine at ``engine_host`` (unix://...) and counts
     the requests whose method and path (without the API version) match ``request``,
     e.g. ``POST /images/create``."""
@@ -152,14 +153,3 @@ class EngineRequestCounter:
         for sock in sockets:
             sock.close()
         shutil.rmtree(self._directory, ignore_errors=True)
-
-    def __enter__(self) -> EngineRequestCounter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -12,9 +12,7 @@ cannot answer because it is frozen (SIGSTOP) when the kill comes.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,10 +28,10 @@ from imagesvc.server import ThreadedServer
 from imagesvc.v1 import image_service_pb2 as pb
 from imagesvc.v1 import image_service_pb2_grpc
 from tests.integration.builds import build_requests, dockerfile, make_tar
-from tests.integration.conftest import BUSYBOX_TAG, server_settings
+from tests.integration.conftest import BUSYBOX_TAG, engine_of_its_own, server_settings
 from tests.integration.rpc_errors import error_info
 from tests.integration.throttle_proxy import ThrottleProxy
-from tests.integration.transfers import remove_local, unique
+from tests.integration.transfers import push_big_image, remove_local, unique
 
 Stub = image_service_pb2_grpc.ImageServiceStub
 
@@ -53,16 +51,14 @@ SLOW_RATE = 100 * 1024  # bytes a second: the layer would take ~80 s
 def own_engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
     """A dockerd of this kind for the module alone, which its tests kill."""
     (kind,) = kinds_named([request.param])
-    base = Path(tempfile.mkdtemp(prefix="isv-kill-", dir="/tmp"))
-    engine = kind.make(base / "engine")
-    assert isinstance(engine, Engine)
-    engine.start()
-    try:
+
+    def make(base: Path) -> Engine:
+        engine = kind.make(base)
+        assert isinstance(engine, Engine)
+        return engine
+
+    with engine_of_its_own(make, prefix="isv-kill-") as engine:
         yield engine
-    finally:
-        engine.stop()
-        assert not engine.leftover_processes()
-        shutil.rmtree(base)
 
 
 @pytest.fixture(scope="module")
@@ -92,12 +88,7 @@ def own_stub(own_channel: grpc.Channel) -> Stub:
 def big_repository(own_engine: Engine, own_busybox: BuiltImage, open_registry: Registry) -> str:
     """A repository in the open registry holding an image with an 8 MiB random layer."""
     repository = unique("faults/big-")
-    direct = f"{open_registry.address}/{repository}:1"
-    build_busybox_image(
-        own_engine, direct, extra_lines=[f"RUN dd if=/dev/urandom of=/blob bs=1M count={LAYER_MIB}"]
-    )
-    own_engine.docker("push", direct)
-    remove_local(own_engine, direct)
+    push_big_image(own_engine, f"{open_registry.address}/{repository}:1", mib=LAYER_MIB)
     return repository
 
 

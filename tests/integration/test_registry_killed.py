@@ -34,10 +34,16 @@ from devtools.sandbox import (
 from imagesvc.server import ThreadedServer
 from imagesvc.v1 import image_service_pb2 as pb
 from imagesvc.v1 import image_service_pb2_grpc
-from tests.integration.conftest import BUSYBOX_TAG, server_settings
+from tests.integration.conftest import BUSYBOX_TAG, engine_of_its_own, server_settings
 from tests.integration.rpc_errors import error_info
 from tests.integration.throttle_proxy import ThrottleProxy
-from tests.integration.transfers import local_image, remove_local, unique
+from tests.integration.transfers import (
+    build_big_image,
+    local_image,
+    push_big_image,
+    remove_local,
+    unique,
+)
 
 Stub = image_service_pb2_grpc.ImageServiceStub
 
@@ -55,19 +61,10 @@ class _OneDownloadAttempt(DockerKind):
 
 @pytest.fixture(scope="module")
 def quick_engine() -> Iterator[Engine]:
-    base = Path(tempfile.mkdtemp(prefix="isv-quick-", dir="/tmp"))
-    engine = Engine(
-        base / "engine",
-        kind=_OneDownloadAttempt(DOCKER_SYSTEM.name, DOCKER_SYSTEM.version_prefix),
-    )
-    engine.start()
-    try:
+    kind = _OneDownloadAttempt(DOCKER_SYSTEM.name, DOCKER_SYSTEM.version_prefix)
+    with engine_of_its_own(lambda base: Engine(base, kind=kind), prefix="isv-quick-") as engine:
         build_busybox_image(engine, BUSYBOX_TAG)
         yield engine
-    finally:
-        engine.stop()
-        assert not engine.leftover_processes()
-        shutil.rmtree(base)
 
 
 @pytest.fixture(scope="module")
@@ -96,12 +93,6 @@ def proxy(own_registry: Registry) -> Iterator[ThrottleProxy]:
         yield running
 
 
-def _big_image(engine: Engine, reference: str) -> None:
-    build_busybox_image(
-        engine, reference, extra_lines=[f"RUN dd if=/dev/urandom of=/blob bs=1M count={LAYER_MIB}"]
-    )
-
-
 def _drain(call: Iterator[object], errors: list[grpc.RpcError], ended: list[float]) -> None:
     try:
         for _ in call:
@@ -117,12 +108,10 @@ def test_registry_killed_mid_pull_and_mid_push(
     engine = quick_engine
     # In the registry, directly: the image to pull.
     pulled = f"{unique('faults/pulled-')}:1"
-    _big_image(engine, f"{own_registry.address}/{pulled}")
-    engine.docker("push", f"{own_registry.address}/{pulled}")
-    remove_local(engine, f"{own_registry.address}/{pulled}")
+    push_big_image(engine, f"{own_registry.address}/{pulled}", mib=LAYER_MIB)
     # On the Engine only: the image to push.
     pushed = f"{proxy.address}/{unique('faults/pushed-')}:1"
-    _big_image(engine, pushed)
+    build_big_image(engine, pushed, mib=LAYER_MIB)
     pull_reference = f"{proxy.address}/{pulled}"
     try:
         pull = stub.PullImage(pb.PullImageRequest(reference=pull_reference), timeout=300)

@@ -31,12 +31,12 @@ import grpc
 import httpx
 import pytest
 
-from devtools.sandbox import BuiltImage, Engine, Registry, build_busybox_image
+from devtools.sandbox import BuiltImage, Engine, Registry
 from devtools.served import ProcessFigures, ServedProcess, accepted_connections
 from imagesvc.v1 import image_service_pb2 as pb
 from imagesvc.v1 import image_service_pb2_grpc
 from tests.integration.throttle_proxy import ThrottleProxy
-from tests.integration.transfers import remove_local, unique
+from tests.integration.transfers import push_big_image, remove_local, unique
 
 STREAMS = 1000
 WARMUP_STREAMS = 150
@@ -53,12 +53,7 @@ SETTLE_SECONDS = 3.0
 @pytest.fixture(scope="module")
 def slow_repository(engine: Engine, busybox_image: BuiltImage, open_registry: Registry) -> str:
     repository = unique("faults/leaks-")
-    direct = f"{open_registry.address}/{repository}:1"
-    build_busybox_image(
-        engine, direct, extra_lines=[f"RUN dd if=/dev/urandom of=/blob bs=1M count={LAYER_MIB}"]
-    )
-    engine.docker("push", direct)
-    remove_local(engine, direct)
+    push_big_image(engine, f"{open_registry.address}/{repository}:1", mib=LAYER_MIB)
     return repository
 
 

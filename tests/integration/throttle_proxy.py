@@ -15,7 +15,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import TracebackType
+
+from devtools.closing import ClosedOnExit
 
 _CHUNK = 4096
 
@@ -29,7 +30,7 @@ class ConnectionRecord:
     sockets: list[socket.socket] = field(default_factory=list)
 
 
-class ThrottleProxy:
+class ThrottleProxy(ClosedOnExit):
     """Forwards 127.0.0.1:<port> to ``upstream`` (a loopback host:port).
 
     ``rate`` limits the bytes a second sent from upstream to the client, for each
@@ -201,14 +202,3 @@ class ThrottleProxy:
         for record in records:
             for sock in record.sockets:
                 sock.close()
-
-    def __enter__(self) -> ThrottleProxy:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from devtools.engine_kinds import EngineKind
-from devtools.sandbox import Registry, SandboxEngine
+from devtools.sandbox import Registry, SandboxEngine, build_busybox_image
 from imagesvc.v1 import image_pb2
 from imagesvc.v1 import image_service_pb2 as pb
 
@@ -149,3 +149,19 @@ def remove_local(engine: SandboxEngine, *references: str) -> None:
         if removed.returncode != 0:
             assert "No such image" in removed.stderr, removed.stderr
         assert local_image(engine, reference) is None
+
+
+def build_big_image(engine: SandboxEngine, reference: str, *, mib: int) -> None:
+    """The busybox image with one more layer of ``mib`` MiB of random bytes (nothing to
+    compress or share), built as ``reference``: a transfer long enough to interrupt."""
+    build_busybox_image(
+        engine, reference, extra_lines=[f"RUN dd if=/dev/urandom of=/blob bs=1M count={mib}"]
+    )
+
+
+def push_big_image(engine: SandboxEngine, reference: str, *, mib: int) -> None:
+    """``build_big_image``, pushed to the registry ``reference`` names and removed from the
+    Engine again: only the registry holds it, ready to be pulled."""
+    build_big_image(engine, reference, mib=mib)
+    engine.docker("push", reference)
+    remove_local(engine, reference)

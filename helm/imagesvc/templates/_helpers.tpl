@@ -135,6 +135,47 @@ Names of the Secrets the chart reads.
 {{- end }}
 
 {{/*
+The fleet: its headless Service (every ready pod's address in DNS), the Secret and key of
+the token the pods present to their peers, and the kept-images ConfigMap.
+*/}}
+{{- define "imagesvc.fleetServiceName" -}}
+{{- printf "%s-fleet" (include "imagesvc.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "imagesvc.fleetPeers" -}}
+{{- printf "dns:///%s.%s.svc.%s:%d" (include "imagesvc.fleetServiceName" .) (include "imagesvc.namespace" .) .Values.clusterDomain (.Values.server.grpcPort | int) }}
+{{- end }}
+
+{{/*
+Whether the pods present a fleet token: with bearer tokens on (under mutual TLS alone
+their certificate names them).
+*/}}
+{{- define "imagesvc.fleetUsesToken" -}}
+{{- if and .Values.fleet.enabled .Values.auth.tokens.enabled }}true{{ end }}
+{{- end }}
+
+{{- define "imagesvc.fleetTokenSecretName" -}}
+{{- default (include "imagesvc.tokensSecretName" .) .Values.fleet.token.existingSecret }}
+{{- end }}
+
+{{/*
+The key of the token the chart generates in its tokens Secret.
+*/}}
+{{- define "imagesvc.generatedFleetTokenKey" -}}fleet-token{{- end }}
+
+{{- define "imagesvc.fleetTokenKey" -}}
+{{- if .Values.fleet.token.existingSecret }}{{ .Values.fleet.token.key }}{{ else }}{{ include "imagesvc.generatedFleetTokenKey" . }}{{ end }}
+{{- end }}
+
+{{- define "imagesvc.fleetCASecretName" -}}
+{{- default .Values.tls.existingSecret .Values.fleet.tls.caSecret }}
+{{- end }}
+
+{{- define "imagesvc.keepImagesConfigMapName" -}}
+{{- printf "%s-keep-images" (include "imagesvc.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
 Where the app container finds its files. Secrets are mounted as directories (never
 subPath: subPath mounts receive no updates, and the server reloads these files).
 */}}
@@ -143,6 +184,9 @@ subPath: subPath mounts receive no updates, and the server reloads these files).
 {{- define "imagesvc.paths.clientCADir" -}}/etc/imagesvc/client-ca{{- end }}
 {{- define "imagesvc.paths.clientsDir" -}}/etc/imagesvc/clients{{- end }}
 {{- define "imagesvc.paths.socketDir" -}}/var/run/imagesvc-docker{{- end }}
+{{- define "imagesvc.paths.fleetTokenDir" -}}/etc/imagesvc/fleet-token{{- end }}
+{{- define "imagesvc.paths.fleetCADir" -}}/etc/imagesvc/fleet-ca{{- end }}
+{{- define "imagesvc.paths.keepImagesDir" -}}/etc/imagesvc/keep-images{{- end }}
 
 {{/*
 The socket's group: the app container gets it as a supplementary group.
@@ -185,6 +229,21 @@ Refuse values that cannot work, with the setting to change. Included by the work
 {{- if and (eq .Values.mode "hostSocket") (kindIs "invalid" .Values.hostSocket.socketGroupId) }}
 {{- fail "mode hostSocket needs hostSocket.socketGroupId: the group id owning the Docker socket on the nodes (stat -c %g /var/run/docker.sock)" }}
 {{- end }}
+{{- if and .Values.fleet.enabled (ne .Values.mode "hostSocket") }}
+{{- fail "fleet.enabled needs mode hostSocket: the fleet is the DaemonSet's pods, one per node (in mode dind every pod has a daemon of its own and no node of its own)" }}
+{{- end }}
+{{- if and .Values.fleet.keepImages (ne .Values.mode "hostSocket") }}
+{{- fail "fleet.keepImages needs mode hostSocket: the images each node keeps are pulled by the node's own imagesvc pod" }}
+{{- end }}
+{{- if and .Values.fleet.enabled .Values.auth.tokens.enabled .Values.auth.tokens.existingSecret (not .Values.fleet.token.existingSecret) }}
+{{- fail "fleet.enabled with auth.tokens.existingSecret needs fleet.token.existingSecret: a Secret with the plain token the pods present to their peers, whose identity has the fleet role (or admin) in your tokens file" }}
+{{- end }}
+{{- if and .Values.fleet.enabled .Values.fleet.token.existingSecret (not .Values.auth.tokens.existingSecret) }}
+{{- fail "fleet.token.existingSecret needs auth.tokens.existingSecret: the chart's generated tokens file would not know that token (leave fleet.token.existingSecret empty and the chart generates the fleet token beside its admin token)" }}
+{{- end }}
+{{- if and .Values.fleet.enabled (not .Values.auth.tokens.enabled) (not .Values.auth.insecureAllowUnauthenticated) (not .Values.auth.clientCertRoles.existingSecret) }}
+{{- fail "fleet.enabled with mutual TLS alone needs auth.clientCertRoles.existingSecret: the pods call their peers with their server certificate, whose name needs the fleet role (or admin) there (or keep auth.tokens.enabled for a fleet token)" }}
+{{- end }}
 {{- if le (.Values.terminationGracePeriodSeconds | float64) (.Values.server.shutdownGraceSeconds | float64) }}
 {{- fail "terminationGracePeriodSeconds must exceed server.shutdownGraceSeconds, or the kubelet kills calls that are still draining" }}
 {{- end }}
@@ -202,12 +261,20 @@ The app container's environment: every `imagesvc serve` setting as its IMAGESVC_
 variable (config.py), so the image's entry point needs no arguments.
 */}}
 {{- define "imagesvc.serverEnv" -}}
-{{- if contains "$(POD_IP)" .Values.server.listenHost }}
-# server.listenHost uses the pod's own address (the kubelet expands $(POD_IP) below).
+{{- if or (contains "$(POD_IP)" .Values.server.listenHost) .Values.fleet.enabled }}
+# The pod's own address: server.listenHost may use it (the kubelet expands $(POD_IP)
+# below), and the fleet's server gives it to its peers as its own address.
 - name: POD_IP
   valueFrom:
     fieldRef:
       fieldPath: status.podIP
+{{- end }}
+{{- if .Values.fleet.enabled }}
+# This node's name in FleetService answers (--node-name falls back to NODE_NAME).
+- name: NODE_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: spec.nodeName
 {{- end }}
 - name: DOCKER_HOST
   value: {{ printf "unix://%s/%s" (include "imagesvc.paths.socketDir" .) (include "imagesvc.socketName" .) | quote }}
@@ -310,6 +377,27 @@ variable (config.py), so the image's entry point needs no arguments.
   value: {{ .Values.limits.maxQueuedCalls | int64 | toString | quote }}
 - name: IMAGESVC_MAX_QUEUE_WAIT_SECONDS
   value: {{ .Values.limits.maxQueueWaitSeconds | toString | quote }}
+{{- if .Values.fleet.enabled }}
+# The fleet: every ready pod of the DaemonSet, from its headless Service's DNS records.
+- name: IMAGESVC_FLEET_PEERS
+  value: {{ include "imagesvc.fleetPeers" . | quote }}
+- name: IMAGESVC_FLEET_NODE_TIMEOUT_SECONDS
+  value: {{ .Values.fleet.nodeTimeoutSeconds | toString | quote }}
+- name: IMAGESVC_FLEET_PARALLELISM
+  value: {{ .Values.fleet.parallelism | int64 | toString | quote }}
+{{- if include "imagesvc.fleetUsesToken" . }}
+- name: IMAGESVC_FLEET_TOKEN_FILE
+  value: {{ printf "%s/token" (include "imagesvc.paths.fleetTokenDir" .) | quote }}
+{{- end }}
+{{- if .Values.tls.enabled }}
+- name: IMAGESVC_FLEET_TLS_CA_FILE
+  value: {{ printf "%s/ca.crt" (include "imagesvc.paths.fleetCADir" .) | quote }}
+{{- end }}
+{{- end }}
+{{- if .Values.fleet.keepImages }}
+- name: IMAGESVC_KEEP_IMAGES_FILE
+  value: {{ printf "%s/images" (include "imagesvc.paths.keepImagesDir" .) | quote }}
+{{- end }}
 {{- with .Values.server.extraEnv }}
 {{ toYaml . }}
 {{- end }}

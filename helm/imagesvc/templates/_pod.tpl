@@ -143,6 +143,21 @@ spec:
           mountPath: {{ include "imagesvc.paths.clientsDir" . }}
           readOnly: true
         {{- end }}
+        {{- if include "imagesvc.fleetUsesToken" . }}
+        - name: fleet-token
+          mountPath: {{ include "imagesvc.paths.fleetTokenDir" . }}
+          readOnly: true
+        {{- end }}
+        {{- if and .Values.fleet.enabled .Values.tls.enabled }}
+        - name: fleet-ca
+          mountPath: {{ include "imagesvc.paths.fleetCADir" . }}
+          readOnly: true
+        {{- end }}
+        {{- if .Values.fleet.keepImages }}
+        - name: keep-images
+          mountPath: {{ include "imagesvc.paths.keepImagesDir" . }}
+          readOnly: true
+        {{- end }}
   volumes:
     - name: tmp
       emptyDir:
@@ -203,6 +218,34 @@ spec:
           - key: {{ .Values.auth.clientCertRoles.key }}
             path: clients.json
         defaultMode: 288
+    {{- end }}
+    {{- if include "imagesvc.fleetUsesToken" . }}
+    # The token this pod presents to its peers (only that key of a generated Secret).
+    - name: fleet-token
+      secret:
+        secretName: {{ include "imagesvc.fleetTokenSecretName" . }}
+        items:
+          - key: {{ include "imagesvc.fleetTokenKey" . }}
+            path: token
+        defaultMode: 288
+    {{- end }}
+    {{- if and .Values.fleet.enabled .Values.tls.enabled }}
+    - name: fleet-ca
+      secret:
+        secretName: {{ include "imagesvc.fleetCASecretName" . }}
+        items:
+          - key: {{ .Values.fleet.tls.caKey }}
+            path: ca.crt
+        defaultMode: 288
+    {{- end }}
+    {{- if .Values.fleet.keepImages }}
+    # A directory, never subPath: an edited list reaches the running pods.
+    - name: keep-images
+      configMap:
+        name: {{ include "imagesvc.keepImagesConfigMapName" . }}
+        items:
+          - key: images
+            path: images
     {{- end }}
   {{- with .Values.nodeSelector }}
   nodeSelector:

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import socket
 import threading
-from types import TracebackType
+
+from devtools.closing import ClosedOnExit
 
 
-class CanaryRegistry:
+class CanaryRegistry(ClosedOnExit):
     def __init__(self) -> None:
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.bind(("127.0.0.1", 0))
@@ -43,14 +44,3 @@ class CanaryRegistry:
         self._stopping.set()
         self._thread.join(timeout=5)
         self._socket.close()
-
-    def __enter__(self) -> CanaryRegistry:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -32,6 +32,12 @@ def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return all(labels.get(key) == value for key, value in selector.items())
 
 
+def main_service(objs: list[Obj]) -> Obj:
+    """The Service callers use (the fleet's headless Service is the other one)."""
+    [service] = [s for s in objects_of_kind(objs, "Service") if s["metadata"]["name"] == "imagesvc"]
+    return service
+
+
 @pytest.mark.parametrize("values", [{}, HOST_SOCKET], ids=["dind", "hostSocket"])
 def test_service_ports_are_named_and_target_the_container_ports(values: dict[str, Any]) -> None:
     objs = render(values)
@@ -94,8 +100,10 @@ def test_labels_and_selectors_are_consistent(scenario: Path) -> None:
     selector = work["spec"]["selector"]["matchLabels"]
     pod_labels = work["spec"]["template"]["metadata"]["labels"]
     assert matches(selector, pod_labels)
-    assert matches(one_of_kind(objs, "Service")["spec"]["selector"], pod_labels)
-    assert one_of_kind(objs, "Service")["spec"]["selector"] == selector
+    # Every Service (the main one; the fleet's headless one) routes to the server pods.
+    for service in objects_of_kind(objs, "Service"):
+        assert matches(service["spec"]["selector"], pod_labels)
+        assert service["spec"]["selector"] == selector
     for kind in ("PodDisruptionBudget",):
         for obj in objects_of_kind(release_objs, kind):
             assert obj["spec"]["selector"]["matchLabels"] == selector
@@ -103,8 +111,7 @@ def test_labels_and_selectors_are_consistent(scenario: Path) -> None:
         assert policy["spec"]["podSelector"]["matchLabels"] == selector
     for monitor in objects_of_kind(objs, "ServiceMonitor"):
         assert matches(
-            monitor["spec"]["selector"]["matchLabels"],
-            one_of_kind(objs, "Service")["metadata"]["labels"],
+            monitor["spec"]["selector"]["matchLabels"], main_service(objs)["metadata"]["labels"]
         )
     # The test pod is no server pod: no controller adopts it, the Service does not route to it.
     for pod in objects_of_kind(objs, "Pod"):

@@ -49,22 +49,30 @@ def app(objs: list[Obj]) -> Obj:
     return container(pod_spec(objs), "imagesvc")
 
 
-# The address the kubelet would give POD_IP (downward API status.podIP) in these tests.
+# What the kubelet would give the downward API's fields in these tests: the pod's address
+# (POD_IP) and its node's name (NODE_NAME).
 SAMPLE_POD_IP = "10.244.3.17"
+SAMPLE_NODE_NAME = "node-a"
 POD_IP_SOURCE = {"fieldRef": {"fieldPath": "status.podIP"}}
+NODE_NAME_SOURCE = {"fieldRef": {"fieldPath": "spec.nodeName"}}
+DOWNWARD_API = {
+    "POD_IP": (POD_IP_SOURCE, SAMPLE_POD_IP),
+    "NODE_NAME": (NODE_NAME_SOURCE, SAMPLE_NODE_NAME),
+}
 
 
 def env(objs: list[Obj]) -> dict[str, str]:
     """The app container's environment, name -> value, as the process sees it: literal
-    values, POD_IP from the downward API (SAMPLE_POD_IP), `$(VAR)` of an earlier
-    variable expanded as the kubelet does."""
+    values, POD_IP and NODE_NAME from the downward API (SAMPLE_POD_IP, SAMPLE_NODE_NAME),
+    `$(VAR)` of an earlier variable expanded as the kubelet does."""
     values: dict[str, str] = {}
     for e in app(objs)["env"]:
         if "value" in e:
             values[e["name"]] = re.sub(r"\$\((\w+)\)", lambda m: values.get(m[1], m[0]), e["value"])
         else:
-            assert e["valueFrom"] == POD_IP_SOURCE, e
-            values[e["name"]] = SAMPLE_POD_IP
+            source, sample = DOWNWARD_API[e["name"]]
+            assert e["valueFrom"] == source, e
+            values[e["name"]] = sample
     return values
 
 
@@ -586,13 +594,13 @@ def test_default_server_settings_are_the_servers_own_defaults() -> None:
 def test_every_chart_variable_is_a_server_setting() -> None:
     """No typo in a variable name: each IMAGESVC_* the chart sets is a field of
     config.Settings (which silently ignores unknown variables)."""
-    from dataclasses import fields
+    from imagesvc.config import SETTINGS
 
-    from imagesvc.config import Settings
-
-    known = {f"IMAGESVC_{field.name.upper()}" for field in fields(Settings)}
-    # Besides the settings: the daemon's socket, and the pod address $(POD_IP) expands.
-    known |= {"DOCKER_HOST", "POD_IP"}
+    # Each setting's variables: IMAGESVC_<FIELD>, and fallbacks such as DOCKER_HOST and
+    # NODE_NAME.
+    known = {variable for spec in SETTINGS for variable in spec.variables()}
+    # Besides the settings: the pod address, which $(POD_IP) expands and the fleet reads.
+    known |= {"POD_IP"}
     for scenario in scenario_files():
         names = set(env(render(values_files=[scenario])))
         assert names <= known, (scenario.name, names - known)

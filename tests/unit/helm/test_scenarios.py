@@ -75,7 +75,8 @@ def test_render_lays_values_files_and_values_over_the_defaults() -> None:
         "e": None,
     }
     assert base == {"a": {"b": 1, "c": [1, 2]}, "d": "x"}
-    [hostsocket, *_] = [s for s in chart.scenario_files() if chart.scenario_mode(s) == "hostSocket"]
+    hostsocket = chart.CHART_DIR / "ci" / "host-socket-values.yaml"
+    assert chart.scenario_mode(hostsocket) == "hostSocket"
     objs = chart.render({"mode": "dind"}, values_files=[hostsocket])
     assert chart.objects_of_kind(objs, "Deployment")
     assert not chart.objects_of_kind(objs, "DaemonSet")

@@ -5,14 +5,11 @@ ImagesvcError. The two clients only open their channel and make the calls."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any, Generic, TypeVar
-
-import grpc
 
 from imagesvc_client._common import (
     DEFAULT_ADDRESS,
@@ -27,7 +24,6 @@ from imagesvc_client._common import (
     split_push,
 )
 from imagesvc_client.build_context import BuildContext
-from imagesvc_client.errors import error_from_rpc
 from imagesvc_client.operations import Splitter
 from imagesvc_client.v1 import fleet_service_pb2 as fleet_pb
 from imagesvc_client.v1 import image_pb2
@@ -41,15 +37,6 @@ RequestT = TypeVar("RequestT")
 # A directory (packed honouring .dockerignore), or a tar archive (plain or gzip) as
 # bytes or an open binary file, sent as is.
 ContextSource = str | os.PathLike[str] | bytes | IO[bytes]
-
-
-@contextlib.contextmanager
-def rpc_errors() -> Iterator[None]:
-    """A failed call raises the ImagesvcError subclass of its status (NotFound, ...)."""
-    try:
-        yield
-    except grpc.RpcError as error:
-        raise error_from_rpc(error) from error
 
 
 @dataclass(frozen=True)

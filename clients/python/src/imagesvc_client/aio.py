@@ -32,7 +32,6 @@ from imagesvc_client._base import (
     Stream,
     Unary,
     next_page,
-    rpc_errors,
 )
 from imagesvc_client._common import (
     DEFAULT_ARCHIVE_CHUNK_SIZE,
@@ -40,6 +39,7 @@ from imagesvc_client._common import (
     AuthLike,
     Connection,
 )
+from imagesvc_client._streams import async_messages, rpc_errors
 from imagesvc_client.archive import ArchiveDestination, archive_writer
 from imagesvc_client.operations import AsyncOperation
 from imagesvc_client.v1 import fleet_service_pb2 as fleet_pb
@@ -241,9 +241,8 @@ class AsyncImageClient(BaseClient):
         """The archive of an ExportImages request, chunk by chunk as it arrives."""
         responses = self._stub.ExportImages(request, **self._stream_options(timeout))
         try:
-            with rpc_errors():
-                async for message in responses:
-                    yield message.data
+            async for message in async_messages(responses):
+                yield message.data
         finally:
             responses.cancel()  # a consumer that stops early stops the export
 

@@ -28,7 +28,6 @@ from imagesvc_client._base import (
     Stream,
     Unary,
     next_page,
-    rpc_errors,
 )
 from imagesvc_client._base import context_chunks as context_chunks  # imported from here before
 from imagesvc_client._common import (
@@ -37,6 +36,7 @@ from imagesvc_client._common import (
     AuthLike,
     Connection,
 )
+from imagesvc_client._streams import messages, rpc_errors
 from imagesvc_client.archive import ArchiveDestination, archive_writer
 from imagesvc_client.operations import Operation
 from imagesvc_client.v1 import fleet_service_pb2 as fleet_pb
@@ -239,9 +239,8 @@ class ImageClient(BaseClient):
         """The archive of an ExportImages request, chunk by chunk as it arrives."""
         responses = self._stub.ExportImages(request, **self._stream_options(timeout))
         try:
-            with rpc_errors():
-                for message in responses:
-                    yield message.data
+            for message in messages(responses):
+                yield message.data
         finally:
             responses.cancel()  # a consumer that stops early stops the export
 

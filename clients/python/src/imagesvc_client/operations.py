@@ -19,6 +19,7 @@ from typing import Any, Generic, TypeVar
 
 import grpc
 
+from imagesvc_client._streams import IteratedOnce
 from imagesvc_client.errors import ImagesvcError, Internal, error_from_rpc
 
 __all__ = ["AsyncOperation", "Operation"]
@@ -106,12 +107,10 @@ class Operation(Generic[EventT, ResultT]):
     ) -> None:
         self._responses = responses
         self._outcome: _Outcome[EventT, ResultT] = _Outcome(what, split, local_error)
-        self._started = False
+        self._once = IteratedOnce("an operation's events")
 
     def __iter__(self) -> Iterator[EventT]:
-        if self._started:
-            raise RuntimeError("an operation's events can be iterated only once")
-        self._started = True
+        self._once.start()
         return self._events()
 
     def _events(self) -> Iterator[EventT]:
@@ -128,7 +127,7 @@ class Operation(Generic[EventT, ResultT]):
     def wait(self) -> ResultT:
         """Reads the rest of the stream (if not iterated yet, all of it) and returns
         the result, or raises the ImagesvcError the operation ended with."""
-        if not self._started:
+        if not self._once.started:
             for _ in self:
                 pass
         elif not self._outcome.finished:
@@ -178,12 +177,10 @@ class AsyncOperation(Generic[EventT, ResultT]):
         self._call = call
         self._responses = responses
         self._outcome: _Outcome[EventT, ResultT] = _Outcome(what, split, local_error)
-        self._started = False
+        self._once = IteratedOnce("an operation's events")
 
     def __aiter__(self) -> AsyncIterator[EventT]:
-        if self._started:
-            raise RuntimeError("an operation's events can be iterated only once")
-        self._started = True
+        self._once.start()
         return self._events()
 
     async def _events(self) -> AsyncIterator[EventT]:
@@ -199,7 +196,7 @@ class AsyncOperation(Generic[EventT, ResultT]):
 
     async def wait(self) -> ResultT:
         """Reads the rest of the stream and returns the result (or raises)."""
-        if not self._started:
+        if not self._once.started:
             async for _ in self:
                 pass
         elif not self._outcome.finished:

@@ -25,7 +25,7 @@ from typing import Any
 
 import grpc
 
-from imagesvc_client._base import rpc_errors
+from imagesvc_client._streams import IteratedOnce, async_messages, messages
 from imagesvc_client.v1 import image_service_pb2 as pb
 
 __all__ = ["WATCH_EXPIRED", "AsyncImageWatch", "ImageWatch"]
@@ -34,26 +34,29 @@ __all__ = ["WATCH_EXPIRED", "AsyncImageWatch", "ImageWatch"]
 WATCH_EXPIRED = "WATCH_EXPIRED"
 
 
-class ImageWatch:
+class _Watch:
+    """What both watches keep: the resume token of the last message received."""
+
+    def __init__(self, resume_token: str) -> None:
+        self.resume_token = resume_token
+        self._once = IteratedOnce("a watch")
+
+    def _received(self, response: pb.WatchImagesResponse) -> pb.WatchImagesResponse:
+        if response.resume_token:
+            self.resume_token = response.resume_token
+        return response
+
+
+class ImageWatch(_Watch):
     """A running WatchImages call (sync API). Iterate once for its messages."""
 
     def __init__(self, responses: Iterator[pb.WatchImagesResponse], resume_token: str) -> None:
+        super().__init__(resume_token)
         self._responses = responses
-        self.resume_token = resume_token
-        self._started = False
 
     def __iter__(self) -> Iterator[pb.WatchImagesResponse]:
-        if self._started:
-            raise RuntimeError("a watch can be iterated only once")
-        self._started = True
-        return self._messages()
-
-    def _messages(self) -> Iterator[pb.WatchImagesResponse]:
-        with rpc_errors():
-            for response in self._responses:
-                if response.resume_token:
-                    self.resume_token = response.resume_token
-                yield response
+        self._once.start()
+        return map(self._received, messages(self._responses))
 
     def cancel(self) -> None:
         """Ends the call."""
@@ -72,26 +75,20 @@ class ImageWatch:
         self.cancel()
 
 
-class AsyncImageWatch:
+class AsyncImageWatch(_Watch):
     """A running WatchImages call (asyncio API): ``async for`` its messages."""
 
     def __init__(self, call: Any, resume_token: str) -> None:
+        super().__init__(resume_token)
         self._call = call
-        self.resume_token = resume_token
-        self._started = False
 
     def __aiter__(self) -> AsyncIterator[pb.WatchImagesResponse]:
-        if self._started:
-            raise RuntimeError("a watch can be iterated only once")
-        self._started = True
+        self._once.start()
         return self._messages()
 
     async def _messages(self) -> AsyncIterator[pb.WatchImagesResponse]:
-        with rpc_errors():
-            async for response in self._call:
-                if response.resume_token:
-                    self.resume_token = response.resume_token
-                yield response
+        async for response in async_messages(self._call):
+            yield self._received(response)
 
     def cancel(self) -> None:
         self._call.cancel()

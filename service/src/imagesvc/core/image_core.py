@@ -369,11 +369,20 @@ class ImageCore:
                 listed.append((summary, image))
         return listed
 
+    def _indexed_id(self, text: str) -> tuple[ImageIndex, str] | None:
+        """The live index and the id it knows `text` by; None when the index is off, not
+        live (never stale: the Engine answers then) or cannot say for sure."""
+        index = self._index
+        if index is None or not index.live:
+            return None
+        image_id = index.lookup(text)
+        return None if image_id is None else (index, image_id)
+
     async def get_image(self, image: str) -> Image:
         self._admit()
         text = validate_image_identifier(image)
-        index = self._index
-        if index is not None and index.live and (image_id := index.lookup(text)) is not None:
+        if (indexed := self._indexed_id(text)) is not None:
+            index, image_id = indexed
             cached = index.inspected(image_id)
             if cached is not None:
                 return cached
@@ -385,8 +394,8 @@ class ImageCore:
     async def image_history(self, image: str) -> tuple[HistoryEntry, ...]:
         self._admit()
         text = validate_image_identifier(image)
-        index = self._index
-        if index is not None and index.live and (image_id := index.lookup(text)) is not None:
+        if (indexed := self._indexed_id(text)) is not None:
+            index, image_id = indexed
             cached = index.history(image_id)
             if cached is not None:
                 return cached
