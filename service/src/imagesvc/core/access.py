@@ -65,6 +65,7 @@ REQUIRED_ROLE: dict[str, Role] = {
 FLEET_REQUIRED_ROLE: dict[str, Role] = {
     "ListNodes": Role.FLEET,
     "FindImage": Role.FLEET,
+    "PullImageOnNodes": Role.FLEET,
 }
 
 # The RPCs that change something (the daemon's images, or its registry logins for

@@ -57,6 +57,16 @@ class FleetServiceStub:
     """Tells which nodes hold an image (a reference, an id or `name@digest`), with each
     node's image id and repo digests.
     """
+    PullImageOnNodes: _grpc.UnaryStreamMultiCallable[_fleet_service_pb2.PullImageOnNodesRequest, _fleet_service_pb2.PullImageOnNodesResponse]
+    """Pulls an image on every selected node, streaming each node's phase and progress and
+    ending with a summary. The receiving node resolves the reference's digest once at the
+    registry (with the request's auth); a node that already holds it at that digest is
+    SKIPPED without pulling (when the digest cannot be resolved, e.g. on Podman, every node
+    pulls). Each node pulls through its own PullImage path (allowlist, pull flights,
+    metrics, its own audit line), at most `parallelism` nodes at once, each within the
+    per-node timeout, which covers every retry. A node's failure is that node's entry,
+    never the call's status: the call fails only for a bad request or a refused caller.
+    """
 
 @_typing.type_check_only
 class FleetServiceAsyncStub(FleetServiceStub):
@@ -86,6 +96,16 @@ class FleetServiceAsyncStub(FleetServiceStub):
     FindImage: _aio.UnaryUnaryMultiCallable[_fleet_service_pb2.FindImageRequest, _fleet_service_pb2.FindImageResponse]  # type: ignore[assignment]
     """Tells which nodes hold an image (a reference, an id or `name@digest`), with each
     node's image id and repo digests.
+    """
+    PullImageOnNodes: _aio.UnaryStreamMultiCallable[_fleet_service_pb2.PullImageOnNodesRequest, _fleet_service_pb2.PullImageOnNodesResponse]  # type: ignore[assignment]
+    """Pulls an image on every selected node, streaming each node's phase and progress and
+    ending with a summary. The receiving node resolves the reference's digest once at the
+    registry (with the request's auth); a node that already holds it at that digest is
+    SKIPPED without pulling (when the digest cannot be resolved, e.g. on Podman, every node
+    pulls). Each node pulls through its own PullImage path (allowlist, pull flights,
+    metrics, its own audit line), at most `parallelism` nodes at once, each within the
+    per-node timeout, which covers every retry. A node's failure is that node's entry,
+    never the call's status: the call fails only for a bad request or a refused caller.
     """
 
 class FleetServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -125,6 +145,22 @@ class FleetServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_fleet_service_pb2.FindImageResponse, _abc.Awaitable[_fleet_service_pb2.FindImageResponse]]:
         """Tells which nodes hold an image (a reference, an id or `name@digest`), with each
         node's image id and repo digests.
+        """
+
+    @_abc_1.abstractmethod
+    def PullImageOnNodes(
+        self,
+        request: _fleet_service_pb2.PullImageOnNodesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_fleet_service_pb2.PullImageOnNodesResponse], _abc.AsyncIterator[_fleet_service_pb2.PullImageOnNodesResponse]]:
+        """Pulls an image on every selected node, streaming each node's phase and progress and
+        ending with a summary. The receiving node resolves the reference's digest once at the
+        registry (with the request's auth); a node that already holds it at that digest is
+        SKIPPED without pulling (when the digest cannot be resolved, e.g. on Podman, every node
+        pulls). Each node pulls through its own PullImage path (allowlist, pull flights,
+        metrics, its own audit line), at most `parallelism` nodes at once, each within the
+        per-node timeout, which covers every retry. A node's failure is that node's entry,
+        never the call's status: the call fails only for a bad request or a refused caller.
         """
 
 def add_FleetServiceServicer_to_server(servicer: FleetServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -60,6 +60,11 @@ class FleetServiceStub:
                 request_serializer=imagesvc_dot_v1_dot_fleet__service__pb2.FindImageRequest.SerializeToString,
                 response_deserializer=imagesvc_dot_v1_dot_fleet__service__pb2.FindImageResponse.FromString,
                 _registered_method=True)
+        self.PullImageOnNodes = channel.unary_stream(
+                '/imagesvc.v1.FleetService/PullImageOnNodes',
+                request_serializer=imagesvc_dot_v1_dot_fleet__service__pb2.PullImageOnNodesRequest.SerializeToString,
+                response_deserializer=imagesvc_dot_v1_dot_fleet__service__pb2.PullImageOnNodesResponse.FromString,
+                _registered_method=True)
 
 
 class FleetServiceServicer:
@@ -97,6 +102,20 @@ class FleetServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PullImageOnNodes(self, request, context):
+        """Pulls an image on every selected node, streaming each node's phase and progress and
+        ending with a summary. The receiving node resolves the reference's digest once at the
+        registry (with the request's auth); a node that already holds it at that digest is
+        SKIPPED without pulling (when the digest cannot be resolved, e.g. on Podman, every node
+        pulls). Each node pulls through its own PullImage path (allowlist, pull flights,
+        metrics, its own audit line), at most `parallelism` nodes at once, each within the
+        per-node timeout, which covers every retry. A node's failure is that node's entry,
+        never the call's status: the call fails only for a bad request or a refused caller.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FleetServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -109,6 +128,11 @@ def add_FleetServiceServicer_to_server(servicer, server):
                     servicer.FindImage,
                     request_deserializer=imagesvc_dot_v1_dot_fleet__service__pb2.FindImageRequest.FromString,
                     response_serializer=imagesvc_dot_v1_dot_fleet__service__pb2.FindImageResponse.SerializeToString,
+            ),
+            'PullImageOnNodes': grpc.unary_stream_rpc_method_handler(
+                    servicer.PullImageOnNodes,
+                    request_deserializer=imagesvc_dot_v1_dot_fleet__service__pb2.PullImageOnNodesRequest.FromString,
+                    response_serializer=imagesvc_dot_v1_dot_fleet__service__pb2.PullImageOnNodesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -181,6 +205,33 @@ class FleetService:
             '/imagesvc.v1.FleetService/FindImage',
             imagesvc_dot_v1_dot_fleet__service__pb2.FindImageRequest.SerializeToString,
             imagesvc_dot_v1_dot_fleet__service__pb2.FindImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PullImageOnNodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/imagesvc.v1.FleetService/PullImageOnNodes',
+            imagesvc_dot_v1_dot_fleet__service__pb2.PullImageOnNodesRequest.SerializeToString,
+            imagesvc_dot_v1_dot_fleet__service__pb2.PullImageOnNodesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 
 import grpc
 
@@ -26,7 +26,30 @@ from imagesvc.core.fleet import (
 )
 from imagesvc.core.fleet_discovery import DiscoveryError, PeerDiscovery
 from imagesvc.core.fleet_node import LocalNode
+from imagesvc.core.fleet_pull import (
+    DEFAULT_BACKOFF_SECONDS,
+    DEFAULT_RETRIES,
+    DEFAULT_STALL_TIMEOUT_SECONDS,
+    Attempt,
+    FleetPullOptions,
+    FleetPullSummary,
+    NodeProgress,
+    NodePulled,
+    NodePullUpdate,
+    PullFailure,
+    PullFailureReason,
+    PullPhase,
+    PullTarget,
+    check_retries,
+    check_seconds,
+    failure_from,
+    fleet_pull,
+    parallelism_of,
+)
 from imagesvc.core.identity import credential_problem, current_identity, current_origin
+from imagesvc.core.models import RegistryAuth
+from imagesvc.core.references import parse_reference
+from imagesvc.transport.grpc import convert
 from imagesvc.transport.grpc.errors import status_code_for
 from imagesvc.transport.grpc.fleet_peers import PeerClient
 from imagesvc.v1 import fleet_service_pb2 as pb
@@ -67,12 +90,15 @@ class FleetServiceServicer(fleet_service_pb2_grpc.FleetServiceServicer):
         discovery: PeerDiscovery,
         peers: PeerClient,
         limits: FanOutLimits,
+        *,
+        pull_timeout_seconds: float = 600.0,
     ) -> None:
         """`local`: this node, known once the server has bound its port."""
         self._local = local
         self._discovery = discovery
         self._peers = peers
         self._limits = limits
+        self._pull_timeout_seconds = pull_timeout_seconds
 
     async def _addresses(self, event: AuditEvent) -> tuple[list[str], list[str]]:
         """The peers to ask (never this node's own address), and sources that failed."""
@@ -148,6 +174,178 @@ class FleetServiceServicer(fleet_service_pb2_grpc.FleetServiceServicer):
         found.address, found.local = address, False
         return found
 
+    async def PullImageOnNodes(
+        self, request: pb.PullImageOnNodesRequest, context: Context
+    ) -> AsyncIterator[pb.PullImageOnNodesResponse]:
+        local = self._local()
+        async with _audited(
+            "PullImageOnNodes",
+            node=local.name,
+            reference=request.reference,
+            nodes=list(request.nodes),
+            local_only=str(request.local_only).lower(),
+        ) as event:
+            _check_pull(request)
+            auth = convert.optional_auth(request.HasField("auth"), request.auth)
+            if request.local_only:
+                # A peer's part: one attempt here; the receiving node times and retries it.
+                targets = [self._local_target(request, auth, request.registry_digest)]
+                options = FleetPullOptions(1, None, stall_timeout_seconds=0, retries=0)
+            else:
+                targets = await self._pull_targets(request, auth, event)
+                options = FleetPullOptions(
+                    parallelism=parallelism_of(
+                        request.parallelism, len(targets), self._limits.parallelism
+                    ),
+                    node_timeout_seconds=request.node_timeout_seconds or self._pull_timeout_seconds,
+                    stall_timeout_seconds=request.stall_timeout_seconds
+                    or DEFAULT_STALL_TIMEOUT_SECONDS,
+                    retries=request.retries if request.HasField("retries") else DEFAULT_RETRIES,
+                    backoff_seconds=request.retry_backoff_seconds or DEFAULT_BACKOFF_SECONDS,
+                    stop_on_first_failure=request.completion_policy
+                    == pb.COMPLETION_POLICY_STOP_ON_FIRST_FAILURE,
+                )
+            items = fleet_pull(targets, options)
+            async with contextlib.aclosing(items):
+                async for item in items:
+                    if isinstance(item, FleetPullSummary):
+                        event.result.update(
+                            succeeded=len(item.succeeded),
+                            skipped=len(item.skipped),
+                            failed=len(item.failed),
+                            cancelled=len(item.cancelled),
+                        )
+                        yield pb.PullImageOnNodesResponse(summary=_summary(item))
+                    else:
+                        yield pb.PullImageOnNodesResponse(node=_node_pull(item))
+
+    def _local_target(
+        self, request: pb.PullImageOnNodesRequest, auth: RegistryAuth | None, digest: str
+    ) -> PullTarget:
+        local = self._local()
+
+        def attempt() -> AsyncGenerator[NodeProgress | NodePulled, None]:
+            return local.pull(
+                request.reference, platform=request.platform, auth=auth, registry_digest=digest
+            )
+
+        return PullTarget(local.address, local.name, attempt=attempt, local=True)
+
+    async def _pull_targets(
+        self, request: pb.PullImageOnNodesRequest, auth: RegistryAuth | None, event: AuditEvent
+    ) -> list[PullTarget]:
+        """The selected nodes, named by a listing of every peer (a node that does not
+        answer it fails at once); each pulls at the digest this node resolved."""
+        local = self._local()
+        digest, everywhere = await local.registry_digest(request.reference, auth)
+        addresses, problems = await self._addresses(event)
+        listed = await fan_out(addresses, self._list_peer, self._limits)
+        peer_request = pb.PullImageOnNodesRequest(
+            reference=request.reference,
+            platform=request.platform,
+            auth=request.auth if request.HasField("auth") else None,
+            local_only=True,
+            registry_digest=digest,
+        )
+        targets = [self._local_target(request, auth, digest)]
+        for outcome in listed:
+            node = outcome.value
+            if node is None:
+                unlisted = outcome.failure or NodeFailure(NODE_UNREACHABLE, "no answer")
+                targets.append(PullTarget(outcome.address, "", failure=failure_from(unlisted)))
+                continue
+            if not node.ready:  # answered, but its daemon is down
+                down = NodeFailure(node.error.reason, node.error.message)
+                targets.append(PullTarget(outcome.address, node.name, failure=failure_from(down)))
+                continue
+            targets.append(
+                PullTarget(
+                    outcome.address,
+                    node.name,
+                    attempt=self._peer_attempt(outcome.address, peer_request),
+                )
+            )
+        targets.extend(
+            PullTarget("", "", failure=failure_from(_discovery(problem))) for problem in problems
+        )
+        if everywhere is not None:
+            failure = failure_from(everywhere)
+            targets = [
+                t if t.failure else PullTarget(t.address, t.name, failure=failure, local=t.local)
+                for t in targets
+            ]
+        return _selected(targets, request.nodes)
+
+    def _peer_attempt(self, address: str, request: pb.PullImageOnNodesRequest) -> Attempt:
+        return lambda: self._peers.pull_on_node(address, request)
+
+
+def _check_pull(request: pb.PullImageOnNodesRequest) -> None:
+    """The request's own mistakes, before any node is asked."""
+    if not request.reference:
+        raise InvalidArgumentError("reference is required", metadata={"field": "reference"})
+    parse_reference(request.reference)
+    parallelism_of(request.parallelism, 1, 1)
+    for name in ("node_timeout_seconds", "stall_timeout_seconds", "retry_backoff_seconds"):
+        check_seconds(name, getattr(request, name))
+    if request.HasField("retries"):
+        check_retries(request.retries)
+
+
+def _selected(targets: list[PullTarget], wanted: Sequence[str]) -> list[PullTarget]:
+    """The targets named (by node name or address), in the order asked; a name no
+    reachable node has is its own failed entry."""
+    if not wanted:
+        return targets
+    chosen: list[PullTarget] = []
+    for name in dict.fromkeys(wanted):
+        match = next((t for t in targets if name in (t.name, t.address)), None)
+        if match is None:
+            unnamed = [t.address for t in targets if not t.name and t.address]
+            hint = f" (nodes that did not answer: {', '.join(unnamed)})" if unnamed else ""
+            match = PullTarget(
+                "",
+                name,
+                failure=PullFailure(
+                    PullFailureReason.NODE_NOT_FOUND, f"no reachable node is named {name!r}{hint}"
+                ),
+            )
+        chosen.append(match)
+    return chosen
+
+
+def _node_pull(update: NodePullUpdate) -> pb.NodePull:
+    failure = update.failure
+    return pb.NodePull(
+        node=update.name,
+        address=update.address,
+        phase=_PHASES[update.phase],
+        attempt=update.attempt,
+        bytes_done=update.bytes_done,
+        bytes_total=update.bytes_total,
+        percent=update.percent,
+        error=None
+        if failure is None
+        else pb.NodeError(reason=failure.reason, message=failure.message),
+        error_cause=failure.cause if failure else "",
+        retry_in_seconds=update.retry_in_seconds,
+        image_id=update.image_id,
+        digest=update.digest,
+        local=update.local,
+    )
+
+
+def _summary(summary: FleetPullSummary) -> pb.PullImageOnNodesSummary:
+    return pb.PullImageOnNodesSummary(
+        desired=summary.desired,
+        succeeded=[_node_pull(u) for u in summary.succeeded],
+        skipped=[_node_pull(u) for u in summary.skipped],
+        failed=[_node_pull(u) for u in summary.failed],
+        cancelled=[_node_pull(u) for u in summary.cancelled],
+        stopped_early=summary.stopped_early,
+        complete=summary.complete,
+    )
+
 
 def _discovery(problem: str) -> NodeFailure:
     return NodeFailure(NODE_UNREACHABLE, f"the peers cannot be listed: {problem}")
@@ -182,3 +380,13 @@ def _node_image(found: NodeImage, *, local: bool = False) -> pb.NodeImage:
         error=_error(found.failure),
         local=local,
     )
+
+
+_PHASES = {
+    PullPhase.WAITING: pb.NODE_PULL_PHASE_WAITING,
+    PullPhase.PULLING: pb.NODE_PULL_PHASE_PULLING,
+    PullPhase.SUCCEEDED: pb.NODE_PULL_PHASE_SUCCEEDED,
+    PullPhase.SKIPPED: pb.NODE_PULL_PHASE_SKIPPED,
+    PullPhase.FAILED: pb.NODE_PULL_PHASE_FAILED,
+    PullPhase.CANCELLED: pb.NODE_PULL_PHASE_CANCELLED,
+}
