@@ -192,12 +192,13 @@ class FleetServiceServicer(fleet_service_pb2_grpc.FleetServiceServicer):
                 targets = [self._local_target(request, auth, request.registry_digest)]
                 options = FleetPullOptions(1, None, stall_timeout_seconds=0, retries=0)
             else:
-                targets = await self._pull_targets(request, auth, event)
+                node_timeout = request.node_timeout_seconds or self._pull_timeout_seconds
+                targets = await self._pull_targets(request, auth, node_timeout, event)
                 options = FleetPullOptions(
                     parallelism=parallelism_of(
                         request.parallelism, len(targets), self._limits.parallelism
                     ),
-                    node_timeout_seconds=request.node_timeout_seconds or self._pull_timeout_seconds,
+                    node_timeout_seconds=node_timeout,
                     stall_timeout_seconds=request.stall_timeout_seconds
                     or DEFAULT_STALL_TIMEOUT_SECONDS,
                     retries=request.retries if request.HasField("retries") else DEFAULT_RETRIES,
@@ -232,14 +233,23 @@ class FleetServiceServicer(fleet_service_pb2_grpc.FleetServiceServicer):
         return PullTarget(local.address, local.name, attempt=attempt, local=True)
 
     async def _pull_targets(
-        self, request: pb.PullImageOnNodesRequest, auth: RegistryAuth | None, event: AuditEvent
+        self,
+        request: pb.PullImageOnNodesRequest,
+        auth: RegistryAuth | None,
+        node_timeout_seconds: float,
+        event: AuditEvent,
     ) -> list[PullTarget]:
         """The selected nodes, named by a listing of every peer (a node that does not
         answer it fails at once); each pulls at the digest this node resolved."""
         local = self._local()
         digest, everywhere = await local.registry_digest(request.reference, auth)
         addresses, problems = await self._addresses(event)
-        listed = await fan_out(addresses, self._list_peer, self._limits)
+        # A node that cannot even be listed fails within its pull's timeout too.
+        listing = FanOutLimits(
+            self._limits.parallelism,
+            min(self._limits.node_timeout_seconds, node_timeout_seconds),
+        )
+        listed = await fan_out(addresses, self._list_peer, listing)
         peer_request = pb.PullImageOnNodesRequest(
             reference=request.reference,
             platform=request.platform,
