@@ -16,6 +16,7 @@ from imagesvc.core.fleet_pull import (
     Attempt,
     FleetPullOptions,
     FleetPullSummary,
+    LayerSizes,
     NodeProgress,
     NodePulled,
     NodePullUpdate,
@@ -105,8 +106,8 @@ def options(**overrides: object) -> FleetPullOptions:
 def test_every_node_pulls_and_progress_moves_to_100_percent() -> None:
     script: list[Item | float | NodeFailure] = [
         NodeProgress(0, 1000),
-        NodeProgress(250, 1000),
-        NodeProgress(1000, 1000),
+        NodeProgress(250, 1000, 25.0),
+        NodeProgress(1000, 1000, 100.0),
         PULLED,
     ]
     updates, summary, _ = run({"a": FakeNode([script]), "b": FakeNode([script])}, options())
@@ -328,3 +329,17 @@ def test_bad_durations_and_retries_are_refused(value: float) -> None:
         check_retries(11)
     check_seconds("node_timeout_seconds", 0)
     check_retries(0)
+
+
+def test_percent_is_held_while_a_layer_size_is_unknown_and_never_goes_back() -> None:
+    sizes = LayerSizes()
+    waiting = [("aaa", "Pulling fs layer", 0), ("bbb", "Pulling fs layer", 0)]
+    assert sizes.update(waiting, 0, 0) == 0.0
+    # The small layer is done while the big one waits: not 100 %.
+    assert sizes.update([("aaa", "Download complete", 100)], 100, 100) == 0.0
+    # The big one's size is known: the share of both.
+    assert sizes.update([("bbb", "Downloading", 900)], 100, 1000) == 10.0
+    assert sizes.update([("bbb", "Downloading", 900)], 550, 1000) == 55.0
+    # A layer already present has no size and never holds the percent.
+    assert sizes.update([("ccc", "Already exists", 0)], 550, 1000) == 55.0
+    assert sizes.update([("bbb", "Pull complete", 900)], 1000, 1000) == 100.0

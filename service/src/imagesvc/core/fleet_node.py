@@ -10,7 +10,7 @@ from concurrent.futures import Executor
 
 from imagesvc.core.errors import ImageServiceError, NotFoundError, Reason
 from imagesvc.core.fleet import NodeFailure, NodeImage, NodeStatus
-from imagesvc.core.fleet_pull import NodeProgress, NodePulled
+from imagesvc.core.fleet_pull import LayerSizes, NodeProgress, NodePulled
 from imagesvc.core.image_core import ImageCore
 from imagesvc.core.models import ImageFilter, PullResult, RegistryAuth
 from imagesvc.core.paging import MAX_PAGE_SIZE
@@ -110,6 +110,7 @@ class LocalNode:
             if registry_digest and await self._holds(reference, registry_digest):
                 yield NodePulled(skipped=True, digest=registry_digest, name=self.name)
                 return
+            sizes = LayerSizes()
             items = self._core.pull_image(reference, platform=platform, auth=auth)
             async with contextlib.aclosing(items) as pulling:
                 async for item in pulling:
@@ -121,9 +122,9 @@ class LocalNode:
                             name=self.name,
                         )
                         return
-                    yield NodeProgress(
-                        item.bytes_done, item.bytes_total, item.layers_done, item.layers_total
-                    )
+                    changed = [(layer.layer_id, layer.state, layer.total) for layer in item.layers]
+                    percent = sizes.update(changed, item.bytes_done, item.bytes_total)
+                    yield NodeProgress(item.bytes_done, item.bytes_total, percent)
         except ImageServiceError as error:
             raise failure_of(error) from None
         raise NodeFailure(str(Reason.INTERNAL), "the pull ended without a result")

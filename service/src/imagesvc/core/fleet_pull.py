@@ -106,12 +106,40 @@ def failure_from(node: NodeFailure) -> PullFailure:
 
 @dataclass(frozen=True, slots=True)
 class NodeProgress:
-    """One attempt's progress on a node."""
+    """One attempt's progress on a node; `percent` as the node computed it (from layer
+    sizes it knows, never going back: see LayerSizes)."""
 
     bytes_done: int
     bytes_total: int
-    layers_done: int = 0
-    layers_total: int = 0
+    percent: float = 0.0
+
+
+# Layer states whose size the Engine has not told yet (it tells it once the download starts).
+_SIZE_UNKNOWN_STATES = frozenset({"Pulling fs layer", "Waiting"})
+
+
+class LayerSizes:
+    """The percent of one pull, from every layer's state as the Engine reports them. Held
+    while a layer's size is still unknown: a small layer done while a big one waits
+    is not 100 %, and the bar never goes back when the big one's size arrives."""
+
+    def __init__(self) -> None:
+        self._layers: dict[str, tuple[str, int]] = {}
+        self.percent = 0.0
+
+    def update(
+        self, layers: Sequence[tuple[str, str, int]], bytes_done: int, bytes_total: int
+    ) -> float:
+        """`layers`: (id, state, total) of the layers that changed."""
+        for layer_id, state, total in layers:
+            self._layers[layer_id] = (state, total)
+        unknown = any(
+            total <= 0 and state in _SIZE_UNKNOWN_STATES for state, total in self._layers.values()
+        )
+        if not unknown and bytes_total > 0:
+            share = math.floor(min(bytes_done, bytes_total) * 1000 / bytes_total) / 10
+            self.percent = max(self.percent, share)
+        return self.percent
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,14 +182,13 @@ class NodePullUpdate:
     image_id: str = ""
     digest: str = ""
     local: bool = False
+    progress_percent: float = 0.0
 
     @property
     def percent(self) -> float:
         if self.phase in (PullPhase.SUCCEEDED, PullPhase.SKIPPED):
             return 100.0
-        if self.bytes_total <= 0:
-            return 0.0
-        return min(100.0, math.floor(self.bytes_done * 1000 / self.bytes_total) / 10)
+        return self.progress_percent
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,6 +376,7 @@ class _NodeState:
             attempt=self.attempt,
             bytes_done=self.last.bytes_done,
             bytes_total=self.last.bytes_total,
+            progress_percent=self.last.percent,
             local=self.target.local,
         )
         return replace(base, **fields)  # type: ignore[arg-type]

@@ -131,7 +131,7 @@ class PeerClient:
                     return
                 node = response.node
                 if node.phase == pb.NODE_PULL_PHASE_PULLING:
-                    yield NodeProgress(node.bytes_done, node.bytes_total)
+                    yield NodeProgress(node.bytes_done, node.bytes_total, node.percent)
         except grpc.aio.AioRpcError as error:
             raise failure_of(address, error) from None
         finally:
