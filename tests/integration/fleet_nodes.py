@@ -19,7 +19,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from devtools.sandbox import Engine
@@ -49,13 +49,17 @@ class Fleet:
     port: int
     hosts: list[str]
     servers: list[ThreadedServer]
+    stopped: set[int] = field(default_factory=set)
 
     def address(self, index: int) -> str:
         return f"{self.hosts[index]}:{self.port}"
 
-    def stop(self) -> None:
-        for server in self.servers:
-            server.stop()
+    def stop(self, *indexes: int) -> None:
+        """Stops these nodes' imagesvc (all by default), each once."""
+        for index in indexes or range(len(self.servers)):
+            if index not in self.stopped:
+                self.stopped.add(index)
+                self.servers[index].stop()
 
 
 def token_entry(identity: str, role: str, token: str) -> dict[str, object]:
