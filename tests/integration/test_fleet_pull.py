@@ -4,10 +4,14 @@ a real registry, slowed by a throttling proxy where a pull must be in flight."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import httpx
@@ -16,6 +20,8 @@ import pytest
 from devtools.sandbox import Engine, Registry, build_busybox_image, free_port
 from imagesvc.v1 import fleet_service_pb2 as pb
 from imagesvc.v1 import fleet_service_pb2_grpc
+from imagesvc_client import AsyncImageClient, FleetPullOptions, ImageClient
+from imagesvc_client.v1 import fleet_service_pb2 as client_pb
 from tests.integration.fleet_nodes import (
     PEER_IDENTITY,
     Credentials,
@@ -36,6 +42,7 @@ HOSTS = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]
 NAMES = [f"node-{n}" for n in range(len(HOSTS))]
 NODE_TIMEOUT_SECONDS = 2.0
 Stub = fleet_service_pb2_grpc.FleetServiceStub
+CLI = Path(sys.executable).with_name("imagesvc-cli")
 
 
 @pytest.fixture(scope="module")
@@ -366,3 +373,43 @@ def test_nodes_are_selected_by_name_and_an_unknown_name_is_its_own_failure(
     assert local_image(engines[0], reference) is None
     assert local_image(engines[2], reference) is None
     assert local_image(engines[3], reference) is not None
+
+
+def test_the_python_clients_and_the_cli_pull_on_nodes(
+    fleet: Fleet, engines: list[Engine], credentials: Credentials, open_registry: Registry
+) -> None:
+    repository = pushed_image(engines[0], open_registry, layer_mib=1)
+    reference = f"{open_registry.address}/{repository}"
+    address = fleet.address(0)
+    with (
+        ImageClient(address, token=credentials.caller) as client,
+        client.pull_on_nodes(reference, FleetPullOptions(nodes=("node-1", "node-2"))) as pulling,
+    ):
+        phases = {(node.node, node.phase) for node in pulling}
+        summary = pulling.result
+    assert [n.node for n in summary.succeeded] == ["node-1", "node-2"]
+    assert ("node-1", client_pb.NODE_PULL_PHASE_PULLING) in phases
+
+    async def from_async() -> client_pb.PullImageOnNodesSummary:
+        async with AsyncImageClient(address, token=credentials.caller) as client:
+            operation = client.pull_on_nodes(reference, FleetPullOptions(parallelism="50%"))
+            return await operation.wait()
+
+    everywhere = asyncio.run(from_async())
+    assert [n.node for n in everywhere.succeeded] == ["node-0", "node-3"]
+    assert [n.node for n in everywhere.skipped] == ["node-1", "node-2"]
+
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("IMAGESVC_")}
+    environment.update({"IMAGESVC_SERVER": address, "IMAGESVC_TOKEN": credentials.caller})
+    ran = subprocess.run(
+        [str(CLI), "fleet-pull", "--nodes", "node-0,node-9", reference],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+    )
+    assert ran.returncode == 1, ran.stderr  # node-9 is no node
+    rows = [line.split()[:3] for line in ran.stdout.splitlines() if line.startswith("node-")]
+    assert ["node-0", f"{HOSTS[0]}:{fleet.port}", "skipped"] in rows
+    assert "node-9: NODE_NOT_FOUND: no reachable node is named 'node-9'" in ran.stderr
+    assert "2 nodes: 0 pulled, 1 already present, 1 failed, 0 not started" in ran.stdout

@@ -15,6 +15,7 @@ from typing import Any
 
 from rich.console import Console
 
+from imagesvc_client._base import FleetPullOptions
 from imagesvc_client._common import RegistryAuth
 from imagesvc_client.cli.closed_pipe import PipeAwareConsole
 from imagesvc_client.cli.progress import BuildView, TransferView
@@ -31,6 +32,7 @@ from imagesvc_client.cli.render import (
 from imagesvc_client.cli.stdin_context import stdin_context
 from imagesvc_client.client import ContextSource, ImageClient
 from imagesvc_client.errors import ImagesvcError, Unavailable
+from imagesvc_client.v1 import fleet_service_pb2 as fleet_pb
 from imagesvc_client.v1 import image_pb2
 from imagesvc_client.v1 import image_service_pb2 as pb
 
@@ -505,6 +507,52 @@ def pull(args: argparse.Namespace) -> int:
             if line not in shown:
                 print(line)
     return 0
+
+
+def fleet_pull(args: argparse.Namespace) -> int:
+    """One line per node whose phase changes, then a table of every node; exit 1 unless
+    the image is on every selected node."""
+    options = FleetPullOptions(
+        platform=args.platform,
+        auth=_registry_auth(args),
+        nodes=tuple(n.strip() for n in args.nodes.split(",") if n.strip()),
+        parallelism=args.parallelism,
+        node_timeout_seconds=args.node_timeout,
+        stall_timeout_seconds=args.stall_timeout,
+        retries=args.retries,
+        stop_on_first_failure=args.stop_on_failure,
+    )
+    phases: dict[str, int] = {}
+    with connect(args) as client, client.pull_on_nodes(args.reference, options) as operation:
+        for node in operation:
+            key = node.address or node.node
+            if args.quiet or args.output == "json" or phases.get(key) == node.phase:
+                continue
+            phases[key] = node.phase
+            print(f"{node.node or node.address}: {_phase(node)}")
+        summary = operation.result
+    if args.output == "json":
+        print_json(to_json(summary))
+        return 0 if summary.complete else 1
+    rows = [
+        [n.node or "?", n.address, _phase(n), f"{n.percent:.0f}%", str(n.attempt)]
+        for n in (*summary.succeeded, *summary.skipped, *summary.failed, *summary.cancelled)
+    ]
+    print_table(["NODE", "ADDRESS", "RESULT", "PROGRESS", "ATTEMPTS"], rows)
+    for n in (*summary.failed, *summary.cancelled):
+        print(f"{n.node or n.address}: {n.error.reason}: {n.error.message}", file=sys.stderr)
+    print(
+        f"{summary.desired} nodes: {len(summary.succeeded)} pulled, {len(summary.skipped)}"
+        f" already present, {len(summary.failed)} failed, {len(summary.cancelled)} not started"
+    )
+    return 0 if summary.complete else 1
+
+
+def _phase(node: fleet_pb.NodePull) -> str:
+    name = fleet_pb.NodePullPhase.Name(node.phase).removeprefix("NODE_PULL_PHASE_").lower()
+    if node.HasField("error"):
+        return f"{name} ({node.error.reason})"
+    return name
 
 
 def push(args: argparse.Namespace) -> int:
