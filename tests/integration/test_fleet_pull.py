@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -19,7 +20,7 @@ import pytest
 
 from devtools.sandbox import Engine, Registry, build_busybox_image, free_port
 from imagesvc.v1 import fleet_service_pb2 as pb
-from imagesvc.v1 import fleet_service_pb2_grpc
+from imagesvc.v1 import fleet_service_pb2_grpc, image_pb2
 from imagesvc_client import AsyncImageClient, FleetPullOptions, ImageClient
 from imagesvc_client.v1 import fleet_service_pb2 as client_pb
 from tests.integration.fleet_nodes import (
@@ -413,3 +414,56 @@ def test_the_python_clients_and_the_cli_pull_on_nodes(
     assert ["node-0", f"{HOSTS[0]}:{fleet.port}", "skipped"] in rows
     assert "node-9: NODE_NOT_FOUND: no reachable node is named 'node-9'" in ran.stderr
     assert "2 nodes: 0 pulled, 1 already present, 1 failed, 0 not started" in ran.stdout
+
+
+def test_registry_auth_reaches_every_node_and_a_refusal_is_auth_failed_everywhere(
+    stub: Stub,
+    engines: list[Engine],
+    credentials: Credentials,
+    auth_registry: Registry,
+    logs: CapturedLogs,
+) -> None:
+    assert auth_registry.username is not None
+    assert auth_registry.password is not None
+    reference = f"{auth_registry.address}/{unique('fleet/auth-')}:1"
+    build_busybox_image(engines[0], reference, extra_lines=[f"RUN echo {unique('')} > /id"])
+    engines[0].docker(
+        "login",
+        "-u",
+        auth_registry.username,
+        "--password-stdin",
+        auth_registry.address,
+        input=auth_registry.password,
+    )
+    try:
+        engines[0].docker("push", reference)
+    finally:
+        engines[0].docker("logout", auth_registry.address)
+    remove_local(engines[0], reference)
+    wrong = secrets.token_urlsafe(12)
+    mark = logs.mark()
+
+    def auth(password: str) -> image_pb2.RegistryAuth:
+        return image_pb2.RegistryAuth(
+            username=auth_registry.username or "",
+            password=password,
+            server_address=auth_registry.address,
+        )
+
+    _, refused = fleet_pull(stub, credentials, reference=reference, auth=auth(wrong))
+    assert [n.node for n in refused.failed] == NAMES
+    for node in refused.failed:
+        assert node.error.reason == "AUTH_FAILED", node.error
+        assert node.error_cause in ("REGISTRY_UNAUTHENTICATED", "REGISTRY_DENIED")
+        assert node.error.message
+        assert wrong not in node.error.message
+    assert all(local_image(engine, reference) is None for engine in engines)
+
+    _, pulled = fleet_pull(
+        stub, credentials, reference=reference, auth=auth(auth_registry.password)
+    )
+    assert [n.node for n in pulled.succeeded] == NAMES
+    assert all(local_image(engine, reference) is not None for engine in engines)
+    time.sleep(0.2)
+    logs.assert_free_of([wrong, auth_registry.password, credentials.caller, credentials.peer])
+    assert logs.since(mark)
