@@ -66,6 +66,9 @@ FLEET_REQUIRED_ROLE: dict[str, Role] = {
     "ListNodes": Role.FLEET,
     "FindImage": Role.FLEET,
     "PullImageOnNodes": Role.FLEET,
+    # Destructive on every node, as RemoveImage and PruneImages are on one.
+    "RemoveImageOnNodes": Role.ADMIN,
+    "PruneImagesOnNodes": Role.ADMIN,
 }
 
 # The RPCs that change something (the daemon's images, or its registry logins for

@@ -9,10 +9,10 @@ from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import Executor
 
 from imagesvc.core.errors import ImageServiceError, NotFoundError, Reason
-from imagesvc.core.fleet import NodeFailure, NodeImage, NodeStatus
+from imagesvc.core.fleet import NodeFailure, NodeImage, NodeImagesChange, NodeStatus
 from imagesvc.core.fleet_pull import LayerSizes, NodeProgress, NodePulled
 from imagesvc.core.image_core import ImageCore
-from imagesvc.core.models import ImageFilter, PullResult, RegistryAuth
+from imagesvc.core.models import ImageFilter, PruneOptions, PullResult, RegistryAuth
 from imagesvc.core.paging import MAX_PAGE_SIZE
 from imagesvc.core.port import DockerPort
 from imagesvc.core.references import familiar, parse_reference
@@ -159,6 +159,39 @@ class LocalNode:
                 return "", failure_of(error)
             return "", None
         return served.digest, None
+
+    async def remove(self, image: str, *, force: bool, no_prune: bool) -> NodeImagesChange:
+        """RemoveImage here; an image this node does not hold is skipped. A malformed
+        reference is the caller's error (raised), anything else this node's."""
+        try:
+            removed = await self._core.remove_image(image, force=force, no_prune=no_prune)
+        except NotFoundError as error:
+            return NodeImagesChange(
+                self.address, self.name, failure=failure_of(error), skipped=True
+            )
+        except ImageServiceError as error:
+            if error.reason in (Reason.INVALID_REFERENCE, Reason.INVALID_ARGUMENT):
+                raise
+            return NodeImagesChange(self.address, self.name, failure=failure_of(error))
+        return NodeImagesChange(
+            self.address, self.name, untagged=removed.untagged, deleted=removed.deleted
+        )
+
+    async def prune(self, options: PruneOptions) -> NodeImagesChange:
+        """PruneImages here."""
+        try:
+            pruned = await self._core.prune_images(options)
+        except ImageServiceError as error:
+            if error.reason in (Reason.INVALID_REFERENCE, Reason.INVALID_ARGUMENT):
+                raise
+            return NodeImagesChange(self.address, self.name, failure=failure_of(error))
+        return NodeImagesChange(
+            self.address,
+            self.name,
+            untagged=pruned.untagged,
+            deleted=pruned.deleted,
+            space_reclaimed_bytes=pruned.space_reclaimed_bytes,
+        )
 
 
 # Registry answers that every node would get for the same reference and auth.

@@ -65,6 +65,16 @@ class FleetServiceStub:
                 request_serializer=imagesvc_dot_v1_dot_fleet__service__pb2.PullImageOnNodesRequest.SerializeToString,
                 response_deserializer=imagesvc_dot_v1_dot_fleet__service__pb2.PullImageOnNodesResponse.FromString,
                 _registered_method=True)
+        self.RemoveImageOnNodes = channel.unary_unary(
+                '/imagesvc.v1.FleetService/RemoveImageOnNodes',
+                request_serializer=imagesvc_dot_v1_dot_fleet__service__pb2.RemoveImageOnNodesRequest.SerializeToString,
+                response_deserializer=imagesvc_dot_v1_dot_fleet__service__pb2.RemoveImageOnNodesResponse.FromString,
+                _registered_method=True)
+        self.PruneImagesOnNodes = channel.unary_unary(
+                '/imagesvc.v1.FleetService/PruneImagesOnNodes',
+                request_serializer=imagesvc_dot_v1_dot_fleet__service__pb2.PruneImagesOnNodesRequest.SerializeToString,
+                response_deserializer=imagesvc_dot_v1_dot_fleet__service__pb2.PruneImagesOnNodesResponse.FromString,
+                _registered_method=True)
 
 
 class FleetServiceServicer:
@@ -116,6 +126,24 @@ class FleetServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RemoveImageOnNodes(self, request, context):
+        """Removes an image (as RemoveImage) on every selected node, each through its own
+        RemoveImage path. A node without the image is SKIPPED. Needs the admin role, of the
+        caller and of the fleet identity on every peer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PruneImagesOnNodes(self, request, context):
+        """Prunes images (as PruneImages) on every selected node, each through its own
+        PruneImages path. Needs the admin role, of the caller and of the fleet identity on
+        every peer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FleetServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -133,6 +161,16 @@ def add_FleetServiceServicer_to_server(servicer, server):
                     servicer.PullImageOnNodes,
                     request_deserializer=imagesvc_dot_v1_dot_fleet__service__pb2.PullImageOnNodesRequest.FromString,
                     response_serializer=imagesvc_dot_v1_dot_fleet__service__pb2.PullImageOnNodesResponse.SerializeToString,
+            ),
+            'RemoveImageOnNodes': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveImageOnNodes,
+                    request_deserializer=imagesvc_dot_v1_dot_fleet__service__pb2.RemoveImageOnNodesRequest.FromString,
+                    response_serializer=imagesvc_dot_v1_dot_fleet__service__pb2.RemoveImageOnNodesResponse.SerializeToString,
+            ),
+            'PruneImagesOnNodes': grpc.unary_unary_rpc_method_handler(
+                    servicer.PruneImagesOnNodes,
+                    request_deserializer=imagesvc_dot_v1_dot_fleet__service__pb2.PruneImagesOnNodesRequest.FromString,
+                    response_serializer=imagesvc_dot_v1_dot_fleet__service__pb2.PruneImagesOnNodesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -232,6 +270,60 @@ class FleetService:
             '/imagesvc.v1.FleetService/PullImageOnNodes',
             imagesvc_dot_v1_dot_fleet__service__pb2.PullImageOnNodesRequest.SerializeToString,
             imagesvc_dot_v1_dot_fleet__service__pb2.PullImageOnNodesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveImageOnNodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/imagesvc.v1.FleetService/RemoveImageOnNodes',
+            imagesvc_dot_v1_dot_fleet__service__pb2.RemoveImageOnNodesRequest.SerializeToString,
+            imagesvc_dot_v1_dot_fleet__service__pb2.RemoveImageOnNodesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PruneImagesOnNodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/imagesvc.v1.FleetService/PruneImagesOnNodes',
+            imagesvc_dot_v1_dot_fleet__service__pb2.PruneImagesOnNodesRequest.SerializeToString,
+            imagesvc_dot_v1_dot_fleet__service__pb2.PruneImagesOnNodesResponse.FromString,
             options,
             channel_credentials,
             insecure,

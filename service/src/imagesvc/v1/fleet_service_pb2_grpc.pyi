@@ -67,6 +67,16 @@ class FleetServiceStub:
     per-node timeout, which covers every retry. A node's failure is that node's entry,
     never the call's status: the call fails only for a bad request or a refused caller.
     """
+    RemoveImageOnNodes: _grpc.UnaryUnaryMultiCallable[_fleet_service_pb2.RemoveImageOnNodesRequest, _fleet_service_pb2.RemoveImageOnNodesResponse]
+    """Removes an image (as RemoveImage) on every selected node, each through its own
+    RemoveImage path. A node without the image is SKIPPED. Needs the admin role, of the
+    caller and of the fleet identity on every peer.
+    """
+    PruneImagesOnNodes: _grpc.UnaryUnaryMultiCallable[_fleet_service_pb2.PruneImagesOnNodesRequest, _fleet_service_pb2.PruneImagesOnNodesResponse]
+    """Prunes images (as PruneImages) on every selected node, each through its own
+    PruneImages path. Needs the admin role, of the caller and of the fleet identity on
+    every peer.
+    """
 
 @_typing.type_check_only
 class FleetServiceAsyncStub(FleetServiceStub):
@@ -106,6 +116,16 @@ class FleetServiceAsyncStub(FleetServiceStub):
     metrics, its own audit line), at most `parallelism` nodes at once, each within the
     per-node timeout, which covers every retry. A node's failure is that node's entry,
     never the call's status: the call fails only for a bad request or a refused caller.
+    """
+    RemoveImageOnNodes: _aio.UnaryUnaryMultiCallable[_fleet_service_pb2.RemoveImageOnNodesRequest, _fleet_service_pb2.RemoveImageOnNodesResponse]  # type: ignore[assignment]
+    """Removes an image (as RemoveImage) on every selected node, each through its own
+    RemoveImage path. A node without the image is SKIPPED. Needs the admin role, of the
+    caller and of the fleet identity on every peer.
+    """
+    PruneImagesOnNodes: _aio.UnaryUnaryMultiCallable[_fleet_service_pb2.PruneImagesOnNodesRequest, _fleet_service_pb2.PruneImagesOnNodesResponse]  # type: ignore[assignment]
+    """Prunes images (as PruneImages) on every selected node, each through its own
+    PruneImages path. Needs the admin role, of the caller and of the fleet identity on
+    every peer.
     """
 
 class FleetServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -161,6 +181,28 @@ class FleetServiceServicer(metaclass=_abc_1.ABCMeta):
         metrics, its own audit line), at most `parallelism` nodes at once, each within the
         per-node timeout, which covers every retry. A node's failure is that node's entry,
         never the call's status: the call fails only for a bad request or a refused caller.
+        """
+
+    @_abc_1.abstractmethod
+    def RemoveImageOnNodes(
+        self,
+        request: _fleet_service_pb2.RemoveImageOnNodesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fleet_service_pb2.RemoveImageOnNodesResponse, _abc.Awaitable[_fleet_service_pb2.RemoveImageOnNodesResponse]]:
+        """Removes an image (as RemoveImage) on every selected node, each through its own
+        RemoveImage path. A node without the image is SKIPPED. Needs the admin role, of the
+        caller and of the fleet identity on every peer.
+        """
+
+    @_abc_1.abstractmethod
+    def PruneImagesOnNodes(
+        self,
+        request: _fleet_service_pb2.PruneImagesOnNodesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fleet_service_pb2.PruneImagesOnNodesResponse, _abc.Awaitable[_fleet_service_pb2.PruneImagesOnNodesResponse]]:
+        """Prunes images (as PruneImages) on every selected node, each through its own
+        PruneImages path. Needs the admin role, of the caller and of the fleet identity on
+        every peer.
         """
 
 def add_FleetServiceServicer_to_server(servicer: FleetServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,6 +1,7 @@
 from google.api import annotations_pb2 as _annotations_pb2
 from google.api import field_behavior_pb2 as _field_behavior_pb2
 from imagesvc_client.v1 import image_pb2 as _image_pb2
+from imagesvc_client.v1 import image_service_pb2 as _image_service_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -195,3 +196,77 @@ class PullImageOnNodesResponse(_message.Message):
     node: NodePull
     summary: PullImageOnNodesSummary
     def __init__(self, node: _Optional[_Union[NodePull, _Mapping]] = ..., summary: _Optional[_Union[PullImageOnNodesSummary, _Mapping]] = ...) -> None: ...
+
+class RemoveImageOnNodesRequest(_message.Message):
+    __slots__ = ("image", "force", "no_prune", "nodes", "node_timeout_seconds", "local_only")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    NO_PRUNE_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    NODE_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_ONLY_FIELD_NUMBER: _ClassVar[int]
+    image: str
+    force: bool
+    no_prune: bool
+    nodes: _containers.RepeatedScalarFieldContainer[str]
+    node_timeout_seconds: float
+    local_only: bool
+    def __init__(self, image: _Optional[str] = ..., force: _Optional[bool] = ..., no_prune: _Optional[bool] = ..., nodes: _Optional[_Iterable[str]] = ..., node_timeout_seconds: _Optional[float] = ..., local_only: _Optional[bool] = ...) -> None: ...
+
+class PruneImagesOnNodesRequest(_message.Message):
+    __slots__ = ("prune", "nodes", "node_timeout_seconds", "local_only")
+    PRUNE_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    NODE_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_ONLY_FIELD_NUMBER: _ClassVar[int]
+    prune: _image_service_pb2.PruneImagesRequest
+    nodes: _containers.RepeatedScalarFieldContainer[str]
+    node_timeout_seconds: float
+    local_only: bool
+    def __init__(self, prune: _Optional[_Union[_image_service_pb2.PruneImagesRequest, _Mapping]] = ..., nodes: _Optional[_Iterable[str]] = ..., node_timeout_seconds: _Optional[float] = ..., local_only: _Optional[bool] = ...) -> None: ...
+
+class NodeImagesChange(_message.Message):
+    __slots__ = ("node", "address", "untagged", "deleted", "space_reclaimed_bytes", "error", "local")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    UNTAGGED_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    SPACE_RECLAIMED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    address: str
+    untagged: _containers.RepeatedScalarFieldContainer[str]
+    deleted: _containers.RepeatedScalarFieldContainer[str]
+    space_reclaimed_bytes: int
+    error: NodeError
+    local: bool
+    def __init__(self, node: _Optional[str] = ..., address: _Optional[str] = ..., untagged: _Optional[_Iterable[str]] = ..., deleted: _Optional[_Iterable[str]] = ..., space_reclaimed_bytes: _Optional[int] = ..., error: _Optional[_Union[NodeError, _Mapping]] = ..., local: _Optional[bool] = ...) -> None: ...
+
+class ImagesOnNodesSummary(_message.Message):
+    __slots__ = ("desired", "succeeded", "skipped", "failed", "complete", "space_reclaimed_bytes")
+    DESIRED_FIELD_NUMBER: _ClassVar[int]
+    SUCCEEDED_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    SPACE_RECLAIMED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    desired: int
+    succeeded: _containers.RepeatedCompositeFieldContainer[NodeImagesChange]
+    skipped: _containers.RepeatedCompositeFieldContainer[NodeImagesChange]
+    failed: _containers.RepeatedCompositeFieldContainer[NodeImagesChange]
+    complete: bool
+    space_reclaimed_bytes: int
+    def __init__(self, desired: _Optional[int] = ..., succeeded: _Optional[_Iterable[_Union[NodeImagesChange, _Mapping]]] = ..., skipped: _Optional[_Iterable[_Union[NodeImagesChange, _Mapping]]] = ..., failed: _Optional[_Iterable[_Union[NodeImagesChange, _Mapping]]] = ..., complete: _Optional[bool] = ..., space_reclaimed_bytes: _Optional[int] = ...) -> None: ...
+
+class RemoveImageOnNodesResponse(_message.Message):
+    __slots__ = ("summary",)
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    summary: ImagesOnNodesSummary
+    def __init__(self, summary: _Optional[_Union[ImagesOnNodesSummary, _Mapping]] = ...) -> None: ...
+
+class PruneImagesOnNodesResponse(_message.Message):
+    __slots__ = ("summary",)
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    summary: ImagesOnNodesSummary
+    def __init__(self, summary: _Optional[_Union[ImagesOnNodesSummary, _Mapping]] = ...) -> None: ...

@@ -138,6 +138,28 @@ class PeerClient:
             call.cancel()
         raise NodeFailure(NODE_ERROR, f"node {address} ended its pull without a summary")
 
+    async def remove_on_node(
+        self, address: str, request: pb.RemoveImageOnNodesRequest, seconds: float
+    ) -> tuple[str, pb.NodeImagesChange]:
+        try:
+            response = await self._stub(address).RemoveImageOnNodes(
+                request, metadata=self._metadata(), timeout=seconds
+            )
+        except grpc.aio.AioRpcError as error:
+            raise failure_of(address, error) from None
+        return _only_change(address, response.summary)
+
+    async def prune_on_node(
+        self, address: str, request: pb.PruneImagesOnNodesRequest, seconds: float
+    ) -> tuple[str, pb.NodeImagesChange]:
+        try:
+            response = await self._stub(address).PruneImagesOnNodes(
+                request, metadata=self._metadata(), timeout=seconds
+            )
+        except grpc.aio.AioRpcError as error:
+            raise failure_of(address, error) from None
+        return _only_change(address, response.summary)
+
     async def keep_only(self, addresses: Iterable[str]) -> None:
         """Closes the channels of peers no longer listed (a DaemonSet's pods come and go
         with new addresses)."""
@@ -166,6 +188,18 @@ def failure_of(address: str, error: grpc.aio.AioRpcError) -> NodeFailure:
     if reason:
         return NodeFailure(reason, f"{where}: {error.details()}")
     return NodeFailure(NODE_ERROR, f"{where}: {code.name}: {error.details()}")
+
+
+def _only_change(address: str, summary: pb.ImagesOnNodesSummary) -> tuple[str, pb.NodeImagesChange]:
+    """A peer's one-node summary: which list its entry is in, and the entry."""
+    entries = [
+        (kind, change)
+        for kind in ("succeeded", "skipped", "failed")
+        for change in getattr(summary, kind)
+    ]
+    if len(entries) != 1:
+        raise NodeFailure(NODE_ERROR, f"node {address} answered {len(entries)} nodes")
+    return entries[0]
 
 
 def _pulled(address: str, summary: pb.PullImageOnNodesSummary) -> NodePulled:

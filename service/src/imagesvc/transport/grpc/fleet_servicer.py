@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 
 import grpc
 
@@ -19,10 +19,13 @@ from imagesvc.core.errors import ImageServiceError, InvalidArgumentError, Reason
 from imagesvc.core.fleet import (
     NODE_UNREACHABLE,
     FanOutLimits,
+    FleetMember,
     NodeFailure,
     NodeImage,
+    NodeImagesChange,
     NodeStatus,
     fan_out,
+    select_members,
 )
 from imagesvc.core.fleet_discovery import DiscoveryError, PeerDiscovery
 from imagesvc.core.fleet_node import LocalNode
@@ -36,8 +39,6 @@ from imagesvc.core.fleet_pull import (
     NodeProgress,
     NodePulled,
     NodePullUpdate,
-    PullFailure,
-    PullFailureReason,
     PullPhase,
     PullTarget,
     check_retries,
@@ -58,6 +59,10 @@ from imagesvc.v1 import fleet_service_pb2_grpc
 FLEET_SERVICE_NAME = pb.DESCRIPTOR.services_by_name["FleetService"].full_name
 
 Context = grpc.aio.ServicerContext[object, object]
+
+# A node's RemoveImageOnNodes / PruneImagesOnNodes outcome: "succeeded", "skipped" or
+# "failed" (the summary's list it goes in), and the node's entry.
+Outcome = tuple[str, pb.NodeImagesChange]
 
 _REFUSALS = frozenset({Reason.CALLER_UNAUTHENTICATED, Reason.CALLER_PERMISSION_DENIED})
 
@@ -232,6 +237,30 @@ class FleetServiceServicer(fleet_service_pb2_grpc.FleetServiceServicer):
 
         return PullTarget(local.address, local.name, attempt=attempt, local=True)
 
+    async def _members(self, node_timeout_seconds: float, event: AuditEvent) -> list[FleetMember]:
+        """This node, then every peer as a listing of them found it (named; a peer that
+        does not answer within the node timeout fails at once, and so does one whose
+        daemon is down), then the discovery's failures."""
+        local = self._local()
+        addresses, problems = await self._addresses(event)
+        listing = FanOutLimits(
+            self._limits.parallelism,
+            min(self._limits.node_timeout_seconds, node_timeout_seconds),
+        )
+        members = [FleetMember(local.address, local.name, local=True)]
+        for outcome in await fan_out(addresses, self._list_peer, listing):
+            node = outcome.value
+            if node is None:
+                unlisted = outcome.failure or NodeFailure(NODE_UNREACHABLE, "no answer")
+                members.append(FleetMember(outcome.address, failure=unlisted))
+            elif not node.ready:
+                down = NodeFailure(node.error.reason, node.error.message)
+                members.append(FleetMember(outcome.address, node.name, failure=down))
+            else:
+                members.append(FleetMember(outcome.address, node.name))
+        members.extend(FleetMember("", failure=_discovery(problem)) for problem in problems)
+        return members
+
     async def _pull_targets(
         self,
         request: pb.PullImageOnNodesRequest,
@@ -239,17 +268,11 @@ class FleetServiceServicer(fleet_service_pb2_grpc.FleetServiceServicer):
         node_timeout_seconds: float,
         event: AuditEvent,
     ) -> list[PullTarget]:
-        """The selected nodes, named by a listing of every peer (a node that does not
-        answer it fails at once); each pulls at the digest this node resolved."""
+        """The selected nodes; each pulls at the digest this node resolved once (or fails
+        unasked with the registry's refusal, which every node would meet)."""
         local = self._local()
         digest, everywhere = await local.registry_digest(request.reference, auth)
-        addresses, problems = await self._addresses(event)
-        # A node that cannot even be listed fails within its pull's timeout too.
-        listing = FanOutLimits(
-            self._limits.parallelism,
-            min(self._limits.node_timeout_seconds, node_timeout_seconds),
-        )
-        listed = await fan_out(addresses, self._list_peer, listing)
+        members = select_members(await self._members(node_timeout_seconds, event), request.nodes)
         peer_request = pb.PullImageOnNodesRequest(
             reference=request.reference,
             platform=request.platform,
@@ -257,37 +280,129 @@ class FleetServiceServicer(fleet_service_pb2_grpc.FleetServiceServicer):
             local_only=True,
             registry_digest=digest,
         )
-        targets = [self._local_target(request, auth, digest)]
-        for outcome in listed:
-            node = outcome.value
-            if node is None:
-                unlisted = outcome.failure or NodeFailure(NODE_UNREACHABLE, "no answer")
-                targets.append(PullTarget(outcome.address, "", failure=failure_from(unlisted)))
-                continue
-            if not node.ready:  # answered, but its daemon is down
-                down = NodeFailure(node.error.reason, node.error.message)
-                targets.append(PullTarget(outcome.address, node.name, failure=failure_from(down)))
-                continue
-            targets.append(
-                PullTarget(
-                    outcome.address,
-                    node.name,
-                    attempt=self._peer_attempt(outcome.address, peer_request),
+        targets: list[PullTarget] = []
+        for member in members:
+            failure = member.failure or everywhere
+            if failure is not None:
+                targets.append(
+                    PullTarget(
+                        member.address,
+                        member.name,
+                        failure=failure_from(failure),
+                        local=member.local,
+                    )
                 )
-            )
-        targets.extend(
-            PullTarget("", "", failure=failure_from(_discovery(problem))) for problem in problems
-        )
-        if everywhere is not None:
-            failure = failure_from(everywhere)
-            targets = [
-                t if t.failure else PullTarget(t.address, t.name, failure=failure, local=t.local)
-                for t in targets
-            ]
-        return _selected(targets, request.nodes)
+            elif member.local:
+                targets.append(self._local_target(request, auth, digest))
+            else:
+                targets.append(
+                    PullTarget(
+                        member.address,
+                        member.name,
+                        attempt=self._peer_attempt(member.address, peer_request),
+                    )
+                )
+        return targets
 
     def _peer_attempt(self, address: str, request: pb.PullImageOnNodesRequest) -> Attempt:
         return lambda: self._peers.pull_on_node(address, request)
+
+    async def RemoveImageOnNodes(
+        self, request: pb.RemoveImageOnNodesRequest, context: Context
+    ) -> pb.RemoveImageOnNodesResponse:
+        local = self._local()
+        async with _audited(
+            "RemoveImageOnNodes",
+            node=local.name,
+            image=request.image,
+            nodes=list(request.nodes),
+            local_only=str(request.local_only).lower(),
+        ) as event:
+            if not request.image:
+                raise InvalidArgumentError("image is required", metadata={"field": "image"})
+            check_seconds("node_timeout_seconds", request.node_timeout_seconds)
+            peer_request = pb.RemoveImageOnNodesRequest()
+            peer_request.CopyFrom(request)
+            peer_request.local_only = True
+
+            async def here() -> NodeImagesChange:
+                return await local.remove(
+                    request.image, force=request.force, no_prune=request.no_prune
+                )
+
+            async def there(address: str, seconds: float) -> Outcome:
+                return await self._peers.remove_on_node(address, peer_request, seconds)
+
+            summary = await self._change_on_nodes(request, here, there, event)
+            return pb.RemoveImageOnNodesResponse(summary=summary)
+
+    async def PruneImagesOnNodes(
+        self, request: pb.PruneImagesOnNodesRequest, context: Context
+    ) -> pb.PruneImagesOnNodesResponse:
+        local = self._local()
+        async with _audited(
+            "PruneImagesOnNodes",
+            node=local.name,
+            nodes=list(request.nodes),
+            local_only=str(request.local_only).lower(),
+        ) as event:
+            check_seconds("node_timeout_seconds", request.node_timeout_seconds)
+            options = convert.prune_options(request.prune)
+            peer_request = pb.PruneImagesOnNodesRequest()
+            peer_request.CopyFrom(request)
+            peer_request.local_only = True
+
+            async def here() -> NodeImagesChange:
+                return await local.prune(options)
+
+            async def there(address: str, seconds: float) -> Outcome:
+                return await self._peers.prune_on_node(address, peer_request, seconds)
+
+            summary = await self._change_on_nodes(request, here, there, event)
+            return pb.PruneImagesOnNodesResponse(summary=summary)
+
+    async def _change_on_nodes(
+        self,
+        request: pb.RemoveImageOnNodesRequest | pb.PruneImagesOnNodesRequest,
+        here: Callable[[], Awaitable[NodeImagesChange]],
+        there: Callable[[str, float], Awaitable[Outcome]],
+        event: AuditEvent,
+    ) -> pb.ImagesOnNodesSummary:
+        """`here()` on this node and `there(address)` on each selected peer, in parallel
+        (`--fleet-parallelism`), each within the node timeout; the summary."""
+        if request.local_only:
+            return _images_summary([_outcome(await here(), local=True)])
+        seconds = request.node_timeout_seconds or self._limits.node_timeout_seconds
+        members = select_members(await self._members(seconds, event), request.nodes)
+        limits = FanOutLimits(self._limits.parallelism, seconds)
+        by_key = {str(index): member for index, member in enumerate(members)}
+
+        async def act(key: str) -> Outcome:
+            member = by_key[key]
+            if member.local:
+                return _outcome(await here(), local=True)
+            kind, change = await there(member.address, seconds)
+            change.address, change.local = member.address, False
+            return kind, change
+
+        acting = [key for key, member in by_key.items() if member.failure is None]
+        done = dict(zip(acting, await fan_out(acting, act, limits), strict=True))
+        outcomes: list[Outcome] = []
+        for key, member in by_key.items():
+            outcome = done.get(key)
+            if outcome is not None and outcome.value is not None:
+                outcomes.append(outcome.value)
+                continue
+            failure = member.failure or (outcome.failure if outcome else None)
+            unasked = NodeImagesChange(member.address, member.name, failure=failure)
+            outcomes.append(_outcome(unasked, local=member.local))
+        summary = _images_summary(outcomes)
+        event.result.update(
+            succeeded=len(summary.succeeded),
+            skipped=len(summary.skipped),
+            failed=len(summary.failed),
+        )
+        return summary
 
 
 def _check_pull(request: pb.PullImageOnNodesRequest) -> None:
@@ -302,26 +417,28 @@ def _check_pull(request: pb.PullImageOnNodesRequest) -> None:
         check_retries(request.retries)
 
 
-def _selected(targets: list[PullTarget], wanted: Sequence[str]) -> list[PullTarget]:
-    """The targets named (by node name or address), in the order asked; a name no
-    reachable node has is its own failed entry."""
-    if not wanted:
-        return targets
-    chosen: list[PullTarget] = []
-    for name in dict.fromkeys(wanted):
-        match = next((t for t in targets if name in (t.name, t.address)), None)
-        if match is None:
-            unnamed = [t.address for t in targets if not t.name and t.address]
-            hint = f" (nodes that did not answer: {', '.join(unnamed)})" if unnamed else ""
-            match = PullTarget(
-                "",
-                name,
-                failure=PullFailure(
-                    PullFailureReason.NODE_NOT_FOUND, f"no reachable node is named {name!r}{hint}"
-                ),
-            )
-        chosen.append(match)
-    return chosen
+def _outcome(change: NodeImagesChange, *, local: bool) -> Outcome:
+    message = pb.NodeImagesChange(
+        node=change.node,
+        address=change.address,
+        untagged=list(change.untagged),
+        deleted=list(change.deleted),
+        space_reclaimed_bytes=change.space_reclaimed_bytes,
+        error=_error(change.failure),
+        local=local,
+    )
+    if change.skipped:
+        return "skipped", message
+    return ("failed" if change.failure else "succeeded"), message
+
+
+def _images_summary(outcomes: list[Outcome]) -> pb.ImagesOnNodesSummary:
+    summary = pb.ImagesOnNodesSummary(desired=len(outcomes))
+    for kind, change in outcomes:
+        getattr(summary, kind).append(change)
+        summary.space_reclaimed_bytes += change.space_reclaimed_bytes
+    summary.complete = not summary.failed
+    return summary
 
 
 def _node_pull(update: NodePullUpdate) -> pb.NodePull:
