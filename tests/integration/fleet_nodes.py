@@ -36,6 +36,7 @@ class Credentials:
     caller: str  # fleet role, known to the first node only
     viewer: str  # pusher role (below fleet), known to the first node only
     peer: str  # the servers' own, known to every node
+    admin: str  # admin role, known to the first node only
     first_tokens: Path
     peer_tokens: Path
     peer_token_file: Path
@@ -70,20 +71,23 @@ def write_json(path: Path, document: object) -> None:
     path.write_text(json.dumps(document))
 
 
-def new_credentials(folder: Path) -> Credentials:
-    caller, viewer, peer = (secrets.token_urlsafe(32) for _ in range(3))
+def new_credentials(folder: Path, *, peer_role: str = "fleet") -> Credentials:
+    """Tokens files and the fleet token; `peer_role`: the servers' own identity's role on
+    every node (admin for RemoveImageOnNodes / PruneImagesOnNodes to act on peers)."""
+    caller, viewer, peer, admin = (secrets.token_urlsafe(32) for _ in range(4))
     first, others, token_file = (
         folder / "first.json",
         folder / "peers.json",
         folder / "fleet-token",
     )
-    peer_entry = token_entry(PEER_IDENTITY, "fleet", peer)
+    peer_entry = token_entry(PEER_IDENTITY, peer_role, peer)
     write_json(
         first,
         {
             "tokens": [
                 token_entry("fleet-caller", "fleet", caller),
                 token_entry("viewer-caller", "pusher", viewer),
+                token_entry("admin-caller", "admin", admin),
                 peer_entry,
             ]
         },
@@ -91,7 +95,7 @@ def new_credentials(folder: Path) -> Credentials:
     write_json(others, {"tokens": [peer_entry]})
     token_file.write_text(peer + "\n")
     token_file.chmod(0o600)
-    return Credentials(caller, viewer, peer, first, others, token_file)
+    return Credentials(caller, viewer, peer, admin, first, others, token_file)
 
 
 @contextlib.contextmanager

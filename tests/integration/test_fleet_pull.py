@@ -467,3 +467,83 @@ def test_registry_auth_reaches_every_node_and_a_refusal_is_auth_failed_everywher
     time.sleep(0.2)
     logs.assert_free_of([wrong, auth_registry.password, credentials.caller, credentials.peer])
     assert logs.since(mark)
+
+
+# RemoveImageOnNodes and PruneImagesOnNodes ------------------------------------------
+
+
+def test_remove_and_prune_on_nodes_with_an_admin_fleet_identity(
+    engines: list[Engine],
+    open_registry: Registry,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    admin_peers = new_credentials(tmp_path_factory.mktemp("fleet-admin"), peer_role="admin")
+    repository = pushed_image(engines[0], open_registry, layer_mib=1)
+    reference = f"{open_registry.address}/{repository}"
+    running = start_fleet(HOSTS, engines, admin_peers, static_peers(HOSTS), free_port())
+    try:
+        with grpc.insecure_channel(running.address(0)) as channel:
+            fleet_stub = fleet_service_pb2_grpc.FleetServiceStub(channel)
+            _, pulled = fleet_pull(fleet_stub, admin_peers, reference=reference)
+            assert len(pulled.succeeded) + len(pulled.skipped) == 4
+            remove_local(engines[1], reference)
+
+            request = pb.RemoveImageOnNodesRequest(image=reference)
+            with pytest.raises(grpc.RpcError) as refused:
+                fleet_stub.RemoveImageOnNodes(
+                    request, metadata=admin_peers.metadata(admin_peers.caller), timeout=60
+                )
+            assert refused.value.code() is grpc.StatusCode.PERMISSION_DENIED
+            assert "needs the admin role" in (refused.value.details() or "")
+
+            removed = fleet_stub.RemoveImageOnNodes(
+                request, metadata=admin_peers.metadata(admin_peers.admin), timeout=60
+            ).summary
+            assert [n.node for n in removed.succeeded] == ["node-0", "node-2", "node-3"]
+            assert all(f"{reference}" in n.untagged for n in removed.succeeded)
+            assert [(n.node, n.error.reason) for n in removed.skipped] == [
+                ("node-1", "IMAGE_NOT_FOUND")
+            ]
+            assert removed.complete
+            assert all(local_image(engine, reference) is None for engine in engines)
+
+            label = f"imagesvc-test.fleet-prune={unique('')}"
+            for n, engine in enumerate(engines):
+                build_busybox_image(
+                    engine,
+                    f"fleet/prune-me:{n}",
+                    labels=dict([label.split("=", 1)]),
+                    extra_lines=[f"RUN echo {unique('')} > /id"],
+                )
+            headers = {"Authorization": f"Bearer {admin_peers.admin}"}
+            base = f"http://{HOSTS[0]}:{running.servers[0].http_port}"
+            with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
+                answer = client.post(
+                    "/v1/images:pruneOnNodes",
+                    json={"prune": {"all": True, "labels": [label]}, "nodes": NAMES},
+                )
+            assert answer.status_code == 200, answer.text
+            pruned = answer.json()["summary"]
+            assert [n["node"] for n in pruned["succeeded"]] == NAMES
+            assert all(n["deleted"] for n in pruned["succeeded"])
+            assert int(pruned["spaceReclaimedBytes"]) > 0
+            for n, engine in enumerate(engines):
+                assert local_image(engine, f"fleet/prune-me:{n}") is None
+    finally:
+        running.stop()
+
+
+def test_peers_refuse_removal_to_a_fleet_identity_without_admin(
+    stub: Stub, engines: list[Engine], credentials: Credentials
+) -> None:
+    """The module's fleet: the servers' identity has the fleet role only. The receiving
+    node acts for an admin caller; each peer refuses the server: NODE_DENIED."""
+    absent = f"fleet/never-{unique('')}:1"
+    summary = stub.RemoveImageOnNodes(
+        pb.RemoveImageOnNodesRequest(image=absent),
+        metadata=credentials.metadata(credentials.admin),
+        timeout=60,
+    ).summary
+    assert [(n.node, n.error.reason) for n in summary.skipped] == [("node-0", "IMAGE_NOT_FOUND")]
+    assert [n.error.reason for n in summary.failed] == ["NODE_DENIED"] * 3
+    assert not summary.complete
