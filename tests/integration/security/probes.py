@@ -213,6 +213,26 @@ def grpc_probes(open_registry: Registry, auth_registry: Registry) -> dict[str, P
             ),
             fleet=True,
         ),
+        Probe(
+            "RemoveImageOnNodes",
+            grpc.StatusCode.OK,  # absent on the node: skipped, not a failure
+            lambda stub, md: stub.RemoveImageOnNodes(
+                fleet_pb.RemoveImageOnNodesRequest(image=ABSENT_IMAGE), metadata=md, timeout=30
+            ),
+            fleet=True,
+        ),
+        Probe(
+            "PruneImagesOnNodes",
+            grpc.StatusCode.OK,
+            lambda stub, md: stub.PruneImagesOnNodes(
+                fleet_pb.PruneImagesOnNodesRequest(
+                    prune=pb.PruneImagesRequest(labels=[NO_MATCH_LABEL])
+                ),
+                metadata=md,
+                timeout=60,
+            ),
+            fleet=True,
+        ),
     ]
     return {probe.rpc: probe for probe in probes}
 
@@ -361,6 +381,20 @@ def rest_probes(open_registry: Registry, auth_registry: Registry) -> dict[str, R
             "POST",
             "/v1/images:pullOnNodes",
             {"reference": absent_remote},
+        ),
+        RestProbe(
+            "RemoveImageOnNodes",
+            grpc.StatusCode.OK,
+            "POST",
+            "/v1/images:removeOnNodes",
+            {"image": ABSENT_IMAGE},
+        ),
+        RestProbe(
+            "PruneImagesOnNodes",
+            grpc.StatusCode.OK,
+            "POST",
+            "/v1/images:pruneOnNodes",
+            {"prune": {"labels": [NO_MATCH_LABEL]}},
         ),
     ]
     return {probe.rpc: probe for probe in probes}

@@ -57,6 +57,8 @@ ALLOWED: dict[str, set[str]] = {
     "ListNodes": FLEET,
     "FindImage": FLEET,
     "PullImageOnNodes": FLEET,
+    "RemoveImageOnNodes": ADMIN,
+    "PruneImagesOnNodes": ADMIN,
 }
 LEAST_ROLE = {
     rpc: min(allowed, key=["viewer", "puller", "builder", "pusher", "fleet", "admin"].index)
