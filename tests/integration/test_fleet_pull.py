@@ -529,6 +529,36 @@ def test_remove_and_prune_on_nodes_with_an_admin_fleet_identity(
             assert int(pruned["spaceReclaimedBytes"]) > 0
             for n, engine in enumerate(engines):
                 assert local_image(engine, f"fleet/prune-me:{n}") is None
+
+        # The Python client and the CLI.
+        with grpc.insecure_channel(running.address(0)) as channel:
+            again = fleet_service_pb2_grpc.FleetServiceStub(channel)
+            fleet_pull(again, admin_peers, reference=reference)
+        with ImageClient(running.address(0), token=admin_peers.admin) as client:
+            one = client.remove_on_nodes(reference, nodes=["node-2"])
+            nothing = client.prune_on_nodes(labels=[label], nodes=["node-1"])
+        assert [n.node for n in one.succeeded] == ["node-2"]
+        assert [n.node for n in nothing.succeeded] == ["node-1"]
+        assert not nothing.succeeded[0].deleted
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("IMAGESVC_")}
+        environment.update(
+            {"IMAGESVC_SERVER": running.address(0), "IMAGESVC_TOKEN": admin_peers.admin}
+        )
+        ran = subprocess.run(
+            [str(CLI), "fleet-rm", "--nodes", "node-3,node-2", reference],
+            capture_output=True,
+            text=True,
+            env=environment,
+            timeout=60,
+        )
+        assert ran.returncode == 0, ran.stderr
+        rows = [line.split()[:3] for line in ran.stdout.splitlines() if line.startswith("node-")]
+        assert rows == [
+            ["node-3", running.address(3), "done"],
+            ["node-2", running.address(2), "skipped"],
+        ]
+        assert local_image(engines[3], reference) is None
+        assert local_image(engines[0], reference) is not None
     finally:
         running.stop()
 

@@ -295,6 +295,28 @@ class BaseClient:
         return Unary("PruneImages", request, _same)
 
     @staticmethod
+    def _remove_on_nodes(
+        image: str, force: bool, no_prune: bool, nodes: Iterable[str]
+    ) -> Unary[fleet_pb.RemoveImageOnNodesResponse, fleet_pb.ImagesOnNodesSummary]:
+        request = fleet_pb.RemoveImageOnNodesRequest(
+            image=image, force=force, no_prune=no_prune, nodes=list(nodes)
+        )
+        return Unary("RemoveImageOnNodes", request, lambda reply: reply.summary, "fleet")
+
+    @classmethod
+    def _prune_on_nodes(
+        cls,
+        all: bool,
+        labels: Iterable[str],
+        exclude_labels: Iterable[str],
+        until: datetime | None,
+        nodes: Iterable[str],
+    ) -> Unary[fleet_pb.PruneImagesOnNodesResponse, fleet_pb.ImagesOnNodesSummary]:
+        prune = cls._prune(all, labels, exclude_labels, until).request
+        request = fleet_pb.PruneImagesOnNodesRequest(prune=prune, nodes=list(nodes))
+        return Unary("PruneImagesOnNodes", request, lambda reply: reply.summary, "fleet")
+
+    @staticmethod
     def _check_auth(
         auth: AuthLike,
     ) -> Unary[pb.CheckRegistryAuthResponse, pb.CheckRegistryAuthResponse]:

@@ -351,6 +351,35 @@ class ImageClient(BaseClient):
         ``error`` set."""
         return self._call(self._find_image(image), timeout)
 
+    def remove_on_nodes(
+        self,
+        image: str,
+        *,
+        force: bool = False,
+        no_prune: bool = False,
+        nodes: Iterable[str] = (),
+        timeout: float | None = None,
+    ) -> fleet_pb.ImagesOnNodesSummary:
+        """Removes an image on every node (or ``nodes``: names or host:port), as
+        ``remove`` does on one: the summary (succeeded, skipped where absent, failed).
+        Needs the admin role."""
+        return self._call(self._remove_on_nodes(image, force, no_prune, nodes), timeout)
+
+    def prune_on_nodes(
+        self,
+        *,
+        all: bool = False,
+        labels: Iterable[str] = (),
+        exclude_labels: Iterable[str] = (),
+        until: datetime | None = None,
+        nodes: Iterable[str] = (),
+        timeout: float | None = None,
+    ) -> fleet_pb.ImagesOnNodesSummary:
+        """Prunes images on every node (or ``nodes``), as ``prune`` does on one: the
+        summary. Needs the admin role."""
+        plan = self._prune_on_nodes(all, labels, exclude_labels, until, nodes)
+        return self._call(plan, timeout)
+
     def pull_on_nodes(
         self,
         reference: str,

@@ -515,7 +515,7 @@ def fleet_pull(args: argparse.Namespace) -> int:
     options = FleetPullOptions(
         platform=args.platform,
         auth=_registry_auth(args),
-        nodes=tuple(n.strip() for n in args.nodes.split(",") if n.strip()),
+        nodes=_node_list(args.nodes),
         parallelism=args.parallelism,
         node_timeout_seconds=args.node_timeout,
         stall_timeout_seconds=args.stall_timeout,
@@ -714,11 +714,12 @@ def _until(value: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def prune(args: argparse.Namespace) -> int:
+def _prune_filters(conditions: list[str]) -> tuple[list[str], list[str], datetime | None]:
+    """prune's --filter values: labels, excluded labels, until."""
     labels: list[str] = []
     exclude: list[str] = []
     until: datetime | None = None
-    for condition in args.filter:
+    for condition in conditions:
         if condition.startswith("label!="):
             exclude.append(condition.removeprefix("label!="))
         elif condition.startswith("label="):
@@ -727,6 +728,63 @@ def prune(args: argparse.Namespace) -> int:
             until = _until(condition.removeprefix("until="))
         else:
             raise UsageError(f"invalid filter {condition!r}")
+    return labels, exclude, until
+
+
+def _node_list(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def _print_images_summary(args: argparse.Namespace, summary: fleet_pb.ImagesOnNodesSummary) -> int:
+    """A row per node (done, skipped, failed); exit 1 unless every node succeeded or had
+    nothing to do."""
+    if args.output == "json":
+        print_json(to_json(summary))
+        return 0 if summary.complete else 1
+    rows = []
+    for result, changes in (
+        ("done", summary.succeeded),
+        ("skipped", summary.skipped),
+        ("failed", summary.failed),
+    ):
+        for change in changes:
+            state = f"{result} ({change.error.reason})" if change.HasField("error") else result
+            freed = human_size(change.space_reclaimed_bytes)
+            rows.append(
+                [change.node or "?", change.address, state, str(len(change.deleted)), freed]
+            )
+    print_table(["NODE", "ADDRESS", "RESULT", "DELETED", "RECLAIMED"], rows)
+    for change in summary.failed:
+        print(f"{change.node or change.address}: {change.error.message}", file=sys.stderr)
+    print(f"Total reclaimed space: {human_size(summary.space_reclaimed_bytes)}")
+    return 0 if summary.complete else 1
+
+
+def fleet_rm(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        summary = client.remove_on_nodes(
+            args.image, force=args.force, no_prune=args.no_prune, nodes=_node_list(args.nodes)
+        )
+    return _print_images_summary(args, summary)
+
+
+def fleet_prune(args: argparse.Namespace) -> int:
+    labels, exclude, until = _prune_filters(args.filter)
+    if not args.force and not _confirm(args.all):
+        return 0
+    with connect(args) as client:
+        summary = client.prune_on_nodes(
+            all=args.all,
+            labels=labels,
+            exclude_labels=exclude,
+            until=until,
+            nodes=_node_list(args.nodes),
+        )
+    return _print_images_summary(args, summary)
+
+
+def prune(args: argparse.Namespace) -> int:
+    labels, exclude, until = _prune_filters(args.filter)
     if not args.force and not _confirm(args.all):
         return 0
     with connect(args) as client:

@@ -270,6 +270,34 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
     prune.set_defaults(run=commands.prune)
 
+    fleet_rm = verb("fleet-rm", "Remove an image on every node of the fleet, or on some (admin)")
+    fleet_rm.add_argument("image", metavar="IMAGE")
+    fleet_rm.add_argument("-f", "--force", action="store_true")
+    fleet_rm.add_argument("--no-prune", action="store_true", help="keep untagged parents")
+    fleet_rm.add_argument(
+        "--nodes", default="", help="comma-separated node names or host:port (default: every node)"
+    )
+    fleet_rm.set_defaults(run=commands.fleet_rm)
+
+    fleet_prune = verb("fleet-prune", "Remove unused images on every node of the fleet (admin)")
+    fleet_prune.add_argument(
+        "-a", "--all", action="store_true", help="all unused, not only dangling"
+    )
+    fleet_prune.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="label=KEY[=VALUE], label!=KEY[=VALUE], until=TIMESTAMP (repeatable)",
+    )
+    fleet_prune.add_argument(
+        "--nodes", default="", help="comma-separated node names or host:port (default: every node)"
+    )
+    fleet_prune.add_argument(
+        "-f", "--force", action="store_true", help="do not ask for confirmation"
+    )
+    fleet_prune.set_defaults(run=commands.fleet_prune)
+
     manifest = verb("manifest", "Inspect images at their registry, without pulling")
     manifest_verbs = manifest.add_subparsers(dest="manifest_verb", required=True, metavar="COMMAND")
     manifest_inspect = manifest_verbs.add_parser(
