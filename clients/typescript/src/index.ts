@@ -66,8 +66,9 @@ export function createImageClient(
   return createClient(ImageService, grpcTransport(address, options));
 }
 
-/** A client of the fleet (FleetService: ListNodes, FindImage, PullImageOnNodes; the `fleet` role) at
- * `address`, with the same options. */
+/** A client of the fleet (FleetService: ListNodes, FindImage, PullImageOnNodes with the
+ * `fleet` role; RemoveImageOnNodes, PruneImagesOnNodes with `admin`) at `address`, with
+ * the same options. */
 export function createFleetClient(
   address: string,
   options: ImageClientOptions = {},
