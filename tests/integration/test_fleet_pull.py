@@ -577,3 +577,42 @@ def test_peers_refuse_removal_to_a_fleet_identity_without_admin(
     assert [(n.node, n.error.reason) for n in summary.skipped] == [("node-0", "IMAGE_NOT_FOUND")]
     assert [n.error.reason for n in summary.failed] == ["NODE_DENIED"] * 3
     assert not summary.complete
+
+
+def test_a_stalled_pull_is_retried_and_then_succeeds(
+    stub: Stub, engines: list[Engine], credentials: Credentials, open_registry: Registry
+) -> None:
+    """The registry answers nothing (the proxy holds every byte back): each node's first
+    attempt is STALLED after the stall timeout, then retried once the registry is back."""
+    repository = pushed_image(engines[0], open_registry, layer_mib=1)
+    with ThrottleProxy(open_registry.address, rate=0) as proxy:
+        reference = f"{proxy.address}/{repository}"
+        call = stub.PullImageOnNodes(
+            pb.PullImageOnNodesRequest(
+                reference=reference,
+                nodes=["node-1", "node-2"],
+                stall_timeout_seconds=1.5,
+                retries=2,
+                retry_backoff_seconds=0.5,
+            ),
+            metadata=credentials.metadata(credentials.caller),
+            timeout=120,
+        )
+        retried: list[pb.NodePull] = []
+        summary = None
+        for response in call:
+            if response.HasField("summary"):
+                summary = response.summary
+                break
+            node = response.node
+            if node.phase == pb.NODE_PULL_PHASE_WAITING and node.HasField("error"):
+                retried.append(node)
+                proxy.set_rate(None)  # the registry is back for the next attempt
+    assert summary is not None
+    assert [n.node for n in summary.succeeded] == ["node-1", "node-2"], summary
+    assert {n.node for n in retried} == {"node-1", "node-2"}
+    for node in retried:
+        assert node.error.reason == "STALLED"
+        assert "no progress for 1.5 s" in node.error.message
+        assert node.retry_in_seconds == 0.5
+    assert all(n.attempt >= 2 for n in summary.succeeded)

@@ -5,6 +5,7 @@ precise reasons and progress that moves."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
@@ -343,3 +344,26 @@ def test_percent_is_held_while_a_layer_size_is_unknown_and_never_goes_back() -> 
     # A layer already present has no size and never holds the percent.
     assert sizes.update([("ccc", "Already exists", 0)], 550, 1000) == 55.0
     assert sizes.update([("bbb", "Pull complete", 900)], 1000, 1000) == 100.0
+
+
+def test_a_caller_cancelled_while_waiting_leaves_no_task_behind() -> None:
+    node = FakeNode([[NodeProgress(1, 10), 30.0, PULLED]])
+
+    async def cancel_midway() -> set[asyncio.Task[object]]:
+        before = asyncio.all_tasks()
+        target = PullTarget("a:1", "a", attempt=node.attempt([]))
+        items = fleet_pull([target], options(stall_timeout_seconds=60))
+
+        async def consume() -> None:
+            async for _ in items:
+                pass
+
+        consumer = asyncio.create_task(consume())
+        await asyncio.sleep(0.1)  # the pull waits in its 30 s step
+        consumer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await consumer
+        await asyncio.sleep(0)  # let cancelled tasks finish
+        return {task for task in asyncio.all_tasks() - before if not task.done()}
+
+    assert asyncio.run(asyncio.wait_for(cancel_midway(), 5)) == set()

@@ -309,6 +309,7 @@ async def fleet_pull(
         for index, target in enumerate(targets)
         if index not in finals and target.attempt is not None
     ]
+    getter: asyncio.Future[NodePullUpdate] | None = None
     try:
         pending = set(tasks)
         while pending or not updates.empty():
@@ -329,9 +330,14 @@ async def fleet_pull(
                 continue
             yield updates.get_nowait()
     finally:
+        # Done, or closed early (the caller left): nothing of ours is left pending.
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if getter is not None and not getter.done():
+            getter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await getter
     ordered = [finals[index] for index in range(len(targets))]
     yield FleetPullSummary(
         desired=len(targets),

@@ -7,6 +7,7 @@ names the node it answered for and, through the identity, the server that asked.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
@@ -271,7 +272,15 @@ class FleetServiceServicer(fleet_service_pb2_grpc.FleetServiceServicer):
         """The selected nodes; each pulls at the digest this node resolved once (or fails
         unasked with the registry's refusal, which every node would meet)."""
         local = self._local()
-        digest, everywhere = await local.registry_digest(request.reference, auth)
+        # A registry that holds its answer back must not hold the whole call: past this
+        # bound, no digest (every node pulls, under its own stall and node timeouts).
+        resolving = min(
+            node_timeout_seconds, request.stall_timeout_seconds or DEFAULT_STALL_TIMEOUT_SECONDS
+        )
+        digest, everywhere = "", None
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(resolving):
+                digest, everywhere = await local.registry_digest(request.reference, auth)
         members = select_members(await self._members(node_timeout_seconds, event), request.nodes)
         peer_request = pb.PullImageOnNodesRequest(
             reference=request.reference,
