@@ -75,6 +75,7 @@ def test_typescript_client_lists_pulls_and_inspects(
     assert failed is not None, output
     assert int(passed[1]) >= 3
     assert int(failed[1]) == 0
+    assert "pulls on every node of the fleet" in output
     # The pull really happened on the Engine; the aborted one stopped there.
     assert local_id(engine, served_image.reference) == served_image.image_id
     assert_pull_stopped(engine, slow_image)
