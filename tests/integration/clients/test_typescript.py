@@ -1,8 +1,9 @@
 """The TypeScript client (clients/typescript) against the live server: `npm test` there
 lists images, pulls an image from the open registry while reading its progress, and
 inspects it; aborts a slow pull (which then stops on the daemon); decodes the reasons of
-failed calls; and reaches a server with TLS, mutual TLS and tokens. Node.js and npm are
-required: without them this test fails."""
+failed calls; pulls on the fleet (PullImageOnNodes, a fleet of one); and reaches a server
+with TLS, mutual TLS and tokens. Node.js and npm are required: without them this test
+fails."""
 
 from __future__ import annotations
 
