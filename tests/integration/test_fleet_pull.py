@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import time
@@ -42,6 +43,8 @@ from tests.integration.transfers import local_image, remove_local, unique
 HOSTS = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]
 NAMES = [f"node-{n}" for n in range(len(HOSTS))]
 NODE_TIMEOUT_SECONDS = 2.0
+# A peer that accepts connections and never speaks.
+HUNG_HOST = "127.0.0.6"
 Stub = fleet_service_pb2_grpc.FleetServiceStub
 CLI = Path(sys.executable).with_name("imagesvc-cli")
 
@@ -283,38 +286,50 @@ def _wait_until_ready(stub: Stub, credentials: Credentials, name: str) -> None:
     raise AssertionError(f"{name} not ready again")
 
 
-def test_a_node_whose_imagesvc_is_stopped_is_unreachable_within_the_node_timeout(
+def test_a_stopped_or_hung_imagesvc_is_unreachable_within_the_node_timeout(
     engines: list[Engine], credentials: Credentials, open_registry: Registry
 ) -> None:
+    """Node 3's imagesvc stopped (nothing listens) and a fifth peer that accepts
+    connections and never answers: both NODE_UNREACHABLE within the 3 s node timeout,
+    the others pull."""
     repository = pushed_image(engines[0], open_registry, layer_mib=1)
     reference = f"{open_registry.address}/{repository}"
     port = free_port()
-    stopped = start_fleet(
-        HOSTS,
-        engines,
-        credentials,
-        static_peers(HOSTS),
-        port,
-        fleet_node_timeout_seconds=30.0,
-    )
-    try:
-        stopped.stop(3)
-        with grpc.insecure_channel(stopped.address(0)) as channel:
-            started = time.monotonic()
-            _, summary = fleet_pull(
-                fleet_service_pb2_grpc.FleetServiceStub(channel),
-                credentials,
-                reference=reference,
-                node_timeout_seconds=3.0,
-            )
-            elapsed = time.monotonic() - started
-    finally:
-        stopped.stop()
+    with socket.create_server((HUNG_HOST, port), backlog=16):
+        stopped = start_fleet(
+            HOSTS,
+            engines,
+            credentials,
+            static_peers([*HOSTS, HUNG_HOST]),
+            port,
+            fleet_node_timeout_seconds=30.0,
+        )
+        try:
+            stopped.stop(3)
+            with grpc.insecure_channel(stopped.address(0)) as channel:
+                started = time.monotonic()
+                failed_after: dict[str, float] = {}
+                summary = None
+                for response in fleet_service_pb2_grpc.FleetServiceStub(channel).PullImageOnNodes(
+                    pb.PullImageOnNodesRequest(reference=reference, node_timeout_seconds=3.0),
+                    metadata=credentials.metadata(credentials.caller),
+                    timeout=120,
+                ):
+                    if response.HasField("summary"):
+                        summary = response.summary
+                    elif response.node.phase == pb.NODE_PULL_PHASE_FAILED:
+                        failed_after[response.node.address] = time.monotonic() - started
+        finally:
+            stopped.stop()
+    assert summary is not None
     assert [n.node for n in summary.succeeded] == NAMES[:3]
-    assert [n.address for n in summary.failed] == [f"{HOSTS[3]}:{port}"]
-    assert summary.failed[0].error.reason == "NODE_UNREACHABLE"
+    assert [n.address for n in summary.failed] == [f"{HOSTS[3]}:{port}", f"{HUNG_HOST}:{port}"]
+    assert [n.error.reason for n in summary.failed] == ["NODE_UNREACHABLE"] * 2
     assert f"{HOSTS[3]}:{port}" in summary.failed[0].error.message
-    assert elapsed < 3.0 + 1.0
+    assert summary.failed[1].error_cause == "NODE_TIMEOUT"
+    # Each reported failed within the node timeout (a margin for the loaded machine).
+    assert set(failed_after) == {f"{HOSTS[3]}:{port}", f"{HUNG_HOST}:{port}"}
+    assert all(seconds < 3.0 + 1.0 for seconds in failed_after.values()), failed_after
 
 
 def test_a_caller_without_the_fleet_role_is_refused(stub: Stub, credentials: Credentials) -> None:
