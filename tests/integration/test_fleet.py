@@ -1,11 +1,8 @@
 """FleetService across real instances on real engines: three "nodes" on this machine,
 each its own sandboxed dockerd and its own imagesvc on its own loopback address
 (127.0.0.2 to 127.0.0.4, one port), found through a static peer list and through a DNS
-server of the test's own (dnsmasq answering the headless name with all three addresses).
-
-Only the first node knows the callers' tokens; every node knows the fleet token the
-servers present to each other. So a peer that answers proves the caller's token was not
-what reached it, and the peers' audit lines name the server's identity.
+server of the test's own (dnsmasq answering the headless name with all three addresses);
+the harness (tokens, engines, DNS) is tests/integration/fleet_nodes.py.
 """
 
 from __future__ import annotations
@@ -14,16 +11,11 @@ import asyncio
 import contextlib
 import json
 import os
-import secrets
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -31,13 +23,23 @@ import httpx
 import pytest
 
 from devtools.sandbox import Engine, build_busybox_image, free_port
-from imagesvc.core.credential_files import hash_token
 from imagesvc.server import ThreadedServer
 from imagesvc.v1 import fleet_service_pb2 as pb
 from imagesvc.v1 import fleet_service_pb2_grpc
 from imagesvc_client import AsyncImageClient, ImageClient
 from tests.integration.certificates import new_ca
 from tests.integration.conftest import server_settings
+from tests.integration.fleet_nodes import (
+    DNS_NAME,
+    PEER_IDENTITY,
+    Credentials,
+    Fleet,
+    dns_server,
+    new_credentials,
+    started_engines,
+    write_json,
+)
+from tests.integration.fleet_nodes import start_fleet as start_nodes
 from tests.integration.log_capture import CapturedLogs, capture_logs
 
 HOSTS = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
@@ -45,36 +47,7 @@ HOSTS = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
 HUNG_HOST = "127.0.0.5"
 IMAGE = "fleet-test/app:1.0"
 NODE_TIMEOUT_SECONDS = 2.0
-PEER_IDENTITY = "imagesvc-fleet"
-DNS_NAME = "imagesvc-peers.fleet.test"
 CLI = Path(sys.executable).with_name("imagesvc-cli")
-
-
-@dataclass(frozen=True)
-class Credentials:
-    caller: str  # fleet role, known to the first node only
-    viewer: str  # known to the first node only
-    peer: str  # the servers' own, known to every node
-    first_tokens: Path
-    peer_tokens: Path
-    peer_token_file: Path
-
-    def metadata(self, token: str) -> tuple[tuple[str, str], ...]:
-        return (("authorization", f"Bearer {token}"),)
-
-
-@dataclass
-class Fleet:
-    port: int
-    servers: list[ThreadedServer]
-
-
-def token_entry(identity: str, role: str, token: str) -> dict[str, object]:
-    return {"identity": identity, "roles": [role], "sha256": hash_token(token)}
-
-
-def write_json(path: Path, document: object) -> None:
-    path.write_text(json.dumps(document))
 
 
 @pytest.fixture(scope="module")
@@ -86,95 +59,26 @@ def logs() -> Iterator[CapturedLogs]:
 @pytest.fixture(scope="module")
 def engines() -> Iterator[list[Engine]]:
     """Three dockerds, started at once; IMAGE built on the first two only."""
-    base = Path(tempfile.mkdtemp(prefix="isv-fleet-", dir="/tmp"))
-    started = [Engine(base / f"node{n}") for n in range(len(HOSTS))]
-    try:
-        with ThreadPoolExecutor(len(started)) as pool:
-            list(pool.map(lambda engine: engine.start(), started))
+    with started_engines(len(HOSTS)) as started:
         for engine in started[:2]:
             build_busybox_image(engine, IMAGE)
         yield started
-    finally:
-        for engine in started:
-            engine.stop()
-        for engine in started:
-            assert not engine.leftover_processes()
-        shutil.rmtree(base)
 
 
 @pytest.fixture(scope="module")
 def credentials(tmp_path_factory: pytest.TempPathFactory) -> Credentials:
-    folder = tmp_path_factory.mktemp("fleet-tokens")
-    caller, viewer, peer = (secrets.token_urlsafe(32) for _ in range(3))
-    first, others, token_file = (
-        folder / "first.json",
-        folder / "peers.json",
-        folder / "fleet-token",
-    )
-    peer_entry = token_entry(PEER_IDENTITY, "fleet", peer)
-    write_json(
-        first,
-        {
-            "tokens": [
-                token_entry("fleet-caller", "fleet", caller),
-                token_entry("viewer-caller", "pusher", viewer),
-                peer_entry,
-            ]
-        },
-    )
-    write_json(others, {"tokens": [peer_entry]})
-    token_file.write_text(peer + "\n")
-    token_file.chmod(0o600)
-    return Credentials(caller, viewer, peer, first, others, token_file)
-
-
-@contextlib.contextmanager
-def dns_server(port: int, hosts: list[str]) -> Iterator[None]:
-    """dnsmasq on 127.0.0.1:`port`, answering DNS_NAME with every address of `hosts`
-    (a headless Service's records) and nothing else."""
-    records = [f"--host-record={DNS_NAME},{host}" for host in hosts]
-    process = subprocess.Popen(
-        [
-            "dnsmasq",
-            "--keep-in-foreground",
-            "--no-resolv",
-            "--no-hosts",
-            "--bind-interfaces",
-            "--listen-address=127.0.0.1",
-            f"--port={port}",
-            "--local=/fleet.test/",
-            "--pid-file=",
-            "--log-facility=-",
-            *records,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        time.sleep(0.3)
-        assert process.poll() is None, "dnsmasq did not start"
-        yield
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    return new_credentials(tmp_path_factory.mktemp("fleet-tokens"))
 
 
 def start_fleet(engines: list[Engine], credentials: Credentials, peers: str, port: int) -> Fleet:
-    servers: list[ThreadedServer] = []
-    for index, (host, engine) in enumerate(zip(HOSTS, engines, strict=True)):
-        tokens = credentials.first_tokens if index == 0 else credentials.peer_tokens
-        settings = server_settings(
-            engine.host,
-            grpc_address=f"{host}:{port}",
-            http_address=f"{host}:0",
-            tokens_file=str(tokens),
-            node_name=f"node-{index}",
-            fleet_peers=peers.replace("PORT", str(port)),
-            fleet_token_file=str(credentials.peer_token_file),
-            fleet_node_timeout_seconds=NODE_TIMEOUT_SECONDS,
-        )
-        servers.append(ThreadedServer(settings))
-    return Fleet(port, servers)
+    return start_nodes(
+        HOSTS,
+        engines,
+        credentials,
+        peers,
+        port,
+        fleet_node_timeout_seconds=NODE_TIMEOUT_SECONDS,
+    )
 
 
 @pytest.fixture(scope="module", params=["static", "dns"])

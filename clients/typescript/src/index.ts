@@ -26,7 +26,12 @@ import {
   type ExportImagesRequest,
   type ImportImagesResult,
 } from "./gen/imagesvc/v1/image_service_pb.js";
-import { FleetService } from "./gen/imagesvc/v1/fleet_service_pb.js";
+import {
+  FleetService,
+  type NodePull,
+  type PullImageOnNodesRequest,
+  type PullImageOnNodesSummary,
+} from "./gen/imagesvc/v1/fleet_service_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { GenMessage } from "@bufbuild/protobuf/codegenv2";
 
@@ -61,8 +66,9 @@ export function createImageClient(
   return createClient(ImageService, grpcTransport(address, options));
 }
 
-/** A client of the fleet (FleetService: ListNodes, FindImage; the `fleet` role) at
- * `address`, with the same options. */
+/** A client of the fleet (FleetService: ListNodes, FindImage, PullImageOnNodes with the
+ * `fleet` role; RemoveImageOnNodes, PruneImagesOnNodes with `admin`) at `address`, with
+ * the same options. */
 export function createFleetClient(
   address: string,
   options: ImageClientOptions = {},
@@ -150,6 +156,26 @@ export async function pullImage(
   }
   if (!result) throw new ConnectError("the pull stream ended without a result", Code.Internal);
   return result;
+}
+
+/** Pulls an image on every node of the fleet (or `request.nodes`), calling `onNode` for
+ * each node's update (phase, bytes, percent, attempt); resolves to the summary (succeeded,
+ * skipped, failed with reasons, cancelled). `options.signal` cancels every node's pull. */
+export async function pullImageOnNodes(
+  client: FleetServiceClient,
+  request: Init<PullImageOnNodesRequest>,
+  onNode?: (node: NodePull) => void,
+  options?: CallOptions,
+): Promise<PullImageOnNodesSummary> {
+  let summary: PullImageOnNodesSummary | undefined;
+  for await (const message of client.pullImageOnNodes(request, options)) {
+    if (message.kind.case === "node") onNode?.(message.kind.value);
+    else if (message.kind.case === "summary") summary = message.kind.value;
+  }
+  if (!summary) {
+    throw new ConnectError("the fleet pull stream ended without a summary", Code.Internal);
+  }
+  return summary;
 }
 
 /** Pushes an image, calling `onProgress` for each progress message; resolves to the result.

@@ -11,11 +11,15 @@ import { test } from "node:test";
 import {
   Code,
   ConnectError,
+  createFleetClient,
   createImageClient,
   errorDetails,
   exportImages,
   listAllImages,
+  type NodePull,
+  NodePullPhase,
   pullImage,
+  pullImageOnNodes,
   type TransferProgress,
   UpdateStatus,
 } from "../src/index.js";
@@ -198,4 +202,27 @@ test("TLS, a client certificate and tokens; refusals say why", async () => {
     return true;
   });
   assert.throws(() => createImageClient(address, { cert: tls.cert }), TypeError);
+});
+
+test("pulls on every node of the fleet (a fleet of one here), reading each node's updates", async () => {
+  const fleet = createFleetClient(environment("IMAGESVC_ADDRESS"));
+  const reference = environment("IMAGESVC_TEST_REFERENCE");
+  const digest = environment("IMAGESVC_TEST_DIGEST");
+  const updates: NodePull[] = [];
+  const summary = await pullImageOnNodes(fleet, { reference }, (node) => updates.push(node));
+  assert.equal(summary.desired, 1);
+  assert.equal(summary.complete, true);
+  const [done] = [...summary.succeeded, ...summary.skipped];
+  assert.ok(done, "the node pulled it or already held it");
+  assert.equal(done.digest, digest);
+  assert.equal(done.percent, 100);
+  assert.equal(updates[0].phase, NodePullPhase.WAITING);
+  await assert.rejects(
+    pullImageOnNodes(fleet, { reference, parallelism: "150%" }),
+    (error: unknown) => {
+      assert.ok(error instanceof ConnectError);
+      assert.equal(error.code, Code.InvalidArgument);
+      return true;
+    },
+  );
 });

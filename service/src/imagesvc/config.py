@@ -332,6 +332,12 @@ class Settings:
         5.0, "time each peer gets to answer a fleet call", Section.FLEET
     )
     fleet_parallelism: int = setting(16, "peers called at once by a fleet call", Section.FLEET)
+    fleet_pull_timeout_seconds: float = setting(
+        600.0,
+        "time each node gets for a fleet pull (PullImageOnNodes), every retry included, when"
+        " the request sets none",
+        Section.FLEET,
+    )
     fleet_dns_cache_seconds: float = setting(
         5.0, "how long a DNS answer for `--fleet-peers` is reused", Section.FLEET, has_flag=False
     )

@@ -54,9 +54,14 @@ class ServerFleet:
                 split_host_port(settings.fleet_address)
         except ValueError as exc:
             raise SettingsError(f"--fleet-peers / --fleet-address: {exc}") from None
-        if settings.fleet_parallelism < 1 or settings.fleet_node_timeout_seconds <= 0:
+        if (
+            settings.fleet_parallelism < 1
+            or settings.fleet_node_timeout_seconds <= 0
+            or settings.fleet_pull_timeout_seconds <= 0
+        ):
             raise SettingsError(
-                "--fleet-parallelism must be at least 1 and --fleet-node-timeout-seconds over 0"
+                "--fleet-parallelism must be at least 1, --fleet-node-timeout-seconds and"
+                " --fleet-pull-timeout-seconds over 0"
             )
         mutual_tls = bool(settings.tls_client_ca_file)
         self.peers = PeerClient(
@@ -78,6 +83,7 @@ class ServerFleet:
                 parallelism=settings.fleet_parallelism,
                 node_timeout_seconds=settings.fleet_node_timeout_seconds,
             ),
+            pull_timeout_seconds=settings.fleet_pull_timeout_seconds,
         )
 
     def _local_node(self) -> LocalNode:

@@ -1,8 +1,9 @@
 """The TypeScript client (clients/typescript) against the live server: `npm test` there
 lists images, pulls an image from the open registry while reading its progress, and
 inspects it; aborts a slow pull (which then stops on the daemon); decodes the reasons of
-failed calls; and reaches a server with TLS, mutual TLS and tokens. Node.js and npm are
-required: without them this test fails."""
+failed calls; pulls on the fleet (PullImageOnNodes, a fleet of one); and reaches a server
+with TLS, mutual TLS and tokens. Node.js and npm are required: without them this test
+fails."""
 
 from __future__ import annotations
 
@@ -75,6 +76,7 @@ def test_typescript_client_lists_pulls_and_inspects(
     assert failed is not None, output
     assert int(passed[1]) >= 3
     assert int(failed[1]) == 0
+    assert "pulls on every node of the fleet" in output
     # The pull really happened on the Engine; the aborted one stopped there.
     assert local_id(engine, served_image.reference) == served_image.image_id
     assert_pull_stopped(engine, slow_image)

@@ -1,7 +1,8 @@
-"""One harmless call per ImageService RPC, over gRPC and REST: what an authorized caller gets is
-known (an unknown local image is NOT_FOUND, an empty build context INVALID_ARGUMENT, a
-prune whose label matches nothing OK, ...), so a probe proves that the call passed
-authorization and reached the core, without changing anything that matters."""
+"""One harmless call per ImageService and FleetService RPC, over gRPC and REST: what an
+authorized caller gets is known (an unknown local image is NOT_FOUND, an empty build
+context INVALID_ARGUMENT, a prune whose label matches nothing OK, ...), so a probe proves
+that the call passed authorization and reached the core, without changing anything that
+matters."""
 
 from __future__ import annotations
 
@@ -16,11 +17,13 @@ import httpx
 from grpc_status import rpc_status
 
 from devtools.sandbox import Registry
-from imagesvc.v1 import image_pb2, image_service_pb2_grpc
+from imagesvc.v1 import fleet_service_pb2 as fleet_pb
+from imagesvc.v1 import fleet_service_pb2_grpc, image_pb2, image_service_pb2_grpc
 from imagesvc.v1 import image_service_pb2 as pb
 from tests.integration.rpc_errors import error_info
 
 Stub = image_service_pb2_grpc.ImageServiceStub
+FleetStub = fleet_service_pb2_grpc.FleetServiceStub
 Metadata = tuple[tuple[str, str], ...]
 
 ABSENT_IMAGE = "imagesvc-test/authz-absent:0"
@@ -34,7 +37,9 @@ class Probe:
     rpc: str
     # The outcome of this call for a caller that may make it.
     authorized_code: grpc.StatusCode
-    call: Callable[[Stub, Metadata], object]
+    # Called with the ImageService stub, or with the FleetService stub when `fleet`.
+    call: Callable[[Any, Metadata], object]
+    fleet: bool = False
 
 
 def _drain(responses: Iterator[object]) -> list[object]:
@@ -181,6 +186,53 @@ def grpc_probes(open_registry: Registry, auth_registry: Registry) -> dict[str, P
             grpc.StatusCode.OK,
             lambda stub, md: stub.GetDiskUsage(pb.GetDiskUsageRequest(), metadata=md, timeout=60),
         ),
+        # FleetService, on a server without peers: the fleet is that node.
+        Probe(
+            "ListNodes",
+            grpc.StatusCode.OK,
+            lambda stub, md: stub.ListNodes(fleet_pb.ListNodesRequest(), metadata=md, timeout=30),
+            fleet=True,
+        ),
+        Probe(
+            "FindImage",
+            grpc.StatusCode.OK,  # absent on the node: its answer, not a failure
+            lambda stub, md: stub.FindImage(
+                fleet_pb.FindImageRequest(image=ABSENT_IMAGE), metadata=md, timeout=30
+            ),
+            fleet=True,
+        ),
+        Probe(
+            "PullImageOnNodes",
+            grpc.StatusCode.OK,  # the node's NOT_FOUND is in the summary, not the status
+            lambda stub, md: _drain(
+                stub.PullImageOnNodes(
+                    fleet_pb.PullImageOnNodesRequest(reference=absent_remote),
+                    metadata=md,
+                    timeout=60,
+                )
+            ),
+            fleet=True,
+        ),
+        Probe(
+            "RemoveImageOnNodes",
+            grpc.StatusCode.OK,  # absent on the node: skipped, not a failure
+            lambda stub, md: stub.RemoveImageOnNodes(
+                fleet_pb.RemoveImageOnNodesRequest(image=ABSENT_IMAGE), metadata=md, timeout=30
+            ),
+            fleet=True,
+        ),
+        Probe(
+            "PruneImagesOnNodes",
+            grpc.StatusCode.OK,
+            lambda stub, md: stub.PruneImagesOnNodes(
+                fleet_pb.PruneImagesOnNodesRequest(
+                    prune=pb.PruneImagesRequest(labels=[NO_MATCH_LABEL])
+                ),
+                metadata=md,
+                timeout=60,
+            ),
+            fleet=True,
+        ),
     ]
     return {probe.rpc: probe for probe in probes}
 
@@ -194,7 +246,7 @@ def failure(call: Callable[[], object]) -> grpc.RpcError | None:
     return None
 
 
-def outcome(probe: Probe, stub: Stub, metadata: Metadata) -> grpc.RpcError | None:
+def outcome(probe: Probe, stub: Stub | FleetStub, metadata: Metadata) -> grpc.RpcError | None:
     return failure(lambda: probe.call(stub, metadata))
 
 
@@ -321,6 +373,29 @@ def rest_probes(open_registry: Registry, auth_registry: Registry) -> dict[str, R
             "ExportImages", grpc.StatusCode.NOT_FOUND, "GET", f"/v1/images:export?images={image}"
         ),
         RestProbe("GetDiskUsage", grpc.StatusCode.OK, "GET", "/v1/diskUsage"),
+        RestProbe("ListNodes", grpc.StatusCode.OK, "GET", "/v1/nodes"),
+        RestProbe("FindImage", grpc.StatusCode.OK, "GET", f"/v1/images:findOnNodes?image={image}"),
+        RestProbe(
+            "PullImageOnNodes",
+            grpc.StatusCode.OK,
+            "POST",
+            "/v1/images:pullOnNodes",
+            {"reference": absent_remote},
+        ),
+        RestProbe(
+            "RemoveImageOnNodes",
+            grpc.StatusCode.OK,
+            "POST",
+            "/v1/images:removeOnNodes",
+            {"image": ABSENT_IMAGE},
+        ),
+        RestProbe(
+            "PruneImagesOnNodes",
+            grpc.StatusCode.OK,
+            "POST",
+            "/v1/images:pruneOnNodes",
+            {"prune": {"labels": [NO_MATCH_LABEL]}},
+        ),
     ]
     return {probe.rpc: probe for probe in probes}
 

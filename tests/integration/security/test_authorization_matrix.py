@@ -1,4 +1,4 @@
-"""Every ImageService RPC x every caller (no token, and each role's token) x both
+"""Every ImageService and FleetService RPC x every caller (no token, and each role's token) x both
 transports (gRPC, REST): allowed calls reach the core (their known harmless outcome),
 the others end with UNAUTHENTICATED/401 or PERMISSION_DENIED/403 and this service's own
 reasons (REST: a google.rpc.Status JSON body)."""
@@ -13,10 +13,13 @@ import pytest
 
 from devtools.sandbox import Registry
 from imagesvc.server import ThreadedServer
+from imagesvc.v1 import fleet_service_pb2 as fleet_pb
+from imagesvc.v1 import fleet_service_pb2_grpc
 from imagesvc.v1 import image_service_pb2 as pb
 from tests.integration.rpc_errors import error_info
 from tests.integration.security.conftest import Tokens
 from tests.integration.security.probes import (
+    FleetStub,
     Probe,
     RestProbe,
     Stub,
@@ -32,6 +35,7 @@ VIEWER = {"viewer", "puller", "builder", "pusher", "fleet", "admin"}
 PULLER = VIEWER - {"viewer"}
 BUILDER = PULLER - {"puller"}
 PUSHER = BUILDER - {"builder"}
+FLEET = {"fleet", "admin"}
 ADMIN = {"admin"}
 ALLOWED: dict[str, set[str]] = {
     "ListImages": VIEWER,
@@ -50,6 +54,11 @@ ALLOWED: dict[str, set[str]] = {
     "PruneImages": ADMIN,
     "ExportImages": PULLER,
     "GetDiskUsage": VIEWER,
+    "ListNodes": FLEET,
+    "FindImage": FLEET,
+    "PullImageOnNodes": FLEET,
+    "RemoveImageOnNodes": ADMIN,
+    "PruneImagesOnNodes": ADMIN,
 }
 LEAST_ROLE = {
     rpc: min(allowed, key=["viewer", "puller", "builder", "pusher", "fleet", "admin"].index)
@@ -80,19 +89,31 @@ def http(token_server: ThreadedServer) -> Iterator[httpx.Client]:
         yield client
 
 
-def test_the_matrix_covers_every_rpc_of_the_service() -> None:
-    service = pb.DESCRIPTOR.services_by_name["ImageService"]
-    assert {method.name for method in service.methods} == set(ALLOWED)
+@pytest.fixture(scope="module")
+def fleet_stub(token_server: ThreadedServer) -> Iterator[FleetStub]:
+    with grpc.insecure_channel(f"127.0.0.1:{token_server.port}") as channel:
+        yield fleet_service_pb2_grpc.FleetServiceStub(channel)
+
+
+def test_the_matrix_covers_every_rpc_of_the_services() -> None:
+    images = pb.DESCRIPTOR.services_by_name["ImageService"]
+    fleet = fleet_pb.DESCRIPTOR.services_by_name["FleetService"]
+    assert {method.name for method in (*images.methods, *fleet.methods)} == set(ALLOWED)
 
 
 @pytest.mark.parametrize("caller", CALLERS)
 @pytest.mark.parametrize("rpc", list(ALLOWED))
 def test_grpc(
-    token_stub: Stub, tokens: Tokens, probes: dict[str, Probe], rpc: str, caller: str
+    token_stub: Stub,
+    fleet_stub: FleetStub,
+    tokens: Tokens,
+    probes: dict[str, Probe],
+    rpc: str,
+    caller: str,
 ) -> None:
     probe = probes[rpc]
     metadata = () if caller == "no token" else tokens.metadata(caller)
-    error = outcome(probe, token_stub, metadata)
+    error = outcome(probe, fleet_stub if probe.fleet else token_stub, metadata)
     assert error is None or isinstance(error, grpc.Call)
 
     if caller == "no token":

@@ -71,10 +71,12 @@ def test_the_ladder_is_the_issue_s() -> None:
     }
 
 
-def test_every_fleet_rpc_needs_the_fleet_role() -> None:
+def test_every_fleet_rpc_needs_the_fleet_role_and_removal_on_nodes_admin() -> None:
     service = fleet_service_pb2.DESCRIPTOR.services_by_name["FleetService"]
     assert {method.name for method in service.methods} == set(FLEET_REQUIRED_ROLE)
-    assert set(FLEET_REQUIRED_ROLE.values()) == {Role.FLEET}
+    admin = {rpc for rpc, role in FLEET_REQUIRED_ROLE.items() if role is Role.ADMIN}
+    assert admin == {"RemoveImageOnNodes", "PruneImagesOnNodes"}
+    assert {FLEET_REQUIRED_ROLE[rpc] for rpc in set(FLEET_REQUIRED_ROLE) - admin} == {Role.FLEET}
     assert Role.PUSHER < Role.FLEET < Role.ADMIN
     assert not set(FLEET_REQUIRED_ROLE) & WRITE_RPCS
 

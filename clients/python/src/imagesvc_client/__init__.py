@@ -1,15 +1,23 @@
 """Python client of imagesvc.v1.ImageService: ImageClient (blocking), AsyncImageClient
 (asyncio), the typed errors they raise, and the generated messages in imagesvc_client.v1."""
 
+from imagesvc_client._base import FleetPullOptions
 from imagesvc_client._common import RegistryAuth
 from imagesvc_client.aio import (
     AsyncBuildOperation,
+    AsyncFleetPullOperation,
     AsyncImageClient,
     AsyncPullOperation,
     AsyncPushOperation,
 )
 from imagesvc_client.build_context import BuildContext, ContextError
-from imagesvc_client.client import BuildOperation, ImageClient, PullOperation, PushOperation
+from imagesvc_client.client import (
+    BuildOperation,
+    FleetPullOperation,
+    ImageClient,
+    PullOperation,
+    PushOperation,
+)
 from imagesvc_client.errors import (
     Aborted,
     AlreadyExists,
@@ -37,6 +45,7 @@ __all__ = [
     "Aborted",
     "AlreadyExists",
     "AsyncBuildOperation",
+    "AsyncFleetPullOperation",
     "AsyncImageClient",
     "AsyncImageWatch",
     "AsyncOperation",
@@ -49,6 +58,8 @@ __all__ = [
     "DataLoss",
     "DeadlineExceeded",
     "FailedPrecondition",
+    "FleetPullOperation",
+    "FleetPullOptions",
     "ImageClient",
     "ImageWatch",
     "ImagesvcError",

@@ -59,6 +59,8 @@ class Stream(Generic[RequestT, EventT, ResultT]):
     rpc: str
     request: RequestT
     split: Splitter[Any, EventT, ResultT]
+    # Which service's stub: "image" (ImageService) or "fleet" (FleetService).
+    service: str = "image"
 
 
 @dataclass(frozen=True)
@@ -280,6 +282,28 @@ class BaseClient:
         return Unary("PruneImages", request, _same)
 
     @staticmethod
+    def _remove_on_nodes(
+        image: str, force: bool, no_prune: bool, nodes: Iterable[str]
+    ) -> Unary[fleet_pb.RemoveImageOnNodesResponse, fleet_pb.ImagesOnNodesSummary]:
+        request = fleet_pb.RemoveImageOnNodesRequest(
+            image=image, force=force, no_prune=no_prune, nodes=list(nodes)
+        )
+        return Unary("RemoveImageOnNodes", request, lambda reply: reply.summary, "fleet")
+
+    @classmethod
+    def _prune_on_nodes(
+        cls,
+        all: bool,
+        labels: Iterable[str],
+        exclude_labels: Iterable[str],
+        until: datetime | None,
+        nodes: Iterable[str],
+    ) -> Unary[fleet_pb.PruneImagesOnNodesResponse, fleet_pb.ImagesOnNodesSummary]:
+        prune = cls._prune(all, labels, exclude_labels, until).request
+        request = fleet_pb.PruneImagesOnNodesRequest(prune=prune, nodes=list(nodes))
+        return Unary("PruneImagesOnNodes", request, lambda reply: reply.summary, "fleet")
+
+    @staticmethod
     def _check_auth(
         auth: AuthLike,
     ) -> Unary[pb.CheckRegistryAuthResponse, pb.CheckRegistryAuthResponse]:
@@ -360,6 +384,15 @@ class BaseClient:
         return Unary("FindImage", request, lambda reply: list(reply.nodes), "fleet")
 
     @staticmethod
+    def _pull_on_nodes(
+        reference: str, options: FleetPullOptions
+    ) -> Stream[
+        fleet_pb.PullImageOnNodesRequest, fleet_pb.NodePull, fleet_pb.PullImageOnNodesSummary
+    ]:
+        request = options.request(reference)
+        return Stream("fleet pull", "PullImageOnNodes", request, split_fleet_pull, "fleet")
+
+    @staticmethod
     def _check_updates(
         references: Iterable[str], registry_auths: Iterable[AuthLike]
     ) -> Unary[pb.CheckImageUpdatesResponse, list[pb.ImageUpdate]]:
@@ -373,6 +406,46 @@ class BaseClient:
     ) -> Stream[ImportRequests, str, pb.ImportImagesResult]:
         requests = ImportRequests(archive_chunks(archive, chunk_size))
         return Stream("import", "ImportImages", requests, split_import)
+
+
+@dataclass(frozen=True)
+class FleetPullOptions:
+    """PullImageOnNodes' options (see the proto): empty or 0 means the server's default."""
+
+    platform: str = ""
+    auth: AuthLike | None = None
+    nodes: tuple[str, ...] = ()  # node names or host:port addresses; empty: every node
+    parallelism: str = ""  # "4" or "25%"
+    node_timeout_seconds: float = 0.0
+    stall_timeout_seconds: float = 0.0
+    retries: int | None = None
+    retry_backoff_seconds: float = 0.0
+    stop_on_first_failure: bool = False
+
+    def request(self, reference: str) -> fleet_pb.PullImageOnNodesRequest:
+        return fleet_pb.PullImageOnNodesRequest(
+            reference=reference,
+            platform=self.platform,
+            auth=auth_proto(self.auth),
+            nodes=list(self.nodes),
+            parallelism=self.parallelism,
+            node_timeout_seconds=self.node_timeout_seconds,
+            stall_timeout_seconds=self.stall_timeout_seconds,
+            retries=self.retries,
+            retry_backoff_seconds=self.retry_backoff_seconds,
+            completion_policy=fleet_pb.COMPLETION_POLICY_STOP_ON_FIRST_FAILURE
+            if self.stop_on_first_failure
+            else fleet_pb.COMPLETION_POLICY_BEST_EFFORT,
+        )
+
+
+def split_fleet_pull(
+    response: fleet_pb.PullImageOnNodesResponse,
+) -> tuple[fleet_pb.NodePull | None, fleet_pb.PullImageOnNodesSummary | None]:
+    kind = response.WhichOneof("kind")
+    if kind == "summary":
+        return None, response.summary
+    return (response.node, None) if kind == "node" else (None, None)
 
 
 def _same(reply: ReplyT) -> ReplyT:

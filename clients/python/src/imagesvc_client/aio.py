@@ -28,6 +28,7 @@ from imagesvc_client._base import (
     BaseClient,
     BuildRequests,
     ContextSource,
+    FleetPullOptions,
     ImportRequests,
     Stream,
     Unary,
@@ -49,6 +50,7 @@ from imagesvc_client.watch import AsyncImageWatch
 
 __all__ = [
     "AsyncBuildOperation",
+    "AsyncFleetPullOperation",
     "AsyncImageClient",
     "AsyncPullOperation",
     "AsyncPushOperation",
@@ -58,6 +60,7 @@ ResultT = TypeVar("ResultT")
 EventT = TypeVar("EventT")
 
 AsyncPullOperation = AsyncOperation[image_pb2.TransferProgress, pb.PullImageResult]
+AsyncFleetPullOperation = AsyncOperation[fleet_pb.NodePull, fleet_pb.PullImageOnNodesSummary]
 AsyncPushOperation = AsyncOperation[image_pb2.TransferProgress, pb.PushImageResult]
 AsyncBuildOperation = AsyncOperation[str, pb.BuildImageResult]
 AsyncImportOperation = AsyncOperation[str, pb.ImportImagesResult]
@@ -360,6 +363,45 @@ class AsyncImageClient(BaseClient):
         """Which nodes hold ``image`` (see ImageClient.find_image)."""
         return await self._call(self._find_image(image), timeout)
 
+    async def remove_on_nodes(
+        self,
+        image: str,
+        *,
+        force: bool = False,
+        no_prune: bool = False,
+        nodes: Iterable[str] = (),
+        timeout: float | None = None,
+    ) -> fleet_pb.ImagesOnNodesSummary:
+        """Removes an image on every node (or ``nodes``: names or host:port), as
+        ``remove`` does on one: the summary (succeeded, skipped where absent, failed).
+        Needs the admin role."""
+        return await self._call(self._remove_on_nodes(image, force, no_prune, nodes), timeout)
+
+    async def prune_on_nodes(
+        self,
+        *,
+        all: bool = False,
+        labels: Iterable[str] = (),
+        exclude_labels: Iterable[str] = (),
+        until: datetime | None = None,
+        nodes: Iterable[str] = (),
+        timeout: float | None = None,
+    ) -> fleet_pb.ImagesOnNodesSummary:
+        """Prunes images on every node (or ``nodes``), as ``prune`` does on one: the
+        summary. Needs the admin role."""
+        plan = self._prune_on_nodes(all, labels, exclude_labels, until, nodes)
+        return await self._call(plan, timeout)
+
+    def pull_on_nodes(
+        self,
+        reference: str,
+        options: FleetPullOptions | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> AsyncFleetPullOperation:
+        """Starts a pull on every node (see ImageClient.pull_on_nodes)."""
+        return self._start(self._pull_on_nodes(reference, options or FleetPullOptions()), timeout)
+
     async def _call(self, plan: Unary[Any, ResultT], timeout: float | None) -> ResultT:
         stub = self._fleet_stub if plan.service == "fleet" else self._stub
         with rpc_errors():
@@ -369,7 +411,8 @@ class AsyncImageClient(BaseClient):
     def _start(
         self, plan: Stream[Any, EventT, ResultT], timeout: float | None
     ) -> AsyncOperation[EventT, ResultT]:
-        call = getattr(self._stub, plan.rpc)(plan.request, **self._stream_options(timeout))
+        stub = self._fleet_stub if plan.service == "fleet" else self._stub
+        call = getattr(stub, plan.rpc)(plan.request, **self._stream_options(timeout))
         return AsyncOperation(plan.what, call, _responses(call), plan.split)
 
 

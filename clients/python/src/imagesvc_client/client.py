@@ -24,6 +24,7 @@ from imagesvc_client._base import (
     BaseClient,
     BuildRequests,
     ContextSource,
+    FleetPullOptions,
     ImportRequests,
     Stream,
     Unary,
@@ -48,6 +49,7 @@ __all__ = [
     "ArchiveSource",
     "BuildOperation",
     "ContextSource",
+    "FleetPullOperation",
     "ImageClient",
     "ImportOperation",
     "PullOperation",
@@ -58,6 +60,7 @@ ResultT = TypeVar("ResultT")
 EventT = TypeVar("EventT")
 
 PullOperation = Operation[image_pb2.TransferProgress, pb.PullImageResult]
+FleetPullOperation = Operation[fleet_pb.NodePull, fleet_pb.PullImageOnNodesSummary]
 PushOperation = Operation[image_pb2.TransferProgress, pb.PushImageResult]
 BuildOperation = Operation[str, pb.BuildImageResult]
 ImportOperation = Operation[str, pb.ImportImagesResult]
@@ -347,6 +350,47 @@ class ImageClient(BaseClient):
         ``error`` set."""
         return self._call(self._find_image(image), timeout)
 
+    def remove_on_nodes(
+        self,
+        image: str,
+        *,
+        force: bool = False,
+        no_prune: bool = False,
+        nodes: Iterable[str] = (),
+        timeout: float | None = None,
+    ) -> fleet_pb.ImagesOnNodesSummary:
+        """Removes an image on every node (or ``nodes``: names or host:port), as
+        ``remove`` does on one: the summary (succeeded, skipped where absent, failed).
+        Needs the admin role."""
+        return self._call(self._remove_on_nodes(image, force, no_prune, nodes), timeout)
+
+    def prune_on_nodes(
+        self,
+        *,
+        all: bool = False,
+        labels: Iterable[str] = (),
+        exclude_labels: Iterable[str] = (),
+        until: datetime | None = None,
+        nodes: Iterable[str] = (),
+        timeout: float | None = None,
+    ) -> fleet_pb.ImagesOnNodesSummary:
+        """Prunes images on every node (or ``nodes``), as ``prune`` does on one: the
+        summary. Needs the admin role."""
+        plan = self._prune_on_nodes(all, labels, exclude_labels, until, nodes)
+        return self._call(plan, timeout)
+
+    def pull_on_nodes(
+        self,
+        reference: str,
+        options: FleetPullOptions | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> FleetPullOperation:
+        """Starts a pull on every node (or ``options.nodes``): iterate the returned
+        operation for each node's updates (phase, bytes, percent, attempt), then read
+        ``.result``, the summary (succeeded, skipped, failed with reasons, cancelled)."""
+        return self._start(self._pull_on_nodes(reference, options or FleetPullOptions()), timeout)
+
     def import_images(
         self,
         archive: ArchiveSource,
@@ -375,5 +419,6 @@ class ImageClient(BaseClient):
     def _start(
         self, plan: Stream[Any, EventT, ResultT], timeout: float | None
     ) -> Operation[EventT, ResultT]:
-        responses = getattr(self._stub, plan.rpc)(plan.request, **self._stream_options(timeout))
+        stub = self._fleet_stub if plan.service == "fleet" else self._stub
+        responses = getattr(stub, plan.rpc)(plan.request, **self._stream_options(timeout))
         return Operation(plan.what, responses, plan.split)

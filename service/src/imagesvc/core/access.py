@@ -65,6 +65,10 @@ REQUIRED_ROLE: dict[str, Role] = {
 FLEET_REQUIRED_ROLE: dict[str, Role] = {
     "ListNodes": Role.FLEET,
     "FindImage": Role.FLEET,
+    "PullImageOnNodes": Role.FLEET,
+    # Destructive on every node, as RemoveImage and PruneImages are on one.
+    "RemoveImageOnNodes": Role.ADMIN,
+    "PruneImagesOnNodes": Role.ADMIN,
 }
 
 # The RPCs that change something (the daemon's images, or its registry logins for

@@ -112,3 +112,53 @@ async def fan_out(
                 )
 
     return list(await asyncio.gather(*(one(address) for address in addresses)))
+
+
+NODE_NOT_FOUND = "NODE_NOT_FOUND"
+
+
+@dataclass(frozen=True, slots=True)
+class FleetMember:
+    """A node a fleet operation may act on, as the listing of the peers found it: its
+    `failure` set when it cannot act (unreachable, its daemon down)."""
+
+    address: str
+    name: str = ""
+    failure: NodeFailure | None = None
+    local: bool = False
+
+
+def select_members(members: Sequence[FleetMember], wanted: Sequence[str]) -> list[FleetMember]:
+    """The members named in `wanted` (node names or addresses), in the order asked; all of
+    them when `wanted` is empty. A name no reachable node has is its own failed member
+    (NODE_NOT_FOUND): an unreachable node has no name to match, so the call goes on."""
+    if not wanted:
+        return list(members)
+    chosen: list[FleetMember] = []
+    for name in dict.fromkeys(wanted):
+        match = next((m for m in members if name in (m.name, m.address)), None)
+        if match is None:
+            unnamed = [m.address for m in members if not m.name and m.address]
+            hint = f" (nodes that did not answer: {', '.join(unnamed)})" if unnamed else ""
+            match = FleetMember(
+                "",
+                name,
+                failure=NodeFailure(NODE_NOT_FOUND, f"no reachable node is named {name!r}{hint}"),
+            )
+        chosen.append(match)
+    return chosen
+
+
+@dataclass(frozen=True, slots=True)
+class NodeImagesChange:
+    """One node's RemoveImageOnNodes or PruneImagesOnNodes outcome: done, nothing to do
+    (`skipped`, with its reason in `failure`), or failed."""
+
+    address: str
+    node: str = ""
+    untagged: tuple[str, ...] = ()
+    deleted: tuple[str, ...] = ()
+    space_reclaimed_bytes: int = 0
+    failure: NodeFailure | None = None
+    skipped: bool = False
+    local: bool = False

@@ -4,15 +4,18 @@ in this process (a node never calls itself over the network)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import Executor
 
 from imagesvc.core.errors import ImageServiceError, NotFoundError, Reason
-from imagesvc.core.fleet import NodeFailure, NodeImage, NodeStatus
+from imagesvc.core.fleet import NodeFailure, NodeImage, NodeImagesChange, NodeStatus
+from imagesvc.core.fleet_pull import LayerSizes, NodeProgress, NodePulled
 from imagesvc.core.image_core import ImageCore
-from imagesvc.core.models import ImageFilter
+from imagesvc.core.models import ImageFilter, PruneOptions, PullResult, RegistryAuth
 from imagesvc.core.paging import MAX_PAGE_SIZE
 from imagesvc.core.port import DockerPort
+from imagesvc.core.references import familiar, parse_reference
 
 
 def failure_of(error: ImageServiceError) -> NodeFailure:
@@ -96,3 +99,102 @@ class LocalNode:
             repo_digests=found.repo_digests,
             repo_tags=found.repo_tags,
         )
+
+    async def pull(
+        self, reference: str, *, platform: str, auth: RegistryAuth | None, registry_digest: str
+    ) -> AsyncGenerator[NodeProgress | NodePulled, None]:
+        """One pull on this node through its own PullImage path (allowlist, pull flights,
+        metrics); none when it already holds `reference` at `registry_digest`. Raises
+        NodeFailure with the node's ErrorInfo reason."""
+        try:
+            if registry_digest and await self._holds(reference, registry_digest):
+                yield NodePulled(skipped=True, digest=registry_digest, name=self.name)
+                return
+            sizes = LayerSizes()
+            items = self._core.pull_image(reference, platform=platform, auth=auth)
+            async with contextlib.aclosing(items) as pulling:
+                async for item in pulling:
+                    if isinstance(item, PullResult):
+                        yield NodePulled(
+                            skipped=False,
+                            image_id=item.image_id,
+                            digest=item.digest,
+                            name=self.name,
+                        )
+                        return
+                    changed = [(layer.layer_id, layer.state, layer.total) for layer in item.layers]
+                    percent = sizes.update(changed, item.bytes_done, item.bytes_total)
+                    yield NodeProgress(item.bytes_done, item.bytes_total, percent)
+        except ImageServiceError as error:
+            raise failure_of(error) from None
+        raise NodeFailure(str(Reason.INTERNAL), "the pull ended without a result")
+
+    async def _holds(self, reference: str, digest: str) -> bool:
+        """Whether the reference names an image here that was pulled or pushed as
+        `repository@digest` (its RepoDigests)."""
+        repository = familiar(parse_reference(reference).with_default_tag().full_name)
+        try:
+            image = await self._core.get_image(reference)
+        except NotFoundError:
+            return False
+        return any(
+            familiar(name) == repository and held == digest
+            for name, _, held in (d.partition("@") for d in image.repo_digests)
+        )
+
+    async def registry_digest(
+        self, reference: str, auth: RegistryAuth | None
+    ) -> tuple[str, NodeFailure | None]:
+        """The digest the registry serves for `reference`, asked once for the whole fleet
+        with the caller's registry auth: ("", None) when it cannot be told (e.g. Podman
+        has no registry inspect: every node pulls); a failure every node would meet as
+        well (refused credentials, no such image) as the failure."""
+        parsed = parse_reference(reference)
+        if parsed.digest:
+            return parsed.digest, None
+        try:
+            served = await self._core.inspect_registry_image(reference, auth=auth)
+        except ImageServiceError as error:
+            if error.reason in _FAILS_EVERY_NODE:
+                return "", failure_of(error)
+            return "", None
+        return served.digest, None
+
+    async def remove(self, image: str, *, force: bool, no_prune: bool) -> NodeImagesChange:
+        """RemoveImage here; an image this node does not hold is skipped. A malformed
+        reference is the caller's error (raised), anything else this node's."""
+        try:
+            removed = await self._core.remove_image(image, force=force, no_prune=no_prune)
+        except NotFoundError as error:
+            return NodeImagesChange(
+                self.address, self.name, failure=failure_of(error), skipped=True
+            )
+        except ImageServiceError as error:
+            if error.reason in (Reason.INVALID_REFERENCE, Reason.INVALID_ARGUMENT):
+                raise
+            return NodeImagesChange(self.address, self.name, failure=failure_of(error))
+        return NodeImagesChange(
+            self.address, self.name, untagged=removed.untagged, deleted=removed.deleted
+        )
+
+    async def prune(self, options: PruneOptions) -> NodeImagesChange:
+        """PruneImages here."""
+        try:
+            pruned = await self._core.prune_images(options)
+        except ImageServiceError as error:
+            if error.reason in (Reason.INVALID_REFERENCE, Reason.INVALID_ARGUMENT):
+                raise
+            return NodeImagesChange(self.address, self.name, failure=failure_of(error))
+        return NodeImagesChange(
+            self.address,
+            self.name,
+            untagged=pruned.untagged,
+            deleted=pruned.deleted,
+            space_reclaimed_bytes=pruned.space_reclaimed_bytes,
+        )
+
+
+# Registry answers that every node would get for the same reference and auth.
+_FAILS_EVERY_NODE = frozenset(
+    {Reason.REGISTRY_UNAUTHENTICATED, Reason.REGISTRY_DENIED, Reason.IMAGE_NOT_FOUND}
+)

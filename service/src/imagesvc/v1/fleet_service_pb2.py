@@ -24,9 +24,11 @@ _sym_db = _symbol_database.Default()
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
+from imagesvc.v1 import image_pb2 as imagesvc_dot_v1_dot_image__pb2
+from imagesvc.v1 import image_service_pb2 as imagesvc_dot_v1_dot_image__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fimagesvc/v1/fleet_service.proto\x12\x0bimagesvc.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\"&\n\x10ListNodesRequest\x12\x12\n\nlocal_only\x18\x01 \x01(\x08\"5\n\x11ListNodesResponse\x12 \n\x05nodes\x18\x01 \x03(\x0b\x32\x11.imagesvc.v1.Node\"\xce\x01\n\x04Node\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\r\n\x05ready\x18\x03 \x01(\x08\x12%\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x16.imagesvc.v1.NodeError\x12\x16\n\x0e\x65ngine_version\x18\x05 \x01(\t\x12\x1a\n\x12\x65ngine_api_version\x18\x06 \x01(\t\x12\x13\n\x0bimage_count\x18\x07 \x01(\x03\x12\x19\n\x11images_size_bytes\x18\x08 \x01(\x03\x12\r\n\x05local\x18\t \x01(\x08\",\n\tNodeError\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\";\n\x10\x46indImageRequest\x12\x13\n\x05image\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\nlocal_only\x18\x02 \x01(\x08\":\n\x11\x46indImageResponse\x12%\n\x05nodes\x18\x01 \x03(\x0b\x32\x16.imagesvc.v1.NodeImage\"\xac\x01\n\tNodeImage\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0f\n\x07present\x18\x03 \x01(\x08\x12\x10\n\x08image_id\x18\x04 \x01(\t\x12\x14\n\x0crepo_digests\x18\x05 \x03(\t\x12\x11\n\trepo_tags\x18\x06 \x03(\t\x12%\n\x05\x65rror\x18\x07 \x01(\x0b\x32\x16.imagesvc.v1.NodeError\x12\r\n\x05local\x18\x08 \x01(\x08\x32\xd9\x01\n\x0c\x46leetService\x12]\n\tListNodes\x12\x1d.imagesvc.v1.ListNodesRequest\x1a\x1e.imagesvc.v1.ListNodesResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/nodes\x12j\n\tFindImage\x12\x1d.imagesvc.v1.FindImageRequest\x1a\x1e.imagesvc.v1.FindImageResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/v1/images:findOnNodesb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fimagesvc/v1/fleet_service.proto\x12\x0bimagesvc.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x17imagesvc/v1/image.proto\x1a\x1fimagesvc/v1/image_service.proto\"&\n\x10ListNodesRequest\x12\x12\n\nlocal_only\x18\x01 \x01(\x08\"5\n\x11ListNodesResponse\x12 \n\x05nodes\x18\x01 \x03(\x0b\x32\x11.imagesvc.v1.Node\"\xce\x01\n\x04Node\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\r\n\x05ready\x18\x03 \x01(\x08\x12%\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x16.imagesvc.v1.NodeError\x12\x16\n\x0e\x65ngine_version\x18\x05 \x01(\t\x12\x1a\n\x12\x65ngine_api_version\x18\x06 \x01(\t\x12\x13\n\x0bimage_count\x18\x07 \x01(\x03\x12\x19\n\x11images_size_bytes\x18\x08 \x01(\x03\x12\r\n\x05local\x18\t \x01(\x08\",\n\tNodeError\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\";\n\x10\x46indImageRequest\x12\x13\n\x05image\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\nlocal_only\x18\x02 \x01(\x08\":\n\x11\x46indImageResponse\x12%\n\x05nodes\x18\x01 \x03(\x0b\x32\x16.imagesvc.v1.NodeImage\"\xac\x01\n\tNodeImage\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0f\n\x07present\x18\x03 \x01(\x08\x12\x10\n\x08image_id\x18\x04 \x01(\t\x12\x14\n\x0crepo_digests\x18\x05 \x03(\t\x12\x11\n\trepo_tags\x18\x06 \x03(\t\x12%\n\x05\x65rror\x18\x07 \x01(\x0b\x32\x16.imagesvc.v1.NodeError\x12\r\n\x05local\x18\x08 \x01(\x08\"\xf6\x02\n\x17PullImageOnNodesRequest\x12\x17\n\treference\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x10\n\x08platform\x18\x02 \x01(\t\x12\'\n\x04\x61uth\x18\x03 \x01(\x0b\x32\x19.imagesvc.v1.RegistryAuth\x12\r\n\x05nodes\x18\x04 \x03(\t\x12\x13\n\x0bparallelism\x18\x05 \x01(\t\x12\x1c\n\x14node_timeout_seconds\x18\x06 \x01(\x01\x12\x1d\n\x15stall_timeout_seconds\x18\x07 \x01(\x01\x12\x14\n\x07retries\x18\x08 \x01(\x05H\x00\x88\x01\x01\x12\x1d\n\x15retry_backoff_seconds\x18\t \x01(\x01\x12\x38\n\x11\x63ompletion_policy\x18\n \x01(\x0e\x32\x1d.imagesvc.v1.CompletionPolicy\x12\x12\n\nlocal_only\x18\x0b \x01(\x08\x12\x17\n\x0fregistry_digest\x18\x0c \x01(\tB\n\n\x08_retries\"\xa6\x02\n\x08NodePull\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12)\n\x05phase\x18\x03 \x01(\x0e\x32\x1a.imagesvc.v1.NodePullPhase\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\x05\x12\x12\n\nbytes_done\x18\x05 \x01(\x03\x12\x13\n\x0b\x62ytes_total\x18\x06 \x01(\x03\x12\x0f\n\x07percent\x18\x07 \x01(\x01\x12%\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x16.imagesvc.v1.NodeError\x12\x13\n\x0b\x65rror_cause\x18\t \x01(\t\x12\x18\n\x10retry_in_seconds\x18\n \x01(\x01\x12\x10\n\x08image_id\x18\x0b \x01(\t\x12\x0e\n\x06\x64igest\x18\x0c \x01(\t\x12\r\n\x05local\x18\r \x01(\x08\"\xf6\x01\n\x17PullImageOnNodesSummary\x12\x0f\n\x07\x64\x65sired\x18\x01 \x01(\x05\x12(\n\tsucceeded\x18\x02 \x03(\x0b\x32\x15.imagesvc.v1.NodePull\x12&\n\x07skipped\x18\x03 \x03(\x0b\x32\x15.imagesvc.v1.NodePull\x12%\n\x06\x66\x61iled\x18\x04 \x03(\x0b\x32\x15.imagesvc.v1.NodePull\x12(\n\tcancelled\x18\x05 \x03(\x0b\x32\x15.imagesvc.v1.NodePull\x12\x15\n\rstopped_early\x18\x06 \x01(\x08\x12\x10\n\x08\x63omplete\x18\x07 \x01(\x08\"\x82\x01\n\x18PullImageOnNodesResponse\x12%\n\x04node\x18\x01 \x01(\x0b\x32\x15.imagesvc.v1.NodePullH\x00\x12\x37\n\x07summary\x18\x02 \x01(\x0b\x32$.imagesvc.v1.PullImageOnNodesSummaryH\x00\x42\x06\n\x04kind\"\x92\x01\n\x19RemoveImageOnNodesRequest\x12\x13\n\x05image\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\x12\x10\n\x08no_prune\x18\x03 \x01(\x08\x12\r\n\x05nodes\x18\x04 \x03(\t\x12\x1c\n\x14node_timeout_seconds\x18\x05 \x01(\x01\x12\x12\n\nlocal_only\x18\x06 \x01(\x08\"\x8c\x01\n\x19PruneImagesOnNodesRequest\x12.\n\x05prune\x18\x01 \x01(\x0b\x32\x1f.imagesvc.v1.PruneImagesRequest\x12\r\n\x05nodes\x18\x02 \x03(\t\x12\x1c\n\x14node_timeout_seconds\x18\x03 \x01(\x01\x12\x12\n\nlocal_only\x18\x04 \x01(\x08\"\xa9\x01\n\x10NodeImagesChange\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x10\n\x08untagged\x18\x03 \x03(\t\x12\x0f\n\x07\x64\x65leted\x18\x04 \x03(\t\x12\x1d\n\x15space_reclaimed_bytes\x18\x05 \x01(\x03\x12%\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x16.imagesvc.v1.NodeError\x12\r\n\x05local\x18\x07 \x01(\x08\"\xe9\x01\n\x14ImagesOnNodesSummary\x12\x0f\n\x07\x64\x65sired\x18\x01 \x01(\x05\x12\x30\n\tsucceeded\x18\x02 \x03(\x0b\x32\x1d.imagesvc.v1.NodeImagesChange\x12.\n\x07skipped\x18\x03 \x03(\x0b\x32\x1d.imagesvc.v1.NodeImagesChange\x12-\n\x06\x66\x61iled\x18\x04 \x03(\x0b\x32\x1d.imagesvc.v1.NodeImagesChange\x12\x10\n\x08\x63omplete\x18\x05 \x01(\x08\x12\x1d\n\x15space_reclaimed_bytes\x18\x06 \x01(\x03\"P\n\x1aRemoveImageOnNodesResponse\x12\x32\n\x07summary\x18\x01 \x01(\x0b\x32!.imagesvc.v1.ImagesOnNodesSummary\"P\n\x1aPruneImagesOnNodesResponse\x12\x32\n\x07summary\x18\x01 \x01(\x0b\x32!.imagesvc.v1.ImagesOnNodesSummary*\x85\x01\n\x10\x43ompletionPolicy\x12!\n\x1d\x43OMPLETION_POLICY_UNSPECIFIED\x10\x00\x12!\n\x1d\x43OMPLETION_POLICY_BEST_EFFORT\x10\x01\x12+\n\'COMPLETION_POLICY_STOP_ON_FIRST_FAILURE\x10\x02*\xe1\x01\n\rNodePullPhase\x12\x1f\n\x1bNODE_PULL_PHASE_UNSPECIFIED\x10\x00\x12\x1b\n\x17NODE_PULL_PHASE_WAITING\x10\x01\x12\x1b\n\x17NODE_PULL_PHASE_PULLING\x10\x02\x12\x1d\n\x19NODE_PULL_PHASE_SUCCEEDED\x10\x03\x12\x1b\n\x17NODE_PULL_PHASE_SKIPPED\x10\x04\x12\x1a\n\x16NODE_PULL_PHASE_FAILED\x10\x05\x12\x1d\n\x19NODE_PULL_PHASE_CANCELLED\x10\x06\x32\xf9\x04\n\x0c\x46leetService\x12]\n\tListNodes\x12\x1d.imagesvc.v1.ListNodesRequest\x1a\x1e.imagesvc.v1.ListNodesResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/nodes\x12j\n\tFindImage\x12\x1d.imagesvc.v1.FindImageRequest\x1a\x1e.imagesvc.v1.FindImageResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/v1/images:findOnNodes\x12\x84\x01\n\x10PullImageOnNodes\x12$.imagesvc.v1.PullImageOnNodesRequest\x1a%.imagesvc.v1.PullImageOnNodesResponse\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/v1/images:pullOnNodes:\x01*0\x01\x12\x8a\x01\n\x12RemoveImageOnNodes\x12&.imagesvc.v1.RemoveImageOnNodesRequest\x1a\'.imagesvc.v1.RemoveImageOnNodesResponse\"#\x82\xd3\xe4\x93\x02\x1d\"\x18/v1/images:removeOnNodes:\x01*\x12\x89\x01\n\x12PruneImagesOnNodes\x12&.imagesvc.v1.PruneImagesOnNodesRequest\x1a\'.imagesvc.v1.PruneImagesOnNodesResponse\"\"\x82\xd3\xe4\x93\x02\x1c\"\x17/v1/images:pruneOnNodes:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,24 +37,58 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_FINDIMAGEREQUEST'].fields_by_name['image']._loaded_options = None
   _globals['_FINDIMAGEREQUEST'].fields_by_name['image']._serialized_options = b'\342A\001\002'
+  _globals['_PULLIMAGEONNODESREQUEST'].fields_by_name['reference']._loaded_options = None
+  _globals['_PULLIMAGEONNODESREQUEST'].fields_by_name['reference']._serialized_options = b'\342A\001\002'
+  _globals['_REMOVEIMAGEONNODESREQUEST'].fields_by_name['image']._loaded_options = None
+  _globals['_REMOVEIMAGEONNODESREQUEST'].fields_by_name['image']._serialized_options = b'\342A\001\002'
   _globals['_FLEETSERVICE'].methods_by_name['ListNodes']._loaded_options = None
   _globals['_FLEETSERVICE'].methods_by_name['ListNodes']._serialized_options = b'\202\323\344\223\002\013\022\t/v1/nodes'
   _globals['_FLEETSERVICE'].methods_by_name['FindImage']._loaded_options = None
   _globals['_FLEETSERVICE'].methods_by_name['FindImage']._serialized_options = b'\202\323\344\223\002\030\022\026/v1/images:findOnNodes'
-  _globals['_LISTNODESREQUEST']._serialized_start=111
-  _globals['_LISTNODESREQUEST']._serialized_end=149
-  _globals['_LISTNODESRESPONSE']._serialized_start=151
-  _globals['_LISTNODESRESPONSE']._serialized_end=204
-  _globals['_NODE']._serialized_start=207
-  _globals['_NODE']._serialized_end=413
-  _globals['_NODEERROR']._serialized_start=415
-  _globals['_NODEERROR']._serialized_end=459
-  _globals['_FINDIMAGEREQUEST']._serialized_start=461
-  _globals['_FINDIMAGEREQUEST']._serialized_end=520
-  _globals['_FINDIMAGERESPONSE']._serialized_start=522
-  _globals['_FINDIMAGERESPONSE']._serialized_end=580
-  _globals['_NODEIMAGE']._serialized_start=583
-  _globals['_NODEIMAGE']._serialized_end=755
-  _globals['_FLEETSERVICE']._serialized_start=758
-  _globals['_FLEETSERVICE']._serialized_end=975
+  _globals['_FLEETSERVICE'].methods_by_name['PullImageOnNodes']._loaded_options = None
+  _globals['_FLEETSERVICE'].methods_by_name['PullImageOnNodes']._serialized_options = b'\202\323\344\223\002\033\"\026/v1/images:pullOnNodes:\001*'
+  _globals['_FLEETSERVICE'].methods_by_name['RemoveImageOnNodes']._loaded_options = None
+  _globals['_FLEETSERVICE'].methods_by_name['RemoveImageOnNodes']._serialized_options = b'\202\323\344\223\002\035\"\030/v1/images:removeOnNodes:\001*'
+  _globals['_FLEETSERVICE'].methods_by_name['PruneImagesOnNodes']._loaded_options = None
+  _globals['_FLEETSERVICE'].methods_by_name['PruneImagesOnNodes']._serialized_options = b'\202\323\344\223\002\034\"\027/v1/images:pruneOnNodes:\001*'
+  _globals['_COMPLETIONPOLICY']._serialized_start=2736
+  _globals['_COMPLETIONPOLICY']._serialized_end=2869
+  _globals['_NODEPULLPHASE']._serialized_start=2872
+  _globals['_NODEPULLPHASE']._serialized_end=3097
+  _globals['_LISTNODESREQUEST']._serialized_start=169
+  _globals['_LISTNODESREQUEST']._serialized_end=207
+  _globals['_LISTNODESRESPONSE']._serialized_start=209
+  _globals['_LISTNODESRESPONSE']._serialized_end=262
+  _globals['_NODE']._serialized_start=265
+  _globals['_NODE']._serialized_end=471
+  _globals['_NODEERROR']._serialized_start=473
+  _globals['_NODEERROR']._serialized_end=517
+  _globals['_FINDIMAGEREQUEST']._serialized_start=519
+  _globals['_FINDIMAGEREQUEST']._serialized_end=578
+  _globals['_FINDIMAGERESPONSE']._serialized_start=580
+  _globals['_FINDIMAGERESPONSE']._serialized_end=638
+  _globals['_NODEIMAGE']._serialized_start=641
+  _globals['_NODEIMAGE']._serialized_end=813
+  _globals['_PULLIMAGEONNODESREQUEST']._serialized_start=816
+  _globals['_PULLIMAGEONNODESREQUEST']._serialized_end=1190
+  _globals['_NODEPULL']._serialized_start=1193
+  _globals['_NODEPULL']._serialized_end=1487
+  _globals['_PULLIMAGEONNODESSUMMARY']._serialized_start=1490
+  _globals['_PULLIMAGEONNODESSUMMARY']._serialized_end=1736
+  _globals['_PULLIMAGEONNODESRESPONSE']._serialized_start=1739
+  _globals['_PULLIMAGEONNODESRESPONSE']._serialized_end=1869
+  _globals['_REMOVEIMAGEONNODESREQUEST']._serialized_start=1872
+  _globals['_REMOVEIMAGEONNODESREQUEST']._serialized_end=2018
+  _globals['_PRUNEIMAGESONNODESREQUEST']._serialized_start=2021
+  _globals['_PRUNEIMAGESONNODESREQUEST']._serialized_end=2161
+  _globals['_NODEIMAGESCHANGE']._serialized_start=2164
+  _globals['_NODEIMAGESCHANGE']._serialized_end=2333
+  _globals['_IMAGESONNODESSUMMARY']._serialized_start=2336
+  _globals['_IMAGESONNODESSUMMARY']._serialized_end=2569
+  _globals['_REMOVEIMAGEONNODESRESPONSE']._serialized_start=2571
+  _globals['_REMOVEIMAGEONNODESRESPONSE']._serialized_end=2651
+  _globals['_PRUNEIMAGESONNODESRESPONSE']._serialized_start=2653
+  _globals['_PRUNEIMAGESONNODESRESPONSE']._serialized_end=2733
+  _globals['_FLEETSERVICE']._serialized_start=3100
+  _globals['_FLEETSERVICE']._serialized_end=3733
 # @@protoc_insertion_point(module_scope)

@@ -15,6 +15,7 @@ from typing import Any
 
 from rich.console import Console
 
+from imagesvc_client._base import FleetPullOptions
 from imagesvc_client._common import RegistryAuth
 from imagesvc_client.cli.closed_pipe import PipeAwareConsole
 from imagesvc_client.cli.progress import BuildView, TransferView
@@ -31,6 +32,7 @@ from imagesvc_client.cli.render import (
 from imagesvc_client.cli.stdin_context import stdin_context
 from imagesvc_client.client import ContextSource, ImageClient
 from imagesvc_client.errors import ImagesvcError, Unavailable
+from imagesvc_client.v1 import fleet_service_pb2 as fleet_pb
 from imagesvc_client.v1 import image_pb2
 from imagesvc_client.v1 import image_service_pb2 as pb
 
@@ -507,6 +509,52 @@ def pull(args: argparse.Namespace) -> int:
     return 0
 
 
+def fleet_pull(args: argparse.Namespace) -> int:
+    """One line per node whose phase changes, then a table of every node; exit 1 unless
+    the image is on every selected node."""
+    options = FleetPullOptions(
+        platform=args.platform,
+        auth=_registry_auth(args),
+        nodes=_node_list(args.nodes),
+        parallelism=args.parallelism,
+        node_timeout_seconds=args.node_timeout,
+        stall_timeout_seconds=args.stall_timeout,
+        retries=args.retries,
+        stop_on_first_failure=args.stop_on_failure,
+    )
+    phases: dict[str, int] = {}
+    with connect(args) as client, client.pull_on_nodes(args.reference, options) as operation:
+        for node in operation:
+            key = node.address or node.node
+            if args.quiet or args.output == "json" or phases.get(key) == node.phase:
+                continue
+            phases[key] = node.phase
+            print(f"{node.node or node.address}: {_phase(node)}")
+        summary = operation.result
+    if args.output == "json":
+        print_json(to_json(summary))
+        return 0 if summary.complete else 1
+    rows = [
+        [n.node or "?", n.address, _phase(n), f"{n.percent:.0f}%", str(n.attempt)]
+        for n in (*summary.succeeded, *summary.skipped, *summary.failed, *summary.cancelled)
+    ]
+    print_table(["NODE", "ADDRESS", "RESULT", "PROGRESS", "ATTEMPTS"], rows)
+    for n in (*summary.failed, *summary.cancelled):
+        print(f"{n.node or n.address}: {n.error.reason}: {n.error.message}", file=sys.stderr)
+    print(
+        f"{summary.desired} nodes: {len(summary.succeeded)} pulled, {len(summary.skipped)}"
+        f" already present, {len(summary.failed)} failed, {len(summary.cancelled)} not started"
+    )
+    return 0 if summary.complete else 1
+
+
+def _phase(node: fleet_pb.NodePull) -> str:
+    name = fleet_pb.NodePullPhase.Name(node.phase).removeprefix("NODE_PULL_PHASE_").lower()
+    if node.HasField("error"):
+        return f"{name} ({node.error.reason})"
+    return name
+
+
 def push(args: argparse.Namespace) -> int:
     auth = _registry_auth(args)
     shown: list[str] = []
@@ -666,11 +714,12 @@ def _until(value: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def prune(args: argparse.Namespace) -> int:
+def _prune_filters(conditions: list[str]) -> tuple[list[str], list[str], datetime | None]:
+    """prune's --filter values: labels, excluded labels, until."""
     labels: list[str] = []
     exclude: list[str] = []
     until: datetime | None = None
-    for condition in args.filter:
+    for condition in conditions:
         if condition.startswith("label!="):
             exclude.append(condition.removeprefix("label!="))
         elif condition.startswith("label="):
@@ -679,6 +728,63 @@ def prune(args: argparse.Namespace) -> int:
             until = _until(condition.removeprefix("until="))
         else:
             raise UsageError(f"invalid filter {condition!r}")
+    return labels, exclude, until
+
+
+def _node_list(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def _print_images_summary(args: argparse.Namespace, summary: fleet_pb.ImagesOnNodesSummary) -> int:
+    """A row per node (done, skipped, failed); exit 1 unless every node succeeded or had
+    nothing to do."""
+    if args.output == "json":
+        print_json(to_json(summary))
+        return 0 if summary.complete else 1
+    rows = []
+    for result, changes in (
+        ("done", summary.succeeded),
+        ("skipped", summary.skipped),
+        ("failed", summary.failed),
+    ):
+        for change in changes:
+            state = f"{result} ({change.error.reason})" if change.HasField("error") else result
+            freed = human_size(change.space_reclaimed_bytes)
+            rows.append(
+                [change.node or "?", change.address, state, str(len(change.deleted)), freed]
+            )
+    print_table(["NODE", "ADDRESS", "RESULT", "DELETED", "RECLAIMED"], rows)
+    for change in summary.failed:
+        print(f"{change.node or change.address}: {change.error.message}", file=sys.stderr)
+    print(f"Total reclaimed space: {human_size(summary.space_reclaimed_bytes)}")
+    return 0 if summary.complete else 1
+
+
+def fleet_rm(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        summary = client.remove_on_nodes(
+            args.image, force=args.force, no_prune=args.no_prune, nodes=_node_list(args.nodes)
+        )
+    return _print_images_summary(args, summary)
+
+
+def fleet_prune(args: argparse.Namespace) -> int:
+    labels, exclude, until = _prune_filters(args.filter)
+    if not args.force and not _confirm(args.all):
+        return 0
+    with connect(args) as client:
+        summary = client.prune_on_nodes(
+            all=args.all,
+            labels=labels,
+            exclude_labels=exclude,
+            until=until,
+            nodes=_node_list(args.nodes),
+        )
+    return _print_images_summary(args, summary)
+
+
+def prune(args: argparse.Namespace) -> int:
+    labels, exclude, until = _prune_filters(args.filter)
     if not args.force and not _confirm(args.all):
         return 0
     with connect(args) as client:

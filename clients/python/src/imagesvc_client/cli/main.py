@@ -182,6 +182,44 @@ def build_parser() -> argparse.ArgumentParser:
     _registry_credentials(pull)
     pull.set_defaults(run=commands.pull)
 
+    fleet_pull = verb(
+        "fleet-pull",
+        "Pull an image on every node of the fleet, or on some (FleetService; the fleet role)",
+    )
+    fleet_pull.add_argument("reference", help="[REGISTRY/]REPOSITORY[:TAG|@DIGEST]")
+    fleet_pull.add_argument("--platform", default="", help="os/arch[/variant]")
+    fleet_pull.add_argument(
+        "--nodes", default="", help="comma-separated node names or host:port (default: every node)"
+    )
+    fleet_pull.add_argument(
+        "--parallelism", default="", help='nodes pulling at once: a count or a share ("25%%")'
+    )
+    fleet_pull.add_argument(
+        "--node-timeout",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="time each node gets, every retry included (default: the server's)",
+    )
+    fleet_pull.add_argument(
+        "--stall-timeout",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="a node's attempt without progress this long is STALLED (default 60)",
+    )
+    fleet_pull.add_argument(
+        "--retries", type=int, default=None, help="retries of a retryable failure (default 2)"
+    )
+    fleet_pull.add_argument(
+        "--stop-on-failure",
+        action="store_true",
+        help="start no further node after the first failure (default: best effort)",
+    )
+    fleet_pull.add_argument("-q", "--quiet", action="store_true", help="only the summary")
+    _registry_credentials(fleet_pull)
+    fleet_pull.set_defaults(run=commands.fleet_pull)
+
     push = verb("push", "Push an image to a registry")
     push.add_argument("reference", help="REGISTRY/REPOSITORY[:TAG]")
     push.add_argument("-q", "--quiet", action="store_true", help="no progress output")
@@ -231,6 +269,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prune.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
     prune.set_defaults(run=commands.prune)
+
+    fleet_rm = verb("fleet-rm", "Remove an image on every node of the fleet, or on some (admin)")
+    fleet_rm.add_argument("image", metavar="IMAGE")
+    fleet_rm.add_argument("-f", "--force", action="store_true")
+    fleet_rm.add_argument("--no-prune", action="store_true", help="keep untagged parents")
+    fleet_rm.add_argument(
+        "--nodes", default="", help="comma-separated node names or host:port (default: every node)"
+    )
+    fleet_rm.set_defaults(run=commands.fleet_rm)
+
+    fleet_prune = verb("fleet-prune", "Remove unused images on every node of the fleet (admin)")
+    fleet_prune.add_argument(
+        "-a", "--all", action="store_true", help="all unused, not only dangling"
+    )
+    fleet_prune.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="label=KEY[=VALUE], label!=KEY[=VALUE], until=TIMESTAMP (repeatable)",
+    )
+    fleet_prune.add_argument(
+        "--nodes", default="", help="comma-separated node names or host:port (default: every node)"
+    )
+    fleet_prune.add_argument(
+        "-f", "--force", action="store_true", help="do not ask for confirmation"
+    )
+    fleet_prune.set_defaults(run=commands.fleet_prune)
 
     manifest = verb("manifest", "Inspect images at their registry, without pulling")
     manifest_verbs = manifest.add_subparsers(dest="manifest_verb", required=True, metavar="COMMAND")

@@ -60,6 +60,21 @@ class FleetServiceStub:
                 request_serializer=imagesvc_dot_v1_dot_fleet__service__pb2.FindImageRequest.SerializeToString,
                 response_deserializer=imagesvc_dot_v1_dot_fleet__service__pb2.FindImageResponse.FromString,
                 _registered_method=True)
+        self.PullImageOnNodes = channel.unary_stream(
+                '/imagesvc.v1.FleetService/PullImageOnNodes',
+                request_serializer=imagesvc_dot_v1_dot_fleet__service__pb2.PullImageOnNodesRequest.SerializeToString,
+                response_deserializer=imagesvc_dot_v1_dot_fleet__service__pb2.PullImageOnNodesResponse.FromString,
+                _registered_method=True)
+        self.RemoveImageOnNodes = channel.unary_unary(
+                '/imagesvc.v1.FleetService/RemoveImageOnNodes',
+                request_serializer=imagesvc_dot_v1_dot_fleet__service__pb2.RemoveImageOnNodesRequest.SerializeToString,
+                response_deserializer=imagesvc_dot_v1_dot_fleet__service__pb2.RemoveImageOnNodesResponse.FromString,
+                _registered_method=True)
+        self.PruneImagesOnNodes = channel.unary_unary(
+                '/imagesvc.v1.FleetService/PruneImagesOnNodes',
+                request_serializer=imagesvc_dot_v1_dot_fleet__service__pb2.PruneImagesOnNodesRequest.SerializeToString,
+                response_deserializer=imagesvc_dot_v1_dot_fleet__service__pb2.PruneImagesOnNodesResponse.FromString,
+                _registered_method=True)
 
 
 class FleetServiceServicer:
@@ -97,6 +112,38 @@ class FleetServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PullImageOnNodes(self, request, context):
+        """Pulls an image on every selected node, streaming each node's phase and progress and
+        ending with a summary. The receiving node resolves the reference's digest once at the
+        registry (with the request's auth); a node that already holds it at that digest is
+        SKIPPED without pulling (when the digest cannot be resolved, e.g. on Podman, every node
+        pulls). Each node pulls through its own PullImage path (allowlist, pull flights,
+        metrics, its own audit line), at most `parallelism` nodes at once, each within the
+        per-node timeout, which covers every retry. A node's failure is that node's entry,
+        never the call's status: the call fails only for a bad request or a refused caller.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveImageOnNodes(self, request, context):
+        """Removes an image (as RemoveImage) on every selected node, each through its own
+        RemoveImage path. A node without the image is SKIPPED. Needs the admin role, of the
+        caller and of the fleet identity on every peer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PruneImagesOnNodes(self, request, context):
+        """Prunes images (as PruneImages) on every selected node, each through its own
+        PruneImages path. Needs the admin role, of the caller and of the fleet identity on
+        every peer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FleetServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -109,6 +156,21 @@ def add_FleetServiceServicer_to_server(servicer, server):
                     servicer.FindImage,
                     request_deserializer=imagesvc_dot_v1_dot_fleet__service__pb2.FindImageRequest.FromString,
                     response_serializer=imagesvc_dot_v1_dot_fleet__service__pb2.FindImageResponse.SerializeToString,
+            ),
+            'PullImageOnNodes': grpc.unary_stream_rpc_method_handler(
+                    servicer.PullImageOnNodes,
+                    request_deserializer=imagesvc_dot_v1_dot_fleet__service__pb2.PullImageOnNodesRequest.FromString,
+                    response_serializer=imagesvc_dot_v1_dot_fleet__service__pb2.PullImageOnNodesResponse.SerializeToString,
+            ),
+            'RemoveImageOnNodes': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveImageOnNodes,
+                    request_deserializer=imagesvc_dot_v1_dot_fleet__service__pb2.RemoveImageOnNodesRequest.FromString,
+                    response_serializer=imagesvc_dot_v1_dot_fleet__service__pb2.RemoveImageOnNodesResponse.SerializeToString,
+            ),
+            'PruneImagesOnNodes': grpc.unary_unary_rpc_method_handler(
+                    servicer.PruneImagesOnNodes,
+                    request_deserializer=imagesvc_dot_v1_dot_fleet__service__pb2.PruneImagesOnNodesRequest.FromString,
+                    response_serializer=imagesvc_dot_v1_dot_fleet__service__pb2.PruneImagesOnNodesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -181,6 +243,87 @@ class FleetService:
             '/imagesvc.v1.FleetService/FindImage',
             imagesvc_dot_v1_dot_fleet__service__pb2.FindImageRequest.SerializeToString,
             imagesvc_dot_v1_dot_fleet__service__pb2.FindImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PullImageOnNodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/imagesvc.v1.FleetService/PullImageOnNodes',
+            imagesvc_dot_v1_dot_fleet__service__pb2.PullImageOnNodesRequest.SerializeToString,
+            imagesvc_dot_v1_dot_fleet__service__pb2.PullImageOnNodesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveImageOnNodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/imagesvc.v1.FleetService/RemoveImageOnNodes',
+            imagesvc_dot_v1_dot_fleet__service__pb2.RemoveImageOnNodesRequest.SerializeToString,
+            imagesvc_dot_v1_dot_fleet__service__pb2.RemoveImageOnNodesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PruneImagesOnNodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/imagesvc.v1.FleetService/PruneImagesOnNodes',
+            imagesvc_dot_v1_dot_fleet__service__pb2.PruneImagesOnNodesRequest.SerializeToString,
+            imagesvc_dot_v1_dot_fleet__service__pb2.PruneImagesOnNodesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -57,6 +57,26 @@ class FleetServiceStub:
     """Tells which nodes hold an image (a reference, an id or `name@digest`), with each
     node's image id and repo digests.
     """
+    PullImageOnNodes: _grpc.UnaryStreamMultiCallable[_fleet_service_pb2.PullImageOnNodesRequest, _fleet_service_pb2.PullImageOnNodesResponse]
+    """Pulls an image on every selected node, streaming each node's phase and progress and
+    ending with a summary. The receiving node resolves the reference's digest once at the
+    registry (with the request's auth); a node that already holds it at that digest is
+    SKIPPED without pulling (when the digest cannot be resolved, e.g. on Podman, every node
+    pulls). Each node pulls through its own PullImage path (allowlist, pull flights,
+    metrics, its own audit line), at most `parallelism` nodes at once, each within the
+    per-node timeout, which covers every retry. A node's failure is that node's entry,
+    never the call's status: the call fails only for a bad request or a refused caller.
+    """
+    RemoveImageOnNodes: _grpc.UnaryUnaryMultiCallable[_fleet_service_pb2.RemoveImageOnNodesRequest, _fleet_service_pb2.RemoveImageOnNodesResponse]
+    """Removes an image (as RemoveImage) on every selected node, each through its own
+    RemoveImage path. A node without the image is SKIPPED. Needs the admin role, of the
+    caller and of the fleet identity on every peer.
+    """
+    PruneImagesOnNodes: _grpc.UnaryUnaryMultiCallable[_fleet_service_pb2.PruneImagesOnNodesRequest, _fleet_service_pb2.PruneImagesOnNodesResponse]
+    """Prunes images (as PruneImages) on every selected node, each through its own
+    PruneImages path. Needs the admin role, of the caller and of the fleet identity on
+    every peer.
+    """
 
 @_typing.type_check_only
 class FleetServiceAsyncStub(FleetServiceStub):
@@ -86,6 +106,26 @@ class FleetServiceAsyncStub(FleetServiceStub):
     FindImage: _aio.UnaryUnaryMultiCallable[_fleet_service_pb2.FindImageRequest, _fleet_service_pb2.FindImageResponse]  # type: ignore[assignment]
     """Tells which nodes hold an image (a reference, an id or `name@digest`), with each
     node's image id and repo digests.
+    """
+    PullImageOnNodes: _aio.UnaryStreamMultiCallable[_fleet_service_pb2.PullImageOnNodesRequest, _fleet_service_pb2.PullImageOnNodesResponse]  # type: ignore[assignment]
+    """Pulls an image on every selected node, streaming each node's phase and progress and
+    ending with a summary. The receiving node resolves the reference's digest once at the
+    registry (with the request's auth); a node that already holds it at that digest is
+    SKIPPED without pulling (when the digest cannot be resolved, e.g. on Podman, every node
+    pulls). Each node pulls through its own PullImage path (allowlist, pull flights,
+    metrics, its own audit line), at most `parallelism` nodes at once, each within the
+    per-node timeout, which covers every retry. A node's failure is that node's entry,
+    never the call's status: the call fails only for a bad request or a refused caller.
+    """
+    RemoveImageOnNodes: _aio.UnaryUnaryMultiCallable[_fleet_service_pb2.RemoveImageOnNodesRequest, _fleet_service_pb2.RemoveImageOnNodesResponse]  # type: ignore[assignment]
+    """Removes an image (as RemoveImage) on every selected node, each through its own
+    RemoveImage path. A node without the image is SKIPPED. Needs the admin role, of the
+    caller and of the fleet identity on every peer.
+    """
+    PruneImagesOnNodes: _aio.UnaryUnaryMultiCallable[_fleet_service_pb2.PruneImagesOnNodesRequest, _fleet_service_pb2.PruneImagesOnNodesResponse]  # type: ignore[assignment]
+    """Prunes images (as PruneImages) on every selected node, each through its own
+    PruneImages path. Needs the admin role, of the caller and of the fleet identity on
+    every peer.
     """
 
 class FleetServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -125,6 +165,44 @@ class FleetServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_fleet_service_pb2.FindImageResponse, _abc.Awaitable[_fleet_service_pb2.FindImageResponse]]:
         """Tells which nodes hold an image (a reference, an id or `name@digest`), with each
         node's image id and repo digests.
+        """
+
+    @_abc_1.abstractmethod
+    def PullImageOnNodes(
+        self,
+        request: _fleet_service_pb2.PullImageOnNodesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_fleet_service_pb2.PullImageOnNodesResponse], _abc.AsyncIterator[_fleet_service_pb2.PullImageOnNodesResponse]]:
+        """Pulls an image on every selected node, streaming each node's phase and progress and
+        ending with a summary. The receiving node resolves the reference's digest once at the
+        registry (with the request's auth); a node that already holds it at that digest is
+        SKIPPED without pulling (when the digest cannot be resolved, e.g. on Podman, every node
+        pulls). Each node pulls through its own PullImage path (allowlist, pull flights,
+        metrics, its own audit line), at most `parallelism` nodes at once, each within the
+        per-node timeout, which covers every retry. A node's failure is that node's entry,
+        never the call's status: the call fails only for a bad request or a refused caller.
+        """
+
+    @_abc_1.abstractmethod
+    def RemoveImageOnNodes(
+        self,
+        request: _fleet_service_pb2.RemoveImageOnNodesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fleet_service_pb2.RemoveImageOnNodesResponse, _abc.Awaitable[_fleet_service_pb2.RemoveImageOnNodesResponse]]:
+        """Removes an image (as RemoveImage) on every selected node, each through its own
+        RemoveImage path. A node without the image is SKIPPED. Needs the admin role, of the
+        caller and of the fleet identity on every peer.
+        """
+
+    @_abc_1.abstractmethod
+    def PruneImagesOnNodes(
+        self,
+        request: _fleet_service_pb2.PruneImagesOnNodesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fleet_service_pb2.PruneImagesOnNodesResponse, _abc.Awaitable[_fleet_service_pb2.PruneImagesOnNodesResponse]]:
+        """Prunes images (as PruneImages) on every selected node, each through its own
+        PruneImages path. Needs the admin role, of the caller and of the fleet identity on
+        every peer.
         """
 
 def add_FleetServiceServicer_to_server(servicer: FleetServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

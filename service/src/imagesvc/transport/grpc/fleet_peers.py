@@ -6,7 +6,7 @@ failure becomes its typed NodeFailure (core/fleet.py)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from imagesvc.core.fleet import (
     NODE_UNREACHABLE,
     NodeFailure,
 )
+from imagesvc.core.fleet_pull import NodeProgress, NodePulled
 from imagesvc.transport.request_id import REQUEST_ID_KEY, current_request_id
 from imagesvc.v1 import fleet_service_pb2 as pb
 from imagesvc.v1 import fleet_service_pb2_grpc
@@ -116,6 +117,49 @@ class PeerClient:
             raise NodeFailure(NODE_ERROR, f"node {address} answered {len(response.nodes)} nodes")
         return response.nodes[0]
 
+    async def pull_on_node(
+        self, address: str, request: pb.PullImageOnNodesRequest
+    ) -> AsyncGenerator[NodeProgress | NodePulled, None]:
+        """One pull on the peer (`request` with local_only set): its progress, then its
+        end; its failure as NodeFailure. No deadline of its own: the fleet pull's node
+        timeout and stall timeout cancel it, and cancelling ends the peer's pull."""
+        call = self._stub(address).PullImageOnNodes(request, metadata=self._metadata())
+        try:
+            async for response in call:
+                if response.HasField("summary"):
+                    yield _pulled(address, response.summary)
+                    return
+                node = response.node
+                if node.phase == pb.NODE_PULL_PHASE_PULLING:
+                    yield NodeProgress(node.bytes_done, node.bytes_total, node.percent)
+        except grpc.aio.AioRpcError as error:
+            raise failure_of(address, error) from None
+        finally:
+            call.cancel()
+        raise NodeFailure(NODE_ERROR, f"node {address} ended its pull without a summary")
+
+    async def remove_on_node(
+        self, address: str, request: pb.RemoveImageOnNodesRequest, seconds: float
+    ) -> tuple[str, pb.NodeImagesChange]:
+        try:
+            response = await self._stub(address).RemoveImageOnNodes(
+                request, metadata=self._metadata(), timeout=seconds
+            )
+        except grpc.aio.AioRpcError as error:
+            raise failure_of(address, error) from None
+        return _only_change(address, response.summary)
+
+    async def prune_on_node(
+        self, address: str, request: pb.PruneImagesOnNodesRequest, seconds: float
+    ) -> tuple[str, pb.NodeImagesChange]:
+        try:
+            response = await self._stub(address).PruneImagesOnNodes(
+                request, metadata=self._metadata(), timeout=seconds
+            )
+        except grpc.aio.AioRpcError as error:
+            raise failure_of(address, error) from None
+        return _only_change(address, response.summary)
+
     async def keep_only(self, addresses: Iterable[str]) -> None:
         """Closes the channels of peers no longer listed (a DaemonSet's pods come and go
         with new addresses)."""
@@ -144,6 +188,31 @@ def failure_of(address: str, error: grpc.aio.AioRpcError) -> NodeFailure:
     if reason:
         return NodeFailure(reason, f"{where}: {error.details()}")
     return NodeFailure(NODE_ERROR, f"{where}: {code.name}: {error.details()}")
+
+
+def _only_change(address: str, summary: pb.ImagesOnNodesSummary) -> tuple[str, pb.NodeImagesChange]:
+    """A peer's one-node summary: which list its entry is in, and the entry."""
+    entries = [
+        (kind, change)
+        for kind in ("succeeded", "skipped", "failed")
+        for change in getattr(summary, kind)
+    ]
+    if len(entries) != 1:
+        raise NodeFailure(NODE_ERROR, f"node {address} answered {len(entries)} nodes")
+    return entries[0]
+
+
+def _pulled(address: str, summary: pb.PullImageOnNodesSummary) -> NodePulled:
+    """A peer's one-node summary as its end, or its failure."""
+    for skipped, nodes in ((False, summary.succeeded), (True, summary.skipped)):
+        for node in nodes:
+            return NodePulled(
+                skipped=skipped, image_id=node.image_id, digest=node.digest, name=node.node
+            )
+    for node in summary.failed:
+        # The peer's own ErrorInfo reason, mapped again here (the one table).
+        raise NodeFailure(node.error_cause or node.error.reason, node.error.message)
+    raise NodeFailure(NODE_ERROR, f"node {address} answered an empty summary")
 
 
 def _error_reason(error: grpc.aio.AioRpcError) -> str | None:

@@ -2,17 +2,21 @@
 // @generated from file imagesvc/v1/fleet_service.proto (package imagesvc.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_google_api_annotations } from "../../google/api/annotations_pb.js";
 import { file_google_api_field_behavior } from "../../google/api/field_behavior_pb.js";
+import type { RegistryAuth } from "./image_pb.js";
+import { file_imagesvc_v1_image } from "./image_pb.js";
+import type { PruneImagesRequest } from "./image_service_pb.js";
+import { file_imagesvc_v1_image_service } from "./image_service_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file imagesvc/v1/fleet_service.proto.
  */
 export const file_imagesvc_v1_fleet_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9pbWFnZXN2Yy92MS9mbGVldF9zZXJ2aWNlLnByb3RvEgtpbWFnZXN2Yy52MSImChBMaXN0Tm9kZXNSZXF1ZXN0EhIKCmxvY2FsX29ubHkYASABKAgiNQoRTGlzdE5vZGVzUmVzcG9uc2USIAoFbm9kZXMYASADKAsyES5pbWFnZXN2Yy52MS5Ob2RlIs4BCgROb2RlEgwKBG5hbWUYASABKAkSDwoHYWRkcmVzcxgCIAEoCRINCgVyZWFkeRgDIAEoCBIlCgVlcnJvchgEIAEoCzIWLmltYWdlc3ZjLnYxLk5vZGVFcnJvchIWCg5lbmdpbmVfdmVyc2lvbhgFIAEoCRIaChJlbmdpbmVfYXBpX3ZlcnNpb24YBiABKAkSEwoLaW1hZ2VfY291bnQYByABKAMSGQoRaW1hZ2VzX3NpemVfYnl0ZXMYCCABKAMSDQoFbG9jYWwYCSABKAgiLAoJTm9kZUVycm9yEg4KBnJlYXNvbhgBIAEoCRIPCgdtZXNzYWdlGAIgASgJIjsKEEZpbmRJbWFnZVJlcXVlc3QSEwoFaW1hZ2UYASABKAlCBOJBAQISEgoKbG9jYWxfb25seRgCIAEoCCI6ChFGaW5kSW1hZ2VSZXNwb25zZRIlCgVub2RlcxgBIAMoCzIWLmltYWdlc3ZjLnYxLk5vZGVJbWFnZSKsAQoJTm9kZUltYWdlEgwKBG5vZGUYASABKAkSDwoHYWRkcmVzcxgCIAEoCRIPCgdwcmVzZW50GAMgASgIEhAKCGltYWdlX2lkGAQgASgJEhQKDHJlcG9fZGlnZXN0cxgFIAMoCRIRCglyZXBvX3RhZ3MYBiADKAkSJQoFZXJyb3IYByABKAsyFi5pbWFnZXN2Yy52MS5Ob2RlRXJyb3ISDQoFbG9jYWwYCCABKAgy2QEKDEZsZWV0U2VydmljZRJdCglMaXN0Tm9kZXMSHS5pbWFnZXN2Yy52MS5MaXN0Tm9kZXNSZXF1ZXN0Gh4uaW1hZ2VzdmMudjEuTGlzdE5vZGVzUmVzcG9uc2UiEYLT5JMCCxIJL3YxL25vZGVzEmoKCUZpbmRJbWFnZRIdLmltYWdlc3ZjLnYxLkZpbmRJbWFnZVJlcXVlc3QaHi5pbWFnZXN2Yy52MS5GaW5kSW1hZ2VSZXNwb25zZSIegtPkkwIYEhYvdjEvaW1hZ2VzOmZpbmRPbk5vZGVzYgZwcm90bzM", [file_google_api_annotations, file_google_api_field_behavior]);
+  fileDesc("Ch9pbWFnZXN2Yy92MS9mbGVldF9zZXJ2aWNlLnByb3RvEgtpbWFnZXN2Yy52MSImChBMaXN0Tm9kZXNSZXF1ZXN0EhIKCmxvY2FsX29ubHkYASABKAgiNQoRTGlzdE5vZGVzUmVzcG9uc2USIAoFbm9kZXMYASADKAsyES5pbWFnZXN2Yy52MS5Ob2RlIs4BCgROb2RlEgwKBG5hbWUYASABKAkSDwoHYWRkcmVzcxgCIAEoCRINCgVyZWFkeRgDIAEoCBIlCgVlcnJvchgEIAEoCzIWLmltYWdlc3ZjLnYxLk5vZGVFcnJvchIWCg5lbmdpbmVfdmVyc2lvbhgFIAEoCRIaChJlbmdpbmVfYXBpX3ZlcnNpb24YBiABKAkSEwoLaW1hZ2VfY291bnQYByABKAMSGQoRaW1hZ2VzX3NpemVfYnl0ZXMYCCABKAMSDQoFbG9jYWwYCSABKAgiLAoJTm9kZUVycm9yEg4KBnJlYXNvbhgBIAEoCRIPCgdtZXNzYWdlGAIgASgJIjsKEEZpbmRJbWFnZVJlcXVlc3QSEwoFaW1hZ2UYASABKAlCBOJBAQISEgoKbG9jYWxfb25seRgCIAEoCCI6ChFGaW5kSW1hZ2VSZXNwb25zZRIlCgVub2RlcxgBIAMoCzIWLmltYWdlc3ZjLnYxLk5vZGVJbWFnZSKsAQoJTm9kZUltYWdlEgwKBG5vZGUYASABKAkSDwoHYWRkcmVzcxgCIAEoCRIPCgdwcmVzZW50GAMgASgIEhAKCGltYWdlX2lkGAQgASgJEhQKDHJlcG9fZGlnZXN0cxgFIAMoCRIRCglyZXBvX3RhZ3MYBiADKAkSJQoFZXJyb3IYByABKAsyFi5pbWFnZXN2Yy52MS5Ob2RlRXJyb3ISDQoFbG9jYWwYCCABKAgi9gIKF1B1bGxJbWFnZU9uTm9kZXNSZXF1ZXN0EhcKCXJlZmVyZW5jZRgBIAEoCUIE4kEBAhIQCghwbGF0Zm9ybRgCIAEoCRInCgRhdXRoGAMgASgLMhkuaW1hZ2VzdmMudjEuUmVnaXN0cnlBdXRoEg0KBW5vZGVzGAQgAygJEhMKC3BhcmFsbGVsaXNtGAUgASgJEhwKFG5vZGVfdGltZW91dF9zZWNvbmRzGAYgASgBEh0KFXN0YWxsX3RpbWVvdXRfc2Vjb25kcxgHIAEoARIUCgdyZXRyaWVzGAggASgFSACIAQESHQoVcmV0cnlfYmFja29mZl9zZWNvbmRzGAkgASgBEjgKEWNvbXBsZXRpb25fcG9saWN5GAogASgOMh0uaW1hZ2VzdmMudjEuQ29tcGxldGlvblBvbGljeRISCgpsb2NhbF9vbmx5GAsgASgIEhcKD3JlZ2lzdHJ5X2RpZ2VzdBgMIAEoCUIKCghfcmV0cmllcyKmAgoITm9kZVB1bGwSDAoEbm9kZRgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEikKBXBoYXNlGAMgASgOMhouaW1hZ2VzdmMudjEuTm9kZVB1bGxQaGFzZRIPCgdhdHRlbXB0GAQgASgFEhIKCmJ5dGVzX2RvbmUYBSABKAMSEwoLYnl0ZXNfdG90YWwYBiABKAMSDwoHcGVyY2VudBgHIAEoARIlCgVlcnJvchgIIAEoCzIWLmltYWdlc3ZjLnYxLk5vZGVFcnJvchITCgtlcnJvcl9jYXVzZRgJIAEoCRIYChByZXRyeV9pbl9zZWNvbmRzGAogASgBEhAKCGltYWdlX2lkGAsgASgJEg4KBmRpZ2VzdBgMIAEoCRINCgVsb2NhbBgNIAEoCCL2AQoXUHVsbEltYWdlT25Ob2Rlc1N1bW1hcnkSDwoHZGVzaXJlZBgBIAEoBRIoCglzdWNjZWVkZWQYAiADKAsyFS5pbWFnZXN2Yy52MS5Ob2RlUHVsbBImCgdza2lwcGVkGAMgAygLMhUuaW1hZ2VzdmMudjEuTm9kZVB1bGwSJQoGZmFpbGVkGAQgAygLMhUuaW1hZ2VzdmMudjEuTm9kZVB1bGwSKAoJY2FuY2VsbGVkGAUgAygLMhUuaW1hZ2VzdmMudjEuTm9kZVB1bGwSFQoNc3RvcHBlZF9lYXJseRgGIAEoCBIQCghjb21wbGV0ZRgHIAEoCCKCAQoYUHVsbEltYWdlT25Ob2Rlc1Jlc3BvbnNlEiUKBG5vZGUYASABKAsyFS5pbWFnZXN2Yy52MS5Ob2RlUHVsbEgAEjcKB3N1bW1hcnkYAiABKAsyJC5pbWFnZXN2Yy52MS5QdWxsSW1hZ2VPbk5vZGVzU3VtbWFyeUgAQgYKBGtpbmQikgEKGVJlbW92ZUltYWdlT25Ob2Rlc1JlcXVlc3QSEwoFaW1hZ2UYASABKAlCBOJBAQISDQoFZm9yY2UYAiABKAgSEAoIbm9fcHJ1bmUYAyABKAgSDQoFbm9kZXMYBCADKAkSHAoUbm9kZV90aW1lb3V0X3NlY29uZHMYBSABKAESEgoKbG9jYWxfb25seRgGIAEoCCKMAQoZUHJ1bmVJbWFnZXNPbk5vZGVzUmVxdWVzdBIuCgVwcnVuZRgBIAEoCzIfLmltYWdlc3ZjLnYxLlBydW5lSW1hZ2VzUmVxdWVzdBINCgVub2RlcxgCIAMoCRIcChRub2RlX3RpbWVvdXRfc2Vjb25kcxgDIAEoARISCgpsb2NhbF9vbmx5GAQgASgIIqkBChBOb2RlSW1hZ2VzQ2hhbmdlEgwKBG5vZGUYASABKAkSDwoHYWRkcmVzcxgCIAEoCRIQCgh1bnRhZ2dlZBgDIAMoCRIPCgdkZWxldGVkGAQgAygJEh0KFXNwYWNlX3JlY2xhaW1lZF9ieXRlcxgFIAEoAxIlCgVlcnJvchgGIAEoCzIWLmltYWdlc3ZjLnYxLk5vZGVFcnJvchINCgVsb2NhbBgHIAEoCCLpAQoUSW1hZ2VzT25Ob2Rlc1N1bW1hcnkSDwoHZGVzaXJlZBgBIAEoBRIwCglzdWNjZWVkZWQYAiADKAsyHS5pbWFnZXN2Yy52MS5Ob2RlSW1hZ2VzQ2hhbmdlEi4KB3NraXBwZWQYAyADKAsyHS5pbWFnZXN2Yy52MS5Ob2RlSW1hZ2VzQ2hhbmdlEi0KBmZhaWxlZBgEIAMoCzIdLmltYWdlc3ZjLnYxLk5vZGVJbWFnZXNDaGFuZ2USEAoIY29tcGxldGUYBSABKAgSHQoVc3BhY2VfcmVjbGFpbWVkX2J5dGVzGAYgASgDIlAKGlJlbW92ZUltYWdlT25Ob2Rlc1Jlc3BvbnNlEjIKB3N1bW1hcnkYASABKAsyIS5pbWFnZXN2Yy52MS5JbWFnZXNPbk5vZGVzU3VtbWFyeSJQChpQcnVuZUltYWdlc09uTm9kZXNSZXNwb25zZRIyCgdzdW1tYXJ5GAEgASgLMiEuaW1hZ2VzdmMudjEuSW1hZ2VzT25Ob2Rlc1N1bW1hcnkqhQEKEENvbXBsZXRpb25Qb2xpY3kSIQodQ09NUExFVElPTl9QT0xJQ1lfVU5TUEVDSUZJRUQQABIhCh1DT01QTEVUSU9OX1BPTElDWV9CRVNUX0VGRk9SVBABEisKJ0NPTVBMRVRJT05fUE9MSUNZX1NUT1BfT05fRklSU1RfRkFJTFVSRRACKuEBCg1Ob2RlUHVsbFBoYXNlEh8KG05PREVfUFVMTF9QSEFTRV9VTlNQRUNJRklFRBAAEhsKF05PREVfUFVMTF9QSEFTRV9XQUlUSU5HEAESGwoXTk9ERV9QVUxMX1BIQVNFX1BVTExJTkcQAhIdChlOT0RFX1BVTExfUEhBU0VfU1VDQ0VFREVEEAMSGwoXTk9ERV9QVUxMX1BIQVNFX1NLSVBQRUQQBBIaChZOT0RFX1BVTExfUEhBU0VfRkFJTEVEEAUSHQoZTk9ERV9QVUxMX1BIQVNFX0NBTkNFTExFRBAGMvkECgxGbGVldFNlcnZpY2USXQoJTGlzdE5vZGVzEh0uaW1hZ2VzdmMudjEuTGlzdE5vZGVzUmVxdWVzdBoeLmltYWdlc3ZjLnYxLkxpc3ROb2Rlc1Jlc3BvbnNlIhGC0+STAgsSCS92MS9ub2RlcxJqCglGaW5kSW1hZ2USHS5pbWFnZXN2Yy52MS5GaW5kSW1hZ2VSZXF1ZXN0Gh4uaW1hZ2VzdmMudjEuRmluZEltYWdlUmVzcG9uc2UiHoLT5JMCGBIWL3YxL2ltYWdlczpmaW5kT25Ob2RlcxKEAQoQUHVsbEltYWdlT25Ob2RlcxIkLmltYWdlc3ZjLnYxLlB1bGxJbWFnZU9uTm9kZXNSZXF1ZXN0GiUuaW1hZ2VzdmMudjEuUHVsbEltYWdlT25Ob2Rlc1Jlc3BvbnNlIiGC0+STAhs6ASoiFi92MS9pbWFnZXM6cHVsbE9uTm9kZXMwARKKAQoSUmVtb3ZlSW1hZ2VPbk5vZGVzEiYuaW1hZ2VzdmMudjEuUmVtb3ZlSW1hZ2VPbk5vZGVzUmVxdWVzdBonLmltYWdlc3ZjLnYxLlJlbW92ZUltYWdlT25Ob2Rlc1Jlc3BvbnNlIiOC0+STAh06ASoiGC92MS9pbWFnZXM6cmVtb3ZlT25Ob2RlcxKJAQoSUHJ1bmVJbWFnZXNPbk5vZGVzEiYuaW1hZ2VzdmMudjEuUHJ1bmVJbWFnZXNPbk5vZGVzUmVxdWVzdBonLmltYWdlc3ZjLnYxLlBydW5lSW1hZ2VzT25Ob2Rlc1Jlc3BvbnNlIiKC0+STAhw6ASoiFy92MS9pbWFnZXM6cHJ1bmVPbk5vZGVzYgZwcm90bzM", [file_google_api_annotations, file_google_api_field_behavior, file_imagesvc_v1_image, file_imagesvc_v1_image_service]);
 
 /**
  * Request of ListNodes.
@@ -285,6 +289,671 @@ export const NodeImageSchema: GenMessage<NodeImage> = /*@__PURE__*/
   messageDesc(file_imagesvc_v1_fleet_service, 6);
 
 /**
+ * Request of PullImageOnNodes.
+ *
+ * @generated from message imagesvc.v1.PullImageOnNodesRequest
+ */
+export type PullImageOnNodesRequest = Message<"imagesvc.v1.PullImageOnNodesRequest"> & {
+  /**
+   * What to pull, "[registry/]repository[:tag|@digest]" (":latest" by default).
+   *
+   * @generated from field: string reference = 1;
+   */
+  reference: string;
+
+  /**
+   * Platform to pull, "os/arch[/variant]"; empty: each daemon's own.
+   *
+   * @generated from field: string platform = 2;
+   */
+  platform: string;
+
+  /**
+   * Credentials for the registry: forwarded to the peers for this pull only (the
+   * caller's own token never is).
+   *
+   * @generated from field: imagesvc.v1.RegistryAuth auth = 3;
+   */
+  auth?: RegistryAuth | undefined;
+
+  /**
+   * The nodes to pull on, by name or by address (host:port); empty: every node. A name
+   * that no reachable node has is reported as that entry's failure (NODE_NOT_FOUND),
+   * not the call's.
+   *
+   * @generated from field: repeated string nodes = 4;
+   */
+  nodes: string[];
+
+  /**
+   * Nodes pulling at once: a count ("4") or a share of the selected nodes ("25%",
+   * rounded up); empty: `--fleet-parallelism`.
+   *
+   * @generated from field: string parallelism = 5;
+   */
+  parallelism: string;
+
+  /**
+   * Time each node gets for the whole pull, every retry included; past it the node fails
+   * with TIMED_OUT. 0: `--fleet-pull-timeout-seconds`.
+   *
+   * @generated from field: double node_timeout_seconds = 6;
+   */
+  nodeTimeoutSeconds: number;
+
+  /**
+   * A node whose pull shows no progress for this long fails its attempt with STALLED
+   * (retried). 0: 60 seconds.
+   *
+   * @generated from field: double stall_timeout_seconds = 7;
+   */
+  stallTimeoutSeconds: number;
+
+  /**
+   * Further attempts after a retryable failure (RATE_LIMITED, REGISTRY_UNAVAILABLE,
+   * STALLED; never AUTH_FAILED or NOT_FOUND), 0 to 10; unset: 2.
+   *
+   * @generated from field: optional int32 retries = 8;
+   */
+  retries?: number | undefined;
+
+  /**
+   * Wait before the first retry, doubled before each next one (at most 30 s). 0: 1 s.
+   *
+   * @generated from field: double retry_backoff_seconds = 9;
+   */
+  retryBackoffSeconds: number;
+
+  /**
+   * What a node's failure does to the others.
+   *
+   * @generated from field: imagesvc.v1.CompletionPolicy completion_policy = 10;
+   */
+  completionPolicy: CompletionPolicy;
+
+  /**
+   * Pull on this node only, asking no peer: what the receiving node asks each peer.
+   *
+   * @generated from field: bool local_only = 11;
+   */
+  localOnly: boolean;
+
+  /**
+   * Set by the receiving node on its calls to peers: the digest the registry serves for
+   * the reference; a node holding the reference at this digest does not pull (SKIPPED).
+   *
+   * @generated from field: string registry_digest = 12;
+   */
+  registryDigest: string;
+};
+
+/**
+ * Describes the message imagesvc.v1.PullImageOnNodesRequest.
+ * Use `create(PullImageOnNodesRequestSchema)` to create a new message.
+ */
+export const PullImageOnNodesRequestSchema: GenMessage<PullImageOnNodesRequest> = /*@__PURE__*/
+  messageDesc(file_imagesvc_v1_fleet_service, 7);
+
+/**
+ * One node's state in a fleet pull.
+ *
+ * @generated from message imagesvc.v1.NodePull
+ */
+export type NodePull = Message<"imagesvc.v1.NodePull"> & {
+  /**
+   * The node's name (empty while unknown: a node that never answered).
+   *
+   * @generated from field: string node = 1;
+   */
+  node: string;
+
+  /**
+   * The node's address, host:port.
+   *
+   * @generated from field: string address = 2;
+   */
+  address: string;
+
+  /**
+   * Where the node's pull is.
+   *
+   * @generated from field: imagesvc.v1.NodePullPhase phase = 3;
+   */
+  phase: NodePullPhase;
+
+  /**
+   * The attempt (1 for the first; 0 before it starts).
+   *
+   * @generated from field: int32 attempt = 4;
+   */
+  attempt: number;
+
+  /**
+   * Bytes of the image's layers pulled so far, and in all (as PullImage's progress).
+   *
+   * @generated from field: int64 bytes_done = 5;
+   */
+  bytesDone: bigint;
+
+  /**
+   * @generated from field: int64 bytes_total = 6;
+   */
+  bytesTotal: bigint;
+
+  /**
+   * bytes_done of bytes_total, 0 to 100; 100 once SUCCEEDED or SKIPPED.
+   *
+   * @generated from field: double percent = 7;
+   */
+  percent: number;
+
+  /**
+   * Why the node failed (FAILED, CANCELLED) or what is retried (WAITING). The reason is
+   * one of AUTH_FAILED, NOT_FOUND, NOT_ALLOWED, RATE_LIMITED, REGISTRY_UNAVAILABLE,
+   * STALLED, TIMED_OUT, DISK_FULL, DAEMON_UNAVAILABLE, NODE_UNREACHABLE, NODE_DENIED,
+   * NODE_NOT_FOUND, INVALID_REQUEST, CANCELLED, ERROR.
+   *
+   * @generated from field: imagesvc.v1.NodeError error = 8;
+   */
+  error?: NodeError | undefined;
+
+  /**
+   * The node's own ErrorInfo reason behind `error` (e.g. REGISTRY_UNAUTHENTICATED for
+   * AUTH_FAILED), when there is one.
+   *
+   * @generated from field: string error_cause = 9;
+   */
+  errorCause: string;
+
+  /**
+   * Seconds until the retry, when WAITING to retry.
+   *
+   * @generated from field: double retry_in_seconds = 10;
+   */
+  retryInSeconds: number;
+
+  /**
+   * The image's id on the node and the digest pulled, once SUCCEEDED or SKIPPED.
+   *
+   * @generated from field: string image_id = 11;
+   */
+  imageId: string;
+
+  /**
+   * @generated from field: string digest = 12;
+   */
+  digest: string;
+
+  /**
+   * Whether this is the node that received the call.
+   *
+   * @generated from field: bool local = 13;
+   */
+  local: boolean;
+};
+
+/**
+ * Describes the message imagesvc.v1.NodePull.
+ * Use `create(NodePullSchema)` to create a new message.
+ */
+export const NodePullSchema: GenMessage<NodePull> = /*@__PURE__*/
+  messageDesc(file_imagesvc_v1_fleet_service, 8);
+
+/**
+ * The end of a fleet pull: every selected node's final state.
+ *
+ * @generated from message imagesvc.v1.PullImageOnNodesSummary
+ */
+export type PullImageOnNodesSummary = Message<"imagesvc.v1.PullImageOnNodesSummary"> & {
+  /**
+   * Nodes selected.
+   *
+   * @generated from field: int32 desired = 1;
+   */
+  desired: number;
+
+  /**
+   * Nodes that pulled the image.
+   *
+   * @generated from field: repeated imagesvc.v1.NodePull succeeded = 2;
+   */
+  succeeded: NodePull[];
+
+  /**
+   * Nodes that already held it at the registry's digest.
+   *
+   * @generated from field: repeated imagesvc.v1.NodePull skipped = 3;
+   */
+  skipped: NodePull[];
+
+  /**
+   * Nodes that failed, each with its reason and message.
+   *
+   * @generated from field: repeated imagesvc.v1.NodePull failed = 4;
+   */
+  failed: NodePull[];
+
+  /**
+   * Nodes never started (the pull stopped at the first failure).
+   *
+   * @generated from field: repeated imagesvc.v1.NodePull cancelled = 5;
+   */
+  cancelled: NodePull[];
+
+  /**
+   * Whether the completion policy stopped the pull at a failure.
+   *
+   * @generated from field: bool stopped_early = 6;
+   */
+  stoppedEarly: boolean;
+
+  /**
+   * Whether the image is on every selected node (succeeded or skipped, nothing else).
+   *
+   * @generated from field: bool complete = 7;
+   */
+  complete: boolean;
+};
+
+/**
+ * Describes the message imagesvc.v1.PullImageOnNodesSummary.
+ * Use `create(PullImageOnNodesSummarySchema)` to create a new message.
+ */
+export const PullImageOnNodesSummarySchema: GenMessage<PullImageOnNodesSummary> = /*@__PURE__*/
+  messageDesc(file_imagesvc_v1_fleet_service, 9);
+
+/**
+ * One message of the PullImageOnNodes stream: a node's update, and last the summary.
+ *
+ * @generated from message imagesvc.v1.PullImageOnNodesResponse
+ */
+export type PullImageOnNodesResponse = Message<"imagesvc.v1.PullImageOnNodesResponse"> & {
+  /**
+   * An update or the summary.
+   *
+   * @generated from oneof imagesvc.v1.PullImageOnNodesResponse.kind
+   */
+  kind: {
+    /**
+     * A node's state changed.
+     *
+     * @generated from field: imagesvc.v1.NodePull node = 1;
+     */
+    value: NodePull;
+    case: "node";
+  } | {
+    /**
+     * Set on the last message only.
+     *
+     * @generated from field: imagesvc.v1.PullImageOnNodesSummary summary = 2;
+     */
+    value: PullImageOnNodesSummary;
+    case: "summary";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message imagesvc.v1.PullImageOnNodesResponse.
+ * Use `create(PullImageOnNodesResponseSchema)` to create a new message.
+ */
+export const PullImageOnNodesResponseSchema: GenMessage<PullImageOnNodesResponse> = /*@__PURE__*/
+  messageDesc(file_imagesvc_v1_fleet_service, 10);
+
+/**
+ * Request of RemoveImageOnNodes.
+ *
+ * @generated from message imagesvc.v1.RemoveImageOnNodesRequest
+ */
+export type RemoveImageOnNodesRequest = Message<"imagesvc.v1.RemoveImageOnNodesRequest"> & {
+  /**
+   * Image reference or id, as RemoveImage takes it.
+   *
+   * @generated from field: string image = 1;
+   */
+  image: string;
+
+  /**
+   * As RemoveImage's `force` and `no_prune`.
+   *
+   * @generated from field: bool force = 2;
+   */
+  force: boolean;
+
+  /**
+   * @generated from field: bool no_prune = 3;
+   */
+  noPrune: boolean;
+
+  /**
+   * The nodes, by name or address; empty: every node (as PullImageOnNodes).
+   *
+   * @generated from field: repeated string nodes = 4;
+   */
+  nodes: string[];
+
+  /**
+   * Time each node gets; 0: `--fleet-node-timeout-seconds`.
+   *
+   * @generated from field: double node_timeout_seconds = 5;
+   */
+  nodeTimeoutSeconds: number;
+
+  /**
+   * This node only, asking no peer: what the receiving node asks each peer.
+   *
+   * @generated from field: bool local_only = 6;
+   */
+  localOnly: boolean;
+};
+
+/**
+ * Describes the message imagesvc.v1.RemoveImageOnNodesRequest.
+ * Use `create(RemoveImageOnNodesRequestSchema)` to create a new message.
+ */
+export const RemoveImageOnNodesRequestSchema: GenMessage<RemoveImageOnNodesRequest> = /*@__PURE__*/
+  messageDesc(file_imagesvc_v1_fleet_service, 11);
+
+/**
+ * Request of PruneImagesOnNodes.
+ *
+ * @generated from message imagesvc.v1.PruneImagesOnNodesRequest
+ */
+export type PruneImagesOnNodesRequest = Message<"imagesvc.v1.PruneImagesOnNodesRequest"> & {
+  /**
+   * What to prune on each node, as PruneImages takes it.
+   *
+   * @generated from field: imagesvc.v1.PruneImagesRequest prune = 1;
+   */
+  prune?: PruneImagesRequest | undefined;
+
+  /**
+   * The nodes, by name or address; empty: every node (as PullImageOnNodes).
+   *
+   * @generated from field: repeated string nodes = 2;
+   */
+  nodes: string[];
+
+  /**
+   * Time each node gets; 0: `--fleet-node-timeout-seconds`.
+   *
+   * @generated from field: double node_timeout_seconds = 3;
+   */
+  nodeTimeoutSeconds: number;
+
+  /**
+   * This node only, asking no peer: what the receiving node asks each peer.
+   *
+   * @generated from field: bool local_only = 4;
+   */
+  localOnly: boolean;
+};
+
+/**
+ * Describes the message imagesvc.v1.PruneImagesOnNodesRequest.
+ * Use `create(PruneImagesOnNodesRequestSchema)` to create a new message.
+ */
+export const PruneImagesOnNodesRequestSchema: GenMessage<PruneImagesOnNodesRequest> = /*@__PURE__*/
+  messageDesc(file_imagesvc_v1_fleet_service, 12);
+
+/**
+ * What one node did for RemoveImageOnNodes or PruneImagesOnNodes.
+ *
+ * @generated from message imagesvc.v1.NodeImagesChange
+ */
+export type NodeImagesChange = Message<"imagesvc.v1.NodeImagesChange"> & {
+  /**
+   * The node's name (empty when it never answered).
+   *
+   * @generated from field: string node = 1;
+   */
+  node: string;
+
+  /**
+   * The node's address, host:port.
+   *
+   * @generated from field: string address = 2;
+   */
+  address: string;
+
+  /**
+   * References untagged and image or layer ids deleted on the node.
+   *
+   * @generated from field: repeated string untagged = 3;
+   */
+  untagged: string[];
+
+  /**
+   * @generated from field: repeated string deleted = 4;
+   */
+  deleted: string[];
+
+  /**
+   * Disk space freed on the node (PruneImagesOnNodes), in bytes.
+   *
+   * @generated from field: int64 space_reclaimed_bytes = 5;
+   */
+  spaceReclaimedBytes: bigint;
+
+  /**
+   * Why the node failed (NODE_UNREACHABLE, NODE_TIMEOUT, NODE_DENIED, NODE_NOT_FOUND,
+   * DAEMON_UNAVAILABLE, IMAGE_IN_USE or another ErrorInfo reason of the node's), or why it
+   * was skipped (IMAGE_NOT_FOUND).
+   *
+   * @generated from field: imagesvc.v1.NodeError error = 6;
+   */
+  error?: NodeError | undefined;
+
+  /**
+   * Whether this is the node that received the call.
+   *
+   * @generated from field: bool local = 7;
+   */
+  local: boolean;
+};
+
+/**
+ * Describes the message imagesvc.v1.NodeImagesChange.
+ * Use `create(NodeImagesChangeSchema)` to create a new message.
+ */
+export const NodeImagesChangeSchema: GenMessage<NodeImagesChange> = /*@__PURE__*/
+  messageDesc(file_imagesvc_v1_fleet_service, 13);
+
+/**
+ * The outcome of RemoveImageOnNodes or PruneImagesOnNodes on every selected node.
+ *
+ * @generated from message imagesvc.v1.ImagesOnNodesSummary
+ */
+export type ImagesOnNodesSummary = Message<"imagesvc.v1.ImagesOnNodesSummary"> & {
+  /**
+   * Nodes selected.
+   *
+   * @generated from field: int32 desired = 1;
+   */
+  desired: number;
+
+  /**
+   * Nodes that did it.
+   *
+   * @generated from field: repeated imagesvc.v1.NodeImagesChange succeeded = 2;
+   */
+  succeeded: NodeImagesChange[];
+
+  /**
+   * Nodes with nothing to do (RemoveImageOnNodes: the image is not there).
+   *
+   * @generated from field: repeated imagesvc.v1.NodeImagesChange skipped = 3;
+   */
+  skipped: NodeImagesChange[];
+
+  /**
+   * Nodes that failed, each with its reason.
+   *
+   * @generated from field: repeated imagesvc.v1.NodeImagesChange failed = 4;
+   */
+  failed: NodeImagesChange[];
+
+  /**
+   * Whether every selected node succeeded or was skipped.
+   *
+   * @generated from field: bool complete = 5;
+   */
+  complete: boolean;
+
+  /**
+   * Disk space freed on all nodes, in bytes.
+   *
+   * @generated from field: int64 space_reclaimed_bytes = 6;
+   */
+  spaceReclaimedBytes: bigint;
+};
+
+/**
+ * Describes the message imagesvc.v1.ImagesOnNodesSummary.
+ * Use `create(ImagesOnNodesSummarySchema)` to create a new message.
+ */
+export const ImagesOnNodesSummarySchema: GenMessage<ImagesOnNodesSummary> = /*@__PURE__*/
+  messageDesc(file_imagesvc_v1_fleet_service, 14);
+
+/**
+ * Response of RemoveImageOnNodes.
+ *
+ * @generated from message imagesvc.v1.RemoveImageOnNodesResponse
+ */
+export type RemoveImageOnNodesResponse = Message<"imagesvc.v1.RemoveImageOnNodesResponse"> & {
+  /**
+   * Every selected node's outcome.
+   *
+   * @generated from field: imagesvc.v1.ImagesOnNodesSummary summary = 1;
+   */
+  summary?: ImagesOnNodesSummary | undefined;
+};
+
+/**
+ * Describes the message imagesvc.v1.RemoveImageOnNodesResponse.
+ * Use `create(RemoveImageOnNodesResponseSchema)` to create a new message.
+ */
+export const RemoveImageOnNodesResponseSchema: GenMessage<RemoveImageOnNodesResponse> = /*@__PURE__*/
+  messageDesc(file_imagesvc_v1_fleet_service, 15);
+
+/**
+ * Response of PruneImagesOnNodes.
+ *
+ * @generated from message imagesvc.v1.PruneImagesOnNodesResponse
+ */
+export type PruneImagesOnNodesResponse = Message<"imagesvc.v1.PruneImagesOnNodesResponse"> & {
+  /**
+   * Every selected node's outcome.
+   *
+   * @generated from field: imagesvc.v1.ImagesOnNodesSummary summary = 1;
+   */
+  summary?: ImagesOnNodesSummary | undefined;
+};
+
+/**
+ * Describes the message imagesvc.v1.PruneImagesOnNodesResponse.
+ * Use `create(PruneImagesOnNodesResponseSchema)` to create a new message.
+ */
+export const PruneImagesOnNodesResponseSchema: GenMessage<PruneImagesOnNodesResponse> = /*@__PURE__*/
+  messageDesc(file_imagesvc_v1_fleet_service, 16);
+
+/**
+ * What ends a fleet pull early.
+ *
+ * @generated from enum imagesvc.v1.CompletionPolicy
+ */
+export enum CompletionPolicy {
+  /**
+   * BEST_EFFORT.
+   *
+   * @generated from enum value: COMPLETION_POLICY_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Every selected node pulls, whatever the others do.
+   *
+   * @generated from enum value: COMPLETION_POLICY_BEST_EFFORT = 1;
+   */
+  BEST_EFFORT = 1,
+
+  /**
+   * At the first node that fails, no other node starts (those are CANCELLED); nodes
+   * already pulling finish.
+   *
+   * @generated from enum value: COMPLETION_POLICY_STOP_ON_FIRST_FAILURE = 2;
+   */
+  STOP_ON_FIRST_FAILURE = 2,
+}
+
+/**
+ * Describes the enum imagesvc.v1.CompletionPolicy.
+ */
+export const CompletionPolicySchema: GenEnum<CompletionPolicy> = /*@__PURE__*/
+  enumDesc(file_imagesvc_v1_fleet_service, 0);
+
+/**
+ * The phase of one node's pull.
+ *
+ * @generated from enum imagesvc.v1.NodePullPhase
+ */
+export enum NodePullPhase {
+  /**
+   * Never sent.
+   *
+   * @generated from enum value: NODE_PULL_PHASE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Not started yet, or waiting to retry (`error` then says what is retried).
+   *
+   * @generated from enum value: NODE_PULL_PHASE_WAITING = 1;
+   */
+  WAITING = 1,
+
+  /**
+   * Pulling; bytes and percent move.
+   *
+   * @generated from enum value: NODE_PULL_PHASE_PULLING = 2;
+   */
+  PULLING = 2,
+
+  /**
+   * Pulled.
+   *
+   * @generated from enum value: NODE_PULL_PHASE_SUCCEEDED = 3;
+   */
+  SUCCEEDED = 3,
+
+  /**
+   * Already held at the registry's digest: nothing pulled.
+   *
+   * @generated from enum value: NODE_PULL_PHASE_SKIPPED = 4;
+   */
+  SKIPPED = 4,
+
+  /**
+   * Failed; `error` says why.
+   *
+   * @generated from enum value: NODE_PULL_PHASE_FAILED = 5;
+   */
+  FAILED = 5,
+
+  /**
+   * Never started: the pull stopped at the first failure.
+   *
+   * @generated from enum value: NODE_PULL_PHASE_CANCELLED = 6;
+   */
+  CANCELLED = 6,
+}
+
+/**
+ * Describes the enum imagesvc.v1.NodePullPhase.
+ */
+export const NodePullPhaseSchema: GenEnum<NodePullPhase> = /*@__PURE__*/
+  enumDesc(file_imagesvc_v1_fleet_service, 1);
+
+/**
  * Image operations across every node of a fleet: one imagesvc per node (in Kubernetes a
  * DaemonSet; its headless Service's DNS records name every ready pod), each managing its
  * own node's Docker daemon. Any instance answers for all: it answers for its own node
@@ -326,6 +995,47 @@ export const FleetService: GenService<{
     methodKind: "unary";
     input: typeof FindImageRequestSchema;
     output: typeof FindImageResponseSchema;
+  },
+  /**
+   * Pulls an image on every selected node, streaming each node's phase and progress and
+   * ending with a summary. The receiving node resolves the reference's digest once at the
+   * registry (with the request's auth); a node that already holds it at that digest is
+   * SKIPPED without pulling (when the digest cannot be resolved, e.g. on Podman, every node
+   * pulls). Each node pulls through its own PullImage path (allowlist, pull flights,
+   * metrics, its own audit line), at most `parallelism` nodes at once, each within the
+   * per-node timeout, which covers every retry. A node's failure is that node's entry,
+   * never the call's status: the call fails only for a bad request or a refused caller.
+   *
+   * @generated from rpc imagesvc.v1.FleetService.PullImageOnNodes
+   */
+  pullImageOnNodes: {
+    methodKind: "server_streaming";
+    input: typeof PullImageOnNodesRequestSchema;
+    output: typeof PullImageOnNodesResponseSchema;
+  },
+  /**
+   * Removes an image (as RemoveImage) on every selected node, each through its own
+   * RemoveImage path. A node without the image is SKIPPED. Needs the admin role, of the
+   * caller and of the fleet identity on every peer.
+   *
+   * @generated from rpc imagesvc.v1.FleetService.RemoveImageOnNodes
+   */
+  removeImageOnNodes: {
+    methodKind: "unary";
+    input: typeof RemoveImageOnNodesRequestSchema;
+    output: typeof RemoveImageOnNodesResponseSchema;
+  },
+  /**
+   * Prunes images (as PruneImages) on every selected node, each through its own
+   * PruneImages path. Needs the admin role, of the caller and of the fleet identity on
+   * every peer.
+   *
+   * @generated from rpc imagesvc.v1.FleetService.PruneImagesOnNodes
+   */
+  pruneImagesOnNodes: {
+    methodKind: "unary";
+    input: typeof PruneImagesOnNodesRequestSchema;
+    output: typeof PruneImagesOnNodesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_imagesvc_v1_fleet_service, 0);
