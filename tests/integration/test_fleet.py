@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
@@ -27,7 +28,7 @@ from imagesvc.server import ThreadedServer
 from imagesvc.v1 import fleet_service_pb2 as pb
 from imagesvc.v1 import fleet_service_pb2_grpc
 from imagesvc_client import AsyncImageClient, ImageClient
-from tests.integration.certificates import new_ca
+from tests.integration.certificates import CertificateAuthority, KeyPair, new_ca
 from tests.integration.conftest import server_settings
 from tests.integration.fleet_nodes import (
     DNS_NAME,
@@ -310,15 +311,20 @@ def test_the_python_clients_and_the_cli_reach_the_fleet(
     assert found[0].image_id in found_table.stdout
 
 
-def test_under_mutual_tls_peers_are_called_with_the_servers_own_certificate(
-    engines: list[Engine], tmp_path: Path, logs: CapturedLogs
-) -> None:
-    """No fleet token: each node presents its own server certificate (issued for both
-    uses) to its peers, which map it to an identity with the fleet role."""
-    ca = new_ca(tmp_path, "fleet-ca")
-    node_cert = ca.issue(
-        tmp_path, "node", common_name="imagesvc-node", ips=tuple(HOSTS), server=True, client=True
-    )
+def _find_under_mutual_tls(
+    engines: list[Engine],
+    tmp_path: Path,
+    node_cert: KeyPair,
+    ca: CertificateAuthority,
+    *,
+    caller_server_name: str | None = None,
+    **fleet: Any,
+) -> pb.FindImageResponse:
+    """FindImage on three nodes serving `node_cert` under mutual TLS, with no fleet token:
+    each node presents its own server certificate to its peers, which map it to an
+    identity with the fleet role. `caller_server_name`: the name the caller checks the
+    first node's certificate against (None: its address); `fleet`: more settings of
+    every node."""
     caller_cert = ca.issue(tmp_path, "caller", common_name="ci-fleet")
     roles = tmp_path / "client-roles.json"
     write_json(
@@ -345,6 +351,7 @@ def test_under_mutual_tls_peers_are_called_with_the_servers_own_certificate(
                 fleet_peers=",".join(f"{h}:{port}" for h in HOSTS),
                 fleet_tls_ca_file=str(ca.cert),
                 fleet_node_timeout_seconds=NODE_TIMEOUT_SECONDS,
+                **fleet,
             )
         )
         for index, (host, engine) in enumerate(zip(HOSTS, engines, strict=True))
@@ -355,13 +362,29 @@ def test_under_mutual_tls_peers_are_called_with_the_servers_own_certificate(
             private_key=caller_cert.key_pem,
             certificate_chain=caller_cert.cert_pem,
         )
-        mark = logs.mark()
-        with grpc.secure_channel(f"{HOSTS[0]}:{port}", credentials) as channel:
+        options = (
+            [("grpc.ssl_target_name_override", caller_server_name)] if caller_server_name else []
+        )
+        with grpc.secure_channel(f"{HOSTS[0]}:{port}", credentials, options=options) as channel:
             stub = fleet_service_pb2_grpc.FleetServiceStub(channel)
-            response = stub.FindImage(pb.FindImageRequest(image=IMAGE), timeout=30)
+            response: pb.FindImageResponse = stub.FindImage(
+                pb.FindImageRequest(image=IMAGE), timeout=30
+            )
+            return response
     finally:
         for server in servers:
             server.stop()
+
+
+def test_under_mutual_tls_peers_are_called_with_the_servers_own_certificate(
+    engines: list[Engine], tmp_path: Path, logs: CapturedLogs
+) -> None:
+    ca = new_ca(tmp_path, "fleet-ca")
+    node_cert = ca.issue(
+        tmp_path, "node", common_name="imagesvc-node", ips=tuple(HOSTS), server=True, client=True
+    )
+    mark = logs.mark()
+    response = _find_under_mutual_tls(engines, tmp_path, node_cert, ca)
     assert [node.error.reason for node in response.nodes] == ["", "", ""]
     assert [node.present for node in response.nodes] == [True, True, False]
     audit = [r for r in logs.since(mark) if r["logger"] == "imagesvc.audit"]
@@ -370,6 +393,26 @@ def test_under_mutual_tls_peers_are_called_with_the_servers_own_certificate(
     assert {(r["identity"], r["via"]) for r in acted} == {("node-cert", "mtls")}
     received = [r for r in audit if r["subject"]["local_only"] == "false"]
     assert [r["identity"] for r in received] == ["cert-caller"]
+
+
+def test_peers_certificates_naming_no_address_are_checked_against_the_fleet_server_name(
+    engines: list[Engine], tmp_path: Path
+) -> None:
+    """As in a cluster: the pods share a certificate for the headless Service's name and
+    none of their pod IPs. Without --fleet-tls-server-name no peer's certificate matches
+    the address it is dialled at; with it, every peer answers."""
+    name = "imagesvc-fleet.imagesvc.svc"
+    ca = new_ca(tmp_path, "fleet-ca")
+    node_cert = ca.issue(
+        tmp_path, "node", common_name="imagesvc-node", dns=(name,), server=True, client=True
+    )
+    answered = _find_under_mutual_tls(
+        engines, tmp_path, node_cert, ca, caller_server_name=name, fleet_tls_server_name=name
+    )
+    assert [node.error.reason for node in answered.nodes] == ["", "", ""]
+    assert [node.present for node in answered.nodes] == [True, True, False]
+    unnamed = _find_under_mutual_tls(engines, tmp_path, node_cert, ca, caller_server_name=name)
+    assert [node.error.reason for node in unnamed.nodes[1:]] == ["NODE_UNREACHABLE"] * 2
 
 
 def test_a_malformed_or_missing_image_fails_the_call_before_any_peer_is_asked(

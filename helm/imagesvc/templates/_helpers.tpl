@@ -392,6 +392,10 @@ variable (config.py), so the image's entry point needs no arguments.
 {{- if .Values.tls.enabled }}
 - name: IMAGESVC_FLEET_TLS_CA_FILE
   value: {{ printf "%s/ca.crt" (include "imagesvc.paths.fleetCADir" .) | quote }}
+{{- with .Values.fleet.tls.serverName }}
+- name: IMAGESVC_FLEET_TLS_SERVER_NAME
+  value: {{ . | quote }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- if .Values.fleet.keepImages }}

@@ -328,6 +328,14 @@ class Settings:
         Section.FLEET,
         shown_default="none: plain gRPC",
     )
+    fleet_tls_server_name: str | None = setting(
+        None,
+        "name the peers' server certificates are checked against, instead of the address"
+        " each peer is dialled at (a pod IP, which certificates rarely name): e.g. the"
+        " headless Service's DNS name, when every pod's certificate carries it",
+        Section.FLEET,
+        shown_default="none: the peer's address",
+    )
     fleet_node_timeout_seconds: float = setting(
         5.0, "time each peer gets to answer a fleet call", Section.FLEET
     )

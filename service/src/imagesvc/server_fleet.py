@@ -68,6 +68,7 @@ class ServerFleet:
             PeerCredentials(
                 token_file=settings.fleet_token_file,
                 ca_file=settings.fleet_tls_ca_file,
+                server_name=settings.fleet_tls_server_name,
                 cert_file=settings.tls_cert_file if mutual_tls else None,
                 key_file=settings.tls_key_file if mutual_tls else None,
             )

@@ -12,8 +12,9 @@ import kubernetes_validate
 import pytest
 
 from imagesvc.config import Settings
-from imagesvc.core.access import FLEET_REQUIRED_ROLE, authorize
+from imagesvc.core.access import FLEET_REQUIRED_ROLE, Role, authorize
 from imagesvc.core.credential_files import parse_tokens
+from imagesvc.core.errors import PermissionDeniedError
 from imagesvc.core.fleet_discovery import DnsTarget, parse_peers
 from imagesvc.core.identity import Identity
 from imagesvc.server_fleet import fleet_address, node_name
@@ -186,10 +187,15 @@ def test_the_generated_fleet_token_has_the_fleet_role_and_only_it_is_mounted() -
     assert fleet_entry is not None
     assert fleet_entry.identity == "fleet"
     assert fleet_entry.roles == frozenset({"fleet"})
-    # Every peer lets it call each FleetService RPC (the peers' tokens file is this one).
+    # Every peer lets it call each FleetService RPC of the fleet role (the peers' tokens
+    # file is this one), and refuses it the destructive ones, which need admin.
     identity = Identity(fleet_entry.identity, fleet_entry.roles, "token")
-    for rpc in FLEET_REQUIRED_ROLE:
-        assert authorize(rpc, identity, None) == identity
+    for rpc, required in FLEET_REQUIRED_ROLE.items():
+        if required is Role.FLEET:
+            assert authorize(rpc, identity, None) == identity
+        else:
+            with pytest.raises(PermissionDeniedError, match="needs the admin role"):
+                authorize(rpc, identity, None)
     # The admin token stays what it was.
     admin = table.find(data["admin-token"])
     assert admin is not None
@@ -243,6 +249,11 @@ def test_peers_are_called_over_tls_with_the_ca_of_the_server_certificates() -> N
         "server-ca",
         [{"key": "root.pem", "path": "ca.crt"}],
     )
+    # Peers' certificates are checked against the pod IP unless a name is given.
+    assert "IMAGESVC_FLEET_TLS_SERVER_NAME" not in variables
+    named = fleet(TLS, {"fleet": {"tls": {"serverName": "imagesvc-fleet.imagesvc.svc"}}})
+    settings = Settings.from_env(env(named))
+    assert settings.fleet_tls_server_name == "imagesvc-fleet.imagesvc.svc"
     # Without TLS, plain gRPC between the pods.
     assert "IMAGESVC_FLEET_TLS_CA_FILE" not in env(fleet())
     assert "fleet-ca" not in volumes(pod_spec(fleet()))

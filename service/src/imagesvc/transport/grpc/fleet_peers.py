@@ -44,6 +44,8 @@ class PeerCredentials:
     ca_file: str | None = None  # None: plain gRPC
     cert_file: str | None = None  # with key_file: the client certificate under mTLS
     key_file: str | None = None
+    # The name peers' certificates are checked against; None: the address dialled.
+    server_name: str | None = None
 
     def token(self) -> str | None:
         """Read on every call, so that a rotated Secret applies at once."""
@@ -74,8 +76,11 @@ class PeerClient:
         channel = self._channels.get(address)
         if channel is None:
             secure = self._credentials.channel_credentials()
+            options: list[tuple[str, str | int]] = list(_CHANNEL_OPTIONS)
+            if self._credentials.server_name:
+                options.append(("grpc.ssl_target_name_override", self._credentials.server_name))
             channel = (
-                grpc.aio.secure_channel(address, secure, options=_CHANNEL_OPTIONS)
+                grpc.aio.secure_channel(address, secure, options=options)
                 if secure is not None
                 else grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
             )
