@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from imagesvc.core.kept_images import KeptImage
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -46,6 +48,7 @@ class NodeStatus:
     image_count: int = 0
     images_size_bytes: int = 0
     local: bool = False
+    kept_images: tuple[KeptImage, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,12 +4,13 @@ in this process (a node never calls itself over the network)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 
 from imagesvc.core.errors import ImageServiceError, NotFoundError, Reason
 from imagesvc.core.fleet import NodeFailure, NodeImage, NodeStatus
 from imagesvc.core.image_core import ImageCore
+from imagesvc.core.kept_images import KeptImage
 from imagesvc.core.models import ImageFilter
 from imagesvc.core.paging import MAX_PAGE_SIZE
 from imagesvc.core.port import DockerPort
@@ -30,6 +31,8 @@ class LocalNode:
         engine: DockerPort,
         executor: Executor,
         daemon_up: Callable[[], bool],
+        *,
+        kept_images: Callable[[], Sequence[KeptImage]] = tuple,
     ) -> None:
         self.name = name
         self.address = address
@@ -37,8 +40,10 @@ class LocalNode:
         self._engine = engine
         self._executor = executor
         self._daemon_up = daemon_up
+        self._kept_images = kept_images
 
     async def status(self) -> NodeStatus:
+        kept = tuple(self._kept_images())
         if not self._daemon_up():
             return NodeStatus(
                 self.address,
@@ -46,13 +51,16 @@ class LocalNode:
                 failure=NodeFailure(
                     str(Reason.DAEMON_UNAVAILABLE), "the node's Docker daemon is not answering"
                 ),
+                kept_images=kept,
             )
         try:
             loop = asyncio.get_running_loop()
             version = await loop.run_in_executor(self._executor, self._engine.version)
             count, size = await self._image_totals()
         except ImageServiceError as error:
-            return NodeStatus(self.address, self.name, failure=failure_of(error))
+            return NodeStatus(
+                self.address, self.name, failure=failure_of(error), kept_images=kept
+            )
         return NodeStatus(
             self.address,
             self.name,
@@ -61,6 +69,7 @@ class LocalNode:
             engine_api_version=str(version.get("ApiVersion", "")),
             image_count=count,
             images_size_bytes=size,
+            kept_images=kept,
         )
 
     async def _image_totals(self) -> tuple[int, int]:

@@ -24,9 +24,10 @@ _sym_db = _symbol_database.Default()
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
+from imagesvc_client.v1 import image_pb2 as imagesvc_dot_v1_dot_image__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fimagesvc/v1/fleet_service.proto\x12\x0bimagesvc.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\"&\n\x10ListNodesRequest\x12\x12\n\nlocal_only\x18\x01 \x01(\x08\"5\n\x11ListNodesResponse\x12 \n\x05nodes\x18\x01 \x03(\x0b\x32\x11.imagesvc.v1.Node\"\xce\x01\n\x04Node\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\r\n\x05ready\x18\x03 \x01(\x08\x12%\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x16.imagesvc.v1.NodeError\x12\x16\n\x0e\x65ngine_version\x18\x05 \x01(\t\x12\x1a\n\x12\x65ngine_api_version\x18\x06 \x01(\t\x12\x13\n\x0bimage_count\x18\x07 \x01(\x03\x12\x19\n\x11images_size_bytes\x18\x08 \x01(\x03\x12\r\n\x05local\x18\t \x01(\x08\",\n\tNodeError\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\";\n\x10\x46indImageRequest\x12\x13\n\x05image\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\nlocal_only\x18\x02 \x01(\x08\":\n\x11\x46indImageResponse\x12%\n\x05nodes\x18\x01 \x03(\x0b\x32\x16.imagesvc.v1.NodeImage\"\xac\x01\n\tNodeImage\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0f\n\x07present\x18\x03 \x01(\x08\x12\x10\n\x08image_id\x18\x04 \x01(\t\x12\x14\n\x0crepo_digests\x18\x05 \x03(\t\x12\x11\n\trepo_tags\x18\x06 \x03(\t\x12%\n\x05\x65rror\x18\x07 \x01(\x0b\x32\x16.imagesvc.v1.NodeError\x12\r\n\x05local\x18\x08 \x01(\x08\x32\xd9\x01\n\x0c\x46leetService\x12]\n\tListNodes\x12\x1d.imagesvc.v1.ListNodesRequest\x1a\x1e.imagesvc.v1.ListNodesResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/nodes\x12j\n\tFindImage\x12\x1d.imagesvc.v1.FindImageRequest\x1a\x1e.imagesvc.v1.FindImageResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/v1/images:findOnNodesb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fimagesvc/v1/fleet_service.proto\x12\x0bimagesvc.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x17imagesvc/v1/image.proto\"&\n\x10ListNodesRequest\x12\x12\n\nlocal_only\x18\x01 \x01(\x08\"5\n\x11ListNodesResponse\x12 \n\x05nodes\x18\x01 \x03(\x0b\x32\x11.imagesvc.v1.Node\"\xfb\x01\n\x04Node\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\r\n\x05ready\x18\x03 \x01(\x08\x12%\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x16.imagesvc.v1.NodeError\x12\x16\n\x0e\x65ngine_version\x18\x05 \x01(\t\x12\x1a\n\x12\x65ngine_api_version\x18\x06 \x01(\t\x12\x13\n\x0bimage_count\x18\x07 \x01(\x03\x12\x19\n\x11images_size_bytes\x18\x08 \x01(\x03\x12\r\n\x05local\x18\t \x01(\x08\x12+\n\x0bkept_images\x18\n \x03(\x0b\x32\x16.imagesvc.v1.KeptImage\"\xdc\x01\n\tKeptImage\x12\x11\n\treference\x18\x01 \x01(\t\x12+\n\x05state\x18\x02 \x01(\x0e\x32\x1c.imagesvc.v1.KeptImage.State\x12\x10\n\x08image_id\x18\x03 \x01(\t\x12%\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x16.imagesvc.v1.NodeError\"V\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n\rSTATE_PRESENT\x10\x01\x12\x11\n\rSTATE_PULLING\x10\x02\x12\x10\n\x0cSTATE_FAILED\x10\x03\",\n\tNodeError\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"|\n\x10\x46indImageRequest\x12\x13\n\x05image\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\nlocal_only\x18\x02 \x01(\x08\x12\x16\n\x0e\x63heck_registry\x18\x03 \x01(\x08\x12\'\n\x04\x61uth\x18\x04 \x01(\x0b\x32\x19.imagesvc.v1.RegistryAuth\"S\n\x11\x46indImageResponse\x12%\n\x05nodes\x18\x01 \x03(\x0b\x32\x16.imagesvc.v1.NodeImage\x12\x17\n\x0fregistry_digest\x18\x02 \x01(\t\"\xb0\x02\n\tNodeImage\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0f\n\x07present\x18\x03 \x01(\x08\x12\x10\n\x08image_id\x18\x04 \x01(\t\x12\x14\n\x0crepo_digests\x18\x05 \x03(\t\x12\x11\n\trepo_tags\x18\x06 \x03(\t\x12%\n\x05\x65rror\x18\x07 \x01(\x0b\x32\x16.imagesvc.v1.NodeError\x12\r\n\x05local\x18\x08 \x01(\x08\x12+\n\x05\x64rift\x18\t \x01(\x0e\x32\x1c.imagesvc.v1.NodeImage.Drift\"U\n\x05\x44rift\x12\x15\n\x11\x44RIFT_UNSPECIFIED\x10\x00\x12\x11\n\rDRIFT_CURRENT\x10\x01\x12\x0f\n\x0b\x44RIFT_STALE\x10\x02\x12\x11\n\rDRIFT_UNKNOWN\x10\x03\x32\xd9\x01\n\x0c\x46leetService\x12]\n\tListNodes\x12\x1d.imagesvc.v1.ListNodesRequest\x1a\x1e.imagesvc.v1.ListNodesResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/nodes\x12j\n\tFindImage\x12\x1d.imagesvc.v1.FindImageRequest\x1a\x1e.imagesvc.v1.FindImageResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/v1/images:findOnNodesb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,20 +40,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FLEETSERVICE'].methods_by_name['ListNodes']._serialized_options = b'\202\323\344\223\002\013\022\t/v1/nodes'
   _globals['_FLEETSERVICE'].methods_by_name['FindImage']._loaded_options = None
   _globals['_FLEETSERVICE'].methods_by_name['FindImage']._serialized_options = b'\202\323\344\223\002\030\022\026/v1/images:findOnNodes'
-  _globals['_LISTNODESREQUEST']._serialized_start=111
-  _globals['_LISTNODESREQUEST']._serialized_end=149
-  _globals['_LISTNODESRESPONSE']._serialized_start=151
-  _globals['_LISTNODESRESPONSE']._serialized_end=204
-  _globals['_NODE']._serialized_start=207
-  _globals['_NODE']._serialized_end=413
-  _globals['_NODEERROR']._serialized_start=415
-  _globals['_NODEERROR']._serialized_end=459
-  _globals['_FINDIMAGEREQUEST']._serialized_start=461
-  _globals['_FINDIMAGEREQUEST']._serialized_end=520
-  _globals['_FINDIMAGERESPONSE']._serialized_start=522
-  _globals['_FINDIMAGERESPONSE']._serialized_end=580
-  _globals['_NODEIMAGE']._serialized_start=583
-  _globals['_NODEIMAGE']._serialized_end=755
-  _globals['_FLEETSERVICE']._serialized_start=758
-  _globals['_FLEETSERVICE']._serialized_end=975
+  _globals['_LISTNODESREQUEST']._serialized_start=136
+  _globals['_LISTNODESREQUEST']._serialized_end=174
+  _globals['_LISTNODESRESPONSE']._serialized_start=176
+  _globals['_LISTNODESRESPONSE']._serialized_end=229
+  _globals['_NODE']._serialized_start=232
+  _globals['_NODE']._serialized_end=483
+  _globals['_KEPTIMAGE']._serialized_start=486
+  _globals['_KEPTIMAGE']._serialized_end=706
+  _globals['_KEPTIMAGE_STATE']._serialized_start=620
+  _globals['_KEPTIMAGE_STATE']._serialized_end=706
+  _globals['_NODEERROR']._serialized_start=708
+  _globals['_NODEERROR']._serialized_end=752
+  _globals['_FINDIMAGEREQUEST']._serialized_start=754
+  _globals['_FINDIMAGEREQUEST']._serialized_end=878
+  _globals['_FINDIMAGERESPONSE']._serialized_start=880
+  _globals['_FINDIMAGERESPONSE']._serialized_end=963
+  _globals['_NODEIMAGE']._serialized_start=966
+  _globals['_NODEIMAGE']._serialized_end=1270
+  _globals['_NODEIMAGE_DRIFT']._serialized_start=1185
+  _globals['_NODEIMAGE_DRIFT']._serialized_end=1270
+  _globals['_FLEETSERVICE']._serialized_start=1273
+  _globals['_FLEETSERVICE']._serialized_end=1490
 # @@protoc_insertion_point(module_scope)

@@ -55,7 +55,10 @@ class FleetServiceStub:
     """
     FindImage: _grpc.UnaryUnaryMultiCallable[_fleet_service_pb2.FindImageRequest, _fleet_service_pb2.FindImageResponse]
     """Tells which nodes hold an image (a reference, an id or `name@digest`), with each
-    node's image id and repo digests.
+    node's image id and repo digests. With `check_registry`, the receiving node also
+    resolves the reference at its registry once (as InspectRegistryImage does: the pull
+    allowlist applies; FAILED_PRECONDITION on Podman, which cannot) and says per node
+    whether its image is CURRENT or STALE: a drift report.
     """
 
 @_typing.type_check_only
@@ -85,7 +88,10 @@ class FleetServiceAsyncStub(FleetServiceStub):
     """
     FindImage: _aio.UnaryUnaryMultiCallable[_fleet_service_pb2.FindImageRequest, _fleet_service_pb2.FindImageResponse]  # type: ignore[assignment]
     """Tells which nodes hold an image (a reference, an id or `name@digest`), with each
-    node's image id and repo digests.
+    node's image id and repo digests. With `check_registry`, the receiving node also
+    resolves the reference at its registry once (as InspectRegistryImage does: the pull
+    allowlist applies; FAILED_PRECONDITION on Podman, which cannot) and says per node
+    whether its image is CURRENT or STALE: a drift report.
     """
 
 class FleetServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -124,7 +130,10 @@ class FleetServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_fleet_service_pb2.FindImageResponse, _abc.Awaitable[_fleet_service_pb2.FindImageResponse]]:
         """Tells which nodes hold an image (a reference, an id or `name@digest`), with each
-        node's image id and repo digests.
+        node's image id and repo digests. With `check_registry`, the receiving node also
+        resolves the reference at its registry once (as InspectRegistryImage does: the pull
+        allowlist applies; FAILED_PRECONDITION on Podman, which cannot) and says per node
+        whether its image is CURRENT or STALE: a drift report.
         """
 
 def add_FleetServiceServicer_to_server(servicer: FleetServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

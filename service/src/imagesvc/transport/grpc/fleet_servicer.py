@@ -27,6 +27,7 @@ from imagesvc.core.fleet import (
 from imagesvc.core.fleet_discovery import DiscoveryError, PeerDiscovery
 from imagesvc.core.fleet_node import LocalNode
 from imagesvc.core.identity import credential_problem, current_identity, current_origin
+from imagesvc.core.kept_images import KeptImage, KeptState
 from imagesvc.transport.grpc.errors import status_code_for
 from imagesvc.transport.grpc.fleet_peers import PeerClient
 from imagesvc.v1 import fleet_service_pb2 as pb
@@ -168,6 +169,24 @@ def _node(status: NodeStatus, *, local: bool = False) -> pb.Node:
         image_count=status.image_count,
         images_size_bytes=status.images_size_bytes,
         local=local,
+        kept_images=[_kept_image(kept) for kept in status.kept_images],
+    )
+
+
+_KEPT_STATES = {
+    KeptState.PRESENT: pb.KeptImage.STATE_PRESENT,
+    KeptState.PULLING: pb.KeptImage.STATE_PULLING,
+    KeptState.FAILED: pb.KeptImage.STATE_FAILED,
+}
+
+
+def _kept_image(kept: KeptImage) -> pb.KeptImage:
+    failure = NodeFailure(kept.reason, kept.message) if kept.reason else None
+    return pb.KeptImage(
+        reference=kept.reference,
+        state=_KEPT_STATES[kept.state],
+        image_id=kept.image_id,
+        error=_error(failure),
     )
 
 

@@ -2,17 +2,19 @@
 // @generated from file imagesvc/v1/fleet_service.proto (package imagesvc.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_google_api_annotations } from "../../google/api/annotations_pb.js";
 import { file_google_api_field_behavior } from "../../google/api/field_behavior_pb.js";
+import type { RegistryAuth } from "./image_pb.js";
+import { file_imagesvc_v1_image } from "./image_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file imagesvc/v1/fleet_service.proto.
  */
 export const file_imagesvc_v1_fleet_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9pbWFnZXN2Yy92MS9mbGVldF9zZXJ2aWNlLnByb3RvEgtpbWFnZXN2Yy52MSImChBMaXN0Tm9kZXNSZXF1ZXN0EhIKCmxvY2FsX29ubHkYASABKAgiNQoRTGlzdE5vZGVzUmVzcG9uc2USIAoFbm9kZXMYASADKAsyES5pbWFnZXN2Yy52MS5Ob2RlIs4BCgROb2RlEgwKBG5hbWUYASABKAkSDwoHYWRkcmVzcxgCIAEoCRINCgVyZWFkeRgDIAEoCBIlCgVlcnJvchgEIAEoCzIWLmltYWdlc3ZjLnYxLk5vZGVFcnJvchIWCg5lbmdpbmVfdmVyc2lvbhgFIAEoCRIaChJlbmdpbmVfYXBpX3ZlcnNpb24YBiABKAkSEwoLaW1hZ2VfY291bnQYByABKAMSGQoRaW1hZ2VzX3NpemVfYnl0ZXMYCCABKAMSDQoFbG9jYWwYCSABKAgiLAoJTm9kZUVycm9yEg4KBnJlYXNvbhgBIAEoCRIPCgdtZXNzYWdlGAIgASgJIjsKEEZpbmRJbWFnZVJlcXVlc3QSEwoFaW1hZ2UYASABKAlCBOJBAQISEgoKbG9jYWxfb25seRgCIAEoCCI6ChFGaW5kSW1hZ2VSZXNwb25zZRIlCgVub2RlcxgBIAMoCzIWLmltYWdlc3ZjLnYxLk5vZGVJbWFnZSKsAQoJTm9kZUltYWdlEgwKBG5vZGUYASABKAkSDwoHYWRkcmVzcxgCIAEoCRIPCgdwcmVzZW50GAMgASgIEhAKCGltYWdlX2lkGAQgASgJEhQKDHJlcG9fZGlnZXN0cxgFIAMoCRIRCglyZXBvX3RhZ3MYBiADKAkSJQoFZXJyb3IYByABKAsyFi5pbWFnZXN2Yy52MS5Ob2RlRXJyb3ISDQoFbG9jYWwYCCABKAgy2QEKDEZsZWV0U2VydmljZRJdCglMaXN0Tm9kZXMSHS5pbWFnZXN2Yy52MS5MaXN0Tm9kZXNSZXF1ZXN0Gh4uaW1hZ2VzdmMudjEuTGlzdE5vZGVzUmVzcG9uc2UiEYLT5JMCCxIJL3YxL25vZGVzEmoKCUZpbmRJbWFnZRIdLmltYWdlc3ZjLnYxLkZpbmRJbWFnZVJlcXVlc3QaHi5pbWFnZXN2Yy52MS5GaW5kSW1hZ2VSZXNwb25zZSIegtPkkwIYEhYvdjEvaW1hZ2VzOmZpbmRPbk5vZGVzYgZwcm90bzM", [file_google_api_annotations, file_google_api_field_behavior]);
+  fileDesc("Ch9pbWFnZXN2Yy92MS9mbGVldF9zZXJ2aWNlLnByb3RvEgtpbWFnZXN2Yy52MSImChBMaXN0Tm9kZXNSZXF1ZXN0EhIKCmxvY2FsX29ubHkYASABKAgiNQoRTGlzdE5vZGVzUmVzcG9uc2USIAoFbm9kZXMYASADKAsyES5pbWFnZXN2Yy52MS5Ob2RlIvsBCgROb2RlEgwKBG5hbWUYASABKAkSDwoHYWRkcmVzcxgCIAEoCRINCgVyZWFkeRgDIAEoCBIlCgVlcnJvchgEIAEoCzIWLmltYWdlc3ZjLnYxLk5vZGVFcnJvchIWCg5lbmdpbmVfdmVyc2lvbhgFIAEoCRIaChJlbmdpbmVfYXBpX3ZlcnNpb24YBiABKAkSEwoLaW1hZ2VfY291bnQYByABKAMSGQoRaW1hZ2VzX3NpemVfYnl0ZXMYCCABKAMSDQoFbG9jYWwYCSABKAgSKwoLa2VwdF9pbWFnZXMYCiADKAsyFi5pbWFnZXN2Yy52MS5LZXB0SW1hZ2Ui3AEKCUtlcHRJbWFnZRIRCglyZWZlcmVuY2UYASABKAkSKwoFc3RhdGUYAiABKA4yHC5pbWFnZXN2Yy52MS5LZXB0SW1hZ2UuU3RhdGUSEAoIaW1hZ2VfaWQYAyABKAkSJQoFZXJyb3IYBCABKAsyFi5pbWFnZXN2Yy52MS5Ob2RlRXJyb3IiVgoFU3RhdGUSFQoRU1RBVEVfVU5TUEVDSUZJRUQQABIRCg1TVEFURV9QUkVTRU5UEAESEQoNU1RBVEVfUFVMTElORxACEhAKDFNUQVRFX0ZBSUxFRBADIiwKCU5vZGVFcnJvchIOCgZyZWFzb24YASABKAkSDwoHbWVzc2FnZRgCIAEoCSJ8ChBGaW5kSW1hZ2VSZXF1ZXN0EhMKBWltYWdlGAEgASgJQgTiQQECEhIKCmxvY2FsX29ubHkYAiABKAgSFgoOY2hlY2tfcmVnaXN0cnkYAyABKAgSJwoEYXV0aBgEIAEoCzIZLmltYWdlc3ZjLnYxLlJlZ2lzdHJ5QXV0aCJTChFGaW5kSW1hZ2VSZXNwb25zZRIlCgVub2RlcxgBIAMoCzIWLmltYWdlc3ZjLnYxLk5vZGVJbWFnZRIXCg9yZWdpc3RyeV9kaWdlc3QYAiABKAkisAIKCU5vZGVJbWFnZRIMCgRub2RlGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSDwoHcHJlc2VudBgDIAEoCBIQCghpbWFnZV9pZBgEIAEoCRIUCgxyZXBvX2RpZ2VzdHMYBSADKAkSEQoJcmVwb190YWdzGAYgAygJEiUKBWVycm9yGAcgASgLMhYuaW1hZ2VzdmMudjEuTm9kZUVycm9yEg0KBWxvY2FsGAggASgIEisKBWRyaWZ0GAkgASgOMhwuaW1hZ2VzdmMudjEuTm9kZUltYWdlLkRyaWZ0IlUKBURyaWZ0EhUKEURSSUZUX1VOU1BFQ0lGSUVEEAASEQoNRFJJRlRfQ1VSUkVOVBABEg8KC0RSSUZUX1NUQUxFEAISEQoNRFJJRlRfVU5LTk9XThADMtkBCgxGbGVldFNlcnZpY2USXQoJTGlzdE5vZGVzEh0uaW1hZ2VzdmMudjEuTGlzdE5vZGVzUmVxdWVzdBoeLmltYWdlc3ZjLnYxLkxpc3ROb2Rlc1Jlc3BvbnNlIhGC0+STAgsSCS92MS9ub2RlcxJqCglGaW5kSW1hZ2USHS5pbWFnZXN2Yy52MS5GaW5kSW1hZ2VSZXF1ZXN0Gh4uaW1hZ2VzdmMudjEuRmluZEltYWdlUmVzcG9uc2UiHoLT5JMCGBIWL3YxL2ltYWdlczpmaW5kT25Ob2Rlc2IGcHJvdG8z", [file_google_api_annotations, file_google_api_field_behavior, file_imagesvc_v1_image]);
 
 /**
  * Request of ListNodes.
@@ -127,6 +129,15 @@ export type Node = Message<"imagesvc.v1.Node"> & {
    * @generated from field: bool local = 9;
    */
   local: boolean;
+
+  /**
+   * The images this node keeps present (`--keep-images-file`), in the file's order.
+   * The health service name `imagesvc.v1.KeptImages` answers SERVING when every one is
+   * PRESENT (and when the node keeps none).
+   *
+   * @generated from field: repeated imagesvc.v1.KeptImage kept_images = 10;
+   */
+  keptImages: KeptImage[];
 };
 
 /**
@@ -135,6 +146,92 @@ export type Node = Message<"imagesvc.v1.Node"> & {
  */
 export const NodeSchema: GenMessage<Node> = /*@__PURE__*/
   messageDesc(file_imagesvc_v1_fleet_service, 2);
+
+/**
+ * One image a node keeps present (`--keep-images-file`): pulled at start and whenever
+ * it disappears, pulled again when its tag moves at the registry, never pruned.
+ *
+ * @generated from message imagesvc.v1.KeptImage
+ */
+export type KeptImage = Message<"imagesvc.v1.KeptImage"> & {
+  /**
+   * The reference as the keep file lists it.
+   *
+   * @generated from field: string reference = 1;
+   */
+  reference: string;
+
+  /**
+   * Where it stands.
+   *
+   * @generated from field: imagesvc.v1.KeptImage.State state = 2;
+   */
+  state: KeptImage_State;
+
+  /**
+   * The local image's id, when present.
+   *
+   * @generated from field: string image_id = 3;
+   */
+  imageId: string;
+
+  /**
+   * Why the last attempt failed (an ErrorInfo reason of ImageService, e.g.
+   * IMAGE_NOT_FOUND, REGISTRY_UNAVAILABLE); also set while PRESENT when refreshing a
+   * present image failed. Unset after a success.
+   *
+   * @generated from field: imagesvc.v1.NodeError error = 4;
+   */
+  error?: NodeError | undefined;
+};
+
+/**
+ * Describes the message imagesvc.v1.KeptImage.
+ * Use `create(KeptImageSchema)` to create a new message.
+ */
+export const KeptImageSchema: GenMessage<KeptImage> = /*@__PURE__*/
+  messageDesc(file_imagesvc_v1_fleet_service, 3);
+
+/**
+ * Where a kept image stands.
+ *
+ * @generated from enum imagesvc.v1.KeptImage.State
+ */
+export enum KeptImage_State {
+  /**
+   * Not set.
+   *
+   * @generated from enum value: STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * On the node.
+   *
+   * @generated from enum value: STATE_PRESENT = 1;
+   */
+  PRESENT = 1,
+
+  /**
+   * Being pulled (or about to be: at start, after it disappeared).
+   *
+   * @generated from enum value: STATE_PULLING = 2;
+   */
+  PULLING = 2,
+
+  /**
+   * Not on the node: the last pull failed (see error); retried with backoff.
+   *
+   * @generated from enum value: STATE_FAILED = 3;
+   */
+  FAILED = 3,
+}
+
+/**
+ * Describes the enum imagesvc.v1.KeptImage.State.
+ */
+export const KeptImage_StateSchema: GenEnum<KeptImage_State> = /*@__PURE__*/
+  enumDesc(file_imagesvc_v1_fleet_service, 3, 0);
 
 /**
  * Why a node could not answer.
@@ -163,7 +260,7 @@ export type NodeError = Message<"imagesvc.v1.NodeError"> & {
  * Use `create(NodeErrorSchema)` to create a new message.
  */
 export const NodeErrorSchema: GenMessage<NodeError> = /*@__PURE__*/
-  messageDesc(file_imagesvc_v1_fleet_service, 3);
+  messageDesc(file_imagesvc_v1_fleet_service, 4);
 
 /**
  * Request of FindImage.
@@ -184,6 +281,23 @@ export type FindImageRequest = Message<"imagesvc.v1.FindImageRequest"> & {
    * @generated from field: bool local_only = 2;
    */
   localOnly: boolean;
+
+  /**
+   * Also resolve the reference's current digest at its registry (once, on the node
+   * that received the call) and report each node's drift. Needs a reference (a tag or
+   * `name@digest`), not an image id.
+   *
+   * @generated from field: bool check_registry = 3;
+   */
+  checkRegistry: boolean;
+
+  /**
+   * Credentials for that registry; used for that one request, never stored or logged.
+   * Peers never receive them.
+   *
+   * @generated from field: imagesvc.v1.RegistryAuth auth = 4;
+   */
+  auth?: RegistryAuth | undefined;
 };
 
 /**
@@ -191,7 +305,7 @@ export type FindImageRequest = Message<"imagesvc.v1.FindImageRequest"> & {
  * Use `create(FindImageRequestSchema)` to create a new message.
  */
 export const FindImageRequestSchema: GenMessage<FindImageRequest> = /*@__PURE__*/
-  messageDesc(file_imagesvc_v1_fleet_service, 4);
+  messageDesc(file_imagesvc_v1_fleet_service, 5);
 
 /**
  * Response of FindImage.
@@ -205,6 +319,14 @@ export type FindImageResponse = Message<"imagesvc.v1.FindImageResponse"> & {
    * @generated from field: repeated imagesvc.v1.NodeImage nodes = 1;
    */
   nodes: NodeImage[];
+
+  /**
+   * With `check_registry`: the manifest digest the registry serves for the reference now
+   * (the index's digest for a multi-platform image, as `docker pull` records it).
+   *
+   * @generated from field: string registry_digest = 2;
+   */
+  registryDigest: string;
 };
 
 /**
@@ -212,7 +334,7 @@ export type FindImageResponse = Message<"imagesvc.v1.FindImageResponse"> & {
  * Use `create(FindImageResponseSchema)` to create a new message.
  */
 export const FindImageResponseSchema: GenMessage<FindImageResponse> = /*@__PURE__*/
-  messageDesc(file_imagesvc_v1_fleet_service, 5);
+  messageDesc(file_imagesvc_v1_fleet_service, 6);
 
 /**
  * One node's answer to FindImage.
@@ -275,6 +397,13 @@ export type NodeImage = Message<"imagesvc.v1.NodeImage"> & {
    * @generated from field: bool local = 8;
    */
   local: boolean;
+
+  /**
+   * The node's drift; DRIFT_UNSPECIFIED unless asked.
+   *
+   * @generated from field: imagesvc.v1.NodeImage.Drift drift = 9;
+   */
+  drift: NodeImage_Drift;
 };
 
 /**
@@ -282,7 +411,51 @@ export type NodeImage = Message<"imagesvc.v1.NodeImage"> & {
  * Use `create(NodeImageSchema)` to create a new message.
  */
 export const NodeImageSchema: GenMessage<NodeImage> = /*@__PURE__*/
-  messageDesc(file_imagesvc_v1_fleet_service, 6);
+  messageDesc(file_imagesvc_v1_fleet_service, 7);
+
+/**
+ * Whether the node's image is what the registry serves now (FindImage with
+ * `check_registry`).
+ *
+ * @generated from enum imagesvc.v1.NodeImage.Drift
+ */
+export enum NodeImage_Drift {
+  /**
+   * Not asked, or the node does not hold the image or did not answer.
+   *
+   * @generated from enum value: DRIFT_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The image was pulled as (or pushed as) the registry's current digest.
+   *
+   * @generated from enum value: DRIFT_CURRENT = 1;
+   */
+  CURRENT = 1,
+
+  /**
+   * The node's image has digests of that repository, none of them the current one:
+   * an older push of the tag.
+   *
+   * @generated from enum value: DRIFT_STALE = 2;
+   */
+  STALE = 2,
+
+  /**
+   * The node's image has no digest of that repository (built or loaded locally, never
+   * pulled from or pushed there): cannot tell.
+   *
+   * @generated from enum value: DRIFT_UNKNOWN = 3;
+   */
+  UNKNOWN = 3,
+}
+
+/**
+ * Describes the enum imagesvc.v1.NodeImage.Drift.
+ */
+export const NodeImage_DriftSchema: GenEnum<NodeImage_Drift> = /*@__PURE__*/
+  enumDesc(file_imagesvc_v1_fleet_service, 7, 0);
 
 /**
  * Image operations across every node of a fleet: one imagesvc per node (in Kubernetes a
@@ -318,7 +491,10 @@ export const FleetService: GenService<{
   },
   /**
    * Tells which nodes hold an image (a reference, an id or `name@digest`), with each
-   * node's image id and repo digests.
+   * node's image id and repo digests. With `check_registry`, the receiving node also
+   * resolves the reference at its registry once (as InspectRegistryImage does: the pull
+   * allowlist applies; FAILED_PRECONDITION on Podman, which cannot) and says per node
+   * whether its image is CURRENT or STALE: a drift report.
    *
    * @generated from rpc imagesvc.v1.FleetService.FindImage
    */
