@@ -21,9 +21,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from devtools.sandbox import Registry, SandboxEngine, build_busybox_image
 from imagesvc.server import ThreadedServer
 from imagesvc.v1 import fleet_service_pb2 as fleet_pb
-from imagesvc.v1 import fleet_service_pb2_grpc
+from imagesvc.v1 import fleet_service_pb2_grpc, image_service_pb2_grpc
 from imagesvc.v1 import image_service_pb2 as pb
-from imagesvc.v1 import image_service_pb2_grpc
 from tests.integration.conftest import server_settings
 from tests.integration.rpc_errors import error_info
 from tests.integration.transfers import local_id, remove_local, unique
