@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -44,7 +45,8 @@ class KeptNode:
         self.keep_file = keep_file
         self.images = image_service_pb2_grpc.ImageServiceStub(channel)
         self.fleet = fleet_service_pb2_grpc.FleetServiceStub(channel)
-        self.health = health_pb2_grpc.HealthStub(channel)
+        # Typed Any: the types-grpcio-health-checking stub has no methods.
+        self.health: Any = health_pb2_grpc.HealthStub(channel)
 
     def kept(self) -> list[fleet_pb.KeptImage]:
         nodes = self.fleet.ListNodes(fleet_pb.ListNodesRequest(local_only=True), timeout=10)
@@ -150,14 +152,23 @@ def test_prune_never_removes_a_kept_image(
         assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert error_info(refused.value).reason == "IMAGE_KEPT"
         assert reference in str(refused.value.details())
-        # Prunes that cannot pick it run: dangling only (it is tagged), or narrowed by a
-        # label it does not carry.
+        # A dangling-only prune cannot pick it (it is tagged): it runs.
         node.images.PruneImages(pb.PruneImagesRequest(), timeout=60)
+        assert local_id(engine, reference) == image_id
+        assert node.warm()
+
+
+def test_a_prune_of_all_narrowed_to_spare_the_kept_images_runs(
+    engine: SandboxEngine, tmp_path: Path, pushed: Callable[[str], str]
+) -> None:
+    reference = pushed("narrowed")
+    with kept_node(engine, tmp_path, f"{reference}\n") as node:
+        wait_for(node.warm, 60, "the kept image present")
+        image_id = local_id(engine, reference)
         node.images.PruneImages(
             pb.PruneImagesRequest(all=True, labels=["imagesvc-test.kept-none=1"]), timeout=60
         )
         assert local_id(engine, reference) == image_id
-        assert node.warm()
 
 
 def test_a_reference_added_to_the_file_is_pulled(

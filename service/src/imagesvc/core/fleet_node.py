@@ -7,13 +7,14 @@ import asyncio
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 
-from imagesvc.core.errors import ImageServiceError, NotFoundError, Reason
+from imagesvc.core.errors import ImageServiceError, InvalidArgumentError, NotFoundError, Reason
 from imagesvc.core.fleet import NodeFailure, NodeImage, NodeStatus
 from imagesvc.core.image_core import ImageCore
 from imagesvc.core.kept_images import KeptImage
-from imagesvc.core.models import ImageFilter
+from imagesvc.core.models import ImageFilter, RegistryAuth
 from imagesvc.core.paging import MAX_PAGE_SIZE
 from imagesvc.core.port import DockerPort
+from imagesvc.core.references import Reference, is_image_id, parse_reference
 
 
 def failure_of(error: ImageServiceError) -> NodeFailure:
@@ -58,9 +59,7 @@ class LocalNode:
             version = await loop.run_in_executor(self._executor, self._engine.version)
             count, size = await self._image_totals()
         except ImageServiceError as error:
-            return NodeStatus(
-                self.address, self.name, failure=failure_of(error), kept_images=kept
-            )
+            return NodeStatus(self.address, self.name, failure=failure_of(error), kept_images=kept)
         return NodeStatus(
             self.address,
             self.name,
@@ -85,6 +84,18 @@ class LocalNode:
             token = page.next_page_token
             if not token:
                 return count, size
+
+    async def registry_digest(self, image: str, auth: RegistryAuth | None) -> tuple[Reference, str]:
+        """The reference FindImage was asked about, and the digest its registry serves
+        now (InspectRegistryImage's path: the pull allowlist applies)."""
+        if is_image_id(image):
+            raise InvalidArgumentError(
+                f"{image!r} is an image id: the registry can only be asked about a reference",
+                reason=Reason.INVALID_REFERENCE,
+                metadata={"field": "image"},
+            )
+        found = await self._core.inspect_registry_image(image, auth=auth)
+        return parse_reference(image).with_default_tag(), found.digest
 
     async def find(self, image: str) -> NodeImage:
         """Whether this node holds `image`. A malformed reference is the caller's error

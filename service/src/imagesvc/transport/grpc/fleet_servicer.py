@@ -18,16 +18,19 @@ from imagesvc.core.audit import AuditEvent, Value
 from imagesvc.core.errors import ImageServiceError, InvalidArgumentError, Reason
 from imagesvc.core.fleet import (
     NODE_UNREACHABLE,
+    Drift,
     FanOutLimits,
     NodeFailure,
     NodeImage,
     NodeStatus,
+    drift_of,
     fan_out,
 )
 from imagesvc.core.fleet_discovery import DiscoveryError, PeerDiscovery
 from imagesvc.core.fleet_node import LocalNode
 from imagesvc.core.identity import credential_problem, current_identity, current_origin
 from imagesvc.core.kept_images import KeptImage, KeptState
+from imagesvc.transport.grpc import convert
 from imagesvc.transport.grpc.errors import status_code_for
 from imagesvc.transport.grpc.fleet_peers import PeerClient
 from imagesvc.v1 import fleet_service_pb2 as pb
@@ -123,9 +126,17 @@ class FleetServiceServicer(fleet_service_pb2_grpc.FleetServiceServicer):
             node=local.name,
             image=request.image,
             local_only=str(request.local_only).lower(),
+            check_registry=str(request.check_registry).lower(),
         ) as event:
             if not request.image:
                 raise InvalidArgumentError("image is required", metadata={"field": "image"})
+            registry_digest = ""
+            if request.check_registry:
+                # Once, here: peers are asked for their images only, never given the auth.
+                reference, registry_digest = await local.registry_digest(
+                    request.image, convert.optional_auth(request.HasField("auth"), request.auth)
+                )
+                event.result["registry_digest"] = registry_digest
             nodes = [_node_image(await local.find(request.image), local=True)]
             if not request.local_only:
                 addresses, problems = await self._addresses(event)
@@ -142,7 +153,14 @@ class FleetServiceServicer(fleet_service_pb2_grpc.FleetServiceServicer):
                         )
                 nodes.extend(_node_image(NodeImage("", failure=_discovery(p))) for p in problems)
                 event.result["present"] = sum(1 for node in nodes if node.present)
-            return pb.FindImageResponse(nodes=nodes)
+            if registry_digest:
+                for node in nodes:
+                    if node.present:
+                        node.drift = _DRIFTS[
+                            drift_of(reference, node.repo_digests, registry_digest)
+                        ]
+                event.result["stale"] = sum(1 for n in nodes if n.drift == pb.NodeImage.DRIFT_STALE)
+            return pb.FindImageResponse(nodes=nodes, registry_digest=registry_digest)
 
     async def _find_on_peer(self, address: str, image: str) -> pb.NodeImage:
         found = await self._peers.find_image(address, image, self._limits.node_timeout_seconds)
@@ -172,6 +190,12 @@ def _node(status: NodeStatus, *, local: bool = False) -> pb.Node:
         kept_images=[_kept_image(kept) for kept in status.kept_images],
     )
 
+
+_DRIFTS = {
+    Drift.CURRENT: pb.NodeImage.DRIFT_CURRENT,
+    Drift.STALE: pb.NodeImage.DRIFT_STALE,
+    Drift.UNKNOWN: pb.NodeImage.DRIFT_UNKNOWN,
+}
 
 _KEPT_STATES = {
     KeptState.PRESENT: pb.KeptImage.STATE_PRESENT,
