@@ -361,6 +361,13 @@ class AsyncImageClient(BaseClient):
         """Which nodes hold ``image`` (see ImageClient.find_image)."""
         return await self._call(self._find_image(image), timeout)
 
+    async def find_image_drift(
+        self, image: str, *, auth: AuthLike | None = None, timeout: float | None = None
+    ) -> fleet_pb.FindImageResponse:
+        """``find_image`` with the registry's current digest and each node's drift (see
+        ImageClient.find_image_drift)."""
+        return await self._call(self._find_image_drift(image, auth), timeout)
+
     async def _call(self, plan: Unary[Any, ResultT], timeout: float | None) -> ResultT:
         stub = self._fleet_stub if plan.service == "fleet" else self._stub
         with rpc_errors():

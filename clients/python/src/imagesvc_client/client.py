@@ -348,6 +348,15 @@ class ImageClient(BaseClient):
         ``error`` set."""
         return self._call(self._find_image(image), timeout)
 
+    def find_image_drift(
+        self, image: str, *, auth: AuthLike | None = None, timeout: float | None = None
+    ) -> fleet_pb.FindImageResponse:
+        """``find_image`` plus a drift report: the server resolves the reference at its
+        registry once (``auth`` for that registry; never sent to peers) and answers its
+        ``registry_digest`` beside the nodes, each with ``drift`` CURRENT, STALE or
+        UNKNOWN (no digest of that repository)."""
+        return self._call(self._find_image_drift(image, auth), timeout)
+
     def import_images(
         self,
         archive: ArchiveSource,
