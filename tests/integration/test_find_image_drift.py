@@ -83,7 +83,7 @@ def test_a_node_holding_an_older_push_of_the_tag_is_stale(
         remove_local(engine, tag_1, tag_2)
 
 
-def test_an_image_never_pulled_from_the_registry_is_unknown_and_an_absent_one_unspecified(
+def test_an_image_built_here_and_never_pushed_is_unknown(
     fleet: fleet_service_pb2_grpc.FleetServiceStub,
     engine: SandboxEngine,
     open_registry: Registry,
@@ -98,8 +98,22 @@ def test_an_image_never_pulled_from_the_registry_is_unknown_and_an_absent_one_un
         registry_digest, node = _drift(fleet, reference)
         assert registry_digest.startswith("sha256:")
         assert (node.present, node.drift) == (True, UNKNOWN)
+    finally:
         remove_local(engine, reference)
-        _, node = _drift(fleet, reference)
+
+
+def test_a_node_without_the_image_has_no_drift(
+    fleet: fleet_service_pb2_grpc.FleetServiceStub,
+    engine: SandboxEngine,
+    open_registry: Registry,
+) -> None:
+    repository = unique("drift/absent-")
+    reference = f"{open_registry.address}/{repository}:1"
+    try:
+        _push(engine, reference, unique("pushed"))
+        remove_local(engine, reference)
+        registry_digest, node = _drift(fleet, reference)
+        assert registry_digest.startswith("sha256:")
         assert (node.present, node.drift) == (False, UNSPECIFIED)
     finally:
         remove_local(engine, reference)
