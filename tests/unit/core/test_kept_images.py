@@ -209,6 +209,28 @@ def test_a_failing_reference_is_failed_with_its_reason_and_retried_with_backoff(
     assert [r.__dict__["attempt"] for r in retries][:3] == [1, 2, 3]
 
 
+def test_a_bug_of_ours_fails_the_image_and_is_retried_not_the_end_of_its_keeper() -> None:
+    node = FakeNode()
+    node.registry = {"reg/a:1": "sha256:" + "a" * 64}
+    broken = {"left": 2}
+    pull = node.pull
+
+    async def flaky_pull(reference: str) -> str:
+        if broken["left"]:
+            broken["left"] -= 1
+            raise RuntimeError("a bug")
+        return await pull(reference)
+
+    node.pull = flaky_pull  # type: ignore[method-assign]
+
+    async def body(kept: KeptImages) -> None:
+        await _until(lambda: _state(kept, "reg/a:1").reason == "INTERNAL")
+        assert _state(kept, "reg/a:1").state is KeptState.FAILED
+        await _until(kept.all_present)
+
+    _run(node, lambda: ["reg/a:1"], body)
+
+
 def test_backoff_doubles_up_to_its_cap_with_jitter() -> None:
     settings = KeepSettings(retry_min_seconds=1, retry_max_seconds=30)
     for failures, base in ((1, 1), (2, 2), (3, 4), (5, 16), (6, 30), (40, 30)):

@@ -33,6 +33,7 @@ from imagesvc.core.audit import AuditEvent
 from imagesvc.core.errors import (
     FailedPreconditionError,
     ImageServiceError,
+    InternalError,
     NotFoundError,
     Reason,
 )
@@ -257,6 +258,16 @@ class KeptImages:
 
     async def _reconcile(self, keeper: _Keeper, reference: Reference) -> float:
         """Brings the reference's image back or up to date; the time until the next look."""
+        try:
+            return await self._reconcile_once(keeper, reference)
+        except Exception:
+            # A bug of ours must not end the keeper: logged with its traceback, retried.
+            log.exception("keeping an image failed", extra={"reference": keeper.text})
+            keeper.failures += 1
+            self._set(keeper, KeptState.FAILED, error=InternalError("internal error"))
+            return retry_delay(keeper.failures, self._settings)
+
+    async def _reconcile_once(self, keeper: _Keeper, reference: Reference) -> float:
         interval = self._settings.check_interval_seconds
         image: Image | None = None
         try:
