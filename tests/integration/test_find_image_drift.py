@@ -6,10 +6,12 @@ repository). One node, the tag moved at the registry under it."""
 from __future__ import annotations
 
 import grpc
+import httpx
 import pytest
 
 from devtools.engine_kinds import EngineKind
 from devtools.sandbox import Registry, SandboxEngine, build_busybox_image
+from imagesvc.server import ThreadedServer
 from imagesvc.v1 import fleet_service_pb2 as fleet_pb
 from imagesvc.v1 import fleet_service_pb2_grpc, image_service_pb2_grpc
 from imagesvc.v1 import image_service_pb2 as pb
@@ -48,6 +50,7 @@ def _drift(
 
 def test_a_node_holding_an_older_push_of_the_tag_is_stale(
     fleet: fleet_service_pb2_grpc.FleetServiceStub,
+    server: ThreadedServer,
     stub: image_service_pb2_grpc.ImageServiceStub,
     engine: SandboxEngine,
     engine_kind: EngineKind,
@@ -75,6 +78,14 @@ def test_a_node_holding_an_older_push_of_the_tag_is_stale(
         assert registry_digest == second_digest
         assert (node.present, node.drift) == (True, STALE)
         assert node.image_id == local_id(engine, tag_1)
+        # The same over REST (a POST: credentials would go in its body).
+        with httpx.Client(base_url=f"http://127.0.0.1:{server.http_port}") as rest:
+            answer = rest.post(
+                "/v1/images:findOnNodes", json={"image": tag_1, "checkRegistry": True}
+            )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["registryDigest"] == second_digest
+        assert [n["drift"] for n in answer.json()["nodes"]] == ["DRIFT_STALE"]
 
         read_pull(stub.PullImage(pb.PullImageRequest(reference=tag_1), timeout=60))
         registry_digest, node = _drift(fleet, tag_1)
@@ -143,3 +154,16 @@ def busybox_image_id(engine: SandboxEngine, busybox_image: object) -> str:
     image_id = local_id(engine, "imagesvc-test/busybox:1.0")
     assert image_id is not None
     return image_id
+
+
+def test_rest_refuses_registry_credentials_in_the_url(server: ThreadedServer) -> None:
+    secret = "pw-" + unique("")
+    with httpx.Client(base_url=f"http://127.0.0.1:{server.http_port}") as rest:
+        refused = rest.get(
+            "/v1/images:findOnNodes",
+            params={"image": "app:1", "checkRegistry": "true", "auth.password": secret},
+        )
+    assert refused.status_code == 400
+    assert refused.json()["details"][0]["reason"] == "INVALID_ARGUMENT"
+    assert "not accepted in the URL" in refused.json()["message"]
+    assert secret not in refused.text

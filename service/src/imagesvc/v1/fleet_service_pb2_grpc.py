@@ -95,6 +95,7 @@ class FleetServiceServicer:
         resolves the reference at its registry once (as InspectRegistryImage does: the pull
         allowlist applies; FAILED_PRECONDITION on Podman, which cannot) and says per node
         whether its image is CURRENT or STALE: a drift report.
+        Over REST, registry credentials go in a POST body, never in the URL.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

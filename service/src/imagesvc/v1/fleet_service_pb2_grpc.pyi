@@ -59,6 +59,7 @@ class FleetServiceStub:
     resolves the reference at its registry once (as InspectRegistryImage does: the pull
     allowlist applies; FAILED_PRECONDITION on Podman, which cannot) and says per node
     whether its image is CURRENT or STALE: a drift report.
+    Over REST, registry credentials go in a POST body, never in the URL.
     """
 
 @_typing.type_check_only
@@ -92,6 +93,7 @@ class FleetServiceAsyncStub(FleetServiceStub):
     resolves the reference at its registry once (as InspectRegistryImage does: the pull
     allowlist applies; FAILED_PRECONDITION on Podman, which cannot) and says per node
     whether its image is CURRENT or STALE: a drift report.
+    Over REST, registry credentials go in a POST body, never in the URL.
     """
 
 class FleetServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -134,6 +136,7 @@ class FleetServiceServicer(metaclass=_abc_1.ABCMeta):
         resolves the reference at its registry once (as InspectRegistryImage does: the pull
         allowlist applies; FAILED_PRECONDITION on Podman, which cannot) and says per node
         whether its image is CURRENT or STALE: a drift report.
+        Over REST, registry credentials go in a POST body, never in the URL.
         """
 
 def add_FleetServiceServicer_to_server(servicer: FleetServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
