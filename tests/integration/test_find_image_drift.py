@@ -16,11 +16,12 @@ from imagesvc.v1 import fleet_service_pb2 as fleet_pb
 from imagesvc.v1 import fleet_service_pb2_grpc, image_service_pb2_grpc
 from imagesvc.v1 import image_service_pb2 as pb
 from tests.integration.rpc_errors import error_info
-from tests.integration.test_registry_inspect import _get_manifest, _push, _put_manifest
+from tests.integration.test_registry_inspect import _auth, _get_manifest, _push, _put_manifest
 from tests.integration.transfers import (
     local_id,
     pushed_manifest_type,
     read_pull,
+    read_push,
     registry_manifest,
     remove_local,
     unique,
@@ -167,3 +168,38 @@ def test_rest_refuses_registry_credentials_in_the_url(server: ThreadedServer) ->
     assert refused.json()["details"][0]["reason"] == "INVALID_ARGUMENT"
     assert "not accepted in the URL" in refused.json()["message"]
     assert secret not in refused.text
+
+
+def test_drift_with_registry_credentials_that_never_leak(
+    fleet: fleet_service_pb2_grpc.FleetServiceStub,
+    stub: image_service_pb2_grpc.ImageServiceStub,
+    engine: SandboxEngine,
+    engine_kind: EngineKind,
+    auth_registry: Registry,
+) -> None:
+    repository = unique("drift/auth-")
+    reference = f"{auth_registry.address}/{repository}:1"
+    build_busybox_image(engine, reference, extra_lines=[f"RUN echo {unique('')} > /id"])
+    try:
+        auth = _auth(auth_registry)
+        read_push(stub.PushImage(pb.PushImageRequest(reference=reference, auth=auth), timeout=60))
+        served = registry_manifest(
+            auth_registry, repository, "1", pushed_manifest_type(engine_kind)
+        )
+        found = fleet.FindImage(
+            fleet_pb.FindImageRequest(image=reference, check_registry=True, auth=auth),
+            timeout=30,
+        )
+        assert found.registry_digest == served.digest
+        assert [n.drift for n in found.nodes] == [CURRENT]
+        wrong = _auth(auth_registry, password="drift-" + unique("wrong-"))
+        with pytest.raises(grpc.RpcError) as refused:
+            fleet.FindImage(
+                fleet_pb.FindImageRequest(image=reference, check_registry=True, auth=wrong),
+                timeout=30,
+            )
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert error_info(refused.value).reason == "REGISTRY_UNAUTHENTICATED"
+        assert wrong.password not in str(refused.value.details())
+    finally:
+        remove_local(engine, reference)
