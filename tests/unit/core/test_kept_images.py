@@ -289,9 +289,14 @@ def test_an_engine_that_cannot_resolve_pulls_instead_and_a_registry_down_keeps_t
         await _until(lambda: len(node.pulls) >= 2)
         node.resolve_failure = UnavailableError("registry down", reason=Reason.REGISTRY_UNAVAILABLE)
         await _until(lambda: _state(kept, "reg/a:1").reason == "REGISTRY_UNAVAILABLE")
-        # The image is still there: present (the refresh failed), health stays serving.
+        # The image is still there: present (the refresh failed), health stays serving;
+        # the registry is asked again, with backoff, until it answers.
         assert _state(kept, "reg/a:1").state is KeptState.PRESENT
         assert kept.all_present()
+        await asyncio.sleep(0.1)
+        assert _state(kept, "reg/a:1").reason == "REGISTRY_UNAVAILABLE"
+        node.resolve_failure = None
+        await _until(lambda: _state(kept, "reg/a:1").reason == "")
 
     _run(node, lambda: ["reg/a:1"], body, settings=settings)
 

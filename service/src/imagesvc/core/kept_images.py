@@ -296,6 +296,7 @@ class KeptImages:
                 },
             )
             if image is not None:  # an older image is there: present, its refresh failed
+                keeper.next_check = 0.0  # the registry is asked again at the retry
                 self._set(keeper, KeptState.PRESENT, image_id=image.id, error=error)
             else:
                 self._set(keeper, KeptState.FAILED, error=error)
