@@ -11,10 +11,12 @@ import { test } from "node:test";
 import {
   Code,
   ConnectError,
+  createFleetClient,
   createImageClient,
   errorDetails,
   exportImages,
   listAllImages,
+  NodeImage_Drift,
   pullImage,
   type TransferProgress,
   UpdateStatus,
@@ -47,6 +49,14 @@ test("lists images, pulls one while reading its progress, and inspects it", asyn
   assert.equal(updates.length, 1);
   assert.equal(updates[0].status, UpdateStatus.UP_TO_DATE);
   assert.equal(updates[0].registryDigest, digest);
+  // The drift report: this node holds what the registry serves now.
+  const fleet = createFleetClient(environment("IMAGESVC_ADDRESS"));
+  const drift = await fleet.findImage({ image: reference, checkRegistry: true });
+  assert.equal(drift.registryDigest, digest);
+  assert.deepEqual(
+    drift.nodes.map((node) => node.drift),
+    [NodeImage_Drift.CURRENT],
+  );
 
   assert.match(result.imageId, /^sha256:[0-9a-f]{64}$/);
   assert.equal(result.digest, digest);
