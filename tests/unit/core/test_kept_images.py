@@ -357,3 +357,32 @@ def test_prunable_follows_the_engines_filters() -> None:
     assert prunable(tagged, PruneOptions(all=True, exclude_labels=("team=db",)))
     assert not prunable(tagged, PruneOptions(all=True, until=created))
     assert prunable(tagged, PruneOptions(all=True, until=datetime(2025, 1, 1, tzinfo=UTC)))
+
+
+def test_each_pull_is_audited_as_the_servers_own(caplog: pytest.LogCaptureFixture) -> None:
+    node = FakeNode()
+    node.registry = {"reg/a:1": "sha256:" + "a" * 64}
+
+    async def body(kept: KeptImages) -> None:
+        await _until(lambda: _state(kept, "reg/missing:1").state is KeptState.FAILED)
+        await _until(lambda: _state(kept, "reg/a:1").state is KeptState.PRESENT)
+
+    with caplog.at_level(logging.INFO, logger="imagesvc.audit"):
+        _run(node, lambda: ["reg/a:1", "reg/missing:1"], body)
+    lines = {
+        r.__dict__["subject"]["reference"]: r.__dict__
+        for r in caplog.records
+        if r.name == "imagesvc.audit"
+    }
+    assert lines["reg/a:1"]["rpc"] == "PullImage"
+    assert (lines["reg/a:1"]["identity"], lines["reg/a:1"]["via"]) == (
+        "imagesvc-kept-images",
+        "server",
+    )
+    assert lines["reg/a:1"]["transport"] == "kept-images"
+    assert lines["reg/a:1"]["outcome"] == "ok"
+    assert lines["reg/a:1"]["result"]["image_id"] == node.local["reg/a:1"].id
+    assert (lines["reg/missing:1"]["outcome"], lines["reg/missing:1"]["reason"]) == (
+        "failed",
+        "IMAGE_NOT_FOUND",
+    )

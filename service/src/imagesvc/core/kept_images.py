@@ -391,18 +391,20 @@ async def _audited_pull(reference: Reference, pull: Callable[[str], Awaitable[st
     current_origin.set(origin)
     event = AuditEvent("PullImage", KEEPER_IDENTITY, origin, {"reference": str(reference)})
     started = time.monotonic()
+    outcome, reason = "failed", str(Reason.INTERNAL)
     try:
         image_id = await pull(str(reference))
+        event.result["image_id"] = image_id
+        outcome, reason = "ok", ""
+        return image_id
     except ImageServiceError as error:
-        event.write(
-            "failed",
-            reason=str(error.reason),
-            duration_ms=(time.monotonic() - started) * 1000,
-        )
+        reason = str(error.reason)
         raise
-    event.result["image_id"] = image_id
-    event.write("ok", duration_ms=(time.monotonic() - started) * 1000)
-    return image_id
+    except asyncio.CancelledError:  # the server stops, or the reference left the file
+        outcome, reason = "cancelled", ""
+        raise
+    finally:
+        event.write(outcome, reason=reason, duration_ms=(time.monotonic() - started) * 1000)
 
 
 class CoreKeeperPort:
