@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -386,3 +387,27 @@ def test_each_pull_is_audited_as_the_servers_own(caplog: pytest.LogCaptureFixtur
         "failed",
         "IMAGE_NOT_FOUND",
     )
+
+
+def test_a_long_list_is_pulled_a_few_at_a_time() -> None:
+    node = FakeNode()
+    references = [f"reg/app{n}:1" for n in range(6)]
+    node.registry = {reference: "sha256:" + f"{n}" * 64 for n, reference in enumerate(references)}
+    running = {"now": 0, "most": 0}
+    pull = node.pull
+
+    async def slow_pull(reference: str) -> str:
+        running["now"] += 1
+        running["most"] = max(running["most"], running["now"])
+        await asyncio.sleep(0.02)
+        running["now"] -= 1
+        return await pull(reference)
+
+    node.pull = slow_pull  # type: ignore[method-assign]
+
+    async def body(kept: KeptImages) -> None:
+        await _until(kept.all_present)
+
+    _run(node, lambda: references, body, settings=replace(FAST, pulls_at_once=2))
+    assert running["most"] == 2
+    assert sorted(node.pulls) == sorted(references)

@@ -118,6 +118,9 @@ class KeepSettings:
     retry_max_seconds: float = 120.0
     # How often the keep file is looked at (one stat() when it did not change).
     file_poll_seconds: float = 1.0
+    # Kept images pulled at once: a long list must not fill the server's pull queue
+    # (--max-queued-calls) and crowd out callers' pulls.
+    pulls_at_once: int = 2
 
 
 def retry_delay(failures: int, settings: KeepSettings) -> float:
@@ -168,6 +171,7 @@ class KeptImages:
         self._clock = clock
         self._keepers: dict[str, _Keeper] = {}
         self._followed = False  # the list was read once
+        self._pull_slots = asyncio.Semaphore(max(self._settings.pulls_at_once, 1))
 
     # Reads ---------------------------------------------------------------------------
 
@@ -316,7 +320,8 @@ class KeptImages:
     async def _pull(self, keeper: _Keeper, reference: Reference, why: str) -> None:
         log.info("pulling a kept image", extra={"reference": keeper.text, "why": why})
         self._set(keeper, KeptState.PULLING, image_id=keeper.status.image_id)
-        image_id = await _audited_pull(reference, self._port.pull)
+        async with self._pull_slots:
+            image_id = await _audited_pull(reference, self._port.pull)
         keeper.next_check = self._clock() + self._settings.check_interval_seconds
         self._set(keeper, KeptState.PRESENT, image_id=image_id)
 
