@@ -411,3 +411,45 @@ def test_a_long_list_is_pulled_a_few_at_a_time() -> None:
     _run(node, lambda: references, body, settings=replace(FAST, pulls_at_once=2))
     assert running["most"] == 2
     assert sorted(node.pulls) == sorted(references)
+
+
+def test_a_reference_with_tag_and_digest_is_never_checked_and_never_spins() -> None:
+    node = FakeNode()
+    digest = "sha256:" + "d" * 64
+    reference = f"reg/a:1@{digest}"
+    node.local[reference] = Image(id="sha256:" + "1" * 64, repo_digests=(f"reg/a@{digest}",))
+    looks = {"count": 0}
+    local_image = node.local_image
+
+    async def counted(reference: str) -> Image | None:
+        looks["count"] += 1
+        return await local_image(reference)
+
+    node.local_image = counted  # type: ignore[method-assign]
+
+    async def body(kept: KeptImages) -> None:
+        await _until(kept.all_present)
+        await asyncio.sleep(0.1)
+
+    _run(node, lambda: [reference], body)
+    assert looks["count"] == 1  # looked up once, then asleep until the interval
+    assert node.pulls == []
+
+
+def test_a_refresh_of_a_moved_tag_keeps_the_node_warm() -> None:
+    node = FakeNode()
+    node.registry = {"reg/a:1": "sha256:" + "a" * 64}
+    settings = replace(FAST, check_interval_seconds=0.05)
+    recorder = Recorder()
+
+    async def body(kept: KeptImages) -> None:
+        await _until(kept.all_present)
+        seen = len(recorder.seen)
+        node.registry["reg/a:1"] = "sha256:" + "b" * 64
+        await _until(lambda: len(node.pulls) == 2 and kept.all_present())
+        await asyncio.sleep(0.05)
+        refreshed = recorder.seen[seen:]
+        assert refreshed
+        assert all(i.state is KeptState.PRESENT for images in refreshed for i in images)
+
+    _run(node, lambda: ["reg/a:1"], body, settings=settings, observer=recorder)

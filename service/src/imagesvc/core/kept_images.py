@@ -273,15 +273,18 @@ class KeptImages:
 
     async def _reconcile_once(self, keeper: _Keeper, reference: Reference) -> float:
         interval = self._settings.check_interval_seconds
+        # A digest never moves: only a tag alone is checked at its registry.
+        checked = bool(reference.tag and not reference.digest)
         image: Image | None = None
         try:
             image = await self._port.local_image(str(reference))
             if image is None:
                 await self._pull(keeper, reference, "the image is not on this node")
-            elif reference.tag and not reference.digest and self._clock() >= keeper.next_check:
+            elif checked and self._clock() >= keeper.next_check:
                 keeper.next_check = self._clock() + interval
-                if await self._moved(keeper, reference, image):
-                    await self._pull(keeper, reference, "the tag moved at its registry")
+                if await self._moved(reference, image):
+                    # The older image stays meanwhile: still PRESENT (health stays warm).
+                    await self._pull(keeper, reference, "the tag moved at its registry", image)
                 else:
                     self._set(keeper, KeptState.PRESENT, image_id=image.id)
             else:
@@ -306,9 +309,9 @@ class KeptImages:
                 self._set(keeper, KeptState.FAILED, error=error)
             return delay
         keeper.failures = 0
-        return max(keeper.next_check - self._clock(), 0.0) if reference.tag else interval
+        return max(keeper.next_check - self._clock(), 0.0) if checked else interval
 
-    async def _moved(self, keeper: _Keeper, reference: Reference, image: Image) -> bool:
+    async def _moved(self, reference: Reference, image: Image) -> bool:
         """Whether the registry serves another image for the tag now. An Engine that
         cannot ask (Podman: FAILED_PRECONDITION) pulls, and the pull compares."""
         try:
@@ -317,9 +320,12 @@ class KeptImages:
             return True
         return served not in digests_in_repository(reference, image.repo_digests)
 
-    async def _pull(self, keeper: _Keeper, reference: Reference, why: str) -> None:
+    async def _pull(
+        self, keeper: _Keeper, reference: Reference, why: str, present: Image | None = None
+    ) -> None:
         log.info("pulling a kept image", extra={"reference": keeper.text, "why": why})
-        self._set(keeper, KeptState.PULLING, image_id=keeper.status.image_id)
+        if present is None:
+            self._set(keeper, KeptState.PULLING)
         async with self._pull_slots:
             image_id = await _audited_pull(reference, self._port.pull)
         keeper.next_check = self._clock() + self._settings.check_interval_seconds
