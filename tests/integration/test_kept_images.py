@@ -19,6 +19,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from devtools.engine_kinds import EngineKind
 from devtools.sandbox import Registry, SandboxEngine, build_busybox_image
 from imagesvc.server import ThreadedServer
 from imagesvc.v1 import fleet_service_pb2 as fleet_pb
@@ -26,7 +27,8 @@ from imagesvc.v1 import fleet_service_pb2_grpc, image_service_pb2_grpc
 from imagesvc.v1 import image_service_pb2 as pb
 from tests.integration.conftest import server_settings
 from tests.integration.rpc_errors import error_info
-from tests.integration.transfers import local_id, remove_local, unique
+from tests.integration.test_registry_inspect import _get_manifest, _put_manifest
+from tests.integration.transfers import local_id, pushed_manifest_type, remove_local, unique
 from tests.scrape import scrape
 
 # The API contract: runs once per engine kind (tests/integration/conftest.py).
@@ -77,10 +79,14 @@ def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> float:
 
 
 @contextlib.contextmanager
-def kept_node(engine: SandboxEngine, tmp_path: Path, text: str) -> Iterator[KeptNode]:
+def kept_node(
+    engine: SandboxEngine, tmp_path: Path, text: str, **settings: object
+) -> Iterator[KeptNode]:
     keep_file = tmp_path / "keep-images"
     write_keep_file(keep_file, text)
-    server = ThreadedServer(server_settings(engine.host, keep_images_file=str(keep_file)))
+    server = ThreadedServer(
+        server_settings(engine.host, keep_images_file=str(keep_file), **settings)
+    )
     try:
         with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             yield KeptNode(server, channel, keep_file)
@@ -221,3 +227,41 @@ def test_a_reference_that_cannot_be_pulled_is_failed_and_the_server_serves(
         # Fixed in the file: the node becomes warm.
         node.write(f"{present}\n")
         wait_for(node.warm, 10, "warm once the missing reference is gone from the file")
+
+
+def test_a_tag_that_moved_at_the_registry_is_pulled_again(
+    engine: SandboxEngine,
+    engine_kind: EngineKind,
+    tmp_path: Path,
+    open_registry: Registry,
+    pushed: Callable[[str], str],
+) -> None:
+    reference = pushed("moving")
+    repository = reference.removeprefix(f"{open_registry.address}/").rpartition(":")[0]
+    newer = f"{open_registry.address}/{repository}:2"
+    with kept_node(
+        engine, tmp_path, f"{reference}\n", keep_images_check_interval_seconds=0.5
+    ) as node:
+        wait_for(node.warm, 60, "the kept image present")
+        first = local_id(engine, reference)
+        try:
+            # The tag is pushed again: another image's manifest (tag 2's) put under it.
+            build_busybox_image(engine, newer, extra_lines=[f"RUN echo {unique('')} > /id"])
+            engine.docker("push", newer)
+            media_type = pushed_manifest_type(engine_kind)
+            body = _get_manifest(open_registry, repository, "2", media_type)
+            _put_manifest(open_registry, repository, "1", media_type, body)
+            wait_for(
+                lambda: local_id(engine, reference) not in (None, first),
+                30,
+                "the moved tag pulled again",
+            )
+            assert local_id(engine, reference) == local_id(engine, newer)
+            wait_for(
+                lambda: [k.image_id for k in node.kept()] == [local_id(engine, reference)],
+                10,
+                "ListNodes shows the new image",
+            )
+            assert node.warm()
+        finally:
+            remove_local(engine, newer)
