@@ -135,10 +135,21 @@ def test_a_kept_image_removed_with_the_cli_is_back_within_seconds(
     reference = pushed("back")
     with kept_node(engine, tmp_path, f"{reference}\n") as node:
         wait_for(node.warm, 60, "the kept image present")
-        engine.docker("image", "rm", reference)
-        assert local_id(engine, reference) is None
+
+        def pulls() -> float:
+            return scrape(node.server.http_port).value(
+                "imagesvc_pulls_total", {"outcome": "success"}
+            )
+
+        assert pulls() == 1
+        removed = engine.docker("image", "rm", reference).stdout
+        assert f"Untagged: {reference}" in removed
+        # The service may have it back before this line runs (its pull follows the event):
+        # what proves it is the second pull, and the image there again.
         back_in = wait_for(
-            lambda: local_id(engine, reference) is not None, 10, "the kept image pulled again"
+            lambda: pulls() == 2 and local_id(engine, reference) is not None,
+            10,
+            "the kept image pulled again",
         )
         assert back_in < 10
         wait_for(node.warm, 10, "the node warm again")
