@@ -453,3 +453,17 @@ def test_a_refresh_of_a_moved_tag_keeps_the_node_warm() -> None:
         assert all(i.state is KeptState.PRESENT for images in refreshed for i in images)
 
     _run(node, lambda: ["reg/a:1"], body, settings=settings, observer=recorder)
+
+
+def test_a_line_with_a_password_never_shows_it(caplog: pytest.LogCaptureFixture) -> None:
+    line = "user:hunter2-secret@reg.example/app:1"
+
+    async def body(kept: KeptImages) -> None:
+        await _until(lambda: bool(kept.images()) and kept.images()[0].state is KeptState.FAILED)
+        [image] = kept.images()
+        assert "hunter2-secret" not in f"{image.reference} {image.message}"
+
+    with caplog.at_level(logging.DEBUG):
+        _run(FakeNode(), lambda: [line], body)
+    assert "hunter2-secret" not in caplog.text
+    assert all("hunter2-secret" not in str(r.__dict__) for r in caplog.records)

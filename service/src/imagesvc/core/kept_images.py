@@ -41,6 +41,7 @@ from imagesvc.core.identity import CallOrigin, Identity, current_identity, curre
 from imagesvc.core.image_core import ImageCore
 from imagesvc.core.image_entries import IndexEntry
 from imagesvc.core.models import Image, PruneOptions, PullResult
+from imagesvc.core.redaction import without_userinfo
 from imagesvc.core.references import Reference, familiar, parse_reference
 from imagesvc.core.registry_images import digests_in_repository
 from imagesvc.core.reloading import FileProblem
@@ -143,7 +144,8 @@ class _Keeper:
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self.status = KeptImage(text)
+        # A line written `user:password@registry/app` (not a reference) shows no password.
+        self.status = KeptImage(without_userinfo(text))
         self.wake = asyncio.Event()
         self.failures = 0
         self.next_check = 0.0
@@ -249,7 +251,10 @@ class KeptImages:
             self._set(keeper, KeptState.FAILED, error=error)
             log.error(
                 "a kept image's reference is not valid",
-                extra={"reference": keeper.text, "problem": error.message},
+                extra={
+                    "reference": keeper.status.reference,
+                    "problem": without_userinfo(error.message),
+                },
             )
             return
         keeper.names = _event_names(reference)
@@ -266,7 +271,7 @@ class KeptImages:
             return await self._reconcile_once(keeper, reference)
         except Exception:
             # A bug of ours must not end the keeper: logged with its traceback, retried.
-            log.exception("keeping an image failed", extra={"reference": keeper.text})
+            log.exception("keeping an image failed", extra={"reference": keeper.status.reference})
             keeper.failures += 1
             self._set(keeper, KeptState.FAILED, error=InternalError("internal error"))
             return retry_delay(keeper.failures, self._settings)
@@ -295,9 +300,9 @@ class KeptImages:
             log.warning(
                 "keeping an image failed; retrying",
                 extra={
-                    "reference": keeper.text,
+                    "reference": keeper.status.reference,
                     "reason": str(error.reason),
-                    "problem": error.message,
+                    "problem": without_userinfo(error.message),
                     "attempt": keeper.failures,
                     "retry_in_seconds": round(delay, 2),
                 },
@@ -323,7 +328,7 @@ class KeptImages:
     async def _pull(
         self, keeper: _Keeper, reference: Reference, why: str, present: Image | None = None
     ) -> None:
-        log.info("pulling a kept image", extra={"reference": keeper.text, "why": why})
+        log.info("pulling a kept image", extra={"reference": keeper.status.reference, "why": why})
         if present is None:
             self._set(keeper, KeptState.PULLING)
         async with self._pull_slots:
@@ -344,7 +349,7 @@ class KeptImages:
             state=state,
             image_id=image_id,
             reason=str(error.reason) if error else "",
-            message=error.message if error else "",
+            message=without_userinfo(error.message) if error else "",
         )
         if status != keeper.status:
             keeper.status = status
