@@ -90,6 +90,7 @@ DIFFERENCES: tuple[Difference, ...] = (
             "test_tag_remove_prune.py::test_prune_all_with_label_filters",
             "test_tag_remove_prune.py::test_prune_exclude_label_with_value",
             "test_tag_remove_prune.py::test_prune_needs_nothing_and_keeps_the_session_image",
+            "test_kept_images.py::test_a_prune_of_all_narrowed_to_spare_the_kept_images_runs",
         ),
         what=(
             "Podman prunes only dangling images, ignores exclude_labels and does not combine "
@@ -130,6 +131,15 @@ DIFFERENCES: tuple[Difference, ...] = (
         ),
     ),
     Difference(
+        kind="docker-26-containerd",
+        area="registry inspect, update checks",
+        tests=("test_find_image_drift.py::test_an_image_built_here_and_never_pushed_is_unknown",),
+        what=(
+            "The containerd image store names a locally built image with its own manifest's "
+            "digest in repo_digests: FindImage's drift calls it STALE, not UNKNOWN."
+        ),
+    ),
+    Difference(
         kind="podman",
         area="registry inspect, update checks",
         tests=(
@@ -145,12 +155,18 @@ DIFFERENCES: tuple[Difference, ...] = (
             "test_registry_inspect.py::test_update_check_of_a_pulled_index",
             "test_registry_inspect.py::test_update_check_answers_each_image_on_its_own",
             "test_registry_inspect.py::test_update_check_with_bad_credentials_says_so_per_image",
+            "test_find_image_drift.py::test_a_node_holding_an_older_push_of_the_tag_is_stale",
+            "test_find_image_drift.py::test_an_image_built_here_and_never_pushed_is_unknown",
+            "test_find_image_drift.py::test_a_node_without_the_image_has_no_drift",
+            "test_find_image_drift.py::test_drift_with_registry_credentials_that_never_leak",
+            "test_find_image_drift.py::"
+            "test_drift_needs_a_reference_and_failures_at_the_registry_fail_the_call",
         ),
         what=(
             "Podman's Docker API has no registry inspect (GET /distribution/{name}/json answers "
-            "404 for every name): InspectRegistryImage is FAILED_PRECONDITION (ENGINE_ERROR) and "
-            "CheckImageUpdates answers UNKNOWN (ENGINE_ERROR) for every image it would ask a "
-            "registry about."
+            "404 for every name): InspectRegistryImage and FindImage with check_registry are "
+            "FAILED_PRECONDITION (ENGINE_ERROR) and CheckImageUpdates answers UNKNOWN "
+            "(ENGINE_ERROR) for every image it would ask a registry about."
         ),
     ),
 )

@@ -18,6 +18,7 @@ import {
   listAllImages,
   type NodePull,
   NodePullPhase,
+  NodeImage_Drift,
   pullImage,
   pullImageOnNodes,
   type TransferProgress,
@@ -51,6 +52,14 @@ test("lists images, pulls one while reading its progress, and inspects it", asyn
   assert.equal(updates.length, 1);
   assert.equal(updates[0].status, UpdateStatus.UP_TO_DATE);
   assert.equal(updates[0].registryDigest, digest);
+  // The drift report: this node holds what the registry serves now.
+  const fleet = createFleetClient(environment("IMAGESVC_ADDRESS"));
+  const drift = await fleet.findImage({ image: reference, checkRegistry: true });
+  assert.equal(drift.registryDigest, digest);
+  assert.deepEqual(
+    drift.nodes.map((node) => node.drift),
+    [NodeImage_Drift.CURRENT],
+  );
 
   assert.match(result.imageId, /^sha256:[0-9a-f]{64}$/);
   assert.equal(result.digest, digest);

@@ -349,6 +349,21 @@ class Settings:
     fleet_dns_cache_seconds: float = setting(
         5.0, "how long a DNS answer for `--fleet-peers` is reused", Section.FLEET, has_flag=False
     )
+    keep_images_file: str | None = setting(
+        None,
+        "references this node keeps present (kube-fledged's ImageCache, per node): one per"
+        " line, `#` comments, blank lines ignored; pulled at start and whenever removed,"
+        " pulled again when the tag moves at its registry, never pruned (a prune that could"
+        " remove one is refused); pulled anonymously (no registry credentials); re-read when"
+        " it changes (a ConfigMap)",
+        Section.FLEET,
+        shown_default="none",
+    )
+    keep_images_check_interval_seconds: float = setting(
+        300.0,
+        "how often each kept tag is resolved at its registry (pulled again when it moved)",
+        Section.FLEET,
+    )
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:

@@ -75,6 +75,8 @@ ENGINE_INFO_LABELS = ("version", "api_version", "min_api_version", "os", "arch")
 STREAM_OUTCOMES = ("success", "failure", "canceled")
 # The image index's states (core/image_index.py IndexState).
 INDEX_STATES = ("starting", "live", "resyncing", "down", "stopped")
+# The states of a kept image (core/kept_images.py, KeptState).
+KEPT_IMAGE_STATES = ("present", "pulling", "failed")
 # From the Engine's event to the index showing it: milliseconds, up to a slow refresh.
 INDEX_LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -264,6 +266,15 @@ class ImagesvcMetrics:
         )
         for state in INDEX_STATES:
             self.image_index_state.labels(state)
+        self.kept_images = Gauge(
+            "imagesvc_kept_images",
+            "Images this node keeps present (--keep-images-file) by state; the reference is"
+            " never a label (the log and ListNodes name it).",
+            ("state",),
+            registry=registry,
+        )
+        for state in KEPT_IMAGE_STATES:
+            self.kept_images.labels(state)
         self.stream_outcomes = {
             "pull": self.pulls,
             "push": self.pushes,
@@ -324,6 +335,10 @@ class ImagesvcMetrics:
 
     def index_lag(self, seconds: float) -> None:
         self.image_index_lag.observe(seconds)
+
+    def kept_image_states(self, counts: dict[str, int]) -> None:
+        for state in KEPT_IMAGE_STATES:
+            self.kept_images.labels(state).set(counts.get(state, 0))
 
     def set_engine_info(self, labels: dict[str, str]) -> None:
         """The one series of the info metric, replacing any other Engine version."""

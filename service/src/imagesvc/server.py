@@ -28,6 +28,7 @@ from imagesvc.core.build_context import ContextLimits, check_spool_dir
 from imagesvc.core.errors import Reason, UnavailableError
 from imagesvc.core.image_changes import ImageChangeLog, Snapshot
 from imagesvc.core.image_core import CoreSettings, ImageCore
+from imagesvc.core.image_entries import ChangeSinks
 from imagesvc.core.image_filters import select_images
 from imagesvc.core.image_index import ImageIndex, IndexSettings
 from imagesvc.core.models import ImageFilter
@@ -37,6 +38,7 @@ from imagesvc.engine.instrumented import InstrumentedDockerPort
 from imagesvc.metrics import ImagesvcMetrics, new_registry
 from imagesvc.native_threads import name_native_thread
 from imagesvc.server_fleet import ServerFleet
+from imagesvc.server_kept_images import ServerKeptImages
 from imagesvc.server_policy import ServerPolicy
 from imagesvc.server_security import ServerSecurity
 from imagesvc.transport.access_guard import GuardedServicer
@@ -146,6 +148,10 @@ class ImageServer:
         # feed's source (tests publish their own changes); the index then tells it nothing.
         self.image_changes = ImageChangeLog(observer=self.metrics)
         self.index: ImageIndex | None = None
+        # Whom the index tells of its changes: WatchImages' log, and the kept images.
+        index_sinks = ChangeSinks()
+        if image_snapshot is None:
+            index_sinks.add(self.image_changes)
         if not settings.disable_image_index:
             self.index = ImageIndex(
                 self._docker,
@@ -154,7 +160,7 @@ class ImageServer:
                 settings=IndexSettings(
                     reconcile_interval_seconds=settings.image_index_reconcile_seconds
                 ),
-                sink=self.image_changes if image_snapshot is None else None,
+                sink=index_sinks,
                 observer=self.metrics,
             )
             if image_snapshot is None:
@@ -187,10 +193,21 @@ class ImageServer:
             index=self.index,
         )
         self.health = health.aio.HealthServicer()
+        # Kept images (--keep-images-file): brought back on the index's changes.
+        self.kept_images = ServerKeptImages(settings, self.core, self.metrics, self.health)
+        if self.kept_images.keeper is not None:
+            index_sinks.add(self.kept_images.keeper)
         # gRPC and the REST gateway both call this one: authorization and audit in one place.
         self.servicer = GuardedServicer(ImageServiceServicer(self.core))
         # FleetService: this node locally, its peers over gRPC (authorized and audited there).
-        self.fleet = ServerFleet(settings, self.core, self._docker, unary, lambda: self.daemon_up)
+        self.fleet = ServerFleet(
+            settings,
+            self.core,
+            self._docker,
+            unary,
+            lambda: self.daemon_up,
+            kept_images=self.kept_images.images,
+        )
         self._server: grpc.aio.Server | None = None
         self._http: HttpServer | None = None
         self._drain = Drain()
@@ -275,6 +292,8 @@ class ImageServer:
         self._health_task = asyncio.create_task(self._watch_daemon(), name="daemon-health")
         if self.index is not None:
             self._index_task = asyncio.create_task(self.index.run(), name="image-index")
+        # After the index: a kept image removed from now on is noticed by its events.
+        await self.kept_images.start()
         log.info(
             "serving",
             extra={
@@ -339,6 +358,7 @@ class ImageServer:
                 await self._health_task
         for refreshing in self._refreshing.values():
             refreshing.cancel()
+        await self.kept_images.stop()
         await self._stop_index()
         await self.health.enter_graceful_shutdown()
         # Watches never end by themselves: end them now, so that their clients resume

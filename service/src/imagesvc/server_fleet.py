@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 
 from imagesvc.config import Settings, SettingsError
@@ -13,6 +13,7 @@ from imagesvc.core.fleet import FanOutLimits
 from imagesvc.core.fleet_discovery import PeerDiscovery, join_host_port, split_host_port
 from imagesvc.core.fleet_node import LocalNode
 from imagesvc.core.image_core import ImageCore
+from imagesvc.core.kept_images import KeptImage
 from imagesvc.core.port import DockerPort
 from imagesvc.transport.grpc.fleet_peers import PeerClient, PeerCredentials
 from imagesvc.transport.grpc.fleet_servicer import FleetServiceServicer
@@ -45,7 +46,10 @@ class ServerFleet:
         engine: DockerPort,
         executor: Executor,
         daemon_up: Callable[[], bool],
+        *,
+        kept_images: Callable[[], Sequence[KeptImage]] = tuple,
     ) -> None:
+        """`kept_images`: this node's kept images and their states (ListNodes)."""
         try:
             discovery = PeerDiscovery(
                 settings.fleet_peers, cache_seconds=settings.fleet_dns_cache_seconds
@@ -75,6 +79,7 @@ class ServerFleet:
         )
         self._settings = settings
         self._node_parts = (core, engine, executor, daemon_up)
+        self._kept_images = kept_images
         self._local: LocalNode | None = None
         self.servicer = FleetServiceServicer(
             self._local_node,
@@ -94,7 +99,9 @@ class ServerFleet:
 
     def bind(self, port: int) -> None:
         address = fleet_address(self._settings, port)
-        self._local = LocalNode(node_name(self._settings), address, *self._node_parts)
+        self._local = LocalNode(
+            node_name(self._settings), address, *self._node_parts, kept_images=self._kept_images
+        )
 
     async def close(self) -> None:
         await self.peers.close()

@@ -12,11 +12,14 @@ from imagesvc.core import fleet_discovery
 from imagesvc.core.fleet import (
     NODE_ERROR,
     NODE_TIMEOUT,
+    Drift,
     FanOutLimits,
     NodeFailure,
+    drift_of,
     fan_out,
 )
 from imagesvc.core.fleet_discovery import DiscoveryError, DnsTarget, PeerDiscovery, parse_peers
+from imagesvc.core.references import parse_reference
 
 
 def test_outcomes_keep_the_order_and_each_failure_stays_its_nodes() -> None:
@@ -133,3 +136,19 @@ def test_a_failed_resolution_keeps_the_last_good_answer(monkeypatch: pytest.Monk
     never = PeerDiscovery("dns:///peers.test:1")
     with pytest.raises(DiscoveryError, match=r"cannot resolve peers\.test"):
         asyncio.run(never.peers())
+
+
+def test_drift_compares_the_repositorys_digests_with_the_registrys() -> None:
+    reference = parse_reference("127.0.0.1:5000/team/app:1")
+    current, older = "sha256:" + "c" * 64, "sha256:" + "0" * 64
+    assert drift_of(reference, [f"127.0.0.1:5000/team/app@{current}"], current) is Drift.CURRENT
+    assert drift_of(reference, [f"127.0.0.1:5000/team/app@{older}"], current) is Drift.STALE
+    # Pulled as both (the tag moved back): current.
+    both = [f"127.0.0.1:5000/team/app@{older}", f"127.0.0.1:5000/team/app@{current}"]
+    assert drift_of(reference, both, current) is Drift.CURRENT
+    # Only another repository's digest (or none): cannot tell.
+    assert drift_of(reference, [f"127.0.0.1:5000/other@{current}"], current) is Drift.UNKNOWN
+    assert drift_of(reference, [], current) is Drift.UNKNOWN
+    # Docker Hub names compare in their familiar form.
+    hub = parse_reference("docker.io/library/busybox:1")
+    assert drift_of(hub, [f"busybox@{current}"], current) is Drift.CURRENT

@@ -393,6 +393,13 @@ class BaseClient:
         return Stream("fleet pull", "PullImageOnNodes", request, split_fleet_pull, "fleet")
 
     @staticmethod
+    def _find_image_drift(
+        image: str, auth: AuthLike | None
+    ) -> Unary[fleet_pb.FindImageResponse, fleet_pb.FindImageResponse]:
+        request = fleet_pb.FindImageRequest(image=image, check_registry=True, auth=auth_proto(auth))
+        return Unary("FindImage", request, _same, "fleet")
+
+    @staticmethod
     def _check_updates(
         references: Iterable[str], registry_auths: Iterable[AuthLike]
     ) -> Unary[pb.CheckImageUpdatesResponse, list[pb.ImageUpdate]]:

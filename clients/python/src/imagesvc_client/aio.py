@@ -402,6 +402,13 @@ class AsyncImageClient(BaseClient):
         """Starts a pull on every node (see ImageClient.pull_on_nodes)."""
         return self._start(self._pull_on_nodes(reference, options or FleetPullOptions()), timeout)
 
+    async def find_image_drift(
+        self, image: str, *, auth: AuthLike | None = None, timeout: float | None = None
+    ) -> fleet_pb.FindImageResponse:
+        """``find_image`` with the registry's current digest and each node's drift (see
+        ImageClient.find_image_drift)."""
+        return await self._call(self._find_image_drift(image, auth), timeout)
+
     async def _call(self, plan: Unary[Any, ResultT], timeout: float | None) -> ResultT:
         stub = self._fleet_stub if plan.service == "fleet" else self._stub
         with rpc_errors():

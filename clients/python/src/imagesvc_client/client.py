@@ -391,6 +391,15 @@ class ImageClient(BaseClient):
         ``.result``, the summary (succeeded, skipped, failed with reasons, cancelled)."""
         return self._start(self._pull_on_nodes(reference, options or FleetPullOptions()), timeout)
 
+    def find_image_drift(
+        self, image: str, *, auth: AuthLike | None = None, timeout: float | None = None
+    ) -> fleet_pb.FindImageResponse:
+        """``find_image`` plus a drift report: the server resolves the reference at its
+        registry once (``auth`` for that registry; never sent to peers) and answers its
+        ``registry_digest`` beside the nodes, each with ``drift`` CURRENT, STALE or
+        UNKNOWN (no digest of that repository)."""
+        return self._call(self._find_image_drift(image, auth), timeout)
+
     def import_images(
         self,
         archive: ArchiveSource,

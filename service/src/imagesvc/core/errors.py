@@ -51,6 +51,8 @@ class Reason(StrEnum):
     REGISTRY_DENIED = "REGISTRY_DENIED"
     REGISTRY_UNAVAILABLE = "REGISTRY_UNAVAILABLE"
     IMAGE_IN_USE = "IMAGE_IN_USE"
+    # PruneImages (FAILED_PRECONDITION): it could remove a kept image (--keep-images-file)
+    IMAGE_KEPT = "IMAGE_KEPT"
     CONFLICT = "CONFLICT"
     # WatchImages (FAILED_PRECONDITION): the resume token is from another server or index
     # generation, or older than the changes kept, or the watcher fell that far behind;

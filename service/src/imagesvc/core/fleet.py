@@ -11,7 +11,12 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Generic, TypeVar
+
+from imagesvc.core.kept_images import KeptImage
+from imagesvc.core.references import Reference
+from imagesvc.core.registry_images import digests_in_repository
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -46,6 +51,7 @@ class NodeStatus:
     image_count: int = 0
     images_size_bytes: int = 0
     local: bool = False
+    kept_images: tuple[KeptImage, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +66,23 @@ class NodeImage:
     repo_tags: tuple[str, ...] = ()
     failure: NodeFailure | None = None
     local: bool = False
+
+
+class Drift(StrEnum):
+    """Whether a node's image is what the registry serves for the tag now."""
+
+    CURRENT = "current"
+    STALE = "stale"
+    # The image has no digest of the reference's repository: cannot tell.
+    UNKNOWN = "unknown"
+
+
+def drift_of(reference: Reference, repo_digests: Sequence[str], registry_digest: str) -> Drift:
+    """A node's image, by its repo digests, against the registry's current digest."""
+    local = digests_in_repository(reference, repo_digests)
+    if not local:
+        return Drift.UNKNOWN
+    return Drift.CURRENT if registry_digest in local else Drift.STALE
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from concurrent.futures import Executor
 
-from imagesvc.core.errors import ImageServiceError, NotFoundError, Reason
+from imagesvc.core.errors import ImageServiceError, InvalidArgumentError, NotFoundError, Reason
 from imagesvc.core.fleet import NodeFailure, NodeImage, NodeImagesChange, NodeStatus
 from imagesvc.core.fleet_pull import LayerSizes, NodeProgress, NodePulled
 from imagesvc.core.image_core import ImageCore
+from imagesvc.core.kept_images import KeptImage
 from imagesvc.core.models import ImageFilter, PruneOptions, PullResult, RegistryAuth
 from imagesvc.core.paging import MAX_PAGE_SIZE
 from imagesvc.core.port import DockerPort
-from imagesvc.core.references import familiar, parse_reference
+from imagesvc.core.references import Reference, familiar, is_image_id, parse_reference
 
 
 def failure_of(error: ImageServiceError) -> NodeFailure:
@@ -33,6 +34,8 @@ class LocalNode:
         engine: DockerPort,
         executor: Executor,
         daemon_up: Callable[[], bool],
+        *,
+        kept_images: Callable[[], Sequence[KeptImage]] = tuple,
     ) -> None:
         self.name = name
         self.address = address
@@ -40,8 +43,10 @@ class LocalNode:
         self._engine = engine
         self._executor = executor
         self._daemon_up = daemon_up
+        self._kept_images = kept_images
 
     async def status(self) -> NodeStatus:
+        kept = tuple(self._kept_images())
         if not self._daemon_up():
             return NodeStatus(
                 self.address,
@@ -49,13 +54,14 @@ class LocalNode:
                 failure=NodeFailure(
                     str(Reason.DAEMON_UNAVAILABLE), "the node's Docker daemon is not answering"
                 ),
+                kept_images=kept,
             )
         try:
             loop = asyncio.get_running_loop()
             version = await loop.run_in_executor(self._executor, self._engine.version)
             count, size = await self._image_totals()
         except ImageServiceError as error:
-            return NodeStatus(self.address, self.name, failure=failure_of(error))
+            return NodeStatus(self.address, self.name, failure=failure_of(error), kept_images=kept)
         return NodeStatus(
             self.address,
             self.name,
@@ -64,6 +70,7 @@ class LocalNode:
             engine_api_version=str(version.get("ApiVersion", "")),
             image_count=count,
             images_size_bytes=size,
+            kept_images=kept,
         )
 
     async def _image_totals(self) -> tuple[int, int]:
@@ -79,6 +86,18 @@ class LocalNode:
             token = page.next_page_token
             if not token:
                 return count, size
+
+    async def drift_digest(self, image: str, auth: RegistryAuth | None) -> tuple[Reference, str]:
+        """The reference FindImage was asked about, and the digest its registry serves
+        now (InspectRegistryImage's path: the pull allowlist applies)."""
+        if is_image_id(image):
+            raise InvalidArgumentError(
+                f"{image!r} is an image id: the registry can only be asked about a reference",
+                reason=Reason.INVALID_REFERENCE,
+                metadata={"field": "image"},
+            )
+        found = await self._core.inspect_registry_image(image, auth=auth)
+        return parse_reference(image).with_default_tag(), found.digest
 
     async def find(self, image: str) -> NodeImage:
         """Whether this node holds `image`. A malformed reference is the caller's error

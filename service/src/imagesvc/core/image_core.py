@@ -235,6 +235,11 @@ class ImageCore:
         self._stream_executor = stream_executor or executor
         self._health_executor = health_executor or executor
         self._settings = settings
+        self._prune_guard: Callable[[PruneOptions], Awaitable[None]] | None = None
+
+    def guard_prunes(self, guard: Callable[[PruneOptions], Awaitable[None]]) -> None:
+        """`guard(options)` runs before every prune and may refuse it (kept images)."""
+        self._prune_guard = guard
 
     async def _call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         return await self._call_in(self._executor, fn, *args, **kwargs)
@@ -521,6 +526,8 @@ class ImageCore:
                     metadata={"field": "until"},
                 )
             filters["until"] = [str(seconds)]
+        if self._prune_guard is not None:
+            await self._prune_guard(options)
         report = await self._call(self._engine.prune_images, filters)
         items = report.get("ImagesDeleted") or []
         await self._index_shows(

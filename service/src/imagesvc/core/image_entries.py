@@ -42,3 +42,18 @@ class ChangeSink(Protocol):
     one; the index calls it only when the entry really changed."""
 
     def publish(self, previous: IndexEntry | None, current: IndexEntry | None) -> None: ...
+
+
+class ChangeSinks:
+    """Several sinks behind the index's one (WatchImages' change log, kept images), each
+    told every change in order. Sinks may be added until the index runs."""
+
+    def __init__(self, *sinks: ChangeSink) -> None:
+        self._sinks = list(sinks)
+
+    def add(self, sink: ChangeSink) -> None:
+        self._sinks.append(sink)
+
+    def publish(self, previous: IndexEntry | None, current: IndexEntry | None) -> None:
+        for sink in self._sinks:
+            sink.publish(previous, current)

@@ -42,13 +42,19 @@ def registry_image(reference: Reference, document: JsonDocument) -> RegistryImag
 
 def local_digests(reference: Reference, image_document: JsonDocument) -> tuple[str, ...]:
     """The local image's digests in the reference's repository (from its RepoDigests)."""
-    image = documents.image_from_inspect(image_document)
+    return digests_in_repository(
+        reference, documents.image_from_inspect(image_document).repo_digests
+    )
+
+
+def digests_in_repository(reference: Reference, repo_digests: Sequence[str]) -> tuple[str, ...]:
+    """The digests of `repo_digests` (`name@digest`) in the reference's repository."""
     repository = familiar(reference.full_name)
     return tuple(
         sorted(
             {
                 digest
-                for name, _, digest in (d.partition("@") for d in image.repo_digests)
+                for name, _, digest in (d.partition("@") for d in repo_digests)
                 if familiar(name) == repository and digest
             }
         )

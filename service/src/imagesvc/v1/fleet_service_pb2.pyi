@@ -50,7 +50,7 @@ class ListNodesResponse(_message.Message):
     def __init__(self, nodes: _Optional[_Iterable[_Union[Node, _Mapping]]] = ...) -> None: ...
 
 class Node(_message.Message):
-    __slots__ = ("name", "address", "ready", "error", "engine_version", "engine_api_version", "image_count", "images_size_bytes", "local")
+    __slots__ = ("name", "address", "ready", "error", "engine_version", "engine_api_version", "image_count", "images_size_bytes", "local", "kept_images")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     READY_FIELD_NUMBER: _ClassVar[int]
@@ -60,6 +60,7 @@ class Node(_message.Message):
     IMAGE_COUNT_FIELD_NUMBER: _ClassVar[int]
     IMAGES_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     LOCAL_FIELD_NUMBER: _ClassVar[int]
+    KEPT_IMAGES_FIELD_NUMBER: _ClassVar[int]
     name: str
     address: str
     ready: bool
@@ -69,7 +70,30 @@ class Node(_message.Message):
     image_count: int
     images_size_bytes: int
     local: bool
-    def __init__(self, name: _Optional[str] = ..., address: _Optional[str] = ..., ready: _Optional[bool] = ..., error: _Optional[_Union[NodeError, _Mapping]] = ..., engine_version: _Optional[str] = ..., engine_api_version: _Optional[str] = ..., image_count: _Optional[int] = ..., images_size_bytes: _Optional[int] = ..., local: _Optional[bool] = ...) -> None: ...
+    kept_images: _containers.RepeatedCompositeFieldContainer[KeptImage]
+    def __init__(self, name: _Optional[str] = ..., address: _Optional[str] = ..., ready: _Optional[bool] = ..., error: _Optional[_Union[NodeError, _Mapping]] = ..., engine_version: _Optional[str] = ..., engine_api_version: _Optional[str] = ..., image_count: _Optional[int] = ..., images_size_bytes: _Optional[int] = ..., local: _Optional[bool] = ..., kept_images: _Optional[_Iterable[_Union[KeptImage, _Mapping]]] = ...) -> None: ...
+
+class KeptImage(_message.Message):
+    __slots__ = ("reference", "state", "image_id", "error")
+    class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STATE_UNSPECIFIED: _ClassVar[KeptImage.State]
+        STATE_PRESENT: _ClassVar[KeptImage.State]
+        STATE_PULLING: _ClassVar[KeptImage.State]
+        STATE_FAILED: _ClassVar[KeptImage.State]
+    STATE_UNSPECIFIED: KeptImage.State
+    STATE_PRESENT: KeptImage.State
+    STATE_PULLING: KeptImage.State
+    STATE_FAILED: KeptImage.State
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    reference: str
+    state: KeptImage.State
+    image_id: str
+    error: NodeError
+    def __init__(self, reference: _Optional[str] = ..., state: _Optional[_Union[KeptImage.State, str]] = ..., image_id: _Optional[str] = ..., error: _Optional[_Union[NodeError, _Mapping]] = ...) -> None: ...
 
 class NodeError(_message.Message):
     __slots__ = ("reason", "message")
@@ -80,21 +104,37 @@ class NodeError(_message.Message):
     def __init__(self, reason: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class FindImageRequest(_message.Message):
-    __slots__ = ("image", "local_only")
+    __slots__ = ("image", "local_only", "check_registry", "auth")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     LOCAL_ONLY_FIELD_NUMBER: _ClassVar[int]
+    CHECK_REGISTRY_FIELD_NUMBER: _ClassVar[int]
+    AUTH_FIELD_NUMBER: _ClassVar[int]
     image: str
     local_only: bool
-    def __init__(self, image: _Optional[str] = ..., local_only: _Optional[bool] = ...) -> None: ...
+    check_registry: bool
+    auth: _image_pb2.RegistryAuth
+    def __init__(self, image: _Optional[str] = ..., local_only: _Optional[bool] = ..., check_registry: _Optional[bool] = ..., auth: _Optional[_Union[_image_pb2.RegistryAuth, _Mapping]] = ...) -> None: ...
 
 class FindImageResponse(_message.Message):
-    __slots__ = ("nodes",)
+    __slots__ = ("nodes", "registry_digest")
     NODES_FIELD_NUMBER: _ClassVar[int]
+    REGISTRY_DIGEST_FIELD_NUMBER: _ClassVar[int]
     nodes: _containers.RepeatedCompositeFieldContainer[NodeImage]
-    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeImage, _Mapping]]] = ...) -> None: ...
+    registry_digest: str
+    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeImage, _Mapping]]] = ..., registry_digest: _Optional[str] = ...) -> None: ...
 
 class NodeImage(_message.Message):
-    __slots__ = ("node", "address", "present", "image_id", "repo_digests", "repo_tags", "error", "local")
+    __slots__ = ("node", "address", "present", "image_id", "repo_digests", "repo_tags", "error", "local", "drift")
+    class Drift(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        DRIFT_UNSPECIFIED: _ClassVar[NodeImage.Drift]
+        DRIFT_CURRENT: _ClassVar[NodeImage.Drift]
+        DRIFT_STALE: _ClassVar[NodeImage.Drift]
+        DRIFT_UNKNOWN: _ClassVar[NodeImage.Drift]
+    DRIFT_UNSPECIFIED: NodeImage.Drift
+    DRIFT_CURRENT: NodeImage.Drift
+    DRIFT_STALE: NodeImage.Drift
+    DRIFT_UNKNOWN: NodeImage.Drift
     NODE_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     PRESENT_FIELD_NUMBER: _ClassVar[int]
@@ -103,6 +143,7 @@ class NodeImage(_message.Message):
     REPO_TAGS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     LOCAL_FIELD_NUMBER: _ClassVar[int]
+    DRIFT_FIELD_NUMBER: _ClassVar[int]
     node: str
     address: str
     present: bool
@@ -111,7 +152,8 @@ class NodeImage(_message.Message):
     repo_tags: _containers.RepeatedScalarFieldContainer[str]
     error: NodeError
     local: bool
-    def __init__(self, node: _Optional[str] = ..., address: _Optional[str] = ..., present: _Optional[bool] = ..., image_id: _Optional[str] = ..., repo_digests: _Optional[_Iterable[str]] = ..., repo_tags: _Optional[_Iterable[str]] = ..., error: _Optional[_Union[NodeError, _Mapping]] = ..., local: _Optional[bool] = ...) -> None: ...
+    drift: NodeImage.Drift
+    def __init__(self, node: _Optional[str] = ..., address: _Optional[str] = ..., present: _Optional[bool] = ..., image_id: _Optional[str] = ..., repo_digests: _Optional[_Iterable[str]] = ..., repo_tags: _Optional[_Iterable[str]] = ..., error: _Optional[_Union[NodeError, _Mapping]] = ..., local: _Optional[bool] = ..., drift: _Optional[_Union[NodeImage.Drift, str]] = ...) -> None: ...
 
 class PullImageOnNodesRequest(_message.Message):
     __slots__ = ("reference", "platform", "auth", "nodes", "parallelism", "node_timeout_seconds", "stall_timeout_seconds", "retries", "retry_backoff_seconds", "completion_policy", "local_only", "registry_digest")

@@ -106,7 +106,11 @@ class FleetServiceServicer:
 
     def FindImage(self, request, context):
         """Tells which nodes hold an image (a reference, an id or `name@digest`), with each
-        node's image id and repo digests.
+        node's image id and repo digests. With `check_registry`, the receiving node also
+        resolves the reference at its registry once (as InspectRegistryImage does: the pull
+        allowlist applies; FAILED_PRECONDITION on Podman, which cannot) and says per node
+        whether its image is CURRENT or STALE: a drift report.
+        Over REST, registry credentials go in a POST body, never in the URL.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

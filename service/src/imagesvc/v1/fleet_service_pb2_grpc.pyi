@@ -55,7 +55,11 @@ class FleetServiceStub:
     """
     FindImage: _grpc.UnaryUnaryMultiCallable[_fleet_service_pb2.FindImageRequest, _fleet_service_pb2.FindImageResponse]
     """Tells which nodes hold an image (a reference, an id or `name@digest`), with each
-    node's image id and repo digests.
+    node's image id and repo digests. With `check_registry`, the receiving node also
+    resolves the reference at its registry once (as InspectRegistryImage does: the pull
+    allowlist applies; FAILED_PRECONDITION on Podman, which cannot) and says per node
+    whether its image is CURRENT or STALE: a drift report.
+    Over REST, registry credentials go in a POST body, never in the URL.
     """
     PullImageOnNodes: _grpc.UnaryStreamMultiCallable[_fleet_service_pb2.PullImageOnNodesRequest, _fleet_service_pb2.PullImageOnNodesResponse]
     """Pulls an image on every selected node, streaming each node's phase and progress and
@@ -105,7 +109,11 @@ class FleetServiceAsyncStub(FleetServiceStub):
     """
     FindImage: _aio.UnaryUnaryMultiCallable[_fleet_service_pb2.FindImageRequest, _fleet_service_pb2.FindImageResponse]  # type: ignore[assignment]
     """Tells which nodes hold an image (a reference, an id or `name@digest`), with each
-    node's image id and repo digests.
+    node's image id and repo digests. With `check_registry`, the receiving node also
+    resolves the reference at its registry once (as InspectRegistryImage does: the pull
+    allowlist applies; FAILED_PRECONDITION on Podman, which cannot) and says per node
+    whether its image is CURRENT or STALE: a drift report.
+    Over REST, registry credentials go in a POST body, never in the URL.
     """
     PullImageOnNodes: _aio.UnaryStreamMultiCallable[_fleet_service_pb2.PullImageOnNodesRequest, _fleet_service_pb2.PullImageOnNodesResponse]  # type: ignore[assignment]
     """Pulls an image on every selected node, streaming each node's phase and progress and
@@ -164,7 +172,11 @@ class FleetServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_fleet_service_pb2.FindImageResponse, _abc.Awaitable[_fleet_service_pb2.FindImageResponse]]:
         """Tells which nodes hold an image (a reference, an id or `name@digest`), with each
-        node's image id and repo digests.
+        node's image id and repo digests. With `check_registry`, the receiving node also
+        resolves the reference at its registry once (as InspectRegistryImage does: the pull
+        allowlist applies; FAILED_PRECONDITION on Podman, which cannot) and says per node
+        whether its image is CURRENT or STALE: a drift report.
+        Over REST, registry credentials go in a POST body, never in the URL.
         """
 
     @_abc_1.abstractmethod

@@ -302,22 +302,58 @@ def nodes(args: argparse.Namespace) -> int:
                 node.engine_version,
                 str(node.image_count) if node.ready else "",
                 human_size(node.images_size_bytes) if node.ready else "",
+                _kept_summary(node),
             ]
             for node in listed
         ]
-        print_table(["NODE", "ADDRESS", "STATUS", "ENGINE", "IMAGES", "SIZE"], rows)
+        print_table(["NODE", "ADDRESS", "STATUS", "ENGINE", "IMAGES", "SIZE", "KEPT"], rows)
         for node in listed:
             if not node.ready:
                 print(f"{node.address}: {node.error.message}", file=sys.stderr)
+            for kept in node.kept_images:
+                if kept.state == fleet_pb.KeptImage.STATE_FAILED:
+                    print(
+                        f"{node.name or node.address}: kept image {kept.reference}:"
+                        f" {kept.error.reason}: {kept.error.message}",
+                        file=sys.stderr,
+                    )
     return 0 if all(node.ready for node in listed) else 1
 
 
+_DRIFT_NAMES = {
+    fleet_pb.NodeImage.DRIFT_CURRENT: "current",
+    fleet_pb.NodeImage.DRIFT_STALE: "stale",
+    fleet_pb.NodeImage.DRIFT_UNKNOWN: "unknown",
+}
+
+
+def _kept_summary(node: fleet_pb.Node) -> str:
+    """Kept images present out of those listed (empty when the node keeps none)."""
+    if not node.kept_images:
+        return ""
+    present = sum(1 for k in node.kept_images if k.state == fleet_pb.KeptImage.STATE_PRESENT)
+    return f"{present}/{len(node.kept_images)}"
+
+
 def find(args: argparse.Namespace) -> int:
-    """Exit 1 when a node could not answer."""
+    """Exit 1 when a node could not answer (with --check-registry: or holds a stale image)."""
+    auth = _registry_auth(args)
+    if auth is not None and not args.check_registry:
+        raise UsageError("--username goes with --check-registry")
+    registry_digest = ""
     with connect(args) as client:
-        found = client.find_image(args.image)
+        if args.check_registry:
+            answer = client.find_image_drift(args.image, auth=auth)
+            found, registry_digest = list(answer.nodes), answer.registry_digest
+        else:
+            found = client.find_image(args.image)
     if args.output == "json":
-        print_json([to_json(node) for node in found])
+        if args.check_registry:
+            print_json(
+                {"registryDigest": registry_digest, "nodes": [to_json(node) for node in found]}
+            )
+        else:
+            print_json([to_json(node) for node in found])
     else:
         rows = []
         for node in found:
@@ -327,12 +363,20 @@ def find(args: argparse.Namespace) -> int:
                 state = "present" if node.present else "absent"
                 image_id = short_id(node.image_id, no_trunc=args.no_trunc) if node.present else ""
             digests = ", ".join(node.repo_digests)
-            rows.append([node.node or "?", node.address, state, image_id, digests])
-        print_table(["NODE", "ADDRESS", "IMAGE", "IMAGE ID", "DIGESTS"], rows)
+            row = [node.node or "?", node.address, state, image_id]
+            if args.check_registry:
+                row.append(_DRIFT_NAMES.get(node.drift, ""))
+            rows.append([*row, digests])
+        headers = ["NODE", "ADDRESS", "IMAGE", "IMAGE ID"]
+        if args.check_registry:
+            print(f"Registry digest: {registry_digest}")
+            headers.append("DRIFT")
+        print_table([*headers, "DIGESTS"], rows)
         for node in found:
             if node.HasField("error"):
                 print(f"{node.address}: {node.error.message}", file=sys.stderr)
-    return 1 if any(node.HasField("error") for node in found) else 0
+    stale = any(node.drift == fleet_pb.NodeImage.DRIFT_STALE for node in found)
+    return 1 if stale or any(node.HasField("error") for node in found) else 0
 
 
 def history(args: argparse.Namespace) -> int:

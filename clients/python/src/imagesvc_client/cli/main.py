@@ -158,6 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
     find = verb("find", "Show which nodes of the fleet hold an image, with its id on each")
     find.add_argument("image", help="a reference, an image id or NAME@DIGEST")
     find.add_argument("--no-trunc", action="store_true", help="full image ids")
+    find.add_argument(
+        "--check-registry",
+        action="store_true",
+        help="also resolve the reference at its registry and show which nodes are stale",
+    )
+    _registry_credentials(find)
     find.set_defaults(run=commands.find)
 
     history = verb("history", "Show the layers of an image")

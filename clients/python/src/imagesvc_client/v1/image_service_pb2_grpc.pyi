@@ -56,7 +56,7 @@ class ImageServiceStub:
     BUILD_OPTION_NOT_ALLOWED, TOO_MANY_REQUESTS, CONCURRENCY_LIMIT, REQUEST_TOO_LARGE,
     SPOOL_FULL, DAEMON_DISK_FULL, INVALID_IMAGE_ARCHIVE, IMAGE_ARCHIVE_TOO_LARGE,
     CALLER_UNAUTHENTICATED, CALLER_PERMISSION_DENIED, REGISTRY_UNAUTHENTICATED,
-    REGISTRY_DENIED, REGISTRY_UNAVAILABLE, IMAGE_IN_USE, CONFLICT, WATCH_EXPIRED,
+    REGISTRY_DENIED, REGISTRY_UNAVAILABLE, IMAGE_IN_USE, IMAGE_KEPT, CONFLICT, WATCH_EXPIRED,
     WATCH_UNAVAILABLE, DAEMON_UNAVAILABLE, DAEMON_TIMEOUT, SHUTTING_DOWN, ENGINE_ERROR,
     INTERNAL. RESOURCE_EXHAUSTED answers of the limits also carry a `google.rpc.RetryInfo`.
 
@@ -101,7 +101,10 @@ class ImageServiceStub:
     RemoveImage: _grpc.UnaryUnaryMultiCallable[_image_service_pb2.RemoveImageRequest, _image_service_pb2.RemoveImageResponse]
     """Removes an image or untags it, like `docker image rm`."""
     PruneImages: _grpc.UnaryUnaryMultiCallable[_image_service_pb2.PruneImagesRequest, _image_service_pb2.PruneImagesResponse]
-    """Removes unused images, like `docker image prune`."""
+    """Removes unused images, like `docker image prune`. On a node that keeps images
+    (`--keep-images-file`), a prune that could remove a kept image is refused with
+    FAILED_PRECONDITION, reason IMAGE_KEPT: narrow it with labels or `until`.
+    """
     CheckRegistryAuth: _grpc.UnaryUnaryMultiCallable[_image_service_pb2.CheckRegistryAuthRequest, _image_service_pb2.CheckRegistryAuthResponse]
     """Checks registry credentials, like `docker login`, without storing them anywhere."""
     InspectRegistryImage: _grpc.UnaryUnaryMultiCallable[_image_service_pb2.InspectRegistryImageRequest, _image_service_pb2.InspectRegistryImageResponse]
@@ -177,7 +180,7 @@ class ImageServiceAsyncStub(ImageServiceStub):
     BUILD_OPTION_NOT_ALLOWED, TOO_MANY_REQUESTS, CONCURRENCY_LIMIT, REQUEST_TOO_LARGE,
     SPOOL_FULL, DAEMON_DISK_FULL, INVALID_IMAGE_ARCHIVE, IMAGE_ARCHIVE_TOO_LARGE,
     CALLER_UNAUTHENTICATED, CALLER_PERMISSION_DENIED, REGISTRY_UNAUTHENTICATED,
-    REGISTRY_DENIED, REGISTRY_UNAVAILABLE, IMAGE_IN_USE, CONFLICT, WATCH_EXPIRED,
+    REGISTRY_DENIED, REGISTRY_UNAVAILABLE, IMAGE_IN_USE, IMAGE_KEPT, CONFLICT, WATCH_EXPIRED,
     WATCH_UNAVAILABLE, DAEMON_UNAVAILABLE, DAEMON_TIMEOUT, SHUTTING_DOWN, ENGINE_ERROR,
     INTERNAL. RESOURCE_EXHAUSTED answers of the limits also carry a `google.rpc.RetryInfo`.
 
@@ -219,7 +222,10 @@ class ImageServiceAsyncStub(ImageServiceStub):
     RemoveImage: _aio.UnaryUnaryMultiCallable[_image_service_pb2.RemoveImageRequest, _image_service_pb2.RemoveImageResponse]  # type: ignore[assignment]
     """Removes an image or untags it, like `docker image rm`."""
     PruneImages: _aio.UnaryUnaryMultiCallable[_image_service_pb2.PruneImagesRequest, _image_service_pb2.PruneImagesResponse]  # type: ignore[assignment]
-    """Removes unused images, like `docker image prune`."""
+    """Removes unused images, like `docker image prune`. On a node that keeps images
+    (`--keep-images-file`), a prune that could remove a kept image is refused with
+    FAILED_PRECONDITION, reason IMAGE_KEPT: narrow it with labels or `until`.
+    """
     CheckRegistryAuth: _aio.UnaryUnaryMultiCallable[_image_service_pb2.CheckRegistryAuthRequest, _image_service_pb2.CheckRegistryAuthResponse]  # type: ignore[assignment]
     """Checks registry credentials, like `docker login`, without storing them anywhere."""
     InspectRegistryImage: _aio.UnaryUnaryMultiCallable[_image_service_pb2.InspectRegistryImageRequest, _image_service_pb2.InspectRegistryImageResponse]  # type: ignore[assignment]
@@ -294,7 +300,7 @@ class ImageServiceServicer(metaclass=_abc_1.ABCMeta):
     BUILD_OPTION_NOT_ALLOWED, TOO_MANY_REQUESTS, CONCURRENCY_LIMIT, REQUEST_TOO_LARGE,
     SPOOL_FULL, DAEMON_DISK_FULL, INVALID_IMAGE_ARCHIVE, IMAGE_ARCHIVE_TOO_LARGE,
     CALLER_UNAUTHENTICATED, CALLER_PERMISSION_DENIED, REGISTRY_UNAUTHENTICATED,
-    REGISTRY_DENIED, REGISTRY_UNAVAILABLE, IMAGE_IN_USE, CONFLICT, WATCH_EXPIRED,
+    REGISTRY_DENIED, REGISTRY_UNAVAILABLE, IMAGE_IN_USE, IMAGE_KEPT, CONFLICT, WATCH_EXPIRED,
     WATCH_UNAVAILABLE, DAEMON_UNAVAILABLE, DAEMON_TIMEOUT, SHUTTING_DOWN, ENGINE_ERROR,
     INTERNAL. RESOURCE_EXHAUSTED answers of the limits also carry a `google.rpc.RetryInfo`.
 
@@ -394,7 +400,10 @@ class ImageServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _image_service_pb2.PruneImagesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_image_service_pb2.PruneImagesResponse, _abc.Awaitable[_image_service_pb2.PruneImagesResponse]]:
-        """Removes unused images, like `docker image prune`."""
+        """Removes unused images, like `docker image prune`. On a node that keeps images
+        (`--keep-images-file`), a prune that could remove a kept image is refused with
+        FAILED_PRECONDITION, reason IMAGE_KEPT: narrow it with labels or `until`.
+        """
 
     @_abc_1.abstractmethod
     def CheckRegistryAuth(

@@ -19,12 +19,14 @@ from imagesvc.core.audit import AuditEvent, Value
 from imagesvc.core.errors import ImageServiceError, InvalidArgumentError, Reason
 from imagesvc.core.fleet import (
     NODE_UNREACHABLE,
+    Drift,
     FanOutLimits,
     FleetMember,
     NodeFailure,
     NodeImage,
     NodeImagesChange,
     NodeStatus,
+    drift_of,
     fan_out,
     select_members,
 )
@@ -49,6 +51,7 @@ from imagesvc.core.fleet_pull import (
     parallelism_of,
 )
 from imagesvc.core.identity import credential_problem, current_identity, current_origin
+from imagesvc.core.kept_images import KeptImage, KeptState
 from imagesvc.core.models import RegistryAuth
 from imagesvc.core.references import parse_reference
 from imagesvc.transport.grpc import convert
@@ -154,9 +157,17 @@ class FleetServiceServicer(fleet_service_pb2_grpc.FleetServiceServicer):
             node=local.name,
             image=request.image,
             local_only=str(request.local_only).lower(),
+            check_registry=str(request.check_registry).lower(),
         ) as event:
             if not request.image:
                 raise InvalidArgumentError("image is required", metadata={"field": "image"})
+            registry_digest = ""
+            if request.check_registry:
+                # Once, here: peers are asked for their images only, never given the auth.
+                reference, registry_digest = await local.drift_digest(
+                    request.image, convert.optional_auth(request.HasField("auth"), request.auth)
+                )
+                event.result["registry_digest"] = registry_digest
             nodes = [_node_image(await local.find(request.image), local=True)]
             if not request.local_only:
                 addresses, problems = await self._addresses(event)
@@ -173,7 +184,14 @@ class FleetServiceServicer(fleet_service_pb2_grpc.FleetServiceServicer):
                         )
                 nodes.extend(_node_image(NodeImage("", failure=_discovery(p))) for p in problems)
                 event.result["present"] = sum(1 for node in nodes if node.present)
-            return pb.FindImageResponse(nodes=nodes)
+            if registry_digest:
+                for node in nodes:
+                    if node.present:
+                        node.drift = _DRIFTS[
+                            drift_of(reference, node.repo_digests, registry_digest)
+                        ]
+                event.result["stale"] = sum(1 for n in nodes if n.drift == pb.NodeImage.DRIFT_STALE)
+            return pb.FindImageResponse(nodes=nodes, registry_digest=registry_digest)
 
     async def _find_on_peer(self, address: str, image: str) -> pb.NodeImage:
         found = await self._peers.find_image(address, image, self._limits.node_timeout_seconds)
@@ -502,6 +520,30 @@ def _node(status: NodeStatus, *, local: bool = False) -> pb.Node:
         image_count=status.image_count,
         images_size_bytes=status.images_size_bytes,
         local=local,
+        kept_images=[_kept_image(kept) for kept in status.kept_images],
+    )
+
+
+_DRIFTS = {
+    Drift.CURRENT: pb.NodeImage.DRIFT_CURRENT,
+    Drift.STALE: pb.NodeImage.DRIFT_STALE,
+    Drift.UNKNOWN: pb.NodeImage.DRIFT_UNKNOWN,
+}
+
+_KEPT_STATES = {
+    KeptState.PRESENT: pb.KeptImage.STATE_PRESENT,
+    KeptState.PULLING: pb.KeptImage.STATE_PULLING,
+    KeptState.FAILED: pb.KeptImage.STATE_FAILED,
+}
+
+
+def _kept_image(kept: KeptImage) -> pb.KeptImage:
+    failure = NodeFailure(kept.reason, kept.message) if kept.reason else None
+    return pb.KeptImage(
+        reference=kept.reference,
+        state=_KEPT_STATES[kept.state],
+        image_id=kept.image_id,
+        error=_error(failure),
     )
 
 

@@ -41,7 +41,13 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, NoMatchFound, Route
 from starlette.types import Receive, Scope, Send
 
-from imagesvc.core.errors import ImageServiceError, InternalError, Reason, ResourceExhaustedError
+from imagesvc.core.errors import (
+    ImageServiceError,
+    InternalError,
+    InvalidArgumentError,
+    Reason,
+    ResourceExhaustedError,
+)
 from imagesvc.core.identity import current_origin
 from imagesvc.core.redaction import collecting_call_secrets
 from imagesvc.transport.failure_log import log_failure_cause
@@ -315,6 +321,7 @@ class RestGateway(BaseRoute):
                 form = parse_query(await body.read(self._max_body_bytes))
                 items = _merge(form, items)
             populate(request, items, skip=[v.field_path for v in binding.path.variables])
+            _refuse_credentials_in_url(request)
         for field_path, value in match.variables.items():
             target = request
             for name in field_path[:-1]:
@@ -519,6 +526,21 @@ async def _iterate_within(
         except TimeoutError:
             raise _DeadlineExceeded from None
         yield message
+
+
+_REGISTRY_AUTH = "imagesvc.v1.RegistryAuth"
+
+
+def _refuse_credentials_in_url(request: Message) -> None:
+    """Registry credentials never come from a query string (URLs end up in logs)."""
+    for field in request.DESCRIPTOR.fields:
+        message_type = field.message_type
+        is_auth = message_type is not None and message_type.full_name == _REGISTRY_AUTH
+        if is_auth and request.HasField(field.name):
+            raise InvalidArgumentError(
+                "registry credentials are not accepted in the URL; POST them in the JSON body",
+                metadata={"field": field.name},
+            )
 
 
 def _merge(first: QueryItems, then: QueryItems) -> QueryItems:

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file imagesvc/v1/fleet_service.proto.
  */
 export const file_imagesvc_v1_fleet_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9pbWFnZXN2Yy92MS9mbGVldF9zZXJ2aWNlLnByb3RvEgtpbWFnZXN2Yy52MSImChBMaXN0Tm9kZXNSZXF1ZXN0EhIKCmxvY2FsX29ubHkYASABKAgiNQoRTGlzdE5vZGVzUmVzcG9uc2USIAoFbm9kZXMYASADKAsyES5pbWFnZXN2Yy52MS5Ob2RlIs4BCgROb2RlEgwKBG5hbWUYASABKAkSDwoHYWRkcmVzcxgCIAEoCRINCgVyZWFkeRgDIAEoCBIlCgVlcnJvchgEIAEoCzIWLmltYWdlc3ZjLnYxLk5vZGVFcnJvchIWCg5lbmdpbmVfdmVyc2lvbhgFIAEoCRIaChJlbmdpbmVfYXBpX3ZlcnNpb24YBiABKAkSEwoLaW1hZ2VfY291bnQYByABKAMSGQoRaW1hZ2VzX3NpemVfYnl0ZXMYCCABKAMSDQoFbG9jYWwYCSABKAgiLAoJTm9kZUVycm9yEg4KBnJlYXNvbhgBIAEoCRIPCgdtZXNzYWdlGAIgASgJIjsKEEZpbmRJbWFnZVJlcXVlc3QSEwoFaW1hZ2UYASABKAlCBOJBAQISEgoKbG9jYWxfb25seRgCIAEoCCI6ChFGaW5kSW1hZ2VSZXNwb25zZRIlCgVub2RlcxgBIAMoCzIWLmltYWdlc3ZjLnYxLk5vZGVJbWFnZSKsAQoJTm9kZUltYWdlEgwKBG5vZGUYASABKAkSDwoHYWRkcmVzcxgCIAEoCRIPCgdwcmVzZW50GAMgASgIEhAKCGltYWdlX2lkGAQgASgJEhQKDHJlcG9fZGlnZXN0cxgFIAMoCRIRCglyZXBvX3RhZ3MYBiADKAkSJQoFZXJyb3IYByABKAsyFi5pbWFnZXN2Yy52MS5Ob2RlRXJyb3ISDQoFbG9jYWwYCCABKAgi9gIKF1B1bGxJbWFnZU9uTm9kZXNSZXF1ZXN0EhcKCXJlZmVyZW5jZRgBIAEoCUIE4kEBAhIQCghwbGF0Zm9ybRgCIAEoCRInCgRhdXRoGAMgASgLMhkuaW1hZ2VzdmMudjEuUmVnaXN0cnlBdXRoEg0KBW5vZGVzGAQgAygJEhMKC3BhcmFsbGVsaXNtGAUgASgJEhwKFG5vZGVfdGltZW91dF9zZWNvbmRzGAYgASgBEh0KFXN0YWxsX3RpbWVvdXRfc2Vjb25kcxgHIAEoARIUCgdyZXRyaWVzGAggASgFSACIAQESHQoVcmV0cnlfYmFja29mZl9zZWNvbmRzGAkgASgBEjgKEWNvbXBsZXRpb25fcG9saWN5GAogASgOMh0uaW1hZ2VzdmMudjEuQ29tcGxldGlvblBvbGljeRISCgpsb2NhbF9vbmx5GAsgASgIEhcKD3JlZ2lzdHJ5X2RpZ2VzdBgMIAEoCUIKCghfcmV0cmllcyKmAgoITm9kZVB1bGwSDAoEbm9kZRgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEikKBXBoYXNlGAMgASgOMhouaW1hZ2VzdmMudjEuTm9kZVB1bGxQaGFzZRIPCgdhdHRlbXB0GAQgASgFEhIKCmJ5dGVzX2RvbmUYBSABKAMSEwoLYnl0ZXNfdG90YWwYBiABKAMSDwoHcGVyY2VudBgHIAEoARIlCgVlcnJvchgIIAEoCzIWLmltYWdlc3ZjLnYxLk5vZGVFcnJvchITCgtlcnJvcl9jYXVzZRgJIAEoCRIYChByZXRyeV9pbl9zZWNvbmRzGAogASgBEhAKCGltYWdlX2lkGAsgASgJEg4KBmRpZ2VzdBgMIAEoCRINCgVsb2NhbBgNIAEoCCL2AQoXUHVsbEltYWdlT25Ob2Rlc1N1bW1hcnkSDwoHZGVzaXJlZBgBIAEoBRIoCglzdWNjZWVkZWQYAiADKAsyFS5pbWFnZXN2Yy52MS5Ob2RlUHVsbBImCgdza2lwcGVkGAMgAygLMhUuaW1hZ2VzdmMudjEuTm9kZVB1bGwSJQoGZmFpbGVkGAQgAygLMhUuaW1hZ2VzdmMudjEuTm9kZVB1bGwSKAoJY2FuY2VsbGVkGAUgAygLMhUuaW1hZ2VzdmMudjEuTm9kZVB1bGwSFQoNc3RvcHBlZF9lYXJseRgGIAEoCBIQCghjb21wbGV0ZRgHIAEoCCKCAQoYUHVsbEltYWdlT25Ob2Rlc1Jlc3BvbnNlEiUKBG5vZGUYASABKAsyFS5pbWFnZXN2Yy52MS5Ob2RlUHVsbEgAEjcKB3N1bW1hcnkYAiABKAsyJC5pbWFnZXN2Yy52MS5QdWxsSW1hZ2VPbk5vZGVzU3VtbWFyeUgAQgYKBGtpbmQikgEKGVJlbW92ZUltYWdlT25Ob2Rlc1JlcXVlc3QSEwoFaW1hZ2UYASABKAlCBOJBAQISDQoFZm9yY2UYAiABKAgSEAoIbm9fcHJ1bmUYAyABKAgSDQoFbm9kZXMYBCADKAkSHAoUbm9kZV90aW1lb3V0X3NlY29uZHMYBSABKAESEgoKbG9jYWxfb25seRgGIAEoCCKMAQoZUHJ1bmVJbWFnZXNPbk5vZGVzUmVxdWVzdBIuCgVwcnVuZRgBIAEoCzIfLmltYWdlc3ZjLnYxLlBydW5lSW1hZ2VzUmVxdWVzdBINCgVub2RlcxgCIAMoCRIcChRub2RlX3RpbWVvdXRfc2Vjb25kcxgDIAEoARISCgpsb2NhbF9vbmx5GAQgASgIIqkBChBOb2RlSW1hZ2VzQ2hhbmdlEgwKBG5vZGUYASABKAkSDwoHYWRkcmVzcxgCIAEoCRIQCgh1bnRhZ2dlZBgDIAMoCRIPCgdkZWxldGVkGAQgAygJEh0KFXNwYWNlX3JlY2xhaW1lZF9ieXRlcxgFIAEoAxIlCgVlcnJvchgGIAEoCzIWLmltYWdlc3ZjLnYxLk5vZGVFcnJvchINCgVsb2NhbBgHIAEoCCLpAQoUSW1hZ2VzT25Ob2Rlc1N1bW1hcnkSDwoHZGVzaXJlZBgBIAEoBRIwCglzdWNjZWVkZWQYAiADKAsyHS5pbWFnZXN2Yy52MS5Ob2RlSW1hZ2VzQ2hhbmdlEi4KB3NraXBwZWQYAyADKAsyHS5pbWFnZXN2Yy52MS5Ob2RlSW1hZ2VzQ2hhbmdlEi0KBmZhaWxlZBgEIAMoCzIdLmltYWdlc3ZjLnYxLk5vZGVJbWFnZXNDaGFuZ2USEAoIY29tcGxldGUYBSABKAgSHQoVc3BhY2VfcmVjbGFpbWVkX2J5dGVzGAYgASgDIlAKGlJlbW92ZUltYWdlT25Ob2Rlc1Jlc3BvbnNlEjIKB3N1bW1hcnkYASABKAsyIS5pbWFnZXN2Yy52MS5JbWFnZXNPbk5vZGVzU3VtbWFyeSJQChpQcnVuZUltYWdlc09uTm9kZXNSZXNwb25zZRIyCgdzdW1tYXJ5GAEgASgLMiEuaW1hZ2VzdmMudjEuSW1hZ2VzT25Ob2Rlc1N1bW1hcnkqhQEKEENvbXBsZXRpb25Qb2xpY3kSIQodQ09NUExFVElPTl9QT0xJQ1lfVU5TUEVDSUZJRUQQABIhCh1DT01QTEVUSU9OX1BPTElDWV9CRVNUX0VGRk9SVBABEisKJ0NPTVBMRVRJT05fUE9MSUNZX1NUT1BfT05fRklSU1RfRkFJTFVSRRACKuEBCg1Ob2RlUHVsbFBoYXNlEh8KG05PREVfUFVMTF9QSEFTRV9VTlNQRUNJRklFRBAAEhsKF05PREVfUFVMTF9QSEFTRV9XQUlUSU5HEAESGwoXTk9ERV9QVUxMX1BIQVNFX1BVTExJTkcQAhIdChlOT0RFX1BVTExfUEhBU0VfU1VDQ0VFREVEEAMSGwoXTk9ERV9QVUxMX1BIQVNFX1NLSVBQRUQQBBIaChZOT0RFX1BVTExfUEhBU0VfRkFJTEVEEAUSHQoZTk9ERV9QVUxMX1BIQVNFX0NBTkNFTExFRBAGMvkECgxGbGVldFNlcnZpY2USXQoJTGlzdE5vZGVzEh0uaW1hZ2VzdmMudjEuTGlzdE5vZGVzUmVxdWVzdBoeLmltYWdlc3ZjLnYxLkxpc3ROb2Rlc1Jlc3BvbnNlIhGC0+STAgsSCS92MS9ub2RlcxJqCglGaW5kSW1hZ2USHS5pbWFnZXN2Yy52MS5GaW5kSW1hZ2VSZXF1ZXN0Gh4uaW1hZ2VzdmMudjEuRmluZEltYWdlUmVzcG9uc2UiHoLT5JMCGBIWL3YxL2ltYWdlczpmaW5kT25Ob2RlcxKEAQoQUHVsbEltYWdlT25Ob2RlcxIkLmltYWdlc3ZjLnYxLlB1bGxJbWFnZU9uTm9kZXNSZXF1ZXN0GiUuaW1hZ2VzdmMudjEuUHVsbEltYWdlT25Ob2Rlc1Jlc3BvbnNlIiGC0+STAhs6ASoiFi92MS9pbWFnZXM6cHVsbE9uTm9kZXMwARKKAQoSUmVtb3ZlSW1hZ2VPbk5vZGVzEiYuaW1hZ2VzdmMudjEuUmVtb3ZlSW1hZ2VPbk5vZGVzUmVxdWVzdBonLmltYWdlc3ZjLnYxLlJlbW92ZUltYWdlT25Ob2Rlc1Jlc3BvbnNlIiOC0+STAh06ASoiGC92MS9pbWFnZXM6cmVtb3ZlT25Ob2RlcxKJAQoSUHJ1bmVJbWFnZXNPbk5vZGVzEiYuaW1hZ2VzdmMudjEuUHJ1bmVJbWFnZXNPbk5vZGVzUmVxdWVzdBonLmltYWdlc3ZjLnYxLlBydW5lSW1hZ2VzT25Ob2Rlc1Jlc3BvbnNlIiKC0+STAhw6ASoiFy92MS9pbWFnZXM6cHJ1bmVPbk5vZGVzYgZwcm90bzM", [file_google_api_annotations, file_google_api_field_behavior, file_imagesvc_v1_image, file_imagesvc_v1_image_service]);
+  fileDesc("Ch9pbWFnZXN2Yy92MS9mbGVldF9zZXJ2aWNlLnByb3RvEgtpbWFnZXN2Yy52MSImChBMaXN0Tm9kZXNSZXF1ZXN0EhIKCmxvY2FsX29ubHkYASABKAgiNQoRTGlzdE5vZGVzUmVzcG9uc2USIAoFbm9kZXMYASADKAsyES5pbWFnZXN2Yy52MS5Ob2RlIvsBCgROb2RlEgwKBG5hbWUYASABKAkSDwoHYWRkcmVzcxgCIAEoCRINCgVyZWFkeRgDIAEoCBIlCgVlcnJvchgEIAEoCzIWLmltYWdlc3ZjLnYxLk5vZGVFcnJvchIWCg5lbmdpbmVfdmVyc2lvbhgFIAEoCRIaChJlbmdpbmVfYXBpX3ZlcnNpb24YBiABKAkSEwoLaW1hZ2VfY291bnQYByABKAMSGQoRaW1hZ2VzX3NpemVfYnl0ZXMYCCABKAMSDQoFbG9jYWwYCSABKAgSKwoLa2VwdF9pbWFnZXMYCiADKAsyFi5pbWFnZXN2Yy52MS5LZXB0SW1hZ2Ui3AEKCUtlcHRJbWFnZRIRCglyZWZlcmVuY2UYASABKAkSKwoFc3RhdGUYAiABKA4yHC5pbWFnZXN2Yy52MS5LZXB0SW1hZ2UuU3RhdGUSEAoIaW1hZ2VfaWQYAyABKAkSJQoFZXJyb3IYBCABKAsyFi5pbWFnZXN2Yy52MS5Ob2RlRXJyb3IiVgoFU3RhdGUSFQoRU1RBVEVfVU5TUEVDSUZJRUQQABIRCg1TVEFURV9QUkVTRU5UEAESEQoNU1RBVEVfUFVMTElORxACEhAKDFNUQVRFX0ZBSUxFRBADIiwKCU5vZGVFcnJvchIOCgZyZWFzb24YASABKAkSDwoHbWVzc2FnZRgCIAEoCSJ8ChBGaW5kSW1hZ2VSZXF1ZXN0EhMKBWltYWdlGAEgASgJQgTiQQECEhIKCmxvY2FsX29ubHkYAiABKAgSFgoOY2hlY2tfcmVnaXN0cnkYAyABKAgSJwoEYXV0aBgEIAEoCzIZLmltYWdlc3ZjLnYxLlJlZ2lzdHJ5QXV0aCJTChFGaW5kSW1hZ2VSZXNwb25zZRIlCgVub2RlcxgBIAMoCzIWLmltYWdlc3ZjLnYxLk5vZGVJbWFnZRIXCg9yZWdpc3RyeV9kaWdlc3QYAiABKAkisAIKCU5vZGVJbWFnZRIMCgRub2RlGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSDwoHcHJlc2VudBgDIAEoCBIQCghpbWFnZV9pZBgEIAEoCRIUCgxyZXBvX2RpZ2VzdHMYBSADKAkSEQoJcmVwb190YWdzGAYgAygJEiUKBWVycm9yGAcgASgLMhYuaW1hZ2VzdmMudjEuTm9kZUVycm9yEg0KBWxvY2FsGAggASgIEisKBWRyaWZ0GAkgASgOMhwuaW1hZ2VzdmMudjEuTm9kZUltYWdlLkRyaWZ0IlUKBURyaWZ0EhUKEURSSUZUX1VOU1BFQ0lGSUVEEAASEQoNRFJJRlRfQ1VSUkVOVBABEg8KC0RSSUZUX1NUQUxFEAISEQoNRFJJRlRfVU5LTk9XThADIvYCChdQdWxsSW1hZ2VPbk5vZGVzUmVxdWVzdBIXCglyZWZlcmVuY2UYASABKAlCBOJBAQISEAoIcGxhdGZvcm0YAiABKAkSJwoEYXV0aBgDIAEoCzIZLmltYWdlc3ZjLnYxLlJlZ2lzdHJ5QXV0aBINCgVub2RlcxgEIAMoCRITCgtwYXJhbGxlbGlzbRgFIAEoCRIcChRub2RlX3RpbWVvdXRfc2Vjb25kcxgGIAEoARIdChVzdGFsbF90aW1lb3V0X3NlY29uZHMYByABKAESFAoHcmV0cmllcxgIIAEoBUgAiAEBEh0KFXJldHJ5X2JhY2tvZmZfc2Vjb25kcxgJIAEoARI4ChFjb21wbGV0aW9uX3BvbGljeRgKIAEoDjIdLmltYWdlc3ZjLnYxLkNvbXBsZXRpb25Qb2xpY3kSEgoKbG9jYWxfb25seRgLIAEoCBIXCg9yZWdpc3RyeV9kaWdlc3QYDCABKAlCCgoIX3JldHJpZXMipgIKCE5vZGVQdWxsEgwKBG5vZGUYASABKAkSDwoHYWRkcmVzcxgCIAEoCRIpCgVwaGFzZRgDIAEoDjIaLmltYWdlc3ZjLnYxLk5vZGVQdWxsUGhhc2USDwoHYXR0ZW1wdBgEIAEoBRISCgpieXRlc19kb25lGAUgASgDEhMKC2J5dGVzX3RvdGFsGAYgASgDEg8KB3BlcmNlbnQYByABKAESJQoFZXJyb3IYCCABKAsyFi5pbWFnZXN2Yy52MS5Ob2RlRXJyb3ISEwoLZXJyb3JfY2F1c2UYCSABKAkSGAoQcmV0cnlfaW5fc2Vjb25kcxgKIAEoARIQCghpbWFnZV9pZBgLIAEoCRIOCgZkaWdlc3QYDCABKAkSDQoFbG9jYWwYDSABKAgi9gEKF1B1bGxJbWFnZU9uTm9kZXNTdW1tYXJ5Eg8KB2Rlc2lyZWQYASABKAUSKAoJc3VjY2VlZGVkGAIgAygLMhUuaW1hZ2VzdmMudjEuTm9kZVB1bGwSJgoHc2tpcHBlZBgDIAMoCzIVLmltYWdlc3ZjLnYxLk5vZGVQdWxsEiUKBmZhaWxlZBgEIAMoCzIVLmltYWdlc3ZjLnYxLk5vZGVQdWxsEigKCWNhbmNlbGxlZBgFIAMoCzIVLmltYWdlc3ZjLnYxLk5vZGVQdWxsEhUKDXN0b3BwZWRfZWFybHkYBiABKAgSEAoIY29tcGxldGUYByABKAgiggEKGFB1bGxJbWFnZU9uTm9kZXNSZXNwb25zZRIlCgRub2RlGAEgASgLMhUuaW1hZ2VzdmMudjEuTm9kZVB1bGxIABI3CgdzdW1tYXJ5GAIgASgLMiQuaW1hZ2VzdmMudjEuUHVsbEltYWdlT25Ob2Rlc1N1bW1hcnlIAEIGCgRraW5kIpIBChlSZW1vdmVJbWFnZU9uTm9kZXNSZXF1ZXN0EhMKBWltYWdlGAEgASgJQgTiQQECEg0KBWZvcmNlGAIgASgIEhAKCG5vX3BydW5lGAMgASgIEg0KBW5vZGVzGAQgAygJEhwKFG5vZGVfdGltZW91dF9zZWNvbmRzGAUgASgBEhIKCmxvY2FsX29ubHkYBiABKAgijAEKGVBydW5lSW1hZ2VzT25Ob2Rlc1JlcXVlc3QSLgoFcHJ1bmUYASABKAsyHy5pbWFnZXN2Yy52MS5QcnVuZUltYWdlc1JlcXVlc3QSDQoFbm9kZXMYAiADKAkSHAoUbm9kZV90aW1lb3V0X3NlY29uZHMYAyABKAESEgoKbG9jYWxfb25seRgEIAEoCCKpAQoQTm9kZUltYWdlc0NoYW5nZRIMCgRub2RlGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSEAoIdW50YWdnZWQYAyADKAkSDwoHZGVsZXRlZBgEIAMoCRIdChVzcGFjZV9yZWNsYWltZWRfYnl0ZXMYBSABKAMSJQoFZXJyb3IYBiABKAsyFi5pbWFnZXN2Yy52MS5Ob2RlRXJyb3ISDQoFbG9jYWwYByABKAgi6QEKFEltYWdlc09uTm9kZXNTdW1tYXJ5Eg8KB2Rlc2lyZWQYASABKAUSMAoJc3VjY2VlZGVkGAIgAygLMh0uaW1hZ2VzdmMudjEuTm9kZUltYWdlc0NoYW5nZRIuCgdza2lwcGVkGAMgAygLMh0uaW1hZ2VzdmMudjEuTm9kZUltYWdlc0NoYW5nZRItCgZmYWlsZWQYBCADKAsyHS5pbWFnZXN2Yy52MS5Ob2RlSW1hZ2VzQ2hhbmdlEhAKCGNvbXBsZXRlGAUgASgIEh0KFXNwYWNlX3JlY2xhaW1lZF9ieXRlcxgGIAEoAyJQChpSZW1vdmVJbWFnZU9uTm9kZXNSZXNwb25zZRIyCgdzdW1tYXJ5GAEgASgLMiEuaW1hZ2VzdmMudjEuSW1hZ2VzT25Ob2Rlc1N1bW1hcnkiUAoaUHJ1bmVJbWFnZXNPbk5vZGVzUmVzcG9uc2USMgoHc3VtbWFyeRgBIAEoCzIhLmltYWdlc3ZjLnYxLkltYWdlc09uTm9kZXNTdW1tYXJ5KoUBChBDb21wbGV0aW9uUG9saWN5EiEKHUNPTVBMRVRJT05fUE9MSUNZX1VOU1BFQ0lGSUVEEAASIQodQ09NUExFVElPTl9QT0xJQ1lfQkVTVF9FRkZPUlQQARIrCidDT01QTEVUSU9OX1BPTElDWV9TVE9QX09OX0ZJUlNUX0ZBSUxVUkUQAirhAQoNTm9kZVB1bGxQaGFzZRIfChtOT0RFX1BVTExfUEhBU0VfVU5TUEVDSUZJRUQQABIbChdOT0RFX1BVTExfUEhBU0VfV0FJVElORxABEhsKF05PREVfUFVMTF9QSEFTRV9QVUxMSU5HEAISHQoZTk9ERV9QVUxMX1BIQVNFX1NVQ0NFRURFRBADEhsKF05PREVfUFVMTF9QSEFTRV9TS0lQUEVEEAQSGgoWTk9ERV9QVUxMX1BIQVNFX0ZBSUxFRBAFEh0KGU5PREVfUFVMTF9QSEFTRV9DQU5DRUxMRUQQBjKXBQoMRmxlZXRTZXJ2aWNlEl0KCUxpc3ROb2RlcxIdLmltYWdlc3ZjLnYxLkxpc3ROb2Rlc1JlcXVlc3QaHi5pbWFnZXN2Yy52MS5MaXN0Tm9kZXNSZXNwb25zZSIRgtPkkwILEgkvdjEvbm9kZXMShwEKCUZpbmRJbWFnZRIdLmltYWdlc3ZjLnYxLkZpbmRJbWFnZVJlcXVlc3QaHi5pbWFnZXN2Yy52MS5GaW5kSW1hZ2VSZXNwb25zZSI7gtPkkwI1Whs6ASoiFi92MS9pbWFnZXM6ZmluZE9uTm9kZXMSFi92MS9pbWFnZXM6ZmluZE9uTm9kZXMShAEKEFB1bGxJbWFnZU9uTm9kZXMSJC5pbWFnZXN2Yy52MS5QdWxsSW1hZ2VPbk5vZGVzUmVxdWVzdBolLmltYWdlc3ZjLnYxLlB1bGxJbWFnZU9uTm9kZXNSZXNwb25zZSIhgtPkkwIbOgEqIhYvdjEvaW1hZ2VzOnB1bGxPbk5vZGVzMAESigEKElJlbW92ZUltYWdlT25Ob2RlcxImLmltYWdlc3ZjLnYxLlJlbW92ZUltYWdlT25Ob2Rlc1JlcXVlc3QaJy5pbWFnZXN2Yy52MS5SZW1vdmVJbWFnZU9uTm9kZXNSZXNwb25zZSIjgtPkkwIdOgEqIhgvdjEvaW1hZ2VzOnJlbW92ZU9uTm9kZXMSiQEKElBydW5lSW1hZ2VzT25Ob2RlcxImLmltYWdlc3ZjLnYxLlBydW5lSW1hZ2VzT25Ob2Rlc1JlcXVlc3QaJy5pbWFnZXN2Yy52MS5QcnVuZUltYWdlc09uTm9kZXNSZXNwb25zZSIigtPkkwIcOgEqIhcvdjEvaW1hZ2VzOnBydW5lT25Ob2Rlc2IGcHJvdG8z", [file_google_api_annotations, file_google_api_field_behavior, file_imagesvc_v1_image, file_imagesvc_v1_image_service]);
 
 /**
  * Request of ListNodes.
@@ -131,6 +131,15 @@ export type Node = Message<"imagesvc.v1.Node"> & {
    * @generated from field: bool local = 9;
    */
   local: boolean;
+
+  /**
+   * The images this node keeps present (`--keep-images-file`), in the file's order.
+   * The health service name `imagesvc.v1.KeptImages` answers SERVING when every one is
+   * PRESENT (and when the node keeps none).
+   *
+   * @generated from field: repeated imagesvc.v1.KeptImage kept_images = 10;
+   */
+  keptImages: KeptImage[];
 };
 
 /**
@@ -139,6 +148,92 @@ export type Node = Message<"imagesvc.v1.Node"> & {
  */
 export const NodeSchema: GenMessage<Node> = /*@__PURE__*/
   messageDesc(file_imagesvc_v1_fleet_service, 2);
+
+/**
+ * One image a node keeps present (`--keep-images-file`): pulled at start and whenever
+ * it disappears, pulled again when its tag moves at the registry, never pruned.
+ *
+ * @generated from message imagesvc.v1.KeptImage
+ */
+export type KeptImage = Message<"imagesvc.v1.KeptImage"> & {
+  /**
+   * The reference as the keep file lists it.
+   *
+   * @generated from field: string reference = 1;
+   */
+  reference: string;
+
+  /**
+   * Where it stands.
+   *
+   * @generated from field: imagesvc.v1.KeptImage.State state = 2;
+   */
+  state: KeptImage_State;
+
+  /**
+   * The local image's id, when present.
+   *
+   * @generated from field: string image_id = 3;
+   */
+  imageId: string;
+
+  /**
+   * Why the last attempt failed (an ErrorInfo reason of ImageService, e.g.
+   * IMAGE_NOT_FOUND, REGISTRY_UNAVAILABLE); also set while PRESENT when refreshing a
+   * present image failed. Unset after a success.
+   *
+   * @generated from field: imagesvc.v1.NodeError error = 4;
+   */
+  error?: NodeError | undefined;
+};
+
+/**
+ * Describes the message imagesvc.v1.KeptImage.
+ * Use `create(KeptImageSchema)` to create a new message.
+ */
+export const KeptImageSchema: GenMessage<KeptImage> = /*@__PURE__*/
+  messageDesc(file_imagesvc_v1_fleet_service, 3);
+
+/**
+ * Where a kept image stands.
+ *
+ * @generated from enum imagesvc.v1.KeptImage.State
+ */
+export enum KeptImage_State {
+  /**
+   * Not set.
+   *
+   * @generated from enum value: STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * On the node.
+   *
+   * @generated from enum value: STATE_PRESENT = 1;
+   */
+  PRESENT = 1,
+
+  /**
+   * Being pulled (or about to be: at start, after it disappeared).
+   *
+   * @generated from enum value: STATE_PULLING = 2;
+   */
+  PULLING = 2,
+
+  /**
+   * Not on the node: the last pull failed (see error); retried with backoff.
+   *
+   * @generated from enum value: STATE_FAILED = 3;
+   */
+  FAILED = 3,
+}
+
+/**
+ * Describes the enum imagesvc.v1.KeptImage.State.
+ */
+export const KeptImage_StateSchema: GenEnum<KeptImage_State> = /*@__PURE__*/
+  enumDesc(file_imagesvc_v1_fleet_service, 3, 0);
 
 /**
  * Why a node could not answer.
@@ -167,7 +262,7 @@ export type NodeError = Message<"imagesvc.v1.NodeError"> & {
  * Use `create(NodeErrorSchema)` to create a new message.
  */
 export const NodeErrorSchema: GenMessage<NodeError> = /*@__PURE__*/
-  messageDesc(file_imagesvc_v1_fleet_service, 3);
+  messageDesc(file_imagesvc_v1_fleet_service, 4);
 
 /**
  * Request of FindImage.
@@ -188,6 +283,23 @@ export type FindImageRequest = Message<"imagesvc.v1.FindImageRequest"> & {
    * @generated from field: bool local_only = 2;
    */
   localOnly: boolean;
+
+  /**
+   * Also resolve the reference's current digest at its registry (once, on the node
+   * that received the call) and report each node's drift. Needs a reference (a tag or
+   * `name@digest`), not an image id.
+   *
+   * @generated from field: bool check_registry = 3;
+   */
+  checkRegistry: boolean;
+
+  /**
+   * Credentials for that registry; used for that one request, never stored or logged.
+   * Peers never receive them.
+   *
+   * @generated from field: imagesvc.v1.RegistryAuth auth = 4;
+   */
+  auth?: RegistryAuth | undefined;
 };
 
 /**
@@ -195,7 +307,7 @@ export type FindImageRequest = Message<"imagesvc.v1.FindImageRequest"> & {
  * Use `create(FindImageRequestSchema)` to create a new message.
  */
 export const FindImageRequestSchema: GenMessage<FindImageRequest> = /*@__PURE__*/
-  messageDesc(file_imagesvc_v1_fleet_service, 4);
+  messageDesc(file_imagesvc_v1_fleet_service, 5);
 
 /**
  * Response of FindImage.
@@ -209,6 +321,14 @@ export type FindImageResponse = Message<"imagesvc.v1.FindImageResponse"> & {
    * @generated from field: repeated imagesvc.v1.NodeImage nodes = 1;
    */
   nodes: NodeImage[];
+
+  /**
+   * With `check_registry`: the manifest digest the registry serves for the reference now
+   * (the index's digest for a multi-platform image, as `docker pull` records it).
+   *
+   * @generated from field: string registry_digest = 2;
+   */
+  registryDigest: string;
 };
 
 /**
@@ -216,7 +336,7 @@ export type FindImageResponse = Message<"imagesvc.v1.FindImageResponse"> & {
  * Use `create(FindImageResponseSchema)` to create a new message.
  */
 export const FindImageResponseSchema: GenMessage<FindImageResponse> = /*@__PURE__*/
-  messageDesc(file_imagesvc_v1_fleet_service, 5);
+  messageDesc(file_imagesvc_v1_fleet_service, 6);
 
 /**
  * One node's answer to FindImage.
@@ -279,6 +399,13 @@ export type NodeImage = Message<"imagesvc.v1.NodeImage"> & {
    * @generated from field: bool local = 8;
    */
   local: boolean;
+
+  /**
+   * The node's drift; DRIFT_UNSPECIFIED unless asked.
+   *
+   * @generated from field: imagesvc.v1.NodeImage.Drift drift = 9;
+   */
+  drift: NodeImage_Drift;
 };
 
 /**
@@ -286,7 +413,51 @@ export type NodeImage = Message<"imagesvc.v1.NodeImage"> & {
  * Use `create(NodeImageSchema)` to create a new message.
  */
 export const NodeImageSchema: GenMessage<NodeImage> = /*@__PURE__*/
-  messageDesc(file_imagesvc_v1_fleet_service, 6);
+  messageDesc(file_imagesvc_v1_fleet_service, 7);
+
+/**
+ * Whether the node's image is what the registry serves now (FindImage with
+ * `check_registry`).
+ *
+ * @generated from enum imagesvc.v1.NodeImage.Drift
+ */
+export enum NodeImage_Drift {
+  /**
+   * Not asked, or the node does not hold the image or did not answer.
+   *
+   * @generated from enum value: DRIFT_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The image was pulled as (or pushed as) the registry's current digest.
+   *
+   * @generated from enum value: DRIFT_CURRENT = 1;
+   */
+  CURRENT = 1,
+
+  /**
+   * The node's image has digests of that repository, none of them the current one:
+   * an older push of the tag.
+   *
+   * @generated from enum value: DRIFT_STALE = 2;
+   */
+  STALE = 2,
+
+  /**
+   * The node's image has no digest of that repository (built or loaded locally, never
+   * pulled from or pushed there): cannot tell.
+   *
+   * @generated from enum value: DRIFT_UNKNOWN = 3;
+   */
+  UNKNOWN = 3,
+}
+
+/**
+ * Describes the enum imagesvc.v1.NodeImage.Drift.
+ */
+export const NodeImage_DriftSchema: GenEnum<NodeImage_Drift> = /*@__PURE__*/
+  enumDesc(file_imagesvc_v1_fleet_service, 7, 0);
 
 /**
  * Request of PullImageOnNodes.
@@ -392,7 +563,7 @@ export type PullImageOnNodesRequest = Message<"imagesvc.v1.PullImageOnNodesReque
  * Use `create(PullImageOnNodesRequestSchema)` to create a new message.
  */
 export const PullImageOnNodesRequestSchema: GenMessage<PullImageOnNodesRequest> = /*@__PURE__*/
-  messageDesc(file_imagesvc_v1_fleet_service, 7);
+  messageDesc(file_imagesvc_v1_fleet_service, 8);
 
 /**
  * One node's state in a fleet pull.
@@ -497,7 +668,7 @@ export type NodePull = Message<"imagesvc.v1.NodePull"> & {
  * Use `create(NodePullSchema)` to create a new message.
  */
 export const NodePullSchema: GenMessage<NodePull> = /*@__PURE__*/
-  messageDesc(file_imagesvc_v1_fleet_service, 8);
+  messageDesc(file_imagesvc_v1_fleet_service, 9);
 
 /**
  * The end of a fleet pull: every selected node's final state.
@@ -560,7 +731,7 @@ export type PullImageOnNodesSummary = Message<"imagesvc.v1.PullImageOnNodesSumma
  * Use `create(PullImageOnNodesSummarySchema)` to create a new message.
  */
 export const PullImageOnNodesSummarySchema: GenMessage<PullImageOnNodesSummary> = /*@__PURE__*/
-  messageDesc(file_imagesvc_v1_fleet_service, 9);
+  messageDesc(file_imagesvc_v1_fleet_service, 10);
 
 /**
  * One message of the PullImageOnNodes stream: a node's update, and last the summary.
@@ -597,7 +768,7 @@ export type PullImageOnNodesResponse = Message<"imagesvc.v1.PullImageOnNodesResp
  * Use `create(PullImageOnNodesResponseSchema)` to create a new message.
  */
 export const PullImageOnNodesResponseSchema: GenMessage<PullImageOnNodesResponse> = /*@__PURE__*/
-  messageDesc(file_imagesvc_v1_fleet_service, 10);
+  messageDesc(file_imagesvc_v1_fleet_service, 11);
 
 /**
  * Request of RemoveImageOnNodes.
@@ -651,7 +822,7 @@ export type RemoveImageOnNodesRequest = Message<"imagesvc.v1.RemoveImageOnNodesR
  * Use `create(RemoveImageOnNodesRequestSchema)` to create a new message.
  */
 export const RemoveImageOnNodesRequestSchema: GenMessage<RemoveImageOnNodesRequest> = /*@__PURE__*/
-  messageDesc(file_imagesvc_v1_fleet_service, 11);
+  messageDesc(file_imagesvc_v1_fleet_service, 12);
 
 /**
  * Request of PruneImagesOnNodes.
@@ -693,7 +864,7 @@ export type PruneImagesOnNodesRequest = Message<"imagesvc.v1.PruneImagesOnNodesR
  * Use `create(PruneImagesOnNodesRequestSchema)` to create a new message.
  */
 export const PruneImagesOnNodesRequestSchema: GenMessage<PruneImagesOnNodesRequest> = /*@__PURE__*/
-  messageDesc(file_imagesvc_v1_fleet_service, 12);
+  messageDesc(file_imagesvc_v1_fleet_service, 13);
 
 /**
  * What one node did for RemoveImageOnNodes or PruneImagesOnNodes.
@@ -756,7 +927,7 @@ export type NodeImagesChange = Message<"imagesvc.v1.NodeImagesChange"> & {
  * Use `create(NodeImagesChangeSchema)` to create a new message.
  */
 export const NodeImagesChangeSchema: GenMessage<NodeImagesChange> = /*@__PURE__*/
-  messageDesc(file_imagesvc_v1_fleet_service, 13);
+  messageDesc(file_imagesvc_v1_fleet_service, 14);
 
 /**
  * The outcome of RemoveImageOnNodes or PruneImagesOnNodes on every selected node.
@@ -812,7 +983,7 @@ export type ImagesOnNodesSummary = Message<"imagesvc.v1.ImagesOnNodesSummary"> &
  * Use `create(ImagesOnNodesSummarySchema)` to create a new message.
  */
 export const ImagesOnNodesSummarySchema: GenMessage<ImagesOnNodesSummary> = /*@__PURE__*/
-  messageDesc(file_imagesvc_v1_fleet_service, 14);
+  messageDesc(file_imagesvc_v1_fleet_service, 15);
 
 /**
  * Response of RemoveImageOnNodes.
@@ -833,7 +1004,7 @@ export type RemoveImageOnNodesResponse = Message<"imagesvc.v1.RemoveImageOnNodes
  * Use `create(RemoveImageOnNodesResponseSchema)` to create a new message.
  */
 export const RemoveImageOnNodesResponseSchema: GenMessage<RemoveImageOnNodesResponse> = /*@__PURE__*/
-  messageDesc(file_imagesvc_v1_fleet_service, 15);
+  messageDesc(file_imagesvc_v1_fleet_service, 16);
 
 /**
  * Response of PruneImagesOnNodes.
@@ -854,7 +1025,7 @@ export type PruneImagesOnNodesResponse = Message<"imagesvc.v1.PruneImagesOnNodes
  * Use `create(PruneImagesOnNodesResponseSchema)` to create a new message.
  */
 export const PruneImagesOnNodesResponseSchema: GenMessage<PruneImagesOnNodesResponse> = /*@__PURE__*/
-  messageDesc(file_imagesvc_v1_fleet_service, 16);
+  messageDesc(file_imagesvc_v1_fleet_service, 17);
 
 /**
  * What ends a fleet pull early.
@@ -987,7 +1158,11 @@ export const FleetService: GenService<{
   },
   /**
    * Tells which nodes hold an image (a reference, an id or `name@digest`), with each
-   * node's image id and repo digests.
+   * node's image id and repo digests. With `check_registry`, the receiving node also
+   * resolves the reference at its registry once (as InspectRegistryImage does: the pull
+   * allowlist applies; FAILED_PRECONDITION on Podman, which cannot) and says per node
+   * whether its image is CURRENT or STALE: a drift report.
+   * Over REST, registry credentials go in a POST body, never in the URL.
    *
    * @generated from rpc imagesvc.v1.FleetService.FindImage
    */

@@ -1622,7 +1622,7 @@ export const UpdateStatusSchema: GenEnum<UpdateStatus> = /*@__PURE__*/
  * BUILD_OPTION_NOT_ALLOWED, TOO_MANY_REQUESTS, CONCURRENCY_LIMIT, REQUEST_TOO_LARGE,
  * SPOOL_FULL, DAEMON_DISK_FULL, INVALID_IMAGE_ARCHIVE, IMAGE_ARCHIVE_TOO_LARGE,
  * CALLER_UNAUTHENTICATED, CALLER_PERMISSION_DENIED, REGISTRY_UNAUTHENTICATED,
- * REGISTRY_DENIED, REGISTRY_UNAVAILABLE, IMAGE_IN_USE, CONFLICT, WATCH_EXPIRED,
+ * REGISTRY_DENIED, REGISTRY_UNAVAILABLE, IMAGE_IN_USE, IMAGE_KEPT, CONFLICT, WATCH_EXPIRED,
  * WATCH_UNAVAILABLE, DAEMON_UNAVAILABLE, DAEMON_TIMEOUT, SHUTTING_DOWN, ENGINE_ERROR,
  * INTERNAL. RESOURCE_EXHAUSTED answers of the limits also carry a `google.rpc.RetryInfo`.
  *
@@ -1735,7 +1735,9 @@ export const ImageService: GenService<{
     output: typeof RemoveImageResponseSchema;
   },
   /**
-   * Removes unused images, like `docker image prune`.
+   * Removes unused images, like `docker image prune`. On a node that keeps images
+   * (`--keep-images-file`), a prune that could remove a kept image is refused with
+   * FAILED_PRECONDITION, reason IMAGE_KEPT: narrow it with labels or `until`.
    *
    * @generated from rpc imagesvc.v1.ImageService.PruneImages
    */
