@@ -31,9 +31,11 @@ from tests.integration.transfers import unique
 
 HOSTS = ["127.0.0.2", "127.0.0.3"]
 NAMES = ["node-0", "node-1", "node-2"]
-# node-2's per-node timeout in the cut-off pull; its stall timeout is longer, so a peer
-# that stops answering mid-stream ends as TIMED_OUT (docs/api.md, "Pulling on every node").
+# node-2's per-node timeout in the cut-off pull: with a longer stall timeout, a peer that
+# stops answering mid-stream ends as TIMED_OUT; with a shorter one, as NODE_UNREACHABLE
+# (docs/api.md, "Pulling on every node").
 NODE_TIMEOUT_SECONDS = 8.0
+STALL_SECONDS = 2.0
 # --fleet-node-timeout-seconds of node-0 (ListNodes, FindImage).
 LIST_TIMEOUT_SECONDS = 2.0
 Stub = fleet_service_pb2_grpc.FleetServiceStub
@@ -147,17 +149,30 @@ def test_list_nodes_and_find_image_reach_the_node_in_its_namespace(
     assert image in holders[0].repo_tags
 
 
-def test_a_node_cut_off_mid_pull_times_out_and_answers_again_once_back(
+@pytest.mark.parametrize(
+    ("stall_seconds", "reason", "bound_seconds"),
+    [
+        # The node timeout comes first: TIMED_OUT.
+        (120.0, "TIMED_OUT", NODE_TIMEOUT_SECONDS),
+        # The stall timeout comes first: the silent peer is asked once whether it still
+        # answers, and is NODE_UNREACHABLE (never retried, never blamed on the registry).
+        (STALL_SECONDS, "NODE_UNREACHABLE", STALL_SECONDS + LIST_TIMEOUT_SECONDS),
+    ],
+)
+def test_a_node_cut_off_mid_pull_fails_in_time_and_answers_again_once_back(
     stub: Stub,
     engines: list[Engine],
     credentials: Credentials,
     open_registry: Registry,
     namespace: VethNamespace,
     cut_node: NamespacedServer,
+    stall_seconds: float,
+    reason: str,
+    bound_seconds: float,
 ) -> None:
     """The host end of node-2's link goes down while all three pull (throttled, so the
     pull is in flight): node-2's open stream hears nothing more, so it fails with
-    TIMED_OUT within its node timeout; node-0 and node-1 pull; the call ends. While cut
+    `reason` within `bound_seconds`; node-0 and node-1 pull; the call ends. While cut
     off, ListNodes reports node-2 NODE_TIMEOUT within the fleet node timeout. Link up:
     the next calls reach node-2 again."""
     repository = pushed_image(engines[0], open_registry, layer_mib=8)
@@ -173,7 +188,7 @@ def test_a_node_cut_off_mid_pull_times_out_and_answers_again_once_back(
                     reference=reference,
                     parallelism="3",
                     node_timeout_seconds=NODE_TIMEOUT_SECONDS,
-                    stall_timeout_seconds=120,
+                    stall_timeout_seconds=stall_seconds,
                 ),
                 metadata=credentials.metadata(credentials.caller),
                 timeout=120,
@@ -206,15 +221,18 @@ def test_a_node_cut_off_mid_pull_times_out_and_answers_again_once_back(
     assert [n.node for n in summary.succeeded] == ["node-0", "node-1"], summary
     assert [n.address for n in summary.failed] == [cut_node.address], summary
     failed = summary.failed[0]
-    assert failed.error.reason == "TIMED_OUT", failed.error
-    assert f"within {NODE_TIMEOUT_SECONDS:g} s" in failed.error.message
+    assert failed.error.reason == reason, failed.error
+    if reason == "TIMED_OUT":
+        assert f"within {NODE_TIMEOUT_SECONDS:g} s" in failed.error.message
+    else:
+        assert "stopped answering during its pull" in failed.error.message
     assert failed.attempt == 1
     assert not summary.complete
-    # Reported failed after the cut, within its node timeout (from the call's start: it
+    # Reported failed after the cut, within its bound (from the call's start: it
     # started at once) plus a margin for the loaded machine; the call ended with it.
     assert set(failed_at) == {cut_node.address}
-    assert cut_at < failed_at[cut_node.address] < NODE_TIMEOUT_SECONDS + 1.5, (cut_at, failed_at)
-    assert ended_at < NODE_TIMEOUT_SECONDS + 2.0, ended_at
+    assert cut_at < failed_at[cut_node.address] < bound_seconds + 1.5, (cut_at, failed_at)
+    assert ended_at < bound_seconds + 2.0, ended_at
 
     # Back up: the very next call reaches node-2 again, and so does a fleet pull.
     back = list_nodes(stub, credentials)[cut_node.address]

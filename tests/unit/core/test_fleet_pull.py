@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from imagesvc.core.errors import InvalidArgumentError, Reason
-from imagesvc.core.fleet import NODE_UNREACHABLE, NodeFailure
+from imagesvc.core.fleet import NODE_TIMEOUT, NODE_UNREACHABLE, NodeFailure
 from imagesvc.core.fleet_pull import (
     Attempt,
     FleetPullOptions,
@@ -21,6 +21,7 @@ from imagesvc.core.fleet_pull import (
     NodeProgress,
     NodePulled,
     NodePullUpdate,
+    Probe,
     PullFailure,
     PullFailureReason,
     PullPhase,
@@ -67,7 +68,10 @@ PULLED = NodePulled(skipped=False, image_id="sha256:img", digest="sha256:dig")
 
 
 def run(
-    nodes: dict[str, FakeNode], options: FleetPullOptions, sleeps: list[float] | None = None
+    nodes: dict[str, FakeNode],
+    options: FleetPullOptions,
+    sleeps: list[float] | None = None,
+    probes: dict[str, Probe] | None = None,
 ) -> tuple[list[NodePullUpdate], FleetPullSummary, int]:
     concurrency: list[int] = []
 
@@ -76,7 +80,9 @@ def run(
             sleeps.append(seconds)
 
     targets = [
-        PullTarget(f"{name}:1", name, attempt=node.attempt(concurrency))
+        PullTarget(
+            f"{name}:1", name, attempt=node.attempt(concurrency), probe=(probes or {}).get(name)
+        )
         for name, node in nodes.items()
     ]
 
@@ -203,6 +209,52 @@ def test_a_pull_without_progress_for_the_stall_timeout_is_stalled_and_retried() 
     assert retried[0].failure.reason is PullFailureReason.STALLED
     assert "no progress for 0.2 s at 10 of 100 bytes" in retried[0].failure.message
     assert summary.succeeded[0].attempt == 2
+
+
+def _probe(failure: NodeFailure | None) -> tuple[Probe, list[int]]:
+    asked: list[int] = []
+
+    async def probe() -> None:
+        asked.append(1)
+        if failure is not None:
+            raise failure
+
+    return probe, asked
+
+
+def test_a_peer_that_stops_answering_mid_pull_is_unreachable_not_stalled() -> None:
+    """Its link cut: the pull's stream goes silent, and so does the peer. STALLED would
+    blame the registry and retry on the dead connection."""
+    stuck: list[Item | float | NodeFailure] = [NodeProgress(10, 100), 5.0, PULLED]
+    node = FakeNode([stuck])
+    silent, asked = _probe(NodeFailure(NODE_TIMEOUT, "node a:1 did not answer within 5 s"))
+    updates, summary, _ = run(
+        {"a": node}, options(stall_timeout_seconds=0.2, retries=2), probes={"a": silent}
+    )
+    assert (node.attempts, len(asked)) == (1, 1)  # asked once, never retried
+    (failed,) = summary.failed
+    assert failed.failure is not None
+    assert failed.failure.reason is PullFailureReason.NODE_UNREACHABLE
+    assert "stopped answering during its pull" in failed.failure.message
+    assert "at 10 of 100 bytes" in failed.failure.message
+    assert not [u for u in updates if u.phase is PullPhase.WAITING and u.failure]
+
+
+@pytest.mark.parametrize(
+    "answer", [None, NodeFailure("NODE_DENIED", "node a:1 refused this server's credentials")]
+)
+def test_a_stalled_pull_on_a_peer_that_answers_stays_stalled(answer: NodeFailure | None) -> None:
+    stuck: list[Item | float | NodeFailure] = [NodeProgress(10, 100), 5.0, PULLED]
+    node = FakeNode([stuck, [NodeProgress(100, 100), PULLED]])
+    answering, asked = _probe(answer)
+    updates, summary, _ = run(
+        {"a": node}, options(stall_timeout_seconds=0.2, retries=1), probes={"a": answering}
+    )
+    assert (node.attempts, len(asked)) == (2, 1)
+    retried = [u for u in updates if u.phase is PullPhase.WAITING and u.failure]
+    assert retried[0].failure is not None
+    assert retried[0].failure.reason is PullFailureReason.STALLED
+    assert summary.complete
 
 
 def test_progress_that_keeps_moving_never_stalls() -> None:

@@ -153,6 +153,8 @@ class NodePulled:
 
 
 Attempt = Callable[[], AsyncGenerator[NodeProgress | NodePulled, None]]
+# Asks a peer whether it still answers (raises NodeFailure when it does not).
+Probe = Callable[[], Awaitable[object]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +167,8 @@ class PullTarget:
     attempt: Attempt | None = None
     failure: PullFailure | None = None
     local: bool = False
+    # A peer's: asked when its pull stalls, to tell a silent node from a stuck pull.
+    probe: Probe | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -459,6 +463,7 @@ async def _attempt(
                     str(Reason.INTERNAL), "the node ended its pull without a result"
                 ) from None
             except TimeoutError:
+                await _fail_if_silent(state, stall)
                 raise NodeFailure(
                     PullFailureReason.STALLED,
                     f"node {state.name or state.target.address}: no progress for {stall:g} s"
@@ -470,3 +475,23 @@ async def _attempt(
                 moved_at = clock()
                 state.last = item
                 report(state.update(PullPhase.PULLING))
+
+
+async def _fail_if_silent(state: _NodeState, stall: float) -> None:
+    """A peer whose pull stalled may be the one that went silent (its link cut, its host
+    gone): a retry on the same connection would stall again, and STALLED would blame the
+    registry. One cheap call tells: no answer is NODE_UNREACHABLE, which is not retried."""
+    probe = state.target.probe
+    if probe is None:
+        return
+    try:
+        await probe()
+    except NodeFailure as failure:
+        if failure.reason not in (NODE_UNREACHABLE, NODE_TIMEOUT):
+            return  # it answered, if only to refuse: the pull itself is stuck
+        raise NodeFailure(
+            PullFailureReason.NODE_UNREACHABLE,
+            f"node {state.name or state.target.address} stopped answering during its pull"
+            f" (no progress for {stall:g} s at {state.last.bytes_done} of"
+            f" {state.last.bytes_total} bytes; {failure.message})",
+        ) from None

@@ -42,6 +42,7 @@ from imagesvc.core.fleet_pull import (
     NodeProgress,
     NodePulled,
     NodePullUpdate,
+    Probe,
     PullPhase,
     PullTarget,
     check_retries,
@@ -327,12 +328,16 @@ class FleetServiceServicer(fleet_service_pb2_grpc.FleetServiceServicer):
                         member.address,
                         member.name,
                         attempt=self._peer_attempt(member.address, peer_request),
+                        probe=self._peer_probe(member.address),
                     )
                 )
         return targets
 
     def _peer_attempt(self, address: str, request: pb.PullImageOnNodesRequest) -> Attempt:
         return lambda: self._peers.pull_on_node(address, request)
+
+    def _peer_probe(self, address: str) -> Probe:
+        return lambda: self._peers.list_node(address, self._limits.node_timeout_seconds)
 
     async def RemoveImageOnNodes(
         self, request: pb.RemoveImageOnNodesRequest, context: Context

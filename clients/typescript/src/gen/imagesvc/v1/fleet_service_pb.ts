@@ -514,7 +514,8 @@ export type PullImageOnNodesRequest = Message<"imagesvc.v1.PullImageOnNodesReque
 
   /**
    * A node whose pull shows no progress for this long fails its attempt with STALLED
-   * (retried). 0: 60 seconds.
+   * (retried), or with NODE_UNREACHABLE when the node then does not answer a check (not
+   * retried). 0: 60 seconds.
    *
    * @generated from field: double stall_timeout_seconds = 7;
    */
