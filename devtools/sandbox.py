@@ -105,6 +105,8 @@ DEBIAN_PACKAGES = (
     "debootstrap",
     # The fleet tests' DNS server (tests/integration/test_fleet.py).
     "dnsmasq-base",
+    # `ip`: the fleet test's node in a network namespace of its own (test_fleet_netns.py).
+    "iproute2",
     *_PODMAN_PACKAGES,
 )
 # Running the service on the sandboxed engine needs only the engine (scripts/run).
@@ -117,6 +119,7 @@ _PACKAGE_TOOLS: dict[str, tuple[str, ...]] = {
     "apache2-utils": ("htpasswd",),
     "debootstrap": ("debootstrap",),
     "dnsmasq-base": ("dnsmasq",),
+    "iproute2": ("ip",),
     "podman": ("podman",),
     "containernetworking-plugins": (),  # checked by devtools.podman.podman_missing
 }
