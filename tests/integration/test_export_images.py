@@ -40,7 +40,7 @@ from tests.integration.rpc_errors import error_info
 # The API contract: runs once per engine kind (tests/integration/conftest.py).
 pytestmark = pytest.mark.contract
 
-CHUNK_LIMIT = 256 * 1024
+CHUNK_LIMIT = 1024 * 1024
 BIG_LAYER_MIB = 64
 
 

@@ -306,7 +306,7 @@ class ImageServiceServicer:
 
         Exports images as one tar archive, like `docker save`: the archive `docker load` (and
         ImportImages) reads, with the tags the request names. Streams the archive's bytes as
-        the Engine writes it, in chunks of at most 256 KiB; the first message's content_type
+        the Engine writes it, in chunks of at most 1 MiB; the first message's content_type
         is "application/x-tar". An image that is not found ends the call with NOT_FOUND
         before any byte is sent. A cancelled call stops the Engine's export. Over REST the
         response body is the archive itself (`Content-Type: application/x-tar`), as
