@@ -114,12 +114,12 @@ def _cgroup_of(pid: int, hierarchy: _Hierarchy) -> Path | None:
     return hierarchy.root
 
 
-def find_hierarchy() -> _Hierarchy:
+def find_hierarchy(mounts: Path = Path("/proc/self/mounts")) -> _Hierarchy:
     """The mounted hierarchy that offers the cpu controller (v1 first: on a hybrid
     machine the controller is bound to v1 and the unified tree does not have it)."""
     v2_roots: list[Path] = []
     tried: list[str] = []
-    for line in Path("/proc/self/mounts").read_text().splitlines():
+    for line in mounts.read_text().splitlines():
         _, mountpoint, fstype, options, *_ = line.split()
         if fstype == "cgroup" and "cpu" in options.split(","):
             root = Path(mountpoint)
