@@ -73,11 +73,15 @@ class CpuGroup:
         parent = self.path.parent
         for _ in range(20):
             for pid in self.pids():
-                target = self.origins.get(pid, parent)
-                if not (target / "cgroup.procs").exists():
-                    target = parent
-                with contextlib.suppress(ProcessLookupError):
-                    (target / "cgroup.procs").write_text(f"{pid}\n")
+                # The origin may be gone, or (v2) now refuse processes: then the parent.
+                for target in (self.origins.get(pid, parent), parent):
+                    try:
+                        (target / "cgroup.procs").write_text(f"{pid}\n")
+                        break
+                    except ProcessLookupError:
+                        break
+                    except OSError:
+                        continue
             try:
                 self.path.rmdir()
                 return
