@@ -12,16 +12,26 @@ pull against the slowest single-node pull of the same round (the issue's target:
 with fewer cores than nodes, four dockerds decompressing at once share the CPU, which
 the second ratio shows apart from the fleet.
 
+``--node-cpu SHARE`` gives each node's dockerd and its children (containerd, shims,
+whatever they start later) a cgroup with a CPU quota of SHARE CPUs, the same in every
+measurement, as a node with its own CPUs would have: a node pulling alone then gets no
+more CPU than one pulling beside three others. Disk and the registry stay shared; the
+imagesvc servers (threads of this process), the registry and the client stay unlimited.
+
     .venv/bin/python -m bench.fleet_pull                     # 30 MB, 3 rounds
     .venv/bin/python -m bench.fleet_pull --layer-mb 30 --rounds 5
+    .venv/bin/python -m bench.fleet_pull --rounds 5 --node-cpu 0.35   # needs root
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import shutil
+import signal
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -30,6 +40,7 @@ from pathlib import Path
 
 import grpc
 
+from bench.cpu_share import CpuGroup, cpu_groups, process_tree
 from devtools.sandbox import Engine, Registry, build_busybox_image, free_port
 from imagesvc.config import Settings
 from imagesvc.server import ThreadedServer
@@ -114,11 +125,39 @@ def remove_everywhere(engines: list[Engine], reference: str) -> None:
         engine.docker("image", "rm", "--force", reference, check=False)
 
 
+def confine(engines: list[Engine], groups: list[CpuGroup]) -> None:
+    """Put each node's dockerd, its process tree and its leftovers (containerd
+    by exec root) into the node's cgroup. Repeated before each measurement: children
+    inherit the cgroup, so this only catches what escaped it."""
+    for engine, group in zip(engines, groups, strict=True):
+        pid = engine.pid
+        if pid is None:
+            raise RuntimeError(f"{engine!r} is not running")
+        group.add_processes([*process_tree(pid), *engine.leftover_processes()])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layer-mb", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--node-cpu",
+        type=float,
+        default=None,
+        metavar="SHARE",
+        help="CPU quota of each node's dockerd and children, in CPUs (e.g. 0.35); "
+        "default: unlimited",
+    )
     args = parser.parse_args()
+    # SIGTERM (timeout, kill) runs the finally blocks too: engines stop, cgroups go.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    share = "unlimited" if args.node_cpu is None else f"{args.node_cpu:g} CPU"
+    print(
+        f"fleet pull bench: {args.layer_mb} MB layer, {args.rounds} rounds,"
+        f" {len(HOSTS)} nodes, per-node CPU share {share}"
+        f" (machine: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f})",
+        flush=True,
+    )
     base = Path(tempfile.mkdtemp(prefix="isv-bench-fleet-", dir="/tmp"))
     try:
         with sandbox(base) as (registry, engines):
@@ -130,34 +169,60 @@ def main() -> None:
             )
             engines[0].docker("push", reference)
             remove_everywhere(engines, reference)
-            with fleet(engines) as port:
+            # The image is built and pushed unlimited; the quota applies from here on.
+            limits: contextlib.AbstractContextManager[list[CpuGroup] | None] = (
+                contextlib.nullcontext(None)
+                if args.node_cpu is None
+                else cpu_groups("isv-bench-fleet", len(engines), args.node_cpu)
+            )
+            with limits as groups, fleet(engines) as port:
+                if groups is not None:
+                    confine(engines, groups)
+                    print("cgroups: " + ", ".join(str(g.path) for g in groups), flush=True)
+
+                def limit() -> None:
+                    if groups is not None:
+                        confine(engines, groups)
+
                 slowest: list[float] = []
                 direct: list[float] = []
                 together: list[float] = []
                 for round_number in range(1, args.rounds + 1):
                     alone = []
                     for host in HOSTS:
+                        limit()
                         alone.append(pull_alone(f"{host}:{port}", reference))
                         remove_everywhere(engines, reference)
+                    limit()
                     at_once = pull_each_at_once(port, reference)
                     remove_everywhere(engines, reference)
+                    limit()
                     fleet_seconds = pull_on_nodes(f"{HOSTS[0]}:{port}", reference)
                     remove_everywhere(engines, reference)
                     slowest.append(max(alone))
                     direct.append(at_once)
                     together.append(fleet_seconds)
+                    throttled = (
+                        ""
+                        if groups is None
+                        else f"; quota throttled {sum(g.throttled_seconds() for g in groups):.1f}s"
+                        " so far (all nodes)"
+                    )
                     print(
                         f"round {round_number}: single-node pulls "
                         + " ".join(f"{s:.2f}s" for s in alone)
                         + f"; {len(HOSTS)} direct pulls at once {at_once:.2f}s"
                         f"; fleet pull to {len(HOSTS)} nodes {fleet_seconds:.2f}s"
                         f" ({fleet_seconds / max(alone):.2f}x the slowest)"
+                        f"{throttled}; load {os.getloadavg()[0]:.2f}",
+                        flush=True,
                     )
                 median_slowest = statistics.median(slowest)
                 median_direct = statistics.median(direct)
                 median_fleet = statistics.median(together)
                 print(
-                    f"{args.layer_mb} MB layer, {args.rounds} rounds, medians:"
+                    f"{args.layer_mb} MB layer, {args.rounds} rounds, per-node CPU {share},"
+                    " medians:"
                     f" slowest single-node pull {median_slowest:.2f}s,"
                     f" {len(HOSTS)} direct pulls at once {median_direct:.2f}s,"
                     f" fleet pull to {len(HOSTS)} nodes {median_fleet:.2f}s;"
