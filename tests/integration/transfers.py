@@ -68,6 +68,7 @@ def layer_states(progress: Iterable[image_pb2.TransferProgress]) -> dict[str, li
 class Manifest:
     digest: str
     size: int
+    layers: tuple[str, ...] = ()  # the layer blobs' digests, in order
 
 
 def basic_auth(username: str, password: str) -> str:
@@ -98,7 +99,8 @@ def registry_manifest(
     assert content_type == media_type
     # The header must be the digest of exactly these bytes.
     assert digest == "sha256:" + hashlib.sha256(body).hexdigest()
-    return Manifest(digest=digest, size=len(body))
+    layers = tuple(layer["digest"] for layer in json.loads(body).get("layers", []))
+    return Manifest(digest=digest, size=len(body), layers=layers)
 
 
 def registry_has_manifest(registry: Registry, repository: str, reference: str) -> bool:
