@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,24 +97,37 @@ def process_figures(pid: int) -> ProcessFigures:
 
 
 class ServedProcess(StartedOnEnter):
-    """``imagesvc serve`` on two free loopback ports against ``docker_host``; ``start()``
-    returns once its gRPC health says SERVING."""
+    """``imagesvc serve`` against ``docker_host``, on two free loopback ports unless
+    given (``grpc_address``, ``http_address``), run through ``wrapper`` when set (e.g.
+    ``ip netns exec NAME``), with ``extra_env``; ``start()`` returns once its gRPC health,
+    asked at ``grpc_address``, says SERVING."""
 
-    def __init__(self, docker_host: str, *, extra_args: Sequence[str] = ()) -> None:
-        self.grpc_port = free_port()
-        self.http_port = free_port()
-        self.grpc_address = f"127.0.0.1:{self.grpc_port}"
+    def __init__(
+        self,
+        docker_host: str,
+        *,
+        extra_args: Sequence[str] = (),
+        grpc_address: str | None = None,
+        http_address: str | None = None,
+        wrapper: Sequence[str] = (),
+        extra_env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.grpc_address = grpc_address or f"127.0.0.1:{free_port()}"
+        self.grpc_port = int(self.grpc_address.rpartition(":")[2])
+        self.http_port = int(http_address.rpartition(":")[2]) if http_address else free_port()
         self._args = [
+            *wrapper,
             str(IMAGESVC),
             "serve",
             "--grpc-address",
             self.grpc_address,
             "--http-address",
-            f"127.0.0.1:{self.http_port}",
+            http_address or f"127.0.0.1:{self.http_port}",
             "--docker-host",
             docker_host,
             *extra_args,
         ]
+        self._extra_env = dict(extra_env or {})
         self._log = tempfile.NamedTemporaryFile(prefix="imagesvc-served-", suffix=".log")  # noqa: SIM115
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -131,6 +144,7 @@ class ServedProcess(StartedOnEnter):
 
     def start(self, within: float = 30.0) -> ServedProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGESVC_")}
+        env.update(self._extra_env)
         self.process = subprocess.Popen(
             self._args, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log, env=env
         )
@@ -149,7 +163,10 @@ class ServedProcess(StartedOnEnter):
                 except grpc.RpcError:
                     pass
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"imagesvc not SERVING within {within}s")
+                    raise RuntimeError(
+                        f"imagesvc not SERVING at {self.grpc_address} within {within}s:"
+                        f" {self.log_text()[-2000:]}"
+                    )
                 time.sleep(0.05)
 
     def close(self) -> None:

@@ -19,22 +19,15 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import os
 import random
 import re
 import secrets
 import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-IMAGESVC = Path(sys.executable).parent / "imagesvc"
+from devtools.served import ServedProcess
 
 
 def run_ip(*args: str, namespace: str | None = None) -> None:
@@ -129,63 +122,21 @@ def veth_namespace() -> Iterator[VethNamespace]:
         assert not (namespaces / name).exists(), f"namespace {name} was not removed"
 
 
-class NamespacedServer:
-    """`imagesvc serve ARGS` inside `namespace` (`ip netns exec`), its gRPC port on
+class NamespacedServer(ServedProcess):
+    """`imagesvc serve` inside `namespace` (`ip netns exec`), its gRPC port on
     `address`; `start()` returns once its gRPC health, called from the host over the
-    veth pair, says SERVING."""
+    veth pair, says SERVING. Its Engine is reached through the unix socket
+    `docker_host`, which no network namespace hides."""
 
-    def __init__(self, namespace: VethNamespace, port: int, args: Sequence[str]) -> None:
-        self.address = f"{namespace.address}:{port}"
-        self._command = [
-            "ip",
-            "netns",
-            "exec",
-            namespace.name,
-            str(IMAGESVC),
-            "serve",
-            "--grpc-address",
-            self.address,
-            "--http-address",
-            f"{namespace.address}:0",
-            *args,
-        ]
-        self._log = tempfile.NamedTemporaryFile(prefix="imagesvc-netns-", suffix=".log")  # noqa: SIM115
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def log_text(self) -> str:
-        return Path(self._log.name).read_text(errors="replace")
-
-    def start(self, within: float = 30.0) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGESVC_")}
-        env["IMAGESVC_HEALTH_INTERVAL_SECONDS"] = "0.2"
-        self.process = subprocess.Popen(
-            self._command, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log, env=env
+    def __init__(
+        self, namespace: VethNamespace, port: int, docker_host: str, args: Sequence[str]
+    ) -> None:
+        super().__init__(
+            docker_host,
+            extra_args=args,
+            grpc_address=f"{namespace.address}:{port}",
+            http_address=f"{namespace.address}:0",
+            wrapper=["ip", "netns", "exec", namespace.name],
+            extra_env={"IMAGESVC_HEALTH_INTERVAL_SECONDS": "0.2"},
         )
-        deadline = time.monotonic() + within
-        with grpc.insecure_channel(self.address) as channel:
-            health: object = health_pb2_grpc.HealthStub(channel)
-            while True:
-                if self.process.poll() is not None:
-                    raise AssertionError(f"imagesvc in the namespace exited: {self.log_text()}")
-                with contextlib.suppress(grpc.RpcError):
-                    answer = health.Check(  # type: ignore[attr-defined]
-                        health_pb2.HealthCheckRequest(), timeout=1
-                    )
-                    if answer.status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                if time.monotonic() > deadline:
-                    raise AssertionError(
-                        f"imagesvc in the namespace not SERVING at {self.address} within"
-                        f" {within} s: {self.log_text()[-2000:]}"
-                    )
-                time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self._log.close()
+        self.address = self.grpc_address

@@ -67,9 +67,8 @@ def cut_node(
     served = NamespacedServer(
         namespace,
         free_port(),
+        engines[2].host,
         [
-            "--docker-host",
-            engines[2].host,
             "--tokens-file",
             str(credentials.peer_tokens),
             "--fleet-token-file",
@@ -84,7 +83,7 @@ def cut_node(
         served.start()
         yield served
     finally:
-        served.stop()
+        served.close()
 
 
 @pytest.fixture(scope="module")
