@@ -20,7 +20,7 @@ from imagesvc.core.errors import NotFoundError, UnavailableError
 from imagesvc.core.image_core import CoreSettings, ImageCore
 from imagesvc.core.image_entries import IndexEntry
 from imagesvc.core.image_index import ImageIndex, IndexSettings, IndexState
-from imagesvc.core.models import ImageFilter
+from imagesvc.core.models import ImageFilter, ImagePage
 from imagesvc.core.port import JsonDocument
 from tests.unit.aio import run
 from tests.unit.fakes import FakeDockerPort, engine_image, image_event, image_id
@@ -334,6 +334,48 @@ def test_reads_answer_from_memory() -> None:
             history = await r.core.image_history("db:2")
             assert await r.core.image_history(image_id(2)) is history
             assert [c.method for c in fake.calls[calls:]] == ["inspect_image", "image_history"]
+
+    run(scenario())
+
+
+def test_a_repeated_list_is_kept_until_the_index_changes() -> None:
+    async def scenario() -> None:
+        fake = two_images()
+        async with running(fake) as r:
+            await r.live()
+
+            async def listed(page_size: int = 0, references: tuple[str, ...] = ()) -> ImagePage:
+                return await r.core.list_images(
+                    ImageFilter(references=references),
+                    all=False,
+                    page_size=page_size,
+                    page_token="",
+                )
+
+            first = await listed()
+            assert await listed() is first  # kept: the transport reuses its wire form
+            one = await listed(page_size=1)  # another query, another page
+            assert [i.id for i in one.images] == [image_id(2)]
+            assert one.next_page_token
+            matching = await listed(references=("app",))
+            assert [i.repo_tags for i in matching.images] == [("app:1",)]
+            assert await listed(references=("app",)) is matching
+            # Changed by another client: the event changes the index, the next list shows it.
+            fake.tag(image_id(1), "app", "2")
+            await r.until(lambda: "app:2" in r.tags(1))
+            changed = await listed()
+            assert changed is not first
+            assert set(next(i for i in changed.images if i.id == image_id(1)).repo_tags) == {
+                "app:1",
+                "app:2",
+            }
+            assert [set(i.repo_tags) for i in (await listed(references=("app",))).images] == [
+                {"app:1", "app:2"}
+            ]
+            fake.remove_image(image_id(2), force=True, no_prune=False)
+            await r.until(lambda: image_id(2) not in r.ids())
+            assert [i.id for i in (await listed()).images] == [image_id(1)]
+            assert (await listed(page_size=1)).next_page_token == ""
 
     run(scenario())
 

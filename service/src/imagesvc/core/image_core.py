@@ -57,6 +57,7 @@ from imagesvc.core.image_entries import IndexEntry
 from imagesvc.core.image_filters import has_labels, matching_names, select_images
 from imagesvc.core.image_index import ImageIndex
 from imagesvc.core.limits import Limits
+from imagesvc.core.listing_cache import Listing, ListingCache
 from imagesvc.core.models import (
     AuthCheckResult,
     BuildOptions,
@@ -208,6 +209,15 @@ def _retrieved(done: asyncio.Future[Any]) -> None:
         done.exception()
 
 
+def _sorted_listing(listed: Sequence[tuple[JsonDocument, Image]]) -> Listing:
+    """Newest first, then by id (core/paging.py's order)."""
+    ordered = sorted(
+        ((sort_key(documents.created_unix(s), str(s.get("Id", ""))), i) for s, i in listed),
+        key=lambda pair: pair[0],
+    )
+    return Listing(tuple(key for key, _ in ordered), tuple(image for _, image in ordered))
+
+
 class ImageCore:
     def __init__(
         self,
@@ -238,6 +248,7 @@ class ImageCore:
         self._health_executor = health_executor or executor
         self._settings = settings
         self._prune_guard: Callable[[PruneOptions], Awaitable[None]] | None = None
+        self._listings = ListingCache()
 
     def guard_prunes(self, guard: Callable[[PruneOptions], Awaitable[None]]) -> None:
         """`guard(options)` runs before every prune and may refuse it (kept images)."""
@@ -306,6 +317,14 @@ class ImageCore:
         self, image_filter: ImageFilter, *, all: bool, page_size: int, page_token: str
     ) -> ImagePage:
         self._admit()
+        index = self._index
+        live = index is not None and index.live
+        if live:
+            assert index is not None
+            self._listings.at(index.generation)
+            kept = self._listings.page((image_filter, all, page_size, page_token))
+            if kept is not None:
+                return kept
         filters: dict[str, list[str]] = {}
         if image_filter.references:
             filters["reference"] = list(image_filter.references)
@@ -319,38 +338,39 @@ class ImageCore:
         fingerprint = query_fingerprint(filters, all)
         # Validate the token before spending an Engine call on the list.
         page_window((), page_size=page_size, page_token=page_token, fingerprint=fingerprint)
-        patterns = [reference_pattern(p) for p in image_filter.references]
-        listed = self._listed_from_index(image_filter, all=all)
-        if listed is None:
-            listed = await self._listed_from_engine(
-                image_filter, filters, all=all, patterns=patterns
+        listing = self._listing_from_index(image_filter, all=all) if live else None
+        if listing is None:
+            patterns = [reference_pattern(p) for p in image_filter.references]
+            listing = _sorted_listing(
+                await self._listed_from_engine(image_filter, filters, all=all, patterns=patterns)
             )
-        ordered = sorted(
-            ((sort_key(documents.created_unix(s), str(s.get("Id", ""))), i) for s, i in listed),
-            key=lambda pair: pair[0],
-        )
-        keys = [key for key, _ in ordered]
+            live = False  # the Engine's answer is not the index's: not kept
         window = page_window(
-            keys, page_size=page_size, page_token=page_token, fingerprint=fingerprint
+            listing.keys, page_size=page_size, page_token=page_token, fingerprint=fingerprint
         )
-        images = tuple(image for _, image in ordered[window.start : window.stop])
-        return ImagePage(images, window.next_token, len(ordered))
+        page = ImagePage(
+            listing.images[window.start : window.stop], window.next_token, len(listing.keys)
+        )
+        if live:  # computed from this generation, without awaiting anything since
+            self._listings.keep_page((image_filter, all, page_size, page_token), page)
+        return page
 
-    def _listed_from_index(
-        self, image_filter: ImageFilter, *, all: bool
-    ) -> list[tuple[JsonDocument, Image]] | None:
-        """The list from memory, or None when the index cannot answer (not live, or a
-        filter it does not evaluate): then the Engine answers."""
-        index = self._index
-        if index is None or not index.live:
-            return None
+    def _listing_from_index(self, image_filter: ImageFilter, *, all: bool) -> Listing | None:
+        """The listing from memory (kept for the index's generation), or None when the
+        index cannot answer (a filter it does not evaluate): then the Engine answers."""
+        assert self._index is not None
+        kept = self._listings.listing((image_filter, all))
+        if kept is not None:
+            return kept
         try:
-            selected: list[IndexEntry] = select_images(index.entries(), image_filter, all=all)
+            selected: list[IndexEntry] = select_images(self._index.entries(), image_filter, all=all)
         except NotImplementedError:
             return None
         # select_images shows each image as the list does (only the names a reference
-        # filter matches), so the same Image objects come back while nothing changes.
-        return [(entry.summary, entry.image) for entry in selected]
+        # filter matches).
+        listing = _sorted_listing([(entry.summary, entry.image) for entry in selected])
+        self._listings.keep_listing((image_filter, all), listing)
+        return listing
 
     async def _listed_from_engine(
         self,

@@ -263,6 +263,9 @@ class ImageIndex:
         self._orphans: dict[str, set[str]] = {}
         self._by_name: dict[str, set[str]] = {}
         self._versions = 0
+        # Bumped whenever the set of entries changes (one put or removed): reads may
+        # keep what they derived from the entries for as long as it stays the same.
+        self._generation = 0
         self._state = IndexState.STARTING
         self._work: asyncio.Queue[_Work | _StreamEnded] | None = None
         self._stream: EventStream | None = None
@@ -302,6 +305,11 @@ class ImageIndex:
         self._observer.index_state(state)
 
     # Reads (on the event loop, no Engine call) ----------------------------------------
+
+    @property
+    def generation(self) -> int:
+        """Changes whenever an entry is added, replaced or removed."""
+        return self._generation
 
     def entries(self) -> list[IndexEntry]:
         return [slot.entry for slot in self._slots.values()]
@@ -813,6 +821,7 @@ class ImageIndex:
         if previous is not None:
             self._unindex_names(previous.entry)
         self._versions += 1
+        self._generation += 1
         self._slots[image_id] = _Slot(entry, self._versions)
         for name in (*entry.image.repo_tags, *entry.image.repo_digests):
             self._by_name.setdefault(_name_key(name), set()).add(image_id)
@@ -823,6 +832,7 @@ class ImageIndex:
         previous = self._slots.pop(image_id, None)
         if previous is None:
             return
+        self._generation += 1
         self._unindex_names(previous.entry)
         self._sink.publish(previous.entry, None)
 

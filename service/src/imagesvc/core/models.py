@@ -101,7 +101,8 @@ class ImageFilter:
     since: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+# weakref_slot: the transport caches a page's wire message while the page lives.
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class ImagePage:
     images: tuple[Image, ...]
     next_page_token: str

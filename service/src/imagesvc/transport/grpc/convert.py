@@ -143,15 +143,24 @@ def get_image_response(value: models.Image) -> image_service_pb2.GetImageRespons
     return image_service_pb2.GetImageResponse.FromString(_field(_GET_IMAGE_TAG, _IMAGES.get(value)))
 
 
-def list_images_response(page: models.ImagePage) -> image_service_pb2.ListImagesResponse:
-    """The page, its images parsed in one go from their kept wire forms."""
+def _page_wire(page: models.ImagePage) -> bytes:
+    """The page serialized, its images joined from their kept wire forms."""
     response = image_service_pb2.ListImagesResponse(
         next_page_token=page.next_page_token, total_size=page.total_size
     )
     response.MergeFromString(
         b"".join(_field(_LIST_IMAGES_TAG, _IMAGES.get(value)) for value in page.images)
     )
-    return response
+    return response.SerializeToString()
+
+
+# The core hands out the same page object while the index is unchanged
+# (core/listing_cache.py): a repeated ListImages parses one kept wire form.
+_PAGES: MessageCache[models.ImagePage, bytes] = MessageCache(_page_wire)
+
+
+def list_images_response(page: models.ImagePage) -> image_service_pb2.ListImagesResponse:
+    return image_service_pb2.ListImagesResponse.FromString(_PAGES.get(page))
 
 
 def history(entries: Iterable[models.HistoryEntry]) -> image_service_pb2.GetImageHistoryResponse:

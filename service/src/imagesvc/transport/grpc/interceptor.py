@@ -5,7 +5,6 @@ access-log line per call. Handlers never pick status codes themselves."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -56,7 +55,7 @@ class _Call:
         self.code = grpc.StatusCode.OK
         self.reason = ""
 
-    async def begin(self) -> None:
+    async def send_id(self) -> None:
         """The request id goes back at once on a stream (its caller may wait long for the
         first message) and with the answer, as trailing metadata, on a unary call:
         grpc.aio sends initial metadata of its own in a separate batch, which halved
@@ -65,6 +64,22 @@ class _Call:
             await self.context.send_initial_metadata(self._id_metadata())
         else:
             self.context.set_trailing_metadata(self._id_metadata())
+
+    def establish(self, authenticator: Authenticator | None) -> None:
+        """Who calls (authorization follows in the servicer guard)."""
+        if authenticator is not None:
+            establish_caller(self.context, authenticator, self.request_id, self.peer or "")
+
+    async def settle(self, error: BaseException) -> None:
+        """The call ended with `error`: core errors become their status and bugs
+        INTERNAL (both abort the call, which raises); otherwise the caller re-raises
+        `error` (a cancellation, an abort, a closed stream)."""
+        if isinstance(error, ImageServiceError):
+            await self.fail(error)
+        elif isinstance(error, asyncio.CancelledError):
+            self.code = cancelled_code(self.context)  # or DEADLINE_EXCEEDED, as on /metrics
+        elif isinstance(error, Exception) and not isinstance(error, grpc.aio.AbortError):
+            await self.unexpected(error)
 
     def _id_metadata(self) -> tuple[tuple[str, str], ...]:
         return ((REQUEST_ID_KEY, self.request_id),)
@@ -124,38 +139,11 @@ def _write_access_line(fields: dict[str, object]) -> None:
     log.info("rpc", extra=fields)
 
 
-@contextlib.asynccontextmanager
-async def _handled(
-    method: str,
-    context: Context,
-    authenticator: Authenticator | None,
-    drain: Drain,
-    *,
-    streaming: bool,
-) -> AsyncIterator[None]:
-    """Runs one RPC: establishes the caller (authorization follows in the servicer guard),
-    core errors become their status, bugs become INTERNAL, and every call ends with one
-    access-log line."""
-    call = _Call(method, context, streaming=streaming)
-    # Outside the try: the handlers below log the failure with the secrets it collected.
-    with collecting_call_secrets():
-        try:
-            with drain.call():
-                await call.begin()
-                if authenticator is not None:
-                    establish_caller(context, authenticator, call.request_id, call.peer or "")
-                yield
-        except ImageServiceError as error:
-            await call.fail(error)
-        except asyncio.CancelledError:
-            call.code = cancelled_code(context)  # or DEADLINE_EXCEEDED, as on /metrics
-            raise
-        except grpc.aio.AbortError:
-            raise
-        except Exception as bug:  # noqa: BLE001 (any bug becomes INTERNAL, never a crash or a leak)
-            await call.unexpected(bug)
-        finally:
-            call.finish()
+# The two handlers below run every RPC: the caller established, core errors turned into
+# their status, bugs into INTERNAL, and one access-log line at the end. Plain try blocks,
+# not a shared async context manager: entering and leaving one cost each GetImage from
+# memory more than its own work did. The secrets are collected outside the try, so
+# that `settle` logs the failure with them.
 
 
 def _wrap_unary(
@@ -165,8 +153,18 @@ def _wrap_unary(
     drain: Drain,
 ) -> Callable[[Any, Context], Awaitable[Any]]:
     async def handler(request: Any, context: Context) -> Any:
-        async with _handled(method, context, authenticator, drain, streaming=False):
-            return await behaviour(request, context)
+        call = _Call(method, context, streaming=False)
+        with collecting_call_secrets():
+            try:
+                with drain.call():
+                    await call.send_id()
+                    call.establish(authenticator)
+                    return await behaviour(request, context)
+            except BaseException as error:
+                await call.settle(error)
+                raise
+            finally:
+                call.finish()
 
     return handler
 
@@ -178,9 +176,19 @@ def _wrap_stream(
     drain: Drain,
 ) -> Callable[[Any, Context], AsyncIterator[Any]]:
     async def handler(request: Any, context: Context) -> AsyncIterator[Any]:
-        async with _handled(method, context, authenticator, drain, streaming=True):
-            async for response in behaviour(request, context):
-                yield response
+        call = _Call(method, context, streaming=True)
+        with collecting_call_secrets():
+            try:
+                with drain.call():
+                    await call.send_id()
+                    call.establish(authenticator)
+                    async for response in behaviour(request, context):
+                        yield response
+            except BaseException as error:
+                await call.settle(error)
+                raise
+            finally:
+                call.finish()
 
     return handler
 
