@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
 
 from imagesvc.core.errors import Reason, UnavailableError
 
@@ -24,20 +23,22 @@ class Drain:
         self._idle.set()
         self.draining = False
 
-    @contextlib.contextmanager
-    def call(self) -> Iterator[None]:
+    def call(self) -> contextlib.AbstractContextManager[None]:
+        """Counts one call while it runs; refuses it (UNAVAILABLE) once draining."""
         if self.draining:
             raise UnavailableError(
                 "imagesvc is shutting down; retry the call", reason=Reason.SHUTTING_DOWN
             )
+        return _Running(self)
+
+    def _enter(self) -> None:
         self._running += 1
         self._idle.clear()
-        try:
-            yield
-        finally:
-            self._running -= 1
-            if self._running == 0:
-                self._idle.set()
+
+    def _leave(self) -> None:
+        self._running -= 1
+        if self._running == 0:
+            self._idle.set()
 
     async def start(self, within: float) -> bool:
         """Refuse new calls, then wait up to `within` seconds for running ones to end.
@@ -46,3 +47,18 @@ class Drain:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), within)
         return self._running == 0
+
+
+class _Running:
+    """One call counted by a Drain (a class: cheaper per RPC than a generator)."""
+
+    __slots__ = ("_drain",)
+
+    def __init__(self, drain: Drain) -> None:
+        self._drain = drain
+
+    def __enter__(self) -> None:
+        self._drain._enter()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._drain._leave()
