@@ -7,6 +7,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
+from imagesvc.allocator import tune_allocator
 from imagesvc.config import SETTINGS, Section, Settings, SettingsError, SettingSpec
 from imagesvc.healthcheck import add_arguments as add_healthcheck_arguments
 from imagesvc.healthcheck import main as healthcheck_main
@@ -98,6 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"imagesvc: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    tune_allocator()
     from imagesvc.server import serve  # late: keeps `--help` fast
 
     try:
