@@ -4,6 +4,7 @@ thresholds are process-wide."""
 
 from __future__ import annotations
 
+import ctypes
 import subprocess
 import sys
 
@@ -50,5 +51,5 @@ def test_without_glibc_nothing_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
         def __getattr__(self, name: str) -> object:
             raise AttributeError(name)
 
-    monkeypatch.setattr(allocator.ctypes, "CDLL", lambda name: NotGlibc())
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: NotGlibc())
     assert allocator.tune_allocator() is False

@@ -112,7 +112,7 @@ class ArchiveSubject:
         )
 
 
-def spool_write(file: IO[bytes], data: bytes, subject: ArchiveSubject) -> None:
+def spool_write(file: IO[bytes], data: bytes | memoryview, subject: ArchiveSubject) -> None:
     # Past memory_bytes the spool is a file on disk; a full disk is the server's capacity
     # running out, not an internal error.
     try:
@@ -174,7 +174,7 @@ class _Prefixed:
         self._head = head
         self._source = source
 
-    def read(self, size: int = -1, /) -> bytes:
+    def read(self, size: int = -1, /) -> bytes | memoryview:
         if self._head:
             data = self._head[:size] if size >= 0 else self._head
             self._head = self._head[len(data) :]
@@ -320,7 +320,7 @@ def _kind(member: TarMember) -> str:
 
 
 class _Sink(Protocol):
-    def write(self, data: bytes, /) -> object: ...
+    def write(self, data: bytes | memoryview, /) -> object: ...
 
 
 class _Writer:
@@ -342,7 +342,7 @@ class _Writer:
         self._subject = subject
         self.size = 0
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         self.size += len(data)
         if self.size > self._limit:
             raise self._subject.too_large_error(self._limit, "unpacks to more")
@@ -380,13 +380,13 @@ class ArchivePipe:
     def __init__(self, max_pending_bytes: int = _MAX_PENDING_BYTES) -> None:
         self._max_pending = max_pending_bytes
         self._condition = threading.Condition()
-        self._chunks: collections.deque[bytes] = collections.deque()
+        self._chunks: collections.deque[bytes | memoryview] = collections.deque()
         self._pending = 0
         self._released = False
         self._aborted = False
         self._reader_gone = False
 
-    def write(self, data: bytes, /) -> None:
+    def write(self, data: bytes | memoryview, /) -> None:
         with self._condition:
             while self._pending >= self._max_pending and not (self._aborted or self._reader_gone):
                 self._condition.wait()
@@ -410,7 +410,7 @@ class ArchivePipe:
             self._pending = 0
             self._condition.notify_all()
 
-    def body(self) -> Iterator[bytes]:
+    def body(self) -> Iterator[bytes | memoryview]:
         """The request body: what was written, in pieces of up to 1 MiB."""
         try:
             while True:
@@ -552,7 +552,7 @@ def _copy_member(
     writer.write(_header(member, path, linkname))
     if member.kind is not Kind.FILE:
         return path, None
-    kept: list[bytes] = []
+    kept: list[bytes | memoryview] = []
     try:
         while chunk := reader.read(_CHUNK):
             writer.write(chunk)
@@ -625,8 +625,9 @@ class ChunkFeed:
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
             self._loop.call_soon_threadsafe(self._space.set)
 
-    def read(self, size: int = -1, /) -> bytes:
-        """Blocking (the worker's): up to `size` bytes, b"" at the end of the upload."""
+    def read(self, size: int = -1, /) -> bytes | memoryview:
+        """Blocking (the worker's): up to `size` bytes, b"" at the end of the upload; a
+        whole chunk as it came, or a view of part of it (no copy)."""
         with self._condition:
             while not self._chunks:
                 if self._closed:
@@ -635,10 +636,11 @@ class ChunkFeed:
                     return b""
                 self._condition.wait()
             chunk = self._chunks[0]
-            want = len(chunk) - self._offset if size < 0 else size
-            data = chunk[self._offset : self._offset + want]
-            self._offset += len(data)
-            if self._offset < len(chunk):
+            start = self._offset
+            end = len(chunk) if size < 0 else min(len(chunk), start + size)
+            data = chunk if start == 0 and end == len(chunk) else memoryview(chunk)[start:end]
+            self._offset = end
+            if end < len(chunk):
                 return data
             self._chunks.popleft()
             self._pending -= len(chunk)

@@ -47,7 +47,9 @@ _SPARSE = "GNU.sparse."
 
 
 class Readable(Protocol):
-    def read(self, size: int = -1, /) -> bytes: ...
+    """A byte stream: `read` may hand out a view of a buffer it holds instead of a copy."""
+
+    def read(self, size: int = -1, /) -> bytes | memoryview: ...
 
 
 class TarFormatError(Exception):
@@ -260,7 +262,7 @@ class TarReader:
 
     def _read(self, size: int) -> bytes:
         """Exactly `size` bytes, or fewer only at the end of the stream."""
-        parts: list[bytes] = []
+        parts: list[bytes | memoryview] = []
         wanted = size
         while wanted > 0:
             chunk = self._source.read(wanted)
@@ -289,12 +291,16 @@ class TarReader:
                 raise TarFormatError(f"member {self._name[:200]!r} ends early")
             self._padding = 0
 
-    def read(self, size: int) -> bytes:
-        """Up to `size` bytes of the current member's data; b"" once it is all read."""
+    def read(self, size: int) -> bytes | memoryview:
+        """Up to `size` bytes of the current member's data, as the source hands them out
+        (a view, not a copy, where it gives one); b"" once it is all read."""
         wanted = min(size, self._remaining)
-        data = self._read(wanted)
-        if len(data) < wanted:
+        if wanted <= 0:
+            return b""
+        data = self._source.read(wanted)
+        if not data:
             raise TarFormatError(f"member {self._name[:200]!r} ends early")
+        self._offset += len(data)
         self._remaining -= len(data)
         return data
 
