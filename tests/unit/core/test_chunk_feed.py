@@ -37,3 +37,26 @@ def test_part_of_a_chunk_is_a_view_of_it_and_the_rest_follows() -> None:
     rest = feed.read(-1)
     assert bytes(rest) == chunk[512:]
     assert feed.read(10) == b""
+
+
+def test_a_full_feed_holds_the_loop_back_until_the_worker_reads() -> None:
+    chunks = [bytes([n]) * 4 for n in range(50)]
+
+    async def run() -> bytes:
+        loop = asyncio.get_running_loop()
+        feed = ChunkFeed(loop, max_pending_bytes=10)
+
+        def worker() -> bytes:
+            received = bytearray()
+            while data := feed.read(3):
+                received += data
+            return bytes(received)
+
+        reading = loop.run_in_executor(None, worker)
+        for chunk in chunks:
+            assert await asyncio.wait_for(feed.put(chunk), timeout=10)
+            assert feed._pending <= 10 + len(chunk)
+        feed.end()
+        return await asyncio.wait_for(reading, timeout=10)
+
+    assert asyncio.run(run()) == b"".join(chunks)

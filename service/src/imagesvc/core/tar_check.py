@@ -592,6 +592,9 @@ class ChunkFeed:
         self._ended = False
         self._closed = False
         self._space = asyncio.Event()
+        # The loop waits for space: only then is it worth a wake-up (a syscall and a
+        # context switch, per chunk otherwise).
+        self._loop_waits = False
 
     async def put(self, chunk: bytes) -> bool:
         """False once the worker stopped reading (its outcome says why)."""
@@ -605,6 +608,7 @@ class ChunkFeed:
                     self._condition.notify()
                     return True
                 self._space.clear()
+                self._loop_waits = True
             await self._space.wait()
 
     def end(self) -> None:
@@ -645,7 +649,10 @@ class ChunkFeed:
             self._chunks.popleft()
             self._pending -= len(chunk)
             self._offset = 0
-        self._wake_loop()
+            wake = self._loop_waits
+            self._loop_waits = False
+        if wake:
+            self._wake_loop()
         return data
 
 
