@@ -23,7 +23,6 @@ from imagesvc_client._common import (
     split_pull,
     split_push,
 )
-from imagesvc_client.build_context import BuildContext
 from imagesvc_client.operations import Splitter
 from imagesvc_client.v1 import fleet_service_pb2 as fleet_pb
 from imagesvc_client.v1 import image_pb2
@@ -94,6 +93,8 @@ def context_chunks(
             data[i : i + chunk_size] for i in range(0, len(data), chunk_size)
         )
     if isinstance(context, str | os.PathLike):
+        from imagesvc_client.build_context import BuildContext  # only a directory needs it
+
         prepared = BuildContext.prepare(context, dockerfile)
         return prepared.dockerfile, prepared.chunks(chunk_size)
     source = context

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -23,6 +22,8 @@ def archive_writer(destination: ArchiveDestination) -> Iterator[IO[bytes]]:
     if not isinstance(destination, (str, os.PathLike)):
         yield destination
         return
+    import tempfile  # only an export to a path needs it
+
     target = Path(destination)
     descriptor, partial = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
     try:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import os
-import secrets
 import stat
 import tarfile
 from collections.abc import Iterator
@@ -93,6 +92,8 @@ class BuildContext:
             content = resolved.read_bytes()
         except OSError as error:
             raise ContextError(f"cannot read the Dockerfile {given}: {error.strerror}") from None
+        import secrets  # only a Dockerfile outside the context needs it
+
         name = f".dockerfile.{secrets.token_hex(10)}"
         return name, ((name, content),)
 

@@ -5,7 +5,8 @@ BrokenPipeError traceback.
 Python ignores SIGPIPE, so a write into a closed pipe raises BrokenPipeError; the entry
 point catches it, points the broken stream at /dev/null (else the interpreter's last
 flush at exit fails again and prints "Exception ignored") and exits with 141, the
-status a shell reports for a program that SIGPIPE ended.
+status a shell reports for a program that SIGPIPE ended. The rich console of the
+progress views has its own handling (progress.PipeAwareConsole).
 """
 
 from __future__ import annotations
@@ -14,10 +15,7 @@ import io
 import os
 import signal
 import sys
-import threading
 from typing import TextIO
-
-from rich.console import Console
 
 EXIT_CLOSED_PIPE = 128 + signal.SIGPIPE
 
@@ -42,15 +40,3 @@ def _to_devnull(stream: TextIO) -> None:
         os.dup2(devnull, fd)
     finally:
         os.close(devnull)
-
-
-class PipeAwareConsole(Console):
-    """A rich Console that lets the entry point handle a closed pipe: rich's own
-    handling exits with status 1."""
-
-    def on_broken_pipe(self) -> None:
-        self.quiet = True  # nothing more to a reader that is gone
-        # Rich's refresh thread (a terminal only) must not raise: the main thread
-        # meets the closed pipe at its next write or at the last flush.
-        if threading.current_thread() is threading.main_thread():
-            raise BrokenPipeError

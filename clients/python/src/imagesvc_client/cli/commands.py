@@ -13,12 +13,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from imagesvc_client._base import FleetPullOptions
 from imagesvc_client._common import RegistryAuth
-from imagesvc_client.cli.closed_pipe import PipeAwareConsole
-from imagesvc_client.cli.progress import BuildView, TransferView
 from imagesvc_client.cli.render import (
     error_document,
     human_age,
@@ -108,10 +104,6 @@ def _registry_auth(args: argparse.Namespace, server_address: str = "") -> Regist
     password = _password(args, required=True)
     assert password is not None
     return RegistryAuth(args.username, password, server_address=server_address)
-
-
-def _console() -> Console:
-    return PipeAwareConsole(file=sys.stdout, highlight=False)
 
 
 # Verbs ------------------------------------------------------------------------------
@@ -536,7 +528,10 @@ def pull(args: argparse.Namespace) -> int:
         if args.quiet or args.output == "json":
             result = operation.wait()
         else:
-            with TransferView(_console()) as view:
+            # Imported here: rich is for progress only (not for -q or json).
+            from imagesvc_client.cli.progress import TransferView, stdout_console
+
+            with TransferView(stdout_console()) as view:
                 view.show_all(operation)
             result = operation.result
             shown = view.statuses
@@ -606,7 +601,10 @@ def push(args: argparse.Namespace) -> int:
         if args.quiet or args.output == "json":
             result = operation.wait()
         else:
-            with TransferView(_console()) as view:
+            # Imported here: rich is for progress only (not for -q or json).
+            from imagesvc_client.cli.progress import TransferView, stdout_console
+
+            with TransferView(stdout_console()) as view:
                 view.show_all(operation)
             result = operation.result
             shown = view.statuses
@@ -657,7 +655,9 @@ def build(args: argparse.Namespace) -> int:
         if args.quiet or args.output == "json":
             result = operation.wait()
         else:
-            with BuildView(_console()) as view:
+            from imagesvc_client.cli.progress import BuildView, stdout_console
+
+            with BuildView(stdout_console()) as view:
                 for text in operation:
                     view.show(text)
             result = operation.result

@@ -7,9 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from imagesvc_client.cli import commands
 from imagesvc_client.cli.closed_pipe import EXIT_CLOSED_PIPE, silence_closed_streams
-from imagesvc_client.errors import ImagesvcError
 
 DEFAULT_SERVER = "127.0.0.1:50051"
 
@@ -71,6 +69,9 @@ def _registry_credentials(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser; each verb's ``run`` names its function in commands.py, imported only
+    once the command line is parsed (--help and usage errors need neither gRPC nor the
+    verbs)."""
     parser = argparse.ArgumentParser(
         prog="imagesvc-cli",
         description="Manage the images of a Docker daemon through imagesvc, like `docker image`.",
@@ -118,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --check-updates and --username: the registry host[:port] of the credentials",
     )
     _registry_credentials(ls)
-    ls.set_defaults(run=commands.ls)
+    ls.set_defaults(run="ls")
 
     events = verb(
         "events", "Stream changes to the images, like `docker events --filter type=image`"
@@ -150,10 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="resume after the change this token came with (printed with each change in"
         " json, and on stderr when a human stream ends)",
     )
-    events.set_defaults(run=commands.events)
+    events.set_defaults(run="events")
 
     nodes = verb("nodes", "List every node of the fleet (FleetService; the fleet role)")
-    nodes.set_defaults(run=commands.nodes)
+    nodes.set_defaults(run="nodes")
 
     find = verb("find", "Show which nodes of the fleet hold an image, with its id on each")
     find.add_argument("image", help="a reference, an image id or NAME@DIGEST")
@@ -164,13 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="also resolve the reference at its registry and show which nodes are stale",
     )
     _registry_credentials(find)
-    find.set_defaults(run=commands.find)
+    find.set_defaults(run="find")
 
     history = verb("history", "Show the layers of an image")
     history.add_argument("image")
     history.add_argument("-q", "--quiet", action="store_true", help="only layer ids")
     history.add_argument("--no-trunc", action="store_true", help="full ids and commands")
-    history.set_defaults(run=commands.history)
+    history.set_defaults(run="history")
 
     inspect = verb("inspect", "Show everything about images (JSON unless --output table)")
     inspect.add_argument("images", nargs="+", metavar="IMAGE")
@@ -179,14 +180,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the Engine's own inspect documents, as `docker image inspect` does",
     )
-    inspect.set_defaults(run=commands.inspect, output_default="json")
+    inspect.set_defaults(run="inspect", output_default="json")
 
     pull = verb("pull", "Pull an image from a registry")
     pull.add_argument("reference", help="[REGISTRY/]REPOSITORY[:TAG|@DIGEST]")
     pull.add_argument("--platform", default="", help="os/arch[/variant]")
     pull.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     _registry_credentials(pull)
-    pull.set_defaults(run=commands.pull)
+    pull.set_defaults(run="pull")
 
     fleet_pull = verb(
         "fleet-pull",
@@ -224,18 +225,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fleet_pull.add_argument("-q", "--quiet", action="store_true", help="only the summary")
     _registry_credentials(fleet_pull)
-    fleet_pull.set_defaults(run=commands.fleet_pull)
+    fleet_pull.set_defaults(run="fleet_pull")
 
     push = verb("push", "Push an image to a registry")
     push.add_argument("reference", help="REGISTRY/REPOSITORY[:TAG]")
     push.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     _registry_credentials(push)
-    push.set_defaults(run=commands.push)
+    push.set_defaults(run="push")
 
     tag = verb("tag", "Create a tag TARGET that refers to SOURCE")
     tag.add_argument("source")
     tag.add_argument("target")
-    tag.set_defaults(run=commands.tag)
+    tag.set_defaults(run="tag")
 
     build = verb("build", "Build an image from a context directory (or stdin: -)")
     build.add_argument(
@@ -251,18 +252,18 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--platform", default="")
     build.add_argument("--network", default="", help="network mode of RUN steps")
     build.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
-    build.set_defaults(run=commands.build)
+    build.set_defaults(run="build")
 
     load = verb("load", "Load images from a tar archive (docker save or OCI), like docker load")
     load.add_argument("-i", "--input", default=None, help="archive file (default: stdin)")
     load.add_argument("-q", "--quiet", action="store_true", help="print only the loaded names")
-    load.set_defaults(run=commands.load)
+    load.set_defaults(run="load")
 
     rm = verb("rm", "Remove images", aliases=["remove"])
     rm.add_argument("images", nargs="+", metavar="IMAGE")
     rm.add_argument("-f", "--force", action="store_true")
     rm.add_argument("--no-prune", action="store_true", help="keep untagged parents")
-    rm.set_defaults(run=commands.rm)
+    rm.set_defaults(run="rm")
 
     prune = verb("prune", "Remove unused images")
     prune.add_argument("-a", "--all", action="store_true", help="all unused, not only dangling")
@@ -274,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="label=KEY[=VALUE], label!=KEY[=VALUE], until=TIMESTAMP (repeatable)",
     )
     prune.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
-    prune.set_defaults(run=commands.prune)
+    prune.set_defaults(run="prune")
 
     fleet_rm = verb("fleet-rm", "Remove an image on every node of the fleet, or on some (admin)")
     fleet_rm.add_argument("image", metavar="IMAGE")
@@ -283,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     fleet_rm.add_argument(
         "--nodes", default="", help="comma-separated node names or host:port (default: every node)"
     )
-    fleet_rm.set_defaults(run=commands.fleet_rm)
+    fleet_rm.set_defaults(run="fleet_rm")
 
     fleet_prune = verb("fleet-prune", "Remove unused images on every node of the fleet (admin)")
     fleet_prune.add_argument(
@@ -302,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     fleet_prune.add_argument(
         "-f", "--force", action="store_true", help="do not ask for confirmation"
     )
-    fleet_prune.set_defaults(run=commands.fleet_prune)
+    fleet_prune.set_defaults(run="fleet_prune")
 
     manifest = verb("manifest", "Inspect images at their registry, without pulling")
     manifest_verbs = manifest.add_subparsers(dest="manifest_verb", required=True, metavar="COMMAND")
@@ -314,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     _connection_options(manifest_inspect, top=False)
     manifest_inspect.add_argument("reference", help="[REGISTRY/]REPOSITORY[:TAG|@DIGEST]")
     _registry_credentials(manifest_inspect)
-    manifest_inspect.set_defaults(run=commands.manifest_inspect)
+    manifest_inspect.set_defaults(run="manifest_inspect")
 
     # -o is the file here, as for `docker save` (the output format stays --output).
     save = verb(
@@ -326,16 +327,16 @@ def build_parser() -> argparse.ArgumentParser:
     save.add_argument(
         "-o", "--output-file", dest="output_file", metavar="FILE", help="write to FILE, not stdout"
     )
-    save.set_defaults(run=commands.save)
+    save.set_defaults(run="save")
 
     df = verb("df", "Show the disk space images take, like `docker system df`")
     df.add_argument("-v", "--verbose", action="store_true", help="per image too")
-    df.set_defaults(run=commands.df)
+    df.set_defaults(run="df")
 
     login = verb("login", "Check registry credentials (nothing is stored)")
     login.add_argument("registry", help="registry host[:port]")
     _registry_credentials(login)
-    login.set_defaults(run=commands.login)
+    login.set_defaults(run="login")
     return parser
 
 
@@ -358,8 +359,11 @@ def _main(argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     if args.output is None:
         args.output = getattr(args, "output_default", "table")
+    from imagesvc_client.cli import commands
+    from imagesvc_client.errors import ImagesvcError
+
     try:
-        code: int = args.run(args)
+        code: int = getattr(commands, args.run)(args)
     except ImagesvcError as error:
         commands.report(args, error)
         return EXIT_FAILED

@@ -3,11 +3,16 @@
 On a terminal: one bar per layer (state, bytes) and a total line, redrawn in place by
 rich. Elsewhere (a pipe, a log file): a plain line whenever a layer changes state, so a
 CI log stays readable.
+
+Only the commands that draw progress import this module (and so rich): `-q` and
+`--output json` runs never load it.
 """
 
 from __future__ import annotations
 
 import re
+import sys
+import threading
 from collections.abc import Iterable
 from types import TracebackType
 
@@ -29,6 +34,23 @@ _FINISHED = frozenset(
     }
 )
 _STEP = re.compile(r"^Step (\d+/\d+) : (.*)$")
+
+
+class PipeAwareConsole(Console):
+    """A rich Console that lets the entry point handle a closed pipe (closed_pipe.py):
+    rich's own handling exits with status 1."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True  # nothing more to a reader that is gone
+        # Rich's refresh thread (a terminal only) must not raise: the main thread
+        # meets the closed pipe at its next write or at the last flush.
+        if threading.current_thread() is threading.main_thread():
+            raise BrokenPipeError
+
+
+def stdout_console() -> Console:
+    """The console the progress views draw on."""
+    return PipeAwareConsole(file=sys.stdout, highlight=False)
 
 
 def _finished(state: str) -> bool:

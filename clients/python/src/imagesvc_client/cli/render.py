@@ -6,11 +6,11 @@ import json
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from google.protobuf import json_format
-from google.protobuf.message import Message
-from google.protobuf.timestamp_pb2 import Timestamp
+if TYPE_CHECKING:
+    from google.protobuf.message import Message
+    from google.protobuf.timestamp_pb2 import Timestamp
 
 from imagesvc_client.errors import ImagesvcError
 
@@ -97,6 +97,8 @@ def print_table(
 def to_json(message: Message) -> dict[str, Any]:
     """A message in the protobuf JSON mapping (lowerCamelCase names, int64 as strings,
     as the REST gateway answers), with every field present."""
+    from google.protobuf import json_format  # only the json output needs it
+
     document: dict[str, Any] = json_format.MessageToDict(
         message, always_print_fields_with_no_presence=True
     )
