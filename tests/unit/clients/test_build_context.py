@@ -115,3 +115,79 @@ def test_unusable_contexts_are_refused_before_sending(tmp_path: Path) -> None:
     (tmp_path / ".dockerignore").write_text("[unclosed\n")
     with pytest.raises(ContextError, match=r"\.dockerignore"):
         BuildContext.prepare(tmp_path)
+
+
+def test_every_chunk_size_cuts_the_same_stream(tmp_path: Path) -> None:
+    write_tree(
+        tmp_path,
+        {
+            "Dockerfile": "FROM scratch\n",
+            "a/one.bin": "1" * 511,
+            "a/two.bin": "2" * 513,
+            "b.bin": "b" * 70_000,
+            "empty": "",
+        },
+    )
+    elsewhere = write_tree(tmp_path.parent / "df", {"Dockerfile": "FROM scratch\n"})
+    context = BuildContext.prepare(tmp_path, elsewhere / "Dockerfile")  # an extra file too
+    whole = b"".join(context.chunks(1 << 20))
+    assert len(whole) % 512 == 0
+    assert _content(context, "b.bin") == b"b" * 70_000
+    for chunk_size in (1, 100, 512, 1000, 4096, 100_000):
+        chunks = list(context.chunks(chunk_size))
+        assert b"".join(chunks) == whole, chunk_size
+        assert {len(c) for c in chunks[:-1]} <= {chunk_size}
+        assert 0 < len(chunks[-1]) <= chunk_size
+        # The views of chunk_views are the same pieces (each one read before the next).
+        assert [bytes(view) for view in context.chunk_views(chunk_size)] == chunks
+
+
+def test_chunk_views_reuse_one_buffer(tmp_path: Path) -> None:
+    write_tree(tmp_path, {"Dockerfile": "FROM scratch\n", "big.bin": "x" * 10_000})
+    views = BuildContext.prepare(tmp_path).chunk_views(4096)
+    first = next(views)
+    kept = bytes(first)
+    second = next(views)
+    assert second.obj is first.obj  # the same buffer, now holding the second chunk
+    assert bytes(first) != kept
+
+
+@pytest.mark.parametrize("chunk_size", [512, 1000])
+@pytest.mark.parametrize("change", ["shrinks", "grows"])
+def test_a_file_changed_while_read_keeps_its_declared_size(
+    tmp_path: Path, chunk_size: int, change: str
+) -> None:
+    """The tar header already went out with the file's size: exactly that many bytes
+    follow, zeros for what a shrunk file no longer has, nothing of what a grown one added;
+    the next entries are intact."""
+    size = 1 << 20
+    write_tree(tmp_path, {"Dockerfile": "FROM scratch\n", "data.bin": "x" * size, "z": "z"})
+    data = tmp_path / "data.bin"
+    pieces = []
+    changed = False
+    for chunk in BuildContext.prepare(tmp_path).chunks(chunk_size):
+        pieces.append(chunk)
+        if not changed and b"x" * 200 in chunk:  # data.bin is being read
+            changed = True
+            if change == "shrinks":
+                os.truncate(data, 1000)
+            else:
+                with data.open("ab") as more:
+                    more.write(b"y" * 5000)
+    assert changed
+    assert {len(c) for c in pieces[:-1]} == {chunk_size}
+    with tarfile.open(fileobj=io.BytesIO(b"".join(pieces))) as archive:
+        member = archive.getmember("data.bin")
+        extracted = archive.extractfile(member)
+        assert extracted is not None
+        content = extracted.read()
+        last = archive.extractfile("z")
+        assert last is not None
+        assert last.read() == b"z"
+    assert member.size == len(content) == size
+    if change == "shrinks":
+        sent = len(content.rstrip(b"\0"))
+        assert 1000 <= sent < size  # what was read before the file shrank, then zeros
+        assert content == b"x" * sent + bytes(size - sent)
+    else:
+        assert content == b"x" * size

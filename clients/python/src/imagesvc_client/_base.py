@@ -62,33 +62,82 @@ class Stream(Generic[RequestT, EventT, ResultT]):
     service: str = "image"
 
 
+# A piece of a build context. A memoryview may be a view of a buffer that the next piece
+# overwrites (BuildContext.chunk_views): it is copied before the next is asked for.
+ContextChunk = bytes | memoryview
+
+# BuildImage, called with requests serialized here (a stream_stream without serializer)
+# so that each context chunk is copied once, straight into its message: a
+# BuildImageRequest built and serialized by protobuf copies it twice more, each time
+# into a fresh chunk-sized allocation.
+BUILD_IMAGE_METHOD = f"/{pb.DESCRIPTOR.services_by_name['ImageService'].full_name}/BuildImage"
+
+
+def _varint(value: int) -> bytes:
+    """``value`` as a protobuf base-128 varint."""
+    encoded = bytearray()
+    while value > 0x7F:
+        encoded.append(value & 0x7F | 0x80)
+        value >>= 7
+    encoded.append(value)
+    return bytes(encoded)
+
+
+# The wire type of a bytes field (length-delimited) is 2.
+_CONTEXT_CHUNK_TAG = _varint(
+    pb.BuildImageRequest.DESCRIPTOR.fields_by_name["context_chunk"].number << 3 | 2
+)
+
+
+def context_chunk_request(chunk: ContextChunk) -> bytes:
+    """The serialized BuildImageRequest whose context_chunk is ``chunk``, as protobuf
+    serializes it (the field's tag, the length as a varint, the bytes)."""
+    return _CONTEXT_CHUNK_TAG + _varint(len(chunk)) + chunk
+
+
 @dataclass(frozen=True)
 class BuildInput:
     """What a BuildImage request stream sends: the options, then the context chunks."""
 
     options: pb.BuildOptions
-    chunks: Iterator[bytes]
+    chunks: Iterator[ContextChunk]
 
 
 class BuildRequests:
-    """The base of the BuildImage request streams: keeps an error raised while reading
-    the context, so that it is reported instead of the cancellation it makes gRPC send."""
+    """The base of the BuildImage request streams, serialized (BUILD_IMAGE_METHOD): keeps
+    an error raised while reading the context, so that it is reported instead of the
+    cancellation it makes gRPC send."""
 
     def __init__(self, build: BuildInput) -> None:
         self.options = build.options
         self.chunks = build.chunks
         self.error: Exception | None = None
 
-    def first(self) -> pb.BuildImageRequest:
-        return pb.BuildImageRequest(options=self.options)
+    def first(self) -> bytes:
+        """The first request: the options."""
+        return pb.BuildImageRequest(options=self.options).SerializeToString()
+
+    def next_chunk(self) -> bytes | None:
+        """The request of the context's next chunk; None after the last."""
+        chunk = next(self.chunks, None)
+        return None if chunk is None else context_chunk_request(chunk)
 
 
 def context_chunks(
     context: ContextSource, dockerfile: str | os.PathLike[str] | None, chunk_size: int
 ) -> tuple[str, Iterator[bytes]]:
     """(Dockerfile path inside the context, the context's bytes in chunks)."""
+    dockerfile_name, chunks = context_views(context, dockerfile, chunk_size)
+    return dockerfile_name, (bytes(chunk) for chunk in chunks)
+
+
+def context_views(
+    context: ContextSource, dockerfile: str | os.PathLike[str] | None, chunk_size: int
+) -> tuple[str, Iterator[ContextChunk]]:
+    """``context_chunks`` without copying each chunk into a bytes object of its own (a
+    ContextChunk may be overwritten by the next)."""
     if isinstance(context, bytes):
-        data = context
+        data = memoryview(context)
         return _dockerfile_name(dockerfile), (
             data[i : i + chunk_size] for i in range(0, len(data), chunk_size)
         )
@@ -96,7 +145,7 @@ def context_chunks(
         from imagesvc_client.build_context import BuildContext  # only a directory needs it
 
         prepared = BuildContext.prepare(context, dockerfile)
-        return prepared.dockerfile, prepared.chunks(chunk_size)
+        return prepared.dockerfile, prepared.chunk_views(chunk_size)
     source = context
     return _dockerfile_name(dockerfile), iter(lambda: source.read(chunk_size), b"")
 
@@ -350,7 +399,7 @@ class BaseClient:
         registry_auths: Iterable[AuthLike],
         chunk_size: int,
     ) -> Stream[BuildInput, str, pb.BuildImageResult]:
-        dockerfile_name, chunks = context_chunks(context, dockerfile, chunk_size)
+        dockerfile_name, chunks = context_views(context, dockerfile, chunk_size)
         auths = [a for a in (auth_proto(x) for x in registry_auths) if a is not None]
         options = pb.BuildOptions(
             tags=list(tags),

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import grpc
 
 from imagesvc_client._base import (
+    BUILD_IMAGE_METHOD,
     ArchiveSource,
     BaseClient,
     BuildRequests,
@@ -69,17 +70,14 @@ _END = object()
 
 
 class _AsyncBuildRequests(BuildRequests):
-    """The BuildImage request stream, reading the context in a worker thread."""
+    """The BuildImage request stream (serialized), reading the context and making each
+    message in a worker thread."""
 
-    async def __aiter__(self) -> AsyncIterator[pb.BuildImageRequest]:
+    async def __aiter__(self) -> AsyncIterator[bytes]:
         yield self.first()
         try:
-            while True:
-                chunk = await asyncio.to_thread(next, self.chunks, _END)
-                if chunk is _END:
-                    return
-                assert isinstance(chunk, bytes)
-                yield pb.BuildImageRequest(context_chunk=chunk)
+            while (request := await asyncio.to_thread(self.next_chunk)) is not None:
+                yield request
         except Exception as error:
             self.error = error
             raise
@@ -112,6 +110,11 @@ class AsyncImageClient(BaseClient):
         )
         self._stub = image_service_pb2_grpc.ImageServiceStub(self._channel)
         self._fleet_stub = fleet_service_pb2_grpc.FleetServiceStub(self._channel)
+        self._build_image: grpc.aio.StreamStreamMultiCallable[bytes, pb.BuildImageResponse] = (
+            self._channel.stream_stream(
+                BUILD_IMAGE_METHOD, response_deserializer=pb.BuildImageResponse.FromString
+            )
+        )
 
     async def close(self) -> None:
         await self._channel.close()
@@ -311,7 +314,7 @@ class AsyncImageClient(BaseClient):
             chunk_size=chunk_size,
         )
         requests = _AsyncBuildRequests(plan.request)
-        call = self._stub.BuildImage(requests.__aiter__(), **self._stream_options(timeout))
+        call = self._build_image(requests.__aiter__(), **self._stream_options(timeout))
         return AsyncOperation(
             "build", call, _responses(call), plan.split, local_error=lambda: requests.error
         )

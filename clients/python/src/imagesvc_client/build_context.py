@@ -23,7 +23,6 @@ from imagesvc_client.errors import InvalidArgument
 __all__ = ["BuildContext", "ContextError", "chunked"]
 
 _BLOCK = tarfile.BLOCKSIZE
-_READ_SIZE = 256 * 1024
 
 
 class ContextError(InvalidArgument):
@@ -103,20 +102,27 @@ class BuildContext:
 
     def chunks(self, chunk_size: int = 64 * 1024) -> Iterator[bytes]:
         """The tar stream, in pieces of ``chunk_size`` bytes (the last one shorter)."""
-        return chunked(self._tar_stream(), chunk_size)
+        return (bytes(view) for view in self.chunk_views(chunk_size))
 
-    def _tar_stream(self) -> Iterator[bytes]:
+    def chunk_views(self, chunk_size: int) -> Iterator[memoryview]:
+        """The tar stream as ``chunks`` cuts it, each piece a view of one buffer that the
+        next piece overwrites: use (copy) each before asking for the next. The files'
+        data is read straight into that buffer, so each byte is copied once here."""
+        buffer = _ChunkBuffer(chunk_size)
         for info, path in self._members():
-            yield info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+            yield from buffer.add(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
             if info.isreg() and info.size:
-                yield from _file_data(path, info.size)
+                yield from buffer.add_file(path, info.size)
+                yield from buffer.add_zeros(_padding(info.size))
         for name, content in self.extra_files:
             info = _root_owned(tarfile.TarInfo(name))
             info.size = len(content)
             info.mode = 0o644
-            yield info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
-            yield content + _padding(len(content))
-        yield bytes(2 * _BLOCK)
+            yield from buffer.add(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+            yield from buffer.add(content)
+            yield from buffer.add_zeros(_padding(len(content)))
+        yield from buffer.add_zeros(2 * _BLOCK)
+        yield from buffer.rest()
 
     def _members(self) -> Iterator[tuple[tarfile.TarInfo, Path]]:
         # gettarinfo of one TarFile remembers inodes, so hard links become links.
@@ -155,35 +161,78 @@ def _root_owned(info: tarfile.TarInfo) -> tarfile.TarInfo:
     return info
 
 
-def _padding(size: int) -> bytes:
-    return bytes(-size % _BLOCK)
+def _padding(size: int) -> int:
+    """The zeros that fill the last block of ``size`` bytes of data."""
+    return -size % _BLOCK
 
 
-def _file_data(path: Path, size: int) -> Iterator[bytes]:
-    """Exactly ``size`` bytes of the file and the padding (zeros if it shrank meanwhile)."""
-    left = size
-    try:
-        with path.open("rb") as source:
-            while left:
-                piece = source.read(min(left, _READ_SIZE))
-                if not piece:
-                    break
-                left -= len(piece)
-                yield piece
-    except OSError as error:
-        raise ContextError(f"cannot read {path}: {error.strerror}") from None
-    yield bytes(left) + _padding(size)
+class _ChunkBuffer:
+    """Cuts a byte stream into chunks of exactly ``chunk_size`` bytes (the last one
+    shorter), filled in place in one buffer: each method yields a view of that buffer
+    whenever it is full, valid until the next is asked for."""
+
+    def __init__(self, chunk_size: int) -> None:
+        if chunk_size <= 0:
+            raise ValueError("chunk_size must be positive")
+        self._view = memoryview(bytearray(chunk_size))
+        self._size = chunk_size
+        self._filled = 0
+
+    def _advance(self, count: int) -> bool:
+        """``count`` more bytes were written after the filled part; whether it is full."""
+        self._filled += count
+        if self._filled < self._size:
+            return False
+        self._filled = 0
+        return True
+
+    def add(self, data: bytes) -> Iterator[memoryview]:
+        source = memoryview(data)
+        while source:
+            count = min(len(source), self._size - self._filled)
+            self._view[self._filled : self._filled + count] = source[:count]
+            source = source[count:]
+            if self._advance(count):
+                yield self._view
+
+    def add_zeros(self, count: int) -> Iterator[memoryview]:
+        while count:
+            part = min(count, self._size - self._filled)
+            self._view[self._filled : self._filled + part] = bytes(part)
+            count -= part
+            if self._advance(part):
+                yield self._view
+
+    def add_file(self, path: Path, size: int) -> Iterator[memoryview]:
+        """Exactly ``size`` bytes of the file, read into the buffer: zeros for what it
+        no longer has if it shrank meanwhile, and nothing past ``size`` if it grew."""
+        left = size
+        try:
+            with open(path, "rb", buffering=0) as source:
+                while left:
+                    end = min(self._size, self._filled + left)
+                    count = source.readinto(self._view[self._filled : end])
+                    if not count:
+                        break
+                    left -= count
+                    if self._advance(count):
+                        yield self._view
+        except OSError as error:
+            raise ContextError(f"cannot read {path}: {error.strerror}") from None
+        yield from self.add_zeros(left)
+
+    def rest(self) -> Iterator[memoryview]:
+        """The last chunk, if the stream did not end on a chunk's end."""
+        if self._filled:
+            yield self._view[: self._filled]
+            self._filled = 0
 
 
 def chunked(pieces: Iterator[bytes], chunk_size: int) -> Iterator[bytes]:
     """Regroups a byte stream into chunks of exactly ``chunk_size`` bytes (the last shorter)."""
-    if chunk_size <= 0:
-        raise ValueError("chunk_size must be positive")
-    buffer = bytearray()
+    buffer = _ChunkBuffer(chunk_size)
     for piece in pieces:
-        buffer += piece
-        while len(buffer) >= chunk_size:
-            yield bytes(buffer[:chunk_size])
-            del buffer[:chunk_size]
-    if buffer:
-        yield bytes(buffer)
+        for view in buffer.add(piece):
+            yield bytes(view)
+    for view in buffer.rest():
+        yield bytes(view)

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import grpc
 
 from imagesvc_client._base import (
+    BUILD_IMAGE_METHOD,
     ArchiveSource,
     BaseClient,
     BuildRequests,
@@ -76,13 +77,14 @@ def _import_requests(requests: ImportRequests) -> Iterator[pb.ImportImagesReques
 
 
 class _BuildRequests(BuildRequests):
-    """The BuildImage request stream: the options, then the context in chunks."""
+    """The BuildImage request stream (serialized): the options, then the context in
+    chunks, each read when gRPC asks for the next message."""
 
-    def __iter__(self) -> Iterator[pb.BuildImageRequest]:
+    def __iter__(self) -> Iterator[bytes]:
         yield self.first()
         try:
-            for chunk in self.chunks:
-                yield pb.BuildImageRequest(context_chunk=chunk)
+            while (request := self.next_chunk()) is not None:
+                yield request
         except Exception as error:
             self.error = error
             raise
@@ -109,6 +111,11 @@ class ImageClient(BaseClient):
         )
         self._stub = image_service_pb2_grpc.ImageServiceStub(self._channel)
         self._fleet_stub = fleet_service_pb2_grpc.FleetServiceStub(self._channel)
+        self._build_image: grpc.StreamStreamMultiCallable[bytes, pb.BuildImageResponse] = (
+            self._channel.stream_stream(
+                BUILD_IMAGE_METHOD, response_deserializer=pb.BuildImageResponse.FromString
+            )
+        )
 
     def close(self) -> None:
         self._channel.close()
@@ -312,7 +319,7 @@ class ImageClient(BaseClient):
             chunk_size=chunk_size,
         )
         requests = _BuildRequests(plan.request)
-        responses = self._stub.BuildImage(iter(requests), **self._stream_options(timeout))
+        responses = self._build_image(iter(requests), **self._stream_options(timeout))
         return Operation("build", responses, plan.split, local_error=lambda: requests.error)
 
     # Registry inspection (issue 16) -------------------------------------------------
