@@ -8,7 +8,11 @@ third of the server's CPU in a 300 MiB build went to page faults and zeroing fre
 (perf, docs/development.md). Fixed thresholds keep a stream's buffers reused: requests
 up to `MMAP_THRESHOLD_BYTES` come from the heap, and a heap gives back what is free at
 its top only past `TRIM_THRESHOLD_BYTES`. Setting either also turns off glibc's dynamic
-adjustment of both, which is what moved them around.
+adjustment of both, which is what moved them around. Every heap (arena) keeps up to that
+much, so the threads share `MAX_ARENAS` of them instead of one per thread up to 8 per
+core. A 300 MiB and then a 1 GiB build, server peak RSS and CPU: glibc's defaults 91 MiB
+and 8.3 s; these thresholds with an arena per thread 108 MiB and 2.7 s; with two arenas
+91 MiB and 2.3 s.
 
 Other C libraries (musl) and platforms are left alone.
 """
@@ -21,8 +25,10 @@ import sys
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
 MMAP_THRESHOLD_BYTES = 4 * 1024 * 1024
-TRIM_THRESHOLD_BYTES = 16 * 1024 * 1024
+TRIM_THRESHOLD_BYTES = 8 * 1024 * 1024
+MAX_ARENAS = 2
 
 _log = logging.getLogger(__name__)
 
@@ -40,8 +46,13 @@ def tune_allocator() -> bool:
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
     # mallopt returns 1 on success, 0 on error.
-    done = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
-        mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
+    done = all(
+        mallopt(option, value)
+        for option, value in (
+            (_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES),
+            (_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES),
+            (_M_ARENA_MAX, MAX_ARENAS),
+        )
     )
     if not done:
         _log.warning("could not set malloc's thresholds; streaming will cost more CPU")
