@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any, Generic, TypeVar
 
+from google.protobuf.message import Message
+
 from imagesvc_client._common import (
     DEFAULT_ADDRESS,
     DEFAULT_TIMEOUT,
@@ -51,8 +53,8 @@ class Unary(Generic[ReplyT, ResultT]):
 
 @dataclass(frozen=True)
 class Stream(Generic[RequestT, EventT, ResultT]):
-    """A pull, push or build: the stub method, its request (a message, or the options
-    and context chunks of a build), and how its responses split into events and result."""
+    """A pull, push, build or import: the stub method, its request (a message, or the
+    Upload of a build or import), and how its responses split into events and result."""
 
     what: str
     rpc: str
@@ -62,15 +64,18 @@ class Stream(Generic[RequestT, EventT, ResultT]):
     service: str = "image"
 
 
-# A piece of a build context. A memoryview may be a view of a buffer that the next piece
-# overwrites (BuildContext.chunk_views): it is copied before the next is asked for.
-ContextChunk = bytes | memoryview
+# A piece of an upload (a build's context, an import's archive). A memoryview may be a
+# view of a buffer that the next piece overwrites (BuildContext.chunk_views): it is
+# copied before the next is asked for.
+Chunk = bytes | memoryview
 
-# BuildImage, called with requests serialized here (a stream_stream without serializer)
-# so that each context chunk is copied once, straight into its message: a
-# BuildImageRequest built and serialized by protobuf copies it twice more, each time
-# into a fresh chunk-sized allocation.
-BUILD_IMAGE_METHOD = f"/{pb.DESCRIPTOR.services_by_name['ImageService'].full_name}/BuildImage"
+# BuildImage and ImportImages, called with requests serialized here (a stream_stream
+# without serializer) so that each chunk is copied once, straight into its message: a
+# request message built and serialized by protobuf copies it twice more, each time into a
+# fresh chunk-sized allocation.
+_IMAGE_SERVICE = pb.DESCRIPTOR.services_by_name["ImageService"].full_name
+BUILD_IMAGE_METHOD = f"/{_IMAGE_SERVICE}/BuildImage"
+IMPORT_IMAGES_METHOD = f"/{_IMAGE_SERVICE}/ImportImages"
 
 
 def _varint(value: int) -> bytes:
@@ -83,44 +88,50 @@ def _varint(value: int) -> bytes:
     return bytes(encoded)
 
 
-# The wire type of a bytes field (length-delimited) is 2.
-_CONTEXT_CHUNK_TAG = _varint(
-    pb.BuildImageRequest.DESCRIPTOR.fields_by_name["context_chunk"].number << 3 | 2
-)
+class _BytesField:
+    """Serializes a message whose only field set is the bytes field ``name``, as protobuf
+    does: the field's tag, the length as a varint, the bytes."""
+
+    def __init__(self, message: type[Message], name: str) -> None:
+        # The wire type of a bytes field (length-delimited) is 2.
+        self._tag = _varint(message.DESCRIPTOR.fields_by_name[name].number << 3 | 2)
+
+    def __call__(self, chunk: Chunk) -> bytes:
+        return self._tag + _varint(len(chunk)) + chunk
 
 
-def context_chunk_request(chunk: ContextChunk) -> bytes:
-    """The serialized BuildImageRequest whose context_chunk is ``chunk``, as protobuf
-    serializes it (the field's tag, the length as a varint, the bytes)."""
-    return _CONTEXT_CHUNK_TAG + _varint(len(chunk)) + chunk
+# The serialized BuildImageRequest whose context_chunk is the chunk.
+context_chunk_request = _BytesField(pb.BuildImageRequest, "context_chunk")
+# The serialized ImportImagesRequest whose archive_chunk is the chunk. Not for an empty
+# chunk (archive_chunks makes none), which protobuf leaves out: archive_chunk is no oneof.
+archive_chunk_request = _BytesField(pb.ImportImagesRequest, "archive_chunk")
 
 
 @dataclass(frozen=True)
-class BuildInput:
-    """What a BuildImage request stream sends: the options, then the context chunks."""
+class Upload:
+    """What a BuildImage or ImportImages request stream sends, serialized: ``first`` (the
+    build's options), then ``chunk_request`` of each chunk."""
 
-    options: pb.BuildOptions
-    chunks: Iterator[ContextChunk]
+    chunks: Iterator[Chunk]
+    chunk_request: Callable[[Chunk], bytes]
+    first: bytes | None = None
 
 
-class BuildRequests:
-    """The base of the BuildImage request streams, serialized (BUILD_IMAGE_METHOD): keeps
-    an error raised while reading the context, so that it is reported instead of the
+class UploadRequests:
+    """The base of the upload request streams (BUILD_IMAGE_METHOD, IMPORT_IMAGES_METHOD):
+    keeps an error raised while reading the chunks, so that it is reported instead of the
     cancellation it makes gRPC send."""
 
-    def __init__(self, build: BuildInput) -> None:
-        self.options = build.options
-        self.chunks = build.chunks
+    def __init__(self, upload: Upload) -> None:
+        self.first = upload.first
+        self.chunks = upload.chunks
+        self.chunk_request = upload.chunk_request
         self.error: Exception | None = None
 
-    def first(self) -> bytes:
-        """The first request: the options."""
-        return pb.BuildImageRequest(options=self.options).SerializeToString()
-
     def next_chunk(self) -> bytes | None:
-        """The request of the context's next chunk; None after the last."""
+        """The request of the next chunk; None after the last."""
         chunk = next(self.chunks, None)
-        return None if chunk is None else context_chunk_request(chunk)
+        return None if chunk is None else self.chunk_request(chunk)
 
 
 def context_chunks(
@@ -133,14 +144,11 @@ def context_chunks(
 
 def context_views(
     context: ContextSource, dockerfile: str | os.PathLike[str] | None, chunk_size: int
-) -> tuple[str, Iterator[ContextChunk]]:
+) -> tuple[str, Iterator[Chunk]]:
     """``context_chunks`` without copying each chunk into a bytes object of its own (a
-    ContextChunk may be overwritten by the next)."""
+    Chunk may be overwritten by the next)."""
     if isinstance(context, bytes):
-        data = memoryview(context)
-        return _dockerfile_name(dockerfile), (
-            data[i : i + chunk_size] for i in range(0, len(data), chunk_size)
-        )
+        return _dockerfile_name(dockerfile), _slices(context, chunk_size)
     if isinstance(context, str | os.PathLike):
         from imagesvc_client.build_context import BuildContext  # only a directory needs it
 
@@ -155,28 +163,26 @@ def context_views(
 ArchiveSource = str | os.PathLike[str] | bytes | IO[bytes] | Iterable[bytes]
 
 
-class ImportRequests:
-    """The ImportImages request messages' chunks; keeps an error raised while reading the
-    archive, so that it is reported instead of the cancellation it makes gRPC send."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self.chunks = chunks
-        self.error: Exception | None = None
-
-
-def archive_chunks(archive: ArchiveSource, chunk_size: int) -> Iterator[bytes]:
-    """The archive's bytes in pieces of at most `chunk_size` (a file is opened lazily, at
-    the first read, and closed at the end)."""
+def archive_chunks(archive: ArchiveSource, chunk_size: int) -> Iterator[Chunk]:
+    """The archive's bytes in pieces of at most `chunk_size`, none empty (a file is
+    opened lazily, at the first read, and closed at the end)."""
     if chunk_size <= 0:
         raise ValueError("chunk_size must be positive")
     if isinstance(archive, bytes):
-        return (archive[i : i + chunk_size] for i in range(0, len(archive), chunk_size))
+        return _slices(archive, chunk_size)
     if isinstance(archive, str | os.PathLike):
         return _file_chunks(os.fspath(archive), chunk_size)
     if hasattr(archive, "read"):
         source: IO[bytes] = archive  # type: ignore[assignment]
-        return iter(lambda: source.read(chunk_size), b"")
+        # None: a non-blocking file had nothing yet; asked again.
+        reads = iter(lambda: source.read(chunk_size), b"")
+        return (chunk for chunk in reads if chunk is not None)
     return (bytes(chunk) for chunk in archive if chunk)
+
+
+def _slices(data: bytes, chunk_size: int) -> Iterator[memoryview]:
+    view = memoryview(data)
+    return (view[i : i + chunk_size] for i in range(0, len(view), chunk_size))
 
 
 def _file_chunks(path: str, chunk_size: int) -> Iterator[bytes]:
@@ -398,7 +404,7 @@ class BaseClient:
         network_mode: str,
         registry_auths: Iterable[AuthLike],
         chunk_size: int,
-    ) -> Stream[BuildInput, str, pb.BuildImageResult]:
+    ) -> Stream[Upload, str, pb.BuildImageResult]:
         dockerfile_name, chunks = context_views(context, dockerfile, chunk_size)
         auths = [a for a in (auth_proto(x) for x in registry_auths) if a is not None]
         options = pb.BuildOptions(
@@ -413,7 +419,9 @@ class BaseClient:
             network_mode=network_mode,
             registry_auths=auths,
         )
-        return Stream("build", "BuildImage", BuildInput(options, chunks), split_build)
+        first = pb.BuildImageRequest(options=options).SerializeToString()
+        upload = Upload(chunks, context_chunk_request, first)
+        return Stream("build", "BuildImage", upload, split_build)
 
     # Registry inspection (issue 16) -------------------------------------------------
 
@@ -460,9 +468,9 @@ class BaseClient:
     @staticmethod
     def _import(
         archive: ArchiveSource, chunk_size: int
-    ) -> Stream[ImportRequests, str, pb.ImportImagesResult]:
-        requests = ImportRequests(archive_chunks(archive, chunk_size))
-        return Stream("import", "ImportImages", requests, split_import)
+    ) -> Stream[Upload, str, pb.ImportImagesResult]:
+        upload = Upload(archive_chunks(archive, chunk_size), archive_chunk_request)
+        return Stream("import", "ImportImages", upload, split_import)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@
             ...
         print(pull.result.image_id)
 
-Reading a build context from disk happens in a worker thread, never on the event loop.
+Reading a build context or an image archive from disk happens in a worker thread, never
+on the event loop.
 """
 
 from __future__ import annotations
@@ -25,14 +26,14 @@ import grpc
 
 from imagesvc_client._base import (
     BUILD_IMAGE_METHOD,
+    IMPORT_IMAGES_METHOD,
     ArchiveSource,
     BaseClient,
-    BuildRequests,
     ContextSource,
     FleetPullOptions,
-    ImportRequests,
     Stream,
     Unary,
+    UploadRequests,
     next_page,
 )
 from imagesvc_client._common import (
@@ -66,35 +67,20 @@ AsyncPushOperation = AsyncOperation[image_pb2.TransferProgress, pb.PushImageResu
 AsyncBuildOperation = AsyncOperation[str, pb.BuildImageResult]
 AsyncImportOperation = AsyncOperation[str, pb.ImportImagesResult]
 
-_END = object()
 
-
-class _AsyncBuildRequests(BuildRequests):
-    """The BuildImage request stream (serialized), reading the context and making each
-    message in a worker thread."""
+class _AsyncUploadRequests(UploadRequests):
+    """A BuildImage or ImportImages request stream (serialized), reading the context or
+    archive and making each message in a worker thread."""
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        yield self.first()
+        if self.first is not None:
+            yield self.first
         try:
             while (request := await asyncio.to_thread(self.next_chunk)) is not None:
                 yield request
         except Exception as error:
             self.error = error
             raise
-
-
-async def _import_requests(requests: ImportRequests) -> AsyncIterator[pb.ImportImagesRequest]:
-    """The ImportImages request stream, reading the archive in a worker thread."""
-    try:
-        while True:
-            chunk = await asyncio.to_thread(next, requests.chunks, _END)
-            if chunk is _END:
-                return
-            assert isinstance(chunk, bytes)
-            yield pb.ImportImagesRequest(archive_chunk=chunk)
-    except Exception as error:
-        requests.error = error
-        raise
 
 
 class AsyncImageClient(BaseClient):
@@ -113,6 +99,11 @@ class AsyncImageClient(BaseClient):
         self._build_image: grpc.aio.StreamStreamMultiCallable[bytes, pb.BuildImageResponse] = (
             self._channel.stream_stream(
                 BUILD_IMAGE_METHOD, response_deserializer=pb.BuildImageResponse.FromString
+            )
+        )
+        self._import_images: grpc.aio.StreamStreamMultiCallable[bytes, pb.ImportImagesResponse] = (
+            self._channel.stream_stream(
+                IMPORT_IMAGES_METHOD, response_deserializer=pb.ImportImagesResponse.FromString
             )
         )
 
@@ -313,7 +304,7 @@ class AsyncImageClient(BaseClient):
             registry_auths=registry_auths,
             chunk_size=chunk_size,
         )
-        requests = _AsyncBuildRequests(plan.request)
+        requests = _AsyncUploadRequests(plan.request)
         call = self._build_image(requests.__aiter__(), **self._stream_options(timeout))
         return AsyncOperation(
             "build", call, _responses(call), plan.split, local_error=lambda: requests.error
@@ -345,11 +336,10 @@ class AsyncImageClient(BaseClient):
         """Starts loading the images of an archive, like ``docker load``: ``async for``
         the progress lines, then read ``.result.images``."""
         plan = self._import(archive, chunk_size)
-        call = self._stub.ImportImages(
-            _import_requests(plan.request), **self._stream_options(timeout)
-        )
+        requests = _AsyncUploadRequests(plan.request)
+        call = self._import_images(requests.__aiter__(), **self._stream_options(timeout))
         return AsyncOperation(
-            "import", call, _responses(call), plan.split, local_error=lambda: plan.request.error
+            "import", call, _responses(call), plan.split, local_error=lambda: requests.error
         )
 
     # --------------------------------------------------------------------------------

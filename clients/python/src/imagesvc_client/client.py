@@ -21,14 +21,14 @@ import grpc
 
 from imagesvc_client._base import (
     BUILD_IMAGE_METHOD,
+    IMPORT_IMAGES_METHOD,
     ArchiveSource,
     BaseClient,
-    BuildRequests,
     ContextSource,
     FleetPullOptions,
-    ImportRequests,
     Stream,
     Unary,
+    UploadRequests,
     next_page,
 )
 from imagesvc_client._base import context_chunks as context_chunks  # imported from here before
@@ -67,21 +67,13 @@ BuildOperation = Operation[str, pb.BuildImageResult]
 ImportOperation = Operation[str, pb.ImportImagesResult]
 
 
-def _import_requests(requests: ImportRequests) -> Iterator[pb.ImportImagesRequest]:
-    try:
-        for chunk in requests.chunks:
-            yield pb.ImportImagesRequest(archive_chunk=chunk)
-    except Exception as error:
-        requests.error = error
-        raise
-
-
-class _BuildRequests(BuildRequests):
-    """The BuildImage request stream (serialized): the options, then the context in
-    chunks, each read when gRPC asks for the next message."""
+class _UploadRequests(UploadRequests):
+    """A BuildImage or ImportImages request stream (serialized): the build's options,
+    then the context or archive in chunks, each read when gRPC asks for the next message."""
 
     def __iter__(self) -> Iterator[bytes]:
-        yield self.first()
+        if self.first is not None:
+            yield self.first
         try:
             while (request := self.next_chunk()) is not None:
                 yield request
@@ -114,6 +106,11 @@ class ImageClient(BaseClient):
         self._build_image: grpc.StreamStreamMultiCallable[bytes, pb.BuildImageResponse] = (
             self._channel.stream_stream(
                 BUILD_IMAGE_METHOD, response_deserializer=pb.BuildImageResponse.FromString
+            )
+        )
+        self._import_images: grpc.StreamStreamMultiCallable[bytes, pb.ImportImagesResponse] = (
+            self._channel.stream_stream(
+                IMPORT_IMAGES_METHOD, response_deserializer=pb.ImportImagesResponse.FromString
             )
         )
 
@@ -318,7 +315,7 @@ class ImageClient(BaseClient):
             registry_auths=registry_auths,
             chunk_size=chunk_size,
         )
-        requests = _BuildRequests(plan.request)
+        requests = _UploadRequests(plan.request)
         responses = self._build_image(iter(requests), **self._stream_options(timeout))
         return Operation("build", responses, plan.split, local_error=lambda: requests.error)
 
@@ -419,10 +416,9 @@ class ImageClient(BaseClient):
         and its tags). ``archive`` is a path, bytes, a binary file or an iterable of byte
         chunks, of a ``docker save`` or OCI layout tar (plain or gzip), streamed."""
         plan = self._import(archive, chunk_size)
-        responses = self._stub.ImportImages(
-            _import_requests(plan.request), **self._stream_options(timeout)
-        )
-        return Operation("import", responses, plan.split, local_error=lambda: plan.request.error)
+        requests = _UploadRequests(plan.request)
+        responses = self._import_images(iter(requests), **self._stream_options(timeout))
+        return Operation("import", responses, plan.split, local_error=lambda: requests.error)
 
     # --------------------------------------------------------------------------------
 
