@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any, Generic, TypeVar
 
-from google.protobuf.message import Message
+from google.api import httpbody_pb2
+from google.protobuf import any_pb2
+from google.protobuf.message import DecodeError, Message
 
 from imagesvc_client._common import (
     DEFAULT_ADDRESS,
@@ -25,6 +27,7 @@ from imagesvc_client._common import (
     split_pull,
     split_push,
 )
+from imagesvc_client.errors import Internal
 from imagesvc_client.operations import Splitter
 from imagesvc_client.v1 import fleet_service_pb2 as fleet_pb
 from imagesvc_client.v1 import image_pb2
@@ -76,6 +79,10 @@ Chunk = bytes | memoryview
 _IMAGE_SERVICE = pb.DESCRIPTOR.services_by_name["ImageService"].full_name
 BUILD_IMAGE_METHOD = f"/{_IMAGE_SERVICE}/BuildImage"
 IMPORT_IMAGES_METHOD = f"/{_IMAGE_SERVICE}/ImportImages"
+# ExportImages, called without response deserializer: each google.api.HttpBody arrives
+# as the message's bytes and its data is written from a view into them (http_body_data),
+# instead of protobuf copying it into a message and again into a bytes object of its own.
+EXPORT_IMAGES_METHOD = f"/{_IMAGE_SERVICE}/ExportImages"
 
 
 def _varint(value: int) -> bytes:
@@ -86,6 +93,73 @@ def _varint(value: int) -> bytes:
         value >>= 7
     encoded.append(value)
     return bytes(encoded)
+
+
+def _read_varint(message: memoryview, position: int) -> tuple[int, int]:
+    """(the protobuf base-128 varint at ``position``, the position after it)."""
+    value = 0
+    for shift in range(0, 70, 7):  # at most 10 bytes
+        if position >= len(message):
+            raise DecodeError("a varint runs past the end")
+        byte = message[position]
+        position += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, position
+    raise DecodeError("a varint is longer than 10 bytes")
+
+
+_HTTP_BODY_FIELDS = httpbody_pb2.HttpBody.DESCRIPTOR.fields_by_name
+_CONTENT_TYPE = _HTTP_BODY_FIELDS["content_type"].number
+_DATA = _HTTP_BODY_FIELDS["data"].number
+_EXTENSIONS = _HTTP_BODY_FIELDS["extensions"].number
+_FIXED_SIZES = {1: 8, 5: 4}  # wire type: bytes (fixed64, fixed32)
+
+
+def http_body_data(message: bytes) -> memoryview:
+    """The data of the serialized google.api.HttpBody ``message`` as protobuf parses it
+    (the last occurrence of the field wins, other and unknown fields are checked as
+    protobuf checks them and skipped), as a view into ``message`` rather than a copy.
+    A message protobuf would refuse raises Internal, as protobuf's error made the call
+    fail with INTERNAL before."""
+    view = memoryview(message)
+    try:
+        return _http_body_data(view)
+    except (DecodeError, UnicodeDecodeError) as error:
+        raise Internal(
+            f"ExportImages sent a malformed google.api.HttpBody ({len(view)} bytes): {error}"
+        ) from error
+
+
+def _http_body_data(message: memoryview) -> memoryview:
+    data = message[:0]
+    position, end = 0, len(message)
+    while position < end:
+        key, position = _read_varint(message, position)
+        number, wire_type = key >> 3, key & 7
+        if number == 0 or key > 0xFFFFFFFF or wire_type not in (0, 1, 2, 5):
+            # A group (deprecated, skipped by protobuf when unknown) or no valid field:
+            # protobuf's parse decides (and raises DecodeError for what it refuses).
+            return memoryview(httpbody_pb2.HttpBody.FromString(message.tobytes()).data)
+        if wire_type == 0:
+            _, position = _read_varint(message, position)
+            continue
+        if wire_type == 2:
+            length, position = _read_varint(message, position)
+        else:
+            length = _FIXED_SIZES[wire_type]
+        start, position = position, position + length
+        if position > end:
+            raise DecodeError(f"field {number}'s {length} bytes run past the end")
+        if wire_type != 2:  # a known field with another wire type is unknown to protobuf
+            continue
+        if number == _DATA:
+            data = message[start:position]
+        elif number == _CONTENT_TYPE:  # a proto3 string: protobuf checks its UTF-8
+            str(message[start:position], "utf-8")
+        elif number == _EXTENSIONS:
+            any_pb2.Any.FromString(message[start:position].tobytes())
+    return data
 
 
 class _BytesField:

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import os
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
@@ -26,6 +27,7 @@ import grpc
 
 from imagesvc_client._base import (
     BUILD_IMAGE_METHOD,
+    EXPORT_IMAGES_METHOD,
     IMPORT_IMAGES_METHOD,
     ArchiveSource,
     BaseClient,
@@ -34,6 +36,7 @@ from imagesvc_client._base import (
     Stream,
     Unary,
     UploadRequests,
+    http_body_data,
     next_page,
 )
 from imagesvc_client._common import (
@@ -104,6 +107,12 @@ class AsyncImageClient(BaseClient):
         self._import_images: grpc.aio.StreamStreamMultiCallable[bytes, pb.ImportImagesResponse] = (
             self._channel.stream_stream(
                 IMPORT_IMAGES_METHOD, response_deserializer=pb.ImportImagesResponse.FromString
+            )
+        )
+        # Without response deserializer: each message as its bytes (http_body_data).
+        self._export_images: grpc.aio.UnaryStreamMultiCallable[pb.ExportImagesRequest, bytes] = (
+            self._channel.unary_stream(
+                EXPORT_IMAGES_METHOD, request_serializer=pb.ExportImagesRequest.SerializeToString
             )
         )
 
@@ -227,7 +236,7 @@ class AsyncImageClient(BaseClient):
         request = self._export_request(images)
         written = 0
         with archive_writer(destination) as file:
-            async for chunk in self.export_chunks(request, timeout=timeout):
+            async for chunk in self._export_views(request, timeout):
                 await asyncio.to_thread(file.write, chunk)
                 written += len(chunk)
         return written
@@ -236,10 +245,18 @@ class AsyncImageClient(BaseClient):
         self, request: pb.ExportImagesRequest, *, timeout: float | None = None
     ) -> AsyncIterator[bytes]:
         """The archive of an ExportImages request, chunk by chunk as it arrives."""
-        responses = self._stub.ExportImages(request, **self._stream_options(timeout))
+        async with contextlib.aclosing(self._export_views(request, timeout)) as views:
+            async for view in views:
+                yield bytes(view)
+
+    async def _export_views(
+        self, request: pb.ExportImagesRequest, timeout: float | None
+    ) -> AsyncGenerator[memoryview, None]:
+        """``export_chunks``, each chunk a view into the message it came in."""
+        responses = self._export_images(request, **self._stream_options(timeout))
         try:
             async for message in async_messages(responses):
-                yield message.data
+                yield http_body_data(message)
         finally:
             responses.cancel()  # a consumer that stops early stops the export
 

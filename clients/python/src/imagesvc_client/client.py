@@ -21,6 +21,7 @@ import grpc
 
 from imagesvc_client._base import (
     BUILD_IMAGE_METHOD,
+    EXPORT_IMAGES_METHOD,
     IMPORT_IMAGES_METHOD,
     ArchiveSource,
     BaseClient,
@@ -29,6 +30,7 @@ from imagesvc_client._base import (
     Stream,
     Unary,
     UploadRequests,
+    http_body_data,
     next_page,
 )
 from imagesvc_client._base import context_chunks as context_chunks  # imported from here before
@@ -111,6 +113,12 @@ class ImageClient(BaseClient):
         self._import_images: grpc.StreamStreamMultiCallable[bytes, pb.ImportImagesResponse] = (
             self._channel.stream_stream(
                 IMPORT_IMAGES_METHOD, response_deserializer=pb.ImportImagesResponse.FromString
+            )
+        )
+        # Without response deserializer: each message as its bytes (http_body_data).
+        self._export_images: grpc.UnaryStreamMultiCallable[pb.ExportImagesRequest, bytes] = (
+            self._channel.unary_stream(
+                EXPORT_IMAGES_METHOD, request_serializer=pb.ExportImagesRequest.SerializeToString
             )
         )
 
@@ -235,7 +243,7 @@ class ImageClient(BaseClient):
         request = self._export_request(images)
         written = 0
         with archive_writer(destination) as file:
-            for chunk in self.export_chunks(request, timeout=timeout):
+            for chunk in self._export_views(request, timeout):
                 file.write(chunk)
                 written += len(chunk)
         return written
@@ -244,10 +252,16 @@ class ImageClient(BaseClient):
         self, request: pb.ExportImagesRequest, *, timeout: float | None = None
     ) -> Iterator[bytes]:
         """The archive of an ExportImages request, chunk by chunk as it arrives."""
-        responses = self._stub.ExportImages(request, **self._stream_options(timeout))
+        return (bytes(view) for view in self._export_views(request, timeout))
+
+    def _export_views(
+        self, request: pb.ExportImagesRequest, timeout: float | None
+    ) -> Iterator[memoryview]:
+        """``export_chunks``, each chunk a view into the message it came in."""
+        responses = self._export_images(request, **self._stream_options(timeout))
         try:
             for message in messages(responses):
-                yield message.data
+                yield http_body_data(message)
         finally:
             responses.cancel()  # a consumer that stops early stops the export
 
