@@ -10,11 +10,9 @@ import io
 import random
 import tarfile
 from collections.abc import Iterator
-from concurrent import futures
 from pathlib import Path
 from typing import IO, Any, cast
 
-import grpc
 import pytest
 
 from imagesvc_client import AsyncImageClient, BuildContext, ImageClient
@@ -28,6 +26,7 @@ from imagesvc_client.cli.main import main as cli_main
 from imagesvc_client.client import _UploadRequests
 from imagesvc_client.v1 import image_service_pb2 as pb
 from imagesvc_client.v1 import image_service_pb2_grpc
+from tests.unit.clients.scripted_server import serving
 from tests.unit.file_trees import write_tree
 
 SIZES = [1, 127, 128, 300, 16_383, 16_384, 1 << 20, (1 << 21) + 3]
@@ -157,12 +156,8 @@ class Recorder(image_service_pb2_grpc.ImageServiceServicer):
 @pytest.fixture(scope="module")
 def recorded() -> Iterator[tuple[str, Recorder]]:
     service = Recorder()  # type: ignore[abstract]  # the other RPCs are not scripted
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    image_service_pb2_grpc.add_ImageServiceServicer_to_server(service, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield f"127.0.0.1:{port}", service
-    server.stop(grace=None).wait()
+    with serving(service) as address:
+        yield address, service
 
 
 def test_both_clients_send_a_directory_context_whole(

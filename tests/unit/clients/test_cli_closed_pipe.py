@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import sys
 from collections.abc import Iterator
-from concurrent import futures
 from typing import Any
 
 import grpc
@@ -16,6 +15,7 @@ import pytest
 from imagesvc_client.v1 import image_pb2, image_service_pb2_grpc
 from imagesvc_client.v1 import image_service_pb2 as pb
 from tests.integration.clients.closed_pipe import assert_ended_quietly, run_into_closed_pipe
+from tests.unit.clients.scripted_server import serving
 
 CLI = [sys.executable, "-m", "imagesvc_client.cli"]
 IMAGES = 6000  # even their short ids (13 bytes a line) outgrow a pipe's 64 KiB buffer
@@ -55,13 +55,9 @@ class ManyImages(image_service_pb2_grpc.ImageServiceServicer):
 
 @pytest.fixture(scope="module")
 def address() -> Iterator[str]:
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     service = ManyImages()  # type: ignore[abstract]  # the other RPCs are not scripted
-    image_service_pb2_grpc.add_ImageServiceServicer_to_server(service, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield f"127.0.0.1:{port}"
-    server.stop(grace=None).wait()
+    with serving(service, workers=4) as address:
+        yield address
 
 
 COMMANDS = [

@@ -9,17 +9,16 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
-from concurrent import futures
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 
 import imagesvc_client
 from imagesvc_client.build_context import BuildContext
 from imagesvc_client.v1 import image_service_pb2 as pb
 from imagesvc_client.v1 import image_service_pb2_grpc
+from tests.unit.clients.scripted_server import serving
 
 # Runs the CLI's main() with argv[2:] and writes its exit code and sys.modules to argv[1].
 _PROBE = """
@@ -45,13 +44,8 @@ class Builds(image_service_pb2_grpc.ImageServiceServicer):
 
 @pytest.fixture(scope="module")
 def address() -> Iterator[str]:
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    service = Builds()  # type: ignore[abstract]  # the other RPCs are not scripted
-    image_service_pb2_grpc.add_ImageServiceServicer_to_server(service, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield f"127.0.0.1:{port}"
-    server.stop(grace=None).wait()
+    with serving(Builds()) as address:  # type: ignore[abstract]  # the other RPCs are not scripted
+        yield address
 
 
 def _run(tmp_path: Path, *argv: str) -> tuple[int, set[str], str]:

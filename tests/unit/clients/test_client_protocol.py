@@ -10,7 +10,6 @@ import json
 import re
 import tomllib
 from collections.abc import Iterator
-from concurrent import futures
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from imagesvc_client.cli.main import main as cli_main
 from imagesvc_client.errors import error_from_status
 from imagesvc_client.v1 import image_pb2, image_service_pb2_grpc
 from imagesvc_client.v1 import image_service_pb2 as pb
+from tests.unit.clients.scripted_server import serving
 
 TOKEN = "t0ken-for-the-test"
 CLIENT_ROOT = Path(__file__).resolve().parents[3] / "clients" / "python"
@@ -104,12 +104,8 @@ class ScriptedService(image_service_pb2_grpc.ImageServiceServicer):
 @pytest.fixture(scope="module")
 def scripted() -> Iterator[tuple[str, ScriptedService]]:
     service = ScriptedService()  # type: ignore[abstract]  # the other RPCs are not scripted
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    image_service_pb2_grpc.add_ImageServiceServicer_to_server(service, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield f"127.0.0.1:{port}", service
-    server.stop(grace=None).wait()
+    with serving(service, workers=4) as address:
+        yield address, service
 
 
 def test_sync_client_follows_pages_and_sends_the_token(

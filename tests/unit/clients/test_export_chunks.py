@@ -11,7 +11,6 @@ import random
 import threading
 import time
 from collections.abc import AsyncGenerator, Iterator
-from concurrent import futures
 from pathlib import Path
 from typing import Any, cast
 
@@ -26,6 +25,7 @@ from imagesvc_client._base import _varint, http_body_data
 from imagesvc_client.cli.main import main as cli_main
 from imagesvc_client.errors import Internal, NotFound
 from imagesvc_client.v1 import image_service_pb2 as pb
+from tests.unit.clients.scripted_server import serving
 
 HttpBody = httpbody_pb2.HttpBody
 MALFORMED_ERROR = r"malformed google\.api\.HttpBody"
@@ -168,11 +168,8 @@ def address() -> Iterator[str]:
             )
         },
     )
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), handlers=[handler])
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield f"127.0.0.1:{port}"
-    server.stop(grace=None).wait()
+    with serving(handlers=[handler]) as address:
+        yield address
 
 
 def test_the_sync_client_exports_whole(tmp_path: Path, address: str) -> None:
