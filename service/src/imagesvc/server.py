@@ -45,6 +45,7 @@ from imagesvc.transport.access_guard import GuardedServicer
 from imagesvc.transport.grpc.connections import ConnectionBounds
 from imagesvc.transport.grpc.drain import Drain
 from imagesvc.transport.grpc.fleet_servicer import FLEET_SERVICE_NAME
+from imagesvc.transport.grpc.http_body import WireEncodingInterceptor
 from imagesvc.transport.grpc.interceptor import CallLifecycleInterceptor
 from imagesvc.transport.grpc.metrics import GrpcMetricsInterceptor, GrpcServerMetrics
 from imagesvc.transport.grpc.servicer import SERVICE_NAME, ImageServiceServicer
@@ -242,6 +243,7 @@ class ImageServer:
                 self.security.authenticator,
                 drain=self._drain,
             ),
+            WireEncodingInterceptor(),  # last: the others keep the serializer it sets
         ]
         server = grpc.aio.server(interceptors=interceptors, options=options)
         image_service_pb2_grpc.add_ImageServiceServicer_to_server(self.servicer, server)

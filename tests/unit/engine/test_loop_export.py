@@ -11,7 +11,7 @@ import json
 import os
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -147,6 +147,38 @@ def test_a_chunked_archive_is_read_whole_in_chunks_of_at_most_chunk_size(
         assert request_line == (
             "GET /v1.41/images/get?names=team%2Fapp%3A1.0&names=other%3A2 HTTP/1.1"
         )
+
+
+def test_one_byte_chunks_whose_size_lines_outgrow_the_buffer_are_read_whole(
+    socket_dir: Path,
+) -> None:
+    # A chunk is assembled from views of the receive buffer; size lines five times the
+    # data fill its spare room, so the views held are copied out before it is compacted.
+    data = os.urandom(64 * 1024)
+    pieces = [data[n : n + 1] for n in range(len(data))]
+
+    def export(send: Callable[[bytes], None]) -> None:
+        send(answer("200 OK", {"Transfer-Encoding": "chunked"}, b""))
+        wire = chunked(*pieces)
+        for start in range(0, len(wire), 50_000):
+            send(wire[start : start + 50_000])
+
+    async def read_chunks(archive: EngineBytes) -> list[bytes]:
+        try:
+            return [chunk async for chunk in _chunks_of(archive)]
+        finally:
+            archive.close()
+
+    with engine_with(socket_dir, export) as (_, adapter):
+        chunks = run(read_chunks(adapter.export_images(["a:1"], chunk_size=32 * 1024)))
+    assert b"".join(chunks) == data
+    assert max(map(len, chunks)) <= 32 * 1024
+    assert all(isinstance(chunk, bytes) for chunk in chunks)
+
+
+async def _chunks_of(archive: EngineBytes) -> AsyncIterator[bytes]:
+    while chunk := await archive.read():
+        yield chunk
 
 
 def test_a_content_length_archive_is_read_to_its_length(socket_dir: Path) -> None:

@@ -26,11 +26,15 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-# Each socket read asks for up to this much: few loop round trips per megabyte.
-_RECEIVE_BYTES = 1024 * 1024
 # An error body (or a header block) larger than this is not an Engine answer.
 _MAX_HEADER_BYTES = 64 * 1024
 _MAX_ERROR_BODY_BYTES = 1024 * 1024
+# The receive buffer holds a whole chunk and this much more: the chunk-size lines
+# between its pieces (the Engine writes 32 KiB pieces) and what one read brings beyond.
+_SPARE_BYTES = 2 * _MAX_HEADER_BYTES
+# A read asks for the rest of the chunk being assembled and this much more (the next
+# size line, and the start of the next chunk).
+_READ_SLACK = 16 * 1024
 
 
 class EngineHTTPError(Exception):
@@ -104,11 +108,15 @@ class LoopEngineBytes:
         self._closed = False
         self._reading = False
         self._started = False
-        self._buffer = bytearray(_RECEIVE_BYTES)
+        self._buffer = bytearray(chunk_size + _SPARE_BYTES)
         self._view = memoryview(self._buffer)
         self._start = 0  # unread bytes are _buffer[_start:_end]
         self._end = 0
         self._eof = False
+        # The chunk being assembled: views of _buffer (or bytes, once copied out), and
+        # how much the next socket read may ask for.
+        self._pieces: list[bytes | memoryview] = []
+        self._read_limit = len(self._buffer)
         # Body framing: chunked (bytes left in the current chunk), a length, or to EOF.
         self._chunked = False
         self._left: int | None = 0  # None: until the connection ends
@@ -215,21 +223,24 @@ class LoopEngineBytes:
     # The body ---------------------------------------------------------------------------
 
     async def _fill(self) -> bool:
-        """Reads more into the buffer (moving unread bytes to its front first when it is
-        full); False at the end of the connection."""
+        """Reads up to `_read_limit` more bytes into the buffer; False at the end of the
+        connection. A full buffer is compacted first (unread bytes to its front), once
+        the pieces of the chunk being assembled are copied out of it: they are views of
+        the bytes that would move. That only happens when size lines or a head fill the
+        spare room, not for the Engine's archives."""
         if self._eof:
             return False
-        if self._start == self._end:
+        if self._start == self._end and not self._pieces:
             self._start = self._end = 0
         elif self._end == len(self._buffer):
-            unread = self._end - self._start
-            self._buffer[:unread] = self._view[self._start : self._end]
-            self._start, self._end = 0, unread
+            if self._pieces:
+                self._pieces[:] = [b"".join(self._pieces)]
+            self._compact()
         sock = self._sock
         if sock is None:
             return False
         loop = asyncio.get_running_loop()
-        target = self._view[self._end :]
+        target = self._view[self._end : self._end + self._read_limit]
         if self._idle_timeout is None:
             received = await loop.sock_recv_into(sock, target)
         else:
@@ -244,29 +255,68 @@ class LoopEngineBytes:
         self._end += received
         return True
 
+    def _compact(self) -> None:
+        unread = self._end - self._start
+        self._buffer[:unread] = self._view[self._start : self._end]
+        self._start, self._end = 0, unread
+
     async def _read_body(self) -> bytes:
-        out = bytearray()
-        while len(out) < self._chunk_size and not self._done:
-            if self._left == 0:
-                if not self._chunked:
-                    self._done = True
-                    break
-                await self._next_chunk()
-                continue
-            if self._start == self._end:
-                if not await self._fill():
-                    if self._left is None:  # the body runs to the end of the connection
+        """Up to `chunk_size` bytes of the body, assembled from views of the receive
+        buffer and joined once (the only copy). Unread bytes move to the buffer's front
+        first, so that the chunk and the size lines between its pieces fit behind them."""
+        if self._start:
+            self._compact()
+        pieces = self._pieces = []
+        wanted = self._chunk_size
+        try:
+            while wanted and not self._done:
+                if self._left == 0:
+                    if not self._chunked:
                         self._done = True
                         break
-                    raise EngineConnectionLost("the Engine's response ended early")
-                continue
-            take = min(self._end - self._start, self._chunk_size - len(out))
-            if self._left is not None:
-                take = min(take, self._left)
-                self._left -= take
-            out += self._view[self._start : self._start + take]
-            self._start += take
-        return bytes(out)
+                    if not self._next_chunk_in_buffer():
+                        self._read_limit = _READ_SLACK
+                        await self._next_chunk()
+                    continue
+                if self._start == self._end:
+                    self._read_limit = wanted + _READ_SLACK
+                    if not await self._fill():
+                        if self._left is None:  # the body runs to the end of the connection
+                            self._done = True
+                            break
+                        raise EngineConnectionLost("the Engine's response ended early")
+                    continue
+                take = min(self._end - self._start, wanted)
+                if self._left is not None:
+                    take = min(take, self._left)
+                    self._left -= take
+                pieces.append(self._view[self._start : self._start + take])
+                self._start += take
+                wanted -= take
+            if len(pieces) == 1 and isinstance(pieces[0], bytes):
+                return pieces[0]
+            return b"".join(pieces)
+        finally:
+            self._pieces = []
+            self._read_limit = len(self._buffer)
+
+    def _next_chunk_in_buffer(self) -> bool:
+        """Reads the next chunk's size line from the buffer when it is there whole, as
+        it is for nearly every chunk (no await); False leaves it to `_next_chunk`, and
+        the last chunk (size 0, then trailers) always."""
+        buffer, start, end = self._buffer, self._start, self._end
+        line_end = buffer.find(b"\r\n", start, end)
+        if line_end == start:  # the CRLF that ends the previous chunk's data
+            start += 2
+            line_end = buffer.find(b"\r\n", start, end)
+        if line_end < 0:
+            return False
+        size = _chunk_size_of(buffer[start:line_end])
+        if size == 0:
+            return False
+        self._start = line_end + 2
+        self._left = size
+        return True
 
     async def _next_chunk(self) -> None:
         """Reads the next chunk's size line (after the previous chunk's CRLF); at the last
@@ -274,10 +324,7 @@ class LoopEngineBytes:
         line = await self._line()
         if not line:  # the CRLF that ends the previous chunk's data
             line = await self._line()
-        try:
-            size = int(line.split(b";", 1)[0].strip(), 16)
-        except ValueError as exc:
-            raise EngineConnectionLost(f"bad chunk size line: {line[:40]!r}") from exc
+        size = _chunk_size_of(line)
         if size == 0:
             while await self._line():  # trailers, up to the empty line
                 pass
@@ -291,3 +338,10 @@ class LoopEngineBytes:
         line = bytes(self._view[self._start : end])
         self._start = end + 2
         return line
+
+
+def _chunk_size_of(line: bytes | bytearray) -> int:
+    try:
+        return int(line.split(b";", 1)[0].strip(), 16)
+    except ValueError as exc:
+        raise EngineConnectionLost(f"bad chunk size line: {bytes(line[:40])!r}") from exc

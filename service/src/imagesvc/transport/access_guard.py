@@ -16,13 +16,13 @@ from collections.abc import AsyncIterator
 from typing import TypeVar
 
 import grpc
-from google.api import httpbody_pb2
 
 from imagesvc.core.access import WRITE_RPCS, authorize
 from imagesvc.core.audit import AuditEvent, Value
 from imagesvc.core.errors import ImageServiceError, Reason
 from imagesvc.core.identity import credential_problem, current_identity, current_origin
 from imagesvc.transport.grpc.errors import status_code_for
+from imagesvc.transport.grpc.http_body import HttpBodyChunk
 from imagesvc.transport.grpc.servicer import ImageServiceServicer
 from imagesvc.v1 import image_service_pb2 as pb
 
@@ -220,7 +220,7 @@ class GuardedServicer(ImageServiceServicer):
 
     async def ExportImages(
         self, request: pb.ExportImagesRequest, context: Context
-    ) -> AsyncIterator[httpbody_pb2.HttpBody]:
+    ) -> AsyncIterator[HttpBodyChunk]:
         async with _guarded("ExportImages", images=list(request.images)) as event:
             items = self._inner.ExportImages(request, context)
             sent = 0

@@ -18,11 +18,17 @@ def behaviour_of(handler: Any) -> Callable[..., Any]:
     return behaviour
 
 
-def with_behaviour(handler: Any, behaviour: Callable[..., Any]) -> grpc.RpcMethodHandler[Any, Any]:
-    """A handler of the same kind and (de)serializers as `handler` that runs `behaviour`."""
+def with_behaviour(
+    handler: Any,
+    behaviour: Callable[..., Any],
+    *,
+    response_serializer: Callable[[Any], bytes] | None = None,
+) -> grpc.RpcMethodHandler[Any, Any]:
+    """A handler of the same kind and (de)serializers as `handler` that runs `behaviour`
+    (and writes its responses with `response_serializer` when given)."""
     args = {
         "request_deserializer": handler.request_deserializer,
-        "response_serializer": handler.response_serializer,
+        "response_serializer": response_serializer or handler.response_serializer,
     }
     if handler.response_streaming:
         if handler.request_streaming:

@@ -7,11 +7,11 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import grpc
-from google.api import httpbody_pb2
 
 from imagesvc.core.errors import InvalidArgumentError, Reason
 from imagesvc.core.image_core import ImageCore
 from imagesvc.transport.grpc import convert
+from imagesvc.transport.grpc.http_body import HttpBodyChunk
 from imagesvc.v1 import image_service_pb2 as pb
 from imagesvc.v1 import image_service_pb2_grpc
 
@@ -190,14 +190,16 @@ class ImageServiceServicer(image_service_pb2_grpc.ImageServiceServicer):
         )
         return convert.image_updates_response(updates)
 
+    # Yields HttpBodyChunk, not HttpBody: the handler's serializer is encode_http_body
+    # (http_body.py says why).
     async def ExportImages(
         self, request: pb.ExportImagesRequest, context: grpc.aio.ServicerContext[object, object]
-    ) -> AsyncIterator[httpbody_pb2.HttpBody]:
+    ) -> AsyncIterator[HttpBodyChunk]:
         chunks = self._core.export_images(list(request.images))
         content_type = TAR_CONTENT_TYPE
         async with contextlib.aclosing(chunks):
             async for chunk in chunks:
-                yield httpbody_pb2.HttpBody(content_type=content_type, data=chunk)
+                yield HttpBodyChunk(chunk, content_type)
                 content_type = ""
 
     async def GetDiskUsage(

@@ -33,7 +33,6 @@ from importlib import resources
 from typing import Any, TypeVar, cast
 
 import grpc
-from google.api import httpbody_pb2
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 from starlette.requests import Request
@@ -52,6 +51,7 @@ from imagesvc.core.identity import current_origin
 from imagesvc.core.redaction import collecting_call_secrets
 from imagesvc.transport.failure_log import log_failure_cause
 from imagesvc.transport.grpc.errors import status_code_for
+from imagesvc.transport.grpc.http_body import HttpBodyChunk
 from imagesvc.transport.grpc.servicer import ImageServiceServicer
 from imagesvc.transport.request_id import GATEWAY_REQUEST_ID_HEADER, current_request_id
 from imagesvc.transport.rest import build as rest_build
@@ -417,7 +417,7 @@ class RestGateway(BaseRoute):
         try:
             async with contextlib.aclosing(messages):
                 async for message in _iterate_within(seconds, messages):
-                    body = cast("httpbody_pb2.HttpBody", message)
+                    body = cast("HttpBodyChunk", message)
                     if not started:
                         content_type = body.content_type or "application/octet-stream"
                         await _start_stream(send, 200, content_type=content_type)
