@@ -239,21 +239,28 @@ class LoopEngineBytes:
         sock = self._sock
         if sock is None:
             return False
-        loop = asyncio.get_running_loop()
         target = self._view[self._end : self._end + self._read_limit]
-        if self._idle_timeout is None:
-            received = await loop.sock_recv_into(sock, target)
-        else:
-            try:
-                async with asyncio.timeout(self._idle_timeout):
-                    received = await loop.sock_recv_into(sock, target)
-            except TimeoutError as exc:
-                raise EngineIdleError("the Engine sent nothing for too long") from exc
+        try:
+            # Data is nearly always waiting (the Engine writes faster than a chunk is
+            # sent on): read it at once, without the loop's waiting read and its timer.
+            received = sock.recv_into(target)
+        except (BlockingIOError, InterruptedError):
+            received = await self._receive_when_ready(sock, target)
         if received == 0:
             self._eof = True
             return False
         self._end += received
         return True
+
+    async def _receive_when_ready(self, sock: socket.socket, target: memoryview) -> int:
+        loop = asyncio.get_running_loop()
+        if self._idle_timeout is None:
+            return await loop.sock_recv_into(sock, target)
+        try:
+            async with asyncio.timeout(self._idle_timeout):
+                return await loop.sock_recv_into(sock, target)
+        except TimeoutError as exc:
+            raise EngineIdleError("the Engine sent nothing for too long") from exc
 
     def _compact(self) -> None:
         unread = self._end - self._start
