@@ -49,3 +49,28 @@ def test_a_token_of_several_lines_is_refused(
     err = _usage_error(capsys, "ls")
     assert "IMAGESVC_TOKEN must hold one line" in err
     assert "first" not in err
+
+
+class _Tuned(Exception):
+    """Raised by the stand-in allocator setting: the command went no further."""
+
+
+@pytest.mark.parametrize("command", [["save", "app:1"], ["load"], ["build", "."]])
+def test_archive_commands_set_the_allocator_first(
+    command: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def tuned() -> bool:
+        raise _Tuned
+
+    monkeypatch.setattr("imagesvc_client.cli.allocator.keep_transfer_buffers", tuned)
+    with pytest.raises(_Tuned):
+        cli_main(["--server", "127.0.0.1:1", *command])
+
+
+def test_other_commands_leave_the_allocator_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[bool] = []
+    monkeypatch.setattr(
+        "imagesvc_client.cli.allocator.keep_transfer_buffers", lambda: calls.append(True)
+    )
+    assert cli_main(["--server", "127.0.0.1:1", "--timeout", "2", "ls"]) != 0
+    assert calls == []

@@ -354,11 +354,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CLOSED_PIPE
 
 
+# Commands that stream image archives (1 MiB messages): cli/allocator.py.
+_ARCHIVE_COMMANDS = frozenset({"save", "load", "build"})
+
+
 def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.output is None:
         args.output = getattr(args, "output_default", "table")
+    if args.run in _ARCHIVE_COMMANDS:
+        from imagesvc_client.cli.allocator import keep_transfer_buffers
+
+        keep_transfer_buffers()
     from imagesvc_client.cli import commands
     from imagesvc_client.errors import ImagesvcError
 
