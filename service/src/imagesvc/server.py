@@ -45,10 +45,10 @@ from imagesvc.transport.access_guard import GuardedServicer
 from imagesvc.transport.grpc.connections import ConnectionBounds
 from imagesvc.transport.grpc.drain import Drain
 from imagesvc.transport.grpc.fleet_servicer import FLEET_SERVICE_NAME
-from imagesvc.transport.grpc.http_body import WireEncodingInterceptor
 from imagesvc.transport.grpc.interceptor import CallLifecycleInterceptor
 from imagesvc.transport.grpc.metrics import GrpcMetricsInterceptor, GrpcServerMetrics
 from imagesvc.transport.grpc.servicer import SERVICE_NAME, ImageServiceServicer
+from imagesvc.transport.grpc.wire_coding import WireEncodingInterceptor
 from imagesvc.transport.http.app import create_http_app
 from imagesvc.transport.http.auth import HttpAuthentication
 from imagesvc.transport.http.metrics import HttpMetrics

@@ -21,6 +21,7 @@ from imagesvc.core.tar_check import (
     ArchiveSubject,
     Kept,
     RewrittenArchive,
+    UploadChunk,
     receive_archive,
     rewrite_archive,
 )
@@ -126,7 +127,7 @@ def check_context(source: Readable, dockerfile: str, limits: ContextLimits) -> C
 
 
 async def receive_context(
-    chunks: AsyncIterator[bytes],
+    chunks: AsyncIterator[UploadChunk],
     dockerfile: str,
     limits: ContextLimits,
     executor: Executor,

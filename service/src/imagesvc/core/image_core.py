@@ -102,6 +102,7 @@ from imagesvc.core.tar_check import (
     ArchivePipe,
     PipeClosedError,
     RewrittenArchive,
+    UploadChunk,
     receive_archive,
 )
 from imagesvc.core.transfer_stall import StallWatch
@@ -704,7 +705,7 @@ class ImageCore:
         )
 
     async def build_image(
-        self, options: BuildOptions, context_chunks: AsyncIterator[bytes]
+        self, options: BuildOptions, context_chunks: AsyncIterator[UploadChunk]
     ) -> AsyncGenerator[str | BuildResult, None]:
         self._admit()
         options = validate_build_options(options)
@@ -756,7 +757,7 @@ class ImageCore:
         yield BuildResult(image_id=image_id, tags=options.tags)
 
     async def import_images(
-        self, archive_chunks: AsyncIterator[bytes]
+        self, archive_chunks: AsyncIterator[UploadChunk]
     ) -> AsyncGenerator[str | ImportResult, None]:
         """Loads the images of an archive (`docker load`): checked and rewritten while it
         arrives, every name it gives an image passed through the tag allowlist, and only
@@ -854,7 +855,7 @@ class ImageCore:
     async def _prepared_context(
         self,
         options: BuildOptions,
-        context_chunks: AsyncIterator[bytes],
+        context_chunks: AsyncIterator[UploadChunk],
         pipe: ArchivePipe,
     ) -> CheckedContext:
         """The context as the Engine gets it (checked and rewritten into `pipe` while it

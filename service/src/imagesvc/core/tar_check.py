@@ -33,7 +33,7 @@ import zlib
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import IO, Protocol
+from typing import IO, Protocol, TypeAlias
 
 from imagesvc.core.errors import (
     ImageServiceError,
@@ -568,6 +568,11 @@ def _copy_member(
     return path, b"".join(kept) if wanted is not None else None
 
 
+# A chunk of an upload as the transport received it: bytes, or a view of the message it
+# came in (the gRPC transport's, which reads chunk messages without copying them).
+UploadChunk: TypeAlias = bytes | memoryview
+
+
 class FeedClosedError(Exception):
     """The receiving side stopped before the end of the upload (it failed or left)."""
 
@@ -586,7 +591,7 @@ class ChunkFeed:
         self._loop = loop
         self._max_pending = max_pending_bytes
         self._condition = threading.Condition()
-        self._chunks: collections.deque[bytes] = collections.deque()
+        self._chunks: collections.deque[UploadChunk] = collections.deque()
         self._offset = 0  # read from the first chunk
         self._pending = 0
         self._ended = False
@@ -596,7 +601,7 @@ class ChunkFeed:
         # context switch, per chunk otherwise).
         self._loop_waits = False
 
-    async def put(self, chunk: bytes) -> bool:
+    async def put(self, chunk: UploadChunk) -> bool:
         """False once the worker stopped reading (its outcome says why)."""
         while True:
             with self._condition:
@@ -657,7 +662,7 @@ class ChunkFeed:
 
 
 async def receive_archive(
-    chunks: AsyncIterator[bytes],
+    chunks: AsyncIterator[UploadChunk],
     *,
     subject: ArchiveSubject,
     limits: ArchiveLimits,

@@ -21,6 +21,7 @@ from imagesvc.core.access import WRITE_RPCS, authorize
 from imagesvc.core.audit import AuditEvent, Value
 from imagesvc.core.errors import ImageServiceError, Reason
 from imagesvc.core.identity import credential_problem, current_identity, current_origin
+from imagesvc.transport.grpc.chunk_requests import RequestChunk
 from imagesvc.transport.grpc.errors import status_code_for
 from imagesvc.transport.grpc.http_body import HttpBodyChunk
 from imagesvc.transport.grpc.servicer import ImageServiceServicer
@@ -140,14 +141,20 @@ class GuardedServicer(ImageServiceServicer):
                     yield item
 
     async def BuildImage(
-        self, request_iterator: AsyncIterator[pb.BuildImageRequest], context: Context
+        self,
+        request_iterator: AsyncIterator[pb.BuildImageRequest | RequestChunk],
+        context: Context,
     ) -> AsyncIterator[pb.BuildImageResponse]:
         async with _guarded("BuildImage") as event:
 
-            async def observed() -> AsyncIterator[pb.BuildImageRequest]:
+            async def observed() -> AsyncIterator[pb.BuildImageRequest | RequestChunk]:
                 # The tags become known when the options message passes by.
                 async for message in request_iterator:
-                    if message.WhichOneof("payload") == "options" and "tags" not in event.subject:
+                    if (
+                        isinstance(message, pb.BuildImageRequest)
+                        and message.WhichOneof("payload") == "options"
+                        and "tags" not in event.subject
+                    ):
                         event.subject["tags"] = list(message.options.tags)
                     yield message
 
@@ -159,7 +166,9 @@ class GuardedServicer(ImageServiceServicer):
                     yield item
 
     async def ImportImages(
-        self, request_iterator: AsyncIterator[pb.ImportImagesRequest], context: Context
+        self,
+        request_iterator: AsyncIterator[pb.ImportImagesRequest | RequestChunk],
+        context: Context,
     ) -> AsyncIterator[pb.ImportImagesResponse]:
         async with _guarded("ImportImages") as event:
             items = self._inner.ImportImages(request_iterator, context)

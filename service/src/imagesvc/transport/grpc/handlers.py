@@ -22,12 +22,13 @@ def with_behaviour(
     handler: Any,
     behaviour: Callable[..., Any],
     *,
+    request_deserializer: Callable[[bytes], Any] | None = None,
     response_serializer: Callable[[Any], bytes] | None = None,
 ) -> grpc.RpcMethodHandler[Any, Any]:
     """A handler of the same kind and (de)serializers as `handler` that runs `behaviour`
-    (and writes its responses with `response_serializer` when given)."""
+    (with the (de)serializers given in place of its own)."""
     args = {
-        "request_deserializer": handler.request_deserializer,
+        "request_deserializer": request_deserializer or handler.request_deserializer,
         "response_serializer": response_serializer or handler.response_serializer,
     }
     if handler.response_streaming:

@@ -6,25 +6,16 @@ message, serializing it copied it twice more, and every read of `.data` (the acc
 guard's byte count, the REST gateway) once again: a third of the server's CPU in an
 export went to memmove (perf, bench.save). An `HttpBodyChunk` holds the chunk itself;
 `encode_http_body`, the method's response serializer, writes the two fields with one
-copy. `WireEncodingInterceptor` sets that serializer on the methods listed in
-`HTTP_BODY_METHODS`, whose servicer methods yield `HttpBodyChunk`s.
+copy. `WireEncodingInterceptor` (wire_coding.py) sets that serializer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
-
-import grpc
-
-from imagesvc.transport.grpc.handlers import behaviour_of, with_behaviour
 
 # google.api.HttpBody: content_type = 1 (string), data = 2 (bytes); both length-delimited.
 _CONTENT_TYPE_KEY = b"\x0a"
 _DATA_KEY = b"\x12"
-
-HTTP_BODY_METHODS = frozenset({"/imagesvc.v1.ImageService/ExportImages"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,32 +45,3 @@ def encode_http_body(body: HttpBodyChunk) -> bytes:
     if body.data:
         parts += (_DATA_KEY, _varint(len(body.data)), body.data)
     return b"".join(parts)
-
-
-class WireEncodingInterceptor(grpc.aio.ServerInterceptor):
-    """Gives the handlers of `HTTP_BODY_METHODS` `encode_http_body` as their response
-    serializer (the generated one takes only HttpBody messages). Put it last among the
-    interceptors: the others rewrap the handler it returns and keep its serializer."""
-
-    def __init__(self) -> None:
-        self._encoded: dict[str, tuple[Any, grpc.RpcMethodHandler[Any, Any]]] = {}
-
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        original = await continuation(handler_call_details)
-        method = handler_call_details.method
-        if original is None or method not in HTTP_BODY_METHODS:
-            return original
-        kept = self._encoded.get(method)
-        if kept is not None and kept[0] is original:
-            return kept[1]
-        handler = with_behaviour(
-            original, behaviour_of(original), response_serializer=encode_http_body
-        )
-        self._encoded[method] = (original, handler)
-        return handler

@@ -11,6 +11,7 @@ import grpc
 from imagesvc.core.errors import InvalidArgumentError, Reason
 from imagesvc.core.image_core import ImageCore
 from imagesvc.transport.grpc import convert
+from imagesvc.transport.grpc.chunk_requests import RequestChunk
 from imagesvc.transport.grpc.http_body import HttpBodyChunk
 from imagesvc.v1 import image_service_pb2 as pb
 from imagesvc.v1 import image_service_pb2_grpc
@@ -97,20 +98,23 @@ class ImageServiceServicer(image_service_pb2_grpc.ImageServiceServicer):
 
     async def BuildImage(
         self,
-        request_iterator: AsyncIterator[pb.BuildImageRequest],
+        request_iterator: AsyncIterator[pb.BuildImageRequest | RequestChunk],
         context: grpc.aio.ServicerContext[object, object],
     ) -> AsyncIterator[pb.BuildImageResponse]:
         requests = aiter(request_iterator)
         first = await anext(requests, None)
-        if first is None or first.WhichOneof("payload") != "options":
+        if not isinstance(first, pb.BuildImageRequest) or first.WhichOneof("payload") != "options":
             raise InvalidArgumentError(
                 "the first BuildImage message must set options; the context follows in"
                 " context_chunk messages",
                 reason=Reason.INVALID_BUILD_OPTIONS,
             )
 
-        async def context_chunks() -> AsyncIterator[bytes]:
+        async def context_chunks() -> AsyncIterator[bytes | memoryview]:
             async for message in requests:
+                if isinstance(message, RequestChunk):
+                    yield message.data
+                    continue
                 if message.WhichOneof("payload") != "context_chunk":
                     raise InvalidArgumentError(
                         "only the first BuildImage message may set options; later ones must"
@@ -126,12 +130,12 @@ class ImageServiceServicer(image_service_pb2_grpc.ImageServiceServicer):
 
     async def ImportImages(
         self,
-        request_iterator: AsyncIterator[pb.ImportImagesRequest],
+        request_iterator: AsyncIterator[pb.ImportImagesRequest | RequestChunk],
         context: grpc.aio.ServicerContext[object, object],
     ) -> AsyncIterator[pb.ImportImagesResponse]:
-        async def archive_chunks() -> AsyncIterator[bytes]:
+        async def archive_chunks() -> AsyncIterator[bytes | memoryview]:
             async for message in request_iterator:
-                yield message.archive_chunk
+                yield message.data if isinstance(message, RequestChunk) else message.archive_chunk
 
         items = self._core.import_images(archive_chunks())
         async with contextlib.aclosing(items):
