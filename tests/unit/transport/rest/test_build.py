@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from imagesvc.core.errors import InvalidArgumentError, Reason
+from imagesvc.transport.grpc.chunk_requests import RequestChunk
 from imagesvc.transport.rest.build import (
     JsonValues,
     is_raw_context,
@@ -101,14 +102,15 @@ async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
 
 def test_raw_requests_are_options_then_chunks() -> None:
     options = pb.BuildOptions(tags=["x:1"])
-    requests = run_collect(raw_requests(options, _chunks(b"ab", b"cd")))
-    assert [r.WhichOneof("payload") for r in requests] == [
-        "options",
-        "context_chunk",
-        "context_chunk",
+    first, *chunks = run_collect(raw_requests(options, _chunks(b"ab", b"cd")))
+    assert isinstance(first, pb.BuildImageRequest)
+    assert first.WhichOneof("payload") == "options"
+    assert first.options == options
+    assert all(isinstance(chunk, RequestChunk) for chunk in chunks)
+    assert [bytes(chunk.data) for chunk in chunks if isinstance(chunk, RequestChunk)] == [
+        b"ab",
+        b"cd",
     ]
-    assert requests[0].options == options
-    assert b"".join(r.context_chunk for r in requests[1:]) == b"abcd"
 
 
 def test_json_values_across_chunks_and_lines() -> None:

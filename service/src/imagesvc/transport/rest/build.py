@@ -29,6 +29,7 @@ from typing import TypeVar
 from google.protobuf.message import Message
 
 from imagesvc.core.errors import InvalidArgumentError, Reason
+from imagesvc.transport.grpc.chunk_requests import RequestChunk
 from imagesvc.transport.rest.json import from_value
 from imagesvc.transport.rest.query import QueryItems, populate
 from imagesvc.v1 import image_pb2
@@ -109,11 +110,12 @@ def registry_auths(header: str) -> list[image_pb2.RegistryAuth]:
 
 async def raw_requests(
     options: pb.BuildOptions, body: AsyncIterator[bytes]
-) -> AsyncIterator[pb.BuildImageRequest]:
-    """The options, then each received piece of the body as a context chunk."""
+) -> AsyncIterator[pb.BuildImageRequest | RequestChunk]:
+    """The options, then each received piece of the body as a context chunk (as the gRPC
+    transport reads chunk messages: without protobuf's copies)."""
     yield pb.BuildImageRequest(options=options)
     async for chunk in body:
-        yield pb.BuildImageRequest(context_chunk=chunk)
+        yield RequestChunk(chunk)
 
 
 class JsonValues:
@@ -171,10 +173,10 @@ class JsonValues:
         return values
 
 
-async def raw_archive_requests(body: AsyncIterator[bytes]) -> AsyncIterator[pb.ImportImagesRequest]:
+async def raw_archive_requests(body: AsyncIterator[bytes]) -> AsyncIterator[RequestChunk]:
     """Each received piece of the body as an archive chunk."""
     async for chunk in body:
-        yield pb.ImportImagesRequest(archive_chunk=chunk)
+        yield RequestChunk(chunk)
 
 
 async def json_requests(

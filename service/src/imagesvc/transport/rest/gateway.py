@@ -50,6 +50,7 @@ from imagesvc.core.errors import (
 from imagesvc.core.identity import current_origin
 from imagesvc.core.redaction import collecting_call_secrets
 from imagesvc.transport.failure_log import log_failure_cause
+from imagesvc.transport.grpc.chunk_requests import RequestChunk
 from imagesvc.transport.grpc.errors import status_code_for
 from imagesvc.transport.grpc.http_body import HttpBodyChunk
 from imagesvc.transport.grpc.servicer import ImageServiceServicer
@@ -331,7 +332,7 @@ class RestGateway(BaseRoute):
 
     def _stream_requests(
         self, scope: Scope, body: _Body, binding: Binding
-    ) -> AsyncIterator[Message]:
+    ) -> AsyncIterator[Message | RequestChunk]:
         """A client stream's request messages: BuildImage's or ImportImages'."""
         raw = rest_build.is_raw_context(_header(scope, "content-type"))
         if binding.rpc == "ImportImages":
