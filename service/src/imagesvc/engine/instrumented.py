@@ -110,13 +110,14 @@ class InstrumentedStream:
             else:
                 outcome = "success"
         metrics = self._metrics
-        metrics.streams_in_flight.labels(self._operation).dec()
         metrics.engine_call_duration.labels(self._operation).observe(seconds)
         metrics.stream_outcomes[self._operation].labels(outcome).inc()
         if reason is not None:
             metrics.engine_call_errors.labels(self._operation, reason).inc()
         if self._operation == "build":
             metrics.build_duration.labels(outcome).observe(seconds)
+        # Last: a scrape that no longer counts the stream in flight finds its outcome.
+        metrics.streams_in_flight.labels(self._operation).dec()
         if self._operation != "push":
             self._engine.images_changed()
 
