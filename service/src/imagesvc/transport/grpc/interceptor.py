@@ -20,7 +20,7 @@ from imagesvc.transport.failure_log import log_failure_cause
 from imagesvc.transport.grpc.auth import establish_caller
 from imagesvc.transport.grpc.drain import Drain
 from imagesvc.transport.grpc.errors import error_status, status_code_for
-from imagesvc.transport.grpc.handlers import behaviour_of, with_behaviour
+from imagesvc.transport.grpc.handlers import RewrappingInterceptor, behaviour_of, with_behaviour
 from imagesvc.transport.grpc.metrics import cancelled_code
 from imagesvc.transport.request_id import REQUEST_ID_KEY, current_request_id, request_id_from
 
@@ -193,7 +193,7 @@ def _wrap_stream(
     return handler
 
 
-class CallLifecycleInterceptor(grpc.aio.ServerInterceptor):
+class CallLifecycleInterceptor(RewrappingInterceptor):
     def __init__(
         self,
         wrapped_services: frozenset[str],
@@ -203,30 +203,10 @@ class CallLifecycleInterceptor(grpc.aio.ServerInterceptor):
         """`authenticator`: establishes the caller of each wrapped RPC (None: nobody is
         established, which the servicer guard, when present, refuses). `drain`: refuses
         new calls once the server shuts down."""
+        super().__init__()
         self._services = wrapped_services
         self._authenticator = authenticator
         self.drain = drain if drain is not None else Drain()
-        # Per method: the handler found and the one wrapping it, built on the first call
-        # rather than on every call (the same handler is found each time).
-        self._wrapped: dict[str, tuple[Any, grpc.RpcMethodHandler[Any, Any]]] = {}
-
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        original = await continuation(handler_call_details)
-        if original is None:
-            return None
-        method = handler_call_details.method
-        wrapped = self._wrapped.get(method)
-        if wrapped is not None and wrapped[0] is original:
-            return wrapped[1]
-        handler = self._wrap(method, original)
-        self._wrapped[method] = (original, handler)
-        return handler
 
     def _wrap(
         self, method: str, original: grpc.RpcMethodHandler[Any, Any]

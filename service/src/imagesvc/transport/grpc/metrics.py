@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from imagesvc.transport.grpc.handlers import behaviour_of, with_behaviour
+from imagesvc.transport.grpc.handlers import RewrappingInterceptor, behaviour_of, with_behaviour
 
 # prometheus.DefBuckets of client_golang, the provider's default for the histogram.
 HANDLING_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -273,32 +273,13 @@ def _streaming_response(
     return handler
 
 
-class GrpcMetricsInterceptor(grpc.aio.ServerInterceptor):
+class GrpcMetricsInterceptor(RewrappingInterceptor):
     """Counts and times every RPC of every service. Put it first among the interceptors,
     so that it sees the status the others settle on."""
 
     def __init__(self, metrics: GrpcServerMetrics) -> None:
+        super().__init__()
         self._metrics = metrics
-        # Per method: the handler gRPC found and the one wrapping it, built on the first
-        # call rather than on every call (gRPC finds the same handler each time).
-        self._wrapped: dict[str, tuple[Any, grpc.RpcMethodHandler[Any, Any]]] = {}
-
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        original = await continuation(handler_call_details)
-        if original is None:
-            return None
-        wrapped = self._wrapped.get(handler_call_details.method)
-        if wrapped is not None and wrapped[0] is original:
-            return wrapped[1]
-        handler = self._wrap(handler_call_details.method, original)
-        self._wrapped[handler_call_details.method] = (original, handler)
-        return handler
 
     def _wrap(
         self, method: str, original: grpc.RpcMethodHandler[Any, Any]

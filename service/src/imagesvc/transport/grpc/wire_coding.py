@@ -5,13 +5,13 @@ chunks of exports, build contexts and imports pass without protobuf's copies
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import grpc
 
 from imagesvc.transport.grpc.chunk_requests import build_request, import_request
-from imagesvc.transport.grpc.handlers import behaviour_of, with_behaviour
+from imagesvc.transport.grpc.handlers import RewrappingInterceptor, behaviour_of, with_behaviour
 from imagesvc.transport.grpc.http_body import encode_http_body
 
 _SERVICE = "/imagesvc.v1.ImageService/"
@@ -23,34 +23,20 @@ HAND_CODED: dict[str, tuple[Callable[[bytes], Any] | None, Callable[[Any], bytes
 }
 
 
-class WireEncodingInterceptor(grpc.aio.ServerInterceptor):
+class WireEncodingInterceptor(RewrappingInterceptor):
     """Gives the handlers of the `HAND_CODED` methods their (de)serializers. Put it last
     among the interceptors: the others rewrap the handler it returns and keep them."""
 
-    def __init__(self) -> None:
-        self._coded: dict[str, tuple[Any, grpc.RpcMethodHandler[Any, Any]]] = {}
-
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        original = await continuation(handler_call_details)
-        method = handler_call_details.method
+    def _wrap(
+        self, method: str, original: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         coding = HAND_CODED.get(method)
-        if original is None or coding is None:
+        if coding is None:
             return original
-        kept = self._coded.get(method)
-        if kept is not None and kept[0] is original:
-            return kept[1]
         deserializer, serializer = coding
-        handler = with_behaviour(
+        return with_behaviour(
             original,
             behaviour_of(original),
             request_deserializer=deserializer,
             response_serializer=serializer,
         )
-        self._coded[method] = (original, handler)
-        return handler
