@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from imagesvc.core.tar_check import UploadChunk
 from imagesvc.v1 import image_service_pb2 as pb
 
 # The chunk fields' keys: field number << 3 | 2 (length-delimited).
@@ -27,7 +28,7 @@ _MAX_VARINT_BYTES = 10
 class RequestChunk:
     """A request message that set only its chunk field: the chunk, uncopied."""
 
-    data: bytes | memoryview
+    data: UploadChunk
 
 
 def _chunk_only(message: bytes, key: int) -> memoryview | None:
@@ -57,6 +58,4 @@ def build_request(message: bytes) -> pb.BuildImageRequest | RequestChunk:
 
 def import_request(message: bytes) -> pb.ImportImagesRequest | RequestChunk:
     chunk = _chunk_only(message, _ARCHIVE_CHUNK_KEY)
-    if chunk is not None:
-        return RequestChunk(chunk)
-    return pb.ImportImagesRequest.FromString(message)
+    return RequestChunk(chunk) if chunk is not None else pb.ImportImagesRequest.FromString(message)

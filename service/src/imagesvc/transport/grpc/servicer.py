@@ -10,6 +10,7 @@ import grpc
 
 from imagesvc.core.errors import InvalidArgumentError, Reason
 from imagesvc.core.image_core import ImageCore
+from imagesvc.core.tar_check import UploadChunk
 from imagesvc.transport.grpc import convert
 from imagesvc.transport.grpc.chunk_requests import RequestChunk
 from imagesvc.transport.grpc.http_body import HttpBodyChunk
@@ -110,7 +111,7 @@ class ImageServiceServicer(image_service_pb2_grpc.ImageServiceServicer):
                 reason=Reason.INVALID_BUILD_OPTIONS,
             )
 
-        async def context_chunks() -> AsyncIterator[bytes | memoryview]:
+        async def context_chunks() -> AsyncIterator[UploadChunk]:
             async for message in requests:
                 if isinstance(message, RequestChunk):
                     yield message.data
@@ -133,7 +134,7 @@ class ImageServiceServicer(image_service_pb2_grpc.ImageServiceServicer):
         request_iterator: AsyncIterator[pb.ImportImagesRequest | RequestChunk],
         context: grpc.aio.ServicerContext[object, object],
     ) -> AsyncIterator[pb.ImportImagesResponse]:
-        async def archive_chunks() -> AsyncIterator[bytes | memoryview]:
+        async def archive_chunks() -> AsyncIterator[UploadChunk]:
             async for message in request_iterator:
                 yield message.data if isinstance(message, RequestChunk) else message.archive_chunk
 
