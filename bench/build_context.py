@@ -13,6 +13,7 @@ service calls, so both send the same context to the same endpoint.
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import statistics
 import subprocess
@@ -22,12 +23,21 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import imagesvc_client
 from devtools.sandbox import Sandbox, SandboxEngine
 from devtools.served import ServedProcess
 from imagesvc_client import ImageClient
 
 CLI = Path(sys.executable).parent / "imagesvc-cli"
 _MIB = 1024 * 1024
+
+
+def compile_client() -> None:
+    """Writes the client's bytecode, as `pip install` does when it installs a package:
+    the editable client of a checkout may run where none is written
+    (PYTHONDONTWRITEBYTECODE), and would then compile its modules at every start of
+    imagesvc-cli (~40 ms), which no installed CLI does."""
+    compileall.compile_dir(Path(imagesvc_client.__file__).parent, quiet=1)
 
 
 def peak_rss_bytes(pid: int) -> int:
@@ -119,6 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     sizes = [int(size) for size in args.sizes_mb.split(",")]
+    compile_client()
     with Sandbox() as sandbox, tempfile.TemporaryDirectory(prefix="isv-bench-ctx-") as folder:
         engine = sandbox.engine
         limit = str(max(sizes) * _MIB * 2)

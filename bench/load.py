@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.build_context import make_context, peak_rss_bytes
+from bench.build_context import compile_client, make_context, peak_rss_bytes
 from devtools.sandbox import Sandbox, SandboxEngine
 from devtools.served import ServedProcess
 
@@ -55,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--size-mb", type=int, default=256, help="the image's size in MiB")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
+    compile_client()
     with Sandbox() as sandbox, tempfile.TemporaryDirectory(prefix="isv-bench-load-") as folder:
         engine = sandbox.engine
         archive = saved_image(engine, args.size_mb, Path(folder))

@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 import httpx
 
+from bench.build_context import compile_client
 from devtools.sandbox import Sandbox, build_busybox_image
 from devtools.served import ServedProcess
 from imagesvc_client import ImageClient
@@ -144,6 +145,7 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
+    compile_client()
     sys.exit(0 if run(args.size_mib, args.rounds) else 1)
 
 

@@ -46,7 +46,7 @@ def test_the_wheel_is_complete_and_standalone(tmp_path: Path) -> None:
     assert "imagesvc_client/v1/image_service_pb2.pyi" in expected
     assert expected <= names, expected - names
     assert not any(name.startswith("imagesvc/") for name in names)
-    assert "imagesvc-cli = imagesvc_client.cli:main" in entry_points
+    assert "imagesvc-cli = imagesvc_client.cli:run" in entry_points
     requirements = {
         requirement.split("<")[0].split(">")[0].split("=")[0].strip()
         for requirement in metadata.get_all("Requires-Dist") or []

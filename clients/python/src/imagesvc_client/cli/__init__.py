@@ -11,6 +11,6 @@ message on stderr (a JSON document there with --output json).
 
 from __future__ import annotations
 
-from imagesvc_client.cli.main import main
+from imagesvc_client.cli.main import main, run
 
-__all__ = ["main"]
+__all__ = ["main", "run"]
