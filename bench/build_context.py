@@ -1,6 +1,7 @@
 """Build-context speed: `imagesvc-cli build --no-cache` against `docker build --no-cache`
 of the same directory (one random file, `FROM scratch` + `COPY`) on the same sandboxed
-engine, alternating, with each one's median, their ratio and the server's peak RSS.
+engine, alternating, with each one's median, their ratio (of the medians, and the median
+of the per-round ratios: bench/pairing.py) and the server's peak RSS.
 
 The server runs as a child process (`imagesvc serve`), so its peak RSS (VmHWM) is its
 own. The docker CLI uses the classic builder (DOCKER_BUILDKIT=0), the Engine API the
@@ -24,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import imagesvc_client
+from bench.pairing import median_round_ratio
 from devtools.sandbox import Sandbox, SandboxEngine
 from devtools.served import ServedProcess
 from imagesvc_client import ImageClient
@@ -83,7 +85,7 @@ def run_size(
     work: Path,
     *,
     python_client: bool,
-) -> tuple[float, float]:
+) -> tuple[list[float], list[float]]:
     context = make_context(work / f"ctx-{size_mb}", size_mb * _MIB)
     cli_env = {**os.environ, "DOCKER_BUILDKIT": "0"}
     docker = ["docker", "-H", engine.host, "build", "--no-cache", "-q"]
@@ -114,7 +116,7 @@ def run_size(
             else:
                 direct.append(timed([*docker, "-t", f"{tag}-cli", str(context)], cli_env))
         engine.docker("image", "rm", "--force", f"{tag}-svc", f"{tag}-cli", check=False)
-    return statistics.median(service), statistics.median(direct)
+    return service, direct
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -135,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         limit = str(max(sizes) * _MIB * 2)
         with ServedProcess(engine.host, extra_args=["--build-context-max-bytes", limit]) as served:
             name = "imagesvc-cli" if args.client == "cli" else "python client"
-            print(f"{'context':>9} {name:>13} {'docker build':>13} {'ratio':>7}")
+            print(f"{'context':>9} {name:>13} {'docker build':>13} {'ratio':>7} {'per round':>10}")
             for size in sizes:
                 service, direct = run_size(
                     engine,
@@ -145,7 +147,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     Path(folder),
                     python_client=args.client == "python",
                 )
-                print(f"{size:>6}MiB {service:>12.2f}s {direct:>12.2f}s {service / direct:>6.2f}x")
+                paired = median_round_ratio(service, direct)
+                service_s, direct_s = statistics.median(service), statistics.median(direct)
+                print(
+                    f"{size:>6}MiB {service_s:>12.2f}s {direct_s:>12.2f}s"
+                    f" {service_s / direct_s:>6.2f}x {paired:>9.2f}x"
+                )
             print(f"peak server RSS: {peak_rss_bytes(served.pid) / _MIB:.1f} MiB")
     return 0
 

@@ -1,7 +1,8 @@
 """Image import speed: `imagesvc-cli load -i FILE` (ImportImages) against `docker load -i
 FILE` of the same `docker save` archive on the same sandboxed engine, alternating (the
 image removed before each load), with each one's median, the service's speed relative
-to the CLI's (docker time / service time: 1.0 is as fast) and the server's peak RSS.
+to the CLI's (docker time / service time: 1.0 is as fast; of the medians, and the median
+of the per-round ratios: bench/pairing.py) and the server's peak RSS.
 
     .venv/bin/python -m bench.load                     # a 256 MiB image, 3 rounds
     .venv/bin/python -m bench.load --size-mb 1024 --rounds 5
@@ -20,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.build_context import compile_client, make_context, peak_rss_bytes
+from bench.pairing import median_round_ratio
 from devtools.sandbox import Sandbox, SandboxEngine
 from devtools.served import ServedProcess
 
@@ -75,10 +77,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             engine.docker("image", "rm", "--force", TAG, check=False)
             service_s, direct_s = statistics.median(service), statistics.median(direct)
             size = archive.stat().st_size / _MIB
-            print(f"{'archive':>9} {'imagesvc-cli':>13} {'docker load':>12} {'speed':>7}")
+            paired = median_round_ratio(direct, service)
+            print(
+                f"{'archive':>9} {'imagesvc-cli':>13} {'docker load':>12}"
+                f" {'speed':>7} {'per round':>10}"
+            )
             print(
                 f"{size:>6.0f}MiB {service_s:>12.2f}s {direct_s:>11.2f}s"
-                f" {direct_s / service_s:>6.2f}x"
+                f" {direct_s / service_s:>6.2f}x {paired:>9.2f}x"
             )
             print(f"peak server RSS: {peak_rss_bytes(served.pid) / _MIB:.1f} MiB")
     return 0
