@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import imagesvc_client
-from bench.pairing import median_round_ratio
+from bench.pairing import median_round_ratio, rotated
 from devtools.sandbox import Sandbox, SandboxEngine
 from devtools.served import ServedProcess
 from imagesvc_client import ImageClient
@@ -93,8 +93,7 @@ def run_size(
     for round_number in range(rounds):
         tag = f"imagesvc-bench/ctx:{size_mb}-{round_number}"
         # Alternate which goes first, so that neither always gets a warmer cache.
-        order = ["service", "docker"] if round_number % 2 == 0 else ["docker", "service"]
-        for which in order:
+        for which in rotated(["service", "docker"], round_number):
             if which == "service" and python_client:
                 service.append(client_build(served.grpc_address, context, f"{tag}-svc"))
             elif which == "service":

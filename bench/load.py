@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.build_context import compile_client, make_context, peak_rss_bytes
-from bench.pairing import median_round_ratio
+from bench.pairing import median_round_ratio, rotated
 from devtools.sandbox import Sandbox, SandboxEngine
 from devtools.served import ServedProcess
 
@@ -67,8 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             docker_cli = ["docker", "-H", engine.host, "load", "-i", str(archive)]
             service, direct = [], []
             for round_number in range(args.rounds):
-                order = [True, False] if round_number % 2 == 0 else [False, True]
-                for through_service in order:
+                for through_service in rotated([True, False], round_number):
                     engine.docker("image", "rm", "--force", TAG, check=False)
                     if through_service:
                         service.append(timed(service_cli))

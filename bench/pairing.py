@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
+from typing import TypeVar
+
+_T = TypeVar("_T")
 
 
 def median_round_ratio(numerators: Sequence[float], denominators: Sequence[float]) -> float:
@@ -20,7 +23,7 @@ def median_round_ratio(numerators: Sequence[float], denominators: Sequence[float
     return statistics.median(n / d for n, d in zip(numerators, denominators, strict=True))
 
 
-def rotated(names: Sequence[str], round_number: int) -> list[str]:
+def rotated(names: Sequence[_T], round_number: int) -> list[_T]:
     """`names` starting at a different one each round, so that none always runs first
     (or always after the same one)."""
     shift = round_number % len(names)

@@ -1,3 +1,5 @@
+import statistics
+
 import pytest
 
 from bench.pairing import median_round_ratio, rotated
@@ -5,12 +7,14 @@ from bench.pairing import median_round_ratio, rotated
 
 def test_the_median_of_the_rounds_ratios_cancels_a_drift_the_medians_keep() -> None:
     # The machine slows down round by round; the service is 1.05x the direct call in
-    # every round, while the columns' medians come from different rounds.
+    # every round.
     direct = [2.0, 4.0, 6.0, 8.0]
     service = [2.1, 4.2, 6.3, 8.4]
     assert median_round_ratio(service, direct) == pytest.approx(1.05)
-    # A loaded round on one side only moves one of the ratios, not the median.
+    # One round loaded on the service's side: the columns' medians now come from
+    # different rounds and their ratio moves; the per-round median does not.
     service[0] = 20.0
+    assert statistics.median(service) / statistics.median(direct) == pytest.approx(1.47)
     assert median_round_ratio(service, direct) == pytest.approx(1.05)
 
 
